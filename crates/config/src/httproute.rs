@@ -1,0 +1,204 @@
+//! `HTTPRoute` (gateway.networking.k8s.io), field for field as the spec
+//! defines it, with the spec's defaults.
+
+use crate::meta::{BackendObjectReference, ParentReference};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default = "default_rules")]
+    pub rules: Vec<HttpRouteRule>,
+}
+
+fn default_rules() -> Vec<HttpRouteRule> {
+    vec![HttpRouteRule {
+        name: None,
+        matches: default_matches(),
+        filters: vec![],
+        backend_refs: vec![],
+        timeouts: None,
+    }]
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRouteRule {
+    pub name: Option<String>,
+    #[serde(default = "default_matches")]
+    pub matches: Vec<HttpRouteMatch>,
+    #[serde(default)]
+    pub filters: Vec<HttpRouteFilter>,
+    #[serde(default)]
+    pub backend_refs: Vec<HttpBackendRef>,
+    pub timeouts: Option<HttpRouteTimeouts>,
+}
+
+fn default_matches() -> Vec<HttpRouteMatch> {
+    vec![HttpRouteMatch::default()]
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRouteMatch {
+    pub path: Option<HttpPathMatch>,
+    #[serde(default)]
+    pub headers: Vec<HttpHeaderMatch>,
+    #[serde(default)]
+    pub query_params: Vec<HttpQueryParamMatch>,
+    pub method: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpPathMatch {
+    /// `Exact`, `PathPrefix` (default) or `RegularExpression`.
+    #[serde(rename = "type", default = "path_prefix")]
+    pub kind: String,
+    #[serde(default = "slash")]
+    pub value: String,
+}
+
+impl Default for HttpPathMatch {
+    fn default() -> Self {
+        HttpPathMatch {
+            kind: path_prefix(),
+            value: slash(),
+        }
+    }
+}
+
+fn path_prefix() -> String {
+    "PathPrefix".into()
+}
+
+fn slash() -> String {
+    "/".into()
+}
+
+fn exact() -> String {
+    "Exact".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpHeaderMatch {
+    /// `Exact` (default) or `RegularExpression`.
+    #[serde(rename = "type", default = "exact")]
+    pub kind: String,
+    pub name: String,
+    pub value: String,
+}
+
+/// Query parameter matches have the same shape as header matches.
+pub type HttpQueryParamMatch = HttpHeaderMatch;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRouteFilter {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request_header_modifier: Option<HttpHeaderFilter>,
+    pub response_header_modifier: Option<HttpHeaderFilter>,
+    pub request_redirect: Option<HttpRequestRedirectFilter>,
+    #[serde(rename = "urlRewrite")]
+    pub url_rewrite: Option<HttpUrlRewriteFilter>,
+    pub request_mirror: Option<HttpRequestMirrorFilter>,
+    pub extension_ref: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpHeaderFilter {
+    #[serde(default)]
+    pub set: Vec<HttpHeader>,
+    #[serde(default)]
+    pub add: Vec<HttpHeader>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpHeader {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRequestRedirectFilter {
+    pub scheme: Option<String>,
+    pub hostname: Option<String>,
+    pub path: Option<HttpPathModifier>,
+    pub port: Option<i32>,
+    pub status_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpUrlRewriteFilter {
+    pub hostname: Option<String>,
+    pub path: Option<HttpPathModifier>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpPathModifier {
+    /// `ReplaceFullPath` or `ReplacePrefixMatch`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub replace_full_path: Option<String>,
+    pub replace_prefix_match: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRequestMirrorFilter {
+    pub backend_ref: BackendObjectReference,
+    pub percent: Option<i32>,
+    pub fraction: Option<Fraction>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fraction {
+    pub numerator: i32,
+    pub denominator: Option<i32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpBackendRef {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub port: Option<i32>,
+    pub weight: Option<i32>,
+    #[serde(default)]
+    pub filters: Vec<HttpRouteFilter>,
+}
+
+impl HttpBackendRef {
+    pub fn target(&self) -> BackendObjectReference {
+        BackendObjectReference {
+            group: self.group.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            port: self.port,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRouteTimeouts {
+    pub request: Option<String>,
+    pub backend_request: Option<String>,
+}

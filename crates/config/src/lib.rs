@@ -1,0 +1,20 @@
+//! Kubernetes and Gateway API resources as strait reads them.
+//!
+//! This crate turns YAML text into typed resources and reports every problem
+//! with its file, document number and field path. It does no I/O beyond
+//! reading the files it is pointed at.
+
+pub mod core;
+pub mod duration;
+pub mod gateway;
+pub mod httproute;
+mod load;
+pub mod meta;
+mod problem;
+pub mod validate;
+
+pub use load::{load_dir, parse_text, Document, Resource, ResourceSet};
+pub use problem::{Problem, Severity, Source};
+
+/// The controller name strait answers to unless told otherwise.
+pub const DEFAULT_CONTROLLER_NAME: &str = "strait.dev/gateway-controller";

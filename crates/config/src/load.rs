@@ -1,0 +1,341 @@
+//! Reading a folder of manifests into typed resources.
+
+use crate::core::{EndpointSliceBody, SecretBody, ServiceSpec};
+use crate::gateway::{GatewayClassSpec, GatewaySpec, ReferenceGrantSpec};
+use crate::httproute::HttpRouteSpec;
+use crate::meta::ObjectMeta;
+use crate::problem::{Problem, Source};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A Kubernetes object with a `spec`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Object<S> {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: S,
+    /// Present in objects exported from a cluster; strait computes its own.
+    pub status: Option<Value>,
+}
+
+/// A Kubernetes object whose fields sit beside `metadata` (EndpointSlice, Secret).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Flat<B> {
+    pub metadata: ObjectMeta,
+    #[serde(flatten)]
+    pub body: B,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind")]
+pub enum Resource {
+    GatewayClass(Object<GatewayClassSpec>),
+    Gateway(Object<GatewaySpec>),
+    HttpRoute(Object<HttpRouteSpec>),
+    ReferenceGrant(Object<ReferenceGrantSpec>),
+    Service(Object<ServiceSpec>),
+    EndpointSlice(Flat<EndpointSliceBody>),
+    Namespace(Flat<Value>),
+    Secret(Flat<SecretBody>),
+}
+
+impl Resource {
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Resource::GatewayClass(o) => &o.metadata,
+            Resource::Gateway(o) => &o.metadata,
+            Resource::HttpRoute(o) => &o.metadata,
+            Resource::ReferenceGrant(o) => &o.metadata,
+            Resource::Service(o) => &o.metadata,
+            Resource::EndpointSlice(o) => &o.metadata,
+            Resource::Namespace(o) => &o.metadata,
+            Resource::Secret(o) => &o.metadata,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::GatewayClass(_) => "GatewayClass",
+            Resource::Gateway(_) => "Gateway",
+            Resource::HttpRoute(_) => "HTTPRoute",
+            Resource::ReferenceGrant(_) => "ReferenceGrant",
+            Resource::Service(_) => "Service",
+            Resource::EndpointSlice(_) => "EndpointSlice",
+            Resource::Namespace(_) => "Namespace",
+            Resource::Secret(_) => "Secret",
+        }
+    }
+}
+
+/// One resource and where it was read.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Document {
+    pub source: Source,
+    pub resource: Resource,
+}
+
+/// Everything read from a folder: the resources and the problems met on the way.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ResourceSet {
+    pub documents: Vec<Document>,
+    pub problems: Vec<Problem>,
+}
+
+impl ResourceSet {
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(Problem::is_error)
+    }
+
+    pub fn extend(&mut self, other: ResourceSet) {
+        self.documents.extend(other.documents);
+        self.problems.extend(other.problems);
+    }
+}
+
+/// Loads every `*.yaml` / `*.yml` below `dir` (sub-folders included, hidden
+/// entries skipped), in path order so that results are stable.
+pub fn load_dir(dir: &Path) -> ResourceSet {
+    let mut set = ResourceSet::default();
+    let mut files = Vec::new();
+    if let Err(e) = collect_files(dir, &mut files) {
+        set.problems.push(Problem::error(
+            &Source {
+                file: dir.to_path_buf(),
+                doc: 0,
+            },
+            "",
+            format!("cannot read folder: {e}"),
+        ));
+        return set;
+    }
+    files.sort();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => set.extend(parse_text(&file, &text)),
+            Err(e) => set.problems.push(Problem::error(
+                &Source { file, doc: 0 },
+                "",
+                format!("cannot read file: {e}"),
+            )),
+        }
+    }
+    set
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_none_or(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Parses the text of one file: any number of YAML documents.
+pub fn parse_text(file: &Path, text: &str) -> ResourceSet {
+    let mut set = ResourceSet::default();
+    let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| format!("line {} column {}: ", l.line(), l.column()))
+                .unwrap_or_default();
+            let first_line = e.to_string();
+            let reason = first_line.lines().next().unwrap_or("").trim().to_string();
+            set.problems.push(Problem::error(
+                &Source {
+                    file: file.to_path_buf(),
+                    doc: 0,
+                },
+                "",
+                format!("not valid YAML: {at}{reason}"),
+            ));
+            return set;
+        }
+    };
+    for (i, value) in docs.into_iter().enumerate() {
+        let source = Source {
+            file: file.to_path_buf(),
+            doc: i + 1,
+        };
+        parse_document(&source, "", value, &mut set);
+    }
+    set
+}
+
+fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut ResourceSet) {
+    if value.is_null() {
+        return;
+    }
+    let Some(map) = value.as_object() else {
+        set.problems.push(Problem::error(
+            source,
+            prefix.trim_end_matches('.'),
+            "a Kubernetes object must be a mapping with apiVersion and kind",
+        ));
+        return;
+    };
+    let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    if api_version.is_empty() || kind.is_empty() {
+        let missing = if api_version.is_empty() { "apiVersion" } else { "kind" };
+        set.problems.push(Problem::error(
+            source,
+            format!("{prefix}{missing}"),
+            "required field is missing",
+        ));
+        return;
+    }
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let version = api_version.rsplit_once('/').map_or(api_version.as_str(), |(_, v)| v);
+    let gateway_api = group == "gateway.networking.k8s.io" && matches!(version, "v1" | "v1beta1");
+    let parsed = match (group, version, kind.as_str()) {
+        (_, _, "GatewayClass") if gateway_api => typed(source, prefix, value, Resource::GatewayClass),
+        (_, _, "Gateway") if gateway_api => typed(source, prefix, value, Resource::Gateway),
+        (_, _, "HTTPRoute") if gateway_api => typed(source, prefix, value, Resource::HttpRoute),
+        (_, _, "ReferenceGrant") if gateway_api => {
+            typed(source, prefix, value, Resource::ReferenceGrant)
+        }
+        ("", "v1", "Service") => typed(source, prefix, value, Resource::Service),
+        ("", "v1", "Namespace") => typed(source, prefix, value, Resource::Namespace),
+        ("", "v1", "Secret") => typed(source, prefix, value, Resource::Secret),
+        ("discovery.k8s.io", "v1", "EndpointSlice") => {
+            typed(source, prefix, value, Resource::EndpointSlice)
+        }
+        ("", "v1", "List") => {
+            let items = match value.get("items") {
+                Some(Value::Array(items)) => items.clone(),
+                _ => Vec::new(),
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                parse_document(source, &format!("{prefix}items[{i}]."), item, set);
+            }
+            return;
+        }
+        _ => {
+            set.problems.push(Problem::warning(
+                source,
+                prefix.trim_end_matches('.'),
+                format!("kind {kind} ({api_version}) is not one strait reads; ignored"),
+            ));
+            return;
+        }
+    };
+    match parsed {
+        Ok(resource) => {
+            if resource.metadata().name.is_empty() {
+                set.problems.push(Problem::error(
+                    source,
+                    format!("{prefix}metadata.name"),
+                    "must not be empty",
+                ));
+            } else {
+                set.documents.push(Document {
+                    source: source.clone(),
+                    resource,
+                });
+            }
+        }
+        Err(problem) => set.problems.push(problem),
+    }
+}
+
+fn typed<T: DeserializeOwned>(
+    source: &Source,
+    prefix: &str,
+    value: Value,
+    wrap: impl FnOnce(T) -> Resource,
+) -> Result<Resource, Problem> {
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map(wrap)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            Problem::error(
+                source,
+                format!("{prefix}{path}").trim_end_matches('.'),
+                e.into_inner().to_string(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ResourceSet {
+        parse_text(Path::new("t.yaml"), text)
+    }
+
+    #[test]
+    fn multi_document_files_keep_document_numbers() {
+        let set = parse(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n",
+        );
+        assert!(set.problems.is_empty(), "{:?}", set.problems);
+        assert_eq!(set.documents.len(), 2);
+        // Empty documents are not counted: "document 2" is the second object.
+        assert_eq!(set.documents[1].source.doc, 2);
+        assert_eq!(set.documents[1].resource.kind(), "Service");
+    }
+
+    #[test]
+    fn schema_errors_carry_field_paths() {
+        let set = parse(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules:\n  - matches:\n    - path: {type: Exact, valu: /x}\n",
+        );
+        assert_eq!(set.problems.len(), 1, "{:?}", set.problems);
+        let p = &set.problems[0];
+        assert_eq!(p.path, "spec.rules[0].matches[0].path.valu");
+        assert!(p.message.contains("unknown field `valu`"), "{}", p.message);
+        assert_eq!(p.to_string().split(": ").next(), Some("t.yaml:1"));
+    }
+
+    #[test]
+    fn unknown_kinds_warn_and_bad_yaml_errors() {
+        let set = parse("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n");
+        assert_eq!(set.problems.len(), 1);
+        assert!(!set.problems[0].is_error());
+        let set = parse("a: [1, 2\nb: }\n");
+        assert!(set.has_errors());
+        assert!(set.problems[0].message.starts_with("not valid YAML"));
+    }
+
+    #[test]
+    fn lists_are_unpacked() {
+        let set = parse(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: s}\n  spec: {ports: [{port: x}]}\n",
+        );
+        assert_eq!(set.documents.len(), 1);
+        assert_eq!(set.problems[0].path, "items[1].spec.ports[0].port");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for text in [
+            "", "---", "- 1\n- 2", "kind: 3", "{", ":", "\t", "apiVersion: v1\nkind: Service\nmetadata: 7",
+            "*a", "&a [*a]", "apiVersion: v1\nkind: List\nitems: 5",
+        ] {
+            let _ = parse(text);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a resource came from: a file and the document's number in it (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct Source {
+    pub file: PathBuf,
+    pub doc: usize,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.doc)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One thing wrong with the configuration, printed as `file:doc: field.path: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    pub source: Source,
+    /// Field path inside the document, `spec.rules[0].matches[1].path.value`;
+    /// empty when the problem is about the document as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn error(source: &Source, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Error,
+            source: source.clone(),
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(source: &Source, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(source, path, message)
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        if self.path.is_empty() {
+            write!(f, "{}: {level}: {}", self.source, self.message)
+        } else {
+            write!(f, "{}: {level}: {}: {}", self.source, self.path, self.message)
+        }
+    }
+}

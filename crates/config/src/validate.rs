@@ -1,0 +1,376 @@
+//! Checks the Gateway API CRD schema and CEL rules make, which a YAML schema
+//! alone cannot: formats, ranges, and fields that must (not) appear together.
+//! Each finding is `(field path, reason)`; the caller decides what it rejects.
+
+use crate::duration;
+use crate::gateway::GatewaySpec;
+use crate::httproute::{HttpHeaderFilter, HttpPathModifier, HttpRouteFilter, HttpRouteSpec};
+
+pub type Finding = (String, String);
+
+/// RFC 1123 hostname, optionally with a single leading `*.` label; IPs refused.
+pub fn hostname(value: &str) -> Result<(), String> {
+    let name = value.strip_prefix("*.").unwrap_or(value);
+    let ok_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if value.len() > 253 || name.is_empty() || !name.split('.').all(ok_label) {
+        return Err(format!(
+            "{value:?} is not a valid hostname (lowercase RFC 1123 labels, optionally \"*.\" first)"
+        ));
+    }
+    if name.parse::<std::net::IpAddr>().is_ok()
+        || name.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!("{value:?} is an IP address; hostnames only"));
+    }
+    Ok(())
+}
+
+fn header_name(value: &str) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if value.is_empty() || !value.bytes().all(token) {
+        return Err(format!("{value:?} is not a valid HTTP header name"));
+    }
+    Ok(())
+}
+
+pub fn gateway(spec: &GatewaySpec) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, l) in spec.listeners.iter().enumerate() {
+        let at = |field: &str| format!("spec.listeners[{i}].{field}");
+        if !names.insert(&l.name) {
+            out.push((at("name"), format!("listener name {:?} is used twice", l.name)));
+        }
+        if !(1..=65535).contains(&l.port) {
+            out.push((at("port"), format!("{} is not a port (1-65535)", l.port)));
+        }
+        if let Some(h) = &l.hostname {
+            if let Err(e) = hostname(h) {
+                out.push((at("hostname"), e));
+            }
+        }
+        if let Some(from) = l
+            .allowed_routes
+            .as_ref()
+            .and_then(|a| a.namespaces.as_ref())
+            .and_then(|n| n.from.as_deref())
+        {
+            if !matches!(from, "All" | "Same" | "Selector") {
+                out.push((
+                    at("allowedRoutes.namespaces.from"),
+                    format!("{from:?} must be All, Same or Selector"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (i, h) in spec.hostnames.iter().enumerate() {
+        if let Err(e) = hostname(h) {
+            out.push((format!("spec.hostnames[{i}]"), e));
+        }
+    }
+    for (i, p) in spec.parent_refs.iter().enumerate() {
+        if let Some(port) = p.port {
+            if !(1..=65535).contains(&port) {
+                out.push((format!("spec.parentRefs[{i}].port"), format!("{port} is not a port")));
+            }
+        }
+    }
+    for (r, rule) in spec.rules.iter().enumerate() {
+        let at = |field: String| format!("spec.rules[{r}].{field}");
+        let mut all_prefix = true;
+        for (m, mat) in rule.matches.iter().enumerate() {
+            let path = mat.path.clone().unwrap_or_default();
+            let p = |f: &str| at(format!("matches[{m}].{f}"));
+            all_prefix &= path.kind == "PathPrefix";
+            match path.kind.as_str() {
+                "Exact" | "PathPrefix" => {
+                    if !path.value.starts_with('/') {
+                        out.push((p("path.value"), "must start with \"/\"".into()));
+                    } else if path.value.contains("//") || path.value.contains("/./") {
+                        out.push((p("path.value"), "must not contain \"//\" or \"/./\"".into()));
+                    } else if path.value.contains(['?', '#']) {
+                        out.push((p("path.value"), "must not contain \"?\" or \"#\"".into()));
+                    }
+                }
+                "RegularExpression" => {
+                    if let Err(e) = regex::Regex::new(&path.value) {
+                        out.push((p("path.value"), format!("invalid regular expression: {e}")));
+                    }
+                }
+                other => out.push((
+                    p("path.type"),
+                    format!("{other:?} must be Exact, PathPrefix or RegularExpression"),
+                )),
+            }
+            for (kind, list) in [("headers", &mat.headers), ("queryParams", &mat.query_params)] {
+                for (h, hm) in list.iter().enumerate() {
+                    let hp = |f: &str| p(&format!("{kind}[{h}].{f}"));
+                    if kind == "headers" {
+                        if let Err(e) = header_name(&hm.name) {
+                            out.push((hp("name"), e));
+                        }
+                    } else if hm.name.is_empty() {
+                        out.push((hp("name"), "must not be empty".into()));
+                    }
+                    match hm.kind.as_str() {
+                        "Exact" => {}
+                        "RegularExpression" => {
+                            if let Err(e) = regex::Regex::new(&hm.value) {
+                                out.push((hp("value"), format!("invalid regular expression: {e}")));
+                            }
+                        }
+                        other => out.push((
+                            hp("type"),
+                            format!("{other:?} must be Exact or RegularExpression"),
+                        )),
+                    }
+                }
+            }
+            if let Some(method) = &mat.method {
+                const METHODS: [&str; 9] = [
+                    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+                ];
+                if !METHODS.contains(&method.as_str()) {
+                    out.push((p("method"), format!("{method:?} is not an HTTP method")));
+                }
+            }
+        }
+        filters(&rule.filters, &at("filters".into()), all_prefix, true, &mut out);
+        let redirect = rule.filters.iter().any(|f| f.kind == "RequestRedirect");
+        let rewrite = rule.filters.iter().any(|f| f.kind == "URLRewrite");
+        if redirect && rewrite {
+            out.push((at("filters".into()), "RequestRedirect and URLRewrite cannot both be set".into()));
+        }
+        if redirect && !rule.backend_refs.is_empty() {
+            out.push((
+                at("backendRefs".into()),
+                "a rule with a RequestRedirect filter must not have backendRefs".into(),
+            ));
+        }
+        for (b, backend) in rule.backend_refs.iter().enumerate() {
+            let bp = |f: &str| at(format!("backendRefs[{b}].{f}"));
+            if let Some(w) = backend.weight {
+                if !(0..=1_000_000).contains(&w) {
+                    out.push((bp("weight"), format!("{w} is outside 0-1000000")));
+                }
+            }
+            if backend.target().is_service() && backend.port.is_none() {
+                out.push((bp("port"), "is required when the backend is a Service".into()));
+            }
+            filters(&backend.filters, &bp("filters"), all_prefix, false, &mut out);
+        }
+        if let Some(t) = &rule.timeouts {
+            let request = t.request.as_deref().map(duration::parse);
+            let backend = t.backend_request.as_deref().map(duration::parse);
+            if let Some(Err(e)) = &request {
+                out.push((at("timeouts.request".into()), e.clone()));
+            }
+            if let Some(Err(e)) = &backend {
+                out.push((at("timeouts.backendRequest".into()), e.clone()));
+            }
+            if let (Some(Ok(req)), Some(Ok(back))) = (request, backend) {
+                if !req.is_zero() && (back.is_zero() || back > req) {
+                    out.push((
+                        at("timeouts.backendRequest".into()),
+                        "must not be longer than timeouts.request".into(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn filters(list: &[HttpRouteFilter], at: &str, all_prefix: bool, rule_level: bool, out: &mut Vec<Finding>) {
+    let mut seen = std::collections::HashSet::new();
+    for (f, filter) in list.iter().enumerate() {
+        let fp = |field: &str| format!("{at}[{f}].{field}");
+        let repeatable = matches!(filter.kind.as_str(), "RequestMirror" | "ExtensionRef");
+        if !repeatable && !seen.insert(filter.kind.as_str()) {
+            out.push((fp("type"), format!("{} may appear only once", filter.kind)));
+        }
+        let present = [
+            ("RequestHeaderModifier", filter.request_header_modifier.is_some()),
+            ("ResponseHeaderModifier", filter.response_header_modifier.is_some()),
+            ("RequestRedirect", filter.request_redirect.is_some()),
+            ("URLRewrite", filter.url_rewrite.is_some()),
+            ("RequestMirror", filter.request_mirror.is_some()),
+            ("ExtensionRef", filter.extension_ref.is_some()),
+        ];
+        let Some((kind, _)) = present.iter().find(|(k, _)| *k == filter.kind) else {
+            out.push((fp("type"), format!("{:?} is not a filter type strait knows", filter.kind)));
+            continue;
+        };
+        for (other, set) in present {
+            if set && other != *kind {
+                out.push((fp(&field_name(other)), format!("must not be set when type is {kind}")));
+            }
+        }
+        if !present.iter().any(|(k, set)| k == kind && *set) {
+            out.push((fp(&field_name(kind)), format!("is required when type is {kind}")));
+            continue;
+        }
+        if !rule_level && matches!(*kind, "RequestRedirect" | "URLRewrite") {
+            out.push((fp("type"), format!("{kind} is not supported on a backendRef")));
+        }
+        match *kind {
+            "ExtensionRef" => out.push((fp("type"), "ExtensionRef filters are not supported".into())),
+            "RequestHeaderModifier" => header_filter(filter.request_header_modifier.as_ref(), &fp("requestHeaderModifier"), out),
+            "ResponseHeaderModifier" => header_filter(filter.response_header_modifier.as_ref(), &fp("responseHeaderModifier"), out),
+            "RequestRedirect" => {
+                let Some(r) = &filter.request_redirect else { continue };
+                let rp = |field: &str| fp(&format!("requestRedirect.{field}"));
+                if let Some(s) = &r.scheme {
+                    if !matches!(s.as_str(), "http" | "https") {
+                        out.push((rp("scheme"), format!("{s:?} must be http or https")));
+                    }
+                }
+                if let Some(h) = &r.hostname {
+                    if let Err(e) = hostname(h).and_then(|_| no_wildcard(h)) {
+                        out.push((rp("hostname"), e));
+                    }
+                }
+                if let Some(p) = r.port {
+                    if !(1..=65535).contains(&p) {
+                        out.push((rp("port"), format!("{p} is not a port")));
+                    }
+                }
+                if let Some(code) = r.status_code {
+                    if ![301, 302, 303, 307, 308].contains(&code) {
+                        out.push((rp("statusCode"), format!("{code} must be 301, 302, 303, 307 or 308")));
+                    }
+                }
+                path_modifier(r.path.as_ref(), &rp("path"), all_prefix, out);
+            }
+            "URLRewrite" => {
+                let Some(r) = &filter.url_rewrite else { continue };
+                if let Some(h) = &r.hostname {
+                    if let Err(e) = hostname(h).and_then(|_| no_wildcard(h)) {
+                        out.push((fp("urlRewrite.hostname"), e));
+                    }
+                }
+                path_modifier(r.path.as_ref(), &fp("urlRewrite.path"), all_prefix, out);
+            }
+            "RequestMirror" => {
+                let Some(m) = &filter.request_mirror else { continue };
+                if m.percent.is_some() && m.fraction.is_some() {
+                    out.push((fp("requestMirror"), "set percent or fraction, not both".into()));
+                }
+                if let Some(p) = m.percent {
+                    if !(0..=100).contains(&p) {
+                        out.push((fp("requestMirror.percent"), format!("{p} is outside 0-100")));
+                    }
+                }
+                if let Some(fr) = &m.fraction {
+                    let den = fr.denominator.unwrap_or(100);
+                    if den <= 0 || fr.numerator < 0 || fr.numerator > den {
+                        out.push((
+                            fp("requestMirror.fraction"),
+                            "needs 0 <= numerator <= denominator and denominator > 0".into(),
+                        ));
+                    }
+                }
+                if m.backend_ref.is_service() && m.backend_ref.port.is_none() {
+                    out.push((fp("requestMirror.backendRef.port"), "is required when the backend is a Service".into()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn field_name(kind: &str) -> String {
+    match kind {
+        "URLRewrite" => "urlRewrite".into(),
+        other => {
+            let mut s = other.to_string();
+            if let Some(first) = s.get_mut(0..1) {
+                first.make_ascii_lowercase();
+            }
+            s
+        }
+    }
+}
+
+fn no_wildcard(h: &str) -> Result<(), String> {
+    if h.starts_with('*') {
+        return Err(format!("{h:?}: a wildcard is not allowed here"));
+    }
+    Ok(())
+}
+
+fn header_filter(f: Option<&HttpHeaderFilter>, at: &str, out: &mut Vec<Finding>) {
+    let Some(f) = f else { return };
+    for (list, name) in [(&f.set, "set"), (&f.add, "add")] {
+        let mut seen = std::collections::HashSet::new();
+        for (i, h) in list.iter().enumerate() {
+            if let Err(e) = header_name(&h.name) {
+                out.push((format!("{at}.{name}[{i}].name"), e));
+            }
+            if !seen.insert(h.name.to_ascii_lowercase()) {
+                out.push((format!("{at}.{name}[{i}].name"), format!("{:?} is listed twice", h.name)));
+            }
+            if h.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                out.push((format!("{at}.{name}[{i}].value"), "must not contain CR, LF or NUL".into()));
+            }
+        }
+    }
+    for (i, h) in f.remove.iter().enumerate() {
+        if let Err(e) = header_name(h) {
+            out.push((format!("{at}.remove[{i}]"), e));
+        }
+    }
+}
+
+fn path_modifier(p: Option<&HttpPathModifier>, at: &str, all_prefix: bool, out: &mut Vec<Finding>) {
+    let Some(p) = p else { return };
+    let (value, field) = match p.kind.as_str() {
+        "ReplaceFullPath" => (&p.replace_full_path, "replaceFullPath"),
+        "ReplacePrefixMatch" => {
+            if !all_prefix {
+                out.push((
+                    format!("{at}.type"),
+                    "ReplacePrefixMatch needs every match of the rule to be a PathPrefix match".into(),
+                ));
+            }
+            (&p.replace_prefix_match, "replacePrefixMatch")
+        }
+        other => {
+            out.push((format!("{at}.type"), format!("{other:?} must be ReplaceFullPath or ReplacePrefixMatch")));
+            return;
+        }
+    };
+    match value {
+        None => out.push((format!("{at}.{field}"), format!("is required when type is {}", p.kind))),
+        Some(v) if !v.starts_with('/') => {
+            out.push((format!("{at}.{field}"), "must start with \"/\"".into()))
+        }
+        Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        for ok in ["example.com", "*.example.com", "a-b.c", "localhost"] {
+            assert!(hostname(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "*", "Example.com", "a..b", "-a.com", "1.2.3.4", "*.*.com", "a.*.com", "x_y.com"] {
+            assert!(hostname(bad).is_err(), "{bad}");
+        }
+    }
+}
