@@ -85,7 +85,16 @@ mod tests {
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("1h2m3s4ms"), Ok(Duration::from_millis(3_723_004)));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
-        for bad in ["", "10", "s", "1.5s", "123456s", "1h1h1h1h1h", "10us", "-1s"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "123456s",
+            "1h1h1h1h1h",
+            "10us",
+            "-1s",
+        ] {
             assert!(parse(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -13,7 +13,7 @@ pub mod meta;
 mod problem;
 pub mod validate;
 
-pub use load::{load_dir, parse_text, Document, Resource, ResourceSet};
+pub use load::{load_dir, parse_text, Document, Flat, Object, Resource, ResourceSet};
 pub use problem::{Problem, Severity, Source};
 
 /// The controller name strait answers to unless told otherwise.

@@ -194,10 +194,19 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         ));
         return;
     };
-    let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |key: &str| {
+        map.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     if api_version.is_empty() || kind.is_empty() {
-        let missing = if api_version.is_empty() { "apiVersion" } else { "kind" };
+        let missing = if api_version.is_empty() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
         set.problems.push(Problem::error(
             source,
             format!("{prefix}{missing}"),
@@ -206,10 +215,14 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         return;
     }
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let version = api_version.rsplit_once('/').map_or(api_version.as_str(), |(_, v)| v);
+    let version = api_version
+        .rsplit_once('/')
+        .map_or(api_version.as_str(), |(_, v)| v);
     let gateway_api = group == "gateway.networking.k8s.io" && matches!(version, "v1" | "v1beta1");
     let parsed = match (group, version, kind.as_str()) {
-        (_, _, "GatewayClass") if gateway_api => typed(source, prefix, value, Resource::GatewayClass),
+        (_, _, "GatewayClass") if gateway_api => {
+            typed(source, prefix, value, Resource::GatewayClass)
+        }
         (_, _, "Gateway") if gateway_api => typed(source, prefix, value, Resource::Gateway),
         (_, _, "HTTPRoute") if gateway_api => typed(source, prefix, value, Resource::HttpRoute),
         (_, _, "ReferenceGrant") if gateway_api => {
@@ -332,8 +345,17 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         for text in [
-            "", "---", "- 1\n- 2", "kind: 3", "{", ":", "\t", "apiVersion: v1\nkind: Service\nmetadata: 7",
-            "*a", "&a [*a]", "apiVersion: v1\nkind: List\nitems: 5",
+            "",
+            "---",
+            "- 1\n- 2",
+            "kind: 3",
+            "{",
+            ":",
+            "\t",
+            "apiVersion: v1\nkind: Service\nmetadata: 7",
+            "*a",
+            "&a [*a]",
+            "apiVersion: v1\nkind: List\nitems: 5",
         ] {
             let _ = parse(text);
         }

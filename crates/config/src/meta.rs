@@ -109,8 +109,9 @@ mod tests {
 
     #[test]
     fn selector_semantics() {
-        let labels: BTreeMap<String, String> =
-            [("env".to_string(), "prod".to_string())].into_iter().collect();
+        let labels: BTreeMap<String, String> = [("env".to_string(), "prod".to_string())]
+            .into_iter()
+            .collect();
         let mut sel = LabelSelector::default();
         assert!(sel.matches(&labels), "empty selector matches everything");
         sel.match_labels.insert("env".into(), "prod".into());

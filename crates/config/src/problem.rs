@@ -63,7 +63,11 @@ impl fmt::Display for Problem {
         if self.path.is_empty() {
             write!(f, "{}: {level}: {}", self.source, self.message)
         } else {
-            write!(f, "{}: {level}: {}: {}", self.source, self.path, self.message)
+            write!(
+                f,
+                "{}: {level}: {}: {}",
+                self.source, self.path, self.message
+            )
         }
     }
 }

@@ -14,7 +14,8 @@ pub fn hostname(value: &str) -> Result<(), String> {
     let ok_label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
@@ -24,7 +25,9 @@ pub fn hostname(value: &str) -> Result<(), String> {
         ));
     }
     if name.parse::<std::net::IpAddr>().is_ok()
-        || name.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        || name
+            .split('.')
+            .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
     {
         return Err(format!("{value:?} is an IP address; hostnames only"));
     }
@@ -45,7 +48,10 @@ pub fn gateway(spec: &GatewaySpec) -> Vec<Finding> {
     for (i, l) in spec.listeners.iter().enumerate() {
         let at = |field: &str| format!("spec.listeners[{i}].{field}");
         if !names.insert(&l.name) {
-            out.push((at("name"), format!("listener name {:?} is used twice", l.name)));
+            out.push((
+                at("name"),
+                format!("listener name {:?} is used twice", l.name),
+            ));
         }
         if !(1..=65535).contains(&l.port) {
             out.push((at("port"), format!("{} is not a port (1-65535)", l.port)));
@@ -82,7 +88,10 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
     for (i, p) in spec.parent_refs.iter().enumerate() {
         if let Some(port) = p.port {
             if !(1..=65535).contains(&port) {
-                out.push((format!("spec.parentRefs[{i}].port"), format!("{port} is not a port")));
+                out.push((
+                    format!("spec.parentRefs[{i}].port"),
+                    format!("{port} is not a port"),
+                ));
             }
         }
     }
@@ -113,7 +122,10 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
                     format!("{other:?} must be Exact, PathPrefix or RegularExpression"),
                 )),
             }
-            for (kind, list) in [("headers", &mat.headers), ("queryParams", &mat.query_params)] {
+            for (kind, list) in [
+                ("headers", &mat.headers),
+                ("queryParams", &mat.query_params),
+            ] {
                 for (h, hm) in list.iter().enumerate() {
                     let hp = |f: &str| p(&format!("{kind}[{h}].{f}"));
                     if kind == "headers" {
@@ -146,11 +158,20 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
                 }
             }
         }
-        filters(&rule.filters, &at("filters".into()), all_prefix, true, &mut out);
+        filters(
+            &rule.filters,
+            &at("filters".into()),
+            all_prefix,
+            true,
+            &mut out,
+        );
         let redirect = rule.filters.iter().any(|f| f.kind == "RequestRedirect");
         let rewrite = rule.filters.iter().any(|f| f.kind == "URLRewrite");
         if redirect && rewrite {
-            out.push((at("filters".into()), "RequestRedirect and URLRewrite cannot both be set".into()));
+            out.push((
+                at("filters".into()),
+                "RequestRedirect and URLRewrite cannot both be set".into(),
+            ));
         }
         if redirect && !rule.backend_refs.is_empty() {
             out.push((
@@ -166,9 +187,18 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
                 }
             }
             if backend.target().is_service() && backend.port.is_none() {
-                out.push((bp("port"), "is required when the backend is a Service".into()));
+                out.push((
+                    bp("port"),
+                    "is required when the backend is a Service".into(),
+                ));
             }
-            filters(&backend.filters, &bp("filters"), all_prefix, false, &mut out);
+            filters(
+                &backend.filters,
+                &bp("filters"),
+                all_prefix,
+                false,
+                &mut out,
+            );
         }
         if let Some(t) = &rule.timeouts {
             let request = t.request.as_deref().map(duration::parse);
@@ -192,7 +222,13 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
     out
 }
 
-fn filters(list: &[HttpRouteFilter], at: &str, all_prefix: bool, rule_level: bool, out: &mut Vec<Finding>) {
+fn filters(
+    list: &[HttpRouteFilter],
+    at: &str,
+    all_prefix: bool,
+    rule_level: bool,
+    out: &mut Vec<Finding>,
+) {
     let mut seen = std::collections::HashSet::new();
     for (f, filter) in list.iter().enumerate() {
         let fp = |field: &str| format!("{at}[{f}].{field}");
@@ -201,35 +237,65 @@ fn filters(list: &[HttpRouteFilter], at: &str, all_prefix: bool, rule_level: boo
             out.push((fp("type"), format!("{} may appear only once", filter.kind)));
         }
         let present = [
-            ("RequestHeaderModifier", filter.request_header_modifier.is_some()),
-            ("ResponseHeaderModifier", filter.response_header_modifier.is_some()),
+            (
+                "RequestHeaderModifier",
+                filter.request_header_modifier.is_some(),
+            ),
+            (
+                "ResponseHeaderModifier",
+                filter.response_header_modifier.is_some(),
+            ),
             ("RequestRedirect", filter.request_redirect.is_some()),
             ("URLRewrite", filter.url_rewrite.is_some()),
             ("RequestMirror", filter.request_mirror.is_some()),
             ("ExtensionRef", filter.extension_ref.is_some()),
         ];
         let Some((kind, _)) = present.iter().find(|(k, _)| *k == filter.kind) else {
-            out.push((fp("type"), format!("{:?} is not a filter type strait knows", filter.kind)));
+            out.push((
+                fp("type"),
+                format!("{:?} is not a filter type strait knows", filter.kind),
+            ));
             continue;
         };
         for (other, set) in present {
             if set && other != *kind {
-                out.push((fp(&field_name(other)), format!("must not be set when type is {kind}")));
+                out.push((
+                    fp(&field_name(other)),
+                    format!("must not be set when type is {kind}"),
+                ));
             }
         }
         if !present.iter().any(|(k, set)| k == kind && *set) {
-            out.push((fp(&field_name(kind)), format!("is required when type is {kind}")));
+            out.push((
+                fp(&field_name(kind)),
+                format!("is required when type is {kind}"),
+            ));
             continue;
         }
         if !rule_level && matches!(*kind, "RequestRedirect" | "URLRewrite") {
-            out.push((fp("type"), format!("{kind} is not supported on a backendRef")));
+            out.push((
+                fp("type"),
+                format!("{kind} is not supported on a backendRef"),
+            ));
         }
         match *kind {
-            "ExtensionRef" => out.push((fp("type"), "ExtensionRef filters are not supported".into())),
-            "RequestHeaderModifier" => header_filter(filter.request_header_modifier.as_ref(), &fp("requestHeaderModifier"), out),
-            "ResponseHeaderModifier" => header_filter(filter.response_header_modifier.as_ref(), &fp("responseHeaderModifier"), out),
+            "ExtensionRef" => {
+                out.push((fp("type"), "ExtensionRef filters are not supported".into()))
+            }
+            "RequestHeaderModifier" => header_filter(
+                filter.request_header_modifier.as_ref(),
+                &fp("requestHeaderModifier"),
+                out,
+            ),
+            "ResponseHeaderModifier" => header_filter(
+                filter.response_header_modifier.as_ref(),
+                &fp("responseHeaderModifier"),
+                out,
+            ),
             "RequestRedirect" => {
-                let Some(r) = &filter.request_redirect else { continue };
+                let Some(r) = &filter.request_redirect else {
+                    continue;
+                };
                 let rp = |field: &str| fp(&format!("requestRedirect.{field}"));
                 if let Some(s) = &r.scheme {
                     if !matches!(s.as_str(), "http" | "https") {
@@ -248,13 +314,18 @@ fn filters(list: &[HttpRouteFilter], at: &str, all_prefix: bool, rule_level: boo
                 }
                 if let Some(code) = r.status_code {
                     if ![301, 302, 303, 307, 308].contains(&code) {
-                        out.push((rp("statusCode"), format!("{code} must be 301, 302, 303, 307 or 308")));
+                        out.push((
+                            rp("statusCode"),
+                            format!("{code} must be 301, 302, 303, 307 or 308"),
+                        ));
                     }
                 }
                 path_modifier(r.path.as_ref(), &rp("path"), all_prefix, out);
             }
             "URLRewrite" => {
-                let Some(r) = &filter.url_rewrite else { continue };
+                let Some(r) = &filter.url_rewrite else {
+                    continue;
+                };
                 if let Some(h) = &r.hostname {
                     if let Err(e) = hostname(h).and_then(|_| no_wildcard(h)) {
                         out.push((fp("urlRewrite.hostname"), e));
@@ -263,9 +334,14 @@ fn filters(list: &[HttpRouteFilter], at: &str, all_prefix: bool, rule_level: boo
                 path_modifier(r.path.as_ref(), &fp("urlRewrite.path"), all_prefix, out);
             }
             "RequestMirror" => {
-                let Some(m) = &filter.request_mirror else { continue };
+                let Some(m) = &filter.request_mirror else {
+                    continue;
+                };
                 if m.percent.is_some() && m.fraction.is_some() {
-                    out.push((fp("requestMirror"), "set percent or fraction, not both".into()));
+                    out.push((
+                        fp("requestMirror"),
+                        "set percent or fraction, not both".into(),
+                    ));
                 }
                 if let Some(p) = m.percent {
                     if !(0..=100).contains(&p) {
@@ -282,7 +358,10 @@ fn filters(list: &[HttpRouteFilter], at: &str, all_prefix: bool, rule_level: boo
                     }
                 }
                 if m.backend_ref.is_service() && m.backend_ref.port.is_none() {
-                    out.push((fp("requestMirror.backendRef.port"), "is required when the backend is a Service".into()));
+                    out.push((
+                        fp("requestMirror.backendRef.port"),
+                        "is required when the backend is a Service".into(),
+                    ));
                 }
             }
             _ => {}
@@ -319,10 +398,16 @@ fn header_filter(f: Option<&HttpHeaderFilter>, at: &str, out: &mut Vec<Finding>)
                 out.push((format!("{at}.{name}[{i}].name"), e));
             }
             if !seen.insert(h.name.to_ascii_lowercase()) {
-                out.push((format!("{at}.{name}[{i}].name"), format!("{:?} is listed twice", h.name)));
+                out.push((
+                    format!("{at}.{name}[{i}].name"),
+                    format!("{:?} is listed twice", h.name),
+                ));
             }
             if h.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                out.push((format!("{at}.{name}[{i}].value"), "must not contain CR, LF or NUL".into()));
+                out.push((
+                    format!("{at}.{name}[{i}].value"),
+                    "must not contain CR, LF or NUL".into(),
+                ));
             }
         }
     }
@@ -341,18 +426,25 @@ fn path_modifier(p: Option<&HttpPathModifier>, at: &str, all_prefix: bool, out: 
             if !all_prefix {
                 out.push((
                     format!("{at}.type"),
-                    "ReplacePrefixMatch needs every match of the rule to be a PathPrefix match".into(),
+                    "ReplacePrefixMatch needs every match of the rule to be a PathPrefix match"
+                        .into(),
                 ));
             }
             (&p.replace_prefix_match, "replacePrefixMatch")
         }
         other => {
-            out.push((format!("{at}.type"), format!("{other:?} must be ReplaceFullPath or ReplacePrefixMatch")));
+            out.push((
+                format!("{at}.type"),
+                format!("{other:?} must be ReplaceFullPath or ReplacePrefixMatch"),
+            ));
             return;
         }
     };
     match value {
-        None => out.push((format!("{at}.{field}"), format!("is required when type is {}", p.kind))),
+        None => out.push((
+            format!("{at}.{field}"),
+            format!("is required when type is {}", p.kind),
+        )),
         Some(v) if !v.starts_with('/') => {
             out.push((format!("{at}.{field}"), "must start with \"/\"".into()))
         }
@@ -369,7 +461,17 @@ mod tests {
         for ok in ["example.com", "*.example.com", "a-b.c", "localhost"] {
             assert!(hostname(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "*", "Example.com", "a..b", "-a.com", "1.2.3.4", "*.*.com", "a.*.com", "x_y.com"] {
+        for bad in [
+            "",
+            "*",
+            "Example.com",
+            "a..b",
+            "-a.com",
+            "1.2.3.4",
+            "*.*.com",
+            "a.*.com",
+            "x_y.com",
+        ] {
             assert!(hostname(bad).is_err(), "{bad}");
         }
     }

@@ -1,1 +1,20 @@
-//! wip
+//! Compiles a set of Gateway API resources into a [`Snapshot`]: per port,
+//! per listener hostname, per route hostname, the ordered match tables with
+//! the spec's precedence already resolved. Matching a request is a pure
+//! function of the snapshot and the request; there is no I/O in this crate.
+
+mod backend;
+mod compile;
+mod filter;
+mod hosts;
+mod matcher;
+mod snapshot;
+mod status;
+
+pub use backend::{BackendTarget, Cluster, UpstreamProtocol, WeightedBackend};
+pub use compile::{compile, CompileOptions};
+pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
+pub use hosts::{normalize_host, HostTable};
+pub use matcher::{PathMatch, RequestView, RouteMatch};
+pub use snapshot::{ListenerRoutes, Matched, PortTable, Rule, Snapshot, Timeouts};
+pub use status::{Condition, GatewayStatus, ListenerStatus, ParentStatus, RouteStatus};

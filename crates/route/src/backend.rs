@@ -1,0 +1,180 @@
+//! Backends: Services resolved to endpoint addresses through EndpointSlices.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use strait_config::core::SERVICE_NAME_LABEL;
+use strait_config::{Document, Resource};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 with prior knowledge, for `appProtocol: kubernetes.io/h2c`.
+    H2c,
+}
+
+/// One Service port and its ready endpoints.
+#[derive(Debug, serde::Serialize)]
+pub struct Cluster {
+    /// `namespace/service:port`.
+    pub name: String,
+    pub endpoints: Vec<SocketAddr>,
+    pub protocol: UpstreamProtocol,
+    #[serde(skip)]
+    next: AtomicUsize,
+}
+
+impl Cluster {
+    pub fn new(name: String, endpoints: Vec<SocketAddr>, protocol: UpstreamProtocol) -> Self {
+        Cluster {
+            name,
+            endpoints,
+            protocol,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Round-robin over the ready endpoints.
+    pub fn next_endpoint(&self) -> Option<SocketAddr> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(self.endpoints[i % self.endpoints.len()])
+    }
+}
+
+/// Where a share of traffic goes: a cluster, or nowhere (answered with 500,
+/// as the spec asks for invalid or not-permitted backends).
+#[derive(Debug, Clone, serde::Serialize)]
+pub enum BackendTarget {
+    Cluster(#[serde(serialize_with = "cluster_name")] Arc<Cluster>),
+    Invalid(String),
+}
+
+fn cluster_name<S: serde::Serializer>(c: &Arc<Cluster>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&c.name)
+}
+
+#[derive(Debug, Clone)]
+pub struct WeightedBackend {
+    pub weight: u32,
+    pub target: BackendTarget,
+    pub request_headers: Option<crate::HeaderOps>,
+    pub response_headers: Option<crate::HeaderOps>,
+}
+
+/// Builds clusters from Services and EndpointSlices, once per snapshot.
+pub(crate) struct Resolver<'a> {
+    docs: &'a [Document],
+    cache: std::collections::HashMap<(String, String, i32), Result<Arc<Cluster>, String>>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(docs: &'a [Document]) -> Self {
+        Resolver {
+            docs,
+            cache: Default::default(),
+        }
+    }
+
+    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.cache.values().filter_map(|r| r.as_ref().ok())
+    }
+
+    /// The cluster for Service `namespace/name` port `port`, or why there is none.
+    pub fn service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: i32,
+    ) -> Result<Arc<Cluster>, String> {
+        let key = (namespace.to_string(), name.to_string(), port);
+        if let Some(found) = self.cache.get(&key) {
+            return found.clone();
+        }
+        let result = self.build(namespace, name, port);
+        self.cache.insert(key, result.clone());
+        result
+    }
+
+    fn build(&self, namespace: &str, name: &str, port: i32) -> Result<Arc<Cluster>, String> {
+        let service = self
+            .docs
+            .iter()
+            .find_map(|d| match &d.resource {
+                Resource::Service(s)
+                    if s.metadata.name == name && s.metadata.namespace() == namespace =>
+                {
+                    Some(s)
+                }
+                _ => None,
+            })
+            .ok_or_else(|| format!("Service {namespace}/{name} not found"))?;
+        let service_port = service
+            .spec
+            .ports
+            .iter()
+            .find(|p| p.port == port)
+            .ok_or_else(|| format!("Service {namespace}/{name} has no port {port}"))?;
+        let only_port = service.spec.ports.len() == 1;
+        let mut endpoints = Vec::new();
+        let mut protocol = protocol_of(service_port.app_protocol.as_deref());
+        for doc in self.docs {
+            let Resource::EndpointSlice(slice) = &doc.resource else {
+                continue;
+            };
+            if slice.metadata.namespace() != namespace
+                || slice
+                    .metadata
+                    .labels
+                    .get(SERVICE_NAME_LABEL)
+                    .map(String::as_str)
+                    != Some(name)
+            {
+                continue;
+            }
+            let slice_port = slice.body.ports.iter().find(|p| {
+                p.name.as_deref().unwrap_or("") == service_port.name.as_deref().unwrap_or("")
+            });
+            let slice_port = match slice_port {
+                Some(p) => Some(p),
+                None if only_port && slice.body.ports.len() == 1 => slice.body.ports.first(),
+                None => None,
+            };
+            let Some(target) = slice_port.and_then(|p| p.port) else {
+                continue;
+            };
+            let Ok(target) = u16::try_from(target) else {
+                continue;
+            };
+            if let Some(p) = slice_port.and_then(|p| p.app_protocol.as_deref()) {
+                protocol = protocol_of(Some(p));
+            }
+            for endpoint in &slice.body.endpoints {
+                if endpoint.conditions.ready == Some(false) {
+                    continue;
+                }
+                for address in &endpoint.addresses {
+                    if let Ok(ip) = address.parse::<IpAddr>() {
+                        endpoints.push(SocketAddr::new(ip, target));
+                    }
+                }
+            }
+        }
+        endpoints.sort();
+        endpoints.dedup();
+        Ok(Arc::new(Cluster::new(
+            format!("{namespace}/{name}:{port}"),
+            endpoints,
+            protocol,
+        )))
+    }
+}
+
+fn protocol_of(app_protocol: Option<&str>) -> UpstreamProtocol {
+    match app_protocol {
+        Some("kubernetes.io/h2c") => UpstreamProtocol::H2c,
+        _ => UpstreamProtocol::Http1,
+    }
+}

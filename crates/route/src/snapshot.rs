@@ -1,0 +1,160 @@
+//! The compiled, immutable routing state and the request-matching function.
+
+use crate::backend::{Cluster, WeightedBackend};
+use crate::filter::{HeaderOps, Mirror, Redirect, Rewrite};
+use crate::hosts::HostTable;
+use crate::matcher::{PathMatch, RequestView, RouteMatch};
+use crate::status::{GatewayStatus, RouteStatus};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// HTTP listeners by port.
+    pub ports: BTreeMap<u16, PortTable>,
+    pub gateways: Vec<GatewayStatus>,
+    pub routes: Vec<RouteStatus>,
+    pub clusters: Vec<Arc<Cluster>>,
+}
+
+/// The listeners sharing one port, told apart by hostname.
+#[derive(Debug, Default)]
+pub struct PortTable {
+    pub listeners: HostTable<ListenerRoutes>,
+}
+
+#[derive(Debug)]
+pub struct ListenerRoutes {
+    /// `namespace/gateway/listener`, the label used in metrics.
+    pub label: Arc<str>,
+    pub port: u16,
+    pub(crate) vhosts: HostTable<Vec<Entry>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub matcher: RouteMatch,
+    pub rule: Arc<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Timeouts {
+    pub request: Option<Duration>,
+    pub backend_request: Option<Duration>,
+}
+
+/// One HTTPRoute rule, compiled.
+#[derive(Debug)]
+pub struct Rule {
+    /// `namespace/name` of the route, the label used in metrics.
+    pub route: Arc<str>,
+    pub index: usize,
+    pub request_headers: Option<HeaderOps>,
+    pub response_headers: Option<HeaderOps>,
+    pub redirect: Option<Redirect>,
+    pub rewrite: Option<Rewrite>,
+    pub mirrors: Vec<Mirror>,
+    pub backends: Vec<WeightedBackend>,
+    pub total_weight: u64,
+    pub timeouts: Timeouts,
+}
+
+impl Rule {
+    /// Picks a backend by weight; `roll` is a random number. `None` when
+    /// there is no backend or every weight is 0.
+    pub fn pick(&self, roll: u64) -> Option<&WeightedBackend> {
+        if self.total_weight == 0 {
+            return None;
+        }
+        let mut point = roll % self.total_weight;
+        for b in &self.backends {
+            let w = u64::from(b.weight);
+            if point < w {
+                return Some(b);
+            }
+            point -= w;
+        }
+        None
+    }
+}
+
+/// The result of matching a request.
+pub struct Matched<'a> {
+    pub listener: &'a ListenerRoutes,
+    pub rule: &'a Arc<Rule>,
+    /// The PathPrefix that matched, for `ReplacePrefixMatch`.
+    pub matched_prefix: Option<&'a str>,
+}
+
+impl Snapshot {
+    /// Finds the rule for a request that came in on `port` for `host`
+    /// (normalized: lower case, no port). `None` means 404.
+    pub fn route<'a>(
+        &'a self,
+        port: u16,
+        host: &str,
+        req: &RequestView<'_>,
+    ) -> Option<Matched<'a>> {
+        let listener = self.ports.get(&port)?.listeners.get(host)?;
+        let entries = listener.vhosts.get(host)?;
+        let entry = entries.iter().find(|e| e.matcher.matches(req))?;
+        let matched_prefix = match &entry.matcher.path {
+            PathMatch::Prefix(p) => Some(p.as_str()),
+            _ => None,
+        };
+        Some(Matched {
+            listener,
+            rule: &entry.rule,
+            matched_prefix,
+        })
+    }
+
+    /// The snapshot as JSON for `/config`: listeners, hosts, the ordered
+    /// match table, clusters and status.
+    pub fn describe(&self) -> Value {
+        let ports: Vec<Value> = self
+            .ports
+            .iter()
+            .map(|(port, table)| {
+                let listeners: Vec<Value> = table
+                    .listeners
+                    .iter()
+                    .map(|(hostname, l)| {
+                        let hosts: Vec<Value> = l
+                            .vhosts
+                            .iter()
+                            .map(|(h, entries)| {
+                                let rules: Vec<Value> = entries
+                                    .iter()
+                                    .map(|e| {
+                                        json!({
+                                            "route": &*e.rule.route,
+                                            "rule": e.rule.index,
+                                            "match": format!("{:?}", e.matcher),
+                                            "backends": e.rule.backends.iter().map(|b| json!({
+                                                "weight": b.weight, "target": b.target,
+                                            })).collect::<Vec<_>>(),
+                                        })
+                                    })
+                                    .collect();
+                                json!({"hostname": h, "rules": rules})
+                            })
+                            .collect();
+                        json!({"listener": &*l.label, "hostname": hostname, "hosts": hosts})
+                    })
+                    .collect();
+                json!({"port": port, "listeners": listeners})
+            })
+            .collect();
+        json!({
+            "ports": ports,
+            "clusters": self.clusters.iter().map(|c| json!({
+                "name": c.name, "endpoints": c.endpoints, "protocol": c.protocol,
+            })).collect::<Vec<_>>(),
+            "gateways": self.gateways,
+            "routes": self.routes,
+        })
+    }
+}

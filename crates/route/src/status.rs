@@ -1,0 +1,65 @@
+//! Status in the shape of Gateway API conditions, computed at compile time
+//! and served by the admin endpoint and `strait check`.
+
+use serde::Serialize;
+use strait_config::Source;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Condition {
+    pub fn ok(kind: &'static str, reason: &str) -> Self {
+        Condition {
+            kind,
+            status: true,
+            reason: reason.into(),
+            message: String::new(),
+        }
+    }
+
+    pub fn failed(kind: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Condition {
+            kind,
+            status: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerStatus {
+    pub name: String,
+    pub attached_routes: usize,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayStatus {
+    pub namespace: String,
+    pub name: String,
+    pub source: Source,
+    pub conditions: Vec<Condition>,
+    pub listeners: Vec<ListenerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParentStatus {
+    /// `namespace/name[/sectionName][:port]`.
+    pub parent: String,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteStatus {
+    pub namespace: String,
+    pub name: String,
+    pub source: Source,
+    pub parents: Vec<ParentStatus>,
+}

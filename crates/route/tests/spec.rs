@@ -1,0 +1,323 @@
+//! Gateway API routing semantics, table-driven, from the spec's examples and
+//! the conformance suite's scenarios. Each case: manifests, then requests and
+//! the route/rule (or 404) they must reach.
+
+use http::{HeaderMap, Method};
+use std::path::Path;
+use strait_route::{compile, CompileOptions, RequestView, Snapshot};
+
+const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: strait}
+spec: {controllerName: strait.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+  - {name: foo, port: 8080, protocol: HTTP, hostname: "foo.example.com", allowedRoutes: {namespaces: {from: Same}}}
+  - {name: wild, port: 8080, protocol: HTTP, hostname: "*.example.com", allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: shop}}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc, namespace: shop}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: infra}
+spec: {ports: [{port: 80}]}
+"#;
+
+fn snapshot(routes: &str) -> (Snapshot, Vec<strait_config::Problem>) {
+    let set = strait_config::parse_text(Path::new("t.yaml"), &format!("{BASE}---\n{routes}"));
+    assert!(!set.has_errors(), "{:?}", set.problems);
+    compile(&set.documents, &CompileOptions::default())
+}
+
+struct Req<'a> {
+    port: u16,
+    host: &'a str,
+    method: Method,
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: &'a [(&'a str, &'a str)],
+}
+
+fn req<'a>(port: u16, host: &'a str, path: &'a str) -> Req<'a> {
+    Req {
+        port,
+        host,
+        method: Method::GET,
+        path,
+        query: None,
+        headers: &[],
+    }
+}
+
+/// `route#rule` reached, or "404".
+fn hit(s: &Snapshot, r: &Req) -> String {
+    let mut headers = HeaderMap::new();
+    for (k, v) in r.headers {
+        headers.append(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    let view = RequestView {
+        method: &r.method,
+        path: r.path,
+        query: r.query,
+        headers: &headers,
+    };
+    match s.route(r.port, r.host, &view) {
+        Some(m) => format!("{}#{}", m.rule.route, m.rule.index),
+        None => "404".into(),
+    }
+}
+
+#[test]
+fn path_precedence_across_routes() {
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a, namespace: shop}
+spec:
+  parentRefs: [{name: gw, namespace: infra, sectionName: http}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: svc, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: svc, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: shop}
+spec:
+  parentRefs: [{name: gw, namespace: infra, sectionName: http}]
+  rules:
+  - matches: [{path: {type: Exact, value: /api/exact}}]
+    backendRefs: [{name: svc, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: version, value: two}]}]
+    backendRefs: [{name: svc, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /api}, method: POST}]
+    backendRefs: [{name: svc, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /api}, queryParams: [{name: q, value: "1"}]}]
+    backendRefs: [{name: svc, port: 80}]
+"#,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let cases: Vec<(Req, &str)> = vec![
+        (req(80, "any.host", "/"), "shop/a#0"),
+        (req(80, "any.host", "/apix"), "shop/a#0"),
+        (req(80, "any.host", "/api/x"), "shop/a#1"),
+        (req(80, "any.host", "/api/exact"), "shop/b#0"),
+        (
+            Req {
+                headers: &[("version", "two")],
+                method: Method::POST,
+                ..req(80, "h", "/api")
+            },
+            "shop/b#2",
+        ),
+        (
+            Req {
+                headers: &[("version", "two")],
+                ..req(80, "h", "/api")
+            },
+            "shop/b#1",
+        ),
+        (
+            Req {
+                query: Some("q=1"),
+                ..req(80, "h", "/api")
+            },
+            "shop/b#3",
+        ),
+        (
+            Req {
+                query: Some("q=2"),
+                ..req(80, "h", "/api")
+            },
+            "shop/a#1",
+        ),
+    ];
+    for (r, want) in cases {
+        assert_eq!(
+            hit(&s, &r),
+            want,
+            "{} {} {:?} {:?}",
+            r.method,
+            r.path,
+            r.query,
+            r.headers
+        );
+    }
+}
+
+#[test]
+fn listeners_and_hostnames() {
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: exact, namespace: infra}
+spec:
+  parentRefs: [{name: gw, port: 8080}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: wild, namespace: shop}
+spec:
+  parentRefs: [{name: gw, namespace: infra, sectionName: wild}]
+  hostnames: ["bar.example.com", "*.sub.example.com", "unrelated.org"]
+  rules: [{backendRefs: [{name: svc, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: refused, namespace: shop}
+spec:
+  parentRefs: [{name: gw, namespace: infra, sectionName: foo}]
+  rules: [{backendRefs: [{name: svc, port: 80}]}]
+"#,
+    );
+    let cases = [
+        ("foo.example.com", "infra/exact#0"),
+        ("bar.example.com", "shop/wild#0"),
+        ("x.sub.example.com", "shop/wild#0"),
+        ("baz.example.com", "404"),
+        ("example.com", "404"),
+        ("unrelated.org", "404"),
+    ];
+    for (host, want) in cases {
+        assert_eq!(hit(&s, &req(8080, host, "/")), want, "{host}");
+    }
+    // The infra route listed no sectionName but port 8080: it may attach only
+    // where allowed (Same namespace: foo), not to the Selector listener.
+    let refused = problems
+        .iter()
+        .find(|p| p.source.doc > 0 && p.message.contains("allowedRoutes"));
+    assert!(refused.is_some(), "{problems:?}");
+    let status = s
+        .routes
+        .iter()
+        .find(|r| r.name == "refused")
+        .expect("status");
+    assert_eq!(
+        status.parents[0].conditions[0].reason,
+        "NotAllowedByListeners"
+    );
+}
+
+#[test]
+fn backends_weights_and_grants() {
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {value: /cross}}]
+    backendRefs: [{name: svc, namespace: shop, port: 80}]
+  - matches: [{path: {value: /weights}}]
+    backendRefs: [{name: other, port: 80, weight: 0}, {name: other, port: 80, weight: 3}, {name: missing, port: 80}]
+"#,
+    );
+    let rule = |path: &str| {
+        let headers = HeaderMap::new();
+        let view = RequestView {
+            method: &Method::GET,
+            path,
+            query: None,
+            headers: &headers,
+        };
+        s.route(80, "h", &view).expect("matched").rule.clone()
+    };
+    let cross = rule("/cross");
+    assert!(matches!(
+        cross.backends[0].target,
+        strait_route::BackendTarget::Invalid(_)
+    ));
+    assert!(problems
+        .iter()
+        .any(|p| p.path == "spec.rules[0].backendRefs[0]" && p.message.contains("ReferenceGrant")));
+    let weights = rule("/weights");
+    assert_eq!(weights.total_weight, 4);
+    let picks: Vec<usize> = (0..4u64)
+        .map(|roll| {
+            weights
+                .backends
+                .iter()
+                .position(|b| std::ptr::eq(b, weights.pick(roll).expect("pick")))
+                .expect("pos")
+        })
+        .collect();
+    assert_eq!(
+        picks,
+        [1, 1, 1, 2],
+        "weight 0 never picked; missing backend keeps its share"
+    );
+
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: allow, namespace: shop}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: infra}]
+  to: [{group: "", kind: Service}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules: [{backendRefs: [{name: svc, namespace: shop, port: 80}]}]
+"#,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(s.clusters.len(), 1);
+    assert_eq!(s.clusters[0].name, "shop/svc:80");
+}
+
+#[test]
+fn invalid_route_is_rejected_alone() {
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: "/(unclosed"}}]
+    backendRefs: [{name: other, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: good, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules: [{matches: [{path: {value: /good}}], backendRefs: [{name: other, port: 80}]}]
+"#,
+    );
+    assert_eq!(hit(&s, &req(80, "h", "/good")), "infra/good#0");
+    assert_eq!(hit(&s, &req(80, "h", "/unclosed")), "404");
+    let p = problems.iter().find(|p| p.is_error()).expect("a problem");
+    assert_eq!(p.path, "spec.rules[0].matches[0].path.value");
+    assert_eq!(p.source.doc, 6, "the bad route is the 6th document");
+    let bad = s.routes.iter().find(|r| r.name == "bad").expect("status");
+    assert_eq!(bad.parents[0].conditions[0].status, false);
+}
