@@ -8,9 +8,14 @@ pub struct Source {
     pub doc: usize,
 }
 
+/// `file:doc`, or just `file` for problems with the file as a whole.
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.doc)
+        if self.doc == 0 {
+            write!(f, "{}", self.file.display())
+        } else {
+            write!(f, "{}:{}", self.file.display(), self.doc)
+        }
     }
 }
 
@@ -54,20 +59,16 @@ impl Problem {
     }
 }
 
+/// `file:doc: field.path: reason`; warnings say so before the reason.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        if self.path.is_empty() {
-            write!(f, "{}: {level}: {}", self.source, self.message)
-        } else {
-            write!(
-                f,
-                "{}: {level}: {}: {}",
-                self.source, self.path, self.message
-            )
+        write!(f, "{}: ", self.source)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
         }
+        if self.severity == Severity::Warning {
+            write!(f, "warning: ")?;
+        }
+        write!(f, "{}", self.message)
     }
 }

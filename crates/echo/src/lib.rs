@@ -1,0 +1,170 @@
+//! `strait echo`: the test backend for tests, the demo and benchmarks. It
+//! answers like the Gateway API conformance echo server, so routes can be
+//! checked the way the conformance suite checks them.
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Who this echo server says it is.
+#[derive(Debug, Clone, Default)]
+pub struct EchoInfo {
+    pub namespace: String,
+    pub service: String,
+    pub pod: String,
+}
+
+/// The JSON body of every answer (the conformance echo server's shape).
+#[derive(Debug, Serialize)]
+pub struct EchoBody<'a> {
+    pub path: String,
+    pub host: String,
+    pub method: String,
+    pub proto: &'static str,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub namespace: &'a str,
+    pub ingress: &'a str,
+    pub service: &'a str,
+    pub pod: &'a str,
+    /// Bytes of request body received (not in the conformance shape; lets
+    /// tests check that bodies are streamed through whole).
+    #[serde(rename = "bodyBytes")]
+    pub body_bytes: usize,
+}
+
+/// Serves HTTP/1.1 and h2c (prior knowledge) on `listener` until dropped.
+pub async fn serve(listener: TcpListener, info: Arc<EchoInfo>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let info = info.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let info = info.clone();
+                async move { Ok::<_, Infallible>(answer(&info, req).await) }
+            });
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+/// Go's canonical header form: `x-forwarded-for` → `X-Forwarded-For`.
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+async fn answer(info: &EchoInfo, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    if let Some(delay) = parts
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("delay=")))
+        .and_then(|d| strait_config::duration::parse_go(d).ok())
+    {
+        tokio::time::sleep(delay).await;
+    }
+    // Read the body through so that streamed uploads can be checked.
+    let body_bytes = match body.collect().await {
+        Ok(b) => b.to_bytes().len(),
+        Err(_) => 0,
+    };
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        if name == http::header::HOST {
+            continue;
+        }
+        headers
+            .entry(canonical(name.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let body = EchoBody {
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |pq| pq.to_string()),
+        host,
+        method: parts.method.to_string(),
+        proto: match parts.version {
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        headers,
+        namespace: &info.namespace,
+        ingress: "",
+        service: &info.service,
+        pod: &info.pod,
+        body_bytes,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(json)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(code) = parts
+        .uri
+        .path()
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
+        *response.status_mut() = code;
+    }
+    if let Some(set) = parts
+        .headers
+        .get("x-echo-set-header")
+        .and_then(|v| v.to_str().ok())
+    {
+        for pair in set.split(',') {
+            if let Some((name, value)) = pair.split_once(':') {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.trim().as_bytes()),
+                    HeaderValue::from_str(value.trim()),
+                ) {
+                    response.headers_mut().append(n, v);
+                }
+            }
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn canonical_names() {
+        assert_eq!(super::canonical("x-forwarded-for"), "X-Forwarded-For");
+        assert_eq!(super::canonical("USER-AGENT"), "User-Agent");
+    }
+}

@@ -1,0 +1,248 @@
+//! The request path: match → filters → pick backend → forward → response
+//! filters → telemetry. Errors strait makes itself are plain-text answers
+//! with the status the Gateway API asks for.
+
+use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::Shared;
+use bytes::Bytes;
+use http::header::{HOST, LOCATION};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use strait_route::{
+    normalize_host, BackendTarget, Matched, RequestView, Snapshot, UpstreamProtocol,
+};
+use tracing::debug;
+
+/// A response body: the backend's, streamed, or one strait wrote.
+pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+
+/// What a connection knows about itself.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub port: u16,
+    pub client: SocketAddr,
+    pub scheme: &'static str,
+}
+
+fn unmatched() -> Arc<str> {
+    Arc::from("-")
+}
+
+/// Serves one request. Never fails: every error becomes a response.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let start = Instant::now();
+    let snapshot = shared.snapshot.load_full();
+    let (response, listener, route) = route_request(&shared, &snapshot, &conn, req).await;
+    shared.metrics.record(
+        &listener,
+        &route,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    Ok(response)
+}
+
+pub fn local(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+async fn route_request(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, Arc<str>, Arc<str>) {
+    let raw_host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
+    let Some(raw_host) = raw_host else {
+        let r = local(StatusCode::BAD_REQUEST, "strait: request has no Host\n");
+        return (r, unmatched(), unmatched());
+    };
+    let host = normalize_host(raw_host).into_owned();
+    let view = RequestView {
+        method: req.method(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    let Some(matched) = snapshot.route(conn.port, &host, &view) else {
+        let r = local(StatusCode::NOT_FOUND, "strait: no route matched\n");
+        return (r, unmatched(), unmatched());
+    };
+    let listener = matched.listener.label.clone();
+    let route = matched.rule.route.clone();
+    let forward = forward(shared, conn, &host, &matched, req);
+    let response = match matched.rule.timeouts.request {
+        Some(limit) => match tokio::time::timeout(limit, forward).await {
+            Ok(r) => r,
+            Err(_) => local(StatusCode::GATEWAY_TIMEOUT, "strait: request timeout\n"),
+        },
+        None => forward.await,
+    };
+    (response, listener, route)
+}
+
+async fn forward(
+    shared: &Shared,
+    conn: &ConnInfo,
+    host: &str,
+    matched: &Matched<'_>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let rule = matched.rule;
+    if let Some(redirect) = &rule.redirect {
+        let location = redirect.location(
+            conn.scheme,
+            host,
+            matched.listener.port,
+            req.uri().path(),
+            req.uri().query(),
+            matched.matched_prefix,
+        );
+        let mut r = local(
+            StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::FOUND),
+            "",
+        );
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(LOCATION, v);
+        }
+        return r;
+    }
+    let Some(backend) = rule.pick(fastrand::u64(..)) else {
+        return local(StatusCode::INTERNAL_SERVER_ERROR, "strait: route has no backend\n");
+    };
+    let cluster = match &backend.target {
+        BackendTarget::Cluster(c) => c,
+        BackendTarget::Invalid(why) => {
+            debug!(route = &*rule.route, why, "invalid backend");
+            return local(StatusCode::INTERNAL_SERVER_ERROR, "strait: backend is not valid\n");
+        }
+    };
+    let Some(endpoint) = cluster.next_endpoint() else {
+        return local(StatusCode::SERVICE_UNAVAILABLE, "strait: no ready endpoints\n");
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let path = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+        Some(m) => m.apply(parts.uri.path(), matched.matched_prefix),
+        None => parts.uri.path().to_string(),
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    if !headers.contains_key(HOST) {
+        if let Some(h) = original_host {
+            headers.insert(HOST, h);
+        }
+    }
+    add_forwarded(headers, conn.client.ip(), conn.scheme);
+    if let Some(ops) = &rule.request_headers {
+        ops.apply(headers);
+    }
+    if let Some(ops) = &backend.request_headers {
+        ops.apply(headers);
+    }
+    if let Some(h) = rule.rewrite.as_ref().and_then(|r| r.hostname.clone()) {
+        headers.insert(HOST, h);
+    }
+
+    for mirror in &rule.mirrors {
+        if mirror.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= mirror.per_million {
+            continue;
+        }
+        if let BackendTarget::Cluster(c) = &mirror.target {
+            if let Some(ep) = c.next_endpoint() {
+                send_mirror(shared, c.protocol, ep, &parts, &path_and_query);
+            }
+        }
+    }
+
+    parts.uri = match Uri::try_from(format!("http://{endpoint}{path_and_query}")) {
+        Ok(u) => u,
+        Err(_) => return local(StatusCode::BAD_REQUEST, "strait: bad request target\n"),
+    };
+    parts.version = match cluster.protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::H2c => Version::HTTP_2,
+    };
+    let upstream_req = Request::from_parts(parts, Either::Left(body));
+    let call = shared.upstream.client(cluster.protocol).request(upstream_req);
+    let result = match rule.timeouts.backend_request {
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => return local(StatusCode::GATEWAY_TIMEOUT, "strait: backend timeout\n"),
+        },
+        None => call.await,
+    };
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
+            return local(StatusCode::BAD_GATEWAY, "strait: backend failed\n");
+        }
+    };
+    strip_hop_by_hop(response.headers_mut());
+    if let Some(ops) = &backend.response_headers {
+        ops.apply(response.headers_mut());
+    }
+    if let Some(ops) = &rule.response_headers {
+        ops.apply(response.headers_mut());
+    }
+    response.map(Either::Left)
+}
+
+/// Fire-and-forget copy of the request (headers only: the body is streamed
+/// to the main backend and not buffered for the mirror).
+fn send_mirror(
+    shared: &Shared,
+    protocol: UpstreamProtocol,
+    endpoint: SocketAddr,
+    parts: &http::request::Parts,
+    path_and_query: &str,
+) {
+    let Ok(uri) = Uri::try_from(format!("http://{endpoint}{path_and_query}")) else {
+        return;
+    };
+    let mut req = Request::new(Either::Right(Empty::<Bytes>::new()));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = parts.headers.clone();
+    req.headers_mut().remove(http::header::CONTENT_LENGTH);
+    *req.version_mut() = match protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::H2c => Version::HTTP_2,
+    };
+    let call: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+        Box::pin(shared.upstream.client(protocol).request(req));
+    tokio::spawn(async move {
+        if let Err(e) = call.await {
+            debug!(%endpoint, error = %e, "mirror request failed");
+        }
+    });
+}

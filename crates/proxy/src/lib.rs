@@ -1,0 +1,41 @@
+//! strait's data plane. The request path is one straight line of stages,
+//! each in its own module:
+//!
+//! accept ([`listeners`]) → decode (hyper) → match route (`strait_route`) →
+//! filters ([`handler`]) → pick backend → forward with timeout
+//! ([`upstream`]) → response filters → telemetry ([`metrics`]).
+//!
+//! Configuration is read lock-free from an `ArcSwap<Snapshot>`; a request
+//! keeps the snapshot it started with until it ends.
+
+pub mod admin;
+pub mod handler;
+mod headers;
+pub mod listeners;
+pub mod metrics;
+pub mod reload;
+mod run;
+pub mod upstream;
+
+pub use run::{run, GatewayOptions};
+
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use strait_route::Snapshot;
+
+/// State shared by every connection.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: metrics::Metrics,
+    pub upstream: upstream::Upstreams,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot) -> Arc<Self> {
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics: metrics::Metrics::new(),
+            upstream: upstream::Upstreams::new(),
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! Listening sockets, one per Gateway listener port, and the connections
+//! they accept. Ports open and close as the configuration changes; a
+//! connection lives on until it ends or the gateway drains.
+
+use crate::handler::{handle, ConnInfo};
+use crate::Shared;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Time a client has to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most request headers accepted on HTTP/1.1.
+pub const MAX_HEADERS: usize = 100;
+/// Largest HTTP/2 header list accepted, in bytes.
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+pub struct ListenerSet {
+    bind: IpAddr,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    running: HashMap<u16, watch::Sender<bool>>,
+    /// Set to true when the gateway drains: connections finish and close.
+    drain: watch::Receiver<bool>,
+}
+
+impl ListenerSet {
+    pub fn new(bind: IpAddr, shared: Arc<Shared>, drain: watch::Receiver<bool>) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_headers(MAX_HEADERS);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_LIST_BYTES);
+        ListenerSet {
+            bind,
+            shared,
+            builder: Arc::new(builder),
+            running: HashMap::new(),
+            drain,
+        }
+    }
+
+    pub fn ports(&self) -> BTreeSet<u16> {
+        self.running.keys().copied().collect()
+    }
+
+    /// Opens the ports in `wanted` that are not open and closes the others.
+    /// Returns the ports that could not be bound, with the reason.
+    pub fn reconcile(&mut self, wanted: &BTreeSet<u16>) -> Vec<(u16, std::io::Error)> {
+        self.running.retain(|port, stop| {
+            let keep = wanted.contains(port);
+            if !keep {
+                info!(port, "closing listener");
+                let _ = stop.send(true);
+            }
+            keep
+        });
+        let mut failed = Vec::new();
+        for &port in wanted {
+            if self.running.contains_key(&port) {
+                continue;
+            }
+            let addr = SocketAddr::new(self.bind, port);
+            match bind(addr) {
+                Ok(listener) => {
+                    info!(%addr, "listening");
+                    let (stop, stopped) = watch::channel(false);
+                    self.running.insert(port, stop);
+                    tokio::spawn(accept_loop(
+                        listener,
+                        port,
+                        self.shared.clone(),
+                        self.builder.clone(),
+                        stopped,
+                        self.drain.clone(),
+                    ));
+                }
+                Err(e) => {
+                    warn!(%addr, error = %e, "cannot listen");
+                    failed.push((port, e));
+                }
+            }
+        }
+        failed
+    }
+
+    /// Stops accepting on every port.
+    pub fn close_all(&mut self) {
+        for (_, stop) in self.running.drain() {
+            let _ = stop.send(true);
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    port: u16,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stopped: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = until_true(&mut stopped) => return,
+        };
+        let (stream, client) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                warn!(port, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let info = Arc::new(ConnInfo {
+            port,
+            client,
+            scheme: "http",
+        });
+        tokio::spawn(serve_connection(
+            stream,
+            info,
+            shared.clone(),
+            builder.clone(),
+            drain.clone(),
+        ));
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut drain: watch::Receiver<bool>,
+) {
+    shared.metrics.connections.inc();
+    let svc_shared = shared.clone();
+    let svc_info = info.clone();
+    let service = service_fn(move |req| handle(svc_shared.clone(), svc_info.clone(), req));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = until_true(&mut drain) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(client = %info.client, error = %e, "connection ended with an error");
+    }
+    shared.metrics.connections.dec();
+}
+
+/// Resolves once the flag is set (or its sender is gone).
+async fn until_true(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
+}
