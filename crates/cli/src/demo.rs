@@ -6,9 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const FILES: [(&str, &str); 3] = [
-    ("gateway.yaml", include_str!("../../../examples/shop/gateway.yaml")),
-    ("routes.yaml", include_str!("../../../examples/shop/routes.yaml")),
-    ("services.yaml", include_str!("../../../examples/shop/services.yaml")),
+    (
+        "gateway.yaml",
+        include_str!("../../../examples/shop/gateway.yaml"),
+    ),
+    (
+        "routes.yaml",
+        include_str!("../../../examples/shop/routes.yaml"),
+    ),
+    (
+        "services.yaml",
+        include_str!("../../../examples/shop/services.yaml"),
+    ),
 ];
 
 /// The echo backends the example's EndpointSlices point at.
@@ -29,11 +38,7 @@ pub async fn run() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("starting the {service} backend on {addr}"))?;
-        let info = Arc::new(strait_echo::EchoInfo {
-            namespace: "shop".into(),
-            service: service.into(),
-            pod: pod.into(),
-        });
+        let info = Arc::new(strait_echo::EchoInfo::new("shop", service, pod));
         tokio::spawn(strait_echo::serve(listener, info));
     }
     let admin = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);

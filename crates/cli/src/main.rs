@@ -11,7 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "strait", version, about = "Gateway API edge gateway and service mesh in one binary")]
+#[command(
+    name = "strait",
+    version,
+    about = "Gateway API edge gateway and service mesh in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -116,11 +120,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             service,
             pod,
         } => {
-            let info = Arc::new(strait_echo::EchoInfo {
-                namespace,
-                service,
-                pod,
-            });
+            let info = Arc::new(strait_echo::EchoInfo::new(&namespace, &service, &pod));
             runtime(None)?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await

@@ -16,11 +16,23 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Who this echo server says it is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct EchoInfo {
     pub namespace: String,
     pub service: String,
     pub pod: String,
+    pub served: std::sync::atomic::AtomicU64,
+}
+
+impl EchoInfo {
+    pub fn new(namespace: &str, service: &str, pod: &str) -> Self {
+        EchoInfo {
+            namespace: namespace.into(),
+            service: service.into(),
+            pod: pod.into(),
+            served: Default::default(),
+        }
+    }
 }
 
 /// The JSON body of every answer (the conformance echo server's shape).
@@ -39,6 +51,9 @@ pub struct EchoBody<'a> {
     /// tests check that bodies are streamed through whole).
     #[serde(rename = "bodyBytes")]
     pub body_bytes: usize,
+    /// Requests this server answered before this one (lets tests see that a
+    /// mirror received its copies).
+    pub served: u64,
 }
 
 /// Serves HTTP/1.1 and h2c (prior knowledge) on `listener` until dropped.
@@ -67,7 +82,9 @@ fn canonical(name: &str) -> String {
         .map(|part| {
             let mut chars = part.chars();
             match chars.next() {
-                Some(first) => first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase(),
+                Some(first) => {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                }
                 None => String::new(),
             }
         })
@@ -125,6 +142,9 @@ async fn answer(info: &EchoInfo, req: Request<Incoming>) -> Response<Full<Bytes>
         service: &info.service,
         pod: &info.pod,
         body_bytes,
+        served: info
+            .served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(json)));

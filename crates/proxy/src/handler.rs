@@ -52,7 +52,9 @@ pub async fn handle(
 }
 
 pub fn local(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -127,17 +129,26 @@ async fn forward(
         return r;
     }
     let Some(backend) = rule.pick(fastrand::u64(..)) else {
-        return local(StatusCode::INTERNAL_SERVER_ERROR, "strait: route has no backend\n");
+        return local(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "strait: route has no backend\n",
+        );
     };
     let cluster = match &backend.target {
         BackendTarget::Cluster(c) => c,
         BackendTarget::Invalid(why) => {
             debug!(route = &*rule.route, why, "invalid backend");
-            return local(StatusCode::INTERNAL_SERVER_ERROR, "strait: backend is not valid\n");
+            return local(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "strait: backend is not valid\n",
+            );
         }
     };
     let Some(endpoint) = cluster.next_endpoint() else {
-        return local(StatusCode::SERVICE_UNAVAILABLE, "strait: no ready endpoints\n");
+        return local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "strait: no ready endpoints\n",
+        );
     };
 
     let (mut parts, body) = req.into_parts();
@@ -192,7 +203,10 @@ async fn forward(
         UpstreamProtocol::H2c => Version::HTTP_2,
     };
     let upstream_req = Request::from_parts(parts, Either::Left(body));
-    let call = shared.upstream.client(cluster.protocol).request(upstream_req);
+    let call = shared
+        .upstream
+        .client(cluster.protocol)
+        .request(upstream_req);
     let result = match rule.timeouts.backend_request {
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(r) => r,

@@ -34,7 +34,7 @@ pub fn load(dir: &Path, options: &CompileOptions) -> Result<Loaded, Vec<Problem>
 
 /// How long the folder must be quiet before a change is read, so that an
 /// editor's or `kubectl`'s burst of writes becomes one reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(150);
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// Watches `dir` (recursively); each burst of changes sends one `()`.
 pub fn watch(dir: &Path) -> notify::Result<(RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {

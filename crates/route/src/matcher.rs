@@ -302,7 +302,7 @@ mod tests {
             .push((HeaderName::from_static("x"), ValueMatch::Exact("1".into())));
         let mut with_method = short.clone();
         with_method.method = Some(Method::GET);
-        let mut all = vec![&short, &with_header, &long, &regex, &exact, &with_method];
+        let mut all = [&short, &with_header, &long, &regex, &exact, &with_method];
         all.sort_by(|a, b| a.precedence_cmp(b));
         let order: Vec<String> = all
             .iter()

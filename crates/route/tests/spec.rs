@@ -319,5 +319,5 @@ spec:
     assert_eq!(p.path, "spec.rules[0].matches[0].path.value");
     assert_eq!(p.source.doc, 6, "the bad route is the 6th document");
     let bad = s.routes.iter().find(|r| r.name == "bad").expect("status");
-    assert_eq!(bad.parents[0].conditions[0].status, false);
+    assert!(!bad.parents[0].conditions[0].status);
 }

@@ -1,0 +1,306 @@
+//! Test kit: real `strait` processes on 127.0.0.1, a real HTTP client, and
+//! manifests written to a temporary folder.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const STRAIT: &str = env!("CARGO_BIN_EXE_strait");
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A folder removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "strait-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes a file the way editors and kubectl do: whole, then renamed in.
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, self.0.join(name)).expect("rename");
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A `strait echo` process.
+pub struct Echo {
+    pub port: u16,
+    _proc: Proc,
+}
+
+pub fn echo(service: &str, pod: &str) -> Echo {
+    let mut child = Command::new(STRAIT)
+        .args(["echo", "--listen", "127.0.0.1:0", "--namespace", "default"])
+        .args(["--service", service, "--pod", pod])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn echo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("echo prints its address");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected echo banner {line:?}"));
+    Echo {
+        port,
+        _proc: Proc(child),
+    }
+}
+
+/// A `strait gateway` process serving a folder.
+pub struct Gateway {
+    pub admin: u16,
+    pub log: PathBuf,
+    pub proc: Proc,
+}
+
+impl Gateway {
+    pub async fn start(dir: &TempDir) -> Gateway {
+        Self::start_with(dir, &[]).await
+    }
+
+    pub async fn start_with(dir: &TempDir, extra: &[&str]) -> Gateway {
+        let admin = free_port();
+        let log = dir.path().with_extension("log");
+        let child = Command::new(STRAIT)
+            .args(["gateway", "--config"])
+            .arg(dir.path())
+            .args(["--bind-address", "127.0.0.1", "--workers", "2"])
+            .args(["--admin", &format!("127.0.0.1:{admin}")])
+            .args(extra)
+            .env("STRAIT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn gateway");
+        let mut gw = Gateway {
+            admin,
+            log,
+            proc: Proc(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = gw.proc.0.try_wait() {
+                panic!("gateway exited with {status}:\n{}", gw.logs());
+            }
+            if let Ok(r) = send(get(admin, "admin", "/ready")).await {
+                if r.status == 200 {
+                    return gw;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready:\n{}",
+                gw.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn config(&self) -> serde_json::Value {
+        send(get(self.admin, "admin", "/config"))
+            .await
+            .expect("admin /config")
+            .json()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = send(get(self.admin, "admin", "/metrics"))
+            .await
+            .expect("metrics");
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
+    /// Waits until the gateway has accepted `generation` configurations.
+    pub async fn wait_generation(&self, generation: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.config().await["generation"].as_u64() < Some(generation) {
+            assert!(Instant::now() < deadline, "no reload:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        // The shell's builtin kill: no procps needed on a bare machine.
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill -{name} {}", self.proc.0.id())])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The `service` the echo backend reports, or `<status>` when strait answered.
+    pub fn service(&self) -> String {
+        if self.status == 200
+            && self
+                .headers
+                .get("content-type")
+                .is_some_and(|c| c == "application/json")
+        {
+            self.json()["service"].as_str().unwrap_or("").to_string()
+        } else {
+            format!("<{}>", self.status)
+        }
+    }
+}
+
+pub fn get(port: u16, host: &str, path: &str) -> Request<Full<Bytes>> {
+    request("GET", port, host, path, &[])
+}
+
+pub fn request(
+    method: &str,
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", host);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::new())).expect("request")
+}
+
+pub async fn send(req: Request<Full<Bytes>>) -> Result<Resp, String> {
+    thread_local! {
+        static CLIENT: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+    }
+    let client = CLIENT.with(|c| c.clone());
+    send_with(&client, req).await
+}
+
+pub async fn send_with(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Result<Resp, String> {
+    let r = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// GatewayClass + Gateway `gw` (namespace default) with one HTTP listener.
+pub fn gateway_yaml(port: u16) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: strait}}
+spec: {{controllerName: strait.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - {{name: http, port: {port}, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}
+"#
+    )
+}
+
+/// A Service (port 80) whose one endpoint is 127.0.0.1:`echo_port`.
+pub fn service_yaml(name: &str, echo_port: u16, app_protocol: Option<&str>) -> String {
+    let app = app_protocol.map_or(String::new(), |p| format!(", appProtocol: {p}"));
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec: {{ports: [{{name: http, port: 80{app}}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+endpoints: [{{addresses: ["127.0.0.1"]}}]
+ports: [{{name: http, port: {echo_port}}}]
+"#
+    )
+}

@@ -1,0 +1,355 @@
+//! Reloads, draining, protocols and bad input, through the real binary.
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn route(name: &str, path: &str, backend: &str, tag: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - matches: [{{path: {{value: {path}}}}}]
+    filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {{set: [{{name: X-Tag, value: "{tag}"}}]}}
+    backendRefs: [{{name: {backend}, port: 80}}]
+"#
+    )
+}
+
+struct World {
+    port: u16,
+    dir: TempDir,
+    backends: Vec<Echo>,
+}
+
+fn world() -> World {
+    let (a, b) = (echo("a", "a-0"), echo("b", "b-0"));
+    let port = free_port();
+    let dir = TempDir::new();
+    let mut base = gateway_yaml(port);
+    base += &service_yaml("a", a.port, None);
+    base += &service_yaml("b", b.port, Some("kubernetes.io/h2c"));
+    dir.write("base.yaml", &base);
+    dir.write("routes.yaml", &route("main", "/", "a", "v0"));
+    World {
+        port,
+        dir,
+        backends: vec![a, b],
+    }
+}
+
+#[tokio::test]
+async fn bad_change_is_refused_and_the_last_good_config_serves() {
+    let w = world();
+    let gw = Gateway::start(&w.dir).await;
+    assert_eq!(
+        send(get(w.port, "h", "/")).await.expect("ok").service(),
+        "a"
+    );
+
+    w.dir.write("broken.yaml", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: x}\nspec:\n  rules:\n  - matches: [{path: {type: Exact, valu: /x}}]\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let c = gw.config().await;
+        if c["lastRefusedChange"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "change not refused:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let problem = &refused["lastRefusedChange"][0];
+    assert!(problem["source"]["file"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("broken.yaml"));
+    assert_eq!(problem["source"]["doc"], 1);
+    assert_eq!(problem["path"], "spec.rules[0].matches[0].path.valu");
+    assert_eq!(
+        send(get(w.port, "h", "/"))
+            .await
+            .expect("still serving")
+            .service(),
+        "a"
+    );
+    assert!(
+        gw.logs()
+            .contains("broken.yaml:1: spec.rules[0].matches[0].path.valu: unknown field"),
+        "{}",
+        gw.logs()
+    );
+    assert!(gw
+        .metrics()
+        .await
+        .contains(r#"strait_config_reloads_total{result="failed"}"#));
+
+    // An invalid route (semantics, not schema) is rejected alone.
+    std::fs::remove_file(w.dir.path().join("broken.yaml")).expect("rm");
+    let mut routes = route("main", "/", "a", "v1");
+    routes += &route("bad", "/bad", "a", "x")
+        .replace("value: /bad", "type: RegularExpression, value: \"/(\"");
+    routes += &route("other", "/other", "b", "v1");
+    w.dir.write("routes.yaml", &routes);
+    gw.wait_generation(2).await;
+    let r = send(get(w.port, "h", "/other")).await.expect("ok");
+    assert_eq!(r.service(), "b");
+    assert_eq!(
+        r.json()["proto"],
+        "HTTP/2.0",
+        "appProtocol kubernetes.io/h2c goes upstream as HTTP/2"
+    );
+    assert_eq!(
+        send(get(w.port, "h", "/")).await.expect("ok").headers["x-tag"],
+        "v1"
+    );
+    let routes = gw.config().await["snapshot"]["routes"].clone();
+    let bad = routes
+        .as_array()
+        .expect("routes")
+        .iter()
+        .find(|r| r["name"] == "bad")
+        .expect("bad")
+        .clone();
+    assert_eq!(bad["parents"][0]["conditions"][0]["status"], false);
+    drop(w.backends);
+}
+
+#[tokio::test]
+async fn reload_under_load_loses_nothing() {
+    let w = world();
+    let gw = Gateway::start(&w.dir).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, done, port) = (stop.clone(), done.clone(), w.port);
+        clients.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match send(get(port, "h", "/")).await {
+                    Ok(r) if r.status == 200 && r.service() == "a" => {}
+                    Ok(r) => {
+                        failures.push(format!("{} {}", r.status, String::from_utf8_lossy(&r.body)))
+                    }
+                    Err(e) => failures.push(e),
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            failures
+        }));
+    }
+    for i in 1..=50 {
+        // Alternate between one route and two, changing the tag every time.
+        let mut text = route("main", "/", "a", &format!("v{i}"));
+        if i % 2 == 0 {
+            text += &route("extra", "/extra", "b", "x");
+        }
+        w.dir.write("routes.yaml", &text);
+        // Each change becomes its own reload: wait for it to be swapped in.
+        gw.wait_generation(1 + i).await;
+    }
+    // The last change is served once the folder settles.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = send(get(w.port, "h", "/")).await.expect("ok");
+        if r.headers["x-tag"] == "v50" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "last change never served:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.expect("client"));
+    }
+    let total = done.load(Ordering::Relaxed);
+    assert!(total > 200, "only {total} requests made");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(gw.config().await["generation"].as_u64(), Some(51));
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    let w = world();
+    let gw = Gateway::start_with(&w.dir, &["--drain-timeout", "10"]).await;
+    let port = w.port;
+    let slow = tokio::spawn(async move { send(get(port, "h", "/?delay=1s")).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.signal("TERM");
+    let r = slow
+        .await
+        .expect("task")
+        .expect("in-flight request completes");
+    assert_eq!(r.status, 200);
+    let mut gw = gw;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = gw.proc.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not exit:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "listener closed"
+    );
+    assert!(gw.logs().contains("drained"), "{}", gw.logs());
+}
+
+#[tokio::test]
+async fn protocols_bodies_and_hop_by_hop() {
+    let w = world();
+    let _gw = Gateway::start(&w.dir).await;
+    // HTTP/2 with prior knowledge on the same port.
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let r = send_with(&h2, get(w.port, "h", "/")).await.expect("h2c");
+    assert_eq!(r.service(), "a");
+    assert_eq!(r.json()["proto"], "HTTP/1.1", "plain backend gets HTTP/1.1");
+    assert_eq!(r.json()["host"], "h", "authority becomes Host");
+
+    // A 4 MiB upload is streamed through whole.
+    let body = Bytes::from(vec![b'x'; 4 << 20]);
+    let req = http::Request::post(format!("http://127.0.0.1:{}/upload", w.port))
+        .header("host", "h")
+        .body(Full::new(body))
+        .expect("req");
+    let r = send(req).await.expect("upload");
+    assert_eq!(r.json()["bodyBytes"], 4 << 20);
+
+    let r = send(request(
+        "GET",
+        w.port,
+        "h",
+        "/",
+        &[
+            ("connection", "x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+        ],
+    ))
+    .await
+    .expect("ok");
+    let headers = &r.json()["headers"];
+    assert!(
+        headers.get("X-Private").is_none() && headers.get("Keep-Alive").is_none(),
+        "{headers}"
+    );
+}
+
+fn raw(port: u16, bytes: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(bytes).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_requests_get_4xx_and_nothing_breaks() {
+    let w = world();
+    let _gw = Gateway::start(&w.dir).await;
+    let answer = raw(w.port, b"GARBAGE\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    let answer = raw(w.port, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "no Host: {answer:?}");
+    let mut many = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..200 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let answer = raw(w.port, &many);
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "too many headers: {answer:?}"
+    );
+    assert_eq!(
+        send(get(w.port, "h", "/"))
+            .await
+            .expect("still serving")
+            .service(),
+        "a"
+    );
+}
+
+fn check(dir: &TempDir) -> (Option<i32>, String) {
+    let out = std::process::Command::new(STRAIT)
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_reports_file_document_and_field_path() {
+    let dir = TempDir::new();
+    dir.write("gw.yaml", &gateway_yaml(8080));
+    dir.write(
+        "routes.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n  - backendRefs: [{name: svc, port: 80, weight: -1}]\n",
+    );
+    let (code, stdout) = check(&dir);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "routes.yaml:2: spec.rules[0].backendRefs[0].weight: -1 is outside 0-1000000"
+        ),
+        "{stdout}"
+    );
+
+    dir.write(
+        "routes.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+    );
+    let (code, stdout) = check(&dir);
+    assert_eq!(code, Some(0), "{stdout}");
+
+    dir.write("bad.yaml", "kind: [unclosed\n");
+    let (code, stdout) = check(&dir);
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.contains("bad.yaml: not valid YAML: line 1"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,341 @@
+//! Gateway API routing through the real binary: matches, precedence,
+//! hostnames, filters, weights, timeouts, and the errors the spec asks for.
+
+mod common;
+use common::*;
+
+const ROUTES: &str = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: matches}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["match.example.com"]
+  rules:
+  - matches: [{path: {type: Exact, value: /exact}}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /prefix}}]
+    backendRefs: [{name: b, port: 80}]
+  - matches: [{path: {type: RegularExpression, value: "/re/[0-9]+"}}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /prefix}, headers: [{name: version, value: two}]}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /prefix}, queryParams: [{name: tier, type: RegularExpression, value: "gold|platinum"}]}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /prefix}, method: DELETE}]
+    backendRefs: [{name: a, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: wildcard}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["*.wild.example.com"]
+  rules: [{backendRefs: [{name: b, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: filters}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["filters.example.com"]
+  rules:
+  - matches: [{path: {value: /headers}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier:
+        set: [{name: X-Set, value: set-value}]
+        add: [{name: X-Add, value: added}]
+        remove: [X-Remove]
+    - type: ResponseHeaderModifier
+      responseHeaderModifier:
+        set: [{name: X-Response, value: from-strait}]
+        remove: [X-Drop]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect:
+        hostname: new.example.com
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+        statusCode: 301
+  - matches: [{path: {value: /secure}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {scheme: https}
+  - matches: [{path: {value: /rewrite}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite:
+        hostname: rewritten.example.com
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /mirror}}]
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: mirror, port: 80}}
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /backend-filter}}]
+    backendRefs:
+    - name: a
+      port: 80
+      filters:
+      - type: RequestHeaderModifier
+        requestHeaderModifier: {set: [{name: X-Backend, value: a}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: failures}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["fail.example.com"]
+  rules:
+  - matches: [{path: {value: /missing}}]
+    backendRefs: [{name: does-not-exist, port: 80}]
+  - matches: [{path: {value: /empty}}]
+    backendRefs: [{name: no-endpoints, port: 80}]
+  - matches: [{path: {value: /none}}]
+  - matches: [{path: {value: /zero}}]
+    backendRefs: [{name: a, port: 80, weight: 0}]
+  - matches: [{path: {value: /slow-backend}}]
+    timeouts: {request: 5s, backendRequest: 300ms}
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /slow-request}}]
+    timeouts: {request: 300ms}
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /down}}]
+    backendRefs: [{name: down, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: split}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["split.example.com"]
+  rules:
+  - backendRefs:
+    - {name: a, port: 80, weight: 3}
+    - {name: b, port: 80, weight: 1}
+    - {name: mirror, port: 80, weight: 0}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: no-endpoints}
+spec: {ports: [{port: 80}]}
+"#;
+
+struct Setup {
+    port: u16,
+    gw: Gateway,
+    mirror: Echo,
+    _backends: Vec<Echo>,
+    _dir: TempDir,
+}
+
+async fn setup() -> Setup {
+    let (a, b, mirror) = (
+        echo("a", "a-0"),
+        echo("b", "b-0"),
+        echo("mirror", "mirror-0"),
+    );
+    let port = free_port();
+    let dir = TempDir::new();
+    let mut yaml = gateway_yaml(port);
+    yaml += &service_yaml("a", a.port, None);
+    yaml += &service_yaml("b", b.port, None);
+    yaml += &service_yaml("mirror", mirror.port, None);
+    yaml += &service_yaml("down", free_port(), None);
+    yaml += ROUTES;
+    dir.write("all.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+    Setup {
+        port,
+        gw,
+        mirror,
+        _backends: vec![a, b],
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn matches_and_precedence() {
+    let s = setup().await;
+    let h = "match.example.com";
+    let cases: Vec<(http::Request<_>, &str)> = vec![
+        (get(s.port, h, "/exact"), "a"),
+        (get(s.port, h, "/exact/more"), "<404>"),
+        (get(s.port, h, "/prefix"), "b"),
+        (get(s.port, h, "/prefix/deeper?x=1"), "b"),
+        (get(s.port, h, "/prefixed"), "<404>"),
+        (get(s.port, h, "/re/42"), "a"),
+        (get(s.port, h, "/re/x"), "<404>"),
+        (
+            request("GET", s.port, h, "/prefix/x", &[("version", "two")]),
+            "a",
+        ),
+        (
+            request("GET", s.port, h, "/prefix/x", &[("version", "three")]),
+            "b",
+        ),
+        (get(s.port, h, "/prefix?tier=gold"), "a"),
+        (get(s.port, h, "/prefix?tier=bronze"), "b"),
+        (request("DELETE", s.port, h, "/prefix", &[]), "a"),
+        (get(s.port, "MATCH.example.com:8080", "/exact"), "a"),
+        (get(s.port, "x.wild.example.com", "/"), "b"),
+        (get(s.port, "y.x.wild.example.com", "/"), "b"),
+        (get(s.port, "wild.example.com", "/"), "<404>"),
+        (get(s.port, "unknown.example.com", "/"), "<404>"),
+    ];
+    for (req, want) in cases {
+        let what = format!(
+            "{} {} host={:?}",
+            req.method(),
+            req.uri(),
+            req.headers().get("host")
+        );
+        let r = send(req).await.expect("response");
+        assert_eq!(r.service(), want, "{what}");
+    }
+    let metrics = s.gw.metrics().await;
+    assert!(
+        metrics.contains(r#"route="default/matches",code="200"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn filters() {
+    let s = setup().await;
+    let h = "filters.example.com";
+    let r = send(request(
+        "GET",
+        s.port,
+        h,
+        "/headers",
+        &[("x-remove", "1"), ("x-add", "orig"), ("x-set", "orig")],
+    ))
+    .await
+    .expect("response");
+    let headers = &r.json()["headers"];
+    assert_eq!(headers["X-Set"], serde_json::json!(["set-value"]));
+    assert_eq!(headers["X-Add"], serde_json::json!(["orig", "added"]));
+    assert!(headers.get("X-Remove").is_none());
+    assert_eq!(headers["X-Forwarded-For"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(r.headers["x-response"], "from-strait");
+
+    let r = send(request(
+        "GET",
+        s.port,
+        h,
+        "/headers",
+        &[("x-echo-set-header", "X-Drop:gone,X-Keep:kept")],
+    ))
+    .await
+    .expect("response");
+    assert!(r.headers.get("x-drop").is_none());
+    assert_eq!(r.headers["x-keep"], "kept");
+
+    let r = send(get(s.port, h, "/old/page?q=1"))
+        .await
+        .expect("response");
+    assert_eq!(r.status, 301);
+    // No scheme change: the listener's port stays in the Location.
+    assert_eq!(
+        r.headers["location"],
+        format!("http://new.example.com:{}/new/page?q=1", s.port)
+    );
+    let r = send(get(s.port, h, "/secure")).await.expect("response");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.headers["location"], "https://filters.example.com/secure");
+
+    let r = send(get(s.port, h, "/rewrite/item?id=7"))
+        .await
+        .expect("response");
+    let body = r.json();
+    assert_eq!(body["path"], "/v2/item?id=7");
+    assert_eq!(body["host"], "rewritten.example.com");
+
+    let r = send(get(s.port, h, "/backend-filter"))
+        .await
+        .expect("response");
+    assert_eq!(r.json()["headers"]["X-Backend"], serde_json::json!(["a"]));
+
+    for _ in 0..5 {
+        let r = send(get(s.port, h, "/mirror")).await.expect("response");
+        assert_eq!(r.service(), "a");
+    }
+    // The mirror got its five copies (fire-and-forget: allow them to land).
+    let mut served = 0;
+    for _ in 0..100 {
+        let direct = send(get(s.mirror.port, "mirror", "/count"))
+            .await
+            .expect("mirror");
+        served = direct.json()["served"].as_u64().unwrap_or(0);
+        if served >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(served, 5, "mirror copies received");
+}
+
+#[tokio::test]
+async fn failures_get_the_status_the_spec_asks_for() {
+    let s = setup().await;
+    let h = "fail.example.com";
+    for (path, want) in [
+        ("/missing", 500),
+        ("/empty", 503),
+        ("/none", 500),
+        ("/zero", 500),
+        ("/slow-backend?delay=2s", 504),
+        ("/slow-request?delay=2s", 504),
+        ("/slow-backend?delay=10ms", 200),
+        ("/down", 502),
+    ] {
+        let started = std::time::Instant::now();
+        let r = send(get(s.port, h, path)).await.expect("response");
+        assert_eq!(
+            r.status,
+            want,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    let config = s.gw.config().await;
+    let routes = config["snapshot"]["routes"]
+        .as_array()
+        .expect("routes")
+        .clone();
+    let failures = routes
+        .iter()
+        .find(|r| r["name"] == "failures")
+        .expect("failures route");
+    let resolved = &failures["parents"][0]["conditions"][1];
+    assert_eq!(resolved["type"], "ResolvedRefs");
+    assert_eq!(resolved["status"], false);
+    assert_eq!(resolved["reason"], "BackendNotFound");
+}
+
+#[tokio::test]
+async fn weighted_split() {
+    let s = setup().await;
+    let mut counts = std::collections::HashMap::<String, u32>::new();
+    for _ in 0..400 {
+        let r = send(get(s.port, "split.example.com", "/"))
+            .await
+            .expect("response");
+        *counts.entry(r.service()).or_default() += 1;
+    }
+    let a = counts.get("a").copied().unwrap_or(0);
+    let b = counts.get("b").copied().unwrap_or(0);
+    assert_eq!(a + b, 400, "{counts:?}: weight 0 gets nothing");
+    // 3:1 → 300 expected; 5 standard deviations is about ±43.
+    assert!((257..=343).contains(&a), "{counts:?}");
+}
