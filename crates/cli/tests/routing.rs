@@ -278,6 +278,27 @@ async fn filters() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(served, 5, "mirror copies received");
+
+    // A request body reaches both the backend and the mirror, whole.
+    let body = bytes::Bytes::from(vec![b'm'; 256 * 1024]);
+    let req = http::Request::post(format!("http://127.0.0.1:{}/mirror", s.port))
+        .header("host", h)
+        .body(http_body_util::Full::new(body))
+        .expect("request");
+    let r = send(req).await.expect("response");
+    assert_eq!(r.json()["bodyBytes"], 256 * 1024);
+    let mut received = 0;
+    for _ in 0..100 {
+        let direct = send(get(s.mirror.port, "mirror", "/count"))
+            .await
+            .expect("mirror");
+        received = direct.json()["receivedBytes"].as_u64().unwrap_or(0);
+        if received >= 256 * 1024 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(received, 256 * 1024, "mirror received the body");
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ pub struct EchoInfo {
     pub service: String,
     pub pod: String,
     pub served: std::sync::atomic::AtomicU64,
+    pub received_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl EchoInfo {
@@ -31,6 +32,7 @@ impl EchoInfo {
             service: service.into(),
             pod: pod.into(),
             served: Default::default(),
+            received_bytes: Default::default(),
         }
     }
 }
@@ -54,6 +56,9 @@ pub struct EchoBody<'a> {
     /// Requests this server answered before this one (lets tests see that a
     /// mirror received its copies).
     pub served: u64,
+    /// Request body bytes this server received in all, this request included.
+    #[serde(rename = "receivedBytes")]
+    pub received_bytes: u64,
 }
 
 /// Serves HTTP/1.1 and h2c (prior knowledge) on `listener` until dropped.
@@ -145,6 +150,10 @@ async fn answer(info: &EchoInfo, req: Request<Incoming>) -> Response<Full<Bytes>
         served: info
             .served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        received_bytes: info
+            .received_bytes
+            .fetch_add(body_bytes as u64, std::sync::atomic::Ordering::Relaxed)
+            + body_bytes as u64,
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(json)));

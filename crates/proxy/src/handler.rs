@@ -3,11 +3,12 @@
 //! with the status the Gateway API asks for.
 
 use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::tee::UpstreamBody;
 use crate::Shared;
 use bytes::Bytes;
 use http::header::{HOST, LOCATION};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Empty, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -183,13 +184,15 @@ async fn forward(
         headers.insert(HOST, h);
     }
 
+    let mut body = UpstreamBody::main(body);
     for mirror in &rule.mirrors {
         if mirror.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= mirror.per_million {
             continue;
         }
         if let BackendTarget::Cluster(c) = &mirror.target {
             if let Some(ep) = c.next_endpoint() {
-                send_mirror(shared, c.protocol, ep, &parts, &path_and_query);
+                let copy = body.mirror();
+                send_mirror(shared, c.protocol, ep, &parts, &path_and_query, copy);
             }
         }
     }
@@ -202,7 +205,7 @@ async fn forward(
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::H2c => Version::HTTP_2,
     };
-    let upstream_req = Request::from_parts(parts, Either::Left(body));
+    let upstream_req = Request::from_parts(parts, body);
     let call = shared
         .upstream
         .client(cluster.protocol)
@@ -231,23 +234,22 @@ async fn forward(
     response.map(Either::Left)
 }
 
-/// Fire-and-forget copy of the request (headers only: the body is streamed
-/// to the main backend and not buffered for the mirror).
+/// Fire-and-forget copy of the request; its body is teed from the main one.
 fn send_mirror(
     shared: &Shared,
     protocol: UpstreamProtocol,
     endpoint: SocketAddr,
     parts: &http::request::Parts,
     path_and_query: &str,
+    body: UpstreamBody,
 ) {
     let Ok(uri) = Uri::try_from(format!("http://{endpoint}{path_and_query}")) else {
         return;
     };
-    let mut req = Request::new(Either::Right(Empty::<Bytes>::new()));
+    let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = parts.headers.clone();
-    req.headers_mut().remove(http::header::CONTENT_LENGTH);
     *req.version_mut() = match protocol {
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::H2c => Version::HTTP_2,

@@ -15,6 +15,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod reload;
 mod run;
+pub mod tee;
 pub mod upstream;
 
 pub use run::{run, GatewayOptions};

@@ -1,17 +1,12 @@
 //! Connections to backends: one keep-alive pool per endpoint, HTTP/1.1 or
 //! HTTP/2 with prior knowledge (h2c) as the backend port's `appProtocol` says.
 
-use bytes::Bytes;
-use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
+use crate::tee::UpstreamBody;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 use strait_route::UpstreamProtocol;
-
-/// A request body sent upstream: the client's, streamed, or none (mirrors).
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 
 pub type HttpClient = Client<HttpConnector, UpstreamBody>;
 

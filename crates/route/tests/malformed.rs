@@ -1,0 +1,98 @@
+//! Fuzz-style: thousands of mutated manifests through parse, validate and
+//! compile. Nothing may panic; whatever parses must compile.
+
+use std::path::Path;
+use strait_route::{compile, CompileOptions};
+
+const SEEDS: [&str; 4] = [
+    include_str!("../../../examples/shop/gateway.yaml"),
+    include_str!("../../../examples/shop/routes.yaml"),
+    include_str!("../../../examples/shop/services.yaml"),
+    r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs: [{name: shop, sectionName: http, port: 8080}]
+  hostnames: ["*.example.com", a.example.com]
+  rules:
+  - matches:
+    - path: {type: RegularExpression, value: "/v[0-9]+/.*"}
+      headers: [{name: x, type: RegularExpression, value: "a|b"}]
+      queryParams: [{name: q, value: "1"}]
+      method: GET
+    filters:
+    - {type: RequestRedirect, requestRedirect: {scheme: https, port: 8443, statusCode: 301, path: {type: ReplaceFullPath, replaceFullPath: /x}}}
+  - filters:
+    - {type: URLRewrite, urlRewrite: {hostname: b.example.com, path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: m, port: 80}, fraction: {numerator: 1, denominator: 3}}}
+    backendRefs: [{name: web-frontend, port: 80, weight: 2, filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: a, value: b}]}}]}]
+    timeouts: {request: 10s, backendRequest: 1s}
+"#,
+];
+
+fn mutate(rng: &mut fastrand::Rng, text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for _ in 0..rng.usize(1..4) {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = rng.usize(..bytes.len());
+        match rng.u8(..5) {
+            0 => bytes[at] = rng.u8(..),
+            1 => {
+                let end = (at + rng.usize(1..20)).min(bytes.len());
+                bytes.drain(at..end);
+            }
+            2 => {
+                let end = (at + rng.usize(1..40)).min(bytes.len());
+                let chunk = bytes[at..end].to_vec();
+                let to = rng.usize(..bytes.len());
+                bytes.splice(to..to, chunk);
+            }
+            3 => bytes.truncate(at),
+            _ => {
+                let token: &[u8] = [
+                    &b"{"[..],
+                    b"]",
+                    b": ",
+                    b"\n  ",
+                    b"- ",
+                    b"&a ",
+                    b"*a",
+                    b"!!binary ",
+                    b"'",
+                    b"\"",
+                ][rng.usize(..10)];
+                bytes.splice(at..at, token.iter().copied());
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn mutated_manifests_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(0x5747_a17);
+    let options = CompileOptions::default();
+    let mut parsed = 0;
+    for round in 0..4000 {
+        let seed = SEEDS[round % SEEDS.len()];
+        let mut text = mutate(&mut rng, seed);
+        if round % 4 == 0 {
+            // Several documents, as a real folder would have.
+            text = format!("{}\n---\n{}\n---\n{text}", SEEDS[0], SEEDS[2]);
+        }
+        let set = strait_config::parse_text(Path::new("fuzz.yaml"), &text);
+        for p in &set.problems {
+            assert!(!p.to_string().is_empty());
+        }
+        if !set.has_errors() {
+            parsed += 1;
+        }
+        let (snapshot, _) = compile(&set.documents, &options);
+        let _ = snapshot.describe();
+    }
+    // The mutations must not all be rejected at the YAML stage, or the
+    // compile stage would go untested.
+    assert!(parsed > 400, "only {parsed} mutated sets parsed");
+}
