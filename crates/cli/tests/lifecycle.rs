@@ -353,3 +353,12 @@ fn check_reports_file_document_and_field_path() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn sighup_reloads() {
+    let w = world();
+    let gw = Gateway::start(&w.dir).await;
+    gw.signal("HUP");
+    gw.wait_generation(2).await;
+    assert_eq!(send(get(w.port, "h", "/")).await.expect("ok").service(), "a");
+}

@@ -321,3 +321,86 @@ spec:
     let bad = s.routes.iter().find(|r| r.name == "bad").expect("status");
     assert!(!bad.parents[0].conditions[0].status);
 }
+
+#[test]
+fn endpoints_from_slices() {
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: multi, namespace: infra}
+spec:
+  ports:
+  - {name: http, port: 80, appProtocol: kubernetes.io/h2c}
+  - {name: admin, port: 9000}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: multi-a, namespace: infra, labels: {kubernetes.io/service-name: multi}}
+addressType: IPv4
+endpoints:
+- addresses: ["10.0.0.1"]
+- addresses: ["10.0.0.2"]
+  conditions: {ready: false}
+ports: [{name: http, port: 8080}, {name: admin, port: 9090}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: multi-b, namespace: infra, labels: {kubernetes.io/service-name: multi}}
+addressType: IPv6
+endpoints: [{addresses: ["::1"], conditions: {ready: true}}]
+ports: [{name: http, port: 8081}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: elsewhere, namespace: shop, labels: {kubernetes.io/service-name: multi}}
+endpoints: [{addresses: ["10.9.9.9"]}]
+ports: [{name: http, port: 1}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: single, namespace: infra, labels: {kubernetes.io/service-name: other}}
+endpoints: [{addresses: ["10.0.0.3"]}]
+ports: [{port: 7000}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {value: /http}}]
+    backendRefs: [{name: multi, port: 80}]
+  - matches: [{path: {value: /admin}}]
+    backendRefs: [{name: multi, port: 9000}]
+  - matches: [{path: {value: /single}}]
+    backendRefs: [{name: other, port: 80}]
+  - matches: [{path: {value: /noport}}]
+    backendRefs: [{name: other, port: 81}]
+"#,
+    );
+    let cluster = |path: &str| {
+        let headers = HeaderMap::new();
+        let view = RequestView { method: &Method::GET, path, query: None, headers: &headers };
+        let m = s.route(80, "h", &view).expect("matched");
+        match &m.rule.backends[0].target {
+            strait_route::BackendTarget::Cluster(c) => Ok(c.clone()),
+            strait_route::BackendTarget::Invalid(why) => Err(why.clone()),
+        }
+    };
+    let http = cluster("/http").expect("cluster");
+    let eps: Vec<String> = http.endpoints.iter().map(|e| e.to_string()).collect();
+    assert_eq!(eps, ["10.0.0.1:8080", "[::1]:8081"], "by port name, ready only, own namespace only");
+    assert_eq!(http.protocol, strait_route::UpstreamProtocol::H2c);
+    let admin = cluster("/admin").expect("cluster");
+    assert_eq!(admin.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), ["10.0.0.1:9090"]);
+    assert_eq!(admin.protocol, strait_route::UpstreamProtocol::Http1);
+    let single = cluster("/single").expect("cluster");
+    assert_eq!(single.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), ["10.0.0.3:7000"], "the only port");
+    let err = cluster("/noport").expect_err("no such port");
+    assert!(err.contains("has no port 81"), "{err}");
+    assert!(problems.iter().any(|p| p.path == "spec.rules[3].backendRefs[0]"), "{problems:?}");
+    // Round robin over the ready endpoints.
+    let picks: Vec<_> = (0..4).map(|_| http.next_endpoint().expect("endpoint").port()).collect();
+    assert_eq!(picks, [8080, 8081, 8080, 8081]);
+}
