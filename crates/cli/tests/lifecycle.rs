@@ -360,5 +360,8 @@ async fn sighup_reloads() {
     let gw = Gateway::start(&w.dir).await;
     gw.signal("HUP");
     gw.wait_generation(2).await;
-    assert_eq!(send(get(w.port, "h", "/")).await.expect("ok").service(), "a");
+    assert_eq!(
+        send(get(w.port, "h", "/")).await.expect("ok").service(),
+        "a"
+    );
 }

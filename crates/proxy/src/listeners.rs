@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
 /// Time a client has to send a request's headers.
@@ -21,12 +21,16 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_HEADERS: usize = 100;
 /// Largest HTTP/2 header list accepted, in bytes.
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+/// Downstream connections served at once; past it, new connections wait in
+/// the kernel's accept queue instead of exhausting memory or descriptors.
+pub const MAX_CONNECTIONS: usize = 50_000;
 
 pub struct ListenerSet {
     bind: IpAddr,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     running: HashMap<u16, watch::Sender<bool>>,
+    connections: Arc<Semaphore>,
     /// Set to true when the gateway drains: connections finish and close.
     drain: watch::Receiver<bool>,
 }
@@ -48,6 +52,7 @@ impl ListenerSet {
             shared,
             builder: Arc::new(builder),
             running: HashMap::new(),
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             drain,
         }
     }
@@ -83,6 +88,7 @@ impl ListenerSet {
                         port,
                         self.shared.clone(),
                         self.builder.clone(),
+                        self.connections.clone(),
                         stopped,
                         self.drain.clone(),
                     ));
@@ -120,10 +126,18 @@ async fn accept_loop(
     port: u16,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    limit: Arc<Semaphore>,
     mut stopped: watch::Receiver<bool>,
     drain: watch::Receiver<bool>,
 ) {
     loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = until_true(&mut stopped) => return,
+        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = until_true(&mut stopped) => return,
@@ -143,13 +157,11 @@ async fn accept_loop(
             client,
             scheme: "http",
         });
-        tokio::spawn(serve_connection(
-            stream,
-            info,
-            shared.clone(),
-            builder.clone(),
-            drain.clone(),
-        ));
+        let (shared, builder, drain) = (shared.clone(), builder.clone(), drain.clone());
+        tokio::spawn(async move {
+            serve_connection(stream, info, shared, builder, drain).await;
+            drop(permit);
+        });
     }
 }
 

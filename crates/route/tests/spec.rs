@@ -381,7 +381,12 @@ spec:
     );
     let cluster = |path: &str| {
         let headers = HeaderMap::new();
-        let view = RequestView { method: &Method::GET, path, query: None, headers: &headers };
+        let view = RequestView {
+            method: &Method::GET,
+            path,
+            query: None,
+            headers: &headers,
+        };
         let m = s.route(80, "h", &view).expect("matched");
         match &m.rule.backends[0].target {
             strait_route::BackendTarget::Cluster(c) => Ok(c.clone()),
@@ -390,17 +395,43 @@ spec:
     };
     let http = cluster("/http").expect("cluster");
     let eps: Vec<String> = http.endpoints.iter().map(|e| e.to_string()).collect();
-    assert_eq!(eps, ["10.0.0.1:8080", "[::1]:8081"], "by port name, ready only, own namespace only");
+    assert_eq!(
+        eps,
+        ["10.0.0.1:8080", "[::1]:8081"],
+        "by port name, ready only, own namespace only"
+    );
     assert_eq!(http.protocol, strait_route::UpstreamProtocol::H2c);
     let admin = cluster("/admin").expect("cluster");
-    assert_eq!(admin.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), ["10.0.0.1:9090"]);
+    assert_eq!(
+        admin
+            .endpoints
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>(),
+        ["10.0.0.1:9090"]
+    );
     assert_eq!(admin.protocol, strait_route::UpstreamProtocol::Http1);
     let single = cluster("/single").expect("cluster");
-    assert_eq!(single.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(), ["10.0.0.3:7000"], "the only port");
+    assert_eq!(
+        single
+            .endpoints
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>(),
+        ["10.0.0.3:7000"],
+        "the only port"
+    );
     let err = cluster("/noport").expect_err("no such port");
     assert!(err.contains("has no port 81"), "{err}");
-    assert!(problems.iter().any(|p| p.path == "spec.rules[3].backendRefs[0]"), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.path == "spec.rules[3].backendRefs[0]"),
+        "{problems:?}"
+    );
     // Round robin over the ready endpoints.
-    let picks: Vec<_> = (0..4).map(|_| http.next_endpoint().expect("endpoint").port()).collect();
+    let picks: Vec<_> = (0..4)
+        .map(|_| http.next_endpoint().expect("endpoint").port())
+        .collect();
     assert_eq!(picks, [8080, 8081, 8080, 8081]);
 }
