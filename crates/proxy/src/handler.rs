@@ -7,6 +7,7 @@ use crate::tee::UpstreamBody;
 use crate::Shared;
 use bytes::Bytes;
 use http::header::{HOST, LOCATION};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -79,7 +80,7 @@ async fn route_request(
         let r = local(StatusCode::BAD_REQUEST, "strait: request has no Host\n");
         return (r, unmatched(), unmatched());
     };
-    let host = normalize_host(raw_host).into_owned();
+    let host = normalize_host(raw_host);
     let view = RequestView {
         method: req.method(),
         path: req.uri().path(),
@@ -92,7 +93,26 @@ async fn route_request(
     };
     let listener = matched.listener.label.clone();
     let route = matched.rule.route.clone();
-    let forward = forward(shared, conn, &host, &matched, req);
+    if let Some(redirect) = &matched.rule.redirect {
+        let location = redirect.location(
+            conn.scheme,
+            &host,
+            matched.listener.port,
+            req.uri().path(),
+            req.uri().query(),
+            matched.matched_prefix,
+        );
+        let mut r = local(
+            StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::FOUND),
+            "",
+        );
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(LOCATION, v);
+        }
+        return (r, listener, route);
+    }
+    drop(host);
+    let forward = forward(shared, conn, &matched, req);
     let response = match matched.rule.timeouts.request {
         Some(limit) => match tokio::time::timeout(limit, forward).await {
             Ok(r) => r,
@@ -106,29 +126,10 @@ async fn route_request(
 async fn forward(
     shared: &Shared,
     conn: &ConnInfo,
-    host: &str,
     matched: &Matched<'_>,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let rule = matched.rule;
-    if let Some(redirect) = &rule.redirect {
-        let location = redirect.location(
-            conn.scheme,
-            host,
-            matched.listener.port,
-            req.uri().path(),
-            req.uri().query(),
-            matched.matched_prefix,
-        );
-        let mut r = local(
-            StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::FOUND),
-            "",
-        );
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            r.headers_mut().insert(LOCATION, v);
-        }
-        return r;
-    }
     let Some(backend) = rule.pick(fastrand::u64(..)) else {
         return local(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -145,7 +146,7 @@ async fn forward(
             );
         }
     };
-    let Some(endpoint) = cluster.next_endpoint() else {
+    let Some((endpoint, authority)) = cluster.next_endpoint() else {
         return local(
             StatusCode::SERVICE_UNAVAILABLE,
             "strait: no ready endpoints\n",
@@ -157,13 +158,29 @@ async fn forward(
         .uri
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-    let path = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-        Some(m) => m.apply(parts.uri.path(), matched.matched_prefix),
-        None => parts.uri.path().to_string(),
-    };
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
+    let path_and_query = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+        Some(m) => {
+            let path = m.apply(parts.uri.path(), matched.matched_prefix);
+            let text = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            match PathAndQuery::try_from(text) {
+                Ok(pq) => pq,
+                Err(_) => {
+                    return local(
+                        StatusCode::BAD_REQUEST,
+                        "strait: bad request target
+",
+                    )
+                }
+            }
+        }
+        None => parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
     };
 
     let headers = &mut parts.headers;
@@ -190,17 +207,15 @@ async fn forward(
             continue;
         }
         if let BackendTarget::Cluster(c) = &mirror.target {
-            if let Some(ep) = c.next_endpoint() {
+            if let Some((ep, authority)) = c.next_endpoint() {
                 let copy = body.mirror();
-                send_mirror(shared, c.protocol, ep, &parts, &path_and_query, copy);
+                let uri = upstream_uri(authority, &path_and_query);
+                send_mirror(shared, c.protocol, ep, uri, &parts, copy);
             }
         }
     }
 
-    parts.uri = match Uri::try_from(format!("http://{endpoint}{path_and_query}")) {
-        Ok(u) => u,
-        Err(_) => return local(StatusCode::BAD_REQUEST, "strait: bad request target\n"),
-    };
+    parts.uri = upstream_uri(authority, &path_and_query);
     parts.version = match cluster.protocol {
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::H2c => Version::HTTP_2,
@@ -234,18 +249,25 @@ async fn forward(
     response.map(Either::Left)
 }
 
+/// `http://<endpoint><path?query>`, from parts that are already valid.
+fn upstream_uri(authority: &Authority, path_and_query: &PathAndQuery) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(path_and_query.clone());
+    // Scheme, authority and path are all present, which is all from_parts checks.
+    Uri::from_parts(parts).unwrap_or_default()
+}
+
 /// Fire-and-forget copy of the request; its body is teed from the main one.
 fn send_mirror(
     shared: &Shared,
     protocol: UpstreamProtocol,
     endpoint: SocketAddr,
+    uri: Uri,
     parts: &http::request::Parts,
-    path_and_query: &str,
     body: UpstreamBody,
 ) {
-    let Ok(uri) = Uri::try_from(format!("http://{endpoint}{path_and_query}")) else {
-        return;
-    };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;

@@ -15,6 +15,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names avoids hashing
+    // each hop-by-hop name for a removal that would find nothing.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -33,12 +38,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
     let xff = HeaderName::from_static("x-forwarded-for");
-    let client = client.to_string();
     let value = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client}"),
-        None => client,
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {client}")),
+        None => HeaderValue::from_str(&client.to_string()),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Ok(v) = value {
         headers.insert(xff, v);
     }
     headers.insert(

@@ -26,7 +26,27 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// Series handles each thread keeps at hand (see [`Metrics::record`]).
+const SERIES_CACHE: usize = 256;
+
+struct Handles {
+    owner: usize,
+    listener: Arc<str>,
+    route: Arc<str>,
+    code: u16,
+    requests: Counter,
+    latency: Histogram,
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Vec<Handles>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 pub struct Metrics {
+    /// Tells this registry's cached handles from another's in the same thread.
+    id: usize,
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
@@ -73,6 +93,7 @@ impl Metrics {
             reloads.clone(),
         );
         Metrics {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry,
             requests,
             latency,
@@ -81,20 +102,46 @@ impl Metrics {
         }
     }
 
+    /// Counts one request. The label lookup (hashing two strings under a
+    /// lock) is paid once per thread and series: handles are then found by
+    /// pointer in a small per-thread cache. The cache holds the label `Arc`s,
+    /// so their addresses cannot be reused by another label while cached.
     pub fn record(&self, listener: &Arc<str>, route: &Arc<str>, code: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels {
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let hit = cache.iter().find(|h| {
+                h.owner == self.id
+                    && h.code == code
+                    && Arc::ptr_eq(&h.route, route)
+                    && Arc::ptr_eq(&h.listener, listener)
+            });
+            if let Some(h) = hit {
+                h.requests.inc();
+                h.latency.observe(seconds);
+                return;
+            }
+            if cache.len() >= SERIES_CACHE {
+                cache.clear();
+            }
+            let handles = Handles {
+                owner: self.id,
                 listener: listener.clone(),
                 route: route.clone(),
                 code,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&RouteLabels {
-                listener: listener.clone(),
-                route: route.clone(),
-            })
-            .observe(seconds);
+                requests: self.requests.get_or_create_owned(&RequestLabels {
+                    listener: listener.clone(),
+                    route: route.clone(),
+                    code,
+                }),
+                latency: self.latency.get_or_create_owned(&RouteLabels {
+                    listener: listener.clone(),
+                    route: route.clone(),
+                }),
+            };
+            handles.requests.inc();
+            handles.latency.observe(seconds);
+            cache.push(handles);
+        });
     }
 
     pub fn reload(&self, ok: bool) {

@@ -19,6 +19,9 @@ pub struct Cluster {
     /// `namespace/service:port`.
     pub name: String,
     pub endpoints: Vec<SocketAddr>,
+    /// `endpoints` rendered once as URI authorities, for upstream requests.
+    #[serde(skip)]
+    authorities: Vec<http::uri::Authority>,
     pub protocol: UpstreamProtocol,
     #[serde(skip)]
     next: AtomicUsize,
@@ -26,21 +29,26 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(name: String, endpoints: Vec<SocketAddr>, protocol: UpstreamProtocol) -> Self {
+        let authorities = endpoints
+            .iter()
+            .filter_map(|e| http::uri::Authority::try_from(e.to_string()).ok())
+            .collect();
         Cluster {
             name,
             endpoints,
+            authorities,
             protocol,
             next: AtomicUsize::new(0),
         }
     }
 
-    /// Round-robin over the ready endpoints.
-    pub fn next_endpoint(&self) -> Option<SocketAddr> {
-        if self.endpoints.is_empty() {
+    /// Round-robin over the ready endpoints: the address and its authority.
+    pub fn next_endpoint(&self) -> Option<(SocketAddr, &http::uri::Authority)> {
+        if self.endpoints.is_empty() || self.authorities.len() != self.endpoints.len() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(self.endpoints[i % self.endpoints.len()])
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        Some((self.endpoints[i], &self.authorities[i]))
     }
 }
 

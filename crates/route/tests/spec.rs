@@ -431,7 +431,7 @@ spec:
     );
     // Round robin over the ready endpoints.
     let picks: Vec<_> = (0..4)
-        .map(|_| http.next_endpoint().expect("endpoint").port())
+        .map(|_| http.next_endpoint().expect("endpoint").0.port())
         .collect();
     assert_eq!(picks, [8080, 8081, 8080, 8081]);
 }
