@@ -71,6 +71,16 @@ spec:
         hostname: rewritten.example.com
         path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}
     backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /keep-slash}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /xyz}}
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /strip}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: ""}}
+    backendRefs: [{name: a, port: 80}]
   - matches: [{path: {value: /mirror}}]
     filters:
     - type: RequestMirror

@@ -210,7 +210,8 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
                 out.push((at("timeouts.backendRequest".into()), e.clone()));
             }
             if let (Some(Ok(req)), Some(Ok(back))) = (request, backend) {
-                if !req.is_zero() && (back.is_zero() || back > req) {
+                // As the spec's CEL rule: 0s means "no timeout" on either side.
+                if !req.is_zero() && !back.is_zero() && back > req {
                     out.push((
                         at("timeouts.backendRequest".into()),
                         "must not be longer than timeouts.request".into(),
@@ -272,7 +273,7 @@ fn filters(
             ));
             continue;
         }
-        if !rule_level && matches!(*kind, "RequestRedirect" | "URLRewrite") {
+        if !rule_level && matches!(*kind, "RequestRedirect" | "URLRewrite" | "RequestMirror") {
             out.push((
                 fp("type"),
                 format!("{kind} is not supported on a backendRef"),
@@ -445,7 +446,8 @@ fn path_modifier(p: Option<&HttpPathModifier>, at: &str, all_prefix: bool, out: 
             format!("{at}.{field}"),
             format!("is required when type is {}", p.kind),
         )),
-        Some(v) if !v.starts_with('/') => {
+        // An empty replacePrefixMatch is allowed: it strips the prefix.
+        Some(v) if !v.starts_with('/') && !(v.is_empty() && field == "replacePrefixMatch") => {
             out.push((format!("{at}.{field}"), "must start with \"/\"".into()))
         }
         Some(_) => {}

@@ -130,6 +130,61 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let rule = matched.rule;
+    let (mut parts, body) = req.into_parts();
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let path_and_query = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+        Some(m) => {
+            let path = m.apply(parts.uri.path(), matched.matched_prefix);
+            let text = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            match PathAndQuery::try_from(text) {
+                Ok(pq) => pq,
+                Err(_) => return local(StatusCode::BAD_REQUEST, "strait: bad request target\n"),
+            }
+        }
+        None => parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    };
+
+    // Rule-level changes apply to the request and its mirrors alike.
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    if !headers.contains_key(HOST) {
+        if let Some(h) = original_host {
+            headers.insert(HOST, h);
+        }
+    }
+    add_forwarded(headers, conn.client.ip(), conn.scheme);
+    if let Some(ops) = &rule.request_headers {
+        ops.apply(headers);
+    }
+    if let Some(h) = rule.rewrite.as_ref().and_then(|r| r.hostname.clone()) {
+        headers.insert(HOST, h);
+    }
+
+    // Mirrors go out whatever becomes of the main request.
+    let mut body = UpstreamBody::main(body);
+    for mirror in &rule.mirrors {
+        if mirror.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= mirror.per_million {
+            continue;
+        }
+        if let BackendTarget::Cluster(c) = &mirror.target {
+            if let Some((ep, authority)) = c.next_endpoint() {
+                let copy = body.mirror();
+                let uri = upstream_uri(authority, &path_and_query);
+                send_mirror(shared, c.protocol, ep, uri, &parts, copy);
+            }
+        }
+    }
+
     let Some(backend) = rule.pick(fastrand::u64(..)) else {
         return local(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -152,69 +207,10 @@ async fn forward(
             "strait: no ready endpoints\n",
         );
     };
-
-    let (mut parts, body) = req.into_parts();
-    let original_host = parts
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-    let path_and_query = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-        Some(m) => {
-            let path = m.apply(parts.uri.path(), matched.matched_prefix);
-            let text = match parts.uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path,
-            };
-            match PathAndQuery::try_from(text) {
-                Ok(pq) => pq,
-                Err(_) => {
-                    return local(
-                        StatusCode::BAD_REQUEST,
-                        "strait: bad request target
-",
-                    )
-                }
-            }
-        }
-        None => parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    };
-
-    let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
-    if !headers.contains_key(HOST) {
-        if let Some(h) = original_host {
-            headers.insert(HOST, h);
-        }
-    }
-    add_forwarded(headers, conn.client.ip(), conn.scheme);
-    if let Some(ops) = &rule.request_headers {
-        ops.apply(headers);
-    }
+    // Backend-level filters belong to this backend only, not to mirrors.
     if let Some(ops) = &backend.request_headers {
-        ops.apply(headers);
+        ops.apply(&mut parts.headers);
     }
-    if let Some(h) = rule.rewrite.as_ref().and_then(|r| r.hostname.clone()) {
-        headers.insert(HOST, h);
-    }
-
-    let mut body = UpstreamBody::main(body);
-    for mirror in &rule.mirrors {
-        if mirror.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= mirror.per_million {
-            continue;
-        }
-        if let BackendTarget::Cluster(c) = &mirror.target {
-            if let Some((ep, authority)) = c.next_endpoint() {
-                let copy = body.mirror();
-                let uri = upstream_uri(authority, &path_and_query);
-                send_mirror(shared, c.protocol, ep, uri, &parts, copy);
-            }
-        }
-    }
-
     parts.uri = upstream_uri(authority, &path_and_query);
     parts.version = match cluster.protocol {
         UpstreamProtocol::Http1 => Version::HTTP_11,

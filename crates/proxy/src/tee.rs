@@ -64,6 +64,19 @@ impl UpstreamBody {
     }
 }
 
+/// A main body dropped before its end (the main request failed or was
+/// abandoned) cuts its mirrors off: they must not send a truncated body as
+/// if it were whole.
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Kind::Main { copies, .. } = &mut self.0 {
+            for c in copies.drain(..) {
+                c.cut.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct MirrorCut;
 

@@ -131,7 +131,13 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                     format!("{prefix}hostname"),
                     msg.clone(),
                 ));
-                conditions.push(Condition::failed("Conflicted", "HostnameConflict", msg));
+                conditions.push(Condition {
+                    kind: "Conflicted",
+                    status: true,
+                    reason: "HostnameConflict".into(),
+                    message: msg.clone(),
+                });
+                conditions.push(Condition::failed("Programmed", "Invalid", msg));
             } else {
                 conditions.push(Condition::ok("Accepted", "Accepted"));
                 conditions.push(Condition::ok("Programmed", "Programmed"));

@@ -69,15 +69,16 @@ impl PathModifier {
             PathModifier::Prefix(replacement) => {
                 let prefix_len = matched_prefix.map_or(0, str::len).min(path.len());
                 let rest = &path[prefix_len..];
-                if rest.is_empty() || rest == "/" {
-                    return replacement.clone();
+                if rest.is_empty() {
+                    return if replacement.is_empty() {
+                        "/".into()
+                    } else {
+                        replacement.clone()
+                    };
                 }
-                let joined = format!("{}{rest}", replacement.trim_end_matches('/'));
-                if joined.is_empty() {
-                    "/".into()
-                } else {
-                    joined
-                }
+                // `rest` starts with "/": join without doubling the slash and
+                // keep a trailing one (`/foo/` → `/xyz/`, as the spec's table says).
+                format!("{}{rest}", replacement.trim_end_matches('/'))
             }
         }
     }
@@ -165,6 +166,14 @@ mod tests {
         );
         assert_eq!(m.apply("/strip-prefix", Some("/strip-prefix")), "/");
         assert_eq!(m.apply("/strip-prefix/", Some("/strip-prefix")), "/");
+        // The spec's ReplacePrefixMatch table.
+        let m = PathModifier::Prefix("/xyz".into());
+        assert_eq!(m.apply("/foo/", Some("/foo")), "/xyz/");
+        assert_eq!(m.apply("/foo/bar", Some("/foo")), "/xyz/bar");
+        let m = PathModifier::Prefix(String::new());
+        assert_eq!(m.apply("/foo/bar", Some("/foo")), "/bar");
+        assert_eq!(m.apply("/foo", Some("/foo")), "/");
+        assert_eq!(m.apply("/foo/", Some("/foo")), "/");
         let m = PathModifier::Prefix("/xyz/".into());
         assert_eq!(m.apply("/foo/bar", Some("/foo")), "/xyz/bar");
         assert_eq!(

@@ -54,6 +54,9 @@ impl ValueMatch {
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
     pub path: PathMatch,
+    /// Length of the path value as written (`/foo/` is longer than `/foo`),
+    /// which is what precedence compares.
+    path_len: usize,
     method: Option<Method>,
     headers: Vec<(HeaderName, ValueMatch)>,
     query: Vec<(String, ValueMatch)>,
@@ -74,6 +77,7 @@ impl RouteMatch {
     /// Compiles a validated `HTTPRouteMatch`.
     pub fn compile(m: &HttpRouteMatch) -> Result<Self, String> {
         let path = m.path.clone().unwrap_or_default();
+        let path_len = path.value.len();
         let path = match path.kind.as_str() {
             "Exact" => PathMatch::Exact(path.value),
             "RegularExpression" => PathMatch::Regex(anchored(&path.value)?),
@@ -100,6 +104,7 @@ impl RouteMatch {
             .transpose()?;
         Ok(RouteMatch {
             path,
+            path_len,
             method,
             headers,
             query,
@@ -152,12 +157,12 @@ impl RouteMatch {
     /// Exact and PathPrefix, as Envoy Gateway does), then the longest prefix;
     /// then a method match; then more header matches; then more query matches.
     pub fn precedence_cmp(&self, other: &RouteMatch) -> Ordering {
-        let rank = |p: &PathMatch| match p {
-            PathMatch::Exact(s) => (0, s.len()),
-            PathMatch::Regex(r) => (1, r.as_str().len()),
-            PathMatch::Prefix(s) => (2, s.len()),
+        let rank = |m: &RouteMatch| match m.path {
+            PathMatch::Exact(_) => (0, m.path_len),
+            PathMatch::Regex(_) => (1, m.path_len),
+            PathMatch::Prefix(_) => (2, m.path_len),
         };
-        let (a, b) = (rank(&self.path), rank(&other.path));
+        let (a, b) = (rank(self), rank(other));
         a.0.cmp(&b.0)
             .then(b.1.cmp(&a.1))
             .then(other.method.is_some().cmp(&self.method.is_some()))

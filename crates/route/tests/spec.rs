@@ -435,3 +435,28 @@ spec:
         .collect();
     assert_eq!(picks, [8080, 8081, 8080, 8081]);
 }
+
+#[test]
+fn a_prefix_with_trailing_slash_is_longer() {
+    // The conformance suite's path-match-order case: `/match/` outranks `/match`.
+    let (s, _) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {value: /match}}]
+    backendRefs: [{name: other, port: 80}]
+  - matches: [{path: {value: /match/}}]
+    backendRefs: [{name: other, port: 80}]
+"#,
+    );
+    assert_eq!(hit(&s, &req(80, "h", "/match/x")), "infra/r#1");
+    assert_eq!(
+        hit(&s, &req(80, "h", "/match")),
+        "infra/r#1",
+        "/match/ also matches /match, segment-wise"
+    );
+}
