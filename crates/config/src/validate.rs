@@ -447,7 +447,7 @@ fn path_modifier(p: Option<&HttpPathModifier>, at: &str, all_prefix: bool, out: 
             format!("is required when type is {}", p.kind),
         )),
         // An empty replacePrefixMatch is allowed: it strips the prefix.
-        Some(v) if !v.starts_with('/') && !(v.is_empty() && field == "replacePrefixMatch") => {
+        Some(v) if !(v.starts_with('/') || v.is_empty() && field == "replacePrefixMatch") => {
             out.push((format!("{at}.{field}"), "must start with \"/\"".into()))
         }
         Some(_) => {}
