@@ -365,3 +365,34 @@ async fn sighup_reloads() {
         "a"
     );
 }
+
+#[tokio::test]
+async fn a_gateway_binds_its_own_address() {
+    let w = world();
+    let port2 = free_port();
+    w.dir.write(
+        "second.yaml",
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: second}}\nspec:\n  gatewayClassName: strait\n  addresses: [{{value: 127.0.0.1}}]\n  listeners: [{{name: http, port: {port2}, protocol: HTTP}}]\n{}",
+            route("second", "/", "a", "second").replace("parentRefs: [{name: gw}]", "parentRefs: [{name: second}]")
+        ),
+    );
+    // Tests stay on 127.0.0.1, so the Gateway's own address is that too: what
+    // is checked is that the listener is keyed and bound by spec.addresses.
+    let gw = Gateway::start(&w.dir).await;
+    let r = send(get(port2, "h", "/")).await.expect("second gateway");
+    assert_eq!(r.headers["x-tag"], "second");
+    let r = send(get(w.port, "h", "/")).await.expect("first gateway");
+    assert_eq!(r.headers["x-tag"], "v0");
+    let config = gw.config().await;
+    let addresses: Vec<String> = config["snapshot"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| p["address"].to_string())
+        .collect();
+    assert!(
+        addresses.contains(&"\"127.0.0.1\"".to_string()),
+        "{addresses:?}"
+    );
+}

@@ -17,10 +17,31 @@ pub struct GatewayClassSpec {
 pub struct GatewaySpec {
     pub gateway_class_name: String,
     pub listeners: Vec<Listener>,
-    /// Accepted for compatibility; strait binds `--bind-address`.
-    pub addresses: Option<serde_json::Value>,
+    /// An `IPAddress` here is where this Gateway's listeners bind; without
+    /// one they bind `--bind-address`.
+    #[serde(default)]
+    pub addresses: Vec<GatewayAddress>,
     /// Accepted for compatibility; strait does not provision infrastructure.
     pub infrastructure: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayAddress {
+    /// `IPAddress` (the default) or `Hostname`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub value: String,
+}
+
+impl GatewaySpec {
+    /// The first `IPAddress` address, parsed.
+    pub fn ip_address(&self) -> Option<std::net::IpAddr> {
+        self.addresses
+            .iter()
+            .filter(|a| a.kind.as_deref().unwrap_or("IPAddress") == "IPAddress")
+            .find_map(|a| a.value.parse().ok())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -44,6 +44,19 @@ fn header_name(value: &str) -> Result<(), String> {
 
 pub fn gateway(spec: &GatewaySpec) -> Vec<Finding> {
     let mut out = Vec::new();
+    for (i, a) in spec.addresses.iter().enumerate() {
+        match a.kind.as_deref().unwrap_or("IPAddress") {
+            "IPAddress" if a.value.parse::<std::net::IpAddr>().is_err() => out.push((
+                format!("spec.addresses[{i}].value"),
+                format!("{:?} is not an IP address", a.value),
+            )),
+            "IPAddress" => {}
+            other => out.push((
+                format!("spec.addresses[{i}].type"),
+                format!("{other} addresses are not supported; use IPAddress"),
+            )),
+        }
+    }
     let mut names = std::collections::HashSet::new();
     for (i, l) in spec.listeners.iter().enumerate() {
         let at = |field: &str| format!("spec.listeners[{i}].{field}");

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use strait_route::{
-    normalize_host, BackendTarget, Matched, RequestView, Snapshot, UpstreamProtocol,
+    normalize_host, BackendTarget, ListenKey, Matched, RequestView, Snapshot, UpstreamProtocol,
 };
 use tracing::debug;
 
@@ -26,7 +26,8 @@ pub type ResponseBody = Either<Incoming, Full<Bytes>>;
 /// What a connection knows about itself.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    pub port: u16,
+    /// The listening socket the connection came in on.
+    pub listen: ListenKey,
     pub client: SocketAddr,
     pub scheme: &'static str,
 }
@@ -87,7 +88,7 @@ async fn route_request(
         query: req.uri().query(),
         headers: req.headers(),
     };
-    let Some(matched) = snapshot.route(conn.port, &host, &view) else {
+    let Some(matched) = snapshot.route(conn.listen, &host, &view) else {
         let r = local(StatusCode::NOT_FOUND, "strait: no route matched\n");
         return (r, unmatched(), unmatched());
     };

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use strait_route::ListenKey;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
@@ -29,7 +30,7 @@ pub struct ListenerSet {
     bind: IpAddr,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    running: HashMap<u16, watch::Sender<bool>>,
+    running: HashMap<ListenKey, watch::Sender<bool>>,
     connections: Arc<Semaphore>,
     /// Set to true when the gateway drains: connections finish and close.
     drain: watch::Receiver<bool>,
@@ -57,35 +58,36 @@ impl ListenerSet {
         }
     }
 
-    pub fn ports(&self) -> BTreeSet<u16> {
+    pub fn ports(&self) -> BTreeSet<ListenKey> {
         self.running.keys().copied().collect()
     }
 
     /// Opens the ports in `wanted` that are not open and closes the others.
     /// Returns the ports that could not be bound, with the reason.
-    pub fn reconcile(&mut self, wanted: &BTreeSet<u16>) -> Vec<(u16, std::io::Error)> {
-        self.running.retain(|port, stop| {
-            let keep = wanted.contains(port);
+    pub fn reconcile(&mut self, wanted: &BTreeSet<ListenKey>) -> Vec<(SocketAddr, std::io::Error)> {
+        let default_ip = self.bind;
+        self.running.retain(|key, stop| {
+            let keep = wanted.contains(key);
             if !keep {
-                info!(port, "closing listener");
+                info!(addr = %SocketAddr::new(key.ip.unwrap_or(default_ip), key.port), "closing listener");
                 let _ = stop.send(true);
             }
             keep
         });
         let mut failed = Vec::new();
-        for &port in wanted {
-            if self.running.contains_key(&port) {
+        for &key in wanted {
+            if self.running.contains_key(&key) {
                 continue;
             }
-            let addr = SocketAddr::new(self.bind, port);
+            let addr = SocketAddr::new(key.ip.unwrap_or(self.bind), key.port);
             match bind(addr) {
                 Ok(listener) => {
                     info!(%addr, "listening");
                     let (stop, stopped) = watch::channel(false);
-                    self.running.insert(port, stop);
+                    self.running.insert(key, stop);
                     tokio::spawn(accept_loop(
                         listener,
-                        port,
+                        key,
                         self.shared.clone(),
                         self.builder.clone(),
                         self.connections.clone(),
@@ -95,7 +97,7 @@ impl ListenerSet {
                 }
                 Err(e) => {
                     warn!(%addr, error = %e, "cannot listen");
-                    failed.push((port, e));
+                    failed.push((addr, e));
                 }
             }
         }
@@ -123,7 +125,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    port: u16,
+    key: ListenKey,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limit: Arc<Semaphore>,
@@ -146,14 +148,14 @@ async fn accept_loop(
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
-                warn!(port, error = %e, "accept failed");
+                warn!(port = key.port, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let info = Arc::new(ConnInfo {
-            port,
+            listen: key,
             client,
             scheme: "http",
         });

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strait_config::Problem;
-use strait_route::{CompileOptions, Snapshot};
+use strait_route::{CompileOptions, ListenKey, Snapshot};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -39,7 +39,7 @@ fn report(problems: &[Problem]) {
     }
 }
 
-fn ports(snapshot: &Snapshot) -> BTreeSet<u16> {
+fn ports(snapshot: &Snapshot) -> BTreeSet<ListenKey> {
     snapshot.ports.keys().copied().collect()
 }
 
@@ -78,8 +78,8 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut listeners = ListenerSet::new(opts.bind_address, shared.clone(), drain_rx);
     let failed = listeners.reconcile(&ports(&shared.snapshot.load()));
-    if let Some((port, e)) = failed.first() {
-        bail!("cannot listen on {}:{port}: {e}", opts.bind_address);
+    if let Some((addr, e)) = failed.first() {
+        bail!("cannot listen on {addr}: {e}");
     }
     state.ready.store(true, Ordering::Release);
     info!(ports = ?listeners.ports(), "gateway ready");
@@ -127,8 +127,8 @@ async fn apply_change(opts: &GatewayOptions, state: &AdminState, listeners: &mut
         Ok(Ok(Loaded { snapshot, problems })) => {
             let wanted = ports(&snapshot);
             shared.snapshot.store(Arc::new(snapshot));
-            for (port, e) in listeners.reconcile(&wanted) {
-                error!(port, error = %e, "cannot listen; routes on this port are not served");
+            for (addr, e) in listeners.reconcile(&wanted) {
+                error!(%addr, error = %e, "cannot listen; routes on this address are not served");
             }
             report(&problems);
             state.problems.store(Arc::new(problems));

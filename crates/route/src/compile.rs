@@ -5,7 +5,7 @@ use crate::backend::{BackendTarget, Resolver, WeightedBackend};
 use crate::filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
 use crate::hosts::{intersect, HostTable};
 use crate::matcher::RouteMatch;
-use crate::snapshot::{Entry, ListenerRoutes, PortTable, Rule, Snapshot, Timeouts};
+use crate::snapshot::{Entry, ListenKey, ListenerRoutes, PortTable, Rule, Snapshot, Timeouts};
 use crate::status::{Condition, GatewayStatus, ListenerStatus, ParentStatus, RouteStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ struct LiveListener<'a> {
     gateway_ns: &'a str,
     gateway: &'a str,
     spec: &'a Listener,
-    port: u16,
+    key: ListenKey,
     status: usize,
     listener: usize,
     label: Arc<str>,
@@ -77,7 +77,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
 
     let mut listeners: Vec<LiveListener> = Vec::new();
     let mut other_gateways: HashSet<(&str, &str)> = HashSet::new();
-    let mut taken: HashSet<(u16, Option<&str>)> = HashSet::new();
+    let mut taken: HashSet<(ListenKey, Option<&str>)> = HashSet::new();
     for doc in docs {
         let Resource::Gateway(gw) = &doc.resource else {
             continue;
@@ -108,6 +108,10 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                 .map(|(_, m)| m.as_str())
                 .collect();
             let port = u16::try_from(l.port).unwrap_or(0);
+            let key = ListenKey {
+                ip: gw.spec.ip_address(),
+                port,
+            };
             if !invalid.is_empty() {
                 conditions.push(Condition::failed("Accepted", "Invalid", invalid.join("; ")));
             } else if l.protocol != "HTTP" {
@@ -121,9 +125,10 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                     msg.clone(),
                 ));
                 conditions.push(Condition::failed("Accepted", "UnsupportedProtocol", msg));
-            } else if !taken.insert((port, l.hostname.as_deref())) {
+            } else if !taken.insert((key, l.hostname.as_deref())) {
                 let msg = format!(
-                    "another listener already serves port {port} for hostname {}",
+                    "another listener already serves port {port} for hostname {} on this address; \
+                     Gateways sharing a port need their own spec.addresses",
                     l.hostname.as_deref().unwrap_or("*")
                 );
                 problems.push(Problem::error(
@@ -145,7 +150,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                     gateway_ns: ns,
                     gateway: name,
                     spec: l,
-                    port,
+                    key,
                     status: status_index,
                     listener: status.listeners.len(),
                     label: format!("{ns}/{name}/{}", l.name).into(),
@@ -202,12 +207,12 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
         }
         let routes = ListenerRoutes {
             label: l.label,
-            port: l.port,
+            port: l.key.port,
             vhosts,
         };
         let table = snapshot
             .ports
-            .entry(l.port)
+            .entry(l.key)
             .or_insert_with(PortTable::default);
         // Conflicting (port, hostname) pairs were refused above, so this slot is free.
         table
@@ -327,7 +332,7 @@ fn attach_route(
                     .as_ref()
                     .is_none_or(|s| *s == l.spec.name)
             })
-            .filter(|(_, l)| parent.port.is_none_or(|p| p == i32::from(l.port)))
+            .filter(|(_, l)| parent.port.is_none_or(|p| p == i32::from(l.key.port)))
             .map(|(i, _)| i)
             .collect();
         if candidates.is_empty() {

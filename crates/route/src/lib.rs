@@ -16,5 +16,5 @@ pub use compile::{compile, CompileOptions};
 pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
 pub use hosts::{normalize_host, HostTable};
 pub use matcher::{PathMatch, RequestView, RouteMatch};
-pub use snapshot::{ListenerRoutes, Matched, PortTable, Rule, Snapshot, Timeouts};
+pub use snapshot::{ListenKey, ListenerRoutes, Matched, PortTable, Rule, Snapshot, Timeouts};
 pub use status::{Condition, GatewayStatus, ListenerStatus, ParentStatus, RouteStatus};

@@ -10,10 +10,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Where a listening socket is: the Gateway's own address (`None`: the
+/// gateway process's `--bind-address`) and the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct ListenKey {
+    pub ip: Option<std::net::IpAddr>,
+    pub port: u16,
+}
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// HTTP listeners by port.
-    pub ports: BTreeMap<u16, PortTable>,
+    /// HTTP listeners by address and port.
+    pub ports: BTreeMap<ListenKey, PortTable>,
     pub gateways: Vec<GatewayStatus>,
     pub routes: Vec<RouteStatus>,
     pub clusters: Vec<Arc<Cluster>>,
@@ -93,11 +101,11 @@ impl Snapshot {
     /// (normalized: lower case, no port). `None` means 404.
     pub fn route<'a>(
         &'a self,
-        port: u16,
+        at: ListenKey,
         host: &str,
         req: &RequestView<'_>,
     ) -> Option<Matched<'a>> {
-        let listener = self.ports.get(&port)?.listeners.get(host)?;
+        let listener = self.ports.get(&at)?.listeners.get(host)?;
         let entries = listener.vhosts.get(host)?;
         let entry = entries.iter().find(|e| e.matcher.matches(req))?;
         let matched_prefix = match &entry.matcher.path {
@@ -117,7 +125,7 @@ impl Snapshot {
         let ports: Vec<Value> = self
             .ports
             .iter()
-            .map(|(port, table)| {
+            .map(|(key, table)| {
                 let listeners: Vec<Value> = table
                     .listeners
                     .iter()
@@ -145,7 +153,7 @@ impl Snapshot {
                         json!({"listener": &*l.label, "hostname": hostname, "hosts": hosts})
                     })
                     .collect();
-                json!({"port": port, "listeners": listeners})
+                json!({"address": key.ip, "port": key.port, "listeners": listeners})
             })
             .collect();
         json!({

@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, Method};
 use std::path::Path;
-use strait_route::{compile, CompileOptions, RequestView, Snapshot};
+use strait_route::{compile, CompileOptions, ListenKey, RequestView, Snapshot};
 
 const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -78,7 +78,14 @@ fn hit(s: &Snapshot, r: &Req) -> String {
         query: r.query,
         headers: &headers,
     };
-    match s.route(r.port, r.host, &view) {
+    match s.route(
+        ListenKey {
+            ip: None,
+            port: r.port,
+        },
+        r.host,
+        &view,
+    ) {
         Some(m) => format!("{}#{}", m.rule.route, m.rule.index),
         None => "404".into(),
     }
@@ -243,7 +250,10 @@ spec:
             query: None,
             headers: &headers,
         };
-        s.route(80, "h", &view).expect("matched").rule.clone()
+        s.route(ListenKey { ip: None, port: 80 }, "h", &view)
+            .expect("matched")
+            .rule
+            .clone()
     };
     let cross = rule("/cross");
     assert!(matches!(
@@ -387,7 +397,9 @@ spec:
             query: None,
             headers: &headers,
         };
-        let m = s.route(80, "h", &view).expect("matched");
+        let m = s
+            .route(ListenKey { ip: None, port: 80 }, "h", &view)
+            .expect("matched");
         match &m.rule.backends[0].target {
             strait_route::BackendTarget::Cluster(c) => Ok(c.clone()),
             strait_route::BackendTarget::Invalid(why) => Err(why.clone()),
@@ -459,4 +471,84 @@ spec:
         "infra/r#1",
         "/match/ also matches /match, segment-wise"
     );
+}
+
+#[test]
+fn gateways_with_their_own_addresses_do_not_conflict() {
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: second, namespace: infra}
+spec:
+  gatewayClassName: strait
+  addresses: [{type: IPAddress, value: 10.1.2.3}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: third, namespace: infra}
+spec:
+  gatewayClassName: strait
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: on-second, namespace: infra}
+spec:
+  parentRefs: [{name: second}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: on-gw, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+"#,
+    );
+    let headers = HeaderMap::new();
+    let view = RequestView {
+        method: &Method::GET,
+        path: "/",
+        query: None,
+        headers: &headers,
+    };
+    let at = |ip: Option<&str>| ListenKey {
+        ip: ip.map(|i| i.parse().expect("ip")),
+        port: 80,
+    };
+    let route = |key| s.route(key, "h", &view).map(|m| m.rule.route.to_string());
+    assert_eq!(
+        route(at(Some("10.1.2.3"))).as_deref(),
+        Some("infra/on-second")
+    );
+    assert_eq!(route(at(None)).as_deref(), Some("infra/on-gw"));
+    // `third` shares the default address and port with `gw`: a real conflict.
+    let third = s
+        .gateways
+        .iter()
+        .find(|g| g.name == "third")
+        .expect("status");
+    let conflicted = &third.listeners[0].conditions[0];
+    assert_eq!(
+        (
+            conflicted.kind,
+            conflicted.status,
+            conflicted.reason.as_str()
+        ),
+        ("Conflicted", true, "HostnameConflict")
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("spec.addresses")),
+        "{problems:?}"
+    );
+    let second = s
+        .gateways
+        .iter()
+        .find(|g| g.name == "second")
+        .expect("status");
+    assert_eq!(second.listeners[0].conditions[0].reason, "Accepted");
 }
