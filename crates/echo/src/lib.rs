@@ -122,13 +122,18 @@ async fn answer(info: &EchoInfo, req: Request<Incoming>) -> Response<Full<Bytes>
             .or_default()
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
-    let host = parts
+    // As Go's server does: HTTP/2's :authority, else the Host header.
+    let authority = parts.uri.authority().map(|a| a.to_string());
+    let host_header = parts
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_default();
+        .map(str::to_string);
+    let host = match parts.version {
+        Version::HTTP_2 => authority.or(host_header),
+        _ => host_header.or(authority),
+    }
+    .unwrap_or_default();
     let body = EchoBody {
         path: parts
             .uri

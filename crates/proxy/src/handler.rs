@@ -7,8 +7,8 @@ use crate::tee::UpstreamBody;
 use crate::Shared;
 use bytes::Bytes;
 use http::header::{HOST, LOCATION};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -180,8 +180,15 @@ async fn forward(
         if let BackendTarget::Cluster(c) = &mirror.target {
             if let Some((ep, authority)) = c.next_endpoint() {
                 let copy = body.mirror();
-                let uri = upstream_uri(authority, &path_and_query);
-                send_mirror(shared, c.protocol, ep, uri, &parts, copy);
+                send_mirror(
+                    shared,
+                    c.protocol,
+                    ep,
+                    authority,
+                    &path_and_query,
+                    &parts,
+                    copy,
+                );
             }
         }
     }
@@ -212,16 +219,11 @@ async fn forward(
     if let Some(ops) = &backend.request_headers {
         ops.apply(&mut parts.headers);
     }
-    parts.uri = upstream_uri(authority, &path_and_query);
-    parts.version = match cluster.protocol {
-        UpstreamProtocol::Http1 => Version::HTTP_11,
-        UpstreamProtocol::H2c => Version::HTTP_2,
-    };
+    parts.uri = Uri::from(path_and_query);
     let upstream_req = Request::from_parts(parts, body);
     let call = shared
         .upstream
-        .client(cluster.protocol)
-        .request(upstream_req);
+        .send(cluster.protocol, endpoint, authority, upstream_req);
     let result = match rule.timeouts.backend_request {
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(r) => r,
@@ -246,37 +248,24 @@ async fn forward(
     response.map(Either::Left)
 }
 
-/// `http://<endpoint><path?query>`, from parts that are already valid.
-fn upstream_uri(authority: &Authority, path_and_query: &PathAndQuery) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(path_and_query.clone());
-    // Scheme, authority and path are all present, which is all from_parts checks.
-    Uri::from_parts(parts).unwrap_or_default()
-}
-
 /// Fire-and-forget copy of the request; its body is teed from the main one.
 fn send_mirror(
     shared: &Shared,
     protocol: UpstreamProtocol,
     endpoint: SocketAddr,
-    uri: Uri,
+    authority: &Authority,
+    path_and_query: &PathAndQuery,
     parts: &http::request::Parts,
     body: UpstreamBody,
 ) {
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri;
+    *req.uri_mut() = Uri::from(path_and_query.clone());
     *req.headers_mut() = parts.headers.clone();
-    *req.version_mut() = match protocol {
-        UpstreamProtocol::Http1 => Version::HTTP_11,
-        UpstreamProtocol::H2c => Version::HTTP_2,
-    };
-    let call: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
-        Box::pin(shared.upstream.client(protocol).request(req));
+    let upstream = shared.upstream.clone();
+    let authority = authority.clone();
     tokio::spawn(async move {
-        if let Err(e) = call.await {
+        if let Err(e) = upstream.send(protocol, endpoint, &authority, req).await {
             debug!(%endpoint, error = %e, "mirror request failed");
         }
     });

@@ -28,7 +28,7 @@ use strait_route::Snapshot;
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: metrics::Metrics,
-    pub upstream: upstream::Upstreams,
+    pub upstream: Arc<upstream::Upstreams>,
 }
 
 impl Shared {
@@ -36,7 +36,7 @@ impl Shared {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics: metrics::Metrics::new(),
-            upstream: upstream::Upstreams::new(),
+            upstream: Arc::new(upstream::Upstreams::new()),
         })
     }
 }
