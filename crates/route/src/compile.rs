@@ -77,6 +77,9 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
 
     let mut listeners: Vec<LiveListener> = Vec::new();
     let mut other_gateways: HashSet<(&str, &str)> = HashSet::new();
+    // Our listeners of other protocols: an HTTPRoute naming one is refused
+    // with NotAllowedByListeners rather than "no such parent".
+    let mut other_protocols: Vec<(&str, &str, &Listener)> = Vec::new();
     let mut taken: HashSet<(ListenKey, Option<&str>)> = HashSet::new();
     for doc in docs {
         let Resource::Gateway(gw) = &doc.resource else {
@@ -115,6 +118,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
             if !invalid.is_empty() {
                 conditions.push(Condition::failed("Accepted", "Invalid", invalid.join("; ")));
             } else if l.protocol != "HTTP" {
+                other_protocols.push((ns, name, l));
                 let msg = format!(
                     "protocol {} is not served yet; only HTTP listeners are",
                     l.protocol
@@ -176,6 +180,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
             route,
             &mut listeners,
             &other_gateways,
+            &other_protocols,
             &namespaces,
             &grants,
             &mut resolver,
@@ -255,6 +260,7 @@ fn attach_route(
     route: &Object<HttpRouteSpec>,
     listeners: &mut [LiveListener],
     other_gateways: &HashSet<(&str, &str)>,
+    other_protocols: &[(&str, &str, &Listener)],
     namespaces: &HashMap<String, BTreeMap<String, String>>,
     grants: &[(&str, &ReferenceGrantSpec)],
     resolver: &mut Resolver,
@@ -335,7 +341,22 @@ fn attach_route(
             .filter(|(_, l)| parent.port.is_none_or(|p| p == i32::from(l.key.port)))
             .map(|(i, _)| i)
             .collect();
-        if candidates.is_empty() {
+        let other_protocol = other_protocols.iter().find(|(l_ns, l_gw, l)| {
+            kind_ok
+                && *l_ns == gw_ns
+                && *l_gw == parent.name
+                && parent.section_name.as_ref().is_none_or(|s| *s == l.name)
+                && parent.port.is_none_or(|p| p == l.port)
+        });
+        if let (true, Some((_, _, l))) = (candidates.is_empty(), other_protocol) {
+            refusal = Some((
+                "NotAllowedByListeners",
+                format!(
+                    "listener {} speaks {}; an HTTPRoute cannot attach to it",
+                    l.name, l.protocol
+                ),
+            ));
+        } else if candidates.is_empty() {
             refusal = Some((
                 "NoMatchingParent",
                 format!(

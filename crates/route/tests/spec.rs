@@ -552,3 +552,26 @@ spec:
         .expect("status");
     assert_eq!(second.listeners[0].conditions[0].reason, "Accepted");
 }
+
+#[test]
+fn a_route_naming_a_listener_of_another_protocol_is_not_allowed() {
+    let (s, _) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tls-only, namespace: infra}
+spec:
+  gatewayClassName: strait
+  listeners: [{name: tls, port: 443, protocol: TLS, allowedRoutes: {kinds: [{kind: TLSRoute}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: infra}
+spec:
+  parentRefs: [{name: tls-only}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+"#,
+    );
+    let r = s.routes.iter().find(|r| r.name == "r").expect("status");
+    assert_eq!(r.parents[0].conditions[0].reason, "NotAllowedByListeners");
+}
