@@ -29,6 +29,8 @@ pub struct ConnInfo {
     /// The listening socket the connection came in on.
     pub listen: ListenKey,
     pub client: SocketAddr,
+    /// `client`'s IP as a header value, for `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
     pub scheme: &'static str,
 }
 
@@ -163,7 +165,7 @@ async fn forward(
             headers.insert(HOST, h);
         }
     }
-    add_forwarded(headers, conn.client.ip(), conn.scheme);
+    add_forwarded(headers, &conn.client_ip, conn.scheme);
     if let Some(ops) = &rule.request_headers {
         ops.apply(headers);
     }

@@ -3,7 +3,8 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// `static`, not `const`: a const array would be rebuilt at every use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -13,36 +14,52 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    // Standard names compare by tag; the two custom ones by their bytes.
+    HOP_BY_HOP.contains(name)
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
+///
+/// One pass over the names finds what must go (usually nothing, or just
+/// `Connection`); only those are removed, so the common case hashes nothing.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names avoids hashing
-    // each hop-by-hop name for a removal that would find nothing.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        return;
-    }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+    let listed = |name: &HeaderName| {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+    };
+    let has_connection = headers.contains_key(header::CONNECTION);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name) || (has_connection && listed(name)))
+        .cloned()
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
+    for name in doomed {
         headers.remove(name);
     }
 }
 
+/// The client address as a header value, made once per connection.
+pub fn client_value(client: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&client.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
+pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'static str) {
     let xff = HeaderName::from_static("x-forwarded-for");
     let value = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {client}")),
-        None => HeaderValue::from_str(&client.to_string()),
+        Some(prior) => {
+            let joined = format!("{prior}, {}", client.to_str().unwrap_or(""));
+            HeaderValue::from_str(&joined).ok()
+        }
+        None => Some(client.clone()),
     };
-    if let Ok(v) = value {
+    if let Some(v) = value {
         headers.insert(xff, v);
     }
     headers.insert(
@@ -75,7 +92,11 @@ mod tests {
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "http");
+        add_forwarded(
+            &mut h,
+            &client_value("127.0.0.1".parse().expect("ip")),
+            "http",
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
     }

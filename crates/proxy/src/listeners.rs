@@ -157,6 +157,7 @@ async fn accept_loop(
         let info = Arc::new(ConnInfo {
             listen: key,
             client,
+            client_ip: crate::headers::client_value(client.ip()),
             scheme: "http",
         });
         let (shared, builder, drain) = (shared.clone(), builder.clone(), drain.clone());
