@@ -21,23 +21,26 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 ///
-/// One pass over the names finds what must go (usually nothing, or just
-/// `Connection`); only those are removed, so the common case hashes nothing.
+/// The `Connection` tokens are read once; one pass over the names finds the
+/// fixed hop-by-hop ones. Only what is present is removed, so the common
+/// case (nothing, or `Connection: keep-alive`) costs almost nothing.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed = |name: &HeaderName| {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
-    };
-    let has_connection = headers.contains_key(header::CONNECTION);
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name) || (has_connection && listed(name)))
-        .cloned()
-        .collect();
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
+            // `close` names no header; fixed hop-by-hop names are found below.
+            if token.is_empty() || token.eq_ignore_ascii_case("close") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                if !is_hop_by_hop(&name) && headers.contains_key(&name) {
+                    doomed.push(name);
+                }
+            }
+        }
+    }
+    doomed.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
     for name in doomed {
         headers.remove(name);
     }
