@@ -1,0 +1,72 @@
+//! `strait demo`, the README's first command, end to end: it serves the
+//! shop's edge on its fixed ports and stops cleanly on Ctrl-C (SIGINT).
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
+    for port in [8080, 9101, 9102, 9103, 9901] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "the demo needs 127.0.0.1:{port} free"
+        );
+    }
+    let child = Command::new(STRAIT)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let mut demo = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send(get(9901, "admin", "/ready")).await.map(|r| r.status) != Ok(200) {
+        assert!(Instant::now() < deadline, "demo not ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let host = "shop.example.com";
+    assert_eq!(
+        send(get(8080, host, "/")).await.expect("ok").service(),
+        "web-frontend"
+    );
+    let pods: Vec<String> = futures_pods(host).await;
+    assert_eq!(pods.len(), 2, "product-api's two pods take turns: {pods:?}");
+    assert_eq!(
+        send(get(8080, "other.example.com", "/"))
+            .await
+            .expect("ok")
+            .status,
+        404
+    );
+
+    let pid = demo.0.id().to_string();
+    let ok = Command::new("sh")
+        .args(["-c", &format!("kill -INT {pid}")])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+}
+
+async fn futures_pods(host: &str) -> Vec<String> {
+    let mut pods = Vec::new();
+    for _ in 0..4 {
+        let r = send(get(8080, host, "/api/products")).await.expect("ok");
+        assert_eq!(r.service(), "product-api");
+        let pod = r.json()["pod"].as_str().unwrap_or("").to_string();
+        if !pods.contains(&pod) {
+            pods.push(pod);
+        }
+    }
+    pods
+}
