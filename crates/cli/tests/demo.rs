@@ -47,14 +47,7 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
         .status()
         .expect("kill");
     assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = demo.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = demo.exit_within(10).await.expect("demo stops on SIGINT");
     assert!(status.success(), "{status}");
 }
 

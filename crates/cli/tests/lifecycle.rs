@@ -210,17 +210,8 @@ async fn sigterm_drains_in_flight_requests() {
         .expect("in-flight request completes");
     assert_eq!(r.status, 200);
     let mut gw = gw;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(s) = gw.proc.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway did not exit:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let Some(status) = gw.proc.exit_within(5).await else {
+        panic!("gateway did not exit:\n{}", gw.logs());
     };
     assert!(status.success(), "{status}");
     assert!(

@@ -25,6 +25,20 @@ impl Drop for Proc {
     }
 }
 
+impl Proc {
+    /// Waits for the process to exit, at most `secs` seconds.
+    pub async fn exit_within(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
 /// A folder removed when dropped.
 pub struct TempDir(pub PathBuf);
 
