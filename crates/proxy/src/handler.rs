@@ -4,6 +4,7 @@
 
 use crate::headers::{add_forwarded, strip_hop_by_hop};
 use crate::tee::UpstreamBody;
+use crate::upstream::PooledBody;
 use crate::Shared;
 use bytes::Bytes;
 use http::header::{HOST, LOCATION};
@@ -21,7 +22,7 @@ use strait_route::{
 use tracing::debug;
 
 /// A response body: the backend's, streamed, or one strait wrote.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
 
 /// What a connection knows about itself.
 #[derive(Debug, Clone)]
