@@ -33,6 +33,8 @@ pub struct ConnInfo {
     /// `client`'s IP as a header value, for `X-Forwarded-For`.
     pub client_ip: HeaderValue,
     pub scheme: &'static str,
+    /// The TLS server name the client asked for, lower-cased.
+    pub sni: Option<String>,
 }
 
 fn unmatched() -> Arc<str> {
@@ -91,6 +93,19 @@ async fn route_request(
         query: req.uri().query(),
         headers: req.headers(),
     };
+    // A request for a host whose listener is not the one its TLS session
+    // was made for must not be served on this connection (RFC 9110 §15.5.20).
+    if let Some(sni) = &conn.sni {
+        let by_sni = snapshot.listener(conn.listen, sni).map(|l| &l.label);
+        let by_host = snapshot.listener(conn.listen, &host).map(|l| &l.label);
+        if by_sni != by_host {
+            let r = local(
+                StatusCode::MISDIRECTED_REQUEST,
+                "strait: host does not match the TLS server name\n",
+            );
+            return (r, unmatched(), unmatched());
+        }
+    }
     let Some(matched) = snapshot.route(conn.listen, &host, &view) else {
         let r = local(StatusCode::NOT_FOUND, "strait: no route matched\n");
         return (r, unmatched(), unmatched());

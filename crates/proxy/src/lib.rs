@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod reload;
 mod run;
 pub mod tee;
+pub mod tls;
 pub mod upstream;
 
 pub use run::{run, GatewayOptions};

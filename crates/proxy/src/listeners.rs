@@ -3,16 +3,19 @@
 //! connection lives on until it ends or the gateway drains.
 
 use crate::handler::{handle, ConnInfo};
+use crate::tls::HANDSHAKE_TIMEOUT;
 use crate::Shared;
+use arc_swap::ArcSwapOption;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::collections::{BTreeSet, HashMap};
+use rustls::ServerConfig;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use strait_route::ListenKey;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -26,11 +29,30 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// the kernel's accept queue instead of exhausting memory or descriptors.
 pub const MAX_CONNECTIONS: usize = 50_000;
 
+/// The TLS configuration of a port, swapped in place on reload so that a
+/// certificate change reaches new connections without closing old ones.
+pub type TlsSlot = Arc<ArcSwapOption<ServerConfig>>;
+
+struct Running {
+    stop: watch::Sender<bool>,
+    tls: TlsSlot,
+}
+
+/// What an accept loop needs besides its socket.
+struct Port {
+    key: ListenKey,
+    tls: TlsSlot,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limit: Arc<Semaphore>,
+    drain: watch::Receiver<bool>,
+}
+
 pub struct ListenerSet {
     bind: IpAddr,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    running: HashMap<ListenKey, watch::Sender<bool>>,
+    running: HashMap<ListenKey, Running>,
     connections: Arc<Semaphore>,
     /// Set to true when the gateway drains: connections finish and close.
     drain: watch::Receiver<bool>,
@@ -62,21 +84,26 @@ impl ListenerSet {
         self.running.keys().copied().collect()
     }
 
-    /// Opens the ports in `wanted` that are not open and closes the others.
-    /// Returns the ports that could not be bound, with the reason.
-    pub fn reconcile(&mut self, wanted: &BTreeSet<ListenKey>) -> Vec<(SocketAddr, std::io::Error)> {
+    /// Opens the ports in `wanted` that are not open (with their TLS
+    /// configuration, `None` for plain HTTP), updates the TLS of those that
+    /// are, and closes the others. Returns the ports that could not be bound.
+    pub fn reconcile(
+        &mut self,
+        wanted: &BTreeMap<ListenKey, Option<Arc<ServerConfig>>>,
+    ) -> Vec<(SocketAddr, std::io::Error)> {
         let default_ip = self.bind;
-        self.running.retain(|key, stop| {
-            let keep = wanted.contains(key);
+        self.running.retain(|key, running| {
+            let keep = wanted.contains_key(key);
             if !keep {
                 info!(addr = %SocketAddr::new(key.ip.unwrap_or(default_ip), key.port), "closing listener");
-                let _ = stop.send(true);
+                let _ = running.stop.send(true);
             }
             keep
         });
         let mut failed = Vec::new();
-        for &key in wanted {
-            if self.running.contains_key(&key) {
+        for (&key, tls) in wanted {
+            if let Some(running) = self.running.get(&key) {
+                running.tls.store(tls.clone());
                 continue;
             }
             let addr = SocketAddr::new(key.ip.unwrap_or(self.bind), key.port);
@@ -84,16 +111,23 @@ impl ListenerSet {
                 Ok(listener) => {
                     info!(%addr, "listening");
                     let (stop, stopped) = watch::channel(false);
-                    self.running.insert(key, stop);
-                    tokio::spawn(accept_loop(
-                        listener,
+                    let slot: TlsSlot = Arc::new(ArcSwapOption::new(tls.clone()));
+                    self.running.insert(
                         key,
-                        self.shared.clone(),
-                        self.builder.clone(),
-                        self.connections.clone(),
-                        stopped,
-                        self.drain.clone(),
-                    ));
+                        Running {
+                            stop,
+                            tls: slot.clone(),
+                        },
+                    );
+                    let port = Port {
+                        key,
+                        tls: slot,
+                        shared: self.shared.clone(),
+                        builder: self.builder.clone(),
+                        limit: self.connections.clone(),
+                        drain: self.drain.clone(),
+                    };
+                    tokio::spawn(accept_loop(listener, port, stopped));
                 }
                 Err(e) => {
                     warn!(%addr, error = %e, "cannot listen");
@@ -106,8 +140,8 @@ impl ListenerSet {
 
     /// Stops accepting on every port.
     pub fn close_all(&mut self) {
-        for (_, stop) in self.running.drain() {
-            let _ = stop.send(true);
+        for (_, running) in self.running.drain() {
+            let _ = running.stop.send(true);
         }
     }
 }
@@ -125,16 +159,13 @@ fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    key: ListenKey,
-    shared: Arc<Shared>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limit: Arc<Semaphore>,
+    port: Port,
     mut stopped: watch::Receiver<bool>,
-    drain: watch::Receiver<bool>,
 ) {
+    let port = Arc::new(port);
     loop {
         let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
+            p = port.limit.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => return,
             },
@@ -148,38 +179,69 @@ async fn accept_loop(
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
-                warn!(port = key.port, error = %e, "accept failed");
+                warn!(port = port.key.port, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let info = Arc::new(ConnInfo {
-            listen: key,
-            client,
-            client_ip: crate::headers::client_value(client.ip()),
-            scheme: "http",
-        });
-        let (shared, builder, drain) = (shared.clone(), builder.clone(), drain.clone());
+        let port = port.clone();
         tokio::spawn(async move {
-            serve_connection(stream, info, shared, builder, drain).await;
+            match port.tls.load_full() {
+                None => {
+                    let info = conn_info(&port, client, "http", None);
+                    serve_connection(TokioIo::new(stream), info, &port).await;
+                }
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(tls)) => {
+                            let sni = tls
+                                .get_ref()
+                                .1
+                                .server_name()
+                                .map(|s| s.to_ascii_lowercase());
+                            let info = conn_info(&port, client, "https", sni);
+                            serve_connection(TokioIo::new(tls), info, &port).await;
+                        }
+                        Ok(Err(e)) => debug!(%client, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%client, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    info: Arc<ConnInfo>,
-    shared: Arc<Shared>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    mut drain: watch::Receiver<bool>,
-) {
+fn conn_info(
+    port: &Port,
+    client: SocketAddr,
+    scheme: &'static str,
+    sni: Option<String>,
+) -> Arc<ConnInfo> {
+    Arc::new(ConnInfo {
+        listen: port.key,
+        client,
+        client_ip: crate::headers::client_value(client.ip()),
+        scheme,
+        sni,
+    })
+}
+
+async fn serve_connection<I>(io: I, info: Arc<ConnInfo>, port: &Port)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let shared = &port.shared;
+    let mut drain = port.drain.clone();
     shared.metrics.connections.inc();
     let svc_shared = shared.clone();
     let svc_info = info.clone();
     let service = service_fn(move |req| handle(svc_shared.clone(), svc_info.clone(), req));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = port.builder.serve_connection(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -6,7 +6,7 @@ use crate::reload::{self, Loaded};
 use crate::Shared;
 use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -39,8 +39,26 @@ fn report(problems: &[Problem]) {
     }
 }
 
-fn ports(snapshot: &Snapshot) -> BTreeSet<ListenKey> {
-    snapshot.ports.keys().copied().collect()
+/// The ports a snapshot needs, with the TLS configuration of HTTPS ones.
+/// A port whose certificates cannot be loaded (a key that does not match
+/// its certificate, say) is left closed rather than served in plain text.
+fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Option<Arc<rustls::ServerConfig>>> {
+    let mut out = BTreeMap::new();
+    for (key, table) in &snapshot.ports {
+        if table.tls.is_empty() {
+            out.insert(*key, None);
+            continue;
+        }
+        match crate::tls::server_config(&table.tls) {
+            Ok(config) => {
+                out.insert(*key, Some(config));
+            }
+            Err(e) => {
+                error!(port = key.port, error = %e, "TLS certificates unusable; port not served")
+            }
+        }
+    }
+    out
 }
 
 /// Runs the gateway until `shutdown` completes or SIGTERM/SIGINT arrives,

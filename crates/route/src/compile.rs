@@ -42,6 +42,8 @@ struct LiveListener<'a> {
     label: Arc<str>,
     /// (precedence tiebreak, entry) per effective hostname.
     vhosts: HostTable<Vec<(TieBreak, Entry)>>,
+    /// HTTPS listeners: the certificates to present.
+    certs: Vec<crate::tls::TlsCert>,
 }
 
 /// Tiebreaks after the match's own precedence: oldest route, then
@@ -81,6 +83,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
     // with NotAllowedByListeners rather than "no such parent".
     let mut other_protocols: Vec<(&str, &str, &Listener)> = Vec::new();
     let mut taken: HashSet<(ListenKey, Option<&str>)> = HashSet::new();
+    let mut port_tls: HashMap<ListenKey, bool> = HashMap::new();
     for doc in docs {
         let Resource::Gateway(gw) = &doc.resource else {
             continue;
@@ -115,12 +118,25 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                 ip: gw.spec.ip_address(),
                 port,
             };
+            let is_tls = l.protocol == "HTTPS";
+            let certs = match is_tls && invalid.is_empty() {
+                true => crate::tls::listener_certs(docs, &grants, ns, l).map(Some),
+                false => Ok(None),
+            };
             if !invalid.is_empty() {
                 conditions.push(Condition::failed("Accepted", "Invalid", invalid.join("; ")));
-            } else if l.protocol != "HTTP" {
+            } else if let Err((reason, msg)) = &certs {
+                problems.push(Problem::error(
+                    &doc.source,
+                    format!("{prefix}tls"),
+                    msg.clone(),
+                ));
+                conditions.push(Condition::failed("ResolvedRefs", reason, msg.clone()));
+                conditions.push(Condition::failed("Programmed", "Invalid", msg.clone()));
+            } else if !matches!(l.protocol.as_str(), "HTTP" | "HTTPS") {
                 other_protocols.push((ns, name, l));
                 let msg = format!(
-                    "protocol {} is not served yet; only HTTP listeners are",
+                    "protocol {} is not served yet; only HTTP and HTTPS listeners are",
                     l.protocol
                 );
                 problems.push(Problem::warning(
@@ -129,6 +145,23 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                     msg.clone(),
                 ));
                 conditions.push(Condition::failed("Accepted", "UnsupportedProtocol", msg));
+            } else if *port_tls.entry(key).or_insert(is_tls) != is_tls {
+                let msg = format!(
+                    "port {port} already serves another protocol than {} on this address",
+                    l.protocol
+                );
+                problems.push(Problem::error(
+                    &doc.source,
+                    format!("{prefix}protocol"),
+                    msg.clone(),
+                ));
+                conditions.push(Condition {
+                    kind: "Conflicted",
+                    status: true,
+                    reason: "ProtocolConflict".into(),
+                    message: msg.clone(),
+                });
+                conditions.push(Condition::failed("Programmed", "Invalid", msg));
             } else if !taken.insert((key, l.hostname.as_deref())) {
                 let msg = format!(
                     "another listener already serves port {port} for hostname {} on this address; \
@@ -159,6 +192,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                     listener: status.listeners.len(),
                     label: format!("{ns}/{name}/{}", l.name).into(),
                     vhosts: HostTable::default(),
+                    certs: certs.ok().flatten().unwrap_or_default(),
                 });
             }
             status.listeners.push(ListenerStatus {
@@ -219,6 +253,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
             .ports
             .entry(l.key)
             .or_insert_with(PortTable::default);
+        table.tls.extend(l.certs);
         // Conflicting (port, hostname) pairs were refused above, so this slot is free.
         table
             .listeners
@@ -509,7 +544,7 @@ fn compile_rules(
                     fail(&doc.source, path, "InvalidKind", msg.clone());
                     return BackendTarget::Invalid(msg);
                 }
-                if b_ns != ns && !granted(grants, ns, b_ns, &b.name) {
+                if b_ns != ns && !granted(grants, "HTTPRoute", ns, "Service", b_ns, &b.name) {
                     let msg = format!(
                         "no ReferenceGrant in {b_ns} lets HTTPRoutes from {ns} use Service {}",
                         b.name
@@ -628,16 +663,24 @@ fn header_filters(filters: &[HttpRouteFilter]) -> Filters {
     out
 }
 
-/// Is there a ReferenceGrant in `to_ns` for HTTPRoutes of `from_ns` to Service `name`?
-fn granted(grants: &[(&str, &ReferenceGrantSpec)], from_ns: &str, to_ns: &str, name: &str) -> bool {
+/// Is there a ReferenceGrant in `to_ns` letting `from_kind` objects (a
+/// Gateway API kind) of `from_ns` use the core `to_kind` object `name`?
+pub(crate) fn granted(
+    grants: &[(&str, &ReferenceGrantSpec)],
+    from_kind: &str,
+    from_ns: &str,
+    to_kind: &str,
+    to_ns: &str,
+    name: &str,
+) -> bool {
     grants.iter().any(|(grant_ns, g)| {
         *grant_ns == to_ns
-            && g.from.iter().any(|f| {
-                f.group == GATEWAY_GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns
-            })
+            && g.from
+                .iter()
+                .any(|f| f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns)
             && g.to.iter().any(|t| {
                 t.group.is_empty()
-                    && t.kind == "Service"
+                    && t.kind == to_kind
                     && t.name.as_deref().is_none_or(|n| n == name)
             })
     })

@@ -10,6 +10,7 @@ mod hosts;
 mod matcher;
 mod snapshot;
 mod status;
+mod tls;
 
 pub use backend::{BackendTarget, Cluster, UpstreamProtocol, WeightedBackend};
 pub use compile::{compile, CompileOptions};
@@ -18,3 +19,4 @@ pub use hosts::{normalize_host, HostTable};
 pub use matcher::{PathMatch, RequestView, RouteMatch};
 pub use snapshot::{ListenKey, ListenerRoutes, Matched, PortTable, Rule, Snapshot, Timeouts};
 pub use status::{Condition, GatewayStatus, ListenerStatus, ParentStatus, RouteStatus};
+pub use tls::{check_pem, TlsCert};

@@ -31,6 +31,8 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct PortTable {
     pub listeners: HostTable<ListenerRoutes>,
+    /// Certificates of the port's HTTPS listeners; empty for plain HTTP.
+    pub tls: Vec<crate::tls::TlsCert>,
 }
 
 #[derive(Debug)]
@@ -97,6 +99,11 @@ pub struct Matched<'a> {
 }
 
 impl Snapshot {
+    /// The listener a hostname selects on a port (the SNI check uses it).
+    pub fn listener(&self, at: ListenKey, host: &str) -> Option<&ListenerRoutes> {
+        self.ports.get(&at)?.listeners.get(host)
+    }
+
     /// Finds the rule for a request that came in on `port` for `host`
     /// (normalized: lower case, no port). `None` means 404.
     pub fn route<'a>(
@@ -153,7 +160,12 @@ impl Snapshot {
                         json!({"listener": &*l.label, "hostname": hostname, "hosts": hosts})
                     })
                     .collect();
-                json!({"address": key.ip, "port": key.port, "listeners": listeners})
+                let certs: Vec<Value> = table
+                    .tls
+                    .iter()
+                    .map(|c| json!({"hostname": c.hostname, "secret": c.secret}))
+                    .collect();
+                json!({"address": key.ip, "port": key.port, "tls": certs, "listeners": listeners})
             })
             .collect();
         json!({

@@ -1,0 +1,314 @@
+//! HTTPS termination through the real binary: certificates from Secrets,
+//! chosen by SNI, ALPN h2 and http/1.1, 421 for a host of another listener,
+//! and a listener with a bad Secret refused alone.
+
+mod common;
+use base64::Engine;
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::sync::Arc;
+
+struct Cert {
+    der: CertificateDer<'static>,
+    secret_yaml: String,
+}
+
+fn cert(name: &str, secret: &str) -> Cert {
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("cert");
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    Cert {
+        der: ck.cert.der().clone(),
+        secret_yaml: format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {secret}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(ck.cert.pem()),
+            b64(ck.signing_key.serialize_pem())
+        ),
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: Bytes,
+    peer: CertificateDer<'static>,
+    alpn: Option<Vec<u8>>,
+    location: Option<String>,
+}
+
+struct Target<'a> {
+    port: u16,
+    sni: &'a str,
+    host: &'a str,
+    path: &'a str,
+    h2: bool,
+}
+
+fn target<'a>(port: u16, sni: &'a str, host: &'a str, h2: bool) -> Target<'a> {
+    Target {
+        port,
+        sni,
+        host,
+        path: "/",
+        h2,
+    }
+}
+
+async fn tls_get(t: Target<'_>, roots: &[&Cert]) -> Answer {
+    let Target {
+        port,
+        sni,
+        host,
+        path,
+        h2,
+    } = t;
+    let mut store = rustls::RootCertStore::empty();
+    for c in roots {
+        store.add(c.der.clone()).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = if h2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(sni.to_string()).expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let (_, session) = tls.get_ref();
+    let peer = session.peer_certificates().expect("peer cert")[0]
+        .clone()
+        .into_owned();
+    let alpn = session.alpn_protocol().map(|p| p.to_vec());
+    let io = TokioIo::new(tls);
+    let req = |version| {
+        http::Request::get(format!("https://{host}{path}"))
+            .version(version)
+            .header("host", host)
+            .body(Empty::<Bytes>::new())
+            .expect("request")
+    };
+    let response = if h2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .expect("h2");
+        tokio::spawn(conn);
+        let mut r = req(http::Version::HTTP_2);
+        r.headers_mut().remove("host");
+        send.send_request(r).await.expect("response")
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1");
+        tokio::spawn(conn);
+        send.send_request(req(http::Version::HTTP_11))
+            .await
+            .expect("response")
+    };
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap_or("").to_string());
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Answer {
+        status,
+        body,
+        peer,
+        alpn,
+        location,
+    }
+}
+
+#[tokio::test]
+async fn https_termination_by_sni() {
+    let backend = echo("a", "a-0");
+    let (port, bad_port) = (free_port(), free_port());
+    let shop = cert("shop.example.com", "shop-cert");
+    let wild = cert("*.example.com", "wild-cert");
+    let dir = TempDir::new();
+    let mut yaml = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: strait}}
+spec: {{controllerName: strait.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - {{name: shop, port: {port}, protocol: HTTPS, hostname: shop.example.com, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}
+  - {{name: wild, port: {port}, protocol: HTTPS, hostname: "*.example.com", tls: {{certificateRefs: [{{name: wild-cert}}]}}}}
+  - {{name: broken, port: {bad_port}, protocol: HTTPS, tls: {{certificateRefs: [{{name: missing}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - filters:
+    - type: RequestRedirect
+      requestRedirect: {{path: {{type: ReplaceFullPath, replaceFullPath: /moved}}}}
+    matches: [{{path: {{value: /old}}}}]
+  - backendRefs: [{{name: a, port: 80}}]
+"#
+    );
+    yaml += &service_yaml("a", backend.port, None);
+    yaml += &shop.secret_yaml;
+    yaml += &wild.secret_yaml;
+    dir.write("all.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+    let roots = [&shop, &wild];
+
+    let a = tls_get(
+        target(port, "shop.example.com", "shop.example.com", false),
+        &roots,
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.peer, shop.der, "the exact-name certificate");
+    assert_eq!(a.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let body: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
+    assert_eq!(
+        body["headers"]["X-Forwarded-Proto"],
+        serde_json::json!(["https"])
+    );
+
+    let a = tls_get(
+        target(port, "api.example.com", "api.example.com", true),
+        &roots,
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.peer, wild.der, "the wildcard certificate");
+    assert_eq!(a.alpn.as_deref(), Some(&b"h2"[..]));
+
+    let a = tls_get(
+        target(port, "api.example.com", "shop.example.com", false),
+        &roots,
+    )
+    .await;
+    assert_eq!(a.status, 421, "host of another listener than the SNI's");
+
+    let old = Target {
+        path: "/old",
+        ..target(port, "shop.example.com", "shop.example.com", false)
+    };
+    let a = tls_get(old, &roots).await;
+    assert_eq!(a.status, 302);
+    assert_eq!(
+        a.location.as_deref(),
+        Some(format!("https://shop.example.com:{port}/moved").as_str())
+    );
+
+    // The bad listener is refused alone: its port is not open, the rest serves.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", bad_port)).is_err());
+    let config = gw.config().await;
+    let broken = &config["snapshot"]["gateways"][0]["listeners"][2]["conditions"][0];
+    assert_eq!(broken["type"], "ResolvedRefs");
+    assert_eq!(broken["status"], false);
+    assert!(
+        gw.logs().contains("Secret default/missing not found"),
+        "{}",
+        gw.logs()
+    );
+}
+
+#[tokio::test]
+async fn certificates_reload_without_closing_connections() {
+    let backend = echo("a", "a-0");
+    let port = free_port();
+    let first = cert("shop.example.com", "shop-cert");
+    let second = cert("shop.example.com", "shop-cert");
+    let dir = TempDir::new();
+    let base = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: strait}}
+spec: {{controllerName: strait.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - {{name: shop, port: {port}, protocol: HTTPS, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules: [{{backendRefs: [{{name: a, port: 80}}]}}]
+{}"#,
+        service_yaml("a", backend.port, None)
+    );
+    dir.write("base.yaml", &base);
+    dir.write("secret.yaml", &first.secret_yaml);
+    let gw = Gateway::start(&dir).await;
+    let roots = [&first, &second];
+
+    // A connection opened before the change...
+    let mut store = rustls::RootCertStore::empty();
+    store.add(first.der.clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("shop.example.com").expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("h1");
+    tokio::spawn(conn);
+    let get = || {
+        http::Request::get("/")
+            .header("host", "shop.example.com")
+            .body(Empty::<Bytes>::new())
+            .expect("request")
+    };
+    assert_eq!(send.send_request(get()).await.expect("first").status(), 200);
+
+    dir.write("secret.yaml", &second.secret_yaml);
+    gw.wait_generation(2).await;
+
+    // ...keeps working, and new connections get the new certificate.
+    assert_eq!(
+        send.send_request(get())
+            .await
+            .expect("same connection")
+            .status(),
+        200
+    );
+    let a = tls_get(
+        target(port, "shop.example.com", "shop.example.com", false),
+        &roots,
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.peer, second.der);
+}

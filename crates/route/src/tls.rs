@@ -1,0 +1,117 @@
+//! Listener certificates: `certificateRefs` resolved to `kubernetes.io/tls`
+//! Secrets, their PEM checked for shape. Turning them into a TLS server
+//! configuration (which needs a crypto provider) is the data plane's job.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+use strait_config::gateway::{Listener, ReferenceGrantSpec};
+use strait_config::{Document, Resource};
+
+/// One certificate a TLS port can present: for the listener's hostname
+/// (`None`: any name), as PEM.
+#[derive(Debug, Clone)]
+pub struct TlsCert {
+    pub hostname: Option<String>,
+    /// `namespace/name` of the Secret, for messages.
+    pub secret: String,
+    pub chain_pem: Arc<[u8]>,
+    pub key_pem: Arc<[u8]>,
+}
+
+/// The certificates of an HTTPS listener, or why it cannot serve.
+pub(crate) fn listener_certs(
+    docs: &[Document],
+    grants: &[(&str, &ReferenceGrantSpec)],
+    gateway_ns: &str,
+    listener: &Listener,
+) -> Result<Vec<TlsCert>, (&'static str, String)> {
+    let tls = listener.tls.as_ref().ok_or((
+        "InvalidCertificateRef",
+        "an HTTPS listener needs tls.certificateRefs".to_string(),
+    ))?;
+    if tls.mode.as_deref().unwrap_or("Terminate") != "Terminate" {
+        return Err((
+            "UnsupportedValue",
+            format!(
+                "tls.mode {} is not supported on HTTPS listeners yet",
+                tls.mode.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    if tls.certificate_refs.is_empty() {
+        return Err((
+            "InvalidCertificateRef",
+            "tls.certificateRefs is empty".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for r in &tls.certificate_refs {
+        let ns = r.namespace.as_deref().unwrap_or(gateway_ns);
+        if !r.group.as_deref().unwrap_or("").is_empty()
+            || r.kind.as_deref().unwrap_or("Secret") != "Secret"
+        {
+            return Err((
+                "InvalidCertificateRef",
+                format!("certificateRef {} is not a Secret", r.name),
+            ));
+        }
+        if ns != gateway_ns
+            && !crate::compile::granted(grants, "Gateway", gateway_ns, "Secret", ns, &r.name)
+        {
+            return Err((
+                "RefNotPermitted",
+                format!(
+                    "no ReferenceGrant in {ns} lets Gateways from {gateway_ns} use Secret {}",
+                    r.name
+                ),
+            ));
+        }
+        let secret = docs
+            .iter()
+            .find_map(|d| match &d.resource {
+                Resource::Secret(s)
+                    if s.metadata.name == r.name && s.metadata.namespace() == ns =>
+                {
+                    Some(s)
+                }
+                _ => None,
+            })
+            .ok_or((
+                "InvalidCertificateRef",
+                format!("Secret {ns}/{} not found", r.name),
+            ))?;
+        let (chain, key) = secret.body.tls_pair().map_err(|e| {
+            (
+                "InvalidCertificateRef",
+                format!("Secret {ns}/{} {e}", r.name),
+            )
+        })?;
+        check_pem(&chain, &key).map_err(|e| {
+            (
+                "InvalidCertificateRef",
+                format!("Secret {ns}/{}: {e}", r.name),
+            )
+        })?;
+        out.push(TlsCert {
+            hostname: listener.hostname.clone(),
+            secret: format!("{ns}/{}", r.name),
+            chain_pem: chain.into(),
+            key_pem: key.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// A certificate chain and a private key (PKCS#8, PKCS#1 or SEC1) in PEM.
+pub fn check_pem(chain: &[u8], key: &[u8]) -> Result<(), String> {
+    let certs = CertificateDer::pem_slice_iter(chain)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("tls.crt is not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("tls.crt holds no certificate".into());
+    }
+    PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
+    Ok(())
+}
