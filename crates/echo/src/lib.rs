@@ -76,7 +76,9 @@ pub async fn serve(listener: TcpListener, info: Arc<EchoInfo>) {
                 let info = info.clone();
                 async move { Ok::<_, Infallible>(answer(&info, req).await) }
             });
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -97,7 +99,45 @@ fn canonical(name: &str) -> String {
         .join("-")
 }
 
-async fn answer(info: &EchoInfo, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// `Connection: upgrade` with any `Upgrade` protocol: answers 101 and then
+/// echoes every byte back (a stand-in for WebSocket in tests; no framing).
+fn upgrade(req: &mut Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    let wants = req
+        .headers()
+        .get(http::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    let protocol = req
+        .headers()
+        .get(http::header::UPGRADE)
+        .cloned()
+        .filter(|_| wants)?;
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut read, &mut write).await;
+        }
+    });
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response
+        .headers_mut()
+        .insert(http::header::UPGRADE, protocol);
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    Some(response)
+}
+
+async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(switched) = upgrade(&mut req) {
+        return switched;
+    }
     let (parts, body) = req.into_parts();
     if let Some(delay) = parts
         .uri

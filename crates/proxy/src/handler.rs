@@ -146,9 +146,14 @@ async fn forward(
     shared: &Shared,
     conn: &ConnInfo,
     matched: &Matched<'_>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let rule = matched.rule;
+    // An HTTP/1.1 Upgrade (WebSocket and the like) is passed through: the
+    // upgrade headers survive the hop-by-hop rule, and on a 101 the two
+    // connections are joined.
+    let upgrade = crate::upgrade::requested(&req);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let original_host = parts
         .uri
@@ -176,6 +181,9 @@ async fn forward(
     // Rule-level changes apply to the request and its mirrors alike.
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    if let Some(protocol) = &upgrade {
+        crate::upgrade::restore(headers, protocol);
+    }
     if !headers.contains_key(HOST) {
         if let Some(h) = original_host {
             headers.insert(HOST, h);
@@ -256,6 +264,15 @@ async fn forward(
             return local(StatusCode::BAD_GATEWAY, "strait: backend failed\n");
         }
     };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return match (client_upgrade, upgrade) {
+            (Some(client), Some(_)) => crate::upgrade::join(client, response),
+            _ => local(
+                StatusCode::BAD_GATEWAY,
+                "strait: backend switched protocols unasked\n",
+            ),
+        };
+    }
     strip_hop_by_hop(response.headers_mut());
     if let Some(ops) = &backend.response_headers {
         ops.apply(response.headers_mut());

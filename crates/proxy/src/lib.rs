@@ -17,6 +17,7 @@ pub mod reload;
 mod run;
 pub mod tee;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;
 
 pub use run::{run, GatewayOptions};

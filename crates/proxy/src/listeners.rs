@@ -241,7 +241,7 @@ where
     let svc_shared = shared.clone();
     let svc_info = info.clone();
     let service = service_fn(move |req| handle(svc_shared.clone(), svc_info.clone(), req));
-    let conn = port.builder.serve_connection(io, service);
+    let conn = port.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -203,7 +203,9 @@ impl Upstreams {
             }
             match sender.try_send_request(req).await {
                 Ok(response) => {
-                    let mut back = Some((self.h1.clone(), endpoint, sender));
+                    // A connection switched to another protocol is no longer HTTP.
+                    let mut back = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+                        .then(|| (self.h1.clone(), endpoint, sender));
                     if response.body().is_end_stream() {
                         if let Some((pool, ep, s)) = back.take() {
                             pool.put(ep, s);
@@ -235,7 +237,7 @@ impl Upstreams {
             .handshake(TokioIo::new(stream))
             .await?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 debug!(%endpoint, error = %e, "upstream connection ended");
             }
         });
