@@ -312,3 +312,135 @@ spec:
     assert_eq!(a.status, 200);
     assert_eq!(a.peer, second.der);
 }
+
+/// A CA, a client certificate it signed, and one it did not.
+struct Pki {
+    ca_pem: String,
+    trusted: (Vec<CertificateDer<'static>>, String),
+    stranger: (Vec<CertificateDer<'static>>, String),
+}
+
+fn pki() -> Pki {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("ca");
+    let client_key = rcgen::KeyPair::generate().expect("key");
+    let client = rcgen::CertificateParams::new(vec!["client.example.com".to_string()])
+        .expect("params")
+        .signed_by(&client_key, &ca)
+        .expect("client cert");
+    let stranger =
+        rcgen::generate_simple_self_signed(vec!["client.example.com".to_string()]).expect("cert");
+    Pki {
+        ca_pem: ca.pem(),
+        trusted: (vec![client.der().clone()], client_key.serialize_pem()),
+        stranger: (
+            vec![stranger.cert.der().clone()],
+            stranger.signing_key.serialize_pem(),
+        ),
+    }
+}
+
+async fn mtls_get(
+    port: u16,
+    server: &Cert,
+    client: Option<&(Vec<CertificateDer<'static>>, String)>,
+) -> Result<u16, String> {
+    let mut store = rustls::RootCertStore::empty();
+    store.add(server.der.clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(store);
+    let config = match client {
+        Some((chain, key)) => {
+            use rustls::pki_types::pem::PemObject;
+            let key =
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+            builder
+                .with_client_auth_cert(chain.clone(), key)
+                .expect("client auth")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            ServerName::try_from("secure.example.com").expect("name"),
+            tcp,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header("host", "secure.example.com")
+        .body(Empty::<Bytes>::new())
+        .expect("req");
+    let r = send.send_request(req).await.map_err(|e| e.to_string())?;
+    Ok(r.status().as_u16())
+}
+
+#[tokio::test]
+async fn frontend_validation_requires_a_client_certificate_from_the_ca() {
+    let backend = echo("a", "a-0");
+    let port = free_port();
+    let server = cert("secure.example.com", "server-cert");
+    let pki = pki();
+    let indented: String = pki.ca_pem.lines().map(|l| format!("    {l}\n")).collect();
+    let yaml = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: strait}}
+spec: {{controllerName: strait.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - name: secure
+    port: {port}
+    protocol: HTTPS
+    tls:
+      certificateRefs: [{{name: server-cert}}]
+      frontendValidation:
+        caCertificateRefs: [{{kind: ConfigMap, name: client-ca}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: client-ca}}
+data:
+  ca.crt: |
+{indented}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules: [{{backendRefs: [{{name: a, port: 80}}]}}]
+{}{}"#,
+        service_yaml("a", backend.port, None),
+        server.secret_yaml
+    );
+    let dir = TempDir::new();
+    dir.write("all.yaml", &yaml);
+    let _gw = Gateway::start(&dir).await;
+    assert_eq!(mtls_get(port, &server, Some(&pki.trusted)).await, Ok(200));
+    assert!(
+        mtls_get(port, &server, None).await.is_err(),
+        "no client certificate"
+    );
+    assert!(
+        mtls_get(port, &server, Some(&pki.stranger)).await.is_err(),
+        "a certificate from another CA"
+    );
+}

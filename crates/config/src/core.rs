@@ -105,5 +105,13 @@ impl SecretBody {
     }
 }
 
+/// The body of a `ConfigMap` (CA bundles for client-certificate validation).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapBody {
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

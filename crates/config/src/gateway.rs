@@ -63,7 +63,25 @@ pub struct GatewayTlsConfig {
     pub certificate_refs: Vec<SecretObjectReference>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
-    pub frontend_validation: Option<serde_json::Value>,
+    pub frontend_validation: Option<FrontendValidation>,
+}
+
+/// Client-certificate validation on an HTTPS listener (edge mTLS).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FrontendValidation {
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<CaCertificateRef>,
+}
+
+/// A ConfigMap (key `ca.crt`) or Secret holding PEM CA certificates.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaCertificateRef {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -1,6 +1,6 @@
 //! Reading a folder of manifests into typed resources.
 
-use crate::core::{EndpointSliceBody, SecretBody, ServiceSpec};
+use crate::core::{ConfigMapBody, EndpointSliceBody, SecretBody, ServiceSpec};
 use crate::gateway::{GatewayClassSpec, GatewaySpec, ReferenceGrantSpec};
 use crate::httproute::HttpRouteSpec;
 use crate::meta::ObjectMeta;
@@ -42,6 +42,7 @@ pub enum Resource {
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
     Secret(Flat<SecretBody>),
+    ConfigMap(Flat<ConfigMapBody>),
 }
 
 impl Resource {
@@ -55,6 +56,7 @@ impl Resource {
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
             Resource::Secret(o) => &o.metadata,
+            Resource::ConfigMap(o) => &o.metadata,
         }
     }
 
@@ -68,6 +70,7 @@ impl Resource {
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
             Resource::Secret(_) => "Secret",
+            Resource::ConfigMap(_) => "ConfigMap",
         }
     }
 }
@@ -231,6 +234,7 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         ("", "v1", "Service") => typed(source, prefix, value, Resource::Service),
         ("", "v1", "Namespace") => typed(source, prefix, value, Resource::Namespace),
         ("", "v1", "Secret") => typed(source, prefix, value, Resource::Secret),
+        ("", "v1", "ConfigMap") => typed(source, prefix, value, Resource::ConfigMap),
         ("discovery.k8s.io", "v1", "EndpointSlice") => {
             typed(source, prefix, value, Resource::EndpointSlice)
         }

@@ -3,13 +3,13 @@
 //! connection lives on until it ends or the gateway drains.
 
 use crate::handler::{handle, ConnInfo};
+use crate::tls::PortTls;
 use crate::tls::HANDSHAKE_TIMEOUT;
 use crate::Shared;
 use arc_swap::ArcSwapOption;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use rustls::ServerConfig;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub const MAX_CONNECTIONS: usize = 50_000;
 
 /// The TLS configuration of a port, swapped in place on reload so that a
 /// certificate change reaches new connections without closing old ones.
-pub type TlsSlot = Arc<ArcSwapOption<ServerConfig>>;
+pub type TlsSlot = Arc<ArcSwapOption<PortTls>>;
 
 struct Running {
     stop: watch::Sender<bool>,
@@ -89,7 +89,7 @@ impl ListenerSet {
     /// are, and closes the others. Returns the ports that could not be bound.
     pub fn reconcile(
         &mut self,
-        wanted: &BTreeMap<ListenKey, Option<Arc<ServerConfig>>>,
+        wanted: &BTreeMap<ListenKey, Option<Arc<PortTls>>>,
     ) -> Vec<(SocketAddr, std::io::Error)> {
         let default_ip = self.bind;
         self.running.retain(|key, running| {
@@ -192,17 +192,11 @@ async fn accept_loop(
                     let info = conn_info(&port, client, "http", None);
                     serve_connection(TokioIo::new(stream), info, &port).await;
                 }
-                Some(config) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                Some(port_tls) => {
                     let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&port_tls, stream)).await;
                     match handshake {
-                        Ok(Ok(tls)) => {
-                            let sni = tls
-                                .get_ref()
-                                .1
-                                .server_name()
-                                .map(|s| s.to_ascii_lowercase());
+                        Ok(Ok((tls, sni))) => {
                             let info = conn_info(&port, client, "https", sni);
                             serve_connection(TokioIo::new(tls), info, &port).await;
                         }
@@ -214,6 +208,28 @@ async fn accept_loop(
             drop(permit);
         });
     }
+}
+
+/// Reads the ClientHello, picks the listener's configuration by SNI, and
+/// completes the handshake with it.
+async fn handshake(
+    port_tls: &PortTls,
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Option<String>,
+)> {
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let sni = start
+        .client_hello()
+        .server_name()
+        .map(|s| s.to_ascii_lowercase());
+    let config = port_tls
+        .config_for(sni.as_deref())
+        .ok_or_else(|| std::io::Error::other("no listener for this server name"))?;
+    let tls = start.into_stream(config).await?;
+    Ok((tls, sni))
 }
 
 fn conn_info(

@@ -42,14 +42,14 @@ fn report(problems: &[Problem]) {
 /// The ports a snapshot needs, with the TLS configuration of HTTPS ones.
 /// A port whose certificates cannot be loaded (a key that does not match
 /// its certificate, say) is left closed rather than served in plain text.
-fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Option<Arc<rustls::ServerConfig>>> {
+fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Option<Arc<crate::tls::PortTls>>> {
     let mut out = BTreeMap::new();
     for (key, table) in &snapshot.ports {
         if table.tls.is_empty() {
             out.insert(*key, None);
             continue;
         }
-        match crate::tls::server_config(&table.tls) {
+        match crate::tls::port_tls(&table.tls) {
             Ok(config) => {
                 out.insert(*key, Some(config));
             }

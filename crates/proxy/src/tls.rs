@@ -15,19 +15,32 @@ use strait_route::{HostTable, TlsCert};
 /// Time a client has to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The TLS side of one port: a server configuration per listener, picked
+/// by the ClientHello's SNI before the handshake goes on, so that each
+/// listener has its own certificate and its own client-certificate rule.
 #[derive(Debug)]
-struct BySni {
-    certs: HostTable<Arc<CertifiedKey>>,
-    /// For clients that send no SNI: the first certificate configured.
-    fallback: Arc<CertifiedKey>,
+pub struct PortTls {
+    by_name: HostTable<Arc<ServerConfig>>,
+    /// For clients that send no SNI: the first listener's configuration.
+    default: Arc<ServerConfig>,
 }
 
-impl ResolvesServerCert for BySni {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        match hello.server_name() {
-            Some(name) => self.certs.get(&name.to_ascii_lowercase()).cloned(),
-            None => Some(self.fallback.clone()),
+impl PortTls {
+    /// `None`: no listener serves that name; the handshake is refused.
+    pub fn config_for(&self, sni: Option<&str>) -> Option<Arc<ServerConfig>> {
+        match sni {
+            Some(name) => self.by_name.get(&name.to_ascii_lowercase()).cloned(),
+            None => Some(self.default.clone()),
         }
+    }
+}
+
+#[derive(Debug)]
+struct Single(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Single {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
     }
 }
 
@@ -46,26 +59,46 @@ fn certified(cert: &TlsCert) -> Result<CertifiedKey, String> {
     Ok(certified)
 }
 
-/// The server configuration for a port's certificates.
-pub fn server_config(certs: &[TlsCert]) -> Result<Arc<ServerConfig>, String> {
-    let mut table = HostTable::default();
-    let mut fallback = None;
-    for cert in certs {
-        let key = Arc::new(certified(cert)?);
-        fallback.get_or_insert_with(|| key.clone());
-        // The first certificate for a hostname wins, as listeners are ordered.
-        table.entry(cert.hostname.as_deref(), move || key);
-    }
-    let fallback = fallback.ok_or("no certificate")?;
+fn listener_config(cert: &TlsCert) -> Result<Arc<ServerConfig>, String> {
+    let key = Arc::new(certified(cert)?);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(BySni {
-            certs: table,
-            fallback,
-        }));
+        .map_err(|e| e.to_string())?;
+    let builder = match &cert.client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(pem) {
+                let ca = ca.map_err(|e| format!("client CA bundle: {e}"))?;
+                roots
+                    .add(ca)
+                    .map_err(|e| format!("client CA bundle: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("client CA bundle: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(Single(key)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The TLS side of a port from its listeners' certificates.
+pub fn port_tls(certs: &[TlsCert]) -> Result<Arc<PortTls>, String> {
+    let mut by_name = HostTable::default();
+    let mut default = None;
+    for cert in certs {
+        let config = listener_config(cert)?;
+        default.get_or_insert_with(|| config.clone());
+        // The first certificate for a hostname wins, as listeners are ordered.
+        by_name.entry(cert.hostname.as_deref(), move || config);
+    }
+    let default = default.ok_or("no certificate")?;
+    Ok(Arc::new(PortTls { by_name, default }))
 }

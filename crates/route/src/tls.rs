@@ -17,6 +17,9 @@ pub struct TlsCert {
     pub secret: String,
     pub chain_pem: Arc<[u8]>,
     pub key_pem: Arc<[u8]>,
+    /// With `frontendValidation`: the CA certificates (PEM) client
+    /// certificates must chain to; clients without one are refused.
+    pub client_ca_pem: Option<Arc<[u8]>>,
 }
 
 /// The certificates of an HTTPS listener, or why it cannot serve.
@@ -45,6 +48,10 @@ pub(crate) fn listener_certs(
             "tls.certificateRefs is empty".into(),
         ));
     }
+    let client_ca_pem = match &tls.frontend_validation {
+        Some(v) => Some(client_cas(docs, grants, gateway_ns, v)?),
+        None => None,
+    };
     let mut out = Vec::new();
     for r in &tls.certificate_refs {
         let ns = r.namespace.as_deref().unwrap_or(gateway_ns);
@@ -98,9 +105,84 @@ pub(crate) fn listener_certs(
             secret: format!("{ns}/{}", r.name),
             chain_pem: chain.into(),
             key_pem: key.into(),
+            client_ca_pem: client_ca_pem.clone(),
         });
     }
     Ok(out)
+}
+
+/// The CA bundle of `frontendValidation`: ConfigMaps (or Secrets) with a
+/// `ca.crt` key, concatenated.
+fn client_cas(
+    docs: &[Document],
+    grants: &[(&str, &ReferenceGrantSpec)],
+    gateway_ns: &str,
+    validation: &strait_config::gateway::FrontendValidation,
+) -> Result<Arc<[u8]>, (&'static str, String)> {
+    if validation.ca_certificate_refs.is_empty() {
+        return Err((
+            "InvalidCACertificateRef",
+            "frontendValidation.caCertificateRefs is empty".into(),
+        ));
+    }
+    let mut bundle = Vec::new();
+    for r in &validation.ca_certificate_refs {
+        let ns = r.namespace.as_deref().unwrap_or(gateway_ns);
+        let kind = r.kind.as_deref().unwrap_or("ConfigMap");
+        if !r.group.as_deref().unwrap_or("").is_empty() || !matches!(kind, "ConfigMap" | "Secret") {
+            return Err((
+                "InvalidCACertificateRef",
+                format!("caCertificateRef {} is not a ConfigMap or Secret", r.name),
+            ));
+        }
+        if ns != gateway_ns
+            && !crate::compile::granted(grants, "Gateway", gateway_ns, kind, ns, &r.name)
+        {
+            return Err((
+                "RefNotPermitted",
+                format!(
+                    "no ReferenceGrant in {ns} lets Gateways from {gateway_ns} use {kind} {}",
+                    r.name
+                ),
+            ));
+        }
+        let pem = docs.iter().find_map(|d| match &d.resource {
+            Resource::ConfigMap(c)
+                if kind == "ConfigMap"
+                    && c.metadata.name == r.name
+                    && c.metadata.namespace() == ns =>
+            {
+                c.body.data.get("ca.crt").map(|s| s.as_bytes().to_vec())
+            }
+            Resource::Secret(s)
+                if kind == "Secret"
+                    && s.metadata.name == r.name
+                    && s.metadata.namespace() == ns =>
+            {
+                use base64::Engine;
+                s.body.data.get("ca.crt").and_then(|b| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.trim())
+                        .ok()
+                })
+            }
+            _ => None,
+        });
+        let pem = pem.ok_or((
+            "InvalidCACertificateRef",
+            format!("{kind} {ns}/{} with a ca.crt not found", r.name),
+        ))?;
+        let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
+        if !certs.is_ok_and(|c| !c.is_empty()) {
+            return Err((
+                "InvalidCACertificateRef",
+                format!("{kind} {ns}/{}: ca.crt holds no PEM certificate", r.name),
+            ));
+        }
+        bundle.extend_from_slice(&pem);
+        bundle.push(b'\n');
+    }
+    Ok(bundle.into())
 }
 
 /// A certificate chain and a private key (PKCS#8, PKCS#1 or SEC1) in PEM.
