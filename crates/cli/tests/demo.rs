@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
-    for port in [8080, 9101, 9102, 9103, 9901] {
+    for port in [8080, 8443, 9101, 9102, 9103, 9901] {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "the demo needs 127.0.0.1:{port} free"
@@ -21,6 +21,17 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
         .spawn()
         .expect("spawn demo");
     let mut demo = Proc(child);
+    // The banner names the certificate file to trust for HTTPS.
+    let stdout = demo.0.stdout.take().expect("stdout");
+    let banner = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.contains("Ctrl-C"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     let deadline = Instant::now() + Duration::from_secs(10);
     while send(get(9901, "admin", "/ready")).await.map(|r| r.status) != Ok(200) {
         assert!(Instant::now() < deadline, "demo not ready");
@@ -62,4 +73,51 @@ async fn futures_pods(host: &str) -> Vec<String> {
         }
     }
     pods
+}
+
+async fn https_service(ca_file: &str) -> String {
+    use http_body_util::{BodyExt, Empty};
+    use rustls::pki_types::pem::PemObject;
+    use std::sync::Arc;
+    let pem = std::fs::read(ca_file).expect("ca file");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", 8443))
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("shop.example.com").expect("name"),
+            tcp,
+        )
+        .await
+        .expect("handshake");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .expect("h1");
+    tokio::spawn(conn);
+    let req = http::Request::get("/api/products")
+        .header("host", "shop.example.com")
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let body = send
+        .send_request(req)
+        .await
+        .expect("response")
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    json["service"].as_str().unwrap_or("").to_string()
 }
