@@ -52,6 +52,18 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
         404
     );
 
+    let banner = banner.await.expect("banner");
+    let ca_file = banner
+        .split_whitespace()
+        .skip_while(|w| *w != "--cacert")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no --cacert in {banner}"));
+    assert_eq!(
+        https_service(ca_file).await,
+        "product-api",
+        "TLS terminated at the edge"
+    );
+
     let pid = demo.0.id().to_string();
     let ok = Command::new("sh")
         .args(["-c", &format!("kill -INT {pid}")])
