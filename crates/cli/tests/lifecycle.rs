@@ -201,8 +201,10 @@ async fn sigterm_drains_in_flight_requests() {
     let w = world();
     let gw = Gateway::start_with(&w.dir, &["--drain-timeout", "10"]).await;
     let port = w.port;
-    let slow = tokio::spawn(async move { send(get(port, "h", "/?delay=1s")).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request must be in flight (not merely connecting) when SIGTERM
+    // comes: a second of head start, even on a loaded CI machine.
+    let slow = tokio::spawn(async move { send(get(port, "h", "/?delay=2s")).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     gw.signal("TERM");
     let r = slow
         .await

@@ -49,7 +49,12 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
     let snapshot = shared.snapshot.load_full();
-    let (response, listener, route) = route_request(&shared, &snapshot, &conn, req).await;
+    let grpc = crate::grpc::is_grpc(req.headers());
+    let (mut response, listener, route) = route_request(&shared, &snapshot, &conn, req).await;
+    if grpc && matches!(response.body(), Either::Right(_)) && response.status() != StatusCode::OK {
+        // strait's own errors reach gRPC clients as gRPC statuses.
+        response = crate::grpc::status_response(response.status());
+    }
     shared.metrics.record(
         &listener,
         &route,
