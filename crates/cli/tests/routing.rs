@@ -129,6 +129,23 @@ spec:
     - {name: b, port: 80, weight: 1}
     - {name: mirror, port: 80, weight: 0}
 ---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ["grpc.example.com"]
+  rules:
+  - matches: [{method: {service: shop.Cart, method: Add}}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{method: {service: shop.Cart}}]
+    backendRefs: [{name: b, port: 80}]
+  - matches: [{method: {type: RegularExpression, method: "Get.*"}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: X-Grpc-Rule, value: regex}]}
+    backendRefs: [{name: a, port: 80}]
+---
 apiVersion: v1
 kind: Service
 metadata: {name: no-endpoints}
@@ -347,7 +364,7 @@ async fn failures_get_the_status_the_spec_asks_for() {
         (h, "/empty", "14"),
         (h, "/missing", "2"),
     ] {
-        let (status, headers) = grpc_call(s.port, host, path).await;
+        let (status, headers, _) = grpc_call(s.port, host, path).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(headers["grpc-status"], want, "{host}{path}");
         assert_eq!(headers["content-type"], "application/grpc");
@@ -369,6 +386,47 @@ async fn failures_get_the_status_the_spec_asks_for() {
 }
 
 #[tokio::test]
+async fn grpc_routes_match_service_and_method() {
+    let s = setup().await;
+    let h = "grpc.example.com";
+    for (path, want, regex_rule) in [
+        ("/shop.Cart/Add", "a", false),
+        ("/shop.Cart/Remove", "b", false),
+        ("/shop.Catalog/GetItem", "a", true),
+        ("/shop.Catalog/List", "", false),
+    ] {
+        let (status, headers, body) = grpc_call(s.port, h, path).await;
+        if want.is_empty() {
+            assert_eq!(
+                headers["grpc-status"], "12",
+                "{path}: no rule, UNIMPLEMENTED"
+            );
+            continue;
+        }
+        assert_eq!(status, 200, "{path}");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("echo json");
+        assert_eq!(json["service"], want, "{path}");
+        assert_eq!(json["proto"], "HTTP/1.1", "plain backend");
+        assert_eq!(
+            json["headers"].get("X-Grpc-Rule").is_some(),
+            regex_rule,
+            "{path}"
+        );
+    }
+    let config = s.gw.config().await;
+    let routes = config["snapshot"]["routes"]
+        .as_array()
+        .expect("routes")
+        .clone();
+    let grpc = routes
+        .iter()
+        .find(|r| r["name"] == "grpc")
+        .expect("grpc route");
+    assert_eq!(grpc["kind"], "GRPCRoute");
+    assert_eq!(grpc["parents"][0]["conditions"][0]["reason"], "Accepted");
+}
+
+#[tokio::test]
 async fn weighted_split() {
     let s = setup().await;
     let mut counts = std::collections::HashMap::<String, u32>::new();
@@ -386,7 +444,7 @@ async fn weighted_split() {
 }
 
 /// A gRPC-shaped HTTP/2 request with `authority` as :authority, on 127.0.0.1.
-async fn grpc_call(port: u16, authority: &str, path: &str) -> (u16, http::HeaderMap) {
+async fn grpc_call(port: u16, authority: &str, path: &str) -> (u16, http::HeaderMap, bytes::Bytes) {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -403,5 +461,8 @@ async fn grpc_call(port: u16, authority: &str, path: &str) -> (u16, http::Header
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .expect("request");
     let r = send.send_request(req).await.expect("response");
-    (r.status().as_u16(), r.headers().clone())
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    use http_body_util::BodyExt;
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, body)
 }

@@ -7,6 +7,7 @@
 pub mod core;
 pub mod duration;
 pub mod gateway;
+pub mod grpcroute;
 pub mod httproute;
 mod load;
 pub mod meta;

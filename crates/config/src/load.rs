@@ -2,6 +2,7 @@
 
 use crate::core::{ConfigMapBody, EndpointSliceBody, SecretBody, ServiceSpec};
 use crate::gateway::{GatewayClassSpec, GatewaySpec, ReferenceGrantSpec};
+use crate::grpcroute::GrpcRouteSpec;
 use crate::httproute::HttpRouteSpec;
 use crate::meta::ObjectMeta;
 use crate::problem::{Problem, Source};
@@ -37,6 +38,7 @@ pub enum Resource {
     GatewayClass(Object<GatewayClassSpec>),
     Gateway(Object<GatewaySpec>),
     HttpRoute(Object<HttpRouteSpec>),
+    GrpcRoute(Object<GrpcRouteSpec>),
     ReferenceGrant(Object<ReferenceGrantSpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
@@ -51,6 +53,7 @@ impl Resource {
             Resource::GatewayClass(o) => &o.metadata,
             Resource::Gateway(o) => &o.metadata,
             Resource::HttpRoute(o) => &o.metadata,
+            Resource::GrpcRoute(o) => &o.metadata,
             Resource::ReferenceGrant(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
@@ -65,6 +68,7 @@ impl Resource {
             Resource::GatewayClass(_) => "GatewayClass",
             Resource::Gateway(_) => "Gateway",
             Resource::HttpRoute(_) => "HTTPRoute",
+            Resource::GrpcRoute(_) => "GRPCRoute",
             Resource::ReferenceGrant(_) => "ReferenceGrant",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
@@ -228,6 +232,7 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         }
         (_, _, "Gateway") if gateway_api => typed(source, prefix, value, Resource::Gateway),
         (_, _, "HTTPRoute") if gateway_api => typed(source, prefix, value, Resource::HttpRoute),
+        (_, _, "GRPCRoute") if gateway_api => typed(source, prefix, value, Resource::GrpcRoute),
         (_, _, "ReferenceGrant") if gateway_api => {
             typed(source, prefix, value, Resource::ReferenceGrant)
         }

@@ -206,12 +206,33 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
 
     let mut resolver = Resolver::new(docs);
     for doc in docs {
-        let Resource::HttpRoute(route) = &doc.resource else {
-            continue;
+        let converted;
+        let (route, kind) = match &doc.resource {
+            Resource::HttpRoute(route) => (route, "HTTPRoute"),
+            Resource::GrpcRoute(grpc) => match crate::grpc::to_http(&grpc.spec) {
+                Ok(spec) => {
+                    converted = Object {
+                        api_version: grpc.api_version.clone(),
+                        kind: grpc.kind.clone(),
+                        metadata: grpc.metadata.clone(),
+                        spec,
+                        status: None,
+                    };
+                    (&converted, "GRPCRoute")
+                }
+                Err(findings) => {
+                    for (path, msg) in findings {
+                        problems.push(Problem::error(&doc.source, path, msg));
+                    }
+                    continue;
+                }
+            },
+            _ => continue,
         };
         let route_status = attach_route(
             doc,
             route,
+            kind,
             &mut listeners,
             &other_gateways,
             &other_protocols,
@@ -293,6 +314,7 @@ fn namespace_labels(docs: &[Document]) -> HashMap<String, BTreeMap<String, Strin
 fn attach_route(
     doc: &Document,
     route: &Object<HttpRouteSpec>,
+    kind: &'static str,
     listeners: &mut [LiveListener],
     other_gateways: &HashSet<(&str, &str)>,
     other_protocols: &[(&str, &str, &Listener)],
@@ -304,6 +326,7 @@ fn attach_route(
     let ns = route.metadata.namespace();
     let route_name: Arc<str> = format!("{ns}/{}", route.metadata.name).into();
     let mut status = RouteStatus {
+        kind,
         namespace: ns.into(),
         name: route.metadata.name.clone(),
         source: doc.source.clone(),
@@ -354,7 +377,8 @@ fn attach_route(
         return Some(status);
     }
 
-    let (rules, resolved) = compile_rules(doc, route, &route_name, grants, resolver, problems);
+    let (rules, resolved) =
+        compile_rules(doc, route, kind, &route_name, grants, resolver, problems);
     let created = route.metadata.creation_timestamp.clone();
     let mut attached_to: HashSet<usize> = HashSet::new();
     for (i, parent) in parents {
@@ -403,7 +427,7 @@ fn attach_route(
         let allowed: Vec<usize> = candidates
             .iter()
             .copied()
-            .filter(|&li| allows(&listeners[li], ns, namespaces))
+            .filter(|&li| allows(&listeners[li], kind, ns, namespaces))
             .collect();
         if refusal.is_none() && allowed.is_empty() {
             refusal = Some((
@@ -474,9 +498,10 @@ fn attach_route(
     Some(status)
 }
 
-/// Does the listener's `allowedRoutes` admit an HTTPRoute from `route_ns`?
+/// Does the listener's `allowedRoutes` admit a route of `kind` from `route_ns`?
 fn allows(
     l: &LiveListener,
+    kind: &str,
     route_ns: &str,
     namespaces: &HashMap<String, BTreeMap<String, String>>,
 ) -> bool {
@@ -484,8 +509,7 @@ fn allows(
     let kind_ok = allowed.kinds.as_ref().is_none_or(|kinds| {
         kinds.is_empty()
             || kinds.iter().any(|k| {
-                k.kind == "HTTPRoute"
-                    && k.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+                k.kind == kind && k.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
             })
     });
     let from = allowed.namespaces.clone().unwrap_or_default();
@@ -510,6 +534,7 @@ type CompiledRule = (Vec<RouteMatch>, Arc<Rule>);
 fn compile_rules(
     doc: &Document,
     route: &Object<HttpRouteSpec>,
+    kind: &str,
     route_name: &Arc<str>,
     grants: &[(&str, &ReferenceGrantSpec)],
     resolver: &mut Resolver,
@@ -544,7 +569,7 @@ fn compile_rules(
                     fail(&doc.source, path, "InvalidKind", msg.clone());
                     return BackendTarget::Invalid(msg);
                 }
-                if b_ns != ns && !granted(grants, "HTTPRoute", ns, "Service", b_ns, &b.name) {
+                if b_ns != ns && !granted(grants, kind, ns, "Service", b_ns, &b.name) {
                     let msg = format!(
                         "no ReferenceGrant in {b_ns} lets HTTPRoutes from {ns} use Service {}",
                         b.name

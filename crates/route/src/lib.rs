@@ -6,6 +6,7 @@
 mod backend;
 mod compile;
 mod filter;
+mod grpc;
 mod hosts;
 mod matcher;
 mod snapshot;

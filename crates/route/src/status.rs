@@ -58,6 +58,8 @@ pub struct ParentStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteStatus {
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub kind: &'static str,
     pub namespace: String,
     pub name: String,
     pub source: Source,
