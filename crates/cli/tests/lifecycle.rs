@@ -426,3 +426,41 @@ async fn upgrades_are_joined_end_to_end() {
         assert_eq!(back, message);
     }
 }
+
+#[tokio::test]
+async fn trailers_pass_through_http2_end_to_end() {
+    use http_body_util::BodyExt;
+    let w = world();
+    // Backend b speaks h2c (appProtocol kubernetes.io/h2c), as gRPC servers do.
+    w.dir.write("routes.yaml", &route("to-b", "/", "b", "t"));
+    let _gw = Gateway::start(&w.dir).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", w.port))
+        .await
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2");
+    tokio::spawn(conn);
+    let req = http::Request::post("http://h/pkg.Svc/Call")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("x-echo-trailer", "grpc-status:0,grpc-message:fine")
+        .body(http_body_util::Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .expect("request");
+    let response = send.send_request(req).await.expect("response");
+    assert_eq!(response.status(), 200);
+    let collected = response.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned().expect("trailers arrive");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "fine");
+    let json: serde_json::Value = serde_json::from_slice(&collected.to_bytes()).expect("json");
+    assert_eq!(json["proto"], "HTTP/2.0");
+    assert_eq!(
+        json["headers"]["Te"],
+        serde_json::json!(["trailers"]),
+        "TE: trailers is kept for HTTP/2 upstreams"
+    );
+}

@@ -1,6 +1,9 @@
 //! `strait echo`: the test backend for tests, the demo and benchmarks. It
 //! answers like the Gateway API conformance echo server, so routes can be
-//! checked the way the conformance suite checks them.
+//! checked the way the conformance suite checks them. Test aids beyond that
+//! server: `X-Echo-Trailer` (response trailers), `bodyBytes`, `served` and
+//! `receivedBytes` in the JSON, and `Connection: upgrade` answered with 101
+//! and a byte echo.
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
@@ -101,7 +104,7 @@ fn canonical(name: &str) -> String {
 
 /// `Connection: upgrade` with any `Upgrade` protocol: answers 101 and then
 /// echoes every byte back (a stand-in for WebSocket in tests; no framing).
-fn upgrade(req: &mut Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+fn upgrade(req: &mut Request<Incoming>) -> Option<Response<EchoResponseBody>> {
     let wants = req
         .headers()
         .get(http::header::CONNECTION)
@@ -122,7 +125,7 @@ fn upgrade(req: &mut Request<Incoming>) -> Option<Response<Full<Bytes>>> {
             let _ = tokio::io::copy(&mut read, &mut write).await;
         }
     });
-    let mut response = Response::new(Full::default());
+    let mut response = Response::new(Full::default().with_trailers(std::future::ready(None)));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     response
         .headers_mut()
@@ -134,7 +137,30 @@ fn upgrade(req: &mut Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     Some(response)
 }
 
-async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Every answer's body: JSON, with trailers when `X-Echo-Trailer` asks.
+pub type EchoResponseBody = http_body_util::combinators::WithTrailers<
+    Full<Bytes>,
+    std::future::Ready<Option<Result<http::HeaderMap, Infallible>>>,
+>;
+
+/// `X-Echo-Trailer: Name:value,Name2:value2` → those response trailers.
+fn trailers(headers: &http::HeaderMap) -> Option<http::HeaderMap> {
+    let spec = headers.get("x-echo-trailer")?.to_str().ok()?;
+    let mut out = http::HeaderMap::new();
+    for pair in spec.split(',') {
+        if let Some((name, value)) = pair.split_once(':') {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.trim().as_bytes()),
+                HeaderValue::from_str(value.trim()),
+            ) {
+                out.append(n, v);
+            }
+        }
+    }
+    Some(out)
+}
+
+async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoResponseBody> {
     if let Some(switched) = upgrade(&mut req) {
         return switched;
     }
@@ -201,7 +227,9 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<Full<By
             + body_bytes as u64,
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(json)));
+    let trailers = trailers(&parts.headers).map(Ok);
+    let mut response =
+        Response::new(Full::new(Bytes::from(json)).with_trailers(std::future::ready(trailers)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

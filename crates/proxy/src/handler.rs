@@ -185,7 +185,20 @@ async fn forward(
 
     // Rule-level changes apply to the request and its mirrors alike.
     let headers = &mut parts.headers;
+    // `TE: trailers` is the one TE value passed on, as Envoy does: gRPC
+    // needs it to reach the server.
+    let te_trailers = headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     strip_hop_by_hop(headers);
+    if te_trailers {
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     if let Some(protocol) = &upgrade {
         crate::upgrade::restore(headers, protocol);
     }

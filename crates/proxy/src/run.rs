@@ -99,14 +99,15 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     if let Some((addr, e)) = failed.first() {
         bail!("cannot listen on {addr}: {e}");
     }
-    state.ready.store(true, Ordering::Release);
-    info!(ports = ?listeners.ports(), "gateway ready");
-
+    // Watch and listen for signals before saying ready: a change made the
+    // moment /ready answers must not be missed.
     let (_watcher, mut changes) = reload::watch(&opts.config_dir)
         .with_context(|| format!("watching {}", opts.config_dir.display()))?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    state.ready.store(true, Ordering::Release);
+    info!(ports = ?listeners.ports(), "gateway ready");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
