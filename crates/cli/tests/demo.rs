@@ -90,33 +90,14 @@ async fn futures_pods(host: &str) -> Vec<String> {
 async fn https_service(ca_file: &str) -> String {
     use http_body_util::{BodyExt, Empty};
     use rustls::pki_types::pem::PemObject;
-    use std::sync::Arc;
     let pem = std::fs::read(ca_file).expect("ca file");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.expect("pem")).expect("root");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", 8443))
-        .await
-        .expect("connect");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("shop.example.com").expect("name"),
-            tcp,
-        )
+    let roots: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .expect("pem");
+    let tls = tls_connect(8443, "shop.example.com", &roots, &[], None)
         .await
         .expect("handshake");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .expect("h1");
-    tokio::spawn(conn);
+    let mut send = h1_over(tls).await;
     let req = http::Request::get("/api/products")
         .header("host", "shop.example.com")
         .body(Empty::<bytes::Bytes>::new())

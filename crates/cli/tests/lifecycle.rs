@@ -437,13 +437,7 @@ async fn trailers_pass_through_http2_end_to_end() {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", w.port))
         .await
         .expect("connect");
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2");
-    tokio::spawn(conn);
+    let mut send = h2_over(tcp).await;
     let req = http::Request::post("http://h/pkg.Svc/Call")
         .header("content-type", "application/grpc")
         .header("te", "trailers")

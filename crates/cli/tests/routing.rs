@@ -448,13 +448,7 @@ async fn grpc_call(port: u16, authority: &str, path: &str) -> (u16, http::Header
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2");
-    tokio::spawn(conn);
+    let mut send = h2_over(tcp).await;
     let req = http::Request::post(format!("http://{authority}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")

@@ -7,9 +7,7 @@ use base64::Engine;
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, ServerName};
-use std::sync::Arc;
+use rustls::pki_types::CertificateDer;
 
 struct Cert {
     der: CertificateDer<'static>,
@@ -63,26 +61,9 @@ async fn tls_get(t: Target<'_>, roots: &[&Cert]) -> Answer {
         path,
         h2,
     } = t;
-    let mut store = rustls::RootCertStore::empty();
-    for c in roots {
-        store.add(c.der.clone()).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = if h2 {
-        vec![b"h2".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(sni.to_string()).expect("name"), tcp)
+    let roots: Vec<CertificateDer<'static>> = roots.iter().map(|c| c.der.clone()).collect();
+    let alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
+    let tls = tls_connect(port, sni, &roots, &[alpn], None)
         .await
         .expect("handshake");
     let (_, session) = tls.get_ref();
@@ -90,7 +71,7 @@ async fn tls_get(t: Target<'_>, roots: &[&Cert]) -> Answer {
         .clone()
         .into_owned();
     let alpn = session.alpn_protocol().map(|p| p.to_vec());
-    let io = TokioIo::new(tls);
+    let io = tls;
     let req = |version| {
         http::Request::get(format!("https://{host}{path}"))
             .version(version)
@@ -99,16 +80,12 @@ async fn tls_get(t: Target<'_>, roots: &[&Cert]) -> Answer {
             .expect("request")
     };
     let response = if h2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .expect("h2");
-        tokio::spawn(conn);
+        let mut send = h2_over(io).await;
         let mut r = req(http::Version::HTTP_2);
         r.headers_mut().remove("host");
         send.send_request(r).await.expect("response")
     } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1");
-        tokio::spawn(conn);
+        let mut send = h1_over(io).await;
         send.send_request(req(http::Version::HTTP_11))
             .await
             .expect("response")
@@ -266,25 +243,16 @@ spec:
     let roots = [&first, &second];
 
     // A connection opened before the change...
-    let mut store = rustls::RootCertStore::empty();
-    store.add(first.der.clone()).expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("shop.example.com").expect("name"), tcp)
-        .await
-        .expect("handshake");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("h1");
-    tokio::spawn(conn);
+    let tls = tls_connect(
+        port,
+        "shop.example.com",
+        std::slice::from_ref(&first.der),
+        &[],
+        None,
+    )
+    .await
+    .expect("handshake");
+    let mut send = h1_over(tls).await;
     let get = || {
         http::Request::get("/")
             .header("host", "shop.example.com")
@@ -348,38 +316,16 @@ async fn mtls_get(
     server: &Cert,
     client: Option<&(Vec<CertificateDer<'static>>, String)>,
 ) -> Result<u16, String> {
-    let mut store = rustls::RootCertStore::empty();
-    store.add(server.der.clone()).expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(store);
-    let config = match client {
-        Some((chain, key)) => {
-            use rustls::pki_types::pem::PemObject;
-            let key =
-                rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
-            builder
-                .with_client_auth_cert(chain.clone(), key)
-                .expect("client auth")
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            ServerName::try_from("secure.example.com").expect("name"),
-            tcp,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let client = client.map(|(chain, key)| (chain.as_slice(), key.as_str()));
+    let tls = tls_connect(
+        port,
+        "secure.example.com",
+        std::slice::from_ref(&server.der),
+        &[],
+        client,
+    )
+    .await?;
+    let mut send = h1_over(tls).await;
     let req = http::Request::get("/")
         .header("host", "secure.example.com")
         .body(Empty::<Bytes>::new())
