@@ -70,6 +70,7 @@ pub async fn run() -> anyhow::Result<()> {
         admin: Some(admin),
         compile: strait_route::CompileOptions::default(),
         drain_timeout: Duration::from_secs(5),
+        stream_limits: Default::default(),
     };
     let result = strait_proxy::run(opts, std::future::pending()).await;
     let _ = std::fs::remove_dir_all(&dir);

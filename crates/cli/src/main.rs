@@ -67,6 +67,18 @@ struct GatewayArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
+    /// Joined connections (TCP, TLS passthrough, WebSocket and other
+    /// upgrades) close after this long with no byte either way; 0 is never.
+    #[arg(long, default_value = "1h", value_parser = go_duration)]
+    stream_idle_timeout: Duration,
+    /// Joined connections close this long after they were joined; 0 is never.
+    #[arg(long, default_value = "0s", value_parser = go_duration)]
+    stream_max_duration: Duration,
+}
+
+/// A duration as Go and Gateway API write it: `1h`, `30s`, `500ms`.
+fn go_duration(text: &str) -> Result<Duration, String> {
+    strait_config::duration::parse_go(text).map_err(|e| e.to_string())
 }
 
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -106,6 +118,10 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     controller_name: args.controller_name,
                 },
                 drain_timeout: Duration::from_secs(args.drain_timeout),
+                stream_limits: strait_proxy::splice::SpliceLimits {
+                    idle: Some(args.stream_idle_timeout).filter(|d| !d.is_zero()),
+                    max_duration: Some(args.stream_max_duration).filter(|d| !d.is_zero()),
+                },
             };
             runtime(args.workers)?.block_on(strait_proxy::run(opts, std::future::pending()))?;
             Ok(std::process::ExitCode::SUCCESS)

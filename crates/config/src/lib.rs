@@ -9,6 +9,7 @@ pub mod duration;
 pub mod gateway;
 pub mod grpcroute;
 pub mod httproute;
+pub mod l4route;
 mod load;
 pub mod meta;
 mod problem;

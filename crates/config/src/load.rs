@@ -4,6 +4,7 @@ use crate::core::{ConfigMapBody, EndpointSliceBody, SecretBody, ServiceSpec};
 use crate::gateway::{GatewayClassSpec, GatewaySpec, ReferenceGrantSpec};
 use crate::grpcroute::GrpcRouteSpec;
 use crate::httproute::HttpRouteSpec;
+use crate::l4route::{TcpRouteSpec, TlsRouteSpec};
 use crate::meta::ObjectMeta;
 use crate::problem::{Problem, Source};
 use serde::de::DeserializeOwned;
@@ -39,6 +40,8 @@ pub enum Resource {
     Gateway(Object<GatewaySpec>),
     HttpRoute(Object<HttpRouteSpec>),
     GrpcRoute(Object<GrpcRouteSpec>),
+    TlsRoute(Object<TlsRouteSpec>),
+    TcpRoute(Object<TcpRouteSpec>),
     ReferenceGrant(Object<ReferenceGrantSpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
@@ -54,6 +57,8 @@ impl Resource {
             Resource::Gateway(o) => &o.metadata,
             Resource::HttpRoute(o) => &o.metadata,
             Resource::GrpcRoute(o) => &o.metadata,
+            Resource::TlsRoute(o) => &o.metadata,
+            Resource::TcpRoute(o) => &o.metadata,
             Resource::ReferenceGrant(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
@@ -69,6 +74,8 @@ impl Resource {
             Resource::Gateway(_) => "Gateway",
             Resource::HttpRoute(_) => "HTTPRoute",
             Resource::GrpcRoute(_) => "GRPCRoute",
+            Resource::TlsRoute(_) => "TLSRoute",
+            Resource::TcpRoute(_) => "TCPRoute",
             Resource::ReferenceGrant(_) => "ReferenceGrant",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
@@ -226,6 +233,9 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         .rsplit_once('/')
         .map_or(api_version.as_str(), |(_, v)| v);
     let gateway_api = group == "gateway.networking.k8s.io" && matches!(version, "v1" | "v1beta1");
+    // TLSRoute and TCPRoute are still in the experimental channel.
+    let gateway_api_l4 =
+        group == "gateway.networking.k8s.io" && matches!(version, "v1" | "v1alpha3" | "v1alpha2");
     let parsed = match (group, version, kind.as_str()) {
         (_, _, "GatewayClass") if gateway_api => {
             typed(source, prefix, value, Resource::GatewayClass)
@@ -233,6 +243,8 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         (_, _, "Gateway") if gateway_api => typed(source, prefix, value, Resource::Gateway),
         (_, _, "HTTPRoute") if gateway_api => typed(source, prefix, value, Resource::HttpRoute),
         (_, _, "GRPCRoute") if gateway_api => typed(source, prefix, value, Resource::GrpcRoute),
+        (_, _, "TLSRoute") if gateway_api_l4 => typed(source, prefix, value, Resource::TlsRoute),
+        (_, _, "TCPRoute") if gateway_api_l4 => typed(source, prefix, value, Resource::TcpRoute),
         (_, _, "ReferenceGrant") if gateway_api => {
             typed(source, prefix, value, Resource::ReferenceGrant)
         }

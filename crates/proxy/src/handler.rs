@@ -284,7 +284,7 @@ async fn forward(
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         return match (client_upgrade, upgrade) {
-            (Some(client), Some(_)) => crate::upgrade::join(client, response),
+            (Some(client), Some(_)) => crate::upgrade::join(client, response, shared.limits),
             _ => local(
                 StatusCode::BAD_GATEWAY,
                 "strait: backend switched protocols unasked\n",

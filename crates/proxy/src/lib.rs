@@ -12,10 +12,12 @@ pub mod admin;
 pub mod grpc;
 pub mod handler;
 mod headers;
+pub mod l4;
 pub mod listeners;
 pub mod metrics;
 pub mod reload;
 mod run;
+pub mod splice;
 pub mod tee;
 pub mod tls;
 pub mod upgrade;
@@ -32,14 +34,17 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: metrics::Metrics,
     pub upstream: Arc<upstream::Upstreams>,
+    /// Limits of joined connections: TCP, TLS passthrough, upgrades.
+    pub limits: splice::SpliceLimits,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot) -> Arc<Self> {
+    pub fn new(snapshot: Snapshot, limits: splice::SpliceLimits) -> Arc<Self> {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics: metrics::Metrics::new(),
             upstream: Arc::new(upstream::Upstreams::new()),
+            limits,
         })
     }
 }

@@ -6,7 +6,7 @@ use crate::handler::{handle, ConnInfo};
 use crate::tls::PortTls;
 use crate::tls::HANDSHAKE_TIMEOUT;
 use crate::Shared;
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -29,19 +29,30 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// the kernel's accept queue instead of exhausting memory or descriptors.
 pub const MAX_CONNECTIONS: usize = 50_000;
 
-/// The TLS configuration of a port, swapped in place on reload so that a
-/// certificate change reaches new connections without closing old ones.
-pub type TlsSlot = Arc<ArcSwapOption<PortTls>>;
+/// What a port serves.
+#[derive(Debug)]
+pub enum PortMode {
+    Http,
+    /// HTTP over TLS, terminated here with these configurations.
+    Https(Arc<PortTls>),
+    /// TLS forwarded undecrypted by SNI (TLSRoute).
+    TlsPassthrough,
+    Tcp,
+}
+
+/// A port's mode, swapped in place on reload so that a certificate change
+/// reaches new connections without closing old ones.
+pub type ModeSlot = Arc<ArcSwap<PortMode>>;
 
 struct Running {
     stop: watch::Sender<bool>,
-    tls: TlsSlot,
+    mode: ModeSlot,
 }
 
 /// What an accept loop needs besides its socket.
 struct Port {
     key: ListenKey,
-    tls: TlsSlot,
+    mode: ModeSlot,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limit: Arc<Semaphore>,
@@ -84,12 +95,12 @@ impl ListenerSet {
         self.running.keys().copied().collect()
     }
 
-    /// Opens the ports in `wanted` that are not open (with their TLS
-    /// configuration, `None` for plain HTTP), updates the TLS of those that
-    /// are, and closes the others. Returns the ports that could not be bound.
+    /// Opens the ports in `wanted` that are not open, updates the mode of
+    /// those that are, and closes the others. Returns the ports that could
+    /// not be bound.
     pub fn reconcile(
         &mut self,
-        wanted: &BTreeMap<ListenKey, Option<Arc<PortTls>>>,
+        wanted: &BTreeMap<ListenKey, Arc<PortMode>>,
     ) -> Vec<(SocketAddr, std::io::Error)> {
         let default_ip = self.bind;
         self.running.retain(|key, running| {
@@ -101,9 +112,9 @@ impl ListenerSet {
             keep
         });
         let mut failed = Vec::new();
-        for (&key, tls) in wanted {
+        for (&key, mode) in wanted {
             if let Some(running) = self.running.get(&key) {
-                running.tls.store(tls.clone());
+                running.mode.store(mode.clone());
                 continue;
             }
             let addr = SocketAddr::new(key.ip.unwrap_or(self.bind), key.port);
@@ -111,17 +122,17 @@ impl ListenerSet {
                 Ok(listener) => {
                     info!(%addr, "listening");
                     let (stop, stopped) = watch::channel(false);
-                    let slot: TlsSlot = Arc::new(ArcSwapOption::new(tls.clone()));
+                    let slot: ModeSlot = Arc::new(ArcSwap::new(mode.clone()));
                     self.running.insert(
                         key,
                         Running {
                             stop,
-                            tls: slot.clone(),
+                            mode: slot.clone(),
                         },
                     );
                     let port = Port {
                         key,
-                        tls: slot,
+                        mode: slot,
                         shared: self.shared.clone(),
                         builder: self.builder.clone(),
                         limit: self.connections.clone(),
@@ -187,22 +198,35 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let port = port.clone();
         tokio::spawn(async move {
-            match port.tls.load_full() {
-                None => {
+            match &*port.mode.load_full() {
+                PortMode::Http => {
                     let info = conn_info(&port, client, "http", None);
                     serve_connection(TokioIo::new(stream), info, &port).await;
                 }
-                Some(port_tls) => {
+                PortMode::Https(port_tls) => {
                     let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&port_tls, stream)).await;
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(port_tls, stream)).await;
                     match handshake {
                         Ok(Ok((tls, sni))) => {
                             let info = conn_info(&port, client, "https", sni);
                             serve_connection(TokioIo::new(tls), info, &port).await;
                         }
-                        Ok(Err(e)) => debug!(%client, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(%client, "TLS handshake timed out"),
+                        Ok(Err(e)) => {
+                            let reason = crate::tls::handshake_error_reason(&e);
+                            debug!(%client, error = %e, reason, "TLS handshake failed");
+                            port.shared.metrics.tls_error(reason);
+                        }
+                        Err(_) => {
+                            debug!(%client, "TLS handshake timed out");
+                            port.shared.metrics.tls_error("timeout");
+                        }
                     }
+                }
+                PortMode::TlsPassthrough => {
+                    crate::l4::serve(port.shared.clone(), port.key, client, stream, true).await
+                }
+                PortMode::Tcp => {
+                    crate::l4::serve(port.shared.clone(), port.key, client, stream, false).await
                 }
             }
             drop(permit);
@@ -225,9 +249,12 @@ async fn handshake(
         .client_hello()
         .server_name()
         .map(|s| s.to_ascii_lowercase());
-    let config = port_tls
-        .config_for(sni.as_deref())
-        .ok_or_else(|| std::io::Error::other("no listener for this server name"))?;
+    let config = port_tls.config_for(sni.as_deref()).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no listener for this server name",
+        )
+    })?;
     let tls = start.into_stream(config).await?;
     Ok((tls, sni))
 }

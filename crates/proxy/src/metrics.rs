@@ -22,6 +22,18 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpLabels {
+    pub listener: Arc<str>,
+    pub route: Arc<str>,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: &'static str,
 }
@@ -52,6 +64,8 @@ pub struct Metrics {
     pub latency: Family<RouteLabels, Histogram>,
     pub connections: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
+    pub tcp: Family<TcpLabels, Counter>,
+    pub tls_errors: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -92,6 +106,18 @@ impl Metrics {
             "Configuration reloads, by result",
             reloads.clone(),
         );
+        let tcp = Family::<TcpLabels, Counter>::default();
+        registry.register(
+            "tcp_connections",
+            "TCP and TLS passthrough connections ended, by listener, route and how they ended",
+            tcp.clone(),
+        );
+        let tls_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_errors",
+            "TLS handshakes refused or failed, by reason",
+            tls_errors.clone(),
+        );
         Metrics {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry,
@@ -99,7 +125,25 @@ impl Metrics {
             latency,
             connections,
             reloads,
+            tcp,
+            tls_errors,
         }
+    }
+
+    pub fn tcp(&self, listener: &Arc<str>, route: &Arc<str>, result: &'static str) {
+        self.tcp
+            .get_or_create(&TcpLabels {
+                listener: listener.clone(),
+                route: route.clone(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn tls_error(&self, reason: &'static str) {
+        self.tls_errors
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Counts one request. The label lookup (hashing two strings under a

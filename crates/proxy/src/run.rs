@@ -1,7 +1,7 @@
 //! The gateway's life: load, listen, reload on change, drain on shutdown.
 
 use crate::admin::{self, AdminState};
-use crate::listeners::ListenerSet;
+use crate::listeners::{ListenerSet, PortMode};
 use crate::reload::{self, Loaded};
 use crate::Shared;
 use anyhow::{bail, Context};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strait_config::Problem;
-use strait_route::{CompileOptions, ListenKey, Snapshot};
+use strait_route::{CompileOptions, ListenKey, PortProtocol, Snapshot};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -27,6 +27,8 @@ pub struct GatewayOptions {
     pub compile: CompileOptions,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub drain_timeout: Duration,
+    /// Limits of joined connections (TCP, TLS passthrough, upgrades).
+    pub stream_limits: crate::splice::SpliceLimits,
 }
 
 fn report(problems: &[Problem]) {
@@ -39,24 +41,25 @@ fn report(problems: &[Problem]) {
     }
 }
 
-/// The ports a snapshot needs, with the TLS configuration of HTTPS ones.
-/// A port whose certificates cannot be loaded (a key that does not match
-/// its certificate, say) is left closed rather than served in plain text.
-fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Option<Arc<crate::tls::PortTls>>> {
+/// The ports a snapshot needs and what each serves. A port whose
+/// certificates cannot be loaded (a key that does not match its
+/// certificate, say) is left closed rather than served in plain text.
+fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Arc<PortMode>> {
     let mut out = BTreeMap::new();
     for (key, table) in &snapshot.ports {
-        if table.tls.is_empty() {
-            out.insert(*key, None);
-            continue;
-        }
-        match crate::tls::port_tls(&table.tls) {
-            Ok(config) => {
-                out.insert(*key, Some(config));
-            }
-            Err(e) => {
-                error!(port = key.port, error = %e, "TLS certificates unusable; port not served")
-            }
-        }
+        let mode = match table.protocol {
+            PortProtocol::Http => PortMode::Http,
+            PortProtocol::TlsPassthrough => PortMode::TlsPassthrough,
+            PortProtocol::Tcp => PortMode::Tcp,
+            PortProtocol::Https => match crate::tls::port_tls(&table.tls) {
+                Ok(config) => PortMode::Https(config),
+                Err(e) => {
+                    error!(port = key.port, error = %e, "TLS certificates unusable; port not served");
+                    continue;
+                }
+            },
+        };
+        out.insert(*key, Arc::new(mode));
     }
     out
 }
@@ -77,7 +80,7 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
         }
     };
     report(&problems);
-    let shared = Shared::new(snapshot);
+    let shared = Shared::new(snapshot, opts.stream_limits);
     let state = Arc::new(AdminState {
         shared: shared.clone(),
         ready: AtomicBool::new(false),

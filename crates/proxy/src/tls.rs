@@ -15,6 +15,39 @@ use strait_route::{HostTable, TlsCert};
 /// Time a client has to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a TLS handshake failed, as a metric label: `not_tls` (plain text,
+/// an HTTP request say), `too_large`, `truncated`, `unknown_server_name`,
+/// `client_certificate`,
+/// `malformed` or `handshake`.
+pub fn handshake_error_reason(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => return "truncated",
+        std::io::ErrorKind::NotFound => return "unknown_server_name",
+        _ => {}
+    }
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(e) => hello_error_reason(e),
+        None => "io",
+    }
+}
+
+pub fn hello_error_reason(e: &rustls::Error) -> &'static str {
+    use rustls::InvalidMessage as M;
+    match e {
+        rustls::Error::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion) => {
+            "not_tls"
+        }
+        rustls::Error::InvalidMessage(M::HandshakePayloadTooLarge | M::MessageTooLarge) => {
+            "too_large"
+        }
+        rustls::Error::InvalidMessage(_) => "malformed",
+        rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_) => {
+            "client_certificate"
+        }
+        _ => "handshake",
+    }
+}
+
 /// The TLS side of one port: a server configuration per listener, picked
 /// by the ClientHello's SNI before the handshake goes on, so that each
 /// listener has its own certificate and its own client-certificate rule.

@@ -34,7 +34,11 @@ pub fn restore(headers: &mut HeaderMap, protocol: &HeaderValue) {
 
 /// Answers the client with the backend's 101 and joins the two upgraded
 /// connections in a task of their own.
-pub fn join(client: OnUpgrade, mut response: Response<PooledBody>) -> Response<ResponseBody> {
+pub fn join(
+    client: OnUpgrade,
+    mut response: Response<PooledBody>,
+    limits: crate::splice::SpliceLimits,
+) -> Response<ResponseBody> {
     let backend = hyper::upgrade::on(&mut response);
     let protocol = response.headers().get(UPGRADE).cloned();
     tokio::spawn(async move {
@@ -49,10 +53,8 @@ pub fn join(client: OnUpgrade, mut response: Response<PooledBody>) -> Response<R
                 return;
             }
         };
-        let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-            debug!(error = %e, "upgraded connection ended");
-        }
+        let end = crate::splice::splice(TokioIo::new(client), TokioIo::new(backend), limits).await;
+        debug!(?end, "upgraded connection ended");
     });
     let mut answer = Response::new(Either::Right(Full::default()));
     *answer.status_mut() = response.status();

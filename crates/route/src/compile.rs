@@ -4,6 +4,7 @@
 use crate::backend::{BackendTarget, Resolver, WeightedBackend};
 use crate::filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
 use crate::hosts::{intersect, HostTable};
+use crate::l4::PortProtocol;
 use crate::matcher::RouteMatch;
 use crate::snapshot::{Entry, ListenKey, ListenerRoutes, PortTable, Rule, Snapshot, Timeouts};
 use crate::status::{Condition, GatewayStatus, ListenerStatus, ParentStatus, RouteStatus};
@@ -42,6 +43,7 @@ struct LiveListener<'a> {
     label: Arc<str>,
     /// (precedence tiebreak, entry) per effective hostname.
     vhosts: HostTable<Vec<(TieBreak, Entry)>>,
+    protocol: PortProtocol,
     /// HTTPS listeners: the certificates to present.
     certs: Vec<crate::tls::TlsCert>,
 }
@@ -79,11 +81,11 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
 
     let mut listeners: Vec<LiveListener> = Vec::new();
     let mut other_gateways: HashSet<(&str, &str)> = HashSet::new();
-    // Our listeners of other protocols: an HTTPRoute naming one is refused
+    // Our listeners of protocols not served: a route naming one is refused
     // with NotAllowedByListeners rather than "no such parent".
     let mut other_protocols: Vec<(&str, &str, &Listener)> = Vec::new();
     let mut taken: HashSet<(ListenKey, Option<&str>)> = HashSet::new();
-    let mut port_tls: HashMap<ListenKey, bool> = HashMap::new();
+    let mut port_protocol: HashMap<ListenKey, PortProtocol> = HashMap::new();
     for doc in docs {
         let Resource::Gateway(gw) = &doc.resource else {
             continue;
@@ -118,10 +120,17 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                 ip: gw.spec.ip_address(),
                 port,
             };
-            let is_tls = l.protocol == "HTTPS";
-            let certs = match is_tls && invalid.is_empty() {
-                true => crate::tls::listener_certs(docs, &grants, ns, l).map(Some),
-                false => Ok(None),
+            let protocol = listener_protocol(l);
+            let certs = match (&protocol, invalid.is_empty()) {
+                (Ok(PortProtocol::Https), true) => {
+                    crate::tls::listener_certs(docs, &grants, ns, l).map(Some)
+                }
+                _ => Ok(None),
+            };
+            // Hostnames do not apply to TCP listeners (the spec ignores them).
+            let hostname = match protocol {
+                Ok(PortProtocol::Tcp) => None,
+                _ => l.hostname.as_deref(),
             };
             if !invalid.is_empty() {
                 conditions.push(Condition::failed("Accepted", "Invalid", invalid.join("; ")));
@@ -133,19 +142,18 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                 ));
                 conditions.push(Condition::failed("ResolvedRefs", reason, msg.clone()));
                 conditions.push(Condition::failed("Programmed", "Invalid", msg.clone()));
-            } else if !matches!(l.protocol.as_str(), "HTTP" | "HTTPS") {
+            } else if let Err((field, reason, msg)) = &protocol {
                 other_protocols.push((ns, name, l));
-                let msg = format!(
-                    "protocol {} is not served yet; only HTTP and HTTPS listeners are",
-                    l.protocol
-                );
                 problems.push(Problem::warning(
                     &doc.source,
-                    format!("{prefix}protocol"),
+                    format!("{prefix}{field}"),
                     msg.clone(),
                 ));
-                conditions.push(Condition::failed("Accepted", "UnsupportedProtocol", msg));
-            } else if *port_tls.entry(key).or_insert(is_tls) != is_tls {
+                conditions.push(Condition::failed("Accepted", reason, msg.clone()));
+            } else if protocol
+                .as_ref()
+                .is_ok_and(|&p| *port_protocol.entry(key).or_insert(p) != p)
+            {
                 let msg = format!(
                     "port {port} already serves another protocol than {} on this address",
                     l.protocol
@@ -162,7 +170,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                     message: msg.clone(),
                 });
                 conditions.push(Condition::failed("Programmed", "Invalid", msg));
-            } else if !taken.insert((key, l.hostname.as_deref())) {
+            } else if !taken.insert((key, hostname)) {
                 let msg = format!(
                     "another listener already serves port {port} for hostname {} on this address; \
                      Gateways sharing a port need their own spec.addresses",
@@ -192,6 +200,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                     listener: status.listeners.len(),
                     label: format!("{ns}/{name}/{}", l.name).into(),
                     vhosts: HostTable::default(),
+                    protocol: protocol.clone().unwrap_or(PortProtocol::Http),
                     certs: certs.ok().flatten().unwrap_or_default(),
                 });
             }
@@ -209,25 +218,38 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
         let converted;
         let (route, kind) = match &doc.resource {
             Resource::HttpRoute(route) => (route, "HTTPRoute"),
-            Resource::GrpcRoute(grpc) => match crate::grpc::to_http(&grpc.spec) {
-                Ok(spec) => {
-                    converted = Object {
-                        api_version: grpc.api_version.clone(),
-                        kind: grpc.kind.clone(),
-                        metadata: grpc.metadata.clone(),
-                        spec,
-                        status: None,
-                    };
-                    (&converted, "GRPCRoute")
-                }
-                Err(findings) => {
-                    for (path, msg) in findings {
-                        problems.push(Problem::error(&doc.source, path, msg));
+            other => {
+                let (metadata, spec, kind) = match other {
+                    Resource::GrpcRoute(r) => {
+                        (&r.metadata, crate::grpc::to_http(&r.spec), "GRPCRoute")
                     }
-                    continue;
+                    Resource::TlsRoute(r) => {
+                        (&r.metadata, crate::l4::tls_to_http(&r.spec), "TLSRoute")
+                    }
+                    Resource::TcpRoute(r) => {
+                        (&r.metadata, crate::l4::tcp_to_http(&r.spec), "TCPRoute")
+                    }
+                    _ => continue,
+                };
+                match spec {
+                    Ok(spec) => {
+                        converted = Object {
+                            api_version: String::new(),
+                            kind: kind.into(),
+                            metadata: metadata.clone(),
+                            spec,
+                            status: None,
+                        };
+                        (&converted, kind)
+                    }
+                    Err(findings) => {
+                        for (path, msg) in findings {
+                            problems.push(Problem::error(&doc.source, path, msg));
+                        }
+                        continue;
+                    }
                 }
-            },
-            _ => continue,
+            }
         };
         let route_status = attach_route(
             doc,
@@ -270,10 +292,11 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
             port: l.key.port,
             vhosts,
         };
-        let table = snapshot
-            .ports
-            .entry(l.key)
-            .or_insert_with(PortTable::default);
+        let protocol = l.protocol;
+        let table = snapshot.ports.entry(l.key).or_insert_with(|| PortTable {
+            protocol,
+            ..PortTable::default()
+        });
         table.tls.extend(l.certs);
         // Conflicting (port, hostname) pairs were refused above, so this slot is free.
         table
@@ -387,7 +410,7 @@ fn attach_route(
             && parent.kind.as_deref().unwrap_or("Gateway") == "Gateway";
         let gw_ns = parent.namespace.as_deref().unwrap_or(ns);
         let mut refusal: Option<(&str, String)> = None;
-        let candidates: Vec<usize> = listeners
+        let named: Vec<usize> = listeners
             .iter()
             .enumerate()
             .filter(|(_, l)| kind_ok && l.gateway_ns == gw_ns && l.gateway == parent.name)
@@ -400,6 +423,9 @@ fn attach_route(
             .filter(|(_, l)| parent.port.is_none_or(|p| p == i32::from(l.key.port)))
             .map(|(i, _)| i)
             .collect();
+        let (candidates, wrong_protocol): (Vec<usize>, Vec<usize>) = named
+            .iter()
+            .partition(|&&li| listeners[li].protocol.route_kinds().contains(&kind));
         let other_protocol = other_protocols.iter().find(|(l_ns, l_gw, l)| {
             kind_ok
                 && *l_ns == gw_ns
@@ -407,11 +433,14 @@ fn attach_route(
                 && parent.section_name.as_ref().is_none_or(|s| *s == l.name)
                 && parent.port.is_none_or(|p| p == l.port)
         });
-        if let (true, Some((_, _, l))) = (candidates.is_empty(), other_protocol) {
+        let other_protocol = other_protocol
+            .map(|(_, _, l)| *l)
+            .or(wrong_protocol.first().map(|&li| listeners[li].spec));
+        if let (true, Some(l)) = (candidates.is_empty(), other_protocol) {
             refusal = Some((
                 "NotAllowedByListeners",
                 format!(
-                    "listener {} speaks {}; an HTTPRoute cannot attach to it",
+                    "listener {} speaks {}; a {kind} cannot attach to it",
                     l.name, l.protocol
                 ),
             ));
@@ -419,7 +448,7 @@ fn attach_route(
             refusal = Some((
                 "NoMatchingParent",
                 format!(
-                    "no HTTP listener of Gateway {gw_ns}/{} matches this parentRef",
+                    "no listener of Gateway {gw_ns}/{} matches this parentRef",
                     parent.name
                 ),
             ));
@@ -438,7 +467,9 @@ fn attach_route(
         let mut attached = 0;
         for li in allowed {
             let l = &mut listeners[li];
-            let hosts: Vec<Option<String>> = if route.spec.hostnames.is_empty() {
+            let hosts: Vec<Option<String>> = if l.protocol == PortProtocol::Tcp {
+                vec![None]
+            } else if route.spec.hostnames.is_empty() {
                 vec![l.spec.hostname.clone()]
             } else {
                 route
@@ -709,4 +740,28 @@ pub(crate) fn granted(
                     && t.name.as_deref().is_none_or(|n| n == name)
             })
     })
+}
+
+/// What a listener serves, or (field, reason, message) when strait does
+/// not serve it.
+fn listener_protocol(l: &Listener) -> Result<PortProtocol, (&'static str, &'static str, String)> {
+    let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref());
+    match (l.protocol.as_str(), mode) {
+        ("HTTP", _) => Ok(PortProtocol::Http),
+        ("HTTPS", _) => Ok(PortProtocol::Https),
+        ("TLS", Some("Passthrough")) => Ok(PortProtocol::TlsPassthrough),
+        ("TLS", _) => Err((
+            "tls.mode",
+            "UnsupportedValue",
+            "TLS listeners are served with tls.mode Passthrough; terminate TLS with an HTTPS \
+             listener"
+                .into(),
+        )),
+        ("TCP", _) => Ok(PortProtocol::Tcp),
+        (other, _) => Err((
+            "protocol",
+            "UnsupportedProtocol",
+            format!("protocol {other} is not served; HTTP, HTTPS, TLS and TCP listeners are"),
+        )),
+    }
 }

@@ -30,6 +30,7 @@ pub struct Snapshot {
 /// The listeners sharing one port, told apart by hostname.
 #[derive(Debug, Default)]
 pub struct PortTable {
+    pub protocol: crate::PortProtocol,
     pub listeners: HostTable<ListenerRoutes>,
     /// Certificates of the port's HTTPS listeners; empty for plain HTTP.
     pub tls: Vec<crate::tls::TlsCert>,
@@ -126,6 +127,20 @@ impl Snapshot {
         })
     }
 
+    /// The rule a TLS passthrough or TCP connection follows: by SNI
+    /// (`None`: no SNI, or a TCP port) among the port's listeners, then the
+    /// first route in precedence order (the oldest). `None`: refuse it.
+    pub fn l4_route(&self, at: ListenKey, sni: Option<&str>) -> Option<Matched<'_>> {
+        let host = sni.unwrap_or("");
+        let listener = self.ports.get(&at)?.listeners.get(host)?;
+        let entry = listener.vhosts.get(host)?.first()?;
+        Some(Matched {
+            listener,
+            rule: &entry.rule,
+            matched_prefix: None,
+        })
+    }
+
     /// The snapshot as JSON for `/config`: listeners, hosts, the ordered
     /// match table, clusters and status.
     pub fn describe(&self) -> Value {
@@ -165,7 +180,10 @@ impl Snapshot {
                     .iter()
                     .map(|c| json!({"hostname": c.hostname, "secret": c.secret}))
                     .collect();
-                json!({"address": key.ip, "port": key.port, "tls": certs, "listeners": listeners})
+                json!({
+                    "address": key.ip, "port": key.port, "protocol": table.protocol,
+                    "tls": certs, "listeners": listeners,
+                })
             })
             .collect();
         json!({

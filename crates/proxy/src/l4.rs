@@ -1,0 +1,126 @@
+//! Layer 4 listeners: `TCPRoute` (a connection goes to the route's
+//! backends as it is) and TLS passthrough (`TLSRoute`: the ClientHello is
+//! read to learn the SNI, never answered, then replayed to the backend
+//! byte for byte, so the backend terminates TLS itself). A connection with
+//! no route or no reachable backend is closed: there is no protocol in
+//! which to say why, so the metric and the log say it.
+
+use crate::splice::splice;
+use crate::tls::{hello_error_reason, HANDSHAKE_TIMEOUT};
+use crate::upstream::CONNECT_TIMEOUT;
+use crate::Shared;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use strait_route::{BackendTarget, ListenKey};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+/// Largest ClientHello read on a passthrough port (`MAX_CLIENT_HELLO_BYTES`),
+/// rustls's own limit on a handshake message: more is refused.
+pub const MAX_CLIENT_HELLO_BYTES: usize = 64 * 1024 + 5;
+
+/// Forwards one accepted connection; `passthrough` reads the SNI first.
+pub async fn serve(
+    shared: Arc<Shared>,
+    at: ListenKey,
+    client: SocketAddr,
+    mut stream: TcpStream,
+    passthrough: bool,
+) {
+    let (hello, sni) = if passthrough {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_client_hello(&mut stream)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(reason)) => {
+                debug!(%client, reason, "ClientHello refused");
+                shared.metrics.tls_error(reason);
+                return;
+            }
+            Err(_) => {
+                debug!(%client, "no ClientHello in time");
+                shared.metrics.tls_error("timeout");
+                return;
+            }
+        }
+    } else {
+        (Vec::new(), None)
+    };
+    let snapshot = shared.snapshot.load_full();
+    let Some(matched) = snapshot.l4_route(at, sni.as_deref()) else {
+        debug!(%client, port = at.port, ?sni, "no route; connection closed");
+        shared
+            .metrics
+            .tcp(&Arc::from("-"), &Arc::from("-"), "no_route");
+        return;
+    };
+    let (listener, route) = (matched.listener.label.clone(), matched.rule.route.clone());
+    let endpoint = match matched.rule.pick(fastrand::u64(..)).map(|b| &b.target) {
+        Some(BackendTarget::Cluster(c)) => c.next_endpoint().map(|(addr, _)| addr),
+        _ => None,
+    };
+    drop(snapshot);
+    let Some(endpoint) = endpoint else {
+        debug!(%client, %route, "no usable backend; connection closed");
+        shared.metrics.tcp(&listener, &route, "no_backend");
+        return;
+    };
+    let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(endpoint)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(%client, %endpoint, error = %e, "backend connection failed");
+            shared.metrics.tcp(&listener, &route, "connect_failed");
+            return;
+        }
+        Err(_) => {
+            debug!(%client, %endpoint, "backend connection timed out");
+            shared.metrics.tcp(&listener, &route, "connect_failed");
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let mut upstream = upstream;
+    if !hello.is_empty() && upstream.write_all(&hello).await.is_err() {
+        shared.metrics.tcp(&listener, &route, "connect_failed");
+        return;
+    }
+    let end = splice(stream, upstream, shared.limits).await;
+    debug!(%client, %endpoint, ?end, "connection ended");
+    shared.metrics.tcp(&listener, &route, end.label());
+}
+
+/// Reads until a whole ClientHello has arrived; returns the bytes read (to
+/// replay) and the SNI. Errors are metric reasons.
+async fn read_client_hello(
+    stream: &mut TcpStream,
+) -> Result<(Vec<u8>, Option<String>), &'static str> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut buf = Vec::with_capacity(2048);
+    loop {
+        let before = buf.len();
+        let n = stream.read_buf(&mut buf).await.map_err(|_| "io")?;
+        if n == 0 {
+            return Err("truncated");
+        }
+        if buf.len() > MAX_CLIENT_HELLO_BYTES {
+            return Err("too_large");
+        }
+        let mut fresh = &buf[before..];
+        while !fresh.is_empty() {
+            match acceptor.read_tls(&mut fresh) {
+                Ok(0) | Err(_) => return Err("too_large"),
+                Ok(_) => {}
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                let sni = accepted
+                    .client_hello()
+                    .server_name()
+                    .map(|s| s.to_ascii_lowercase());
+                return Ok((buf, sni));
+            }
+            Ok(None) => continue,
+            Err((e, _)) => return Err(hello_error_reason(&e)),
+        }
+    }
+}
