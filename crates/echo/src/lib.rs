@@ -4,10 +4,33 @@
 //! server: `X-Echo-Trailer` (response trailers), `bodyBytes`, `served` and
 //! `receivedBytes` in the JSON, and `Connection: upgrade` answered with 101
 //! and a byte echo.
+//!
+//! On the same port, requests with `content-type: application/grpc…` for
+//! one of these services are answered by gRPC (h2c):
+//!
+//! - `gateway_api_conformance.echo_basic.grpcecho.GrpcEcho`, the conformance
+//!   suite's gRPC echo: `Echo` and `EchoTwo` answer the fully qualified
+//!   method, the request metadata, the authority and this server's
+//!   namespace/service/pod; `EchoThree` answers `UNIMPLEMENTED` naming the
+//!   pod (so a test can tell the backend said it, not the gateway).
+//! - `grpc.health.v1.Health`, `SERVING` for `""` and for each service here.
+//! - Test aid, strait only: `strait.echo.v1.Stream` with a bidirectional
+//!   `Chat` (each message echoed back as it arrives) and a server-streaming
+//!   `Count` (`n` messages). With request metadata `x-echo-fail: <text>`,
+//!   both end with `FAILED_PRECONDITION` and `<text>` after the messages, so
+//!   tests see trailers after a stream body.
+//!
+//! gRPC-shaped requests for other services get the HTTP answer as before.
+//! Test aid: `GET /ws` with `Upgrade: websocket` is a real WebSocket echo
+//! (handshake, each text or binary message echoed back as such, pings and
+//! close answered); other upgrades keep the raw byte echo.
+//!
+//! The generated messages, servers and clients are in [`pb`], so tests can
+//! call these services with tonic clients.
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -17,6 +40,28 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+mod grpc;
+mod ws;
+
+/// Code generated from `proto/` (with protox and tonic-prost-build):
+/// messages, servers, and clients generic over any tonic `GrpcService`.
+#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
+pub mod pb {
+    /// The Gateway API conformance gRPC echo (`proto/grpcecho.proto`).
+    pub mod grpcecho {
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/gateway_api_conformance.echo_basic.grpcecho.rs"
+        ));
+    }
+    /// The strait-only streaming test aid (`proto/stream.proto`).
+    pub mod stream {
+        include!(concat!(env!("OUT_DIR"), "/strait.echo.v1.rs"));
+    }
+    /// The standard health service (`grpc.health.v1`).
+    pub use tonic_health::pb as health;
+}
 
 /// Who this echo server says it is.
 #[derive(Debug, Default)]
@@ -67,23 +112,41 @@ pub struct EchoBody<'a> {
 /// Serves HTTP/1.1 and h2c (prior knowledge) on `listener` until dropped.
 pub async fn serve(listener: TcpListener, info: Arc<EchoInfo>) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let grpc = Arc::new(grpc::Grpc::new(info.clone()).await);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let info = info.clone();
+        let grpc = grpc.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let info = info.clone();
-                async move { Ok::<_, Infallible>(answer(&info, req).await) }
+                let grpc = grpc.clone();
+                async move { Ok::<_, Infallible>(dispatch(&info, &grpc, req).await) }
             });
             let _ = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
         });
     }
+}
+
+/// A body of either kind of answer: the HTTP echo's or a gRPC service's.
+type ServeBody = Either<EchoResponseBody, tonic::body::Body>;
+
+/// gRPC for our services, `/ws` WebSocket, else the HTTP echo.
+async fn dispatch(
+    info: &EchoInfo,
+    grpc: &grpc::Grpc,
+    req: Request<Incoming>,
+) -> Response<ServeBody> {
+    if grpc::Grpc::wants(&req) {
+        return grpc.call(req).await.map(Either::Right);
+    }
+    answer(info, req).await.map(Either::Left)
 }
 
 /// Go's canonical header form: `x-forwarded-for` → `X-Forwarded-For`.
@@ -161,6 +224,9 @@ fn trailers(headers: &http::HeaderMap) -> Option<http::HeaderMap> {
 }
 
 async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoResponseBody> {
+    if ws::wants(&req) {
+        return ws::accept(&mut req);
+    }
     if let Some(switched) = upgrade(&mut req) {
         return switched;
     }
