@@ -352,28 +352,7 @@ async fn bad_client_hellos_are_closed_and_counted() {
         ),
     );
     let gw = Gateway::start(&dir).await;
-    for (bytes, reason) in bad_hellos() {
-        let mut s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        let _ = s.write_all(&bytes).await;
-        if reason == "truncated" {
-            let _ = s.shutdown().await;
-        }
-        let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
-        assert!(read.is_ok(), "{reason}: connection left hanging");
-        assert!(rest.is_empty(), "{reason}: passthrough answered {rest:?}");
-        let counted = metric_value(
-            &gw,
-            &[
-                "strait_tls_handshake_errors_total",
-                &format!("\"{reason}\""),
-            ],
-        )
-        .await;
-        assert_eq!(counted, 1.0, "{reason}: {}", gw.metrics().await);
-    }
+    assert_bad_hellos_refused(&gw, port).await;
     let tls = tls_connect(
         port,
         "a.example.com",
@@ -384,23 +363,4 @@ async fn bad_client_hellos_are_closed_and_counted() {
     .await
     .expect("still serving");
     assert_eq!(half_close_exchange(tls, "x").await, "a.example.com:x");
-}
-
-/// A plaintext HTTP request, a ClientHello cut off after its first bytes,
-/// and a record announcing a ClientHello larger than any real one.
-pub fn bad_hellos() -> Vec<(Vec<u8>, &'static str)> {
-    let plain = b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n".to_vec();
-    let truncated = vec![
-        0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
-    ];
-    // A 16 KiB record carrying the start of a 128 KiB ClientHello.
-    let mut huge = vec![
-        0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x02, 0x00, 0x00, 0x03, 0x03,
-    ];
-    huge.resize(5 + 0x4000, 0x41);
-    vec![
-        (plain, "not_tls"),
-        (truncated, "truncated"),
-        (huge, "too_large"),
-    ]
 }

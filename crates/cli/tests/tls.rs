@@ -390,3 +390,112 @@ spec:
         "a certificate from another CA"
     );
 }
+
+/// A Secret with the certificate of one key and another key.
+fn mismatched(name: &str, secret: &str) -> String {
+    let one = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("cert");
+    let other = rcgen::KeyPair::generate().expect("key");
+    secret_yaml(secret, one.cert.pem(), other.serialize_pem())
+}
+
+/// A Secret whose certificate expired in 2021.
+fn expired(name: &str, secret: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.self_signed(&key).expect("cert");
+    secret_yaml(secret, cert.pem(), key.serialize_pem())
+}
+
+fn secret_yaml(secret: &str, crt: String, key: String) -> String {
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {secret}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(crt),
+        b64(key)
+    )
+}
+
+/// Expired and mismatched certificates are refused when the configuration
+/// is read, with the file and field; the good listener on the same port
+/// serves; plaintext, truncated and oversized ClientHellos are closed and
+/// counted, and the port keeps serving.
+#[tokio::test]
+async fn bad_certificates_refused_at_load_and_bad_handshakes_counted() {
+    let backend = echo("a", "a-0");
+    let port = free_port();
+    let shop = cert("shop.example.com", "shop-cert");
+    let dir = TempDir::new();
+    let mut yaml = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: strait}}
+spec: {{controllerName: strait.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - {{name: shop, port: {port}, protocol: HTTPS, hostname: shop.example.com, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}
+  - {{name: old, port: {port}, protocol: HTTPS, hostname: old.example.com, tls: {{certificateRefs: [{{name: old-cert}}]}}}}
+  - {{name: odd, port: {port}, protocol: HTTPS, hostname: odd.example.com, tls: {{certificateRefs: [{{name: odd-cert}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules: [{{backendRefs: [{{name: a, port: 80}}]}}]
+"#
+    );
+    yaml += &service_yaml("a", backend.port, None);
+    yaml += &shop.secret_yaml;
+    yaml += &expired("old.example.com", "old-cert");
+    yaml += &mismatched("odd.example.com", "odd-cert");
+    dir.write("all.yaml", &yaml);
+
+    let check = std::process::Command::new(STRAIT)
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .expect("strait check");
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success(), "{out}");
+    let file = dir.path().join("all.yaml");
+    let file = file.display();
+    for expected in [
+        format!("{file}:2: spec.listeners[1].tls: Secret default/old-cert ({file}:7): tls.crt: the certificate expired on"),
+        format!("{file}:2: spec.listeners[2].tls: Secret default/odd-cert ({file}:8): tls.key does not belong to the certificate"),
+    ] {
+        assert!(out.contains(&expected), "missing {expected:?} in:\n{out}");
+    }
+
+    let gw = Gateway::start(&dir).await;
+    let a = tls_get(
+        target(port, "shop.example.com", "shop.example.com", false),
+        &[&shop],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let config = gw.config().await;
+    for i in [1, 2] {
+        let c = &config["snapshot"]["gateways"][0]["listeners"][i]["conditions"][0];
+        assert_eq!(c["type"], "ResolvedRefs", "{config:#}");
+        assert_eq!(c["status"], false, "{config:#}");
+    }
+    // Refused listeners do not serve their names: the handshake fails.
+    assert!(tls_connect(port, "old.example.com", &[], &[], None)
+        .await
+        .is_err());
+
+    assert_bad_hellos_refused(&gw, port).await;
+    let a = tls_get(
+        target(port, "shop.example.com", "shop.example.com", true),
+        &[&shop],
+    )
+    .await;
+    assert_eq!(a.status, 200, "still serving after bad handshakes");
+}

@@ -74,13 +74,13 @@ pub(crate) fn listener_certs(
                 ),
             ));
         }
-        let secret = docs
+        let (secret, source) = docs
             .iter()
             .find_map(|d| match &d.resource {
                 Resource::Secret(s)
                     if s.metadata.name == r.name && s.metadata.namespace() == ns =>
                 {
-                    Some(s)
+                    Some((s, &d.source))
                 }
                 _ => None,
             })
@@ -91,13 +91,13 @@ pub(crate) fn listener_certs(
         let (chain, key) = secret.body.tls_pair().map_err(|e| {
             (
                 "InvalidCertificateRef",
-                format!("Secret {ns}/{} {e}", r.name),
+                format!("Secret {ns}/{} ({source}) {e}", r.name),
             )
         })?;
         check_pem(&chain, &key).map_err(|e| {
             (
                 "InvalidCertificateRef",
-                format!("Secret {ns}/{}: {e}", r.name),
+                format!("Secret {ns}/{} ({source}): {e}", r.name),
             )
         })?;
         out.push(TlsCert {
@@ -185,7 +185,10 @@ fn client_cas(
     Ok(bundle.into())
 }
 
-/// A certificate chain and a private key (PKCS#8, PKCS#1 or SEC1) in PEM.
+/// A certificate chain and a private key (PKCS#8, PKCS#1 or SEC1) in PEM:
+/// both parse, the key belongs to the first certificate, and every
+/// certificate of the chain is valid now. Serving an expired certificate
+/// only moves the error to every client, where it is harder to trace.
 pub fn check_pem(chain: &[u8], key: &[u8]) -> Result<(), String> {
     let certs = CertificateDer::pem_slice_iter(chain)
         .collect::<Result<Vec<_>, _>>()
@@ -193,7 +196,36 @@ pub fn check_pem(chain: &[u8], key: &[u8]) -> Result<(), String> {
     if certs.is_empty() {
         return Err("tls.crt holds no certificate".into());
     }
-    PrivateKeyDer::from_pem_slice(key)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for (i, der) in certs.iter().enumerate() {
+        let which = if i == 0 {
+            "the certificate".to_string()
+        } else {
+            format!("chain certificate {}", i + 1)
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| format!("tls.crt: {which} is not X.509: {e}"))?;
+        let validity = cert.validity();
+        if validity.not_after.timestamp() < now {
+            return Err(format!(
+                "tls.crt: {which} expired on {}",
+                validity.not_after
+            ));
+        }
+        if validity.not_before.timestamp() > now {
+            return Err(format!(
+                "tls.crt: {which} is not valid before {}",
+                validity.not_before
+            ));
+        }
+    }
+    let key = PrivateKeyDer::from_pem_slice(key)
         .map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
-    Ok(())
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("tls.key: {e}"))?;
+    rustls::sign::CertifiedKey::new(certs, signing)
+        .keys_match()
+        .map_err(|_| "tls.key does not belong to the certificate in tls.crt".to_string())
 }

@@ -392,3 +392,55 @@ where
     tokio::spawn(conn);
     send
 }
+
+/// Bytes that must not get past a TLS port's handshake, with the reason
+/// strait counts them under: a plaintext HTTP request, a ClientHello cut
+/// off after its first bytes (the client then half-closes), and a record
+/// announcing a ClientHello larger than any real one (128 KiB).
+pub fn bad_client_hellos() -> Vec<(Vec<u8>, &'static str)> {
+    let plain = b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n".to_vec();
+    let truncated = vec![
+        0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+    ];
+    let mut huge = vec![
+        0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x02, 0x00, 0x00, 0x03, 0x03,
+    ];
+    huge.resize(5 + 0x4000, 0x41);
+    vec![
+        (plain, "not_tls"),
+        (truncated, "truncated"),
+        (huge, "too_large"),
+    ]
+}
+
+/// Sends each of [`bad_client_hellos`] to `port` on its own connection and
+/// checks that the connection is closed without an answer and counted
+/// under its reason in `strait_tls_handshake_errors_total`.
+pub async fn assert_bad_hellos_refused(gw: &Gateway, port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for (bytes, reason) in bad_client_hellos() {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let _ = s.write_all(&bytes).await;
+        if reason == "truncated" {
+            let _ = s.shutdown().await;
+        }
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "{reason}: connection left hanging");
+        // A TLS alert (content type 21) is a fine answer; anything else is not.
+        assert!(
+            rest.is_empty() || rest[0] == 0x15,
+            "{reason}: answered {rest:?}"
+        );
+        let needle = format!("reason=\"{reason}\"");
+        let metrics = gw.metrics().await;
+        let counted: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("strait_tls_handshake_errors_total") && l.contains(&needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(counted, 1.0, "{reason}: {metrics}");
+    }
+}
