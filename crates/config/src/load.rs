@@ -1,5 +1,6 @@
 //! Reading a folder of manifests into typed resources.
 
+use crate::backendtls::BackendTlsPolicySpec;
 use crate::core::{ConfigMapBody, EndpointSliceBody, SecretBody, ServiceSpec};
 use crate::gateway::{GatewayClassSpec, GatewaySpec, ReferenceGrantSpec};
 use crate::grpcroute::GrpcRouteSpec;
@@ -43,6 +44,7 @@ pub enum Resource {
     TlsRoute(Object<TlsRouteSpec>),
     TcpRoute(Object<TcpRouteSpec>),
     ReferenceGrant(Object<ReferenceGrantSpec>),
+    BackendTlsPolicy(Object<BackendTlsPolicySpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
@@ -60,6 +62,7 @@ impl Resource {
             Resource::TlsRoute(o) => &o.metadata,
             Resource::TcpRoute(o) => &o.metadata,
             Resource::ReferenceGrant(o) => &o.metadata,
+            Resource::BackendTlsPolicy(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
@@ -77,6 +80,7 @@ impl Resource {
             Resource::TlsRoute(_) => "TLSRoute",
             Resource::TcpRoute(_) => "TCPRoute",
             Resource::ReferenceGrant(_) => "ReferenceGrant",
+            Resource::BackendTlsPolicy(_) => "BackendTLSPolicy",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
@@ -245,6 +249,9 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         (_, _, "GRPCRoute") if gateway_api => typed(source, prefix, value, Resource::GrpcRoute),
         (_, _, "TLSRoute") if gateway_api_l4 => typed(source, prefix, value, Resource::TlsRoute),
         (_, _, "TCPRoute") if gateway_api_l4 => typed(source, prefix, value, Resource::TcpRoute),
+        (_, "v1" | "v1alpha3", "BackendTLSPolicy") if group == "gateway.networking.k8s.io" => {
+            typed(source, prefix, value, Resource::BackendTlsPolicy)
+        }
         (_, _, "ReferenceGrant") if gateway_api => {
             typed(source, prefix, value, Resource::ReferenceGrant)
         }

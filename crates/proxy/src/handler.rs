@@ -17,9 +17,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use strait_route::{
-    normalize_host, BackendTarget, ListenKey, Matched, RequestView, Snapshot, UpstreamProtocol,
+    normalize_host, BackendTarget, Cluster, ListenKey, Matched, RequestView, Snapshot,
 };
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// A response body: the backend's, streamed, or one strait wrote.
 pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
@@ -224,15 +224,7 @@ async fn forward(
         if let BackendTarget::Cluster(c) = &mirror.target {
             if let Some((ep, authority)) = c.next_endpoint() {
                 let copy = body.mirror();
-                send_mirror(
-                    shared,
-                    c.protocol,
-                    ep,
-                    authority,
-                    &path_and_query,
-                    &parts,
-                    copy,
-                );
+                send_mirror(shared, c, ep, authority, &path_and_query, &parts, copy);
             }
         }
     }
@@ -267,7 +259,7 @@ async fn forward(
     let upstream_req = Request::from_parts(parts, body);
     let call = shared
         .upstream
-        .send(cluster.protocol, endpoint, authority, upstream_req);
+        .send(cluster, endpoint, authority, upstream_req);
     let result = match rule.timeouts.backend_request {
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(r) => r,
@@ -278,7 +270,8 @@ async fn forward(
     let mut response = match result {
         Ok(r) => r,
         Err(e) => {
-            debug!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
+            // As nginx and HAProxy do: a failed upstream is the operator's business.
+            warn!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
             return local(StatusCode::BAD_GATEWAY, "strait: backend failed\n");
         }
     };
@@ -304,7 +297,7 @@ async fn forward(
 /// Fire-and-forget copy of the request; its body is teed from the main one.
 fn send_mirror(
     shared: &Shared,
-    protocol: UpstreamProtocol,
+    cluster: &Arc<Cluster>,
     endpoint: SocketAddr,
     authority: &Authority,
     path_and_query: &PathAndQuery,
@@ -317,8 +310,9 @@ fn send_mirror(
     *req.headers_mut() = parts.headers.clone();
     let upstream = shared.upstream.clone();
     let authority = authority.clone();
+    let cluster = cluster.clone();
     tokio::spawn(async move {
-        if let Err(e) = upstream.send(protocol, endpoint, &authority, req).await {
+        if let Err(e) = upstream.send(&cluster, endpoint, &authority, req).await {
             debug!(%endpoint, error = %e, "mirror request failed");
         }
     });

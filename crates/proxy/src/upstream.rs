@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use strait_route::UpstreamProtocol;
+use strait_route::{Cluster, UpstreamProtocol, UpstreamTls};
 use tracing::debug;
 
 /// How long an idle upstream connection is kept for reuse.
@@ -36,7 +36,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// connection with it (hyper closes it): its state is unknown.
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Arc<H1Pool>, SocketAddr, http1::SendRequest<UpstreamBody>)>,
+    back: Option<(Arc<H1Pool>, PoolKey, http1::SendRequest<UpstreamBody>)>,
 }
 
 impl PooledBody {
@@ -77,14 +77,14 @@ type IdleConnection = (Instant, http1::SendRequest<UpstreamBody>);
 /// Idle HTTP/1.1 connections per endpoint, most recent last.
 #[derive(Default)]
 pub struct H1Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<IdleConnection>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<IdleConnection>>>,
 }
 
 /// Idle connections kept per endpoint.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
 impl H1Pool {
-    fn take(&self, endpoint: SocketAddr) -> Option<http1::SendRequest<UpstreamBody>> {
+    fn take(&self, endpoint: PoolKey) -> Option<http1::SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(&endpoint)?;
         while let Some((since, sender)) = list.pop() {
@@ -95,7 +95,7 @@ impl H1Pool {
         None
     }
 
-    fn put(&self, endpoint: SocketAddr, sender: http1::SendRequest<UpstreamBody>) {
+    fn put(&self, endpoint: PoolKey, sender: http1::SendRequest<UpstreamBody>) {
         if sender.is_closed() {
             return;
         }
@@ -112,7 +112,7 @@ pub struct Upstreams {
     h1: Arc<H1Pool>,
     /// One HTTP/2 connection per endpoint. The lock is held only to clone
     /// or replace a handle, never across I/O.
-    h2c: Mutex<HashMap<SocketAddr, http2::SendRequest<UpstreamBody>>>,
+    h2c: Mutex<HashMap<PoolKey, http2::SendRequest<UpstreamBody>>>,
 }
 
 impl Default for Upstreams {
@@ -139,10 +139,11 @@ impl Upstreams {
         }
     }
 
-    /// Sends `req` (origin-form URI, `Host` header set) to `endpoint`.
+    /// Sends `req` (origin-form URI, `Host` header set) to `endpoint` of
+    /// `cluster`, over TLS when the cluster has a BackendTLSPolicy.
     pub async fn send(
         &self,
-        protocol: UpstreamProtocol,
+        cluster: &Cluster,
         endpoint: SocketAddr,
         endpoint_authority: &Authority,
         mut req: Request<UpstreamBody>,
@@ -152,11 +153,16 @@ impl Upstreams {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        match protocol {
+        let key = PoolKey {
+            endpoint,
+            tls: cluster.tls.as_ref().map_or(0, |t| t.id),
+        };
+        let tls = cluster.tls.as_deref();
+        match cluster.protocol {
             UpstreamProtocol::Http1 => {
                 *req.uri_mut() = Uri::from(path_and_query);
                 *req.version_mut() = Version::HTTP_11;
-                self.send_h1(endpoint, req).await
+                self.send_h1(key, tls, req).await
             }
             UpstreamProtocol::H2c => {
                 let authority = req
@@ -166,7 +172,7 @@ impl Upstreams {
                     .unwrap_or_else(|| endpoint_authority.clone());
                 *req.uri_mut() = absolute_uri(authority, path_and_query);
                 *req.version_mut() = Version::HTTP_2;
-                let mut sender = self.h2_sender(endpoint).await?;
+                let mut sender = self.h2_sender(key, tls).await?;
                 sender.ready().await?;
                 let response = sender.send_request(req).await?;
                 Ok(response.map(|inner| PooledBody { inner, back: None }))
@@ -180,7 +186,8 @@ impl Upstreams {
     /// request.
     async fn send_h1(
         &self,
-        endpoint: SocketAddr,
+        endpoint: PoolKey,
+        tls: Option<&UpstreamTls>,
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<PooledBody>, BoxError> {
         let mut fresh_only = false;
@@ -193,13 +200,15 @@ impl Upstreams {
             let was_reused = reused.is_some();
             let mut sender = match reused {
                 Some(s) => s,
-                None => self.connect_h1(endpoint).await?,
+                None => connect_h1(endpoint.endpoint, tls).await?,
             };
             if sender.ready().await.is_err() {
                 if was_reused {
                     continue;
                 }
-                return Err(format!("connection to {endpoint} closed before use").into());
+                return Err(
+                    format!("connection to {} closed before use", endpoint.endpoint).into(),
+                );
             }
             match sender.try_send_request(req).await {
                 Ok(response) => {
@@ -224,56 +233,111 @@ impl Upstreams {
         }
     }
 
-    async fn connect_h1(
-        &self,
-        endpoint: SocketAddr,
-    ) -> Result<http1::SendRequest<UpstreamBody>, BoxError> {
-        let stream =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(endpoint))
-                .await
-                .map_err(|_| format!("connecting to {endpoint} timed out"))??;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                debug!(%endpoint, error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
-    }
-
     async fn h2_sender(
         &self,
-        endpoint: SocketAddr,
+        key: PoolKey,
+        tls: Option<&UpstreamTls>,
     ) -> Result<http2::SendRequest<UpstreamBody>, BoxError> {
         let cached = self
             .h2c
             .lock()
             .ok()
-            .and_then(|map| map.get(&endpoint).filter(|s| !s.is_closed()).cloned());
+            .and_then(|map| map.get(&key).filter(|s| !s.is_closed()).cloned());
         if let Some(sender) = cached {
             return Ok(sender);
         }
-        let stream =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(endpoint))
-                .await
-                .map_err(|_| format!("connecting to {endpoint} timed out"))??;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .handshake(TokioIo::new(stream))
-            .await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%endpoint, error = %e, "h2c upstream connection ended");
-            }
-        });
+        let endpoint = key.endpoint;
+        let stream = dial(endpoint).await?;
+        let sender = match tls {
+            None => handshake_h2(endpoint, stream).await?,
+            Some(tls) => handshake_h2(endpoint, tls_connect(endpoint, tls, stream).await?).await?,
+        };
         if let Ok(mut map) = self.h2c.lock() {
-            map.insert(endpoint, sender.clone());
+            map.insert(key, sender.clone());
         }
         Ok(sender)
     }
+}
+
+/// Where a pooled connection goes: an endpoint, in plain text (`tls` 0) or
+/// with the TLS settings whose [`UpstreamTls::id`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub endpoint: SocketAddr,
+    pub tls: u64,
+}
+
+async fn dial(endpoint: SocketAddr) -> Result<tokio::net::TcpStream, BoxError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(endpoint))
+        .await
+        .map_err(|_| format!("connecting to {endpoint} timed out"))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The TLS handshake of a BackendTLSPolicy, within [`CONNECT_TIMEOUT`].
+async fn tls_connect(
+    endpoint: SocketAddr,
+    tls: &UpstreamTls,
+    stream: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, BoxError> {
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let handshake = connector.connect(tls.server_name.clone(), stream);
+    match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!(
+            "TLS to {endpoint} ({} as {}): {e}",
+            tls.policy,
+            tls.server_name.to_str()
+        )
+        .into()),
+        Err(_) => Err(format!("TLS handshake with {endpoint} timed out").into()),
+    }
+}
+
+async fn connect_h1(
+    endpoint: SocketAddr,
+    tls: Option<&UpstreamTls>,
+) -> Result<http1::SendRequest<UpstreamBody>, BoxError> {
+    let stream = dial(endpoint).await?;
+    match tls {
+        None => handshake_h1(endpoint, stream).await,
+        Some(tls) => handshake_h1(endpoint, tls_connect(endpoint, tls, stream).await?).await,
+    }
+}
+
+async fn handshake_h1<I>(
+    endpoint: SocketAddr,
+    io: I,
+) -> Result<http1::SendRequest<UpstreamBody>, BoxError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(%endpoint, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+async fn handshake_h2<I>(
+    endpoint: SocketAddr,
+    io: I,
+) -> Result<http2::SendRequest<UpstreamBody>, BoxError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .handshake(TokioIo::new(io))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(%endpoint, error = %e, "HTTP/2 upstream connection ended");
+        }
+    });
+    Ok(sender)
 }

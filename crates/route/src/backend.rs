@@ -23,12 +23,30 @@ pub struct Cluster {
     #[serde(skip)]
     authorities: Vec<http::uri::Authority>,
     pub protocol: UpstreamProtocol,
+    /// TLS to the endpoints, from a BackendTLSPolicy.
+    #[serde(serialize_with = "tls_policy")]
+    pub tls: Option<Arc<crate::UpstreamTls>>,
     #[serde(skip)]
     next: AtomicUsize,
 }
 
+fn tls_policy<S: serde::Serializer>(
+    tls: &Option<Arc<crate::UpstreamTls>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match tls {
+        Some(t) => s.serialize_str(&t.policy),
+        None => s.serialize_none(),
+    }
+}
+
 impl Cluster {
-    pub fn new(name: String, endpoints: Vec<SocketAddr>, protocol: UpstreamProtocol) -> Self {
+    pub fn new(
+        name: String,
+        endpoints: Vec<SocketAddr>,
+        protocol: UpstreamProtocol,
+        tls: Option<Arc<crate::UpstreamTls>>,
+    ) -> Self {
         let authorities = endpoints
             .iter()
             .filter_map(|e| http::uri::Authority::try_from(e.to_string()).ok())
@@ -38,6 +56,7 @@ impl Cluster {
             endpoints,
             authorities,
             protocol,
+            tls,
             next: AtomicUsize::new(0),
         }
     }
@@ -172,10 +191,19 @@ impl<'a> Resolver<'a> {
         }
         endpoints.sort();
         endpoints.dedup();
+        let tls = crate::backend_tls::for_service(
+            self.docs,
+            namespace,
+            name,
+            service_port.name.as_deref(),
+            protocol == UpstreamProtocol::H2c,
+        )
+        .transpose()?;
         Ok(Arc::new(Cluster::new(
             format!("{namespace}/{name}:{port}"),
             endpoints,
             protocol,
+            tls,
         )))
     }
 }

@@ -4,6 +4,7 @@
 //! function of the snapshot and the request; there is no I/O in this crate.
 
 mod backend;
+mod backend_tls;
 mod compile;
 mod filter;
 mod grpc;
@@ -15,6 +16,7 @@ mod status;
 mod tls;
 
 pub use backend::{BackendTarget, Cluster, UpstreamProtocol, WeightedBackend};
+pub use backend_tls::UpstreamTls;
 pub use compile::{compile, CompileOptions};
 pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
 pub use hosts::{normalize_host, HostTable};

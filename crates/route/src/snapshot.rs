@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub ports: BTreeMap<ListenKey, PortTable>,
     pub gateways: Vec<GatewayStatus>,
     pub routes: Vec<RouteStatus>,
+    /// BackendTLSPolicies, with their targets as parents.
+    pub policies: Vec<RouteStatus>,
     pub clusters: Vec<Arc<Cluster>>,
 }
 
@@ -190,7 +192,9 @@ impl Snapshot {
             "ports": ports,
             "clusters": self.clusters.iter().map(|c| json!({
                 "name": c.name, "endpoints": c.endpoints, "protocol": c.protocol,
+                "tls": c.tls.as_ref().map(|t| json!({"policy": t.policy, "sni": t.server_name.to_str()})),
             })).collect::<Vec<_>>(),
+            "policies": self.policies,
             "gateways": self.gateways,
             "routes": self.routes,
         })

@@ -5,7 +5,7 @@
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
-use strait_config::gateway::{Listener, ReferenceGrantSpec};
+use strait_config::gateway::{CaCertificateRef, Listener, ReferenceGrantSpec};
 use strait_config::{Document, Resource};
 
 /// One certificate a TLS port can present: for the listener's hostname
@@ -49,7 +49,16 @@ pub(crate) fn listener_certs(
         ));
     }
     let client_ca_pem = match &tls.frontend_validation {
-        Some(v) => Some(client_cas(docs, grants, gateway_ns, v)?),
+        Some(v) => Some(ca_bundle(
+            docs,
+            gateway_ns,
+            &v.ca_certificate_refs,
+            "frontendValidation.caCertificateRefs",
+            |kind, ns, name| {
+                ns == gateway_ns
+                    || crate::compile::granted(grants, "Gateway", gateway_ns, kind, ns, name)
+            },
+        )?),
         None => None,
     };
     let mut out = Vec::new();
@@ -111,23 +120,22 @@ pub(crate) fn listener_certs(
     Ok(out)
 }
 
-/// The CA bundle of `frontendValidation`: ConfigMaps (or Secrets) with a
-/// `ca.crt` key, concatenated.
-fn client_cas(
+/// A CA bundle from `caCertificateRefs`: ConfigMaps (or Secrets) with a
+/// `ca.crt` key, concatenated. `permitted(kind, namespace, name)` says
+/// whether the owner may use an object of another namespace.
+pub(crate) fn ca_bundle(
     docs: &[Document],
-    grants: &[(&str, &ReferenceGrantSpec)],
-    gateway_ns: &str,
-    validation: &strait_config::gateway::FrontendValidation,
+    owner_ns: &str,
+    refs: &[CaCertificateRef],
+    field: &str,
+    permitted: impl Fn(&str, &str, &str) -> bool,
 ) -> Result<Arc<[u8]>, (&'static str, String)> {
-    if validation.ca_certificate_refs.is_empty() {
-        return Err((
-            "InvalidCACertificateRef",
-            "frontendValidation.caCertificateRefs is empty".into(),
-        ));
+    if refs.is_empty() {
+        return Err(("InvalidCACertificateRef", format!("{field} is empty")));
     }
     let mut bundle = Vec::new();
-    for r in &validation.ca_certificate_refs {
-        let ns = r.namespace.as_deref().unwrap_or(gateway_ns);
+    for r in refs {
+        let ns = r.namespace.as_deref().unwrap_or(owner_ns);
         let kind = r.kind.as_deref().unwrap_or("ConfigMap");
         if !r.group.as_deref().unwrap_or("").is_empty() || !matches!(kind, "ConfigMap" | "Secret") {
             return Err((
@@ -135,15 +143,10 @@ fn client_cas(
                 format!("caCertificateRef {} is not a ConfigMap or Secret", r.name),
             ));
         }
-        if ns != gateway_ns
-            && !crate::compile::granted(grants, "Gateway", gateway_ns, kind, ns, &r.name)
-        {
+        if !permitted(kind, ns, &r.name) {
             return Err((
                 "RefNotPermitted",
-                format!(
-                    "no ReferenceGrant in {ns} lets Gateways from {gateway_ns} use {kind} {}",
-                    r.name
-                ),
+                format!("{kind} {ns}/{} may not be used from {owner_ns}", r.name),
             ));
         }
         let pem = docs.iter().find_map(|d| match &d.resource {
