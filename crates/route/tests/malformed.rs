@@ -4,7 +4,7 @@
 use std::path::Path;
 use strait_route::{compile, CompileOptions};
 
-const SEEDS: [&str; 4] = [
+const SEEDS: [&str; 5] = [
     include_str!("../../../examples/shop/gateway.yaml"),
     include_str!("../../../examples/shop/routes.yaml"),
     include_str!("../../../examples/shop/services.yaml"),
@@ -27,6 +27,40 @@ spec:
     - {type: RequestMirror, requestMirror: {backendRef: {name: m, port: 80}, fraction: {numerator: 1, denominator: 3}}}
     backendRefs: [{name: web-frontend, port: 80, weight: 2, filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: a, value: b}]}}]}]
     timeouts: {request: 10s, backendRequest: 1s}
+"#,
+    r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: shop}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - {name: tls, port: 9443, protocol: TLS, hostname: "*.example.com", tls: {mode: Passthrough}}
+  - {name: tcp, port: 9000, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: t, namespace: shop}
+spec:
+  parentRefs: [{name: l4, sectionName: tls}]
+  hostnames: [a.example.com]
+  rules: [{backendRefs: [{name: web-frontend, port: 80, weight: 3}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: c, namespace: shop}
+spec:
+  parentRefs: [{name: l4, port: 9000}]
+  rules: [{backendRefs: [{name: product-api, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: web-frontend, sectionName: http}]
+  validation:
+    caCertificateRefs: [{group: "", kind: ConfigMap, name: ca}]
+    hostname: web.shop.svc
+    subjectAltNames: [{type: Hostname, hostname: web.example.com}, {type: URI, uri: "spiffe://x/y"}]
 "#,
 ];
 

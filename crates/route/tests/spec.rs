@@ -575,3 +575,98 @@ spec:
     let r = s.routes.iter().find(|r| r.name == "r").expect("status");
     assert_eq!(r.parents[0].conditions[0].reason, "NotAllowedByListeners");
 }
+
+/// TLSRoute and TCPRoute: each attaches only to its own listener protocol;
+/// the SNI picks among TLSRoutes (exact, then wildcard; the oldest of two
+/// routes for one name wins); a port serves one protocol.
+#[test]
+fn layer4_routes_attach_by_protocol_and_sni() {
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: infra}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - {name: tls, port: 443, protocol: TLS, tls: {mode: Passthrough}}
+  - {name: tcp, port: 5432, protocol: TCP}
+  - {name: clash, port: 5432, protocol: HTTP}
+  - {name: term, port: 8443, protocol: TLS, tls: {mode: Terminate}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: newer, namespace: infra, creationTimestamp: "2026-02-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: l4}]
+  hostnames: [a.example.com]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: older, namespace: infra, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: l4}]
+  hostnames: [a.example.com, "*.example.com"]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: db, namespace: infra}
+spec:
+  parentRefs: [{name: l4, sectionName: tcp}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: to-tls, namespace: infra}
+spec:
+  parentRefs: [{name: l4, sectionName: tls}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: infra}
+spec:
+  parentRefs: [{name: l4, sectionName: tls}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+"#,
+    );
+    let at = |port| ListenKey { ip: None, port };
+    let route = |sni: Option<&str>, port| {
+        s.l4_route(at(port), sni)
+            .map_or("none".to_string(), |m| m.rule.route.to_string())
+    };
+    assert_eq!(route(Some("a.example.com"), 443), "infra/older");
+    assert_eq!(route(Some("b.example.com"), 443), "infra/older");
+    assert_eq!(route(Some("example.com"), 443), "none");
+    assert_eq!(route(None, 443), "none");
+    assert_eq!(route(None, 5432), "infra/db");
+
+    let reason = |name: &str| {
+        let r = s.routes.iter().find(|r| r.name == name).expect("status");
+        r.parents[0].conditions[0].reason.clone()
+    };
+    assert_eq!(reason("db"), "Accepted");
+    assert_eq!(reason("to-tls"), "NotAllowedByListeners");
+    assert_eq!(reason("web"), "NotAllowedByListeners");
+
+    let listener = |name: &str| {
+        s.gateways
+            .iter()
+            .find(|g| g.name == "l4")
+            .and_then(|g| g.listeners.iter().find(|l| l.name == name))
+            .map(|l| {
+                l.conditions
+                    .iter()
+                    .map(|c| c.reason.clone())
+                    .collect::<Vec<_>>()
+            })
+            .expect("listener")
+    };
+    assert!(listener("clash").contains(&"ProtocolConflict".to_string()));
+    assert!(listener("term").contains(&"UnsupportedValue".to_string()));
+    assert!(problems
+        .iter()
+        .any(|p| p.path == "spec.listeners[3].tls.mode"));
+}
