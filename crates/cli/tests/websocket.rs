@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<tokio::net::TcpStream>;
+/// Any stream a WebSocket can run over: TCP, or an HTTP/2 stream.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Io for T {}
 
 fn route(name: &str, path: &str) -> String {
     format!(
@@ -26,7 +28,7 @@ spec:
     )
 }
 
-async fn recv(ws: &mut Ws) -> Message {
+async fn recv<S: Io>(ws: &mut WebSocketStream<S>) -> Message {
     tokio::time::timeout(Duration::from_secs(5), ws.next())
         .await
         .expect("a message in time")
@@ -35,7 +37,7 @@ async fn recv(ws: &mut Ws) -> Message {
 }
 
 /// Sends each message and checks it comes back, same kind, same payload.
-async fn exchange(ws: &mut Ws, round: &str) {
+async fn exchange<S: Io>(ws: &mut WebSocketStream<S>, round: &str) {
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     for message in [
         Message::text(format!("hello, {round}")),
@@ -126,4 +128,56 @@ async fn websocket_echo_survives_a_reload() {
     .await
     .expect("response");
     assert_eq!(r.status, 400, "no Sec-WebSocket-Key");
+}
+
+/// RFC 8441: an HTTP/2 client opens the WebSocket with an extended CONNECT
+/// on one stream of its connection; strait sends it on as an HTTP/1.1
+/// upgrade and answers `200`, and messages echo over the HTTP/2 stream
+/// while other requests share the connection.
+#[tokio::test]
+async fn websocket_over_http2_extended_connect() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    let a = echo("a", "a-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "all.yaml",
+        &(gateway_yaml(port) + &service_yaml("a", a.port, None) + &route("ws", "/")),
+    );
+    let _gw = Gateway::start(&dir).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut send = h2_over::<_, Empty<Bytes>>(tcp).await;
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("http://ws.example.com/ws")
+        .header("sec-websocket-version", "13")
+        .body(Empty::new())
+        .expect("request");
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut response = send.send_request(req).await.expect("response");
+    assert_eq!(response.status(), 200, "RFC 8441 answers 200, not 101");
+    assert!(response.headers().get("upgrade").is_none());
+    let stream = hyper::upgrade::on(&mut response)
+        .await
+        .expect("upgraded stream");
+    let mut ws = WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(stream),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    exchange(&mut ws, "over h2").await;
+
+    // The same HTTP/2 connection still carries ordinary requests.
+    let plain = http::Request::get("http://ws.example.com/plain")
+        .body(Empty::new())
+        .expect("request");
+    let r = send.send_request(plain).await.expect("plain response");
+    assert_eq!(r.status(), 200);
+    exchange(&mut ws, "after a request beside it").await;
+    ws.close(None).await.expect("close");
 }

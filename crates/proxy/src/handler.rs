@@ -160,6 +160,10 @@ async fn forward(
     let upgrade = crate::upgrade::requested(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    let client_version = parts.version;
+    if let Some(protocol) = &upgrade {
+        crate::upgrade::connect_as_http1(&mut parts, protocol);
+    }
     let original_host = parts
         .uri
         .authority()
@@ -277,7 +281,9 @@ async fn forward(
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         return match (client_upgrade, upgrade) {
-            (Some(client), Some(_)) => crate::upgrade::join(client, response, shared.limits),
+            (Some(client), Some(_)) => {
+                crate::upgrade::join(client, client_version, response, shared.limits)
+            }
             _ => local(
                 StatusCode::BAD_GATEWAY,
                 "strait: backend switched protocols unasked\n",

@@ -80,7 +80,8 @@ impl ListenerSet {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(MAX_HEADER_LIST_BYTES);
+            .max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .enable_connect_protocol();
         ListenerSet {
             bind,
             shared,

@@ -1,18 +1,28 @@
-//! HTTP/1.1 protocol upgrades (WebSocket and others) carried end to end:
-//! the client's `Upgrade` goes to the backend, and when the backend answers
+//! Protocol upgrades (WebSocket and others) carried end to end: the
+//! client's `Upgrade` goes to the backend, and when the backend answers
 //! `101 Switching Protocols` the two connections are joined byte for byte.
+//! An HTTP/2 client asks with an extended CONNECT (RFC 8441, `:protocol`);
+//! it is sent on as the HTTP/1.1 upgrade backends understand, and the
+//! backend's `101` reaches the client as the `200` HTTP/2 expects.
 
 use crate::handler::ResponseBody;
 use crate::upstream::PooledBody;
-use http::header::{CONNECTION, UPGRADE};
-use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use http::header::{
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
-/// The protocol an HTTP/1.1 request asks to upgrade to, if it does.
+/// The protocol a request asks to upgrade to, if it does: an HTTP/1.1
+/// `Upgrade`, or the `:protocol` of an HTTP/2 extended CONNECT.
 pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() == Version::HTTP_2 && req.method() == Method::CONNECT {
+        let protocol = req.extensions().get::<hyper::ext::Protocol>()?;
+        return HeaderValue::from_str(protocol.as_str()).ok();
+    }
     if req.version() != Version::HTTP_11 {
         return None;
     }
@@ -32,10 +42,32 @@ pub fn restore(headers: &mut HeaderMap, protocol: &HeaderValue) {
     headers.insert(UPGRADE, protocol.clone());
 }
 
+/// An HTTP/2 extended CONNECT as the HTTP/1.1 upgrade a backend expects: a
+/// `GET` with, for WebSocket, the key and version RFC 8441 leaves out.
+pub fn connect_as_http1(parts: &mut http::request::Parts, protocol: &HeaderValue) {
+    if parts.method != Method::CONNECT {
+        return;
+    }
+    parts.method = Method::GET;
+    if protocol.as_bytes().eq_ignore_ascii_case(b"websocket") {
+        use base64::Engine;
+        let nonce: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+        let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+        if let Ok(key) = HeaderValue::from_str(&key) {
+            parts.headers.insert(SEC_WEBSOCKET_KEY, key);
+        }
+        parts
+            .headers
+            .entry(SEC_WEBSOCKET_VERSION)
+            .or_insert(HeaderValue::from_static("13"));
+    }
+}
+
 /// Answers the client with the backend's 101 and joins the two upgraded
 /// connections in a task of their own.
 pub fn join(
     client: OnUpgrade,
+    client_version: Version,
     mut response: Response<PooledBody>,
     limits: crate::splice::SpliceLimits,
 ) -> Response<ResponseBody> {
@@ -62,7 +94,10 @@ pub fn join(
         answer.headers_mut().append(name.clone(), value.clone());
     }
     crate::headers::strip_hop_by_hop(answer.headers_mut());
-    if let Some(p) = protocol {
+    if client_version == Version::HTTP_2 {
+        *answer.status_mut() = StatusCode::OK;
+        answer.headers_mut().remove(SEC_WEBSOCKET_ACCEPT);
+    } else if let Some(p) = protocol {
         restore(answer.headers_mut(), &p);
     }
     answer
