@@ -26,7 +26,7 @@ pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
         .map(|p| p.listeners.values().count())
         .sum();
     println!(
-        "{} documents, {} HTTP listeners, {} routes: {errors} errors, {warnings} warnings",
+        "{} documents, {} listeners, {} routes: {errors} errors, {warnings} warnings",
         set.documents.len(),
         listeners,
         snapshot.routes.len()

@@ -20,7 +20,7 @@ pub struct ListenKey {
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// HTTP listeners by address and port.
+    /// Listeners by address and port, each port with its one protocol.
     pub ports: BTreeMap<ListenKey, PortTable>,
     pub gateways: Vec<GatewayStatus>,
     pub routes: Vec<RouteStatus>,
