@@ -183,6 +183,13 @@ spec:
     .await;
     assert_eq!(a.status, 421, "host of another listener than the SNI's");
 
+    // A client offering only http/1.0 (curl --http1.0) is served.
+    let roots_der: Vec<CertificateDer<'static>> = roots.iter().map(|c| c.der.clone()).collect();
+    let tls = tls_connect(port, "shop.example.com", &roots_der, &[b"http/1.0"], None)
+        .await
+        .expect("an http/1.0-only client completes the handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.0"[..]));
+
     let old = Target {
         path: "/old",
         ..target(port, "shop.example.com", "shop.example.com", false)

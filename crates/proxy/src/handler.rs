@@ -86,7 +86,12 @@ async fn route_request(
         .uri()
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+        // HTTP/1.0 may leave Host out (RFC 9112 §3.2 requires it of 1.1 only):
+        // the TLS server name, else the listeners' catch-all, as nginx does.
+        .or_else(|| {
+            (req.version() == http::Version::HTTP_10).then(|| conn.sni.as_deref().unwrap_or(""))
+        });
     let Some(raw_host) = raw_host else {
         let r = local(StatusCode::BAD_REQUEST, "strait: request has no Host\n");
         return (r, unmatched(), unmatched());

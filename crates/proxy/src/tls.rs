@@ -118,7 +118,9 @@ fn listener_config(cert: &TlsCert) -> Result<Arc<ServerConfig>, String> {
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(Single(key)));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // http/1.0 too: a client offering only it (curl --http1.0) would
+    // otherwise be refused at the handshake; nginx accepts it.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(Arc::new(config))
 }
 
