@@ -92,7 +92,7 @@ if [[ -z $TESTSSL ]]; then
     [[ -n $TESTSSL ]] || skip_or_fail "apt-get installed testssl.sh but neither testssl.sh nor testssl is on PATH"
 fi
 for tool in openssl curl python3; do
-    command -v "$tool" >/dev/null || fail "$tool is needed"
+    command -v "$tool" >/dev/null || skip_or_fail "$tool is needed and not installed"
 done
 
 if [[ ! -x $STRAIT_BIN ]]; then
