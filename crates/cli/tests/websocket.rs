@@ -181,3 +181,68 @@ async fn websocket_over_http2_extended_connect() {
     exchange(&mut ws, "after a request beside it").await;
     ws.close(None).await.expect("close");
 }
+
+/// `--stream-max-duration` closes a joined WebSocket however busy it is,
+/// and `--stream-idle-timeout` a quiet one, each in its time.
+#[tokio::test]
+async fn websocket_limits_close_joined_connections() {
+    let a = echo("a", "a-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "all.yaml",
+        &(gateway_yaml(port) + &service_yaml("a", a.port, None) + &route("ws", "/ws")),
+    );
+    let _gw = Gateway::start_with(
+        &dir,
+        &[
+            "--stream-max-duration",
+            "1500ms",
+            "--stream-idle-timeout",
+            "600ms",
+        ],
+    )
+    .await;
+    let open = || async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async("ws://ws.example.com/ws", tcp)
+            .await
+            .expect("handshake");
+        ws
+    };
+    // Busy every 200 ms: the idle limit never fires, the lifetime does.
+    let mut ws = open().await;
+    let started = std::time::Instant::now();
+    let closed_after = loop {
+        let sent = ws.send(Message::text("tick")).await;
+        let got = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
+        match (sent, got) {
+            (Ok(()), Ok(Some(Ok(Message::Text(t))))) if t.as_str() == "tick" => {}
+            _ => break started.elapsed(),
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never closed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        closed_after >= Duration::from_millis(1300) && closed_after < Duration::from_secs(3),
+        "lifetime limit closed it after {closed_after:?}"
+    );
+    // Quiet: closed by the idle limit.
+    let mut ws = open().await;
+    let quiet = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    let waited = quiet.elapsed();
+    assert!(
+        matches!(
+            end,
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_))))
+        ),
+        "{end:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(2),
+        "idle limit closed it after {waited:?}"
+    );
+}
