@@ -11,6 +11,7 @@ use rustls::pki_types::CertificateDer;
 
 struct Cert {
     der: CertificateDer<'static>,
+    pem: String,
     secret_yaml: String,
 }
 
@@ -19,6 +20,7 @@ fn cert(name: &str, secret: &str) -> Cert {
     let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
     Cert {
         der: ck.cert.der().clone(),
+        pem: ck.cert.pem(),
         secret_yaml: format!(
             "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {secret}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
             b64(ck.cert.pem()),
@@ -505,4 +507,94 @@ spec:
     )
     .await;
     assert_eq!(a.status, 200, "still serving after bad handshakes");
+}
+
+/// curl, as users run it: `--resolve` for several SNI names, each answered
+/// with its own certificate (curl trusts only that one), HTTP/2 by ALPN,
+/// and 421 for a Host of another listener. Skipped, loudly, without curl.
+#[tokio::test]
+async fn curl_resolve_gets_the_right_certificate_per_name() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED curl_resolve_gets_the_right_certificate_per_name: curl is not installed (.ci/run installs it)");
+        return;
+    }
+    let backend = echo("a", "a-0");
+    let port = free_port();
+    let shop = cert("shop.example.com", "shop-cert");
+    let wild = cert("*.example.com", "wild-cert");
+    let dir = TempDir::new();
+    let mut yaml = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: strait}}
+spec: {{controllerName: strait.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: strait
+  listeners:
+  - {{name: shop, port: {port}, protocol: HTTPS, hostname: shop.example.com, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}
+  - {{name: wild, port: {port}, protocol: HTTPS, hostname: "*.example.com", tls: {{certificateRefs: [{{name: wild-cert}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules: [{{backendRefs: [{{name: a, port: 80}}]}}]
+"#
+    );
+    yaml += &service_yaml("a", backend.port, None);
+    yaml += &shop.secret_yaml;
+    yaml += &wild.secret_yaml;
+    dir.write("all.yaml", &yaml);
+    let _gw = Gateway::start(&dir).await;
+    let pem_dir = TempDir::new();
+    std::fs::write(pem_dir.path().join("shop.pem"), &shop.pem).expect("pem");
+    std::fs::write(pem_dir.path().join("wild.pem"), &wild.pem).expect("pem");
+    let curl = |name: &str, ca: &str, extra: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+            ])
+            .arg("--resolve")
+            .arg(format!("{name}:{port}:127.0.0.1"))
+            .arg("--cacert")
+            .arg(pem_dir.path().join(ca))
+            .args(extra)
+            .arg(format!("https://{name}:{port}/"))
+            .output()
+            .expect("curl runs");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        curl("shop.example.com", "shop.pem", &["--http1.1"]).0,
+        "200 1.1"
+    );
+    assert_eq!(curl("api.example.com", "wild.pem", &["--http2"]).0, "200 2");
+    // Trusting only the other certificate fails: each name got its own.
+    let (out, err) = curl("shop.example.com", "wild.pem", &[]);
+    assert!(out.starts_with("000"), "{out} {err}");
+    let (out, err) = curl("api.example.com", "shop.pem", &[]);
+    assert!(out.starts_with("000"), "{out} {err}");
+    // SNI api.example.com (the wildcard listener), Host of the shop listener.
+    let (out, _) = curl(
+        "api.example.com",
+        "wild.pem",
+        &["-H", "Host: shop.example.com"],
+    );
+    assert!(out.starts_with("421"), "{out}");
 }
