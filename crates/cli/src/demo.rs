@@ -71,6 +71,7 @@ pub async fn run() -> anyhow::Result<()> {
         compile: strait_route::CompileOptions::default(),
         drain_timeout: Duration::from_secs(5),
         stream_limits: Default::default(),
+        sidecar: None,
     };
     let result = strait_proxy::run(opts, std::future::pending()).await;
     let _ = std::fs::remove_dir_all(&dir);

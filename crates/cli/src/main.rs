@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Serve the Gateways found in a folder of Kubernetes YAML.
     Gateway(GatewayArgs),
+    /// Run as a workload's sidecar: inbound to the workload, outbound for
+    /// its calls (explicit mode: the workload's HTTP_PROXY).
+    Proxy(ProxyArgs),
     /// Validate a folder of manifests without serving; exit 1 on errors.
     Check {
         /// Folder of *.yaml / *.yml manifests.
@@ -49,18 +52,49 @@ enum Command {
 
 #[derive(clap::Args)]
 struct GatewayArgs {
-    /// Folder of *.yaml / *.yml manifests, watched for changes.
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    serve: ServeArgs,
     /// Address the Gateway listeners bind.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
-    /// Admin endpoint (/ready, /live, /metrics, /config); off when unset.
-    #[arg(long)]
-    admin: Option<SocketAddr>,
     /// GatewayClasses with this controllerName are served.
     #[arg(long, default_value = strait_config::DEFAULT_CONTROLLER_NAME)]
     controller_name: String,
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// The workload this sidecar runs beside, as NAMESPACE/NAME.
+    #[arg(long)]
+    workload: String,
+    /// The workload's ServiceAccount (its identity, once mTLS is on).
+    #[arg(long, default_value = "default")]
+    service_account: String,
+    /// The port the workload listens on, on 127.0.0.1.
+    #[arg(long)]
+    app_port: u16,
+    /// Where traffic for the workload arrives.
+    #[arg(long, default_value = "0.0.0.0:15006")]
+    inbound_listen: SocketAddr,
+    /// Where the workload's calls arrive (its HTTP_PROXY in explicit mode).
+    #[arg(long, default_value = "127.0.0.1:15001")]
+    outbound_listen: SocketAddr,
+    /// Destinations that are not Services: `passthrough` or `refuse`.
+    #[arg(long, default_value = "passthrough", value_parser = ["passthrough", "refuse"])]
+    outbound_unknown: String,
+}
+
+/// Flags of every serving role.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Folder of *.yaml / *.yml manifests, watched for changes.
+    #[arg(long)]
+    config: PathBuf,
+    /// Admin endpoint (/ready, /live, /metrics, /config); off when unset.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -110,20 +144,39 @@ fn main() -> std::process::ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
         Command::Gateway(args) => {
-            let opts = strait_proxy::GatewayOptions {
-                config_dir: args.config,
-                bind_address: args.bind_address,
-                admin: args.admin,
-                compile: strait_route::CompileOptions {
+            let workers = args.serve.workers;
+            let opts = args.serve.options(
+                args.bind_address,
+                strait_route::CompileOptions {
                     controller_name: args.controller_name,
                 },
-                drain_timeout: Duration::from_secs(args.drain_timeout),
-                stream_limits: strait_proxy::splice::SpliceLimits {
-                    idle: Some(args.stream_idle_timeout).filter(|d| !d.is_zero()),
-                    max_duration: Some(args.stream_max_duration).filter(|d| !d.is_zero()),
-                },
+                None,
+            );
+            runtime(workers)?.block_on(strait_proxy::run(opts, std::future::pending()))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Proxy(args) => {
+            let (namespace, workload) = args
+                .workload
+                .split_once('/')
+                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                .with_context(|| format!("--workload {:?} is not NAMESPACE/NAME", args.workload))?;
+            let sidecar = strait_proxy::mesh::SidecarOptions {
+                namespace: namespace.to_string(),
+                workload: workload.to_string(),
+                service_account: args.service_account,
+                app_port: args.app_port,
+                inbound: args.inbound_listen,
+                outbound: args.outbound_listen,
+                refuse_unknown: args.outbound_unknown == "refuse",
             };
-            runtime(args.workers)?.block_on(strait_proxy::run(opts, std::future::pending()))?;
+            let workers = args.serve.workers;
+            let opts = args.serve.options(
+                args.inbound_listen.ip(),
+                strait_route::CompileOptions::default(),
+                Some(sidecar),
+            );
+            runtime(workers)?.block_on(strait_proxy::run(opts, std::future::pending()))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Check {
@@ -151,6 +204,28 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo => {
             runtime(None)?.block_on(demo::run())?;
             Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl ServeArgs {
+    fn options(
+        self,
+        bind_address: IpAddr,
+        compile: strait_route::CompileOptions,
+        sidecar: Option<strait_proxy::mesh::SidecarOptions>,
+    ) -> strait_proxy::GatewayOptions {
+        strait_proxy::GatewayOptions {
+            config_dir: self.config,
+            bind_address,
+            admin: self.admin,
+            compile,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            stream_limits: strait_proxy::splice::SpliceLimits {
+                idle: Some(self.stream_idle_timeout).filter(|d| !d.is_zero()),
+                max_duration: Some(self.stream_max_duration).filter(|d| !d.is_zero()),
+            },
+            sidecar,
         }
     }
 }

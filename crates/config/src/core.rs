@@ -16,6 +16,9 @@ pub struct ServiceSpec {
     pub kind: Option<String>,
     /// For `type: ExternalName`.
     pub external_name: Option<String>,
+    /// The Service's virtual IP: calls to it are calls to the Service.
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -3,6 +3,7 @@
 //! with the status the Gateway API asks for.
 
 use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::mesh::Role;
 use crate::tee::UpstreamBody;
 use crate::upstream::PooledBody;
 use crate::Shared;
@@ -17,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use strait_route::{
-    normalize_host, BackendTarget, Cluster, ListenKey, Matched, RequestView, Snapshot,
+    normalize_host, BackendTarget, Cluster, ListenKey, Matched, MeshLookup, RequestView, Snapshot,
 };
 use tracing::{debug, warn};
 
@@ -35,10 +36,25 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// The TLS server name the client asked for, lower-cased.
     pub sni: Option<String>,
+    pub role: crate::mesh::Role,
 }
 
 fn unmatched() -> Arc<str> {
     Arc::from("-")
+}
+
+/// The port a request's authority names, else the scheme's default.
+fn port_of(authority: &str, scheme: &str) -> u16 {
+    let default = if scheme == "https" { 443 } else { 80 };
+    match authority.rsplit_once(':') {
+        // `[::1]` alone has colons but no port.
+        Some((host, port))
+            if !host.is_empty() && (!authority.starts_with('[') || host.ends_with(']')) =>
+        {
+            port.parse().unwrap_or(default)
+        }
+        _ => default,
+    }
 }
 
 /// Serves one request. Never fails: every error becomes a response.
@@ -82,6 +98,14 @@ async fn route_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> (Response<ResponseBody>, Arc<str>, Arc<str>) {
+    let sidecar = shared.sidecar.as_ref();
+    if let (Role::Outbound, Some(sidecar)) = (conn.role, sidecar) {
+        if req.method() == http::Method::CONNECT
+            && req.extensions().get::<hyper::ext::Protocol>().is_none()
+        {
+            return crate::mesh::connect(shared, sidecar, req).await;
+        }
+    }
     let raw_host = req
         .uri()
         .authority()
@@ -97,28 +121,56 @@ async fn route_request(
         return (r, unmatched(), unmatched());
     };
     let host = normalize_host(raw_host);
+    let port = port_of(raw_host, conn.scheme);
     let view = RequestView {
         method: req.method(),
         path: req.uri().path(),
         query: req.uri().query(),
         headers: req.headers(),
     };
-    // A request for a host whose listener is not the one its TLS session
-    // was made for must not be served on this connection (RFC 9110 §15.5.20).
-    if let Some(sni) = &conn.sni {
-        let by_sni = snapshot.listener(conn.listen, sni).map(|l| &l.label);
-        let by_host = snapshot.listener(conn.listen, &host).map(|l| &l.label);
-        if by_sni != by_host {
-            let r = local(
-                StatusCode::MISDIRECTED_REQUEST,
-                "strait: host does not match the TLS server name\n",
-            );
-            return (r, unmatched(), unmatched());
-        }
-    }
-    let Some(matched) = snapshot.route(conn.listen, &host, &view) else {
+    let no_route = || {
         let r = local(StatusCode::NOT_FOUND, "strait: no route matched\n");
-        return (r, unmatched(), unmatched());
+        (r, unmatched(), unmatched())
+    };
+    let passthrough;
+    let matched = match (conn.role, sidecar) {
+        (Role::Inbound, Some(sidecar)) => sidecar.inbound(),
+        (Role::Outbound, Some(sidecar)) => {
+            match snapshot
+                .mesh
+                .route(&host, port, &sidecar.options.namespace, &view)
+            {
+                MeshLookup::Route(m) => m,
+                MeshLookup::NoRule => return no_route(),
+                MeshLookup::Unknown => match crate::mesh::passthrough(sidecar, &host, port).await {
+                    Ok(p) => {
+                        passthrough = p;
+                        passthrough.matched()
+                    }
+                    Err(r) => return (r, unmatched(), unmatched()),
+                },
+            }
+        }
+        _ => {
+            // A request for a host whose listener is not the one its TLS
+            // session was made for must not be served on this connection
+            // (RFC 9110 §15.5.20).
+            if let Some(sni) = &conn.sni {
+                let by_sni = snapshot.listener(conn.listen, sni).map(|l| &l.label);
+                let by_host = snapshot.listener(conn.listen, &host).map(|l| &l.label);
+                if by_sni != by_host {
+                    let r = local(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "strait: host does not match the TLS server name\n",
+                    );
+                    return (r, unmatched(), unmatched());
+                }
+            }
+            match snapshot.route(conn.listen, &host, &view) {
+                Some(m) => m,
+                None => return no_route(),
+            }
+        }
     };
     let listener = matched.listener.label.clone();
     let route = matched.rule.route.clone();

@@ -14,6 +14,7 @@ pub mod handler;
 mod headers;
 pub mod l4;
 pub mod listeners;
+pub mod mesh;
 pub mod metrics;
 pub mod reload;
 mod run;
@@ -36,15 +37,22 @@ pub struct Shared {
     pub upstream: Arc<upstream::Upstreams>,
     /// Limits of joined connections: TCP, TLS passthrough, upgrades.
     pub limits: splice::SpliceLimits,
+    /// Set when this process is a sidecar (`strait proxy`).
+    pub sidecar: Option<mesh::Sidecar>,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, limits: splice::SpliceLimits) -> Arc<Self> {
+    pub fn new(
+        snapshot: Snapshot,
+        limits: splice::SpliceLimits,
+        sidecar: Option<mesh::Sidecar>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics: metrics::Metrics::new(),
             upstream: Arc::new(upstream::Upstreams::new()),
             limits,
+            sidecar,
         })
     }
 }

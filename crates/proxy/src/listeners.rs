@@ -52,6 +52,7 @@ struct Running {
 /// What an accept loop needs besides its socket.
 struct Port {
     key: ListenKey,
+    role: crate::mesh::Role,
     mode: ModeSlot,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -133,6 +134,7 @@ impl ListenerSet {
                     );
                     let port = Port {
                         key,
+                        role: crate::mesh::Role::Gateway,
                         mode: slot,
                         shared: self.shared.clone(),
                         builder: self.builder.clone(),
@@ -148,6 +150,36 @@ impl ListenerSet {
             }
         }
         failed
+    }
+
+    /// Opens a sidecar listener (plain HTTP) at `addr`, kept until drain.
+    pub fn open_fixed(&mut self, addr: SocketAddr, role: crate::mesh::Role) -> std::io::Result<()> {
+        let listener = bind(addr)?;
+        info!(%addr, ?role, "listening");
+        let key = ListenKey {
+            ip: Some(addr.ip()),
+            port: addr.port(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let slot: ModeSlot = Arc::new(ArcSwap::from_pointee(PortMode::Http));
+        self.running.insert(
+            key,
+            Running {
+                stop,
+                mode: slot.clone(),
+            },
+        );
+        let port = Port {
+            key,
+            role,
+            mode: slot,
+            shared: self.shared.clone(),
+            builder: self.builder.clone(),
+            limit: self.connections.clone(),
+            drain: self.drain.clone(),
+        };
+        tokio::spawn(accept_loop(listener, port, stopped));
+        Ok(())
     }
 
     /// Stops accepting on every port.
@@ -272,6 +304,7 @@ fn conn_info(
         client_ip: crate::headers::client_value(client.ip()),
         scheme,
         sni,
+        role: port.role,
     })
 }
 

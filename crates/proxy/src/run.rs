@@ -29,6 +29,9 @@ pub struct GatewayOptions {
     pub drain_timeout: Duration,
     /// Limits of joined connections (TCP, TLS passthrough, upgrades).
     pub stream_limits: crate::splice::SpliceLimits,
+    /// Run as a sidecar (`strait proxy`) instead of a gateway: the folder's
+    /// Gateways are not served, the two sidecar listeners are.
+    pub sidecar: Option<crate::mesh::SidecarOptions>,
 }
 
 fn report(problems: &[Problem]) {
@@ -80,7 +83,8 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
         }
     };
     report(&problems);
-    let shared = Shared::new(snapshot, opts.stream_limits);
+    let sidecar = opts.sidecar.clone().map(crate::mesh::Sidecar::new);
+    let shared = Shared::new(snapshot, opts.stream_limits, sidecar);
     let state = Arc::new(AdminState {
         shared: shared.clone(),
         ready: AtomicBool::new(false),
@@ -98,9 +102,23 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
 
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut listeners = ListenerSet::new(opts.bind_address, shared.clone(), drain_rx);
-    let failed = listeners.reconcile(&ports(&shared.snapshot.load()));
-    if let Some((addr, e)) = failed.first() {
-        bail!("cannot listen on {addr}: {e}");
+    match &opts.sidecar {
+        None => {
+            let failed = listeners.reconcile(&ports(&shared.snapshot.load()));
+            if let Some((addr, e)) = failed.first() {
+                bail!("cannot listen on {addr}: {e}");
+            }
+        }
+        Some(s) => {
+            for (addr, role) in [
+                (s.inbound, crate::mesh::Role::Inbound),
+                (s.outbound, crate::mesh::Role::Outbound),
+            ] {
+                listeners
+                    .open_fixed(addr, role)
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+            }
+        }
     }
     // Watch and listen for signals before saying ready: a change made the
     // moment /ready answers must not be missed.
@@ -149,8 +167,10 @@ async fn apply_change(opts: &GatewayOptions, state: &AdminState, listeners: &mut
         Ok(Ok(Loaded { snapshot, problems })) => {
             let wanted = ports(&snapshot);
             shared.snapshot.store(Arc::new(snapshot));
-            for (addr, e) in listeners.reconcile(&wanted) {
-                error!(%addr, error = %e, "cannot listen; routes on this address are not served");
+            if opts.sidecar.is_none() {
+                for (addr, e) in listeners.reconcile(&wanted) {
+                    error!(%addr, error = %e, "cannot listen; routes on this address are not served");
+                }
             }
             report(&problems);
             state.problems.store(Arc::new(problems));

@@ -51,11 +51,11 @@ struct LiveListener<'a> {
 /// Tiebreaks after the match's own precedence: oldest route, then
 /// `namespace/name`, then rule and match order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct TieBreak {
-    created: (bool, String),
-    route: String,
-    rule: usize,
-    matched: usize,
+pub(crate) struct TieBreak {
+    pub created: (bool, String),
+    pub route: String,
+    pub rule: usize,
+    pub matched: usize,
 }
 
 pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Problem>) {
@@ -214,6 +214,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
     }
 
     let mut resolver = Resolver::new(docs);
+    let mut mesh = crate::mesh::MeshBuilder::new(docs, &mut resolver);
     for doc in docs {
         let converted;
         let (route, kind) = match &doc.resource {
@@ -251,7 +252,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                 }
             }
         };
-        let route_status = attach_route(
+        let mut route_status = attach_route(
             doc,
             route,
             kind,
@@ -263,9 +264,18 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
             &mut resolver,
             &mut problems,
         );
-        if let Some(status) = route_status {
-            snapshot.routes.push(status);
+        if matches!(kind, "HTTPRoute" | "GRPCRoute") {
+            mesh.attach(
+                doc,
+                route,
+                kind,
+                &grants,
+                &mut resolver,
+                &mut problems,
+                &mut route_status,
+            );
         }
+        snapshot.routes.extend(route_status);
     }
 
     for mut l in listeners {
@@ -303,6 +313,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
             .listeners
             .entry(l.spec.hostname.as_deref(), move || routes);
     }
+    snapshot.mesh = mesh.finish();
     snapshot.policies = crate::backend_tls::policy_statuses(docs, &mut problems);
     let mut clusters: Vec<_> = resolver.clusters().cloned().collect();
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -364,7 +375,7 @@ fn attach_route(
         .enumerate()
         .filter(|(_, p)| {
             let gw_ns = p.namespace.as_deref().unwrap_or(ns);
-            !other_gateways.contains(&(gw_ns, p.name.as_str()))
+            !other_gateways.contains(&(gw_ns, p.name.as_str())) && !crate::mesh::is_service(p)
         })
         .collect();
     if parents.is_empty() {
@@ -561,9 +572,9 @@ fn allows(
     kind_ok && ns_ok
 }
 
-type CompiledRule = (Vec<RouteMatch>, Arc<Rule>);
+pub(crate) type CompiledRule = (Vec<RouteMatch>, Arc<Rule>);
 
-fn compile_rules(
+pub(crate) fn compile_rules(
     doc: &Document,
     route: &Object<HttpRouteSpec>,
     kind: &str,

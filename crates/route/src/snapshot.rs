@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub routes: Vec<RouteStatus>,
     /// BackendTLSPolicies, with their targets as parents.
     pub policies: Vec<RouteStatus>,
+    /// Service destinations and their GAMMA routes, for sidecars.
+    pub mesh: crate::mesh::MeshTable,
     pub clusters: Vec<Arc<Cluster>>,
 }
 
@@ -44,6 +46,18 @@ pub struct ListenerRoutes {
     pub label: Arc<str>,
     pub port: u16,
     pub(crate) vhosts: HostTable<Vec<Entry>>,
+}
+
+impl ListenerRoutes {
+    /// A table with no hosts, to label traffic that is not matched by
+    /// hostname (mesh destinations, a sidecar's inbound side).
+    pub fn named(label: Arc<str>, port: u16) -> Self {
+        ListenerRoutes {
+            label,
+            port,
+            vhosts: HostTable::default(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -195,6 +209,7 @@ impl Snapshot {
                 "tls": c.tls.as_ref().map(|t| json!({"policy": t.policy, "sni": t.server_name.to_str()})),
             })).collect::<Vec<_>>(),
             "policies": self.policies,
+            "mesh": self.mesh.describe(),
             "gateways": self.gateways,
             "routes": self.routes,
         })

@@ -298,8 +298,9 @@ spec:
 "#,
     );
     assert!(problems.is_empty(), "{problems:?}");
-    assert_eq!(s.clusters.len(), 1);
-    assert_eq!(s.clusters[0].name, "shop/svc:80");
+    // Every Service port is a cluster (a mesh destination), used or not.
+    let names: Vec<&str> = s.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["infra/other:80", "shop/svc:80"]);
 }
 
 #[test]
@@ -669,4 +670,101 @@ spec:
     assert!(problems
         .iter()
         .any(|p| p.path == "spec.listeners[3].tls.mode"));
+}
+
+/// GAMMA: Service names resolve as Kubernetes DNS does; a producer route
+/// (the Service's namespace) serves every caller, a consumer route (the
+/// caller's namespace) replaces it for its namespace; a routed Service
+/// answers 404 to what no rule matches; no route means its endpoints.
+#[test]
+fn mesh_routes_by_service_producer_and_consumer() {
+    use strait_route::MeshLookup;
+    let (s, problems) = snapshot(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: pay, namespace: shop}
+spec: {ports: [{port: 80}, {port: 9090}], clusterIP: 10.0.0.7}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: producer, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: pay, port: 80}]
+  rules: [{matches: [{path: {value: /api}}], backendRefs: [{name: pay, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: consumer, namespace: infra}
+spec:
+  parentRefs: [{group: "", kind: Service, name: pay, namespace: shop}]
+  rules: [{matches: [{path: {value: /other}}], backendRefs: [{name: other, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orphan, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: nothing}]
+"#,
+    );
+    let headers = HeaderMap::new();
+    let route = |host: &str, port: u16, ns: &str, path: &str| {
+        let view = RequestView {
+            method: &Method::GET,
+            path,
+            query: None,
+            headers: &headers,
+        };
+        match s.mesh.route(host, port, ns, &view) {
+            MeshLookup::Route(m) => m.rule.route.to_string(),
+            MeshLookup::NoRule => "404".into(),
+            MeshLookup::Unknown => "unknown".into(),
+        }
+    };
+    for host in [
+        "pay",
+        "pay.shop",
+        "pay.shop.svc",
+        "pay.shop.svc.cluster.local",
+        "10.0.0.7",
+    ] {
+        assert_eq!(route(host, 80, "shop", "/api/x"), "shop/producer", "{host}");
+    }
+    assert_eq!(route("pay", 80, "shop", "/else"), "404");
+    assert_eq!(
+        route("pay", 9090, "shop", "/else"),
+        "shop/pay:9090",
+        "no route on that port"
+    );
+    assert_eq!(
+        route("pay.shop", 80, "web", "/api"),
+        "shop/producer",
+        "other callers"
+    );
+    assert_eq!(
+        route("pay.shop", 80, "infra", "/api"),
+        "404",
+        "the consumer route replaces it"
+    );
+    assert_eq!(route("pay.shop", 80, "infra", "/other"), "infra/consumer");
+    assert_eq!(
+        route("pay.shop", 9090, "infra", "/other"),
+        "infra/consumer",
+        "all ports"
+    );
+    assert_eq!(
+        route("pay", 80, "infra", "/api"),
+        "unknown",
+        "no pay Service in infra"
+    );
+    assert_eq!(route("example.com", 80, "shop", "/"), "unknown");
+    let orphan = s
+        .routes
+        .iter()
+        .find(|r| r.name == "orphan")
+        .expect("status");
+    assert_eq!(orphan.parents[0].conditions[0].reason, "NoMatchingParent");
+    assert!(problems
+        .iter()
+        .any(|p| p.message.contains("no Service shop/nothing")));
 }

@@ -1,0 +1,311 @@
+//! The sidecar role through real processes: workloads (echo servers), each
+//! with a `strait proxy` in explicit mode, calling each other through the
+//! caller's outbound listener and the callee's inbound listener. GAMMA
+//! routes (HTTPRoutes whose parent is a Service) split traffic 95/5 and
+//! send `version=beta` cookies to v2; Services without routes go to their
+//! endpoints; unknown hosts are passed through or refused; CONNECT tunnels.
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Empty};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `strait proxy` process beside a workload.
+struct Sidecar {
+    outbound: u16,
+    admin: u16,
+    log: std::path::PathBuf,
+    _proc: Proc,
+}
+
+impl Sidecar {
+    async fn start(
+        dir: &TempDir,
+        workload: &str,
+        app_port: u16,
+        inbound: u16,
+        extra: &[&str],
+    ) -> Sidecar {
+        let (outbound, admin) = (free_port(), free_port());
+        let log = dir
+            .path()
+            .with_extension(format!("{}.log", workload.replace('/', "-")));
+        let child = Command::new(STRAIT)
+            .args(["proxy", "--config"])
+            .arg(dir.path())
+            .args(["--workload", workload, "--app-port", &app_port.to_string()])
+            .args(["--inbound-listen", &format!("127.0.0.1:{inbound}")])
+            .args(["--outbound-listen", &format!("127.0.0.1:{outbound}")])
+            .args(["--admin", &format!("127.0.0.1:{admin}"), "--workers", "2"])
+            .args(extra)
+            .env("STRAIT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn proxy");
+        let sidecar = Sidecar {
+            outbound,
+            admin,
+            log,
+            _proc: Proc(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = send(get(admin, "admin", "/ready")).await {
+                if r.status == 200 {
+                    return sidecar;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy not ready:\n{}",
+                sidecar.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn metrics(&self) -> String {
+        let r = send(get(self.admin, "admin", "/metrics"))
+            .await
+            .expect("metrics");
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+}
+
+/// What the workload does: an HTTP request through its HTTP_PROXY, in
+/// absolute form, on a connection of its own.
+async fn call(proxy: u16, url: &str, headers: &[(&str, &str)]) -> Resp {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .expect("connect to the outbound listener");
+    let mut send = h1_over::<_, Empty<Bytes>>(tcp).await;
+    let mut req = http::Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = send
+        .send_request(req.body(Empty::new()).expect("request"))
+        .await
+        .expect("response");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Service `name` (port 80) whose one endpoint is 127.0.0.1:`port`.
+fn service(name: &str, port: u16, cluster_ip: Option<&str>) -> String {
+    let ip = cluster_ip.map_or(String::new(), |ip| format!(", clusterIP: {ip}"));
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: shop}}
+spec: {{ports: [{{name: http, port: 80}}]{ip}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+endpoints: [{{addresses: ["127.0.0.1"]}}]
+ports: [{{name: http, port: {port}}}]
+"#
+    )
+}
+
+const CANARY: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: payment-canary, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: payment, port: 80}]
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /pay}
+      headers: [{name: cookie, type: RegularExpression, value: "(^|.*; *)version=beta(;.*|$)"}]
+    backendRefs: [{name: payment-v2, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /pay}}]
+    backendRefs:
+    - {name: payment-v1, port: 80, weight: 95}
+    - {name: payment-v2, port: 80, weight: 5}
+"#;
+
+struct Shop {
+    checkout: Sidecar,
+    v1: Sidecar,
+    v1_echo_port: u16,
+    // Kept alive for the test's length.
+    _v2: Sidecar,
+    _echoes: Vec<Echo>,
+    _dir: TempDir,
+}
+
+/// checkout-api calls payment (v1 and v2, each behind its sidecar);
+/// `payment` itself is the Service the canary route hangs on.
+async fn shop(extra: &[&str]) -> Shop {
+    let (checkout, v1, v2) = (
+        echo("checkout-api", "checkout-0"),
+        echo("payment-v1", "v1-0"),
+        echo("payment-v2", "v2-0"),
+    );
+    let (in_checkout, in_v1, in_v2) = (free_port(), free_port(), free_port());
+    let dir = TempDir::new();
+    let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
+    yaml += &service("checkout-api", in_checkout, None);
+    yaml += &service("payment", in_v1, Some("10.96.0.20"));
+    yaml += &service("payment-v1", in_v1, None);
+    yaml += &service("payment-v2", in_v2, None);
+    yaml += CANARY;
+    dir.write("shop.yaml", &yaml);
+    let checkout_sidecar =
+        Sidecar::start(&dir, "shop/checkout-api", checkout.port, in_checkout, extra).await;
+    let v1_sidecar = Sidecar::start(&dir, "shop/payment-v1", v1.port, in_v1, &[]).await;
+    let v2_sidecar = Sidecar::start(&dir, "shop/payment-v2", v2.port, in_v2, &[]).await;
+    Shop {
+        checkout: checkout_sidecar,
+        v1: v1_sidecar,
+        v1_echo_port: v1.port,
+        _v2: v2_sidecar,
+        _echoes: vec![checkout, v1, v2],
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn canary_split_and_cookie_through_two_sidecars() {
+    let shop = shop(&[]).await;
+    let out = shop.checkout.outbound;
+
+    // One call end to end: through checkout's outbound and v1's or v2's
+    // inbound sidecar to the workload, with every name form.
+    for url in [
+        "http://payment/pay",
+        "http://payment.shop/pay",
+        "http://payment.shop.svc/pay",
+        "http://payment.shop.svc.cluster.local/pay",
+        "http://10.96.0.20/pay",
+    ] {
+        let r = call(out, url, &[]).await;
+        assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
+        let svc = r.service();
+        assert!(
+            svc == "payment-v1" || svc == "payment-v2",
+            "{url} reached {svc}"
+        );
+    }
+
+    // Cookie version=beta: always v2.
+    for _ in 0..50 {
+        let r = call(
+            out,
+            "http://payment.shop/pay",
+            &[("cookie", "session=1; version=beta")],
+        )
+        .await;
+        assert_eq!(r.service(), "payment-v2");
+    }
+    // No rule matches /refund: 404 from the caller's sidecar.
+    assert_eq!(
+        call(out, "http://payment.shop/refund", &[]).await.status,
+        404
+    );
+
+    // 95/5 over 4,000 calls, eight callers at once.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            let mut v2 = 0u32;
+            for _ in 0..500 {
+                let r = call(out, "http://payment.shop/pay", &[]).await;
+                assert_eq!(r.status, 200);
+                if r.service() == "payment-v2" {
+                    v2 += 1;
+                }
+            }
+            v2
+        }));
+    }
+    let mut v2 = 0;
+    for t in tasks {
+        v2 += t.await.expect("caller");
+    }
+    let share = f64::from(v2) / 4000.0;
+    eprintln!(
+        "canary: payment-v2 got {v2} of 4000 calls ({:.2} %)",
+        share * 100.0
+    );
+    assert!(
+        (0.03..=0.07).contains(&share),
+        "v2 got {v2} of 4000 ({share:.3})"
+    );
+
+    // v1's inbound sidecar saw the calls it answered.
+    let inbound = shop.v1.metrics().await;
+    assert!(
+        inbound.contains("listener=\"inbound|shop/payment-v1\""),
+        "{inbound}"
+    );
+}
+
+#[tokio::test]
+async fn services_without_routes_passthrough_and_connect() {
+    let shop = shop(&[]).await;
+    let out = shop.checkout.outbound;
+    // A Service with no route: its endpoints (v1's sidecar).
+    let r = call(out, "http://payment-v1/", &[]).await;
+    assert_eq!(r.service(), "payment-v1");
+    // A host that is no Service: passed through to where it points.
+    let direct = format!("http://127.0.0.1:{}/direct", shop.v1_echo_port);
+    let r = call(out, &direct, &[]).await;
+    assert_eq!(r.service(), "payment-v1", "{}", shop.checkout.logs());
+    // CONNECT to a Service: a tunnel to one of its endpoints.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", out))
+        .await
+        .expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn.with_upgrades());
+    let req = http::Request::connect("payment-v1.shop:80")
+        .body(Empty::new())
+        .expect("request");
+    let mut r = send.send_request(req).await.expect("CONNECT answer");
+    assert_eq!(r.status(), 200);
+    let tunnel = hyper::upgrade::on(&mut r).await.expect("tunnel");
+    let mut inner = h1_over::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(tunnel)).await;
+    let r = inner
+        .send_request(
+            http::Request::get("/through-the-tunnel")
+                .header("host", "payment-v1")
+                .body(Empty::new())
+                .expect("request"),
+        )
+        .await
+        .expect("response through the tunnel");
+    assert_eq!(r.status(), 200);
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(json["service"], "payment-v1");
+    assert_eq!(json["path"], "/through-the-tunnel");
+}
+
+#[tokio::test]
+async fn unknown_destinations_refused_when_asked() {
+    let shop = shop(&["--outbound-unknown", "refuse"]).await;
+    let out = shop.checkout.outbound;
+    let direct = format!("http://127.0.0.1:{}/direct", shop.v1_echo_port);
+    assert_eq!(call(out, &direct, &[]).await.status, 502);
+    assert_eq!(call(out, "http://payment/pay", &[]).await.status, 200);
+}

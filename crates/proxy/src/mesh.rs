@@ -1,0 +1,248 @@
+//! The sidecar role (`strait proxy`): an inbound listener in front of one
+//! workload, forwarding to its port on 127.0.0.1, and an outbound listener
+//! for everything the workload calls. In explicit mode the workload uses
+//! the outbound listener as its `HTTP_PROXY`: plain HTTP requests arrive in
+//! absolute form (`GET http://cart-api.shop/...`), HTTPS and other opaque
+//! traffic as `CONNECT host:port` tunnels. Destinations are Services,
+//! named as Kubernetes DNS names them or by ClusterIP, routed by the mesh
+//! table (GAMMA); anything else is passed through to the host it names, or
+//! refused (`--outbound-unknown refuse`, 502 like Istio's REGISTRY_ONLY).
+
+use crate::handler::{local, ResponseBody};
+use crate::splice::splice;
+use crate::Shared;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use strait_route::{
+    BackendTarget, Cluster, ListenerRoutes, Matched, Rule, Timeouts, UpstreamProtocol,
+    WeightedBackend,
+};
+use tracing::debug;
+
+/// Which side of the data plane a listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A Gateway listener: routes by listener and hostname.
+    Gateway,
+    /// A sidecar's inbound listener: everything to the workload.
+    Inbound,
+    /// A sidecar's outbound listener: routes by destination Service.
+    Outbound,
+}
+
+/// What a sidecar knows about its workload.
+#[derive(Debug, Clone)]
+pub struct SidecarOptions {
+    pub namespace: String,
+    pub workload: String,
+    pub service_account: String,
+    pub app_port: u16,
+    pub inbound: SocketAddr,
+    pub outbound: SocketAddr,
+    /// Refuse destinations that are not Services instead of passing them through.
+    pub refuse_unknown: bool,
+}
+
+/// A sidecar's fixed routing: the inbound rule and its own namespace.
+#[derive(Debug)]
+pub struct Sidecar {
+    pub options: SidecarOptions,
+    inbound_routes: ListenerRoutes,
+    inbound_rule: Arc<Rule>,
+}
+
+/// A rule that sends everything to one cluster.
+fn rule_to(label: &Arc<str>, cluster: Cluster) -> Arc<Rule> {
+    Arc::new(Rule {
+        route: label.clone(),
+        index: 0,
+        request_headers: None,
+        response_headers: None,
+        redirect: None,
+        rewrite: None,
+        mirrors: Vec::new(),
+        backends: vec![WeightedBackend {
+            weight: 1,
+            target: BackendTarget::Cluster(Arc::new(cluster)),
+            request_headers: None,
+            response_headers: None,
+        }],
+        total_weight: 1,
+        timeouts: Timeouts::default(),
+    })
+}
+
+impl Sidecar {
+    pub fn new(options: SidecarOptions) -> Self {
+        let label: Arc<str> = format!("inbound|{}/{}", options.namespace, options.workload).into();
+        let app = SocketAddr::from(([127, 0, 0, 1], options.app_port));
+        let cluster = Cluster::new(label.to_string(), vec![app], UpstreamProtocol::Http1, None);
+        Sidecar {
+            inbound_routes: ListenerRoutes::named(label.clone(), options.inbound.port()),
+            inbound_rule: rule_to(&label, cluster),
+            options,
+        }
+    }
+
+    pub fn inbound(&self) -> Matched<'_> {
+        Matched {
+            listener: &self.inbound_routes,
+            rule: &self.inbound_rule,
+            matched_prefix: None,
+        }
+    }
+}
+
+/// A destination outside the mesh table, resolved by DNS, for one request.
+pub struct Passthrough {
+    routes: ListenerRoutes,
+    rule: Arc<Rule>,
+}
+
+impl Passthrough {
+    pub fn matched(&self) -> Matched<'_> {
+        Matched {
+            listener: &self.routes,
+            rule: &self.rule,
+            matched_prefix: None,
+        }
+    }
+}
+
+/// The address an unknown destination names, or the answer that refuses it.
+async fn resolve_unknown(
+    sidecar: &Sidecar,
+    host: &str,
+    port: u16,
+) -> Result<SocketAddr, Response<ResponseBody>> {
+    if sidecar.options.refuse_unknown {
+        return Err(local(
+            StatusCode::BAD_GATEWAY,
+            "strait: not a Service of the mesh, and outbound passthrough is off\n",
+        ));
+    }
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| local(StatusCode::BAD_GATEWAY, "strait: destination unknown\n")),
+        Err(e) => {
+            debug!(host, port, error = %e, "passthrough destination does not resolve");
+            Err(local(
+                StatusCode::BAD_GATEWAY,
+                "strait: destination unknown\n",
+            ))
+        }
+    }
+}
+
+/// An HTTP request to a destination that is not a Service.
+pub async fn passthrough(
+    sidecar: &Sidecar,
+    host: &str,
+    port: u16,
+) -> Result<Passthrough, Response<ResponseBody>> {
+    let addr = resolve_unknown(sidecar, host, port).await?;
+    let label: Arc<str> = Arc::from("passthrough");
+    let cluster = Cluster::new(
+        format!("passthrough|{host}:{port}"),
+        vec![addr],
+        UpstreamProtocol::Http1,
+        None,
+    );
+    Ok(Passthrough {
+        routes: ListenerRoutes::named(label.clone(), port),
+        rule: rule_to(&label, cluster),
+    })
+}
+
+/// `CONNECT host:port` on the outbound listener: a byte tunnel to one
+/// endpoint of the Service (its default rule's weights), or passed through.
+pub async fn connect(
+    shared: &Shared,
+    sidecar: &Sidecar,
+    mut req: Request<Incoming>,
+) -> (Response<ResponseBody>, Arc<str>, Arc<str>) {
+    let unmatched = || Arc::<str>::from("-");
+    let Some(authority) = req.uri().authority().cloned() else {
+        return (
+            local(StatusCode::BAD_REQUEST, "strait: CONNECT needs host:port\n"),
+            unmatched(),
+            unmatched(),
+        );
+    };
+    let Some(port) = authority.port_u16() else {
+        return (
+            local(StatusCode::BAD_REQUEST, "strait: CONNECT needs host:port\n"),
+            unmatched(),
+            unmatched(),
+        );
+    };
+    let host = strait_route::normalize_host(authority.host());
+    let snapshot = shared.snapshot.load_full();
+    let (target, listener, route) =
+        match snapshot
+            .mesh
+            .default_rule(&host, port, &sidecar.options.namespace)
+        {
+            Some(m) => {
+                let endpoint = match m.rule.pick(fastrand::u64(..)).map(|b| &b.target) {
+                    Some(BackendTarget::Cluster(c)) => c.next_endpoint().map(|(a, _)| a),
+                    _ => None,
+                };
+                let labels = (m.listener.label.clone(), m.rule.route.clone());
+                match endpoint {
+                    Some(e) => (e, labels.0, labels.1),
+                    None => {
+                        return (
+                            local(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "strait: no ready endpoint\n",
+                            ),
+                            labels.0,
+                            labels.1,
+                        )
+                    }
+                }
+            }
+            None => match resolve_unknown(sidecar, &host, port).await {
+                Ok(addr) => (addr, Arc::from("passthrough"), Arc::from("passthrough")),
+                Err(r) => return (r, unmatched(), unmatched()),
+            },
+        };
+    drop(snapshot);
+    let upstream = match tokio::time::timeout(
+        crate::upstream::CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(target),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        _ => {
+            return (
+                local(StatusCode::BAD_GATEWAY, "strait: backend failed\n"),
+                listener,
+                route,
+            )
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let limits = shared.limits;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(client) => {
+                let end = splice(TokioIo::new(client), upstream, limits).await;
+                debug!(%target, ?end, "CONNECT tunnel ended");
+            }
+            Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    (
+        Response::new(http_body_util::Either::Right(Default::default())),
+        listener,
+        route,
+    )
+}

@@ -1,0 +1,407 @@
+//! The mesh's routing table (GAMMA): what a sidecar's outbound listener
+//! does with a call to a Service. Every Service port is a destination; an
+//! HTTPRoute or GRPCRoute whose parentRef is a `Service` replaces that
+//! destination's default (all traffic to the Service's endpoints) with its
+//! rules. A route in the Service's own namespace (a producer route) applies
+//! to every caller; one in another namespace (a consumer route) applies to
+//! callers in that namespace and, for them, takes the place of producer
+//! routes. A call that matches no rule of a routed Service gets 404, as in
+//! Linkerd and Istio.
+
+use crate::backend::{BackendTarget, Resolver, WeightedBackend};
+use crate::compile::{compile_rules, TieBreak};
+use crate::matcher::RequestView;
+use crate::snapshot::{Entry, ListenerRoutes, Matched, Rule, Timeouts};
+use crate::status::{Condition, ParentStatus, RouteStatus};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use strait_config::gateway::ReferenceGrantSpec;
+use strait_config::httproute::HttpRouteSpec;
+use strait_config::meta::ParentReference;
+use strait_config::{Document, Object, Problem, Resource};
+
+/// The cluster's DNS suffix for Services.
+pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+
+#[derive(Debug, Default)]
+pub struct MeshTable {
+    /// By (namespace, name, port).
+    services: HashMap<(String, String, u16), MeshService>,
+    /// ClusterIP → (namespace, name).
+    by_ip: HashMap<IpAddr, (String, String)>,
+}
+
+#[derive(Debug)]
+struct MeshService {
+    /// `namespace/name:port`, the label in metrics.
+    routes: ListenerRoutes,
+    /// No route attached: everything to the Service's endpoints.
+    default: Arc<Rule>,
+    /// Routes of the Service's namespace, in precedence order.
+    producer: Vec<Entry>,
+    /// Routes of other namespaces, for callers in those namespaces.
+    consumers: HashMap<String, Vec<Entry>>,
+}
+
+/// What an outbound call resolves to.
+pub enum MeshLookup<'a> {
+    /// A rule to follow.
+    Route(Matched<'a>),
+    /// A routed Service, but no rule matches the request: 404.
+    NoRule,
+    /// Not a Service port strait knows: passed through or refused.
+    Unknown,
+}
+
+impl MeshTable {
+    /// The (namespace, name) a host names, as Kubernetes DNS resolves it
+    /// for a pod in `client_ns`: `name`, `name.ns`, `name.ns.svc`,
+    /// `name.ns.svc.cluster.local`, or a Service's ClusterIP.
+    pub fn service_of(&self, host: &str, client_ns: &str) -> Option<(String, String)> {
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            return self.by_ip.get(&ip).cloned();
+        }
+        let short = host
+            .strip_suffix(&format!(".{CLUSTER_DOMAIN}"))
+            .or_else(|| host.strip_suffix(".svc"))
+            .unwrap_or(host);
+        match short.split_once('.') {
+            None => Some((client_ns.to_string(), short.to_string())),
+            Some((name, ns)) if !ns.contains('.') => Some((ns.to_string(), name.to_string())),
+            Some(_) => None,
+        }
+    }
+
+    /// Routes a call from a workload in `client_ns` to `host:port`.
+    pub fn route<'a>(
+        &'a self,
+        host: &str,
+        port: u16,
+        client_ns: &str,
+        req: &RequestView<'_>,
+    ) -> MeshLookup<'a> {
+        let Some((ns, name)) = self.service_of(host, client_ns) else {
+            return MeshLookup::Unknown;
+        };
+        let Some(service) = self.services.get(&(ns, name, port)) else {
+            return MeshLookup::Unknown;
+        };
+        let entries = match service.consumers.get(client_ns) {
+            Some(own) => own.as_slice(),
+            None => service.producer.as_slice(),
+        };
+        if entries.is_empty() {
+            return MeshLookup::Route(Matched {
+                listener: &service.routes,
+                rule: &service.default,
+                matched_prefix: None,
+            });
+        }
+        match entries.iter().find(|e| e.matcher.matches(req)) {
+            Some(entry) => MeshLookup::Route(Matched {
+                listener: &service.routes,
+                rule: &entry.rule,
+                matched_prefix: match &entry.matcher.path {
+                    crate::PathMatch::Prefix(p) => Some(p.as_str()),
+                    _ => None,
+                },
+            }),
+            None => MeshLookup::NoRule,
+        }
+    }
+
+    /// The default rule of a Service port: for opaque (CONNECT) traffic,
+    /// which no HTTP route can match.
+    pub fn default_rule<'a>(
+        &'a self,
+        host: &str,
+        port: u16,
+        client_ns: &str,
+    ) -> Option<Matched<'a>> {
+        let (ns, name) = self.service_of(host, client_ns)?;
+        let service = self.services.get(&(ns, name, port))?;
+        Some(Matched {
+            listener: &service.routes,
+            rule: &service.default,
+            matched_prefix: None,
+        })
+    }
+
+    pub fn describe(&self) -> serde_json::Value {
+        let mut out: Vec<serde_json::Value> = self
+            .services
+            .values()
+            .map(|s| {
+                let rules = |entries: &[Entry]| -> Vec<serde_json::Value> {
+                    entries
+                        .iter()
+                        .map(|e| {
+                            serde_json::json!({
+                                "route": &*e.rule.route, "rule": e.rule.index,
+                                "match": format!("{:?}", e.matcher),
+                            })
+                        })
+                        .collect()
+                };
+                serde_json::json!({
+                    "service": &*s.routes.label,
+                    "routes": rules(&s.producer),
+                    "consumerRoutes": s.consumers.iter().map(|(ns, e)| (ns.clone(), rules(e))).collect::<HashMap<_, _>>(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a["service"].as_str().cmp(&b["service"].as_str()));
+        serde_json::Value::Array(out)
+    }
+}
+
+/// A destination's routes before sorting: producer routes, and consumer
+/// routes by the callers' namespace, each entry with its tiebreak.
+type PendingRoutes = (
+    Vec<(TieBreak, Entry)>,
+    HashMap<String, Vec<(TieBreak, Entry)>>,
+);
+
+/// Collects the mesh table while routes are compiled.
+pub(crate) struct MeshBuilder {
+    table: MeshTable,
+    /// Entries with their tiebreaks, sorted at the end.
+    pending: HashMap<(String, String, u16), PendingRoutes>,
+}
+
+impl MeshBuilder {
+    /// Every Service port becomes a destination with its default rule.
+    pub fn new(docs: &[Document], resolver: &mut Resolver) -> Self {
+        let mut table = MeshTable::default();
+        for doc in docs {
+            let Resource::Service(s) = &doc.resource else {
+                continue;
+            };
+            let (ns, name) = (s.metadata.namespace(), s.metadata.name.as_str());
+            if let Some(ip) = s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()) {
+                table.by_ip.insert(ip, (ns.to_string(), name.to_string()));
+            }
+            for p in &s.spec.ports {
+                let Ok(port) = u16::try_from(p.port) else {
+                    continue;
+                };
+                let label: Arc<str> = format!("{ns}/{name}:{port}").into();
+                let target = match resolver.service(ns, name, p.port) {
+                    Ok(c) => BackendTarget::Cluster(c),
+                    Err(msg) => BackendTarget::Invalid(msg),
+                };
+                let default = Arc::new(Rule {
+                    route: label.clone(),
+                    index: 0,
+                    request_headers: None,
+                    response_headers: None,
+                    redirect: None,
+                    rewrite: None,
+                    mirrors: Vec::new(),
+                    backends: vec![WeightedBackend {
+                        weight: 1,
+                        target,
+                        request_headers: None,
+                        response_headers: None,
+                    }],
+                    total_weight: 1,
+                    timeouts: Timeouts::default(),
+                });
+                table.services.insert(
+                    (ns.to_string(), name.to_string(), port),
+                    MeshService {
+                        routes: ListenerRoutes::named(label, port),
+                        default,
+                        producer: Vec::new(),
+                        consumers: HashMap::new(),
+                    },
+                );
+            }
+        }
+        MeshBuilder {
+            table,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Attaches `route`'s Service parents; their statuses go into `status`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach(
+        &mut self,
+        doc: &Document,
+        route: &Object<HttpRouteSpec>,
+        kind: &'static str,
+        grants: &[(&str, &ReferenceGrantSpec)],
+        resolver: &mut Resolver,
+        problems: &mut Vec<Problem>,
+        status: &mut Option<RouteStatus>,
+    ) {
+        let ns = route.metadata.namespace();
+        let parents: Vec<(usize, &ParentReference)> = route
+            .spec
+            .parent_refs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| is_service(p))
+            .collect();
+        if parents.is_empty() {
+            return;
+        }
+        let status = status.get_or_insert_with(|| RouteStatus {
+            kind,
+            namespace: ns.into(),
+            name: route.metadata.name.clone(),
+            source: doc.source.clone(),
+            parents: Vec::new(),
+        });
+        let findings = strait_config::validate::http_route(&route.spec);
+        if !findings.is_empty() {
+            let reasons: Vec<String> = findings.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+            if status.parents.is_empty() {
+                for (path, msg) in findings {
+                    problems.push(Problem::error(&doc.source, path, msg));
+                }
+            }
+            for (_, p) in &parents {
+                status.parents.push(ParentStatus {
+                    parent: label(p, ns),
+                    conditions: vec![Condition::failed(
+                        "Accepted",
+                        "UnsupportedValue",
+                        reasons.join("; "),
+                    )],
+                });
+            }
+            return;
+        }
+        if !route.spec.hostnames.is_empty() {
+            problems.push(Problem::warning(
+                &doc.source,
+                "spec.hostnames",
+                "hostnames do not apply to routes attached to a Service; ignored",
+            ));
+        }
+        // A route that also has Gateway parents was compiled (and its
+        // problems reported) on the Gateway side already.
+        let mut scratch = Vec::new();
+        let sink = if status.parents.is_empty() {
+            &mut *problems
+        } else {
+            &mut scratch
+        };
+        let route_name: Arc<str> = format!("{ns}/{}", route.metadata.name).into();
+        let (rules, resolved) =
+            compile_rules(doc, route, kind, &route_name, grants, resolver, sink);
+        let created = route.metadata.creation_timestamp.clone();
+        for (i, parent) in parents {
+            let svc_ns = parent.namespace.as_deref().unwrap_or(ns);
+            let ports: Vec<u16> = self
+                .table
+                .services
+                .keys()
+                .filter(|(n, s, port)| {
+                    n == svc_ns
+                        && *s == parent.name
+                        && parent.port.is_none_or(|p| p == i32::from(*port))
+                })
+                .map(|(_, _, port)| *port)
+                .collect();
+            let mut conditions = Vec::new();
+            if ports.is_empty() {
+                let msg = format!(
+                    "no Service {svc_ns}/{}{} to attach to",
+                    parent.name,
+                    parent
+                        .port
+                        .map_or(String::new(), |p| format!(" with port {p}"))
+                );
+                problems.push(Problem::error(
+                    &doc.source,
+                    format!("spec.parentRefs[{i}]"),
+                    msg.clone(),
+                ));
+                conditions.push(Condition::failed("Accepted", "NoMatchingParent", msg));
+            } else {
+                conditions.push(Condition::ok("Accepted", "Accepted"));
+                for port in ports {
+                    let (producer, consumers) = self
+                        .pending
+                        .entry((svc_ns.to_string(), parent.name.clone(), port))
+                        .or_default();
+                    let list = if svc_ns == ns {
+                        producer
+                    } else {
+                        consumers.entry(ns.to_string()).or_default()
+                    };
+                    for (r, (matches, rule)) in rules.iter().enumerate() {
+                        for (m, matcher) in matches.iter().enumerate() {
+                            list.push((
+                                TieBreak {
+                                    created: (
+                                        created.is_none(),
+                                        created.clone().unwrap_or_default(),
+                                    ),
+                                    route: route_name.to_string(),
+                                    rule: r,
+                                    matched: m,
+                                },
+                                Entry {
+                                    matcher: matcher.clone(),
+                                    rule: rule.clone(),
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+            conditions.push(resolved.clone());
+            status.parents.push(ParentStatus {
+                parent: label(parent, ns),
+                conditions,
+            });
+        }
+    }
+
+    pub fn finish(mut self) -> MeshTable {
+        let sorted = |mut list: Vec<(TieBreak, Entry)>| -> Vec<Entry> {
+            list.sort_by(|(ta, a), (tb, b)| {
+                a.matcher
+                    .precedence_cmp(&b.matcher)
+                    .then_with(|| ta.cmp(tb))
+            });
+            list.into_iter().map(|(_, e)| e).collect()
+        };
+        for (key, (producer, consumers)) in self.pending {
+            if let Some(service) = self.table.services.get_mut(&key) {
+                service.producer = sorted(producer);
+                service.consumers = consumers
+                    .into_iter()
+                    .map(|(ns, l)| (ns, sorted(l)))
+                    .collect();
+            }
+        }
+        self.table
+    }
+}
+
+/// A parentRef naming a core `Service` (GAMMA).
+pub(crate) fn is_service(p: &ParentReference) -> bool {
+    p.group.as_deref() == Some("") && p.kind.as_deref() == Some("Service")
+}
+
+fn label(p: &ParentReference, ns: &str) -> String {
+    let mut s = format!(
+        "Service {}/{}",
+        p.namespace.as_deref().unwrap_or(ns),
+        p.name
+    );
+    if let Some(port) = p.port {
+        s.push_str(&format!(":{port}"));
+    }
+    s
+}
