@@ -45,6 +45,9 @@ enum Command {
         service: String,
         #[arg(long, default_value = "echo-0")]
         pod: String,
+        /// Answer every N-th HTTP request with 503 (a test aid; 0: never).
+        #[arg(long, default_value_t = 0)]
+        fail_every: u64,
     },
     /// Run the reference shop's edge on 127.0.0.1 with echo backends.
     Demo,
@@ -188,8 +191,12 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             namespace,
             service,
             pod,
+            fail_every,
         } => {
-            let info = Arc::new(strait_echo::EchoInfo::new(&namespace, &service, &pod));
+            let info = Arc::new(strait_echo::EchoInfo {
+                fail_every,
+                ..strait_echo::EchoInfo::new(&namespace, &service, &pod)
+            });
             runtime(None)?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await

@@ -22,6 +22,7 @@ fn default_rules() -> Vec<HttpRouteRule> {
         filters: vec![],
         backend_refs: vec![],
         timeouts: None,
+        retry: None,
     }]
 }
 
@@ -36,6 +37,7 @@ pub struct HttpRouteRule {
     #[serde(default)]
     pub backend_refs: Vec<HttpBackendRef>,
     pub timeouts: Option<HttpRouteTimeouts>,
+    pub retry: Option<HttpRouteRetry>,
 }
 
 fn default_matches() -> Vec<HttpRouteMatch> {
@@ -201,4 +203,16 @@ impl HttpBackendRef {
 pub struct HttpRouteTimeouts {
     pub request: Option<String>,
     pub backend_request: Option<String>,
+}
+
+/// GEP-1731 `retry`: which answers are retried, how often, how far apart.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRouteRetry {
+    #[serde(default)]
+    pub codes: Vec<i32>,
+    /// Retries after the first try (not tries in all).
+    pub attempts: Option<i32>,
+    /// The shortest wait before a retry; later ones wait longer.
+    pub backoff: Option<String>,
 }

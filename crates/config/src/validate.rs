@@ -232,6 +232,25 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
                 }
             }
         }
+        if let Some(retry) = &rule.retry {
+            for (c, code) in retry.codes.iter().enumerate() {
+                if !(400..=599).contains(code) {
+                    out.push((
+                        at(format!("retry.codes[{c}]")),
+                        format!("{code} is not a 4xx or 5xx status"),
+                    ));
+                }
+            }
+            if retry.attempts.is_some_and(|a| !(0..=10).contains(&a)) {
+                out.push((
+                    at("retry.attempts".into()),
+                    "must be between 0 and 10".into(),
+                ));
+            }
+            if let Some(Err(e)) = retry.backoff.as_deref().map(duration::parse) {
+                out.push((at("retry.backoff".into()), e));
+            }
+        }
     }
     out
 }

@@ -71,6 +71,9 @@ pub struct EchoInfo {
     pub pod: String,
     pub served: std::sync::atomic::AtomicU64,
     pub received_bytes: std::sync::atomic::AtomicU64,
+    /// Every this-many-th HTTP request is answered `503` (0: never), so
+    /// tests have an endpoint that fails a known share of its requests.
+    pub fail_every: u64,
 }
 
 impl EchoInfo {
@@ -81,6 +84,7 @@ impl EchoInfo {
             pod: pod.into(),
             served: Default::default(),
             received_bytes: Default::default(),
+            fail_every: 0,
         }
     }
 }
@@ -292,6 +296,7 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoRes
             .fetch_add(body_bytes as u64, std::sync::atomic::Ordering::Relaxed)
             + body_bytes as u64,
     };
+    let fail = info.fail_every > 0 && (body.served + 1).is_multiple_of(info.fail_every);
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let trailers = trailers(&parts.headers).map(Ok);
     let mut response =
@@ -308,6 +313,9 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoRes
         .and_then(|c| StatusCode::from_u16(c).ok())
     {
         *response.status_mut() = code;
+    }
+    if fail {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     if let Some(set) = parts
         .headers

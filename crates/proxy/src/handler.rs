@@ -80,6 +80,19 @@ pub async fn handle(
     Ok(response)
 }
 
+/// strait's own answer with `x-strait-reason` saying why, so a caller can
+/// tell a timeout from a refused connection without reading logs.
+pub fn failure(
+    status: StatusCode,
+    reason: &'static str,
+    text: &'static str,
+) -> Response<ResponseBody> {
+    let mut r = local(status, text);
+    r.headers_mut()
+        .insert("x-strait-reason", HeaderValue::from_static(reason));
+    r
+}
+
 pub fn local(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
         text.as_bytes(),
@@ -276,8 +289,26 @@ async fn forward(
         headers.insert(HOST, h);
     }
 
+    // A rule with retries keeps a small body to send again.
+    let retry = rule.retry.as_ref().filter(|_| upgrade.is_none());
+    let (mut body, replay) = match retry {
+        Some(policy) => {
+            policy.budget.request();
+            match crate::retry::prepare(body).await {
+                Ok(prepared) => prepared,
+                Err(_) => {
+                    return failure(
+                        StatusCode::BAD_REQUEST,
+                        "request_body",
+                        "strait: request body failed\n",
+                    )
+                }
+            }
+        }
+        None => (UpstreamBody::main(body), None),
+    };
+
     // Mirrors go out whatever becomes of the main request.
-    let mut body = UpstreamBody::main(body);
     for mirror in &rule.mirrors {
         if mirror.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= mirror.per_million {
             continue;
@@ -289,72 +320,132 @@ async fn forward(
             }
         }
     }
-
-    let Some(backend) = rule.pick(fastrand::u64(..)) else {
-        return local(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "strait: route has no backend\n",
-        );
-    };
-    let cluster = match &backend.target {
-        BackendTarget::Cluster(c) => c,
-        BackendTarget::Invalid(why) => {
-            debug!(route = &*rule.route, why, "invalid backend");
-            return local(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "strait: backend is not valid\n",
-            );
-        }
-    };
-    let Some((endpoint, authority)) = cluster.next_endpoint() else {
-        return local(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "strait: no ready endpoints\n",
-        );
-    };
-    // Backend-level filters belong to this backend only, not to mirrors.
-    if let Some(ops) = &backend.request_headers {
-        ops.apply(&mut parts.headers);
-    }
     parts.uri = Uri::from(path_and_query);
-    let upstream_req = Request::from_parts(parts, body);
-    let call = shared
-        .upstream
-        .send(cluster, endpoint, authority, upstream_req);
-    let result = match rule.timeouts.backend_request {
-        Some(limit) => match tokio::time::timeout(limit, call).await {
-            Ok(r) => r,
-            Err(_) => return local(StatusCode::GATEWAY_TIMEOUT, "strait: backend timeout\n"),
-        },
-        None => call.await,
-    };
-    let mut response = match result {
-        Ok(r) => r,
-        Err(e) => {
-            // As nginx and HAProxy do: a failed upstream is the operator's business.
-            warn!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
-            return local(StatusCode::BAD_GATEWAY, "strait: backend failed\n");
-        }
-    };
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return match (client_upgrade, upgrade) {
-            (Some(client), Some(_)) => {
-                crate::upgrade::join(client, client_version, response, shared.limits)
-            }
-            _ => local(
-                StatusCode::BAD_GATEWAY,
-                "strait: backend switched protocols unasked\n",
-            ),
+
+    let mut first = Some(body);
+    let mut tries: u32 = 0;
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    loop {
+        let Some(backend) = rule.pick(fastrand::u64(..)) else {
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no_backend",
+                "strait: route has no backend\n",
+            );
         };
+        let cluster = match &backend.target {
+            BackendTarget::Cluster(c) => c,
+            BackendTarget::Invalid(why) => {
+                debug!(route = &*rule.route, why, "invalid backend");
+                return failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "invalid_backend",
+                    "strait: backend is not valid\n",
+                );
+            }
+        };
+        // A retry goes to an endpoint not tried yet when there is one, as
+        // Envoy's previous-hosts predicate does.
+        let pick = (0..cluster.endpoints.len().max(1))
+            .filter_map(|_| cluster.next_endpoint())
+            .find(|(e, _)| !tried.contains(e))
+            .or_else(|| cluster.next_endpoint());
+        let Some((endpoint, authority)) = pick else {
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_endpoints",
+                "strait: no ready endpoints\n",
+            );
+        };
+        if retry.is_some() {
+            tried.push(endpoint);
+        }
+        // A second try is only made with a kept body.
+        let body = first
+            .take()
+            .unwrap_or_else(|| UpstreamBody::whole(replay.clone().unwrap_or_default()));
+        // Only a rule with retries pays for a copy of the request head.
+        let mut try_parts = match retry {
+            Some(_) => parts.clone(),
+            None => std::mem::replace(&mut parts, Request::new(()).into_parts().0),
+        };
+        // Backend-level filters belong to this backend only, not to mirrors.
+        if let Some(ops) = &backend.request_headers {
+            ops.apply(&mut try_parts.headers);
+        }
+        let call = shared.upstream.send(
+            cluster,
+            endpoint,
+            authority,
+            Request::from_parts(try_parts, body),
+        );
+        let result = match rule.timeouts.backend_request {
+            Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+            None => Some(call.await),
+        };
+        let failed = match &result {
+            None => Some(crate::retry::Failure::Timeout),
+            Some(Err(e)) if crate::upstream::is_connect_error(e.as_ref()) => {
+                Some(crate::retry::Failure::Connect)
+            }
+            Some(Err(_)) => Some(crate::retry::Failure::Backend),
+            Some(Ok(r)) => retry
+                .filter(|p| p.codes.contains(&r.status().as_u16()))
+                .map(|_| crate::retry::Failure::Status),
+        };
+        if let (Some(why), Some(policy)) = (failed, retry) {
+            let again = tries < policy.attempts && replay.is_some() && why.retriable(&parts.method);
+            if again && policy.budget.try_retry() {
+                tries += 1;
+                shared.metrics.retry(&rule.route, why.label());
+                debug!(route = &*rule.route, %endpoint, reason = why.label(), tries, "retrying");
+                tokio::time::sleep(policy.wait(tries)).await;
+                continue;
+            }
+            if again {
+                shared.metrics.retry(&rule.route, "budget_exhausted");
+            }
+        }
+        let mut response = match result {
+            Some(Ok(r)) => r,
+            None => {
+                return failure(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "backend_timeout",
+                    "strait: backend timeout\n",
+                )
+            }
+            Some(Err(e)) => {
+                // As nginx and HAProxy do: a failed upstream is the operator's business.
+                warn!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
+                let reason = if failed == Some(crate::retry::Failure::Connect) {
+                    "connect_failed"
+                } else {
+                    "backend_failed"
+                };
+                return failure(StatusCode::BAD_GATEWAY, reason, "strait: backend failed\n");
+            }
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return match (client_upgrade, upgrade) {
+                (Some(client), Some(_)) => {
+                    crate::upgrade::join(client, client_version, response, shared.limits)
+                }
+                _ => local(
+                    StatusCode::BAD_GATEWAY,
+                    "strait: backend switched protocols unasked\n",
+                ),
+            };
+        }
+        strip_hop_by_hop(response.headers_mut());
+        if let Some(ops) = &backend.response_headers {
+            ops.apply(response.headers_mut());
+        }
+        if let Some(ops) = &rule.response_headers {
+            ops.apply(response.headers_mut());
+        }
+        return response.map(Either::Left);
     }
-    strip_hop_by_hop(response.headers_mut());
-    if let Some(ops) = &backend.response_headers {
-        ops.apply(response.headers_mut());
-    }
-    if let Some(ops) = &rule.response_headers {
-        ops.apply(response.headers_mut());
-    }
-    response.map(Either::Left)
 }
 
 /// Fire-and-forget copy of the request; its body is teed from the main one.

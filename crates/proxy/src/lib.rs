@@ -17,6 +17,7 @@ pub mod listeners;
 pub mod mesh;
 pub mod metrics;
 pub mod reload;
+pub mod retry;
 mod run;
 pub mod splice;
 pub mod tee;

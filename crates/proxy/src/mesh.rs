@@ -72,6 +72,7 @@ fn rule_to(label: &Arc<str>, cluster: Cluster) -> Arc<Rule> {
         }],
         total_weight: 1,
         timeouts: Timeouts::default(),
+        retry: None,
     })
 }
 

@@ -29,6 +29,12 @@ pub struct TcpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub route: Arc<str>,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -66,6 +72,7 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     pub tcp: Family<TcpLabels, Counter>,
     pub tls_errors: Family<ReasonLabels, Counter>,
+    pub retries: Family<RetryLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -118,6 +125,12 @@ impl Metrics {
             "TLS handshakes refused or failed, by reason",
             tls_errors.clone(),
         );
+        let retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "retries",
+            "Retries made, by route and why (connect, backend, timeout, status), and retries the budget refused (budget_exhausted)",
+            retries.clone(),
+        );
         Metrics {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry,
@@ -127,7 +140,17 @@ impl Metrics {
             reloads,
             tcp,
             tls_errors,
+            retries,
         }
+    }
+
+    pub fn retry(&self, route: &Arc<str>, reason: &'static str) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                route: route.clone(),
+                reason,
+            })
+            .inc();
     }
 
     pub fn tcp(&self, listener: &Arc<str>, route: &Arc<str>, result: &'static str) {

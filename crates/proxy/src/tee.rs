@@ -1,4 +1,5 @@
-//! Request bodies that feed mirrors as they stream to the main backend.
+//! Request bodies that feed mirrors as they stream to the main backend,
+//! and bodies read whole so that a retry can send them again.
 //!
 //! Each data frame is handed to every mirror through a small bounded
 //! channel. A mirror that falls behind is cut off (its request fails) rather
@@ -35,6 +36,8 @@ enum Kind {
         rx: mpsc::Receiver<Bytes>,
         cut: Arc<AtomicBool>,
     },
+    /// A body read whole (for retries): sent as one frame.
+    Whole(Option<Bytes>),
     Empty,
 }
 
@@ -46,10 +49,16 @@ impl UpstreamBody {
         })
     }
 
+    /// A body already read whole; cheap to copy for another try.
+    pub fn whole(bytes: Bytes) -> Self {
+        UpstreamBody(Kind::Whole((!bytes.is_empty()).then_some(bytes)))
+    }
+
     /// A copy of this body for a mirror. Bodies already at their end (GET and
     /// the like) give an empty copy.
     pub fn mirror(&mut self) -> UpstreamBody {
         match &mut self.0 {
+            Kind::Whole(bytes) => UpstreamBody(Kind::Whole(bytes.clone())),
             Kind::Main { inner, copies } if !inner.is_end_stream() => {
                 let (tx, rx) = mpsc::channel(MIRROR_BUFFER_FRAMES);
                 let cut = Arc::new(AtomicBool::new(false));
@@ -129,6 +138,7 @@ impl Body for UpstreamBody {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            Kind::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Empty => Poll::Ready(None),
         }
     }
@@ -137,6 +147,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             Kind::Main { inner, .. } => inner.is_end_stream(),
             Kind::Mirror { .. } => false,
+            Kind::Whole(bytes) => bytes.is_none(),
             Kind::Empty => true,
         }
     }
@@ -145,6 +156,9 @@ impl Body for UpstreamBody {
         match &self.0 {
             Kind::Main { inner, .. } => inner.size_hint(),
             Kind::Mirror { .. } => SizeHint::default(),
+            Kind::Whole(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
             Kind::Empty => SizeHint::with_exact(0),
         }
     }

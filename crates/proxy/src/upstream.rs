@@ -267,10 +267,39 @@ pub struct PoolKey {
     pub tls: u64,
 }
 
+/// No connection could be made: nothing of the request was sent.
+#[derive(Debug)]
+pub struct ConnectError(String);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Did the request fail before anything was sent?
+pub fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<ConnectError>().is_some()
+}
+
 async fn dial(endpoint: SocketAddr) -> Result<tokio::net::TcpStream, BoxError> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(endpoint))
-        .await
-        .map_err(|_| format!("connecting to {endpoint} timed out"))??;
+    let stream =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(endpoint)).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(Box::new(ConnectError(format!(
+                    "connecting to {endpoint}: {e}"
+                ))))
+            }
+            Err(_) => {
+                return Err(Box::new(ConnectError(format!(
+                    "connecting to {endpoint} timed out"
+                ))))
+            }
+        };
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }

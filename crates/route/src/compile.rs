@@ -673,6 +673,20 @@ pub(crate) fn compile_rules(
             })
             .unwrap_or_default();
         let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
+        let retry = rule.retry.as_ref().map(|r| crate::RetryPolicy {
+            codes: r
+                .codes
+                .iter()
+                .filter_map(|c| u16::try_from(*c).ok())
+                .collect(),
+            attempts: r.attempts.and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
+            backoff: r
+                .backoff
+                .as_deref()
+                .and_then(|b| duration::parse(b).ok())
+                .unwrap_or(crate::retry::DEFAULT_BACKOFF),
+            budget: Default::default(),
+        });
         out.push((
             matches,
             Arc::new(Rule {
@@ -686,6 +700,7 @@ pub(crate) fn compile_rules(
                 backends,
                 total_weight,
                 timeouts,
+                retry,
             }),
         ));
     }

@@ -111,6 +111,7 @@ pub(crate) fn to_http(spec: &GrpcRouteSpec) -> Result<HttpRouteSpec, Vec<Finding
             filters: rule.filters.clone(),
             backend_refs: rule.backend_refs.clone(),
             timeouts: None,
+            retry: None,
         });
     }
     if !out.is_empty() {

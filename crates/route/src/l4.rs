@@ -83,6 +83,7 @@ fn convert(
                 filters: vec![],
                 backend_refs: r.backend_refs.iter().map(backend).collect(),
                 timeouts: None,
+                retry: None,
             })
             .collect(),
     })

@@ -86,6 +86,7 @@ pub struct Rule {
     pub backends: Vec<WeightedBackend>,
     pub total_weight: u64,
     pub timeouts: Timeouts,
+    pub retry: Option<crate::RetryPolicy>,
 }
 
 impl Rule {

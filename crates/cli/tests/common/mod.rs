@@ -88,9 +88,15 @@ pub struct Echo {
 }
 
 pub fn echo(service: &str, pod: &str) -> Echo {
+    echo_with(service, pod, &[])
+}
+
+/// An echo with extra flags (`--fail-every N`, say).
+pub fn echo_with(service: &str, pod: &str, extra: &[&str]) -> Echo {
     let mut child = Command::new(STRAIT)
         .args(["echo", "--listen", "127.0.0.1:0", "--namespace", "default"])
         .args(["--service", service, "--pod", pod])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
