@@ -48,6 +48,9 @@ enum Command {
         /// Answer every N-th HTTP request with 503 (a test aid; 0: never).
         #[arg(long, default_value_t = 0)]
         fail_every: u64,
+        /// Wait this long before every HTTP answer (a test aid).
+        #[arg(long, default_value = "0s", value_parser = go_duration)]
+        delay: Duration,
     },
     /// Run the reference shop's edge on 127.0.0.1 with echo backends.
     Demo,
@@ -192,9 +195,11 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             service,
             pod,
             fail_every,
+            delay,
         } => {
             let info = Arc::new(strait_echo::EchoInfo {
                 fail_every,
+                delay,
                 ..strait_echo::EchoInfo::new(&namespace, &service, &pod)
             });
             runtime(None)?.block_on(async move {

@@ -14,6 +14,7 @@ pub mod l4route;
 mod load;
 pub mod meta;
 mod problem;
+pub mod traffic;
 pub mod validate;
 
 pub use load::{load_dir, parse_text, Document, Flat, Object, Resource, ResourceSet};

@@ -8,6 +8,7 @@ use crate::httproute::HttpRouteSpec;
 use crate::l4route::{TcpRouteSpec, TlsRouteSpec};
 use crate::meta::ObjectMeta;
 use crate::problem::{Problem, Source};
+use crate::traffic::BackendTrafficPolicySpec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,6 +46,7 @@ pub enum Resource {
     TcpRoute(Object<TcpRouteSpec>),
     ReferenceGrant(Object<ReferenceGrantSpec>),
     BackendTlsPolicy(Object<BackendTlsPolicySpec>),
+    BackendTrafficPolicy(Object<BackendTrafficPolicySpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
@@ -63,6 +65,7 @@ impl Resource {
             Resource::TcpRoute(o) => &o.metadata,
             Resource::ReferenceGrant(o) => &o.metadata,
             Resource::BackendTlsPolicy(o) => &o.metadata,
+            Resource::BackendTrafficPolicy(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
@@ -81,6 +84,7 @@ impl Resource {
             Resource::TcpRoute(_) => "TCPRoute",
             Resource::ReferenceGrant(_) => "ReferenceGrant",
             Resource::BackendTlsPolicy(_) => "BackendTLSPolicy",
+            Resource::BackendTrafficPolicy(_) => "BackendTrafficPolicy",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
@@ -249,6 +253,9 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         (_, _, "GRPCRoute") if gateway_api => typed(source, prefix, value, Resource::GrpcRoute),
         (_, _, "TLSRoute") if gateway_api_l4 => typed(source, prefix, value, Resource::TlsRoute),
         (_, _, "TCPRoute") if gateway_api_l4 => typed(source, prefix, value, Resource::TcpRoute),
+        ("policy.strait.dev", "v1alpha1", "BackendTrafficPolicy") => {
+            typed(source, prefix, value, Resource::BackendTrafficPolicy)
+        }
         (_, "v1" | "v1alpha3", "BackendTLSPolicy") if group == "gateway.networking.k8s.io" => {
             typed(source, prefix, value, Resource::BackendTlsPolicy)
         }

@@ -74,6 +74,8 @@ pub struct EchoInfo {
     /// Every this-many-th HTTP request is answered `503` (0: never), so
     /// tests have an endpoint that fails a known share of its requests.
     pub fail_every: u64,
+    /// Every HTTP answer waits this long first (a slow endpoint for tests).
+    pub delay: std::time::Duration,
 }
 
 impl EchoInfo {
@@ -85,6 +87,7 @@ impl EchoInfo {
             served: Default::default(),
             received_bytes: Default::default(),
             fail_every: 0,
+            delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -235,6 +238,9 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoRes
         return switched;
     }
     let (parts, body) = req.into_parts();
+    if !info.delay.is_zero() {
+        tokio::time::sleep(info.delay).await;
+    }
     if let Some(delay) = parts
         .uri
         .query()

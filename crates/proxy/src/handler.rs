@@ -344,19 +344,22 @@ async fn forward(
                 );
             }
         };
+        if let Err(breaker) = cluster.admit() {
+            return crate::balance::overflow(shared, cluster, breaker);
+        }
         // A retry goes to an endpoint not tried yet when there is one, as
         // Envoy's previous-hosts predicate does.
-        let pick = (0..cluster.endpoints.len().max(1))
-            .filter_map(|_| cluster.next_endpoint())
-            .find(|(e, _)| !tried.contains(e))
-            .or_else(|| cluster.next_endpoint());
-        let Some((endpoint, authority)) = pick else {
+        let hash = crate::balance::hash_key(&cluster.traffic.lb, &parts.headers);
+        let Some(index) = cluster.choose(hash, &tried) else {
+            cluster.release();
             return failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_endpoints",
                 "strait: no ready endpoints\n",
             );
         };
+        let (endpoint, authority) = cluster.endpoint(index);
+        let in_flight = crate::balance::InFlight::begin(cluster, index);
         if retry.is_some() {
             tried.push(endpoint);
         }
@@ -393,6 +396,14 @@ async fn forward(
                 .filter(|p| p.codes.contains(&r.status().as_u16()))
                 .map(|_| crate::retry::Failure::Status),
         };
+        let server_error = match &result {
+            Some(Ok(r)) => r.status().is_server_error(),
+            _ => true,
+        };
+        if in_flight.finish(server_error) {
+            warn!(cluster = cluster.name, %endpoint, "endpoint ejected after consecutive failures");
+            shared.metrics.ejection(&cluster.name);
+        }
         if let (Some(why), Some(policy)) = (failed, retry) {
             let again = tries < policy.attempts && replay.is_some() && why.retriable(&parts.method);
             if again && policy.budget.try_retry() {

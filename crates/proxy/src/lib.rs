@@ -9,6 +9,7 @@
 //! keeps the snapshot it started with until it ends.
 
 pub mod admin;
+pub mod balance;
 pub mod grpc;
 pub mod handler;
 mod headers;

@@ -35,6 +35,11 @@ pub struct RetryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -73,6 +78,8 @@ pub struct Metrics {
     pub tcp: Family<TcpLabels, Counter>,
     pub tls_errors: Family<ReasonLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
+    pub overflows: Family<ClusterLabels, Counter>,
+    pub ejections: Family<ClusterLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -131,6 +138,18 @@ impl Metrics {
             "Retries made, by route and why (connect, backend, timeout, status), and retries the budget refused (budget_exhausted)",
             retries.clone(),
         );
+        let overflows = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "breaker_overflows",
+            "Requests answered 503 because the cluster's circuit breaker was full",
+            overflows.clone(),
+        );
+        let ejections = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection",
+            ejections.clone(),
+        );
         Metrics {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry,
@@ -141,7 +160,25 @@ impl Metrics {
             tcp,
             tls_errors,
             retries,
+            overflows,
+            ejections,
         }
+    }
+
+    pub fn overflow(&self, cluster: &str) {
+        self.overflows
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn ejection(&self, cluster: &str) {
+        self.ejections
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
+            })
+            .inc();
     }
 
     pub fn retry(&self, route: &Arc<str>, reason: &'static str) {

@@ -1,7 +1,6 @@
 //! Backends: Services resolved to endpoint addresses through EndpointSlices.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use strait_config::core::SERVICE_NAME_LABEL;
 use strait_config::{Document, Resource};
@@ -26,8 +25,11 @@ pub struct Cluster {
     /// TLS to the endpoints, from a BackendTLSPolicy.
     #[serde(serialize_with = "tls_policy")]
     pub tls: Option<Arc<crate::UpstreamTls>>,
+    /// Balancing, breaker and outlier settings, from a BackendTrafficPolicy.
     #[serde(skip)]
-    next: AtomicUsize,
+    pub traffic: crate::balance::Traffic,
+    #[serde(skip)]
+    scores: crate::balance::Scores,
 }
 
 fn tls_policy<S: serde::Serializer>(
@@ -53,21 +55,69 @@ impl Cluster {
             .collect();
         Cluster {
             name,
+            scores: crate::balance::Scores::new(endpoints.len()),
             endpoints,
             authorities,
             protocol,
             tls,
-            next: AtomicUsize::new(0),
+            traffic: Default::default(),
         }
     }
 
-    /// Round-robin over the ready endpoints: the address and its authority.
+    pub fn with_traffic(mut self, traffic: crate::balance::Traffic) -> Self {
+        self.traffic = traffic;
+        self
+    }
+
+    /// Round-robin over the ready endpoints not ejected: the address and
+    /// its authority (mirrors, TCP, tunnels).
     pub fn next_endpoint(&self) -> Option<(SocketAddr, &http::uri::Authority)> {
-        if self.endpoints.is_empty() || self.authorities.len() != self.endpoints.len() {
+        if self.authorities.len() != self.endpoints.len() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        let i = self.scores.round_robin(&|_| false)?;
         Some((self.endpoints[i], &self.authorities[i]))
+    }
+
+    /// An endpoint for a request by the cluster's balancing policy, keyed
+    /// by `hash` for consistent hashing, avoiding `tried` endpoints.
+    pub fn choose(&self, hash: Option<u64>, tried: &[SocketAddr]) -> Option<usize> {
+        if self.authorities.len() != self.endpoints.len() {
+            return None;
+        }
+        let avoid = |i: usize| tried.contains(&self.endpoints[i]);
+        self.scores.choose(&self.traffic.lb, hash, &avoid)
+    }
+
+    pub fn endpoint(&self, i: usize) -> (SocketAddr, &http::uri::Authority) {
+        (self.endpoints[i], &self.authorities[i])
+    }
+
+    /// Takes a slot under the circuit breaker; `Err` names the breaker.
+    pub fn admit(&self) -> Result<(), &crate::balance::Breaker> {
+        let max = self.traffic.breaker.as_ref().map(|b| b.max_requests);
+        match (self.scores.admit(max), &self.traffic.breaker) {
+            (false, Some(b)) => Err(b),
+            _ => Ok(()),
+        }
+    }
+
+    /// A request to endpoint `i` begins (after [`Cluster::admit`]).
+    pub fn begin(&self, i: usize) {
+        self.scores.begin(i);
+    }
+
+    /// It ended after `rtt`, failed or not; true when that ejected it.
+    pub fn end(&self, i: usize, rtt: std::time::Duration, failed: bool) -> bool {
+        self.scores.end(i);
+        self.scores
+            .record(i, rtt, failed, self.traffic.outlier.as_ref())
+    }
+
+    /// Gives back a breaker slot taken by [`Cluster::admit`] for a request
+    /// that never reached an endpoint.
+    pub fn release(&self) {
+        self.scores.release();
     }
 }
 
@@ -191,6 +241,8 @@ impl<'a> Resolver<'a> {
         }
         endpoints.sort();
         endpoints.dedup();
+        let traffic =
+            crate::traffic::for_service(self.docs, namespace, name, service_port.name.as_deref());
         let tls = crate::backend_tls::for_service(
             self.docs,
             namespace,
@@ -199,12 +251,15 @@ impl<'a> Resolver<'a> {
             protocol == UpstreamProtocol::H2c,
         )
         .transpose()?;
-        Ok(Arc::new(Cluster::new(
-            format!("{namespace}/{name}:{port}"),
-            endpoints,
-            protocol,
-            tls,
-        )))
+        Ok(Arc::new(
+            Cluster::new(
+                format!("{namespace}/{name}:{port}"),
+                endpoints,
+                protocol,
+                tls,
+            )
+            .with_traffic(traffic),
+        ))
     }
 }
 

@@ -314,6 +314,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
             .entry(l.spec.hostname.as_deref(), move || routes);
     }
     snapshot.mesh = mesh.finish();
+    crate::traffic::problems(docs, &mut problems);
     snapshot.policies = crate::backend_tls::policy_statuses(docs, &mut problems);
     let mut clusters: Vec<_> = resolver.clusters().cloned().collect();
     clusters.sort_by(|a, b| a.name.cmp(&b.name));

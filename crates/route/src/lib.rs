@@ -5,6 +5,7 @@
 
 mod backend;
 mod backend_tls;
+mod balance;
 mod compile;
 mod filter;
 mod grpc;
@@ -16,9 +17,11 @@ mod retry;
 mod snapshot;
 mod status;
 mod tls;
+mod traffic;
 
 pub use backend::{BackendTarget, Cluster, UpstreamProtocol, WeightedBackend};
 pub use backend_tls::UpstreamTls;
+pub use balance::{Breaker, HashKey, LbKind, Traffic};
 pub use compile::{compile, CompileOptions};
 pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
 pub use hosts::{normalize_host, HostTable};

@@ -1,0 +1,51 @@
+//! `BackendTrafficPolicy` (policy.strait.dev/v1alpha1): how strait spreads
+//! and protects calls to a Service where Gateway API has no field for it —
+//! load balancing, a circuit breaker, outlier detection. Attached to
+//! Services with `targetRefs`, in the Service's namespace.
+
+use crate::backendtls::PolicyTargetRef;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendTrafficPolicySpec {
+    pub target_refs: Vec<PolicyTargetRef>,
+    pub load_balancer: Option<LoadBalancer>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadBalancer {
+    /// `PeakEWMA` (the default), `RoundRobin`, `LeastRequest` or `ConsistentHash`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `ConsistentHash`: what a session is keyed on.
+    pub consistent_hash: Option<HashOn>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HashOn {
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Requests in flight to the Service at once; more are answered 503.
+    pub max_requests: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutlierDetection {
+    /// Consecutive 5xx answers or failed connections that eject an endpoint.
+    pub consecutive_failures: Option<u32>,
+    /// The first ejection's length; each later one is longer by as much.
+    pub base_ejection_time: Option<String>,
+    /// Most endpoints out at once, in percent (at least one may always go).
+    pub max_ejection_percent: Option<u32>,
+}
