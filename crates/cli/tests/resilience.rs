@@ -413,3 +413,73 @@ async fn peak_ewma_prefers_the_fast_endpoint_and_hashing_is_sticky() {
     }
     assert!(chosen.len() >= 2, "sessions spread over pods: {chosen:?}");
 }
+
+#[tokio::test]
+async fn fault_injection_delays_and_aborts_a_share() {
+    let a = echo("pay", "pay-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    let fault = |name: &str| {
+        format!(
+            "    filters: [{{type: ExtensionRef, extensionRef: {{group: policy.strait.dev, kind: FaultInjection, name: {name}}}}}]\n"
+        )
+    };
+    let yaml = gateway_yaml(port)
+        + &service("pay", &[a.port])
+        + &route("abort", "/abort", "pay", &fault("half-abort"))
+        + &route("delay", "/delay", "pay", &fault("slow"))
+        + &route("broken", "/broken", "pay", &fault("missing"))
+        + r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: FaultInjection
+metadata: {name: half-abort}
+spec: {abort: {httpStatus: 503, percentage: 50}}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: FaultInjection
+metadata: {name: slow}
+spec: {delay: {fixedDelay: 150ms}}
+"#;
+    dir.write("all.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+
+    let mut aborted = 0;
+    for _ in 0..400 {
+        let r = send(get(port, "h", "/abort")).await.expect("answer");
+        match r.status {
+            200 => {}
+            503 => {
+                assert_eq!(r.headers["x-strait-reason"], "fault_injected");
+                aborted += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    eprintln!("fault: {aborted} of 400 aborted");
+    assert!(
+        (150..=250).contains(&aborted),
+        "{aborted} of 400 aborted at 50 %"
+    );
+
+    let started = Instant::now();
+    assert_eq!(
+        send(get(port, "h", "/delay")).await.expect("answer").status,
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    let r = send(get(port, "h", "/broken")).await.expect("answer");
+    assert_eq!(
+        (
+            r.status,
+            r.headers["x-strait-reason"].to_str().unwrap_or("")
+        ),
+        (500, "fault_unresolved")
+    );
+    assert!(
+        gw.logs()
+            .contains("FaultInjection default/missing not found"),
+        "{}",
+        gw.logs()
+    );
+}

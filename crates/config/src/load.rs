@@ -8,7 +8,7 @@ use crate::httproute::HttpRouteSpec;
 use crate::l4route::{TcpRouteSpec, TlsRouteSpec};
 use crate::meta::ObjectMeta;
 use crate::problem::{Problem, Source};
-use crate::traffic::BackendTrafficPolicySpec;
+use crate::traffic::{BackendTrafficPolicySpec, FaultInjectionSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,6 +47,7 @@ pub enum Resource {
     ReferenceGrant(Object<ReferenceGrantSpec>),
     BackendTlsPolicy(Object<BackendTlsPolicySpec>),
     BackendTrafficPolicy(Object<BackendTrafficPolicySpec>),
+    FaultInjection(Object<FaultInjectionSpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
@@ -66,6 +67,7 @@ impl Resource {
             Resource::ReferenceGrant(o) => &o.metadata,
             Resource::BackendTlsPolicy(o) => &o.metadata,
             Resource::BackendTrafficPolicy(o) => &o.metadata,
+            Resource::FaultInjection(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
@@ -85,6 +87,7 @@ impl Resource {
             Resource::ReferenceGrant(_) => "ReferenceGrant",
             Resource::BackendTlsPolicy(_) => "BackendTLSPolicy",
             Resource::BackendTrafficPolicy(_) => "BackendTrafficPolicy",
+            Resource::FaultInjection(_) => "FaultInjection",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
@@ -255,6 +258,9 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         (_, _, "TCPRoute") if gateway_api_l4 => typed(source, prefix, value, Resource::TcpRoute),
         ("policy.strait.dev", "v1alpha1", "BackendTrafficPolicy") => {
             typed(source, prefix, value, Resource::BackendTrafficPolicy)
+        }
+        ("policy.strait.dev", "v1alpha1", "FaultInjection") => {
+            typed(source, prefix, value, Resource::FaultInjection)
         }
         (_, "v1" | "v1alpha3", "BackendTLSPolicy") if group == "gateway.networking.k8s.io" => {
             typed(source, prefix, value, Resource::BackendTlsPolicy)

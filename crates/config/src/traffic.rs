@@ -49,3 +49,29 @@ pub struct OutlierDetection {
     /// Most endpoints out at once, in percent (at least one may always go).
     pub max_ejection_percent: Option<u32>,
 }
+
+/// `FaultInjection` (policy.strait.dev/v1alpha1), used from an HTTPRoute
+/// rule as an `ExtensionRef` filter: delays or aborts a share of the
+/// rule's requests, to test how callers cope.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultInjectionSpec {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultDelay {
+    pub fixed_delay: String,
+    /// Share of requests delayed, 0-100 (default 100).
+    pub percentage: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultAbort {
+    pub http_status: u16,
+    /// Share of requests aborted, 0-100 (default 100).
+    pub percentage: Option<f64>,
+}

@@ -313,7 +313,22 @@ fn filters(
         }
         match *kind {
             "ExtensionRef" => {
-                out.push((fp("type"), "ExtensionRef filters are not supported".into()))
+                let r = filter.extension_ref.as_ref();
+                let field = |k: &str| r.and_then(|v| v.get(k)).and_then(|v| v.as_str());
+                let known = field("group") == Some("policy.strait.dev")
+                    && field("kind") == Some("FaultInjection")
+                    && field("name").is_some_and(|n| !n.is_empty());
+                if !known {
+                    out.push((
+                        fp("extensionRef"),
+                        "strait knows one extension filter: {group: policy.strait.dev, kind: FaultInjection, name: ...}".into(),
+                    ));
+                } else if !rule_level {
+                    out.push((
+                        fp("type"),
+                        "FaultInjection applies to a rule, not a backendRef".into(),
+                    ));
+                }
             }
             "RequestHeaderModifier" => header_filter(
                 filter.request_header_modifier.as_ref(),

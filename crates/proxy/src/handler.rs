@@ -206,6 +206,28 @@ async fn route_request(
         return (r, listener, route);
     }
     drop(host);
+    if let Some(fault) = &matched.rule.fault {
+        let fault = match fault {
+            Ok(f) => f,
+            Err(_) => {
+                let r = failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "fault_unresolved",
+                    "strait: the route's extension filter cannot be resolved\n",
+                );
+                return (r, listener, route);
+            }
+        };
+        let (delay, abort) = fault.decide(fastrand::u32(..1_000_000), fastrand::u32(..1_000_000));
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(status) = abort {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let r = failure(status, "fault_injected", "strait: fault injected\n");
+            return (r, listener, route);
+        }
+    }
     let forward = forward(shared, conn, &matched, req);
     let response = match matched.rule.timeouts.request {
         Some(limit) => match tokio::time::timeout(limit, forward).await {

@@ -73,6 +73,7 @@ fn rule_to(label: &Arc<str>, cluster: Cluster) -> Arc<Rule> {
         total_weight: 1,
         timeouts: Timeouts::default(),
         retry: None,
+        fault: None,
     })
 }
 

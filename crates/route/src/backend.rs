@@ -155,6 +155,10 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    pub fn docs(&self) -> &'a [Document] {
+        self.docs
+    }
+
     pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
         self.cache.values().filter_map(|r| r.as_ref().ok())
     }

@@ -674,6 +674,15 @@ pub(crate) fn compile_rules(
             })
             .unwrap_or_default();
         let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
+        let fault = crate::fault::of_rule(resolver.docs(), ns, &rule.filters);
+        if let Some(Err(msg)) = &fault {
+            fail(
+                &doc.source,
+                format!("spec.rules[{r}].filters"),
+                "InvalidKind",
+                msg.clone(),
+            );
+        }
         let retry = rule.retry.as_ref().map(|r| crate::RetryPolicy {
             codes: r
                 .codes
@@ -702,6 +711,7 @@ pub(crate) fn compile_rules(
                 total_weight,
                 timeouts,
                 retry,
+                fault,
             }),
         ));
     }

@@ -212,6 +212,7 @@ impl MeshBuilder {
                     total_weight: 1,
                     timeouts: Timeouts::default(),
                     retry: None,
+                    fault: None,
                 });
                 table.services.insert(
                     (ns.to_string(), name.to_string(), port),

@@ -87,6 +87,8 @@ pub struct Rule {
     pub total_weight: u64,
     pub timeouts: Timeouts,
     pub retry: Option<crate::RetryPolicy>,
+    /// Fault injection, or why the rule's FaultInjection cannot apply (500).
+    pub fault: Option<Result<crate::Fault, String>>,
 }
 
 impl Rule {
