@@ -28,6 +28,9 @@ enum Command {
     /// Run as a workload's sidecar: inbound to the workload, outbound for
     /// its calls (explicit mode: the workload's HTTP_PROXY).
     Proxy(ProxyArgs),
+    /// Install the iptables rules that capture a pod's TCP for its sidecar
+    /// (what a sidecar's init container runs; needs NET_ADMIN).
+    ProxyInit(ProxyInitArgs),
     /// Validate a folder of manifests without serving; exit 1 on errors.
     Check {
         /// Folder of *.yaml / *.yml manifests.
@@ -90,6 +93,26 @@ struct ProxyArgs {
     /// Destinations that are not Services: `passthrough` or `refuse`.
     #[arg(long, default_value = "passthrough", value_parser = ["passthrough", "refuse"])]
     outbound_unknown: String,
+}
+
+#[derive(clap::Args)]
+struct ProxyInitArgs {
+    /// The sidecar's UID: its own traffic is never captured.
+    #[arg(long, default_value_t = 1337)]
+    proxy_uid: u32,
+    #[arg(long, default_value_t = 15006)]
+    inbound_port: u16,
+    #[arg(long, default_value_t = 15001)]
+    outbound_port: u16,
+    /// Inbound ports left alone (the sidecar's admin port, say), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    exclude_inbound_ports: Vec<u16>,
+    /// Outbound ports left alone, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    exclude_outbound_ports: Vec<u16>,
+    /// Print the rules instead of installing them.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Flags of every serving role.
@@ -185,6 +208,23 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             runtime(workers)?.block_on(strait_proxy::run(opts, std::future::pending()))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::ProxyInit(args) => {
+            let rules = strait_proxy::capture::CaptureRules {
+                proxy_uid: args.proxy_uid,
+                inbound_port: args.inbound_port,
+                outbound_port: args.outbound_port,
+                exclude_inbound: args.exclude_inbound_ports,
+                exclude_outbound: args.exclude_outbound_ports,
+            }
+            .iptables_restore();
+            if args.dry_run {
+                print!("{rules}");
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            install_rules(&rules)?;
+            eprintln!("strait proxy-init: capture rules installed");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Check {
             dir,
             controller_name,
@@ -240,4 +280,25 @@ impl ServeArgs {
             sidecar,
         }
     }
+}
+
+/// Feeds the rules to `iptables-restore --noflush` (one atomic change).
+fn install_rules(rules: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("iptables-restore")
+        .arg("--noflush")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running iptables-restore (is iptables installed?)")?;
+    child
+        .stdin
+        .take()
+        .context("iptables-restore stdin")?
+        .write_all(rules.as_bytes())?;
+    let status = child.wait()?;
+    anyhow::ensure!(
+        status.success(),
+        "iptables-restore refused the rules ({status})"
+    );
+    Ok(())
 }

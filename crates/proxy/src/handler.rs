@@ -37,6 +37,8 @@ pub struct ConnInfo {
     /// The TLS server name the client asked for, lower-cased.
     pub sni: Option<String>,
     pub role: crate::mesh::Role,
+    /// Where a captured (transparent) connection was going.
+    pub original_dst: Option<SocketAddr>,
 }
 
 fn unmatched() -> Arc<str> {
@@ -149,19 +151,31 @@ async fn route_request(
     let matched = match (conn.role, sidecar) {
         (Role::Inbound, Some(sidecar)) => sidecar.inbound(),
         (Role::Outbound, Some(sidecar)) => {
-            match snapshot
-                .mesh
-                .route(&host, port, &sidecar.options.namespace, &view)
-            {
+            // A captured connection names its Service by the address it
+            // was going to (a ClusterIP), else by its Host, on that port.
+            let ns = &sidecar.options.namespace;
+            let (target, port) = match conn.original_dst {
+                Some(dst) => {
+                    let ip = dst.ip().to_string();
+                    match snapshot.mesh.service_of(&ip, ns) {
+                        Some(_) => (std::borrow::Cow::Owned(ip), dst.port()),
+                        None => (std::borrow::Cow::Borrowed(&*host), dst.port()),
+                    }
+                }
+                None => (std::borrow::Cow::Borrowed(&*host), port),
+            };
+            match snapshot.mesh.route(&target, port, ns, &view) {
                 MeshLookup::Route(m) => m,
                 MeshLookup::NoRule => return no_route(),
-                MeshLookup::Unknown => match crate::mesh::passthrough(sidecar, &host, port).await {
-                    Ok(p) => {
-                        passthrough = p;
-                        passthrough.matched()
+                MeshLookup::Unknown => {
+                    match crate::mesh::passthrough(sidecar, &host, port, conn.original_dst).await {
+                        Ok(p) => {
+                            passthrough = p;
+                            passthrough.matched()
+                        }
+                        Err(r) => return (r, unmatched(), unmatched()),
                     }
-                    Err(r) => return (r, unmatched(), unmatched()),
-                },
+                }
             }
         }
         _ => {

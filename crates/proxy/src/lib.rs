@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod capture;
 pub mod grpc;
 pub mod handler;
 mod headers;

@@ -232,8 +232,11 @@ async fn accept_loop(
         let port = port.clone();
         tokio::spawn(async move {
             match &*port.mode.load_full() {
+                PortMode::Http if port.role == crate::mesh::Role::Outbound => {
+                    outbound(&port, client, stream).await
+                }
                 PortMode::Http => {
-                    let info = conn_info(&port, client, "http", None);
+                    let info = conn_info(&port, client, "http", None, None);
                     serve_connection(TokioIo::new(stream), info, &port).await;
                 }
                 PortMode::Https(port_tls) => {
@@ -241,7 +244,7 @@ async fn accept_loop(
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(port_tls, stream)).await;
                     match handshake {
                         Ok(Ok((tls, sni))) => {
-                            let info = conn_info(&port, client, "https", sni);
+                            let info = conn_info(&port, client, "https", sni, None);
                             serve_connection(TokioIo::new(tls), info, &port).await;
                         }
                         Ok(Err(e)) => {
@@ -292,11 +295,30 @@ async fn handshake(
     Ok((tls, sni))
 }
 
+/// A connection to a sidecar's outbound listener: explicit (made to the
+/// listener itself) or captured, in which case its protocol decides
+/// between the HTTP path and opaque TCP.
+async fn outbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream) {
+    let original = crate::capture::original_dst(&stream);
+    if let Some(dst) = original {
+        let opaque = crate::capture::OPAQUE_PORTS.contains(&dst.port())
+            || port.shared.snapshot.load().mesh.opaque(dst)
+            || crate::capture::sniff(&stream).await == crate::capture::Sniffed::Opaque;
+        if opaque {
+            crate::mesh::tcp(port.shared.clone(), client, stream, dst).await;
+            return;
+        }
+    }
+    let info = conn_info(port, client, "http", None, original);
+    serve_connection(TokioIo::new(stream), info, port).await;
+}
+
 fn conn_info(
     port: &Port,
     client: SocketAddr,
     scheme: &'static str,
     sni: Option<String>,
+    original_dst: Option<SocketAddr>,
 ) -> Arc<ConnInfo> {
     Arc::new(ConnInfo {
         listen: port.key,
@@ -305,6 +327,7 @@ fn conn_info(
         scheme,
         sni,
         role: port.role,
+        original_dst,
     })
 }
 

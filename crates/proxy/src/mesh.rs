@@ -8,7 +8,7 @@
 //! table (GAMMA); anything else is passed through to the host it names, or
 //! refused (`--outbound-unknown refuse`, 502 like Istio's REGISTRY_ONLY).
 
-use crate::handler::{local, ResponseBody};
+use crate::handler::{failure, local, ResponseBody};
 use crate::splice::splice;
 use crate::Shared;
 use http::{Request, Response, StatusCode};
@@ -140,13 +140,18 @@ async fn resolve_unknown(
     }
 }
 
-/// An HTTP request to a destination that is not a Service.
+/// An HTTP request to a destination that is not a Service: to `original`
+/// (the captured connection's destination) or where DNS says `host` is.
 pub async fn passthrough(
     sidecar: &Sidecar,
     host: &str,
     port: u16,
+    original: Option<SocketAddr>,
 ) -> Result<Passthrough, Response<ResponseBody>> {
-    let addr = resolve_unknown(sidecar, host, port).await?;
+    let addr = match original {
+        Some(dst) if !sidecar.options.refuse_unknown => dst,
+        _ => resolve_unknown(sidecar, host, port).await?,
+    };
     let label: Arc<str> = Arc::from("passthrough");
     let cluster = Cluster::new(
         format!("passthrough|{host}:{port}"),
@@ -160,61 +165,108 @@ pub async fn passthrough(
     })
 }
 
+/// Where a byte stream to `host:port` goes: one endpoint of the Service
+/// (its default rule's weights) with the metric labels, or, for a
+/// destination that is no Service, `fallback` (the original destination
+/// of a captured connection) or what DNS says — unless passthrough is off.
+async fn tcp_target(
+    shared: &Shared,
+    sidecar: &Sidecar,
+    host: &str,
+    port: u16,
+    fallback: Option<SocketAddr>,
+) -> Result<(SocketAddr, Arc<str>, Arc<str>), Response<ResponseBody>> {
+    let snapshot = shared.snapshot.load_full();
+    if let Some(m) = snapshot
+        .mesh
+        .default_rule(host, port, &sidecar.options.namespace)
+    {
+        let endpoint = match m.rule.pick(fastrand::u64(..)).map(|b| &b.target) {
+            Some(BackendTarget::Cluster(c)) => c.next_endpoint().map(|(a, _)| a),
+            _ => None,
+        };
+        return endpoint
+            .map(|e| (e, m.listener.label.clone(), m.rule.route.clone()))
+            .ok_or_else(|| {
+                failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_endpoints",
+                    "strait: no ready endpoint\n",
+                )
+            });
+    }
+    drop(snapshot);
+    let addr = match fallback {
+        Some(dst) if !sidecar.options.refuse_unknown => dst,
+        _ => resolve_unknown(sidecar, host, port).await?,
+    };
+    Ok((addr, Arc::from("passthrough"), Arc::from("passthrough")))
+}
+
+/// A captured connection that is not HTTP (or is on an opaque port):
+/// carried as bytes to the Service's endpoint, or to where it was going.
+pub async fn tcp(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    stream: tokio::net::TcpStream,
+    dst: SocketAddr,
+) {
+    let Some(sidecar) = shared.sidecar.as_ref() else {
+        return;
+    };
+    let host = dst.ip().to_string();
+    let (target, listener, route) =
+        match tcp_target(&shared, sidecar, &host, dst.port(), Some(dst)).await {
+            Ok(t) => t,
+            Err(_) => {
+                debug!(%client, %dst, "opaque connection refused");
+                shared
+                    .metrics
+                    .tcp(&Arc::from("outbound"), &Arc::from("-"), "no_route");
+                return;
+            }
+        };
+    let upstream = match tokio::time::timeout(
+        crate::upstream::CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(target),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        _ => {
+            shared.metrics.tcp(&listener, &route, "connect_failed");
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let end = splice(stream, upstream, shared.limits).await;
+    debug!(%client, %dst, %target, ?end, "opaque connection ended");
+    shared.metrics.tcp(&listener, &route, end.label());
+}
+
 /// `CONNECT host:port` on the outbound listener: a byte tunnel to one
-/// endpoint of the Service (its default rule's weights), or passed through.
+/// endpoint of the Service, or passed through.
 pub async fn connect(
     shared: &Shared,
     sidecar: &Sidecar,
     mut req: Request<Incoming>,
 ) -> (Response<ResponseBody>, Arc<str>, Arc<str>) {
     let unmatched = || Arc::<str>::from("-");
-    let Some(authority) = req.uri().authority().cloned() else {
+    let Some((host, port)) = req
+        .uri()
+        .authority()
+        .and_then(|a| Some((strait_route::normalize_host(a.host()), a.port_u16()?)))
+    else {
         return (
             local(StatusCode::BAD_REQUEST, "strait: CONNECT needs host:port\n"),
             unmatched(),
             unmatched(),
         );
     };
-    let Some(port) = authority.port_u16() else {
-        return (
-            local(StatusCode::BAD_REQUEST, "strait: CONNECT needs host:port\n"),
-            unmatched(),
-            unmatched(),
-        );
+    let (target, listener, route) = match tcp_target(shared, sidecar, &host, port, None).await {
+        Ok(t) => t,
+        Err(r) => return (r, unmatched(), unmatched()),
     };
-    let host = strait_route::normalize_host(authority.host());
-    let snapshot = shared.snapshot.load_full();
-    let (target, listener, route) =
-        match snapshot
-            .mesh
-            .default_rule(&host, port, &sidecar.options.namespace)
-        {
-            Some(m) => {
-                let endpoint = match m.rule.pick(fastrand::u64(..)).map(|b| &b.target) {
-                    Some(BackendTarget::Cluster(c)) => c.next_endpoint().map(|(a, _)| a),
-                    _ => None,
-                };
-                let labels = (m.listener.label.clone(), m.rule.route.clone());
-                match endpoint {
-                    Some(e) => (e, labels.0, labels.1),
-                    None => {
-                        return (
-                            local(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "strait: no ready endpoint\n",
-                            ),
-                            labels.0,
-                            labels.1,
-                        )
-                    }
-                }
-            }
-            None => match resolve_unknown(sidecar, &host, port).await {
-                Ok(addr) => (addr, Arc::from("passthrough"), Arc::from("passthrough")),
-                Err(r) => return (r, unmatched(), unmatched()),
-            },
-        };
-    drop(snapshot);
     let upstream = match tokio::time::timeout(
         crate::upstream::CONNECT_TIMEOUT,
         tokio::net::TcpStream::connect(target),
@@ -224,7 +276,11 @@ pub async fn connect(
         Ok(Ok(s)) => s,
         _ => {
             return (
-                local(StatusCode::BAD_GATEWAY, "strait: backend failed\n"),
+                failure(
+                    StatusCode::BAD_GATEWAY,
+                    "connect_failed",
+                    "strait: backend failed\n",
+                ),
                 listener,
                 route,
             )

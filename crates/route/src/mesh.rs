@@ -30,6 +30,8 @@ pub struct MeshTable {
     services: HashMap<(String, String, u16), MeshService>,
     /// ClusterIP → (namespace, name).
     by_ip: HashMap<IpAddr, (String, String)>,
+    /// ClusterIP:port of Service ports whose `appProtocol` is not HTTP.
+    opaque: std::collections::HashSet<std::net::SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -75,6 +77,12 @@ impl MeshTable {
             Some((name, ns)) if !ns.contains('.') => Some((ns.to_string(), name.to_string())),
             Some(_) => None,
         }
+    }
+
+    /// Is this ClusterIP:port a Service port of a non-HTTP `appProtocol`
+    /// (carried as TCP without sniffing)?
+    pub fn opaque(&self, dst: std::net::SocketAddr) -> bool {
+        self.opaque.contains(&dst)
     }
 
     /// Routes a call from a workload in `client_ns` to `host:port`.
@@ -183,8 +191,17 @@ impl MeshBuilder {
                 continue;
             };
             let (ns, name) = (s.metadata.namespace(), s.metadata.name.as_str());
-            if let Some(ip) = s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()) {
+            let cluster_ip: Option<IpAddr> =
+                s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
+            if let Some(ip) = cluster_ip {
                 table.by_ip.insert(ip, (ns.to_string(), name.to_string()));
+                for p in &s.spec.ports {
+                    if let (Ok(port), Some(app)) = (u16::try_from(p.port), &p.app_protocol) {
+                        if !is_http(app) {
+                            table.opaque.insert(std::net::SocketAddr::new(ip, port));
+                        }
+                    }
+                }
             }
             for p in &s.spec.ports {
                 let Ok(port) = u16::try_from(p.port) else {
@@ -406,4 +423,19 @@ fn label(p: &ParentReference, ns: &str) -> String {
         s.push_str(&format!(":{port}"));
     }
     s
+}
+
+/// `appProtocol` values that are HTTP of some kind.
+fn is_http(app_protocol: &str) -> bool {
+    matches!(
+        app_protocol,
+        "http"
+            | "https"
+            | "http2"
+            | "h2c"
+            | "grpc"
+            | "kubernetes.io/h2c"
+            | "kubernetes.io/ws"
+            | "kubernetes.io/wss"
+    )
 }
