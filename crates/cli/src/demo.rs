@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-const FILES: [(&str, &str); 3] = [
+const FILES: [(&str, &str); 4] = [
     (
         "gateway.yaml",
         include_str!("../../../examples/shop/gateway.yaml"),
@@ -18,6 +18,35 @@ const FILES: [(&str, &str); 3] = [
         "services.yaml",
         include_str!("../../../examples/shop/services.yaml"),
     ),
+    (
+        "mesh.yaml",
+        include_str!("../../../examples/shop/mesh.yaml"),
+    ),
+];
+
+/// The mesh's workloads: (service, pod, app port, sidecar inbound,
+/// sidecar outbound, answers that fail: every n-th). user-service fails
+/// every other call so that cart-api's retry has work to do.
+const WORKLOADS: [(&str, &str, u16, u16, u16, u64); 5] = [
+    ("checkout-api", "checkout-api-6f7d8", 9104, 15106, 15101, 0),
+    (
+        "payment-service-v1",
+        "payment-v1-4k2l9",
+        9105,
+        15107,
+        15103,
+        0,
+    ),
+    (
+        "payment-service-v2",
+        "payment-v2-8s1q3",
+        9106,
+        15108,
+        15104,
+        0,
+    ),
+    ("cart-api", "cart-api-2b9x7", 9107, 15109, 15102, 0),
+    ("user-service", "user-service-5h3m1", 9108, 15110, 15105, 2),
 ];
 
 /// The echo backends the example's EndpointSlices point at.
@@ -49,6 +78,40 @@ pub async fn run() -> anyhow::Result<()> {
         let info = Arc::new(strait_echo::EchoInfo::new("shop", service, pod));
         tokio::spawn(strait_echo::serve(listener, info));
     }
+    let localhost = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    for (service, pod, app, inbound, outbound, fail_every) in WORKLOADS {
+        let listener = tokio::net::TcpListener::bind(localhost(app))
+            .await
+            .with_context(|| format!("starting {service} on port {app}"))?;
+        let info = Arc::new(strait_echo::EchoInfo {
+            fail_every,
+            ..strait_echo::EchoInfo::new("shop", service, pod)
+        });
+        tokio::spawn(strait_echo::serve(listener, info));
+        let sidecar = strait_proxy::mesh::SidecarOptions {
+            namespace: "shop".into(),
+            workload: service.into(),
+            service_account: service.into(),
+            app_port: app,
+            inbound: localhost(inbound),
+            outbound: localhost(outbound),
+            refuse_unknown: false,
+        };
+        let opts = strait_proxy::GatewayOptions {
+            config_dir: dir.clone(),
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            admin: None,
+            compile: strait_route::CompileOptions::default(),
+            drain_timeout: Duration::from_secs(5),
+            stream_limits: Default::default(),
+            sidecar: Some(sidecar),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = strait_proxy::run(opts, std::future::pending()).await {
+                eprintln!("strait demo: the {service} sidecar stopped: {e:#}");
+            }
+        });
+    }
     let admin = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);
     println!(
         "strait demo: the shop's edge on http://127.0.0.1:8080 and https://127.0.0.1:8443 (config in {})\n\n\
@@ -59,11 +122,17 @@ pub async fn run() -> anyhow::Result<()> {
          \x20 curl -s -H 'Host: other.example.com' http://127.0.0.1:8080/ -i        # 404: no route for that host\n\
          \x20 curl -s http://127.0.0.1:9901/metrics                                 # Prometheus metrics\n\
          \x20 curl -s http://127.0.0.1:9901/config                                  # the active routing table\n\n\
+         The mesh: each service has a sidecar; call as a workload would, through its sidecar:\n\
+         \x20 curl -s -x http://127.0.0.1:15101 http://payment-service.shop/pay     # checkout-api → payment: 95 % v1, 5 % v2\n\
+         \x20 curl -s -x http://127.0.0.1:15101 -H 'Cookie: version=beta' http://payment-service.shop/pay  # always v2\n\
+         \x20 curl -s -x http://127.0.0.1:15102 http://user-service.shop/users/1   # cart-api → user-service: one retry hides its failures\n\
+         \x20 curl -s -x http://127.0.0.1:15102 'http://user-service.shop/slow?delay=3s' -i  # 504 after the 2 s timeout\n\n\
          Edit the files in {} and watch strait reload them. Ctrl-C stops.\n",
         dir.display(),
         ca_file.display(),
         dir.display()
     );
+    tokio::spawn(show_the_mesh());
     let opts = strait_proxy::GatewayOptions {
         config_dir: dir.clone(),
         bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -101,4 +170,80 @@ fn demo_certificate() -> anyhow::Result<(String, String)> {
         b64(&ck.signing_key.serialize_pem())
     );
     Ok((secret, cert_pem))
+}
+
+/// Once the sidecars answer, makes the calls the scenario is about and
+/// prints what happened: the canary split and the retry at work.
+async fn show_the_mesh() {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while call(15101, "payment-service.shop", "/pay", "")
+        .await
+        .is_none()
+    {
+        if tokio::time::Instant::now() > deadline {
+            eprintln!("strait demo: the mesh did not answer");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut v2 = 0;
+    for _ in 0..200 {
+        if let Some((200, body)) = call(15101, "payment-service.shop", "/pay", "").await {
+            if body.contains("\"service\":\"payment-service-v2\"") {
+                v2 += 1;
+            }
+        }
+    }
+    let mut beta = 0;
+    for _ in 0..20 {
+        if let Some((200, body)) = call(
+            15101,
+            "payment-service.shop",
+            "/pay",
+            "Cookie: version=beta\r\n",
+        )
+        .await
+        {
+            beta += usize::from(body.contains("\"service\":\"payment-service-v2\""));
+        }
+    }
+    let mut ok = 0;
+    for _ in 0..20 {
+        ok += usize::from(matches!(
+            call(15102, "user-service.shop", "/users/1", "").await,
+            Some((200, _))
+        ));
+    }
+    println!(
+        "The mesh at work (measured now):\n\
+         \x20 checkout-api → payment-service: v2 answered {v2} of 200 calls (route: 95/5), \
+         and {beta} of 20 with the version=beta cookie\n\
+         \x20 cart-api → user-service: {ok} of 20 calls succeeded although user-service \
+         fails every other answer (one retry, 2 s timeout)\n"
+    );
+}
+
+/// One HTTP/1.1 call through a sidecar's outbound listener, as a workload
+/// with `HTTP_PROXY` set makes it: the status and the body.
+async fn call(proxy: u16, host: &str, path: &str, headers: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .ok()?;
+    let req = format!(
+        "GET http://{host}{path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&out);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
 }

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
-    for port in [8080, 8443, 9101, 9102, 9103, 9901] {
+    for port in [
+        8080, 8443, 9101, 9102, 9103, 9104, 9105, 9106, 9107, 9108, 9901, 15101, 15102, 15103,
+        15104, 15105, 15106, 15107, 15108, 15109, 15110,
+    ] {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "the demo needs 127.0.0.1:{port} free"
@@ -64,6 +67,36 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
         "TLS terminated at the edge"
     );
 
+    // The mesh: through checkout-api's sidecar the cookie goes to v2;
+    // through cart-api's, user-service's failures are retried away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while via_sidecar(15101, "payment-service.shop", "")
+        .await
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the demo's sidecars did not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..10 {
+        let (status, body) = via_sidecar(15101, "payment-service.shop", "Cookie: version=beta\r\n")
+            .await
+            .expect("answer");
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("\"service\":\"payment-service-v2\""),
+            "{body}"
+        );
+    }
+    for _ in 0..10 {
+        let (status, _) = via_sidecar(15102, "user-service.shop", "")
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "one retry hides user-service's failures");
+    }
+
     let pid = demo.0.id().to_string();
     let ok = Command::new("sh")
         .args(["-c", &format!("kill -INT {pid}")])
@@ -113,4 +146,25 @@ async fn https_service(ca_file: &str) -> String {
         .to_bytes();
     let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
     json["service"].as_str().unwrap_or("").to_string()
+}
+
+/// A call as a workload with `HTTP_PROXY` makes it, through the sidecar
+/// whose outbound listener is on `proxy`.
+async fn via_sidecar(proxy: u16, host: &str, headers: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .ok()?;
+    let req = format!(
+        "GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&out);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
 }

@@ -246,7 +246,11 @@ async fn route_request(
     let response = match matched.rule.timeouts.request {
         Some(limit) => match tokio::time::timeout(limit, forward).await {
             Ok(r) => r,
-            Err(_) => local(StatusCode::GATEWAY_TIMEOUT, "strait: request timeout\n"),
+            Err(_) => failure(
+                StatusCode::GATEWAY_TIMEOUT,
+                "request_timeout",
+                "strait: request timeout\n",
+            ),
         },
         None => forward.await,
     };
