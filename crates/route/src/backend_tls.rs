@@ -41,40 +41,11 @@ pub(crate) fn for_service(
     port_name: Option<&str>,
     h2: bool,
 ) -> Option<Result<Arc<UpstreamTls>, String>> {
-    let mut candidates: Vec<(&Object<BackendTlsPolicySpec>, bool)> = docs
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::BackendTlsPolicy(p) if p.metadata.namespace() == ns => {
-                let section = p
-                    .spec
-                    .target_refs
-                    .iter()
-                    .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == name)
-                    .filter(|t| {
-                        t.section_name
-                            .as_deref()
-                            .is_none_or(|s| Some(s) == port_name)
-                    })
-                    .map(|t| t.section_name.is_some())
-                    .max()?;
-                Some((p, section))
-            }
-            _ => None,
-        })
-        .collect();
-    candidates.sort_by(|(a, a_section), (b, b_section)| {
-        b_section
-            .cmp(a_section)
-            .then_with(|| {
-                let created = |o: &Object<BackendTlsPolicySpec>| {
-                    let t = o.metadata.creation_timestamp.clone();
-                    (t.is_none(), t)
-                };
-                created(a).cmp(&created(b))
-            })
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    let policies = docs.iter().filter_map(|d| match &d.resource {
+        Resource::BackendTlsPolicy(p) => Some(p),
+        _ => None,
     });
-    let (policy, _) = candidates.first()?;
+    let policy = crate::policy::select(policies, |s| &s.target_refs, ns, name, port_name)?;
     Some(
         upstream_tls(docs, policy, h2)
             .map(Arc::new)

@@ -14,6 +14,7 @@ mod hosts;
 mod l4;
 mod matcher;
 mod mesh;
+mod policy;
 mod retry;
 mod snapshot;
 mod status;

@@ -19,42 +19,13 @@ pub(crate) fn for_service(
     name: &str,
     port_name: Option<&str>,
 ) -> Traffic {
-    let mut candidates: Vec<(&Object<BackendTrafficPolicySpec>, bool)> = docs
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::BackendTrafficPolicy(p) if p.metadata.namespace() == ns => {
-                let section = p
-                    .spec
-                    .target_refs
-                    .iter()
-                    .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == name)
-                    .filter(|t| {
-                        t.section_name
-                            .as_deref()
-                            .is_none_or(|s| Some(s) == port_name)
-                    })
-                    .map(|t| t.section_name.is_some())
-                    .max()?;
-                Some((p, section))
-            }
-            _ => None,
-        })
-        .filter(|(p, _)| check(&p.spec).is_empty())
-        .collect();
-    candidates.sort_by(|(a, a_section), (b, b_section)| {
-        let created = |o: &Object<BackendTrafficPolicySpec>| {
-            let t = o.metadata.creation_timestamp.clone();
-            (t.is_none(), t)
-        };
-        b_section
-            .cmp(a_section)
-            .then_with(|| created(a).cmp(&created(b)))
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    let policies = docs.iter().filter_map(|d| match &d.resource {
+        // A policy with a bad field is reported and not applied.
+        Resource::BackendTrafficPolicy(p) if check(&p.spec).is_empty() => Some(p),
+        _ => None,
     });
-    match candidates.first() {
-        Some((p, _)) => traffic(p),
-        None => Traffic::default(),
-    }
+    crate::policy::select(policies, |s| &s.target_refs, ns, name, port_name)
+        .map_or_else(Traffic::default, traffic)
 }
 
 fn traffic(policy: &Object<BackendTrafficPolicySpec>) -> Traffic {

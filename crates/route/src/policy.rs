@@ -1,0 +1,44 @@
+//! Which of several policies attached to a Service applies (Gateway API's
+//! policy attachment rules, GEP-713): a policy in the Service's namespace
+//! whose `targetRefs` name the Service; one naming the port (by
+//! `sectionName`) over one for the whole Service, then the oldest, then
+//! the first by name.
+
+use strait_config::backendtls::PolicyTargetRef;
+use strait_config::Object;
+
+pub(crate) fn select<'a, S: 'a>(
+    policies: impl Iterator<Item = &'a Object<S>>,
+    targets: impl Fn(&S) -> &[PolicyTargetRef],
+    ns: &str,
+    name: &str,
+    port_name: Option<&str>,
+) -> Option<&'a Object<S>> {
+    let mut found: Vec<(&Object<S>, bool)> = policies
+        .filter(|p| p.metadata.namespace() == ns)
+        .filter_map(|p| {
+            let section = targets(&p.spec)
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == name)
+                .filter(|t| {
+                    t.section_name
+                        .as_deref()
+                        .is_none_or(|s| Some(s) == port_name)
+                })
+                .map(|t| t.section_name.is_some())
+                .max()?;
+            Some((p, section))
+        })
+        .collect();
+    found.sort_by(|(a, a_section), (b, b_section)| {
+        let created = |o: &Object<S>| {
+            let t = o.metadata.creation_timestamp.clone();
+            (t.is_none(), t)
+        };
+        b_section
+            .cmp(a_section)
+            .then_with(|| created(a).cmp(&created(b)))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    found.first().map(|(p, _)| *p)
+}
