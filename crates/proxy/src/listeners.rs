@@ -123,25 +123,7 @@ impl ListenerSet {
             match bind(addr) {
                 Ok(listener) => {
                     info!(%addr, "listening");
-                    let (stop, stopped) = watch::channel(false);
-                    let slot: ModeSlot = Arc::new(ArcSwap::new(mode.clone()));
-                    self.running.insert(
-                        key,
-                        Running {
-                            stop,
-                            mode: slot.clone(),
-                        },
-                    );
-                    let port = Port {
-                        key,
-                        role: crate::mesh::Role::Gateway,
-                        mode: slot,
-                        shared: self.shared.clone(),
-                        builder: self.builder.clone(),
-                        limit: self.connections.clone(),
-                        drain: self.drain.clone(),
-                    };
-                    tokio::spawn(accept_loop(listener, port, stopped));
+                    self.start(listener, key, crate::mesh::Role::Gateway, mode.clone());
                 }
                 Err(e) => {
                     warn!(%addr, error = %e, "cannot listen");
@@ -160,8 +142,20 @@ impl ListenerSet {
             ip: Some(addr.ip()),
             port: addr.port(),
         };
+        self.start(listener, key, role, Arc::new(PortMode::Http));
+        Ok(())
+    }
+
+    /// Accepts on a bound socket until it is closed or the gateway drains.
+    fn start(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        key: ListenKey,
+        role: crate::mesh::Role,
+        mode: Arc<PortMode>,
+    ) {
         let (stop, stopped) = watch::channel(false);
-        let slot: ModeSlot = Arc::new(ArcSwap::from_pointee(PortMode::Http));
+        let slot: ModeSlot = Arc::new(ArcSwap::new(mode));
         self.running.insert(
             key,
             Running {
@@ -179,7 +173,6 @@ impl ListenerSet {
             drain: self.drain.clone(),
         };
         tokio::spawn(accept_loop(listener, port, stopped));
-        Ok(())
     }
 
     /// Stops accepting on every port.

@@ -16,10 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use strait_route::{
-    BackendTarget, Cluster, ListenerRoutes, Matched, Rule, Timeouts, UpstreamProtocol,
-    WeightedBackend,
-};
+use strait_route::{BackendTarget, Cluster, ListenerRoutes, Matched, Rule, UpstreamProtocol};
 use tracing::debug;
 
 /// Which side of the data plane a listener is.
@@ -56,25 +53,10 @@ pub struct Sidecar {
 
 /// A rule that sends everything to one cluster.
 fn rule_to(label: &Arc<str>, cluster: Cluster) -> Arc<Rule> {
-    Arc::new(Rule {
-        route: label.clone(),
-        index: 0,
-        request_headers: None,
-        response_headers: None,
-        redirect: None,
-        rewrite: None,
-        mirrors: Vec::new(),
-        backends: vec![WeightedBackend {
-            weight: 1,
-            target: BackendTarget::Cluster(Arc::new(cluster)),
-            request_headers: None,
-            response_headers: None,
-        }],
-        total_weight: 1,
-        timeouts: Timeouts::default(),
-        retry: None,
-        fault: None,
-    })
+    Arc::new(Rule::to(
+        label.clone(),
+        BackendTarget::Cluster(Arc::new(cluster)),
+    ))
 }
 
 impl Sidecar {

@@ -8,10 +8,10 @@
 //! routes. A call that matches no rule of a routed Service gets 404, as in
 //! Linkerd and Istio.
 
-use crate::backend::{BackendTarget, Resolver, WeightedBackend};
+use crate::backend::{BackendTarget, Resolver};
 use crate::compile::{compile_rules, TieBreak};
 use crate::matcher::RequestView;
-use crate::snapshot::{Entry, ListenerRoutes, Matched, Rule, Timeouts};
+use crate::snapshot::{Entry, ListenerRoutes, Matched, Rule};
 use crate::status::{Condition, ParentStatus, RouteStatus};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -212,25 +212,7 @@ impl MeshBuilder {
                     Ok(c) => BackendTarget::Cluster(c),
                     Err(msg) => BackendTarget::Invalid(msg),
                 };
-                let default = Arc::new(Rule {
-                    route: label.clone(),
-                    index: 0,
-                    request_headers: None,
-                    response_headers: None,
-                    redirect: None,
-                    rewrite: None,
-                    mirrors: Vec::new(),
-                    backends: vec![WeightedBackend {
-                        weight: 1,
-                        target,
-                        request_headers: None,
-                        response_headers: None,
-                    }],
-                    total_weight: 1,
-                    timeouts: Timeouts::default(),
-                    retry: None,
-                    fault: None,
-                });
+                let default = Arc::new(Rule::to(label.clone(), target));
                 table.services.insert(
                     (ns.to_string(), name.to_string(), port),
                     MeshService {

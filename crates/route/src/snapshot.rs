@@ -92,6 +92,30 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule with no filters that sends everything to `target` (a
+    /// Service's default in the mesh, a sidecar's workload).
+    pub fn to(route: Arc<str>, target: crate::BackendTarget) -> Self {
+        Rule {
+            route,
+            index: 0,
+            request_headers: None,
+            response_headers: None,
+            redirect: None,
+            rewrite: None,
+            mirrors: Vec::new(),
+            backends: vec![crate::WeightedBackend {
+                weight: 1,
+                target,
+                request_headers: None,
+                response_headers: None,
+            }],
+            total_weight: 1,
+            timeouts: Timeouts::default(),
+            retry: None,
+            fault: None,
+        }
+    }
+
     /// Picks a backend by weight; `roll` is a random number. `None` when
     /// there is no backend or every weight is 0.
     pub fn pick(&self, roll: u64) -> Option<&WeightedBackend> {
