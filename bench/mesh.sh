@@ -1,0 +1,653 @@
+#!/usr/bin/env bash
+# Mesh benchmark: what two strait sidecars add to one call.
+#
+# One run measures the same call twice, back to back, at the same fixed rate:
+#   direct  client -> nginx
+#   mesh    client -> caller's sidecar (outbound listener, `Host: payment.shop`)
+#                  -> callee's sidecar (inbound listener) -> nginx
+# and reports p50/p99/max of each and the latency the sidecar pair ADDS
+# (mesh - direct), with each sidecar's RSS (idle, and the highest sampled under
+# load) and its CPU time per 1,000 requests. See bench/README.md.
+#
+# Set-up, all on 127.0.0.1 (the config folder is written by the script):
+#   - backend: one nginx worker answering every path with 1 KiB, keep-alive;
+#   - namespace `shop`: Service `payment` (port 80) whose EndpointSlice lists
+#     the callee sidecar's inbound address, Service `checkout` (the caller,
+#     its slice lists the caller's inbound address; no load goes there);
+#   - caller:  strait proxy --workload shop/checkout --app-port (unused port)
+#   - callee:  strait proxy --workload shop/payment  --app-port (nginx)
+#     each with --workers 1, STRAIT_LOG=warn, and an admin port whose /ready
+#     must answer 200 before anything else happens;
+#   - load: oha, open loop at RATE requests/s with latency correction
+#     (`oha -z DURATION -q RATE --latency-correction`), so a slow response
+#     delays no later request and queueing shows in the percentiles. Each
+#     phase has a WARMUP at the same rate first, not measured.
+# Pinning (2 cores): both sidecars on core 0 (a sidecar is meant to be a
+# small share of a core; at 1,000 req/s the pair uses a few percent of it);
+# oha, nginx and the RSS sampler on core 1. The direct phase has the same
+# client and backend on the same core, so the difference is the two hops.
+#
+# Usage (as root, from anywhere in the repo):
+#   bench/mesh.sh [--save]        # Markdown report on stdout, progress on stderr
+#   --save also writes bench/results/mesh-<date>.md
+# Environment:
+#   DURATION     measured run per phase, oha -z     (default 30s)
+#   RATE         requests per second, oha -q        (default 1000)
+#   WARMUP       unmeasured run before each phase   (default 3s)
+#   CONNECTIONS  oha -c (connections it may use)    (default 50)
+#   STRAIT_BIN   strait binary, relative paths from the repo root
+#                (default target/release/strait, rebuilt with cargo when cargo
+#                is there; any other value is used as it is)
+#   STRAIT_LOG   the sidecars' log filter           (default warn)
+# Needs: nginx, curl, jq, taskset (apt-get installs them when missing, as
+# root), and oha (`cargo install oha --locked` when missing: ~6 CPU-minutes).
+# Ports: 18181 (nginx), 18201-18203 and 18209 (caller: inbound, outbound,
+# admin, its app port where nothing listens), 18211-18213 (callee: inbound,
+# outbound, admin); the script stops if any is taken.
+set -euo pipefail
+export LC_ALL=C # printf/awk use '.' decimals
+
+# --- settings ---------------------------------------------------------------
+
+readonly BACKEND_PORT=18181
+readonly CALLER_IN=18201 CALLER_OUT=18202 CALLER_ADMIN=18203 CALLER_APP=18209
+readonly CALLEE_IN=18211 CALLEE_OUT=18212 CALLEE_ADMIN=18213
+readonly BODY_BYTES=1024
+readonly PROXY_CORE=0 # both sidecars
+readonly LOAD_CORE=1  # oha, nginx and the sampler: only 2 cores here
+readonly SERVICE_HOST=payment.shop
+# Targets of issue 4, shown in the report.
+readonly TARGET_ADDED_P99_MS=0.5
+readonly TARGET_IDLE_RSS_MIB=15
+
+DURATION=${DURATION:-30s}
+RATE=${RATE:-1000}
+WARMUP=${WARMUP:-3s}
+CONNECTIONS=${CONNECTIONS:-50}
+STRAIT_BIN=${STRAIT_BIN:-target/release/strait}
+export STRAIT_LOG=${STRAIT_LOG:-warn} # per-request logging stays out of the figures
+SAVE=0
+
+SCRIPT_ARGS="$*"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" # STRAIT_BIN and bench/results are relative to the repo root
+export PATH=$PATH:$HOME/.cargo/bin # where cargo install puts oha
+
+# --- helpers ----------------------------------------------------------------
+
+log() { printf '[mesh.sh] %s\n' "$*" >&2; }
+die() {
+    printf '[mesh.sh] error: %s\n' "$*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+}
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --save) SAVE=1 ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *) die "unknown argument '$1' (try --help)" ;;
+    esac
+    shift
+done
+
+duration_re='^[1-9][0-9]*(s|m)$'
+[[ $DURATION =~ $duration_re ]] || die "DURATION must be like 30s or 2m, got '$DURATION'"
+[[ $WARMUP =~ $duration_re ]] || die "WARMUP must be like 3s or 1m, got '$WARMUP'"
+[[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive number, got '$RATE'"
+[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive number, got '$CONNECTIONS'"
+
+# True if something accepts TCP connections on 127.0.0.1:$1.
+port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# "STATUS BYTES" of a GET (extra curl arguments after the URL), "000 0" when
+# nothing answers.
+http_get() {
+    curl -s -o /dev/null --max-time 2 -w '%{http_code} %{size_download}' "$@" || true
+}
+
+# True while the PID runs (a zombie counts as gone).
+alive() {
+    local state
+    state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ $state != Z ]]
+}
+
+# utime+stime (clock ticks) of a process, all its threads: fields 14 and 15
+# of /proc/PID/stat, 12 and 13 once "pid (comm) " is cut off.
+cpu_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null ||
+        die "process $1 vanished while measuring"
+}
+
+# VmRSS of process $1 in kB into the variable named $2, with bash builtins
+# only (the sampler calls it ten times a second and should not fork).
+read_rss() {
+    local key value
+    printf -v "$2" 0
+    while IFS=: read -r key value; do
+        if [[ $key == VmRSS ]]; then
+            value=${value// /}
+            printf -v "$2" %s "${value%kB}"
+            return 0
+        fi
+    done <"/proc/$1/status"
+}
+rss_kb() {
+    local kb
+    read_rss "$1" kb
+    echo "$kb"
+}
+
+ms() { awk -v v="$1" 'BEGIN { printf "%.3f", v }'; }
+mib() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
+
+# How busy all cores were over one second, from /proc/stat.
+cpu_busy_percent() {
+    local a b
+    a=$(head -n1 /proc/stat)
+    sleep 1
+    b=$(head -n1 /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        n = split(a, x); split(b, y)
+        for (i = 2; i <= 9 && i <= n; i++) { d = y[i] - x[i]; total += d; if (i == 5 || i == 6) idle += d }
+        printf "%d", (total > 0 ? 100 * (total - idle) / total : 0)
+    }'
+}
+
+# --- setup ------------------------------------------------------------------
+
+POLICY_RC_CREATED=0
+
+# nginx, curl, jq and taskset from Debian when missing. policy-rc.d keeps the
+# packaged nginx service from starting: we run our own instance.
+install_packages() {
+    local missing=() cmd
+    command -v nginx >/dev/null || missing+=(nginx)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v jq >/dev/null || missing+=(jq)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root so apt-get can install them"
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+    log "installing ${missing[*]}"
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        POLICY_RC_CREATED=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || die "apt-get update failed"
+    apt-get install -y -qq "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+    if [[ $POLICY_RC_CREATED -eq 1 ]]; then
+        rm -f /usr/sbin/policy-rc.d
+        POLICY_RC_CREATED=0
+    fi
+    for cmd in nginx curl jq taskset; do
+        command -v "$cmd" >/dev/null || die "$cmd still missing after apt-get install"
+    done
+}
+
+# oha is no Debian package (bookworm): build it with cargo, once.
+install_oha() {
+    command -v oha >/dev/null && return 0
+    command -v cargo >/dev/null || die "oha is missing and so is cargo to install it (cargo install oha --locked)"
+    log "installing oha (cargo install oha --locked; several CPU-minutes, once)"
+    cargo install oha --locked >&2 || die "cargo install oha --locked failed"
+    command -v oha >/dev/null || die "oha still not on PATH after cargo install"
+}
+
+# Resolve STRAIT_BIN. The default path is (re)built whenever cargo is here, so
+# a stale binary is never measured; cargo makes it a no-op when current.
+ensure_strait() {
+    if [[ $STRAIT_BIN == target/release/strait ]] && command -v cargo >/dev/null; then
+        log "building strait (cargo build --release -p strait)"
+        cargo build --release -p strait >&2 || die "cargo build --release -p strait failed"
+    fi
+    [[ -x $STRAIT_BIN ]] ||
+        die "strait binary '$STRAIT_BIN' not found: build it with 'cargo build --release -p strait' or set STRAIT_BIN"
+    STRAIT_BIN=$(cd "$(dirname "$STRAIT_BIN")" && pwd)/$(basename "$STRAIT_BIN")
+    "$STRAIT_BIN" proxy --help >/dev/null 2>&1 ||
+        die "'$STRAIT_BIN' has no 'proxy' command (an older build?)"
+}
+
+check_ports_free() {
+    local port
+    for port in "$BACKEND_PORT" "$CALLER_IN" "$CALLER_OUT" "$CALLER_ADMIN" "$CALLER_APP" \
+        "$CALLEE_IN" "$CALLEE_OUT" "$CALLEE_ADMIN"; do
+        ! port_open "$port" || die "port 127.0.0.1:$port is already in use; stop whatever listens there"
+    done
+}
+
+# --- daemons ----------------------------------------------------------------
+
+WORK=""
+SAMPLER_PID=""
+declare -A DAEMON_PID=() # name -> PID
+
+# Start "$@" in the background pinned to core $2, logging to $WORK/$1.log.
+start_daemon() {
+    local name=$1 core=$2
+    shift 2
+    taskset -c "$core" "$@" >"$WORK/$name.log" 2>&1 &
+    DAEMON_PID[$name]=$! # taskset execs, so this is the daemon itself
+}
+
+# SIGTERM, wait up to 5 s, then SIGKILL. nginx's worker exits with its master.
+stop_daemon() {
+    local name=$1 pid _
+    pid=${DAEMON_PID[$name]:-}
+    [[ -n $pid ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "DAEMON_PID[$name]"
+}
+
+cleanup() {
+    local name
+    if [[ -n $SAMPLER_PID ]]; then
+        kill "$SAMPLER_PID" 2>/dev/null || true
+        wait "$SAMPLER_PID" 2>/dev/null || true
+    fi
+    # Sidecars first, so they are not left with a dead upstream.
+    for name in caller callee backend; do stop_daemon "$name"; done
+    [[ $POLICY_RC_CREATED -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
+    [[ -n $WORK && -d $WORK ]] && rm -rf "$WORK"
+    return 0
+}
+
+daemon_failed() {
+    local name=$1 msg=$2
+    log "last lines of $name's log:"
+    tail -n 20 "$WORK/$name.log" >&2 || true
+    die "$name: $msg"
+}
+
+# Poll until `curl ARGS` answers 200 with the backend's 1 KiB body, or 10 s.
+wait_http_ok() {
+    local name=$1 _ got=""
+    shift
+    for _ in $(seq 100); do
+        alive "${DAEMON_PID[$name]}" || daemon_failed "$name" "exited during start-up"
+        got=$(http_get "$@")
+        [[ $got == "200 $BODY_BYTES" ]] && return 0
+        sleep 0.1
+    done
+    daemon_failed "$name" "curl $* did not answer 200 with $BODY_BYTES bytes within 10 s (last: '$got')"
+}
+
+# The backend, as in bench/gateway.sh: nginx answering every path with the
+# same 1 KiB body on the load core, keep-alive without a request cap.
+start_backend() {
+    local dir=$WORK/backend body
+    mkdir -p "$dir"
+    body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 65s;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+        default_type text/plain;
+        location / { return 200 "$body"; }
+    }
+}
+EOF
+    start_daemon backend "$LOAD_CORE" nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
+    wait_http_ok backend "http://127.0.0.1:$BACKEND_PORT/any/path"
+}
+
+# Service NAME (port 80) in namespace shop, one endpoint 127.0.0.1:PORT.
+service_yaml() {
+    cat <<EOF
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $1, namespace: shop}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: $1, namespace: shop, labels: {kubernetes.io/service-name: $1}}
+addressType: IPv4
+endpoints: [{addresses: ["127.0.0.1"]}]
+ports: [{name: http, port: $2}]
+EOF
+}
+
+# The mesh's config: each workload's EndpointSlice lists its sidecar's
+# inbound address, so a caller's sidecar reaches it through that sidecar.
+write_config() {
+    mkdir -p "$WORK/config"
+    {
+        printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n'
+        service_yaml checkout "$CALLER_IN"
+        service_yaml payment "$CALLEE_IN"
+    } >"$WORK/config/shop.yaml"
+}
+
+# start_sidecar NAME WORKLOAD APP_PORT INBOUND OUTBOUND ADMIN
+start_sidecar() {
+    local name=$1 workload=$2 app=$3 in=$4 out=$5 admin=$6 _ got=""
+    start_daemon "$name" "$PROXY_CORE" "$STRAIT_BIN" proxy --config "$WORK/config" \
+        --workload "$workload" --app-port "$app" \
+        --inbound-listen "127.0.0.1:$in" --outbound-listen "127.0.0.1:$out" \
+        --admin "127.0.0.1:$admin" --workers 1
+    for _ in $(seq 100); do
+        alive "${DAEMON_PID[$name]}" || daemon_failed "$name" "exited during start-up"
+        got=$(http_get "http://127.0.0.1:$admin/ready")
+        [[ $got == 200\ * ]] && return 0
+        sleep 0.1
+    done
+    daemon_failed "$name" "http://127.0.0.1:$admin/ready did not answer 200 within 10 s (last: '$got')"
+}
+
+# Both ways of addressing the Service through the caller's outbound listener
+# must reach nginx through both sidecars: origin form with a Host header (what
+# the load sends) and absolute form through it as an HTTP proxy (HTTP_PROXY).
+check_mesh_path() {
+    local got
+    wait_http_ok caller -H "Host: $SERVICE_HOST" "http://127.0.0.1:$CALLER_OUT/"
+    got=$(http_get -x "http://127.0.0.1:$CALLER_OUT" "http://$SERVICE_HOST/")
+    [[ $got == "200 $BODY_BYTES" ]] ||
+        daemon_failed caller "curl -x http://127.0.0.1:$CALLER_OUT http://$SERVICE_HOST/ got '$got', not '200 $BODY_BYTES'"
+    # The call must have crossed the callee's sidecar, not gone to nginx some
+    # other way: its inbound listener answers the same request by itself.
+    got=$(http_get -H "Host: $SERVICE_HOST" "http://127.0.0.1:$CALLEE_IN/")
+    [[ $got == "200 $BODY_BYTES" ]] ||
+        daemon_failed callee "its inbound listener answered '$got', not '200 $BODY_BYTES'"
+    log "mesh path checked: Host header and HTTP_PROXY form both answer 200 with $BODY_BYTES bytes"
+}
+
+# --- measurement ------------------------------------------------------------
+
+# utime+stime of nginx, master and worker (the master's child, listed in
+# /proc/PID/task/PID/children).
+backend_ticks() {
+    local master=${DAEMON_PID[backend]} pid total=0 children=()
+    read -r -a children <"/proc/$master/task/$master/children" || true
+    for pid in "$master" "${children[@]}"; do
+        total=$((total + $(cpu_ticks "$pid")))
+    done
+    echo "$total"
+}
+
+# Requests a sidecar has answered, from its admin /metrics: the sum of
+# strait_requests_total over listeners, routes and codes.
+requests_counted() {
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
+        awk '/^strait_requests_total[{ ]/ { n += $NF } END { printf "%d", n }'
+}
+
+# Highest VmRSS of each sidecar, sampled every 100 ms on the load core into
+# $WORK/rss-max (one line: caller_kb callee_kb) until killed.
+start_sampler() {
+    local caller=$1 callee=$2
+    (
+        a=0 b=0 max_a=0 max_b=0
+        while :; do
+            read_rss "$caller" a
+            read_rss "$callee" b
+            ((a > max_a)) && max_a=$a
+            ((b > max_b)) && max_b=$b
+            echo "$max_a $max_b" >"$WORK/rss-max"
+            sleep 0.1
+        done
+    ) &
+    SAMPLER_PID=$!
+    taskset -pc "$LOAD_CORE" "$SAMPLER_PID" >/dev/null
+}
+
+stop_sampler() {
+    kill "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    SAMPLER_PID=""
+}
+
+# The load, printed in the report and run by run_oha: open loop at RATE/s,
+# latency measured from when each request was due (latency correction).
+oha_args() {
+    local d=$1 url=$2
+    shift 2
+    echo "-z $d -q $RATE --latency-correction -c $CONNECTIONS --no-tui --output-format json${*:+ $*} $url"
+}
+oha_cmd() { echo "taskset -c $LOAD_CORE oha $(oha_args "$@")"; }
+run_oha() {
+    local out=$1 d=$2 url=$3
+    shift 3
+    # shellcheck disable=SC2046 # oha_args is a flat list of words
+    taskset -c "$LOAD_CORE" oha $(oha_args "$d" "$url") "$@" >"$out" 2>"$out.err" || {
+        tail -c 1000 "$out.err" >&2
+        die "oha failed (see above)"
+    }
+}
+
+declare -A R_P50=() R_P99=() R_MAX=() R_OK=() R_NON2XX=() R_ERR=() R_DEADLINE=() R_RPS=() R_ERRTEXT=()
+declare -A R_CPU=() R_TICKS=() R_RSS_IDLE=() R_RSS_LOAD=() R_COUNTED=() R_BACKEND_CPU=()
+
+# measure PHASE URL [oha args...]: warm-up, then the measured run; for the
+# mesh phase also the sidecars' CPU ticks and peak RSS over it.
+measure() {
+    local phase=$1 url=$2 json ca0 ca1 cb0 cb1 na0 nb0 bk0 bk1 responses tck
+    shift 2
+    json=$WORK/$phase.json
+    log "$phase: warm-up ($WARMUP at $RATE req/s)"
+    run_oha "$WORK/$phase-warmup.json" "$WARMUP" "$url" "$@"
+    log "$phase: measuring ($DURATION at $RATE req/s, $CONNECTIONS connections)"
+    if [[ $phase == mesh ]]; then
+        na0=$(requests_counted "$CALLER_ADMIN")
+        nb0=$(requests_counted "$CALLEE_ADMIN")
+        start_sampler "${DAEMON_PID[caller]}" "${DAEMON_PID[callee]}"
+        ca0=$(cpu_ticks "${DAEMON_PID[caller]}")
+        cb0=$(cpu_ticks "${DAEMON_PID[callee]}")
+    fi
+    bk0=$(backend_ticks)
+    run_oha "$json" "$DURATION" "$url" "$@"
+    bk1=$(backend_ticks)
+    if [[ $phase == mesh ]]; then
+        ca1=$(cpu_ticks "${DAEMON_PID[caller]}")
+        cb1=$(cpu_ticks "${DAEMON_PID[callee]}")
+        stop_sampler
+        R_COUNTED[caller]=$(($(requests_counted "$CALLER_ADMIN") - na0))
+        R_COUNTED[callee]=$(($(requests_counted "$CALLEE_ADMIN") - nb0))
+    fi
+
+    # oha's JSON: latencies in seconds; statusCodeDistribution and
+    # errorDistribution are counts. Requests still in flight when the
+    # duration ends are cancelled as "aborted due to deadline": not errors.
+    jq -e '.latencyPercentiles.p50 and .summary.slowest' "$json" >/dev/null 2>&1 ||
+        die "$phase: could not read oha's JSON output ($json): $(head -c 300 "$json")"
+    R_P50[$phase]=$(jq -r '.latencyPercentiles.p50 * 1000' "$json")
+    R_P99[$phase]=$(jq -r '.latencyPercentiles.p99 * 1000' "$json")
+    R_MAX[$phase]=$(jq -r '.summary.slowest * 1000' "$json")
+    R_RPS[$phase]=$(jq -r '.summary.requestsPerSec' "$json")
+    R_OK[$phase]=$(jq -r '[.statusCodeDistribution | to_entries[] | select(.key | startswith("2")) | .value] | add // 0' "$json")
+    R_NON2XX[$phase]=$(jq -r '[.statusCodeDistribution | to_entries[] | select(.key | startswith("2") | not) | .value] | add // 0' "$json")
+    R_DEADLINE[$phase]=$(jq -r '[.errorDistribution // {} | to_entries[] | select(.key | test("deadline")) | .value] | add // 0' "$json")
+    R_ERR[$phase]=$(jq -r '[.errorDistribution // {} | to_entries[] | select(.key | test("deadline") | not) | .value] | add // 0' "$json")
+    R_ERRTEXT[$phase]=$(jq -r '[.statusCodeDistribution | to_entries[] | select(.key | startswith("2") | not) | "\(.value)× status \(.key)"] + [.errorDistribution // {} | to_entries[] | "\(.value)× \(.key)"] | join("; ")' "$json")
+    log "$phase: ${R_OK[$phase]} 2xx, ${R_NON2XX[$phase]} non-2xx, ${R_ERR[$phase]} errors," \
+        "${R_DEADLINE[$phase]} cut by the deadline; p50 $(ms "${R_P50[$phase]}") ms, p99 $(ms "${R_P99[$phase]}") ms"
+    responses=$((R_OK[$phase] + R_NON2XX[$phase]))
+    [[ $responses -gt 0 ]] || die "$phase: no responses"
+    tck=$(getconf CLK_TCK)
+    R_BACKEND_CPU[$phase]=$(awk -v d=$((bk1 - bk0)) -v t="$tck" -v n="$responses" \
+        'BEGIN { printf "%.4f", d / t / n * 1000 }')
+    [[ $phase == mesh ]] || return 0
+
+    R_TICKS[caller]=$((ca1 - ca0))
+    R_TICKS[callee]=$((cb1 - cb0))
+    local name max
+    for name in caller callee; do
+        R_CPU[$name]=$(awk -v d="${R_TICKS[$name]}" -v t="$tck" -v n="$responses" \
+            'BEGIN { printf "%.4f", d / t / n * 1000 }')
+    done
+    read -r -a max <"$WORK/rss-max"
+    R_RSS_LOAD[caller]=${max[0]}
+    R_RSS_LOAD[callee]=${max[1]}
+}
+
+# --- report -----------------------------------------------------------------
+
+added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
+# "met" when $1 <= $2.
+verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "met" : "missed") }'; }
+
+report() {
+    local name env_line added_p99 idle_mib tck
+    tck=$(getconf CLK_TCK)
+    env_line="DURATION=$DURATION RATE=$RATE WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS STRAIT_BIN=$STRAIT_BIN"
+    added_p99=$(added "${R_P99[mesh]}" "${R_P99[direct]}")
+
+    echo "## Mesh hop benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Command: \`$env_line bench/mesh.sh${SCRIPT_ARGS:+ $SCRIPT_ARGS}\`"
+    echo
+    echo "Load per phase, after a $WARMUP warm-up at the same rate:"
+    echo
+    echo "- direct: \`$(oha_cmd "$DURATION" "http://127.0.0.1:$BACKEND_PORT/")\`"
+    echo "- mesh: \`$(oha_cmd "$DURATION" "http://127.0.0.1:$CALLER_OUT/" -H "'Host: $SERVICE_HOST'")\`" \
+        "(caller's outbound listener → callee's inbound listener → nginx)"
+    echo
+    echo "Both sidecars (\`strait proxy --workers 1\`, STRAIT_LOG=$STRAIT_LOG) on core $PROXY_CORE;" \
+        "oha and the backend (one nginx worker, $BODY_BYTES-byte body) on core $LOAD_CORE."
+    echo
+    echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
+        "Linux $(uname -r), ${BUSY_AT_START}% CPU busy (all cores) in the second before the run"
+    echo
+    echo "Versions: $("$STRAIT_BIN" --version 2>&1 | sed -n 1p) ($STRAIT_BIN), $(oha --version 2>&1 | sed -n 1p)," \
+        "$(nginx -v 2>&1 | sed -n 1p | sed 's/^nginx version: //')"
+    echo
+    echo "### Latency (ms, open loop at $RATE req/s, latency-corrected)"
+    echo
+    echo "| path | p50 | p99 | max | 2xx | non-2xx | errors | cut by deadline | achieved req/s |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for name in direct mesh; do
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %.0f |\n' "$name" "$(ms "${R_P50[$name]}")" \
+            "$(ms "${R_P99[$name]}")" "$(ms "${R_MAX[$name]}")" "${R_OK[$name]}" "${R_NON2XX[$name]}" \
+            "${R_ERR[$name]}" "${R_DEADLINE[$name]}" "${R_RPS[$name]}"
+    done
+    printf '| **added by the two sidecars** | **%s** | **%s** | %s | | | | | |\n' \
+        "$(added "${R_P50[mesh]}" "${R_P50[direct]}")" "$added_p99" \
+        "$(added "${R_MAX[mesh]}" "${R_MAX[direct]}")"
+    for name in direct mesh; do
+        [[ -z ${R_ERRTEXT[$name]} ]] || printf '\n%s: %s\n' "$name" "${R_ERRTEXT[$name]}"
+    done
+    echo
+    echo "### Sidecars"
+    echo
+    echo "| sidecar | role in the call | RSS idle (MiB) | RSS peak under load (MiB) | CPU ticks in the run | CPU s per 1,000 req | requests it counted |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    printf '| shop/checkout | caller (outbound) | %s | %s | %s | %s | %s |\n' "$(mib "${R_RSS_IDLE[caller]}")" \
+        "$(mib "${R_RSS_LOAD[caller]}")" "${R_TICKS[caller]}" "${R_CPU[caller]}" "${R_COUNTED[caller]}"
+    printf '| shop/payment | callee (inbound) | %s | %s | %s | %s | %s |\n' "$(mib "${R_RSS_IDLE[callee]}")" \
+        "$(mib "${R_RSS_LOAD[callee]}")" "${R_TICKS[callee]}" "${R_CPU[callee]}" "${R_COUNTED[callee]}"
+    echo
+    echo "RSS idle: VmRSS after /ready, before any request. Peak: highest VmRSS sampled every 100 ms" \
+        "during the measured mesh run. CPU: utime+stime from /proc/PID/stat over the measured mesh run" \
+        "(CLK_TCK $tck, so ±1 tick = $(awk -v t="$tck" 'BEGIN { printf "%g", 1000 / t }') ms)" \
+        "÷ responses × 1,000; 0.0300 s per 1,000 req is 30 µs per request." \
+        "Requests it counted: the rise of its strait_requests_total (admin /metrics) over the measured run;" \
+        "each should equal the mesh row's responses (up to the calls cut by the deadline), showing every call crossed both sidecars."
+    echo
+    echo "For scale, the backend nginx (master and worker) at the same rate: ${R_BACKEND_CPU[direct]} CPU s per 1,000 req" \
+        "in the direct run, ${R_BACKEND_CPU[mesh]} in the mesh run. At a fixed low rate every request wakes an idle" \
+        "process, so per-request CPU is well above what the same process spends at saturation (bench/gateway.sh)."
+    echo
+    echo "### Targets"
+    echo
+    echo "| target | measured | |"
+    echo "| --- | ---: | --- |"
+    printf '| added p99 ≤ %s ms for the pair | %s ms | %s |\n' "$TARGET_ADDED_P99_MS" "$added_p99" \
+        "$(verdict "$added_p99" "$TARGET_ADDED_P99_MS")"
+    for name in caller callee; do
+        idle_mib=$(mib "${R_RSS_IDLE[$name]}")
+        printf '| RSS idle ≤ %s MiB (%s) | %s MiB | %s |\n' "$TARGET_IDLE_RSS_MIB" "$name" "$idle_mib" \
+            "$(verdict "$idle_mib" "$TARGET_IDLE_RSS_MIB")"
+    done
+}
+
+# --- main -------------------------------------------------------------------
+
+main() {
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+
+    [[ $(nproc) -ge 2 ]] || die "needs at least 2 cores (sidecars on core 0, load on core 1)"
+    install_packages
+    install_oha
+    ensure_strait
+    check_ports_free
+    BUSY_AT_START=$(cpu_busy_percent)
+    if [[ $BUSY_AT_START -gt 10 ]]; then
+        log "warning: the machine was ${BUSY_AT_START}% busy just before the run; other work will skew the figures"
+    fi
+
+    WORK=$(mktemp -d /tmp/strait-mesh.XXXXXX)
+    chmod 755 "$WORK" # nginx workers run as nobody and need their temp folder
+
+    log "backend: nginx on 127.0.0.1:$BACKEND_PORT (core $LOAD_CORE)"
+    start_backend
+    write_config
+    log "sidecars: caller shop/checkout (outbound 127.0.0.1:$CALLER_OUT), callee shop/payment (inbound 127.0.0.1:$CALLEE_IN), core $PROXY_CORE"
+    start_sidecar caller shop/checkout "$CALLER_APP" "$CALLER_IN" "$CALLER_OUT" "$CALLER_ADMIN"
+    start_sidecar callee shop/payment "$BACKEND_PORT" "$CALLEE_IN" "$CALLEE_OUT" "$CALLEE_ADMIN"
+    # Idle: ready, no request served yet.
+    R_RSS_IDLE[caller]=$(rss_kb "${DAEMON_PID[caller]}")
+    R_RSS_IDLE[callee]=$(rss_kb "${DAEMON_PID[callee]}")
+    log "idle RSS: caller $(mib "${R_RSS_IDLE[caller]}") MiB, callee $(mib "${R_RSS_IDLE[callee]}") MiB"
+    check_mesh_path
+
+    measure direct "http://127.0.0.1:$BACKEND_PORT/"
+    measure mesh "http://127.0.0.1:$CALLER_OUT/" -H "Host: $SERVICE_HOST"
+
+    local out failed=() name
+    out=$(report)
+    echo "$out"
+    if [[ $SAVE -eq 1 ]]; then
+        mkdir -p bench/results
+        local file
+        file=bench/results/mesh-$(date +%Y-%m-%d).md
+        [[ -e $file ]] && file=bench/results/mesh-$(date +%Y-%m-%d-%H%M%S).md
+        echo "$out" >"$file"
+        log "saved to $file"
+    fi
+    for name in direct mesh; do
+        [[ ${R_NON2XX[$name]} -eq 0 && ${R_ERR[$name]} -eq 0 ]] ||
+            failed+=("$name (${R_ERRTEXT[$name]})")
+    done
+    # Each sidecar answered every response oha got, plus perhaps the ones
+    # oha cut at the deadline; fewer means calls went around a sidecar.
+    local got=$((R_OK[mesh] + R_NON2XX[mesh]))
+    for name in caller callee; do
+        [[ ${R_COUNTED[$name]} -ge $got && ${R_COUNTED[$name]} -le $((got + R_DEADLINE[mesh])) ]] ||
+            failed+=("$name sidecar counted ${R_COUNTED[$name]} requests, oha got $got responses")
+    done
+    for name in caller callee; do
+        if grep -qE 'WARN|ERROR' "$WORK/$name.log"; then
+            log "$name logged warnings or errors (most frequent first):"
+            grep -E 'WARN|ERROR' "$WORK/$name.log" | sed 's/^[^ ]* *//' | sort | uniq -c | sort -rn | head -n 5 >&2
+        fi
+    done
+    [[ ${#failed[@]} -eq 0 ]] || die "problems under load: ${failed[*]}"
+}
+
+main
