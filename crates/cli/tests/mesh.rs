@@ -309,3 +309,98 @@ async fn unknown_destinations_refused_when_asked() {
     assert_eq!(call(out, &direct, &[]).await.status, 502);
     assert_eq!(call(out, "http://payment/pay", &[]).await.status, 200);
 }
+
+/// The resilience policies hold through a sidecar as through the gateway
+/// (one request path): a GAMMA route's retries hide an endpoint that fails
+/// half its calls, outlier detection ejects an endpoint that always fails,
+/// and the circuit breaker sheds what it must — counted by the sidecar.
+#[tokio::test]
+async fn resilience_through_a_sidecar() {
+    let good = [echo("ledger", "ledger-0"), echo("ledger", "ledger-1")];
+    let flaky = echo_with("ledger", "ledger-2", &["--fail-every", "2"]);
+    let dead = echo_with("audit", "audit-bad", &["--fail-every", "1"]);
+    let alive = echo("audit", "audit-ok");
+    let slow = echo_with("report", "report-0", &["--delay", "300ms"]);
+    let app = echo("checkout-api", "checkout-0");
+    let slices = |name: &str, ports: &[u16]| -> String {
+        ports
+            .iter()
+            .map(|p| {
+                format!(
+                    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{p}, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [\"127.0.0.1\"]}}]\nports: [{{name: http, port: {p}}}]\n"
+                )
+            })
+            .collect()
+    };
+    let svc = |name: &str| {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n")
+    };
+    let dir = TempDir::new();
+    let yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+        + &svc("ledger")
+        + &slices("ledger", &[good[0].port, good[1].port, flaky.port])
+        + &svc("audit")
+        + &slices("audit", &[dead.port, alive.port])
+        + &svc("report")
+        + &slices("report", &[slow.port])
+        + r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ledger, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: ledger}]
+  rules: [{retry: {codes: [503], attempts: 2, backoff: 5ms}, backendRefs: [{name: ledger, port: 80}]}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: audit, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: audit}]
+  loadBalancer: {type: RoundRobin}
+  outlierDetection: {consecutiveFailures: 2, baseEjectionTime: 30s}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: report, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: report}]
+  circuitBreaker: {maxRequests: 1}
+"#;
+    dir.write("shop.yaml", &yaml);
+    let sidecar = Sidecar::start(&dir, "shop/checkout-api", app.port, free_port(), &[]).await;
+    let out = sidecar.outbound;
+
+    let mut ok = 0;
+    for _ in 0..600 {
+        ok += usize::from(call(out, "http://ledger/", &[]).await.status == 200);
+    }
+    assert_eq!(ok, 600, "retries hide the flaky endpoint");
+
+    let audit: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..40 {
+            v.push(call(out, "http://audit/", &[]).await.status);
+        }
+        v
+    };
+    assert_eq!(audit.iter().filter(|s| **s == 503).count(), 2, "{audit:?}");
+
+    let calls: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(async move { call(out, "http://report/", &[]).await.status }))
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.expect("call"));
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 503, 503, 503]);
+
+    let metrics = sidecar.metrics().await;
+    for needle in [
+        "strait_retries_total{route=\"shop/ledger\",reason=\"status\"}",
+        "strait_outlier_ejections_total{cluster=\"shop/audit:80\"} 1",
+        "strait_breaker_overflows_total{cluster=\"shop/report:80\"} 3",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
+    }
+}
