@@ -53,7 +53,7 @@ readonly BACKEND_PORT=18181
 readonly CALLER_IN=18201 CALLER_OUT=18202 CALLER_ADMIN=18203 CALLER_APP=18209
 readonly CALLEE_IN=18211 CALLEE_OUT=18212 CALLEE_ADMIN=18213
 readonly BODY_BYTES=1024
-readonly PROXY_CORE=0 # both sidecars
+PROXY_CORE=${PROXY_CORE:-0} # both sidecars (env: the core to pin them on)
 readonly LOAD_CORE=1  # oha, nginx and the sampler: only 2 cores here
 readonly SERVICE_HOST=payment.shop
 # Targets of issue 4, shown in the report.
