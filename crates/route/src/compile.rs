@@ -120,7 +120,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
                 ip: gw.spec.ip_address(),
                 port,
             };
-            let protocol = listener_protocol(l);
+            let protocol = PortProtocol::of(l);
             let certs = match (&protocol, invalid.is_empty()) {
                 (Ok(PortProtocol::Https), true) => {
                     crate::tls::listener_certs(docs, &grants, ns, l).map(Some)
@@ -778,28 +778,4 @@ pub(crate) fn granted(
                     && t.name.as_deref().is_none_or(|n| n == name)
             })
     })
-}
-
-/// What a listener serves, or (field, reason, message) when strait does
-/// not serve it.
-fn listener_protocol(l: &Listener) -> Result<PortProtocol, (&'static str, &'static str, String)> {
-    let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref());
-    match (l.protocol.as_str(), mode) {
-        ("HTTP", _) => Ok(PortProtocol::Http),
-        ("HTTPS", _) => Ok(PortProtocol::Https),
-        ("TLS", Some("Passthrough")) => Ok(PortProtocol::TlsPassthrough),
-        ("TLS", _) => Err((
-            "tls.mode",
-            "UnsupportedValue",
-            "TLS listeners are served with tls.mode Passthrough; terminate TLS with an HTTPS \
-             listener"
-                .into(),
-        )),
-        ("TCP", _) => Ok(PortProtocol::Tcp),
-        (other, _) => Err((
-            "protocol",
-            "UnsupportedProtocol",
-            format!("protocol {other} is not served; HTTP, HTTPS, TLS and TCP listeners are"),
-        )),
-    }
 }

@@ -4,6 +4,7 @@
 //! then does attachment, hostname intersection, the oldest-route-wins
 //! tiebreak and status; the data plane looks the rule up by SNI.
 
+use strait_config::gateway::Listener;
 use strait_config::httproute::{HttpBackendRef, HttpRouteRule, HttpRouteSpec};
 use strait_config::l4route::{L4BackendRef, L4RouteRule, TcpRouteSpec, TlsRouteSpec};
 use strait_config::meta::ParentReference;
@@ -32,6 +33,30 @@ impl PortProtocol {
 
     pub fn is_l4(self) -> bool {
         matches!(self, PortProtocol::TlsPassthrough | PortProtocol::Tcp)
+    }
+
+    /// What a listener serves, or (field, reason, message) when strait does
+    /// not serve it.
+    pub(crate) fn of(l: &Listener) -> Result<PortProtocol, (&'static str, &'static str, String)> {
+        let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref());
+        match (l.protocol.as_str(), mode) {
+            ("HTTP", _) => Ok(PortProtocol::Http),
+            ("HTTPS", _) => Ok(PortProtocol::Https),
+            ("TLS", Some("Passthrough")) => Ok(PortProtocol::TlsPassthrough),
+            ("TLS", _) => Err((
+                "tls.mode",
+                "UnsupportedValue",
+                "TLS listeners are served with tls.mode Passthrough; terminate TLS with an HTTPS \
+                 listener"
+                    .into(),
+            )),
+            ("TCP", _) => Ok(PortProtocol::Tcp),
+            (other, _) => Err((
+                "protocol",
+                "UnsupportedProtocol",
+                format!("protocol {other} is not served; HTTP, HTTPS, TLS and TCP listeners are"),
+            )),
+        }
     }
 }
 
