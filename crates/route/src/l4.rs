@@ -31,10 +31,6 @@ impl PortProtocol {
         }
     }
 
-    pub fn is_l4(self) -> bool {
-        matches!(self, PortProtocol::TlsPassthrough | PortProtocol::Tcp)
-    }
-
     /// What a listener serves, or (field, reason, message) when strait does
     /// not serve it.
     pub(crate) fn of(l: &Listener) -> Result<PortProtocol, (&'static str, &'static str, String)> {
