@@ -54,6 +54,9 @@ readonly CALLER_IN=18201 CALLER_OUT=18202 CALLER_ADMIN=18203 CALLER_APP=18209
 readonly CALLEE_IN=18211 CALLEE_OUT=18212 CALLEE_ADMIN=18213
 readonly BODY_BYTES=1024
 PROXY_CORE=${PROXY_CORE:-0} # both sidecars (env: the core to pin them on)
+# "true": the EndpointSlices say their endpoints are sidecars, so the
+# sidecars speak HTTP/2 to each other; "false": HTTP/1.1 keep-alive pools.
+MESHED=${MESHED:-false}
 readonly LOAD_CORE=1  # oha, nginx and the sampler: only 2 cores here
 readonly SERVICE_HOST=payment.shop
 # Targets of issue 4, shown in the report.
@@ -315,7 +318,8 @@ EOF
     wait_http_ok backend "http://127.0.0.1:$BACKEND_PORT/any/path"
 }
 
-# Service NAME (port 80) in namespace shop, one endpoint 127.0.0.1:PORT.
+# Service NAME (port 80) in namespace shop, one endpoint 127.0.0.1:PORT: a
+# sidecar's inbound listener, labelled meshed so sidecars speak HTTP/2.
 service_yaml() {
     cat <<EOF
 ---
@@ -326,7 +330,7 @@ spec: {ports: [{name: http, port: 80}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: $1, namespace: shop, labels: {kubernetes.io/service-name: $1}}
+metadata: {name: $1, namespace: shop, labels: {kubernetes.io/service-name: $1, strait.dev/meshed: "$MESHED"}}
 addressType: IPv4
 endpoints: [{addresses: ["127.0.0.1"]}]
 ports: [{name: http, port: $2}]

@@ -104,7 +104,8 @@ async fn call(proxy: u16, url: &str, headers: &[(&str, &str)]) -> Resp {
     }
 }
 
-/// Service `name` (port 80) whose one endpoint is 127.0.0.1:`port`.
+/// Service `name` (port 80) whose one endpoint is a sidecar's inbound
+/// listener at 127.0.0.1:`port` (so labelled: sidecars speak HTTP/2).
 fn service(name: &str, port: u16, cluster_ip: Option<&str>) -> String {
     let ip = cluster_ip.map_or(String::new(), |ip| format!(", clusterIP: {ip}"));
     format!(
@@ -116,7 +117,7 @@ spec: {{ports: [{{name: http, port: 80}}]{ip}}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {{name: {name}, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}
+metadata: {{name: {name}, namespace: shop, labels: {{kubernetes.io/service-name: {name}, strait.dev/meshed: "true"}}}}
 addressType: IPv4
 endpoints: [{{addresses: ["127.0.0.1"]}}]
 ports: [{{name: http, port: {port}}}]
@@ -250,11 +251,17 @@ async fn canary_split_and_cookie_through_two_sidecars() {
         "v2 got {v2} of 4000 ({share:.3})"
     );
 
-    // v1's inbound sidecar saw the calls it answered.
+    // v1's inbound sidecar saw the calls it answered, all over one
+    // HTTP/2 connection from checkout's sidecar (a pool would hold one
+    // per concurrent caller).
     let inbound = shop.v1.metrics().await;
     assert!(
         inbound.contains("listener=\"inbound|shop/payment-v1\""),
         "{inbound}"
+    );
+    assert!(
+        inbound.contains("strait_connections_active 1\n"),
+        "one multiplexed connection between the sidecars:\n{inbound}"
     );
 }
 

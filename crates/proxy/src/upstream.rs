@@ -158,7 +158,15 @@ impl Upstreams {
             tls: cluster.tls.as_ref().map_or(0, |t| t.id),
         };
         let tls = cluster.tls.as_deref();
-        match cluster.protocol {
+        // An HTTP/1.1 upgrade (WebSocket) has no HTTP/2 form to a backend:
+        // it goes over HTTP/1.1 whatever the cluster's protocol.
+        let upgrade = req.headers().contains_key(http::header::UPGRADE);
+        let protocol = if upgrade {
+            UpstreamProtocol::Http1
+        } else {
+            cluster.protocol
+        };
+        match protocol {
             UpstreamProtocol::Http1 => {
                 *req.uri_mut() = Uri::from(path_and_query);
                 *req.version_mut() = Version::HTTP_11;

@@ -141,6 +141,11 @@ pub struct WeightedBackend {
     pub response_headers: Option<crate::HeaderOps>,
 }
 
+/// An EndpointSlice label saying its endpoints are sidecars' inbound
+/// listeners (set by the control plane for injected pods; by hand
+/// locally): calls to them go over HTTP/2.
+pub const MESHED_LABEL: &str = "strait.dev/meshed";
+
 /// Builds clusters from Services and EndpointSlices, once per snapshot.
 pub(crate) struct Resolver<'a> {
     docs: &'a [Document],
@@ -201,6 +206,7 @@ impl<'a> Resolver<'a> {
         let only_port = service.spec.ports.len() == 1;
         let mut endpoints = Vec::new();
         let mut protocol = protocol_of(service_port.app_protocol.as_deref());
+        let mut all_meshed = true;
         for doc in self.docs {
             let Resource::EndpointSlice(slice) = &doc.resource else {
                 continue;
@@ -232,6 +238,8 @@ impl<'a> Resolver<'a> {
             if let Some(p) = slice_port.and_then(|p| p.app_protocol.as_deref()) {
                 protocol = protocol_of(Some(p));
             }
+            all_meshed &=
+                slice.metadata.labels.get(MESHED_LABEL).map(String::as_str) == Some("true");
             for endpoint in &slice.body.endpoints {
                 if endpoint.conditions.ready == Some(false) {
                     continue;
@@ -245,6 +253,11 @@ impl<'a> Resolver<'a> {
         }
         endpoints.sort();
         endpoints.dedup();
+        // Sidecars speak HTTP/2 to each other: one multiplexed connection
+        // per endpoint instead of a pool, whatever the app speaks.
+        if all_meshed && !endpoints.is_empty() && protocol == UpstreamProtocol::Http1 {
+            protocol = UpstreamProtocol::H2c;
+        }
         let traffic =
             crate::traffic::for_service(self.docs, namespace, name, service_port.name.as_deref());
         let tls = crate::backend_tls::for_service(
