@@ -194,7 +194,9 @@ ports: [{name: pg, port: 9102}]
     // A kernel without the nat table's REDIRECT (some containers) cannot
     // run this test at all: say so rather than fail or pass.
     if let Err(e) = ns.run(&[STRAIT, "proxy-init", "--exclude-inbound-ports", "15000"]) {
-        return skip(&format!("iptables-restore refused the capture rules here: {e}"));
+        return skip(&format!(
+            "iptables-restore refused the capture rules here: {e}"
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while ns
