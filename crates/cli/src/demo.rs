@@ -25,9 +25,9 @@ const FILES: [(&str, &str); 4] = [
 ];
 
 /// The mesh's workloads: (service, pod, app port, sidecar inbound,
-/// sidecar outbound, answers that fail: every n-th). user-service fails
-/// every other call so that cart-api's retry has work to do.
-const WORKLOADS: [(&str, &str, u16, u16, u16, u64); 5] = [
+/// sidecar outbound, answers that fail: every n-th). One user-service pod
+/// fails every other call so that cart-api's retry has work to do.
+const WORKLOADS: [(&str, &str, u16, u16, u16, u64); 6] = [
     ("checkout-api", "checkout-api-6f7d8", 9104, 15106, 15101, 0),
     (
         "payment-service-v1",
@@ -47,6 +47,7 @@ const WORKLOADS: [(&str, &str, u16, u16, u16, u64); 5] = [
     ),
     ("cart-api", "cart-api-2b9x7", 9107, 15109, 15102, 0),
     ("user-service", "user-service-5h3m1", 9108, 15110, 15105, 2),
+    ("user-service", "user-service-9j2k4", 9109, 15111, 15112, 0),
 ];
 
 /// The echo backends the example's EndpointSlices point at.
@@ -219,7 +220,7 @@ async fn show_the_mesh() {
          \x20 checkout-api → payment-service: v2 answered {v2} of 200 calls (route: 95/5), \
          and {beta} of 20 with the version=beta cookie\n\
          \x20 cart-api → user-service: {ok} of 20 calls succeeded although user-service \
-         fails every other answer (one retry, 2 s timeout)\n"
+         has a pod failing every other answer (one retry, to the other pod; 2 s timeout)\n"
     );
 }
 

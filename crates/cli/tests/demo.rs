@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     for port in [
         8080, 8443, 9101, 9102, 9103, 9104, 9105, 9106, 9107, 9108, 9901, 15101, 15102, 15103,
-        15104, 15105, 15106, 15107, 15108, 15109, 15110,
+        15104, 15105, 15106, 15107, 15108, 15109, 15110, 15111, 15112, 9109,
     ] {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
