@@ -213,6 +213,11 @@ async fn failures_get_their_status_and_reason_in_time() {
         + &route("h", "/half", "half", "    retry: {codes: [503], attempts: 1, backoff: 1ms}\n");
     dir.write("all.yaml", &yaml);
     let gw = Gateway::start(&dir).await;
+    // A connection per request: this test closes connections on purpose,
+    // and a pooled one the gateway just closed must not blur what it tests.
+    let fresh = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http();
 
     let reason = |r: &Resp| {
         r.headers
@@ -220,12 +225,16 @@ async fn failures_get_their_status_and_reason_in_time() {
             .map(|v| v.to_str().unwrap_or("").to_string())
             .unwrap_or_default()
     };
-    let r = send(get(port, "h", "/empty")).await.expect("answer");
+    let r = send_with(&fresh, get(port, "h", "/empty"))
+        .await
+        .expect("answer");
     assert_eq!((r.status, reason(&r).as_str()), (503, "no_endpoints"));
 
     // Per-try timeout 300 ms, one retry, under the 2 s request timeout.
     let started = Instant::now();
-    let r = send(get(port, "h", "/silent")).await.expect("answer");
+    let r = send_with(&fresh, get(port, "h", "/silent"))
+        .await
+        .expect("answer");
     let took = started.elapsed();
     assert_eq!((r.status, reason(&r).as_str()), (504, "backend_timeout"));
     assert!(
@@ -240,7 +249,7 @@ async fn failures_get_their_status_and_reason_in_time() {
         .body(http_body_util::Full::new(bytes::Bytes::from(big)))
         .expect("request");
     let started = Instant::now();
-    match send(req).await {
+    match send_with(&fresh, req).await {
         Ok(r) => assert_eq!((r.status, reason(&r).as_str()), (502, "backend_failed")),
         // strait answers 502 while the client is still sending; closing
         // with the rest of the body unread makes the kernel reset the
@@ -265,7 +274,9 @@ async fn failures_get_their_status_and_reason_in_time() {
     }
     assert!(started.elapsed() < Duration::from_secs(3), "no hang");
 
-    let r = send(get(port, "h", "/closed")).await.expect("answer");
+    let r = send_with(&fresh, get(port, "h", "/closed"))
+        .await
+        .expect("answer");
     assert_eq!((r.status, reason(&r).as_str()), (502, "connect_failed"));
 
     // A refused connection sent nothing: even a POST is retried, elsewhere.
@@ -276,7 +287,7 @@ async fn failures_get_their_status_and_reason_in_time() {
                 b"order",
             )))
             .expect("request");
-        let r = send(req).await.expect("answer");
+        let r = send_with(&fresh, req).await.expect("answer");
         assert_eq!(r.status, 200, "{}", gw.logs());
         assert_eq!(r.json()["bodyBytes"], 5);
     }
