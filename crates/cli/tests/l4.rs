@@ -74,23 +74,6 @@ ports: [{{name: tcp, port: {port}}}]
     )
 }
 
-fn gateway(listeners: &str) -> String {
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: strait}}
-spec: {{controllerName: strait.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: strait
-  listeners:
-{listeners}"#
-    )
-}
-
 fn tcp_route(name: &str, section: &str, backends: &[(&str, u32)]) -> String {
     let refs: Vec<String> = backends
         .iter()
@@ -127,7 +110,7 @@ async fn tcp_route_carries_bytes_both_ways_with_half_close_and_weights() {
         "gw.yaml",
         &format!(
             "{}{}{}{}",
-            gateway(&format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n")),
+            gateway_with(&format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n")),
             service("a", a),
             service("b", b),
             tcp_route("split", "tcp", &[("a", 3), ("b", 1)])
@@ -174,7 +157,7 @@ async fn tcp_connection_survives_reload_and_idle_limit_closes_it() {
         "gw.yaml",
         &format!(
             "{}{}{}",
-            gateway(&format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n")),
+            gateway_with(&format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n")),
             service("a", a),
             tcp_route("r", "tcp", &[("a", 1)])
         ),
@@ -279,7 +262,7 @@ async fn tls_passthrough_routes_by_sni_without_terminating() {
         "gw.yaml",
         &format!(
             "{}{}{}{}{}",
-            gateway(&format!(
+            gateway_with(&format!(
                 "  - {{name: tls, port: {port}, protocol: TLS, tls: {{mode: Passthrough}}}}\n"
             )),
             service("a", a.port),
@@ -344,7 +327,7 @@ async fn bad_client_hellos_are_closed_and_counted() {
         "gw.yaml",
         &format!(
             "{}{}{}",
-            gateway(&format!(
+            gateway_with(&format!(
                 "  - {{name: tls, port: {port}, protocol: TLS, tls: {{mode: Passthrough}}}}\n"
             )),
             service("a", a.port),

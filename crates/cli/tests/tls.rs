@@ -436,30 +436,20 @@ async fn bad_certificates_refused_at_load_and_bad_handshakes_counted() {
     let port = free_port();
     let shop = cert("shop.example.com", "shop-cert");
     let dir = TempDir::new();
-    let mut yaml = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: strait}}
-spec: {{controllerName: strait.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: strait
-  listeners:
-  - {{name: shop, port: {port}, protocol: HTTPS, hostname: shop.example.com, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}
+    let mut yaml = gateway_with(&format!(
+        r#"  - {{name: shop, port: {port}, protocol: HTTPS, hostname: shop.example.com, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}
   - {{name: old, port: {port}, protocol: HTTPS, hostname: old.example.com, tls: {{certificateRefs: [{{name: old-cert}}]}}}}
   - {{name: odd, port: {port}, protocol: HTTPS, hostname: odd.example.com, tls: {{certificateRefs: [{{name: odd-cert}}]}}}}
----
+"#
+    ));
+    yaml += r#"---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {{name: r}}
+metadata: {name: r}
 spec:
-  parentRefs: [{{name: gw}}]
-  rules: [{{backendRefs: [{{name: a, port: 80}}]}}]
-"#
-    );
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: a, port: 80}]}]
+"#;
     yaml += &service_yaml("a", backend.port, None);
     yaml += &shop.secret_yaml;
     yaml += &expired("old.example.com", "old-cert");
@@ -527,29 +517,19 @@ async fn curl_resolve_gets_the_right_certificate_per_name() {
     let shop = cert("shop.example.com", "shop-cert");
     let wild = cert("*.example.com", "wild-cert");
     let dir = TempDir::new();
-    let mut yaml = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: strait}}
-spec: {{controllerName: strait.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: strait
-  listeners:
-  - {{name: shop, port: {port}, protocol: HTTPS, hostname: shop.example.com, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}
+    let mut yaml = gateway_with(&format!(
+        r#"  - {{name: shop, port: {port}, protocol: HTTPS, hostname: shop.example.com, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}
   - {{name: wild, port: {port}, protocol: HTTPS, hostname: "*.example.com", tls: {{certificateRefs: [{{name: wild-cert}}]}}}}
----
+"#
+    ));
+    yaml += r#"---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {{name: r}}
+metadata: {name: r}
 spec:
-  parentRefs: [{{name: gw}}]
-  rules: [{{backendRefs: [{{name: a, port: 80}}]}}]
-"#
-    );
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: a, port: 80}]}]
+"#;
     yaml += &service_yaml("a", backend.port, None);
     yaml += &shop.secret_yaml;
     yaml += &wild.secret_yaml;

@@ -288,6 +288,14 @@ pub async fn send_with(
 
 /// GatewayClass + Gateway `gw` (namespace default) with one HTTP listener.
 pub fn gateway_yaml(port: u16) -> String {
+    gateway_with(&format!(
+        "  - {{name: http, port: {port}, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}\n"
+    ))
+}
+
+/// GatewayClass + Gateway `gw` (namespace default) with these listeners
+/// (YAML list items, indented two spaces).
+pub fn gateway_with(listeners: &str) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -300,8 +308,7 @@ metadata: {{name: gw}}
 spec:
   gatewayClassName: strait
   listeners:
-  - {{name: http, port: {port}, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}
-"#
+{listeners}"#
     )
 }
 
