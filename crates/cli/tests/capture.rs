@@ -2,7 +2,10 @@
 //! running as its own UID, `strait proxy-init`'s iptables rules, and an
 //! unmodified client (curl, no proxy settings) calling a Service's
 //! ClusterIP. The call is intercepted, routed by the mesh table and
-//! answered; a server-first port is carried as opaque TCP. Without root,
+//! answered; a server-first port is carried as opaque TCP. From a second
+//! namespace, calls into the pod are captured by the inbound rules: the
+//! app's HTTP port is served as HTTP, another port is carried as TCP to
+//! the app on loopback. Without root,
 //! `ip`, `iptables-restore`, `setpriv` or `curl` the test says SKIPPED and
 //! why (`.ci/run` installs what it needs).
 
@@ -53,9 +56,11 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A namespace with loopback and a veth pair whose end holds 10.200.0.1 and
-/// the default route (REDIRECT of outbound traffic needs a route out).
-fn netns() -> Result<Netns, String> {
+/// The pod's namespace, with loopback and a veth pair whose end holds
+/// 10.200.0.1 and the default route (REDIRECT of outbound traffic needs a
+/// route out); the other end, 10.200.0.2, is in a second namespace, the
+/// caller outside the pod.
+fn netns() -> Result<(Netns, Netns), String> {
     let name = format!("strait-{}", std::process::id());
     let ok = |args: &[&str]| -> Result<(), String> {
         let out = Command::new("ip")
@@ -71,17 +76,23 @@ fn netns() -> Result<Netns, String> {
             ))
         }
     };
+    let outside = format!("{name}-out");
     ok(&["netns", "add", &name])?;
     let ns = Netns(name.clone());
+    ok(&["netns", "add", &outside])?;
+    let out_ns = Netns(outside.clone());
     ok(&["-n", &name, "link", "set", "lo", "up"])?;
     ok(&[
         "-n", &name, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
     ])?;
     ok(&["-n", &name, "addr", "add", "10.200.0.1/24", "dev", "v0"])?;
     ok(&["-n", &name, "link", "set", "v0", "up"])?;
-    ok(&["-n", &name, "link", "set", "v1", "up"])?;
+    ok(&["-n", &name, "link", "set", "v1", "netns", &outside])?;
+    ok(&["-n", &outside, "addr", "add", "10.200.0.2/24", "dev", "v1"])?;
+    ok(&["-n", &outside, "link", "set", "v1", "up"])?;
+    ok(&["-n", &outside, "link", "set", "lo", "up"])?;
     ok(&["-n", &name, "route", "add", "default", "dev", "v0"])?;
-    Ok(ns)
+    Ok((ns, out_ns))
 }
 
 #[test]
@@ -99,8 +110,8 @@ fn unmodified_client_is_captured_routed_and_answered() {
             return skip(&format!("{tool} is not installed"));
         }
     }
-    let ns = match netns() {
-        Ok(ns) => ns,
+    let (ns, outside) = match netns() {
+        Ok(pair) => pair,
         Err(e) => return skip(&format!("cannot make a network namespace: {e}")),
     };
     let dir = TempDir::new();
@@ -162,6 +173,18 @@ ports: [{name: pg, port: 9102}]
         .spawn()
         .expect("echo"),
     );
+    // The workload itself: HTTP on its app port, something else on 9103.
+    let app = |listen: &str, service: &str| {
+        Proc(
+            ns.exec(&[STRAIT, "echo", "--listen", listen, "--service", service])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("echo"),
+        )
+    };
+    let _app = app("127.0.0.1:9100", "checkout");
+    let _other = app("127.0.0.1:9103", "checkout-admin");
     let config = dir.path().to_string_lossy().into_owned();
     let _proxy = Proc(
         ns.exec(&[
@@ -234,9 +257,34 @@ ports: [{name: pg, port: 9102}]
         .unwrap_or_else(|e| panic!("curl: {e}\n{}", logs()));
     assert!(body.contains("\"service\":\"db\""), "{body}");
 
+    // From outside the pod: the app's port is captured and served as HTTP
+    // by the sidecar; port 9103 is captured and carried as TCP.
+    let body = outside
+        .run(&["curl", "-s", "--max-time", "5", "http://10.200.0.1:9100/in"])
+        .unwrap_or_else(|e| panic!("curl: {e}\n{}", logs()));
+    assert!(body.contains("\"service\":\"checkout\""), "{body}");
+    let body = outside
+        .run(&[
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+            "http://10.200.0.1:9103/admin",
+        ])
+        .unwrap_or_else(|e| panic!("curl: {e}\n{}", logs()));
+    assert!(body.contains("\"service\":\"checkout-admin\""), "{body}");
+
     let metrics = ns
         .run(&["curl", "-s", "http://127.0.0.1:15000/metrics"])
         .expect("metrics");
+    assert!(
+        metrics.contains("strait_requests_total{listener=\"inbound|shop/checkout\""),
+        "the inbound call to the app port was served as HTTP:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("route=\"inbound|shop/checkout:9103\""),
+        "the inbound call to port 9103 was carried as TCP:\n{metrics}"
+    );
     assert!(
         metrics.contains("strait_requests_total{listener=\"shop/payment:80\""),
         "the HTTP call was routed as HTTP:\n{metrics}"

@@ -45,15 +45,22 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, name: &str) {
 }
 
 /// Sends `text`, half-closes, and reads the answer to the end.
-async fn half_close_exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, text: &str) -> String {
-    s.write_all(text.as_bytes()).await.expect("write");
-    s.shutdown().await.expect("half-close");
+async fn half_close_exchange<S: AsyncRead + AsyncWrite + Unpin>(s: S, text: &str) -> String {
+    try_exchange(s, text).await.expect("exchange")
+}
+
+/// [`half_close_exchange`] that reports a reset rather than failing.
+async fn try_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    text: &str,
+) -> std::io::Result<String> {
+    s.write_all(text.as_bytes()).await?;
+    s.shutdown().await?;
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
-        .expect("answer in time")
-        .expect("read");
-    String::from_utf8_lossy(&out).into_owned()
+        .map_err(|_| std::io::Error::other("no answer in time"))??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn service(name: &str, port: u16) -> String {
@@ -146,6 +153,75 @@ async fn tcp_route_carries_bytes_both_ways_with_half_close_and_weights() {
     );
     let closed = metric_value(&gw, &["strait_tcp_connections_total", "result=\"closed\""]).await;
     assert_eq!(closed, 401.0, "{}", gw.metrics().await);
+}
+
+#[tokio::test]
+async fn max_connections_refuses_a_stream_over_the_limit() {
+    let a = tcp_backend("a").await;
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "{}{}{}{}",
+            gateway_with(&format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n")),
+            service("a", a),
+            tcp_route("r", "tcp", &[("a", 1)]),
+            r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: a-limit}
+spec:
+  targetRefs: [{group: "", kind: Service, name: a}]
+  circuitBreaker: {maxConnections: 1}
+"#
+        ),
+    );
+    let gw = Gateway::start(&dir).await;
+    // The first stream holds the only slot: a line goes through.
+    let mut held = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    held.write_all(b"ping\n").await.expect("write");
+    let mut buf = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(5), held.read_exact(&mut buf))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    assert_eq!(&buf, b"ping\n");
+    // A second is closed (or reset: its bytes were never read) without
+    // reaching the backend.
+    let refused = |answer: std::io::Result<String>| match answer {
+        Ok(text) => text.is_empty(),
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+    };
+    let second = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    assert!(refused(try_exchange(second, "over").await));
+    let refused = metric_value(
+        &gw,
+        &["strait_breaker_overflows_total", "limit=\"maxConnections\""],
+    )
+    .await;
+    assert_eq!(refused, 1.0);
+    // Its slot comes back when the first ends (the gateway may see the end
+    // a moment after the client does).
+    assert_eq!(half_close_exchange(held, "").await, "a:");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let third = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        match try_exchange(third, "again").await {
+            Ok(text) if text == "a:again" => break,
+            other => assert!(Instant::now() < deadline, "still refused: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

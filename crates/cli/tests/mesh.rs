@@ -406,7 +406,7 @@ spec:
     for needle in [
         "strait_retries_total{route=\"shop/ledger\",reason=\"status\"}",
         "strait_outlier_ejections_total{cluster=\"shop/audit:80\"} 1",
-        "strait_breaker_overflows_total{cluster=\"shop/report:80\"} 3",
+        "strait_breaker_overflows_total{cluster=\"shop/report:80\",limit=\"maxRequests\"} 3",
     ] {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
     }

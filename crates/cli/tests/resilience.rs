@@ -160,6 +160,101 @@ async fn the_budget_caps_retries_when_everything_fails() {
 }
 
 #[tokio::test]
+async fn a_service_sets_its_own_retry_budget() {
+    let a = echo("pay", "pay-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    let yaml = gateway_yaml(port)
+        + &service("pay", &[a.port])
+        + &route(
+            "r",
+            "/status",
+            "pay",
+            "    retry: {codes: [503], attempts: 3, backoff: 1ms}\n",
+        )
+        // No share of the traffic, and a floor of 2/s over 10 s: 20 retries.
+        + &traffic_policy(
+            "pay-traffic",
+            "pay",
+            "  retryBudget: {percent: 0, minRetriesPerSecond: 2, interval: 10s}\n",
+        );
+    dir.write("all.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+    let statuses = load(port, "/status/503", 400).await;
+    assert!(statuses.iter().all(|s| *s == 503));
+    let retries = metric(&gw, &["strait_retries_total", "reason=\"status\""]).await;
+    let refused = metric(&gw, &["strait_retries_total", "budget_exhausted"]).await;
+    eprintln!("per-Service budget: 400 failing requests, {retries} retries, {refused} refused");
+    // A window may turn during the run and grant one more floor.
+    assert!((20.0..=40.0).contains(&retries), "{retries} retries");
+    assert!(refused >= 300.0, "{refused} refused");
+}
+
+#[tokio::test]
+async fn max_connections_queues_requests_and_sheds_past_the_pending_limit() {
+    let slow = echo_with("pay", "pay-0", &["--delay", "300ms"]);
+    let port = free_port();
+    let dir = TempDir::new();
+    let yaml = gateway_yaml(port)
+        + &service("pay", &[slow.port])
+        + &route("r", "/", "pay", "")
+        + &traffic_policy(
+            "pay-traffic",
+            "pay",
+            "  circuitBreaker: {maxConnections: 1, maxPendingRequests: 2}\n",
+        );
+    dir.write("all.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        calls.push(tokio::spawn(async move {
+            let r = send(get(port, "h", "/")).await.expect("answer");
+            (r, started.elapsed())
+        }));
+    }
+    let mut served = Vec::new();
+    let mut shed = 0;
+    for c in calls {
+        let (r, took) = c.await.expect("call");
+        match r.status {
+            200 => served.push((r.json()["connections"].as_u64(), took)),
+            503 => {
+                shed += 1;
+                assert_eq!(r.headers["x-strait-reason"], "overflow");
+                assert_eq!(
+                    r.headers["x-strait-breaker"],
+                    "default/pay-traffic maxPendingRequests=2"
+                );
+                assert!(
+                    took < Duration::from_millis(250),
+                    "shed at once, not after {took:?}"
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    eprintln!("maxConnections=1: served {served:?}, shed {shed}");
+    assert_eq!((served.len(), shed), (3, 2));
+    // One connection carried the three, one after another.
+    assert!(served.iter().all(|(c, _)| *c == Some(1)), "{served:?}");
+    let last = served.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    assert!(
+        last >= Duration::from_millis(850),
+        "queued calls waited: {last:?}"
+    );
+    let counted = metric(
+        &gw,
+        &[
+            "strait_breaker_overflows_total",
+            "limit=\"maxPendingRequests\"",
+        ],
+    )
+    .await;
+    assert_eq!(counted, 2.0);
+}
+
+#[tokio::test]
 async fn failures_get_their_status_and_reason_in_time() {
     let a = echo("pay", "pay-0");
     // A backend that accepts and never answers.

@@ -13,6 +13,7 @@ pub struct BackendTrafficPolicySpec {
     pub load_balancer: Option<LoadBalancer>,
     pub circuit_breaker: Option<CircuitBreaker>,
     pub outlier_detection: Option<OutlierDetection>,
+    pub retry_budget: Option<RetryBudget>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -37,6 +38,23 @@ pub struct HashOn {
 pub struct CircuitBreaker {
     /// Requests in flight to the Service at once; more are answered 503.
     pub max_requests: Option<u32>,
+    /// Connections open to the Service's endpoints at once; a request
+    /// that needs another waits for one to come free.
+    pub max_connections: Option<u32>,
+    /// Requests waiting for a connection under `maxConnections`; more are
+    /// answered 503 (default 1024, as Envoy).
+    pub max_pending_requests: Option<u32>,
+}
+
+/// How many retries calls to the Service may add: at most `percent` of
+/// the requests, plus `minRetriesPerSecond` whatever the traffic, counted
+/// over `interval` (Linkerd's retry budget; defaults 20 %, 10/s, 10s).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryBudget {
+    pub percent: Option<u32>,
+    pub min_retries_per_second: Option<u32>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -71,6 +71,8 @@ pub struct EchoInfo {
     pub pod: String,
     pub served: std::sync::atomic::AtomicU64,
     pub received_bytes: std::sync::atomic::AtomicU64,
+    /// Connections accepted so far.
+    pub connections: std::sync::atomic::AtomicU64,
     /// Every this-many-th HTTP request is answered `503` (0: never), so
     /// tests have an endpoint that fails a known share of its requests.
     pub fail_every: u64,
@@ -86,6 +88,7 @@ impl EchoInfo {
             pod: pod.into(),
             served: Default::default(),
             received_bytes: Default::default(),
+            connections: Default::default(),
             fail_every: 0,
             delay: std::time::Duration::ZERO,
         }
@@ -114,6 +117,9 @@ pub struct EchoBody<'a> {
     /// Request body bytes this server received in all, this request included.
     #[serde(rename = "receivedBytes")]
     pub received_bytes: u64,
+    /// Connections this server accepted so far (lets tests count the
+    /// connections a proxy opened).
+    pub connections: u64,
 }
 
 /// Serves HTTP/1.1 and h2c (prior knowledge) on `listener` until dropped.
@@ -125,6 +131,8 @@ pub async fn serve(listener: TcpListener, info: Arc<EchoInfo>) {
             continue;
         };
         let _ = stream.set_nodelay(true);
+        info.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let info = info.clone();
         let grpc = grpc.clone();
         let builder = builder.clone();
@@ -301,6 +309,7 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoRes
             .received_bytes
             .fetch_add(body_bytes as u64, std::sync::atomic::Ordering::Relaxed)
             + body_bytes as u64,
+        connections: info.connections.load(std::sync::atomic::Ordering::Relaxed),
     };
     let fail = info.fail_every > 0 && (body.served + 1).is_multiple_of(info.fail_every);
     let json = serde_json::to_vec(&body).unwrap_or_default();

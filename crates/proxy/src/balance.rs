@@ -67,16 +67,21 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// `503` for a full breaker, naming it, as the users asked:
-/// `x-strait-breaker: <policy> maxRequests=<n>`.
-pub fn overflow(shared: &Shared, cluster: &Cluster, breaker: &Breaker) -> Response<ResponseBody> {
-    shared.metrics.overflow(&cluster.name);
+/// `503` for a full breaker, naming it and the limit reached, as the
+/// issue's users asked: `x-strait-breaker: <policy> maxRequests=<n>`.
+pub fn overflow(
+    shared: &Shared,
+    cluster: &Cluster,
+    breaker: &Breaker,
+    (limit, value): (&'static str, u32),
+) -> Response<ResponseBody> {
+    shared.metrics.overflow(&cluster.name, limit);
     let mut r = failure(
         StatusCode::SERVICE_UNAVAILABLE,
         "overflow",
-        "strait: circuit breaker open: too many requests in flight\n",
+        "strait: circuit breaker open\n",
     );
-    let name = format!("{} maxRequests={}", breaker.policy, breaker.max_requests);
+    let name = format!("{} {limit}={value}", breaker.policy);
     if let Ok(v) = HeaderValue::from_str(&name) {
         r.headers_mut().insert("x-strait-breaker", v);
     }

@@ -332,19 +332,16 @@ async fn forward(
     // A rule with retries keeps a small body to send again.
     let retry = rule.retry.as_ref().filter(|_| upgrade.is_none());
     let (mut body, replay) = match retry {
-        Some(policy) => {
-            policy.budget.request();
-            match crate::retry::prepare(body).await {
-                Ok(prepared) => prepared,
-                Err(_) => {
-                    return failure(
-                        StatusCode::BAD_REQUEST,
-                        "request_body",
-                        "strait: request body failed\n",
-                    )
-                }
+        Some(_) => match crate::retry::prepare(body).await {
+            Ok(prepared) => prepared,
+            Err(_) => {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    "request_body",
+                    "strait: request body failed\n",
+                )
             }
-        }
+        },
         None => (UpstreamBody::main(body), None),
     };
 
@@ -385,7 +382,13 @@ async fn forward(
             }
         };
         if let Err(breaker) = cluster.admit() {
-            return crate::balance::overflow(shared, cluster, breaker);
+            let limit = ("maxRequests", breaker.max_requests.unwrap_or_default());
+            return crate::balance::overflow(shared, cluster, breaker, limit);
+        }
+        // The budget counts the requests the Service gets from rules that
+        // retry; retries are charged to the Service that failed.
+        if retry.is_some() && tries == 0 {
+            cluster.traffic.budget.request();
         }
         // A retry goes to an endpoint not tried yet when there is one, as
         // Envoy's previous-hosts predicate does.
@@ -426,6 +429,14 @@ async fn forward(
             Some(limit) => tokio::time::timeout(limit, call).await.ok(),
             None => Some(call.await),
         };
+        let overflow = match &result {
+            Some(Err(e)) => e.downcast_ref::<crate::conn_limit::Overflow>().copied(),
+            _ => None,
+        };
+        if let (Some(o), Some(breaker)) = (overflow, &cluster.traffic.breaker) {
+            in_flight.finish(false);
+            return crate::balance::overflow(shared, cluster, breaker, o.limit());
+        }
         let failed = match &result {
             None => Some(crate::retry::Failure::Timeout),
             Some(Err(e)) if crate::upstream::is_connect_error(e.as_ref()) => {
@@ -446,7 +457,7 @@ async fn forward(
         }
         if let (Some(why), Some(policy)) = (failed, retry) {
             let again = tries < policy.attempts && replay.is_some() && why.retriable(&parts.method);
-            if again && policy.budget.try_retry() {
+            if again && cluster.traffic.budget.try_retry() {
                 tries += 1;
                 shared.metrics.retry(&rule.route, why.label());
                 debug!(route = &*rule.route, %endpoint, reason = why.label(), tries, "retrying");

@@ -54,11 +54,28 @@ pub async fn serve(
         return;
     };
     let (listener, route) = (matched.listener.label.clone(), matched.rule.route.clone());
-    let endpoint = match matched.rule.pick(fastrand::u64(..)).map(|b| &b.target) {
-        Some(BackendTarget::Cluster(c)) => c.next_endpoint().map(|(addr, _)| addr),
+    let cluster = match matched.rule.pick(fastrand::u64(..)).map(|b| &b.target) {
+        Some(BackendTarget::Cluster(c)) => Some(c.clone()),
         _ => None,
     };
     drop(snapshot);
+    // Held while the connection lasts.
+    let mut _slot = None;
+    let endpoint = match &cluster {
+        Some(c) => match crate::conn_limit::tcp_slot(c) {
+            Ok(slot) => {
+                _slot = slot;
+                c.next_endpoint().map(|(addr, _)| addr)
+            }
+            Err(o) => {
+                crate::conn_limit::refuse(&shared, c, o);
+                debug!(%client, %route, "connection limit reached; connection closed");
+                shared.metrics.tcp(&listener, &route, "overflow");
+                return;
+            }
+        },
+        None => None,
+    };
     let Some(endpoint) = endpoint else {
         debug!(%client, %route, "no usable backend; connection closed");
         shared.metrics.tcp(&listener, &route, "no_backend");

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod balance;
 pub mod capture;
+pub mod conn_limit;
 pub mod grpc;
 pub mod handler;
 mod headers;

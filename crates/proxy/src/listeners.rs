@@ -228,6 +228,9 @@ async fn accept_loop(
                 PortMode::Http if port.role == crate::mesh::Role::Outbound => {
                     outbound(&port, client, stream).await
                 }
+                PortMode::Http if port.role == crate::mesh::Role::Inbound => {
+                    inbound(&port, client, stream).await
+                }
                 PortMode::Http => {
                     let info = conn_info(&port, client, "http", None, None);
                     serve_connection(TokioIo::new(stream), info, &port).await;
@@ -303,6 +306,25 @@ async fn outbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream
         }
     }
     let info = conn_info(port, client, "http", None, original);
+    serve_connection(TokioIo::new(stream), info, port).await;
+}
+
+/// A connection to a sidecar's inbound listener. A captured one for a
+/// port of the pod other than the app's HTTP port, for a server-first
+/// port, or that does not speak HTTP, is carried as TCP to the port it
+/// was for on loopback; the rest is served as HTTP to the app.
+async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream) {
+    let original = crate::capture::original_dst(&stream);
+    if let (Some(dst), Some(sidecar)) = (original, port.shared.sidecar.as_ref()) {
+        let opaque = dst.port() != sidecar.options.app_port
+            || crate::capture::OPAQUE_PORTS.contains(&dst.port())
+            || crate::capture::sniff(&stream).await == crate::capture::Sniffed::Opaque;
+        if opaque {
+            crate::mesh::inbound_tcp(port.shared.clone(), client, stream, dst.port()).await;
+            return;
+        }
+    }
+    let info = conn_info(port, client, "http", None, None);
     serve_connection(TokioIo::new(stream), info, port).await;
 }
 

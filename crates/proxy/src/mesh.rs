@@ -157,32 +157,53 @@ async fn tcp_target(
     host: &str,
     port: u16,
     fallback: Option<SocketAddr>,
-) -> Result<(SocketAddr, Arc<str>, Arc<str>), Response<ResponseBody>> {
+) -> Result<TcpTarget, Response<ResponseBody>> {
     let snapshot = shared.snapshot.load_full();
     if let Some(m) = snapshot
         .mesh
         .default_rule(host, port, &sidecar.options.namespace)
     {
-        let endpoint = match m.rule.pick(fastrand::u64(..)).map(|b| &b.target) {
-            Some(BackendTarget::Cluster(c)) => c.next_endpoint().map(|(a, _)| a),
-            _ => None,
+        let no_endpoint = || {
+            failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_endpoints",
+                "strait: no ready endpoint\n",
+            )
         };
-        return endpoint
-            .map(|e| (e, m.listener.label.clone(), m.rule.route.clone()))
-            .ok_or_else(|| {
-                failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_endpoints",
-                    "strait: no ready endpoint\n",
-                )
-            });
+        let Some(BackendTarget::Cluster(c)) = m.rule.pick(fastrand::u64(..)).map(|b| &b.target)
+        else {
+            return Err(no_endpoint());
+        };
+        let slot =
+            crate::conn_limit::tcp_slot(c).map_err(|o| crate::conn_limit::refuse(shared, c, o))?;
+        let (addr, _) = c.next_endpoint().ok_or_else(no_endpoint)?;
+        return Ok(TcpTarget {
+            addr,
+            listener: m.listener.label.clone(),
+            route: m.rule.route.clone(),
+            _slot: slot,
+        });
     }
     drop(snapshot);
     let addr = match fallback {
         Some(dst) if !sidecar.options.refuse_unknown => dst,
         _ => resolve_unknown(sidecar, host, port).await?,
     };
-    Ok((addr, Arc::from("passthrough"), Arc::from("passthrough")))
+    Ok(TcpTarget {
+        addr,
+        listener: Arc::from("passthrough"),
+        route: Arc::from("passthrough"),
+        _slot: None,
+    })
+}
+
+/// Where a byte stream goes, its metric labels, and its place under the
+/// Service's connection limit, held while it lasts.
+struct TcpTarget {
+    addr: SocketAddr,
+    listener: Arc<str>,
+    route: Arc<str>,
+    _slot: Option<strait_route::ConnSlot>,
 }
 
 /// A captured connection that is not HTTP (or is on an opaque port):
@@ -197,17 +218,48 @@ pub async fn tcp(
         return;
     };
     let host = dst.ip().to_string();
-    let (target, listener, route) =
-        match tcp_target(&shared, sidecar, &host, dst.port(), Some(dst)).await {
-            Ok(t) => t,
-            Err(_) => {
-                debug!(%client, %dst, "opaque connection refused");
-                shared
-                    .metrics
-                    .tcp(&Arc::from("outbound"), &Arc::from("-"), "no_route");
-                return;
-            }
-        };
+    let t = match tcp_target(&shared, sidecar, &host, dst.port(), Some(dst)).await {
+        Ok(t) => t,
+        Err(_) => {
+            debug!(%client, %dst, "opaque connection refused");
+            shared
+                .metrics
+                .tcp(&Arc::from("outbound"), &Arc::from("-"), "no_route");
+            return;
+        }
+    };
+    let upstream = match tokio::time::timeout(
+        crate::upstream::CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(t.addr),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        _ => {
+            shared.metrics.tcp(&t.listener, &t.route, "connect_failed");
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let end = splice(stream, upstream, shared.limits).await;
+    debug!(%client, %dst, target = %t.addr, ?end, "opaque connection ended");
+    shared.metrics.tcp(&t.listener, &t.route, end.label());
+}
+
+/// A captured inbound connection that is not HTTP for the app's port:
+/// carried as bytes to the same port on loopback, where the app listens.
+pub async fn inbound_tcp(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    stream: tokio::net::TcpStream,
+    port: u16,
+) {
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    let Some(sidecar) = shared.sidecar.as_ref() else {
+        return;
+    };
+    let listener = sidecar.inbound_routes.label.clone();
+    let route = Arc::<str>::from(format!("{listener}:{port}"));
     let upstream = match tokio::time::timeout(
         crate::upstream::CONNECT_TIMEOUT,
         tokio::net::TcpStream::connect(target),
@@ -222,7 +274,7 @@ pub async fn tcp(
     };
     let _ = upstream.set_nodelay(true);
     let end = splice(stream, upstream, shared.limits).await;
-    debug!(%client, %dst, %target, ?end, "opaque connection ended");
+    debug!(%client, %target, ?end, "inbound opaque connection ended");
     shared.metrics.tcp(&listener, &route, end.label());
 }
 
@@ -245,10 +297,11 @@ pub async fn connect(
             unmatched(),
         );
     };
-    let (target, listener, route) = match tcp_target(shared, sidecar, &host, port, None).await {
+    let t = match tcp_target(shared, sidecar, &host, port, None).await {
         Ok(t) => t,
         Err(r) => return (r, unmatched(), unmatched()),
     };
+    let (target, listener, route) = (t.addr, t.listener.clone(), t.route.clone());
     let upstream = match tokio::time::timeout(
         crate::upstream::CONNECT_TIMEOUT,
         tokio::net::TcpStream::connect(target),
@@ -272,6 +325,7 @@ pub async fn connect(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let limits = shared.limits;
     tokio::spawn(async move {
+        let _slot = t._slot;
         match on_upgrade.await {
             Ok(client) => {
                 let end = splice(TokioIo::new(client), upstream, limits).await;

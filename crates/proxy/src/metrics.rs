@@ -40,6 +40,13 @@ pub struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverflowLabels {
+    pub cluster: String,
+    /// The breaker field reached: maxRequests, maxConnections, maxPendingRequests.
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -78,7 +85,7 @@ pub struct Metrics {
     pub tcp: Family<TcpLabels, Counter>,
     pub tls_errors: Family<ReasonLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
-    pub overflows: Family<ClusterLabels, Counter>,
+    pub overflows: Family<OverflowLabels, Counter>,
     pub ejections: Family<ClusterLabels, Counter>,
 }
 
@@ -138,10 +145,10 @@ impl Metrics {
             "Retries made, by route and why (connect, backend, timeout, status), and retries the budget refused (budget_exhausted)",
             retries.clone(),
         );
-        let overflows = Family::<ClusterLabels, Counter>::default();
+        let overflows = Family::<OverflowLabels, Counter>::default();
         registry.register(
             "breaker_overflows",
-            "Requests answered 503 because the cluster's circuit breaker was full",
+            "Requests answered 503 because the cluster's circuit breaker was full, by the limit reached",
             overflows.clone(),
         );
         let ejections = Family::<ClusterLabels, Counter>::default();
@@ -165,10 +172,11 @@ impl Metrics {
         }
     }
 
-    pub fn overflow(&self, cluster: &str) {
+    pub fn overflow(&self, cluster: &str, limit: &'static str) {
         self.overflows
-            .get_or_create(&ClusterLabels {
+            .get_or_create(&OverflowLabels {
                 cluster: cluster.to_string(),
+                limit,
             })
             .inc();
     }

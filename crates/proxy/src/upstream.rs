@@ -8,6 +8,7 @@
 //! client asked for (RFC 9113 §8.3.1): a backend must see the same host
 //! over either protocol.
 
+use crate::conn_limit::{acquire, Got};
 use crate::tee::{BoxError, UpstreamBody};
 use bytes::Bytes;
 use http::header::HOST;
@@ -23,7 +24,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use strait_route::{Cluster, UpstreamProtocol, UpstreamTls};
+use strait_route::{Cluster, ConnGate, ConnSlot, UpstreamProtocol, UpstreamTls};
 use tracing::debug;
 
 /// How long an idle upstream connection is kept for reuse.
@@ -36,13 +37,31 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// connection with it (hyper closes it): its state is unknown.
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Arc<H1Pool>, PoolKey, http1::SendRequest<UpstreamBody>)>,
+    back: Option<GiveBack>,
+}
+
+/// Where a finished HTTP/1.1 connection goes back to, and the connection
+/// limit whose waiters may want it.
+struct GiveBack {
+    pool: Arc<H1Pool>,
+    key: PoolKey,
+    sender: http1::SendRequest<UpstreamBody>,
+    gate: Option<Arc<ConnGate>>,
+}
+
+impl GiveBack {
+    fn put(self) {
+        self.pool.put(self.key, self.sender);
+        if let Some(gate) = self.gate {
+            gate.returned();
+        }
+    }
 }
 
 impl PooledBody {
     fn give_back(&mut self) {
-        if let Some((pool, endpoint, sender)) = self.back.take() {
-            pool.put(endpoint, sender);
+        if let Some(back) = self.back.take() {
+            back.put();
         }
     }
 }
@@ -93,6 +112,25 @@ impl H1Pool {
             }
         }
         None
+    }
+
+    /// Closes one idle connection to an endpoint of `endpoints` other than
+    /// `keep`'s, so that its slot under the cluster's limit comes free.
+    fn evict_other(&self, endpoints: &[SocketAddr], keep: PoolKey) -> bool {
+        let Ok(mut idle) = self.idle.lock() else {
+            return false;
+        };
+        endpoints
+            .iter()
+            .filter(|e| **e != keep.endpoint)
+            .any(|&endpoint| {
+                idle.get_mut(&PoolKey {
+                    endpoint,
+                    tls: keep.tls,
+                })
+                .and_then(|list| list.pop())
+                .is_some()
+            })
     }
 
     fn put(&self, endpoint: PoolKey, sender: http1::SendRequest<UpstreamBody>) {
@@ -170,7 +208,7 @@ impl Upstreams {
             UpstreamProtocol::Http1 => {
                 *req.uri_mut() = Uri::from(path_and_query);
                 *req.version_mut() = Version::HTTP_11;
-                self.send_h1(key, tls, req).await
+                self.send_h1(cluster, key, tls, req).await
             }
             UpstreamProtocol::H2c => {
                 let authority = req
@@ -180,7 +218,7 @@ impl Upstreams {
                     .unwrap_or_else(|| endpoint_authority.clone());
                 *req.uri_mut() = absolute_uri(authority, path_and_query);
                 *req.version_mut() = Version::HTTP_2;
-                let mut sender = self.h2_sender(key, tls).await?;
+                let mut sender = self.h2_sender(cluster, key, tls).await?;
                 sender.ready().await?;
                 let response = sender.send_request(req).await?;
                 Ok(response.map(|inner| PooledBody { inner, back: None }))
@@ -194,22 +232,16 @@ impl Upstreams {
     /// request.
     async fn send_h1(
         &self,
+        cluster: &Cluster,
         endpoint: PoolKey,
         tls: Option<&UpstreamTls>,
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<PooledBody>, BoxError> {
         let mut fresh_only = false;
         loop {
-            let reused = if fresh_only {
-                None
-            } else {
-                self.h1.take(endpoint)
-            };
-            let was_reused = reused.is_some();
-            let mut sender = match reused {
-                Some(s) => s,
-                None => connect_h1(endpoint.endpoint, tls).await?,
-            };
+            let (mut sender, was_reused) = self
+                .h1_connection(cluster, endpoint, tls, !fresh_only)
+                .await?;
             if sender.ready().await.is_err() {
                 if was_reused {
                     continue;
@@ -222,10 +254,15 @@ impl Upstreams {
                 Ok(response) => {
                     // A connection switched to another protocol is no longer HTTP.
                     let mut back = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-                        .then(|| (self.h1.clone(), endpoint, sender));
+                        .then(|| GiveBack {
+                            pool: self.h1.clone(),
+                            key: endpoint,
+                            sender,
+                            gate: cluster.gate().cloned(),
+                        });
                     if response.body().is_end_stream() {
-                        if let Some((pool, ep, s)) = back.take() {
-                            pool.put(ep, s);
+                        if let Some(back) = back.take() {
+                            back.put();
                         }
                     }
                     return Ok(response.map(|inner| PooledBody { inner, back }));
@@ -241,24 +278,66 @@ impl Upstreams {
         }
     }
 
+    /// An idle connection (when `idle` allows; the flag says it was one)
+    /// or a new one, under the cluster's connection limit.
+    async fn h1_connection(
+        &self,
+        cluster: &Cluster,
+        key: PoolKey,
+        tls: Option<&UpstreamTls>,
+        idle: bool,
+    ) -> Result<(http1::SendRequest<UpstreamBody>, bool), BoxError> {
+        if idle {
+            if let Some(sender) = self.h1.take(key) {
+                return Ok((sender, true));
+            }
+        }
+        let slot = match cluster.gate() {
+            None => None,
+            Some(gate) => match acquire(
+                gate,
+                || self.h1.take(key),
+                || self.h1.evict_other(&cluster.endpoints, key),
+            )
+            .await?
+            {
+                Got::Open(sender) => return Ok((sender, true)),
+                Got::Slot(slot) => Some(slot),
+            },
+        };
+        Ok((connect_h1(key.endpoint, tls, slot).await?, false))
+    }
+
+    fn cached_h2(&self, key: PoolKey) -> Option<http2::SendRequest<UpstreamBody>> {
+        self.h2c
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&key).filter(|s| !s.is_closed()).cloned())
+    }
+
     async fn h2_sender(
         &self,
+        cluster: &Cluster,
         key: PoolKey,
         tls: Option<&UpstreamTls>,
     ) -> Result<http2::SendRequest<UpstreamBody>, BoxError> {
-        let cached = self
-            .h2c
-            .lock()
-            .ok()
-            .and_then(|map| map.get(&key).filter(|s| !s.is_closed()).cloned());
-        if let Some(sender) = cached {
+        if let Some(sender) = self.cached_h2(key) {
             return Ok(sender);
         }
+        let slot = match cluster.gate() {
+            None => None,
+            Some(gate) => match acquire(gate, || self.cached_h2(key), || false).await? {
+                Got::Open(sender) => return Ok(sender),
+                Got::Slot(slot) => Some(slot),
+            },
+        };
         let endpoint = key.endpoint;
         let stream = dial(endpoint).await?;
         let sender = match tls {
-            None => handshake_h2(endpoint, stream).await?,
-            Some(tls) => handshake_h2(endpoint, tls_connect(endpoint, tls, stream).await?).await?,
+            None => handshake_h2(endpoint, stream, slot).await?,
+            Some(tls) => {
+                handshake_h2(endpoint, tls_connect(endpoint, tls, stream).await?, slot).await?
+            }
         };
         if let Ok(mut map) = self.h2c.lock() {
             map.insert(key, sender.clone());
@@ -332,26 +411,31 @@ async fn tls_connect(
     }
 }
 
+/// A new connection; `slot`, its place under the cluster's connection
+/// limit, is held until it closes.
 async fn connect_h1(
     endpoint: SocketAddr,
     tls: Option<&UpstreamTls>,
+    slot: Option<ConnSlot>,
 ) -> Result<http1::SendRequest<UpstreamBody>, BoxError> {
     let stream = dial(endpoint).await?;
     match tls {
-        None => handshake_h1(endpoint, stream).await,
-        Some(tls) => handshake_h1(endpoint, tls_connect(endpoint, tls, stream).await?).await,
+        None => handshake_h1(endpoint, stream, slot).await,
+        Some(tls) => handshake_h1(endpoint, tls_connect(endpoint, tls, stream).await?, slot).await,
     }
 }
 
 async fn handshake_h1<I>(
     endpoint: SocketAddr,
     io: I,
+    slot: Option<ConnSlot>,
 ) -> Result<http1::SendRequest<UpstreamBody>, BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
+        let _slot = slot;
         if let Err(e) = conn.with_upgrades().await {
             debug!(%endpoint, error = %e, "upstream connection ended");
         }
@@ -362,6 +446,7 @@ where
 async fn handshake_h2<I>(
     endpoint: SocketAddr,
     io: I,
+    slot: Option<ConnSlot>,
 ) -> Result<http2::SendRequest<UpstreamBody>, BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -372,6 +457,7 @@ where
         .handshake(TokioIo::new(io))
         .await?;
     tokio::spawn(async move {
+        let _slot = slot;
         if let Err(e) = conn.await {
             debug!(%endpoint, error = %e, "HTTP/2 upstream connection ended");
         }

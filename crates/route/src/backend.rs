@@ -30,6 +30,9 @@ pub struct Cluster {
     pub traffic: crate::balance::Traffic,
     #[serde(skip)]
     scores: crate::balance::Scores,
+    /// The breaker's `maxConnections`, when it has one.
+    #[serde(skip)]
+    gate: Option<Arc<crate::ConnGate>>,
 }
 
 fn tls_policy<S: serde::Serializer>(
@@ -61,12 +64,22 @@ impl Cluster {
             protocol,
             tls,
             traffic: Default::default(),
+            gate: None,
         }
     }
 
     pub fn with_traffic(mut self, traffic: crate::balance::Traffic) -> Self {
+        self.gate = traffic.breaker.as_ref().and_then(|b| {
+            let max = b.max_connections?;
+            Some(Arc::new(crate::ConnGate::new(max, b.max_pending)))
+        });
         self.traffic = traffic;
         self
+    }
+
+    /// The connection limit, if the breaker sets one.
+    pub fn gate(&self) -> Option<&Arc<crate::ConnGate>> {
+        self.gate.as_ref()
     }
 
     /// Round-robin over the ready endpoints not ejected: the address and
@@ -95,7 +108,7 @@ impl Cluster {
 
     /// Takes a slot under the circuit breaker; `Err` names the breaker.
     pub fn admit(&self) -> Result<(), &crate::balance::Breaker> {
-        let max = self.traffic.breaker.as_ref().map(|b| b.max_requests);
+        let max = self.traffic.breaker.as_ref().and_then(|b| b.max_requests);
         match (self.scores.admit(max), &self.traffic.breaker) {
             (false, Some(b)) => Err(b),
             _ => Ok(()),

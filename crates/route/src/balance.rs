@@ -34,12 +34,20 @@ pub enum HashKey {
     Cookie(String),
 }
 
+/// A circuit breaker's limits; `None` is no limit.
 #[derive(Debug)]
 pub struct Breaker {
-    pub max_requests: u32,
+    pub max_requests: Option<u32>,
+    pub max_connections: Option<u32>,
+    /// Requests waiting for a connection under `max_connections`.
+    pub max_pending: u32,
     /// `namespace/name` of the policy, for the overflow answer.
     pub policy: String,
 }
+
+/// Requests that may wait for a connection under `maxConnections` when
+/// the policy does not say (Envoy's default).
+pub const DEFAULT_MAX_PENDING: u32 = 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Outlier {
@@ -48,12 +56,14 @@ pub struct Outlier {
     pub max_percent: u32,
 }
 
-/// A cluster's traffic settings (from a BackendTrafficPolicy).
+/// A cluster's traffic settings (from a BackendTrafficPolicy), and the
+/// retry budget its callers share.
 #[derive(Debug)]
 pub struct Traffic {
     pub lb: LbKind,
     pub breaker: Option<Breaker>,
     pub outlier: Option<Outlier>,
+    pub budget: crate::RetryBudget,
 }
 
 impl Default for Traffic {
@@ -62,6 +72,7 @@ impl Default for Traffic {
             lb: LbKind::PeakEwma,
             breaker: None,
             outlier: None,
+            budget: Default::default(),
         }
     }
 }

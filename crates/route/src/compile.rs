@@ -695,7 +695,6 @@ pub(crate) fn compile_rules(
                 .as_deref()
                 .and_then(|b| duration::parse(b).ok())
                 .unwrap_or(crate::retry::DEFAULT_BACKOFF),
-            budget: Default::default(),
         });
         out.push((
             matches,

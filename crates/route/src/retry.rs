@@ -1,9 +1,10 @@
 //! Retries (GEP-1731 `retry` on an HTTPRoute rule) and the retry budget
-//! that keeps them from storming a failing service: retries may add at
-//! most [`BUDGET_RATIO`] of the rule's requests, plus a floor of
-//! [`BUDGET_MIN_PER_SECOND`], over the last [`BUDGET_WINDOW`] or two —
-//! Linkerd's defaults. A retry over budget is not made; the failure is
-//! answered as it is.
+//! that keeps them from storming a failing service: retries to a Service
+//! may add at most [`BUDGET_RATIO`] of the requests sent to it by rules
+//! that retry, plus a floor of [`BUDGET_MIN_PER_SECOND`], over the last
+//! [`BUDGET_WINDOW`] or two — Linkerd's defaults, changed per Service by a
+//! BackendTrafficPolicy's `retryBudget`. A retry over budget is not made;
+//! the failure is answered as it is.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +28,6 @@ pub struct RetryPolicy {
     /// Retries after the first try.
     pub attempts: u32,
     pub backoff: Duration,
-    pub budget: RetryBudget,
 }
 
 impl RetryPolicy {
@@ -43,9 +43,28 @@ impl RetryPolicy {
     }
 }
 
+/// A budget's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetSettings {
+    pub ratio: f64,
+    pub min_per_second: u64,
+    pub window: Duration,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        BudgetSettings {
+            ratio: BUDGET_RATIO,
+            min_per_second: BUDGET_MIN_PER_SECOND,
+            window: BUDGET_WINDOW,
+        }
+    }
+}
+
 /// Counts of requests and retries in the current and the previous window.
 #[derive(Debug)]
 pub struct RetryBudget {
+    pub settings: BudgetSettings,
     start: Instant,
     window: AtomicU64,
     requests: [AtomicU64; 2],
@@ -54,19 +73,25 @@ pub struct RetryBudget {
 
 impl Default for RetryBudget {
     fn default() -> Self {
+        Self::new(BudgetSettings::default())
+    }
+}
+
+impl RetryBudget {
+    pub fn new(settings: BudgetSettings) -> Self {
         RetryBudget {
+            settings,
             start: Instant::now(),
             window: AtomicU64::new(0),
             requests: Default::default(),
             retries: Default::default(),
         }
     }
-}
 
-impl RetryBudget {
     /// The slot of the current window, after moving on if a window passed.
     fn slot(&self) -> usize {
-        let now = self.start.elapsed().as_secs() / BUDGET_WINDOW.as_secs();
+        let window_ms = self.settings.window.as_millis().max(1);
+        let now = (self.start.elapsed().as_millis() / window_ms) as u64;
         let seen = self.window.load(Ordering::Acquire);
         if now != seen
             && self
@@ -101,8 +126,9 @@ impl RetryBudget {
             .map(|r| r.load(Ordering::Relaxed))
             .sum();
         let retries: u64 = self.retries.iter().map(|r| r.load(Ordering::Relaxed)).sum();
-        let floor = BUDGET_MIN_PER_SECOND * BUDGET_WINDOW.as_secs();
-        let allowed = (requests as f64 * BUDGET_RATIO) as u64 + floor;
+        let floor =
+            (self.settings.min_per_second as f64 * self.settings.window.as_secs_f64()) as u64;
+        let allowed = (requests as f64 * self.settings.ratio) as u64 + floor;
         if retries >= allowed {
             return false;
         }
@@ -129,12 +155,25 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_budget_counts_its_own_ratio_and_floor() {
+        let budget = RetryBudget::new(BudgetSettings {
+            ratio: 0.5,
+            min_per_second: 1,
+            window: Duration::from_secs(2),
+        });
+        for _ in 0..100 {
+            budget.request();
+        }
+        let granted = (0..1000).filter(|_| budget.try_retry()).count();
+        assert_eq!(granted, 50 + 2);
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let p = RetryPolicy {
             codes: vec![],
             attempts: 3,
             backoff: Duration::from_millis(100),
-            budget: RetryBudget::default(),
         };
         for _ in 0..100 {
             let first = p.wait(1);

@@ -6,7 +6,9 @@
 use crate::balance::{Breaker, HashKey, LbKind, Outlier, Traffic};
 use crate::balance::{
     DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MAX_EJECTION_PERCENT,
+    DEFAULT_MAX_PENDING,
 };
+use crate::retry::{BudgetSettings, RetryBudget};
 use strait_config::traffic::BackendTrafficPolicySpec;
 use strait_config::{duration, Document, Object, Problem, Resource};
 
@@ -49,14 +51,24 @@ fn traffic(policy: &Object<BackendTrafficPolicySpec>) -> Traffic {
             _ => LbKind::PeakEwma,
         },
     };
-    let breaker = spec
-        .circuit_breaker
-        .as_ref()
-        .and_then(|c| c.max_requests)
-        .map(|max_requests| Breaker {
-            max_requests,
-            policy: format!("{}/{}", policy.metadata.namespace(), policy.metadata.name),
-        });
+    let breaker = spec.circuit_breaker.as_ref().map(|c| Breaker {
+        max_requests: c.max_requests,
+        max_connections: c.max_connections,
+        max_pending: c.max_pending_requests.unwrap_or(DEFAULT_MAX_PENDING),
+        policy: format!("{}/{}", policy.metadata.namespace(), policy.metadata.name),
+    });
+    let defaults = BudgetSettings::default();
+    let budget = spec.retry_budget.as_ref().map(|b| BudgetSettings {
+        ratio: b.percent.map_or(defaults.ratio, |p| f64::from(p) / 100.0),
+        min_per_second: b
+            .min_retries_per_second
+            .map_or(defaults.min_per_second, u64::from),
+        window: b
+            .interval
+            .as_deref()
+            .and_then(|d| duration::parse(d).ok())
+            .unwrap_or(defaults.window),
+    });
     let outlier = spec.outlier_detection.as_ref().map(|o| Outlier {
         consecutive: o
             .consecutive_failures
@@ -76,6 +88,7 @@ fn traffic(policy: &Object<BackendTrafficPolicySpec>) -> Traffic {
         lb,
         breaker,
         outlier,
+        budget: RetryBudget::new(budget.unwrap_or(defaults)),
     }
 }
 
@@ -126,11 +139,35 @@ fn check(spec: &BackendTrafficPolicySpec) -> Vec<Finding> {
         }
     }
     if let Some(c) = &spec.circuit_breaker {
-        if c.max_requests == Some(0) {
+        for (field, value) in [
+            ("maxRequests", c.max_requests),
+            ("maxConnections", c.max_connections),
+        ] {
+            if value == Some(0) {
+                out.push((
+                    format!("spec.circuitBreaker.{field}"),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        if c.max_pending_requests.is_some() && c.max_connections.is_none() {
             out.push((
-                "spec.circuitBreaker.maxRequests".into(),
-                "must be at least 1".into(),
+                "spec.circuitBreaker.maxPendingRequests".into(),
+                "only applies with maxConnections".into(),
             ));
+        }
+    }
+    if let Some(b) = &spec.retry_budget {
+        if b.percent.is_some_and(|p| p > 100) {
+            out.push(("spec.retryBudget.percent".into(), "must be 0-100".into()));
+        }
+        match b.interval.as_deref().map(duration::parse) {
+            Some(Err(e)) => out.push(("spec.retryBudget.interval".into(), e)),
+            Some(Ok(d)) if d < std::time::Duration::from_secs(1) => out.push((
+                "spec.retryBudget.interval".into(),
+                "must be at least 1s".into(),
+            )),
+            _ => {}
         }
     }
     if let Some(o) = &spec.outlier_detection {
@@ -159,5 +196,40 @@ pub(crate) fn problems(docs: &[Document], out: &mut Vec<Problem>) {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> BackendTrafficPolicySpec {
+        let text = format!("targetRefs: [{{group: \"\", kind: Service, name: s}}]\n{yaml}");
+        serde_saphyr::from_str(&text).expect("spec parses")
+    }
+
+    #[test]
+    fn breaker_and_budget_fields_are_checked_by_path() {
+        let paths = |yaml: &str| -> Vec<String> {
+            check(&spec(yaml)).into_iter().map(|(p, _)| p).collect()
+        };
+        assert_eq!(
+            paths("circuitBreaker: {maxConnections: 0, maxRequests: 0}"),
+            [
+                "spec.circuitBreaker.maxRequests",
+                "spec.circuitBreaker.maxConnections"
+            ]
+        );
+        assert_eq!(
+            paths("circuitBreaker: {maxPendingRequests: 3}"),
+            ["spec.circuitBreaker.maxPendingRequests"]
+        );
+        assert_eq!(
+            paths("retryBudget: {percent: 101, interval: 10ms}"),
+            ["spec.retryBudget.percent", "spec.retryBudget.interval"]
+        );
+        assert!(
+            paths("retryBudget: {percent: 50, minRetriesPerSecond: 0, interval: 1m}").is_empty()
+        );
     }
 }

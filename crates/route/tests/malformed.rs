@@ -61,6 +61,16 @@ spec:
     caCertificateRefs: [{group: "", kind: ConfigMap, name: ca}]
     hostname: web.shop.svc
     subjectAltNames: [{type: Hostname, hostname: web.example.com}, {type: URI, uri: "spiffe://x/y"}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: t, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: product-api}]
+  loadBalancer: {type: ConsistentHash, consistentHash: {cookie: session}}
+  circuitBreaker: {maxRequests: 100, maxConnections: 10, maxPendingRequests: 5}
+  outlierDetection: {consecutiveFailures: 3, baseEjectionTime: 10s, maxEjectionPercent: 50}
+  retryBudget: {percent: 25, minRetriesPerSecond: 5, interval: 10s}
 "#,
 ];
 
