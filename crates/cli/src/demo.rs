@@ -90,6 +90,7 @@ pub async fn run() -> anyhow::Result<()> {
         });
         tokio::spawn(strait_echo::serve(listener, info));
         let sidecar = strait_proxy::mesh::SidecarOptions {
+            identity: None,
             namespace: "shop".into(),
             workload: service.into(),
             service_account: service.into(),

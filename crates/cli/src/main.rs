@@ -1,6 +1,7 @@
 //! The `strait` binary: parses flags and calls the crates.
 
 mod check;
+mod control;
 mod demo;
 
 use anyhow::Context;
@@ -28,6 +29,9 @@ enum Command {
     /// Run as a workload's sidecar: inbound to the workload, outbound for
     /// its calls (explicit mode: the workload's HTTP_PROXY).
     Proxy(ProxyArgs),
+    /// The control plane: the mesh certificate authority that signs
+    /// workload certificates.
+    Control(control::ControlArgs),
     /// Install the iptables rules that capture a pod's TCP for its sidecar
     /// (what a sidecar's init container runs; needs NET_ADMIN).
     ProxyInit(ProxyInitArgs),
@@ -93,6 +97,19 @@ struct ProxyArgs {
     /// Destinations that are not Services: `passthrough` or `refuse`.
     #[arg(long, default_value = "passthrough", value_parser = ["passthrough", "refuse"])]
     outbound_unknown: String,
+    /// The mesh CA (`strait control`): with it the sidecar gets a workload
+    /// certificate and speaks mutual TLS to other sidecars.
+    #[arg(long, requires_all = ["trust_bundle", "token_file"])]
+    ca: Option<SocketAddr>,
+    /// Roots to check the CA with (the control plane's trust-bundle.pem).
+    #[arg(long)]
+    trust_bundle: Option<PathBuf>,
+    /// The workload's ServiceAccount token, proof of its identity to the CA.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The SPIFFE trust domain (Kubernetes' default cluster domain).
+    #[arg(long, default_value = strait_identity::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
 }
 
 #[derive(clap::Args)]
@@ -197,7 +214,31 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 .split_once('/')
                 .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
                 .with_context(|| format!("--workload {:?} is not NAMESPACE/NAME", args.workload))?;
+            let rt = runtime(args.serve.workers)?;
+            let identity = match (args.ca, &args.trust_bundle, &args.token_file) {
+                (Some(ca), Some(bundle), Some(token)) => {
+                    let pem = std::fs::read(bundle)
+                        .with_context(|| format!("reading {}", bundle.display()))?;
+                    let roots = strait_identity::ca::certs(&pem, &bundle.display().to_string())
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    let token = std::fs::read_to_string(token)
+                        .with_context(|| format!("reading {}", token.display()))?;
+                    let id = strait_identity::SpiffeId::new(
+                        &args.trust_domain,
+                        namespace,
+                        &args.service_account,
+                    );
+                    let agent =
+                        strait_identity::agent::Agent::new(id, ca, token.trim().to_string(), roots);
+                    // Meshed traffic needs the certificate: serve once it is in place.
+                    rt.block_on(agent.first());
+                    rt.spawn(agent.clone().run());
+                    Some(agent)
+                }
+                _ => None,
+            };
             let sidecar = strait_proxy::mesh::SidecarOptions {
+                identity,
                 namespace: namespace.to_string(),
                 workload: workload.to_string(),
                 service_account: args.service_account,
@@ -206,13 +247,16 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 outbound: args.outbound_listen,
                 refuse_unknown: args.outbound_unknown == "refuse",
             };
-            let workers = args.serve.workers;
             let opts = args.serve.options(
                 args.inbound_listen.ip(),
                 strait_route::CompileOptions::default(),
                 Some(sidecar),
             );
-            runtime(workers)?.block_on(strait_proxy::run(opts, std::future::pending()))?;
+            rt.block_on(strait_proxy::run(opts, std::future::pending()))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Control(args) => {
+            runtime(None)?.block_on(control::run(args))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::ProxyInit(args) => {

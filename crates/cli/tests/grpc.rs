@@ -5,8 +5,6 @@
 mod common;
 use common::*;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use strait_echo::pb::grpcecho::grpc_echo_client::GrpcEchoClient;
 use strait_echo::pb::grpcecho::{EchoRequest, EchoResponse, Header};
@@ -71,22 +69,7 @@ async fn setup() -> Setup {
 
 /// One HTTP/2 (prior knowledge) connection to the gateway, as a tonic
 /// `GrpcService`: clients built on it send `:authority` from their origin.
-#[derive(Clone)]
-struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
-
-impl tonic::codegen::Service<http::Request<tonic::body::Body>> for H2 {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.0.send_request(req))
-    }
-}
+use strait_identity::service::H2;
 
 impl Setup {
     async fn channel(&self) -> H2 {

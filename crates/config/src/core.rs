@@ -87,24 +87,26 @@ pub struct SecretBody {
 }
 
 impl SecretBody {
-    /// The PEM certificate chain and key of a `kubernetes.io/tls` Secret
-    /// (`data` is base64, `stringData` plain, as Kubernetes stores them).
-    pub fn tls_pair(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
+    /// A value by key (`data` is base64, `stringData` plain, as
+    /// Kubernetes stores them).
+    pub fn value(&self, name: &str) -> Result<Vec<u8>, String> {
         use base64::Engine;
-        let field = |name: &str| -> Result<Vec<u8>, String> {
-            if let Some(text) = self.string_data.get(name) {
-                return Ok(text.as_bytes().to_vec());
-            }
-            let encoded = self
-                .data
-                .get(name)
-                .ok_or_else(|| format!("has no {name}"))?;
-            let compact: String = encoded.split_whitespace().collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .map_err(|e| format!("{name} is not base64: {e}"))
-        };
-        Ok((field("tls.crt")?, field("tls.key")?))
+        if let Some(text) = self.string_data.get(name) {
+            return Ok(text.as_bytes().to_vec());
+        }
+        let encoded = self
+            .data
+            .get(name)
+            .ok_or_else(|| format!("has no {name}"))?;
+        let compact: String = encoded.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|e| format!("{name} is not base64: {e}"))
+    }
+
+    /// The PEM certificate chain and key of a `kubernetes.io/tls` Secret.
+    pub fn tls_pair(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
+        Ok((self.value("tls.crt")?, self.value("tls.key")?))
     }
 }
 

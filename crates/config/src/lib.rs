@@ -14,6 +14,7 @@ pub mod l4route;
 mod load;
 pub mod meta;
 mod problem;
+pub mod security;
 pub mod traffic;
 pub mod validate;
 

@@ -8,6 +8,7 @@ use crate::httproute::HttpRouteSpec;
 use crate::l4route::{TcpRouteSpec, TlsRouteSpec};
 use crate::meta::ObjectMeta;
 use crate::problem::{Problem, Source};
+use crate::security::{AuthorizationPolicySpec, PeerAuthenticationSpec};
 use crate::traffic::{BackendTrafficPolicySpec, FaultInjectionSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,8 @@ pub enum Resource {
     BackendTlsPolicy(Object<BackendTlsPolicySpec>),
     BackendTrafficPolicy(Object<BackendTrafficPolicySpec>),
     FaultInjection(Object<FaultInjectionSpec>),
+    PeerAuthentication(Object<PeerAuthenticationSpec>),
+    AuthorizationPolicy(Object<AuthorizationPolicySpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
@@ -68,6 +71,8 @@ impl Resource {
             Resource::BackendTlsPolicy(o) => &o.metadata,
             Resource::BackendTrafficPolicy(o) => &o.metadata,
             Resource::FaultInjection(o) => &o.metadata,
+            Resource::PeerAuthentication(o) => &o.metadata,
+            Resource::AuthorizationPolicy(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
@@ -88,6 +93,8 @@ impl Resource {
             Resource::BackendTlsPolicy(_) => "BackendTLSPolicy",
             Resource::BackendTrafficPolicy(_) => "BackendTrafficPolicy",
             Resource::FaultInjection(_) => "FaultInjection",
+            Resource::PeerAuthentication(_) => "PeerAuthentication",
+            Resource::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
@@ -261,6 +268,12 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         }
         ("policy.strait.dev", "v1alpha1", "FaultInjection") => {
             typed(source, prefix, value, Resource::FaultInjection)
+        }
+        ("policy.strait.dev", "v1alpha1", "PeerAuthentication") => {
+            typed(source, prefix, value, Resource::PeerAuthentication)
+        }
+        ("policy.strait.dev", "v1alpha1", "AuthorizationPolicy") => {
+            typed(source, prefix, value, Resource::AuthorizationPolicy)
         }
         (_, "v1" | "v1alpha3", "BackendTLSPolicy") if group == "gateway.networking.k8s.io" => {
             typed(source, prefix, value, Resource::BackendTlsPolicy)

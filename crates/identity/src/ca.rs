@@ -73,7 +73,7 @@ pub fn new_root(trust_domain: &str) -> Result<(String, String), String> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{what}: {e}"))?;

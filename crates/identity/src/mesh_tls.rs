@@ -36,13 +36,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 impl MeshTls {
     pub fn new(creds: &Credentials, bundle: &[CertificateDer<'static>]) -> Result<Self, String> {
-        let mut roots = RootCertStore::empty();
-        for root in bundle {
-            roots
-                .add(root.clone())
-                .map_err(|e| format!("trust bundle: {e}"))?;
-        }
-        let roots = Arc::new(roots);
+        let roots = Arc::new(root_store(bundle)?);
         let provider = provider();
         let td = creds.id.trust_domain.clone();
         let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -67,11 +61,7 @@ impl MeshTls {
             trust_domain: td,
         });
         let client = |alpn: &[u8]| -> Result<Arc<ClientConfig>, String> {
-            let mut c = ClientConfig::builder_with_provider(provider.clone())
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .map_err(|e| e.to_string())?
-                .dangerous()
-                .with_custom_certificate_verifier(verifier.clone())
+            let mut c = client_builder(&provider, verifier.clone())?
                 .with_client_auth_cert(creds.chain.clone(), creds.private_key())
                 .map_err(|e| format!("client certificate: {e}"))?;
             c.alpn_protocols = vec![alpn.to_vec()];
@@ -84,6 +74,47 @@ impl MeshTls {
             client_http1: client(ALPN_HTTP1)?,
         })
     }
+}
+
+type ClientBuilder = rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>;
+
+fn client_builder(
+    provider: &Arc<CryptoProvider>,
+    verifier: Arc<ServerInTrustDomain>,
+) -> Result<ClientBuilder, String> {
+    Ok(ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier))
+}
+
+/// A client with no certificate of its own that checks servers as the
+/// mesh does (the proxy calling the CA before it has a certificate).
+pub fn verifying_client(
+    bundle: &[CertificateDer<'static>],
+    trust_domain: &str,
+) -> Result<ClientConfig, String> {
+    let provider = provider();
+    let verifier = Arc::new(ServerInTrustDomain {
+        roots: Arc::new(root_store(bundle)?),
+        algs: provider.signature_verification_algorithms,
+        trust_domain: trust_domain.to_string(),
+    });
+    Ok(client_builder(&provider, verifier)?.with_no_client_auth())
+}
+
+fn root_store(bundle: &[CertificateDer<'static>]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for root in bundle {
+        roots
+            .add(root.clone())
+            .map_err(|e| format!("trust bundle: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the trust bundle is empty".into());
+    }
+    Ok(roots)
 }
 
 /// The SPIFFE ID of the peer's certificate, if it sent one.

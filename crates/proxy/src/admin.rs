@@ -69,11 +69,21 @@ fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             "text/plain",
             "not ready\n".into(),
         ),
-        "/metrics" => text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            state.shared.metrics.encode(),
-        ),
+        "/metrics" => {
+            let agent = state
+                .shared
+                .sidecar
+                .as_ref()
+                .and_then(|s| s.options.identity.as_ref());
+            if let Some(agent) = agent {
+                state.shared.metrics.identity(agent);
+            }
+            text(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                state.shared.metrics.encode(),
+            )
+        }
         "/config" => {
             let snapshot = state.shared.snapshot.load();
             let body = json!({

@@ -39,6 +39,8 @@ pub struct ConnInfo {
     pub role: crate::mesh::Role,
     /// Where a captured (transparent) connection was going.
     pub original_dst: Option<SocketAddr>,
+    /// The SPIFFE ID a sidecar proved with its client certificate.
+    pub peer: Option<Arc<str>>,
 }
 
 fn unmatched() -> Arc<str> {
@@ -322,6 +324,9 @@ async fn forward(
         }
     }
     add_forwarded(headers, &conn.client_ip, conn.scheme);
+    if conn.role == Role::Inbound {
+        crate::headers::client_cert(headers, shared, conn.peer.as_deref());
+    }
     if let Some(ops) = &rule.request_headers {
         ops.apply(headers);
     }

@@ -3,6 +3,27 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
+/// Envoy's header for the caller's certificate, as Istio sets it.
+static CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// On a request a sidecar hands its workload: `x-forwarded-client-cert:
+/// By=<own SPIFFE ID>;URI=<caller's>`, or none when the caller proved no
+/// identity. Whatever the caller sent under that name is dropped first,
+/// so it cannot be forged.
+pub fn client_cert(headers: &mut HeaderMap, shared: &crate::Shared, peer: Option<&str>) {
+    headers.remove(&CLIENT_CERT);
+    let own = shared
+        .sidecar
+        .as_ref()
+        .and_then(|s| s.options.identity.as_ref())
+        .map(|a| a.id.to_string());
+    if let (Some(own), Some(peer)) = (own, peer) {
+        if let Ok(v) = HeaderValue::from_str(&format!("By={own};URI={peer}")) {
+            headers.insert(CLIENT_CERT.clone(), v);
+        }
+    }
+}
+
 /// `static`, not `const`: a const array would be rebuilt at every use.
 static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,

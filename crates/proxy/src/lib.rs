@@ -19,6 +19,7 @@ pub mod l4;
 pub mod listeners;
 pub mod mesh;
 pub mod metrics;
+pub mod mtls;
 pub mod reload;
 pub mod retry;
 mod run;
@@ -54,7 +55,9 @@ impl Shared {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics: metrics::Metrics::new(),
-            upstream: Arc::new(upstream::Upstreams::new()),
+            upstream: Arc::new(upstream::Upstreams::new(
+                sidecar.as_ref().and_then(|s| s.options.identity.clone()),
+            )),
             limits,
             sidecar,
         })

@@ -315,7 +315,63 @@ async fn outbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream
 /// was for on loopback; the rest is served as HTTP to the app.
 async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream) {
     let original = crate::capture::original_dst(&stream);
-    if let (Some(dst), Some(sidecar)) = (original, port.shared.sidecar.as_ref()) {
+    let Some(sidecar) = port.shared.sidecar.as_ref() else {
+        return;
+    };
+    // With a workload certificate: meshed TLS is accepted here; the rest
+    // is accepted or refused by the workload's mode.
+    if let Some(mesh) = sidecar.options.identity.as_ref().and_then(|a| a.tls()) {
+        let arrival = crate::mtls::classify(&stream, crate::capture::DETECT_TIMEOUT).await;
+        let strict = port
+            .shared
+            .snapshot
+            .load()
+            .security
+            .peer_mode(&sidecar.options.namespace, &sidecar.options.workload)
+            .strict();
+        let metrics = &port.shared.metrics;
+        match arrival {
+            crate::mtls::Arrival::Mesh => {
+                let accept = tokio_rustls::TlsAcceptor::from(mesh.server.clone()).accept(stream);
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                    Ok(Ok(tls)) => {
+                        metrics.inbound(arrival.label(), "accepted");
+                        let peer = strait_identity::peer_id(tls.get_ref().1.peer_certificates())
+                            .map(|id| Arc::<str>::from(id.to_string()));
+                        let mut info = conn_info(port, client, "https", None, original);
+                        if let Some(info) = Arc::get_mut(&mut info) {
+                            info.peer = peer;
+                        }
+                        serve_connection(TokioIo::new(tls), info, port).await;
+                    }
+                    Ok(Err(e)) => {
+                        metrics.inbound(arrival.label(), "refused");
+                        let reason = crate::tls::handshake_error_reason(&e);
+                        debug!(%client, error = %e, reason, "mTLS handshake refused");
+                        metrics.tls_error(reason);
+                    }
+                    Err(_) => {
+                        metrics.inbound(arrival.label(), "refused");
+                        metrics.tls_error("timeout");
+                    }
+                }
+                return;
+            }
+            _ if strict => {
+                debug!(%client, arrival = arrival.label(), "refused: the workload's mode is STRICT");
+                metrics.inbound(arrival.label(), "refused");
+                return;
+            }
+            crate::mtls::Arrival::OtherTls => {
+                metrics.inbound(arrival.label(), "accepted");
+                let target = original.map_or(sidecar.options.app_port, |d| d.port());
+                crate::mesh::inbound_tcp(port.shared.clone(), client, stream, target).await;
+                return;
+            }
+            crate::mtls::Arrival::Plaintext => metrics.inbound(arrival.label(), "accepted"),
+        }
+    }
+    if let Some(dst) = original {
         let opaque = dst.port() != sidecar.options.app_port
             || crate::capture::OPAQUE_PORTS.contains(&dst.port())
             || crate::capture::sniff(&stream).await == crate::capture::Sniffed::Opaque;
@@ -343,6 +399,7 @@ fn conn_info(
         sni,
         role: port.role,
         original_dst,
+        peer: None,
     })
 }
 

@@ -33,6 +33,8 @@ pub enum Role {
 /// What a sidecar knows about its workload.
 #[derive(Debug, Clone)]
 pub struct SidecarOptions {
+    /// The certificate agent, when the sidecar has an identity (`--ca`).
+    pub identity: Option<Arc<strait_identity::agent::Agent>>,
     pub namespace: String,
     pub workload: String,
     pub service_account: String,

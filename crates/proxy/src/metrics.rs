@@ -29,6 +29,20 @@ pub struct TcpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InboundLabels {
+    /// `mtls`, `tls` (not meshed) or `plaintext`.
+    pub tls: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthzLabels {
+    /// The policy and rule that decided (`-` when none applies).
+    pub policy: String,
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RetryLabels {
     pub route: Arc<str>,
     pub reason: &'static str,
@@ -87,6 +101,11 @@ pub struct Metrics {
     pub retries: Family<RetryLabels, Counter>,
     pub overflows: Family<OverflowLabels, Counter>,
     pub ejections: Family<ClusterLabels, Counter>,
+    pub inbound: Family<InboundLabels, Counter>,
+    pub authz: Family<AuthzLabels, Counter>,
+    pub cert_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub certs_issued: Gauge,
+    pub cert_failures: Gauge,
 }
 
 impl Default for Metrics {
@@ -157,6 +176,36 @@ impl Metrics {
             "Endpoints ejected by outlier detection",
             ejections.clone(),
         );
+        let inbound = Family::<InboundLabels, Counter>::default();
+        registry.register(
+            "mesh_inbound_connections",
+            "Connections to a sidecar's inbound listener with a workload certificate, by how they arrived (mtls, tls, plaintext) and whether they were accepted",
+            inbound.clone(),
+        );
+        let authz = Family::<AuthzLabels, Counter>::default();
+        registry.register(
+            "authz_decisions",
+            "Calls a sidecar authorized, by the AuthorizationPolicy rule that decided and the decision",
+            authz.clone(),
+        );
+        let cert_expiry = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "identity_certificate_expiry_seconds",
+            "Time left on the workload certificate (alarm on this: renewal is failing when it falls below a third of the lifetime)",
+            cert_expiry.clone(),
+        );
+        let certs_issued = Gauge::default();
+        registry.register(
+            "identity_certificates_issued",
+            "Workload certificates received from the CA since start",
+            certs_issued.clone(),
+        );
+        let cert_failures = Gauge::default();
+        registry.register(
+            "identity_ca_failures",
+            "Calls to the CA that failed since start",
+            cert_failures.clone(),
+        );
         Metrics {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry,
@@ -169,7 +218,36 @@ impl Metrics {
             retries,
             overflows,
             ejections,
+            inbound,
+            authz,
+            cert_expiry,
+            certs_issued,
+            cert_failures,
         }
+    }
+
+    pub fn inbound(&self, tls: &'static str, result: &'static str) {
+        self.inbound
+            .get_or_create(&InboundLabels { tls, result })
+            .inc();
+    }
+
+    pub fn authz(&self, policy: String, allowed: bool) {
+        let decision = if allowed { "allow" } else { "deny" };
+        self.authz
+            .get_or_create(&AuthzLabels { policy, decision })
+            .inc();
+    }
+
+    /// The certificate agent's state, read at each scrape.
+    pub fn identity(&self, agent: &strait_identity::agent::Agent) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.cert_expiry
+            .set(agent.expires_in().map_or(0.0, |d| d.as_secs_f64()));
+        self.certs_issued
+            .set(i64::try_from(agent.issued.load(Relaxed)).unwrap_or(i64::MAX));
+        self.cert_failures
+            .set(i64::try_from(agent.failures.load(Relaxed)).unwrap_or(i64::MAX));
     }
 
     pub fn overflow(&self, cluster: &str, limit: &'static str) {

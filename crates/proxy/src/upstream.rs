@@ -24,6 +24,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use strait_identity::agent::Agent;
+use strait_identity::MeshTls;
 use strait_route::{Cluster, ConnGate, ConnSlot, UpstreamProtocol, UpstreamTls};
 use tracing::debug;
 
@@ -147,6 +149,8 @@ impl H1Pool {
 }
 
 pub struct Upstreams {
+    /// The sidecar's certificate agent, when it has an identity.
+    identity: Option<Arc<Agent>>,
     h1: Arc<H1Pool>,
     /// One HTTP/2 connection per endpoint. The lock is held only to clone
     /// or replace a handle, never across I/O.
@@ -155,7 +159,7 @@ pub struct Upstreams {
 
 impl Default for Upstreams {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
@@ -170,8 +174,9 @@ pub fn absolute_uri(authority: Authority, path_and_query: PathAndQuery) -> Uri {
 }
 
 impl Upstreams {
-    pub fn new() -> Self {
+    pub fn new(identity: Option<Arc<Agent>>) -> Self {
         Upstreams {
+            identity,
             h1: Arc::new(H1Pool::default()),
             h2c: Mutex::new(HashMap::new()),
         }
@@ -191,11 +196,24 @@ impl Upstreams {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // Sidecar to sidecar, with a workload certificate: mutual TLS.
+        let mesh = match &self.identity {
+            Some(agent) if cluster.meshed => agent.tls(),
+            _ => None,
+        };
+        let tls = match (&mesh, cluster.tls.as_deref()) {
+            (Some(m), _) => Some(Tls::Mesh(m, cluster)),
+            (None, Some(t)) => Some(Tls::Backend(t)),
+            (None, None) => None,
+        };
         let key = PoolKey {
             endpoint,
-            tls: cluster.tls.as_ref().map_or(0, |t| t.id),
+            tls: match tls {
+                Some(Tls::Mesh(..)) => crate::mtls::MESH_POOL_ID,
+                Some(Tls::Backend(t)) => t.id,
+                None => 0,
+            },
         };
-        let tls = cluster.tls.as_deref();
         // An HTTP/1.1 upgrade (WebSocket) has no HTTP/2 form to a backend:
         // it goes over HTTP/1.1 whatever the cluster's protocol.
         let upgrade = req.headers().contains_key(http::header::UPGRADE);
@@ -234,7 +252,7 @@ impl Upstreams {
         &self,
         cluster: &Cluster,
         endpoint: PoolKey,
-        tls: Option<&UpstreamTls>,
+        tls: Option<Tls<'_>>,
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<PooledBody>, BoxError> {
         let mut fresh_only = false;
@@ -284,7 +302,7 @@ impl Upstreams {
         &self,
         cluster: &Cluster,
         key: PoolKey,
-        tls: Option<&UpstreamTls>,
+        tls: Option<Tls<'_>>,
         idle: bool,
     ) -> Result<(http1::SendRequest<UpstreamBody>, bool), BoxError> {
         if idle {
@@ -319,7 +337,7 @@ impl Upstreams {
         &self,
         cluster: &Cluster,
         key: PoolKey,
-        tls: Option<&UpstreamTls>,
+        tls: Option<Tls<'_>>,
     ) -> Result<http2::SendRequest<UpstreamBody>, BoxError> {
         if let Some(sender) = self.cached_h2(key) {
             return Ok(sender);
@@ -336,7 +354,8 @@ impl Upstreams {
         let sender = match tls {
             None => handshake_h2(endpoint, stream, slot).await?,
             Some(tls) => {
-                handshake_h2(endpoint, tls_connect(endpoint, tls, stream).await?, slot).await?
+                let stream = tls_connect(endpoint, tls, stream, true).await?;
+                handshake_h2(endpoint, stream, slot).await?
             }
         };
         if let Ok(mut map) = self.h2c.lock() {
@@ -391,12 +410,27 @@ async fn dial(endpoint: SocketAddr) -> Result<tokio::net::TcpStream, BoxError> {
     Ok(stream)
 }
 
-/// The TLS handshake of a BackendTLSPolicy, within [`CONNECT_TIMEOUT`].
+/// TLS to an endpoint: a BackendTLSPolicy's, or mutual TLS to a sidecar.
+#[derive(Clone, Copy)]
+pub enum Tls<'a> {
+    Backend(&'a UpstreamTls),
+    Mesh(&'a MeshTls, &'a Cluster),
+}
+
+/// The TLS handshake, within [`CONNECT_TIMEOUT`]; `h2` says which ALPN
+/// a sidecar is asked for.
 async fn tls_connect(
     endpoint: SocketAddr,
-    tls: &UpstreamTls,
+    tls: Tls<'_>,
     stream: tokio::net::TcpStream,
+    h2: bool,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, BoxError> {
+    let tls = match tls {
+        Tls::Mesh(mesh, cluster) => {
+            return crate::mtls::connect(endpoint, mesh, cluster, stream, h2).await
+        }
+        Tls::Backend(tls) => tls,
+    };
     let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
     let handshake = connector.connect(tls.server_name.clone(), stream);
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
@@ -415,13 +449,16 @@ async fn tls_connect(
 /// limit, is held until it closes.
 async fn connect_h1(
     endpoint: SocketAddr,
-    tls: Option<&UpstreamTls>,
+    tls: Option<Tls<'_>>,
     slot: Option<ConnSlot>,
 ) -> Result<http1::SendRequest<UpstreamBody>, BoxError> {
     let stream = dial(endpoint).await?;
     match tls {
         None => handshake_h1(endpoint, stream, slot).await,
-        Some(tls) => handshake_h1(endpoint, tls_connect(endpoint, tls, stream).await?, slot).await,
+        Some(tls) => {
+            let stream = tls_connect(endpoint, tls, stream, false).await?;
+            handshake_h1(endpoint, stream, slot).await
+        }
     }
 }
 

@@ -33,6 +33,12 @@ pub struct Cluster {
     /// The breaker's `maxConnections`, when it has one.
     #[serde(skip)]
     gate: Option<Arc<crate::ConnGate>>,
+    /// Every endpoint is a sidecar ([`MESHED_LABEL`]): calls go over
+    /// mutual TLS when this proxy has a workload certificate.
+    pub meshed: bool,
+    /// `(namespace, service account)` the endpoints run as
+    /// ([`SERVICE_ACCOUNT_ANNOTATION`]); the server must prove one of them.
+    pub peer_accounts: Vec<(String, String)>,
 }
 
 fn tls_policy<S: serde::Serializer>(
@@ -65,7 +71,16 @@ impl Cluster {
             tls,
             traffic: Default::default(),
             gate: None,
+            meshed: false,
+            peer_accounts: Vec::new(),
         }
+    }
+
+    /// Marks the endpoints as sidecars running as `accounts`.
+    pub fn with_mesh(mut self, meshed: bool, accounts: Vec<(String, String)>) -> Self {
+        self.meshed = meshed;
+        self.peer_accounts = accounts;
+        self
     }
 
     pub fn with_traffic(mut self, traffic: crate::balance::Traffic) -> Self {
@@ -159,6 +174,11 @@ pub struct WeightedBackend {
 /// locally): calls to them go over HTTP/2.
 pub const MESHED_LABEL: &str = "strait.dev/meshed";
 
+/// An EndpointSlice annotation naming the ServiceAccount its endpoints
+/// run as (set by the control plane from the pods; by hand locally): a
+/// caller's sidecar refuses a server that cannot prove that identity.
+pub const SERVICE_ACCOUNT_ANNOTATION: &str = "strait.dev/service-account";
+
 /// Builds clusters from Services and EndpointSlices, once per snapshot.
 pub(crate) struct Resolver<'a> {
     docs: &'a [Document],
@@ -220,6 +240,7 @@ impl<'a> Resolver<'a> {
         let mut endpoints = Vec::new();
         let mut protocol = protocol_of(service_port.app_protocol.as_deref());
         let mut all_meshed = true;
+        let mut accounts: Vec<(String, String)> = Vec::new();
         for doc in self.docs {
             let Resource::EndpointSlice(slice) = &doc.resource else {
                 continue;
@@ -253,6 +274,9 @@ impl<'a> Resolver<'a> {
             }
             all_meshed &=
                 slice.metadata.labels.get(MESHED_LABEL).map(String::as_str) == Some("true");
+            if let Some(sa) = slice.metadata.annotations.get(SERVICE_ACCOUNT_ANNOTATION) {
+                accounts.push((namespace.to_string(), sa.clone()));
+            }
             for endpoint in &slice.body.endpoints {
                 if endpoint.conditions.ready == Some(false) {
                     continue;
@@ -266,9 +290,12 @@ impl<'a> Resolver<'a> {
         }
         endpoints.sort();
         endpoints.dedup();
+        accounts.sort();
+        accounts.dedup();
+        let meshed = all_meshed && !endpoints.is_empty();
         // Sidecars speak HTTP/2 to each other: one multiplexed connection
         // per endpoint instead of a pool, whatever the app speaks.
-        if all_meshed && !endpoints.is_empty() && protocol == UpstreamProtocol::Http1 {
+        if meshed && protocol == UpstreamProtocol::Http1 {
             protocol = UpstreamProtocol::H2c;
         }
         let traffic =
@@ -288,7 +315,8 @@ impl<'a> Resolver<'a> {
                 protocol,
                 tls,
             )
-            .with_traffic(traffic),
+            .with_traffic(traffic)
+            .with_mesh(meshed, accounts),
         ))
     }
 }

@@ -315,6 +315,8 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
     }
     snapshot.mesh = mesh.finish();
     crate::traffic::problems(docs, &mut problems);
+    crate::security::problems(docs, &mut problems);
+    snapshot.security = crate::security::SecurityTable::new(docs);
     snapshot.policies = crate::backend_tls::policy_statuses(docs, &mut problems);
     let mut clusters: Vec<_> = resolver.clusters().cloned().collect();
     clusters.sort_by(|a, b| a.name.cmp(&b.name));

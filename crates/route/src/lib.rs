@@ -17,6 +17,7 @@ mod matcher;
 mod mesh;
 mod policy;
 mod retry;
+pub mod security;
 mod snapshot;
 mod status;
 mod tls;

@@ -31,14 +31,15 @@ pub(crate) fn select<'a, S: 'a>(
         })
         .collect();
     found.sort_by(|(a, a_section), (b, b_section)| {
-        let created = |o: &Object<S>| {
-            let t = o.metadata.creation_timestamp.clone();
-            (t.is_none(), t)
-        };
         b_section
             .cmp(a_section)
-            .then_with(|| created(a).cmp(&created(b)))
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+            .then_with(|| age(&a.metadata).cmp(&age(&b.metadata)))
     });
     found.first().map(|(p, _)| *p)
+}
+
+/// Oldest first, then by name: the order conflicts are settled in.
+pub(crate) fn age(m: &strait_config::meta::ObjectMeta) -> impl Ord + '_ {
+    let t = m.creation_timestamp.as_deref();
+    (t.is_none(), t, m.name.as_str())
 }

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub policies: Vec<RouteStatus>,
     /// Service destinations and their GAMMA routes, for sidecars.
     pub mesh: crate::mesh::MeshTable,
+    /// PeerAuthentication and AuthorizationPolicy, for sidecars.
+    pub security: crate::security::SecurityTable,
     pub clusters: Vec<Arc<Cluster>>,
 }
 

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::io::{BufRead, BufReader};
@@ -455,5 +455,97 @@ pub async fn assert_bad_hellos_refused(gw: &Gateway, port: u16) {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
         assert_eq!(counted, 1.0, "{reason}: {metrics}");
+    }
+}
+
+/// A `strait proxy` process beside a workload.
+pub struct Sidecar {
+    pub outbound: u16,
+    pub admin: u16,
+    pub log: std::path::PathBuf,
+    pub proc: Proc,
+}
+
+impl Sidecar {
+    pub async fn start(
+        dir: &TempDir,
+        workload: &str,
+        app_port: u16,
+        inbound: u16,
+        extra: &[&str],
+    ) -> Sidecar {
+        let (outbound, admin) = (free_port(), free_port());
+        let log = dir
+            .path()
+            .with_extension(format!("{}.log", workload.replace('/', "-")));
+        let child = Command::new(STRAIT)
+            .args(["proxy", "--config"])
+            .arg(dir.path())
+            .args(["--workload", workload, "--app-port", &app_port.to_string()])
+            .args(["--inbound-listen", &format!("127.0.0.1:{inbound}")])
+            .args(["--outbound-listen", &format!("127.0.0.1:{outbound}")])
+            .args(["--admin", &format!("127.0.0.1:{admin}"), "--workers", "2"])
+            .args(extra)
+            .env("STRAIT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn proxy");
+        let sidecar = Sidecar {
+            outbound,
+            admin,
+            log,
+            proc: Proc(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = send(get(admin, "admin", "/ready")).await {
+                if r.status == 200 {
+                    return sidecar;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy not ready:\n{}",
+                sidecar.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = send(get(self.admin, "admin", "/metrics"))
+            .await
+            .expect("metrics");
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+}
+
+/// What the workload does: an HTTP request through its HTTP_PROXY, in
+/// absolute form, on a connection of its own.
+pub async fn call(proxy: u16, url: &str, headers: &[(&str, &str)]) -> Resp {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .expect("connect to the outbound listener");
+    let mut send = h1_over::<_, Empty<Bytes>>(tcp).await;
+    let mut req = http::Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = send
+        .send_request(req.body(Empty::new()).expect("request"))
+        .await
+        .expect("response");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    Resp {
+        status,
+        headers,
+        body,
     }
 }

@@ -1,0 +1,139 @@
+//! `strait control`: for now the mesh CA (issue 5); the configuration
+//! push of issue 6 will join it on the same port.
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use strait_config::Resource;
+use strait_identity::service::{CaServer, Tokens};
+use strait_identity::{Authority, SpiffeId};
+
+#[derive(clap::Args)]
+pub struct ControlArgs {
+    /// Folder of manifests: ServiceAccount token Secrets say which token
+    /// proves which identity.
+    #[arg(long)]
+    config: PathBuf,
+    /// Where proxies reach the CA.
+    #[arg(long, default_value = "127.0.0.1:15012")]
+    listen: SocketAddr,
+    /// The CA's folder: `ca.crt` and `ca.key` (made there, key mode 0600,
+    /// when absent), and `trust-bundle.pem` written for proxies.
+    #[arg(long, default_value = "strait-ca")]
+    ca_dir: PathBuf,
+    /// Sign with this CA instead (a cert-manager intermediate, say): its
+    /// certificate (chain) and key in PEM…
+    #[arg(long, requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// …and the roots it chains to, when it is an intermediate.
+    #[arg(long)]
+    ca_roots: Option<PathBuf>,
+    /// Roots trusted beside the CA's own (PEM): the other root during a
+    /// root rotation.
+    #[arg(long)]
+    extra_roots: Option<PathBuf>,
+    /// The SPIFFE trust domain (Kubernetes' default cluster domain).
+    #[arg(long, default_value = strait_identity::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
+    /// Lifetime of workload certificates.
+    #[arg(long, default_value = "24h", value_parser = crate::go_duration)]
+    cert_ttl: Duration,
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Token → identity, from the folder's `kubernetes.io/service-account-token`
+/// Secrets (annotation `kubernetes.io/service-account.name`, key `token`).
+pub fn tokens(dir: &Path, trust_domain: &str) -> Tokens {
+    let set = strait_config::load_dir(dir);
+    let mut out = Tokens::new();
+    for doc in &set.documents {
+        let Resource::Secret(secret) = &doc.resource else {
+            continue;
+        };
+        if secret.body.kind.as_deref() != Some("kubernetes.io/service-account-token") {
+            continue;
+        }
+        let Some(sa) = secret
+            .metadata
+            .annotations
+            .get("kubernetes.io/service-account.name")
+        else {
+            continue;
+        };
+        if let Ok(token) = secret.body.value("token") {
+            let token = String::from_utf8_lossy(&token).trim().to_string();
+            if !token.is_empty() {
+                out.insert(
+                    token,
+                    SpiffeId::new(trust_domain, secret.metadata.namespace(), sa),
+                );
+            }
+        }
+    }
+    out
+}
+
+pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
+    let mut authority = match (&args.ca_cert, &args.ca_key) {
+        (Some(cert), Some(key)) => {
+            let roots = args.ca_roots.as_deref().map(read).transpose()?;
+            Authority::from_pem(
+                &args.trust_domain,
+                &read(cert)?,
+                &read(key)?,
+                roots.as_deref(),
+            )
+        }
+        _ => Authority::open_or_create(&args.ca_dir, &args.trust_domain),
+    }
+    .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(extra) = &args.extra_roots {
+        authority
+            .trust_also(&read(extra)?)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    std::fs::create_dir_all(&args.ca_dir)?;
+    let bundle_path = args.ca_dir.join("trust-bundle.pem");
+    std::fs::write(&bundle_path, authority.trust_bundle_pem())
+        .with_context(|| format!("writing {}", bundle_path.display()))?;
+    let tls = strait_identity::service::server_tls(&authority).map_err(|e| anyhow::anyhow!(e))?;
+    let tokens = Arc::new(ArcSwap::from_pointee(tokens(
+        &args.config,
+        &args.trust_domain,
+    )));
+    // Tokens follow the folder (issue 6 will watch it with the rest).
+    let refresh = tokens.clone();
+    let (dir, td) = (args.config.clone(), args.trust_domain.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            refresh.store(Arc::new(self::tokens(&dir, &td)));
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    // Tests read this line to learn the port.
+    println!("listening on {}", listener.local_addr()?);
+    tracing::info!(
+        trust_bundle = %bundle_path.display(),
+        roots = authority.trust_bundle().len(),
+        ttl = ?args.cert_ttl,
+        "mesh CA serving"
+    );
+    let ca = CaServer {
+        authority: Arc::new(authority),
+        tokens,
+        ttl: args.cert_ttl,
+    };
+    strait_identity::service::serve(listener, ca, tls).await;
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! Workload identity through real processes: `strait control` (the mesh
+//! CA) and sidecars that get their certificates from it and speak mutual
+//! TLS to each other. What the backend sees (the caller's SPIFFE ID, as
+//! the inbound sidecar proved it), and what is refused: a CSR for another
+//! identity, a client certificate from another CA or expired, a server
+//! with the wrong identity, plaintext to a STRICT workload.
+
+mod common;
+use common::*;
+use rustls_pki_types::ServerName;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use strait_identity::{Authority, Credentials, MeshTls, SpiffeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct Control {
+    pub addr: String,
+    pub ca_dir: std::path::PathBuf,
+    pub proc: Proc,
+}
+
+impl Control {
+    /// `strait control` on `listen` (port 0: any) for the folder `dir`.
+    pub fn start(dir: &TempDir, listen: &str, extra: &[&str]) -> Control {
+        let ca_dir = dir.path().with_extension("ca");
+        let mut child = Command::new(STRAIT)
+            .args(["control", "--config"])
+            .arg(dir.path())
+            .args(["--listen", listen, "--ca-dir"])
+            .arg(&ca_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn control");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("control prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
+            .to_string();
+        Control {
+            addr,
+            ca_dir,
+            proc: Proc(child),
+        }
+    }
+}
+
+/// A Service `name` whose endpoint is a sidecar's inbound listener,
+/// running as ServiceAccount `sa`, and the token Secret of `sa`.
+fn meshed_service(name: &str, sa: &str, inbound: u16) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: shop}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}
+  namespace: shop
+  labels: {{kubernetes.io/service-name: {name}, strait.dev/meshed: "true"}}
+  annotations: {{strait.dev/service-account: {sa}}}
+addressType: IPv4
+endpoints: [{{addresses: ["127.0.0.1"]}}]
+ports: [{{name: http, port: {inbound}}}]
+"#
+    )
+}
+
+fn token_secret(sa: &str) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {sa}-token
+  namespace: shop
+  annotations: {{kubernetes.io/service-account.name: {sa}}}
+type: kubernetes.io/service-account-token
+stringData: {{token: tok-{sa}}}
+"#
+    )
+}
+
+/// The flags that give a sidecar its identity `sa`.
+fn identity_flags(dir: &TempDir, control: &Control, sa: &str) -> Vec<String> {
+    let token = dir.path().join(format!("{sa}.token"));
+    std::fs::write(&token, format!("tok-{sa}\n")).expect("token");
+    vec![
+        "--ca".into(),
+        control.addr.clone(),
+        "--trust-bundle".into(),
+        control
+            .ca_dir
+            .join("trust-bundle.pem")
+            .to_string_lossy()
+            .into_owned(),
+        "--token-file".into(),
+        token.to_string_lossy().into_owned(),
+        "--service-account".into(),
+        sa.into(),
+    ]
+}
+
+async fn sidecar(dir: &TempDir, control: &Control, sa: &str, app: u16, inbound: u16) -> Sidecar {
+    let flags = identity_flags(dir, control, sa);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Sidecar::start(dir, &format!("shop/{sa}"), app, inbound, &flags).await
+}
+
+fn metric(metrics: &str, needle: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A plain HTTP GET straight to a sidecar's inbound listener, as a
+/// client outside the mesh would make it.
+async fn plaintext_get(inbound: u16, headers: &[(&str, &str)]) -> Result<Resp, String> {
+    let mut req =
+        http::Request::get(format!("http://127.0.0.1:{inbound}/plain")).header("host", "payment");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    // A connection of its own: an accepted one stays accepted.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    send_with(&client, req.body(Default::default()).expect("request")).await
+}
+
+/// An HTTP/2-over-mTLS GET to a sidecar's inbound listener with `creds`,
+/// trusting `bundle`: `Err` when the sidecar refuses.
+async fn mtls_get(
+    inbound: u16,
+    creds: &Credentials,
+    bundle: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<u16, String> {
+    let tls = MeshTls::new(creds, bundle)?;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", inbound))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("payment").map_err(|e| e.to_string())?;
+    let mut stream = tokio_rustls::TlsConnector::from(tls.client_http1.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    // TLS 1.3: a refused client certificate shows at the first read.
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nhost: payment\r\nconnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .map_err(|_| "no answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP answer: {text:?}"))
+}
+
+#[tokio::test]
+async fn sidecars_speak_mtls_and_the_backend_sees_the_callers_identity() {
+    let dir = TempDir::new();
+    let payment_in = free_port();
+    let ledger_in = free_port();
+    dir.write(
+        "shop.yaml",
+        &(meshed_service("payment", "payment", payment_in)
+            // ledger claims to run as `ledger`, but its sidecar is `cart`.
+            + &meshed_service("ledger", "ledger", ledger_in)
+            + &token_secret("checkout-api")
+            + &token_secret("payment")
+            + &token_secret("cart")),
+    );
+    let control = Control::start(&dir, "127.0.0.1:0", &["--cert-ttl", "1h"]);
+    let payment_app = echo("payment", "payment-0");
+    let ledger_app = echo("ledger", "ledger-0");
+    let checkout_app = echo("checkout-api", "checkout-0");
+    let payment = sidecar(&dir, &control, "payment", payment_app.port, payment_in).await;
+    let _impostor = sidecar(&dir, &control, "cart", ledger_app.port, ledger_in).await;
+    let checkout = sidecar(
+        &dir,
+        &control,
+        "checkout-api",
+        checkout_app.port,
+        free_port(),
+    )
+    .await;
+
+    // Through both sidecars: mutual TLS, and the backend sees who called.
+    let r = call(checkout.outbound, "http://payment/pay", &[]).await;
+    assert_eq!(r.status, 200, "{}", payment.logs());
+    let json = r.json();
+    assert_eq!(
+        json["headers"]["X-Forwarded-Client-Cert"][0],
+        "By=spiffe://cluster.local/ns/shop/sa/payment;URI=spiffe://cluster.local/ns/shop/sa/checkout-api",
+        "{json}"
+    );
+    let m = payment.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "strait_mesh_inbound_connections_total{tls=\"mtls\",result=\"accepted\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "strait_identity_certificate_expiry_seconds") > 3000.0,
+        "{m}"
+    );
+
+    // A server that cannot prove the destination's identity: 502.
+    let r = call(checkout.outbound, "http://ledger/", &[]).await;
+    assert_eq!(r.status, 502, "the impostor was accepted: {:?}", r.body);
+    assert!(
+        checkout
+            .logs()
+            .contains("expected spiffe://cluster.local/ns/shop/sa/ledger"),
+        "{}",
+        checkout.logs()
+    );
+
+    // PERMISSIVE (the default): plaintext is served, counted apart, and a
+    // client cannot forge the identity header.
+    let r = plaintext_get(
+        payment_in,
+        &[("x-forwarded-client-cert", "URI=spiffe://forged")],
+    )
+    .await
+    .expect("plaintext answer");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.json()["headers"].get("X-Forwarded-Client-Cert").is_none(),
+        "forged header passed"
+    );
+    let m = payment.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "strait_mesh_inbound_connections_total{tls=\"plaintext\",result=\"accepted\"}"
+        ) >= 1.0
+    );
+
+    // Client certificates the mesh does not accept.
+    let bundle = strait_identity::ca::certs(
+        &std::fs::read(control.ca_dir.join("trust-bundle.pem")).expect("bundle"),
+        "bundle",
+    )
+    .expect("pem");
+    let who = SpiffeId::new("cluster.local", "shop", "checkout-api");
+    let (other_cert, other_key) = strait_identity::ca::new_root("cluster.local").expect("root");
+    let other = Authority::from_pem("cluster.local", &other_cert, &other_key, None).expect("ca");
+    let (key, csr) = strait_identity::new_key_and_csr(&who).expect("csr");
+    let chain = other
+        .sign(&csr, &who, Duration::from_secs(600))
+        .expect("signed");
+    let stranger = Credentials::new(&who, chain, &key).expect("creds");
+    let refused = mtls_get(payment_in, &stranger, &bundle).await;
+    assert!(
+        refused.is_err(),
+        "a certificate of another CA was accepted: {refused:?}"
+    );
+
+    let ca_cert = std::fs::read_to_string(control.ca_dir.join("ca.crt")).expect("ca.crt");
+    let ca_key = std::fs::read_to_string(control.ca_dir.join("ca.key")).expect("ca.key");
+    let ours = Authority::from_pem("cluster.local", &ca_cert, &ca_key, None).expect("ca");
+    let (key, csr) = strait_identity::new_key_and_csr(&who).expect("csr");
+    let chain = ours
+        .sign(&csr, &who, Duration::from_secs(600))
+        .expect("signed");
+    let good = Credentials::new(&who, chain, &key).expect("creds");
+    assert_eq!(
+        mtls_get(payment_in, &good, &bundle).await,
+        Ok(200),
+        "the control case"
+    );
+    let expired = expired_credentials(&ca_cert, &ca_key, &who);
+    let refused = mtls_get(payment_in, &expired, &bundle).await;
+    assert!(
+        refused.is_err(),
+        "an expired certificate was accepted: {refused:?}"
+    );
+
+    // A CSR for another identity than the token's.
+    let ca_addr = control.addr.parse().expect("addr");
+    let payment_id = SpiffeId::new("cluster.local", "shop", "payment");
+    let refused =
+        strait_identity::service::fetch(ca_addr, &bundle, "tok-checkout-api", &payment_id).await;
+    let why = refused.expect_err("a CSR for someone else is refused");
+    assert!(
+        why.contains("PermissionDenied") && why.contains("sa/payment"),
+        "{why}"
+    );
+    let unknown =
+        strait_identity::service::fetch(ca_addr, &bundle, "tok-nobody", &payment_id).await;
+    assert!(unknown.err().is_some_and(|e| e.contains("Unauthenticated")));
+
+    // STRICT: plaintext is refused; mutual TLS still goes through.
+    dir.write(
+        "strict.yaml",
+        r#"apiVersion: policy.strait.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: payment-strict, namespace: shop}
+spec:
+  mode: STRICT
+  targetRefs: [{group: apps, kind: Deployment, name: payment}]
+"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while plaintext_get(payment_in, &[]).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "plaintext still served under STRICT"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = call(checkout.outbound, "http://payment/pay", &[]).await;
+    assert_eq!(r.status, 200);
+    let m = payment.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "strait_mesh_inbound_connections_total{tls=\"plaintext\",result=\"refused\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+}
+
+/// A certificate for `who` from the real CA that expired an hour ago.
+fn expired_credentials(ca_cert: &str, ca_key: &str, who: &SpiffeId) -> Credentials {
+    use rcgen::{
+        CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
+    };
+    let issuer =
+        Issuer::from_ca_cert_pem(ca_cert, KeyPair::from_pem(ca_key).expect("key")).expect("issuer");
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.subject_alt_names = vec![SanType::URI(who.to_string().try_into().expect("uri"))];
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    p.not_before = epoch + (now - Duration::from_secs(7200));
+    p.not_after = epoch + (now - Duration::from_secs(3600));
+    let cert = p.signed_by(&key, &issuer).expect("signed");
+    Credentials::new(who, vec![cert.der().clone()], &key).expect("creds")
+}

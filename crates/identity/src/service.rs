@@ -1,0 +1,206 @@
+//! The CA over gRPC (`strait.identity.v1.Identity/Sign`, tonic codegen
+//! served on our own rustls + hyper connection, as the echo serves its
+//! gRPC): a proxy sends a CSR and its ServiceAccount token; the token says
+//! who it is, and only that identity is signed. The server presents the
+//! control plane's own workload certificate, so a proxy checks it with
+//! the same trust bundle and SPIFFE rules as any mesh peer.
+
+use crate::ca::Authority;
+use crate::credentials::{new_key_and_csr, Credentials};
+use crate::pb::identity_client::IdentityClient;
+use crate::pb::identity_server::{Identity, IdentityServer};
+use crate::pb::{SignRequest, SignResponse};
+use crate::spiffe::SpiffeId;
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tonic::codegen::Service;
+use tonic::Status;
+use tracing::{debug, info, warn};
+
+/// The control plane's own identity: its namespace and ServiceAccount.
+pub const CONTROL_NAMESPACE: &str = "strait-system";
+pub const CONTROL_SERVICE_ACCOUNT: &str = "strait-control";
+/// How long a call to the CA may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who each bootstrap token belongs to.
+pub type Tokens = HashMap<String, SpiffeId>;
+
+pub struct CaServer {
+    pub authority: Arc<Authority>,
+    pub tokens: Arc<ArcSwap<Tokens>>,
+    pub ttl: Duration,
+}
+
+#[tonic::async_trait]
+impl Identity for CaServer {
+    async fn sign(
+        &self,
+        request: tonic::Request<SignRequest>,
+    ) -> Result<tonic::Response<SignResponse>, Status> {
+        let req = request.into_inner();
+        let Some(caller) = self.tokens.load().get(&req.token).cloned() else {
+            warn!("CSR with an unknown token refused");
+            return Err(Status::unauthenticated("unknown token"));
+        };
+        let chain = self
+            .authority
+            .sign(&req.csr, &caller, self.ttl)
+            .map_err(|why| {
+                warn!(%caller, %why, "CSR refused");
+                Status::permission_denied(why)
+            })?;
+        info!(%caller, ttl = ?self.ttl, "certificate signed");
+        Ok(tonic::Response::new(SignResponse {
+            chain: chain.into_iter().map(|c| c.to_vec()).collect(),
+            trust_bundle: self
+                .authority
+                .trust_bundle()
+                .iter()
+                .map(|c| c.to_vec())
+                .collect(),
+        }))
+    }
+}
+
+/// The control plane's serving configuration: its own certificate from
+/// the CA, no client certificate asked (proxies have none yet), HTTP/2.
+pub fn server_tls(authority: &Authority) -> Result<Arc<rustls::ServerConfig>, String> {
+    let id = SpiffeId::new(
+        &authority.trust_domain,
+        CONTROL_NAMESPACE,
+        CONTROL_SERVICE_ACCOUNT,
+    );
+    let (key, csr) = new_key_and_csr(&id)?;
+    // Renewed at each start; a year outlasts any control plane process.
+    let chain = authority.sign(&csr, &id, Duration::from_secs(365 * 24 * 3600))?;
+    let creds = Credentials::new(&id, chain, &key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(creds.chain.clone(), creds.private_key())
+    .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the CA on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ca: CaServer,
+    tls: Arc<rustls::ServerConfig>,
+) {
+    let service = IdentityServer::new(ca);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(CALL_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return debug!(%peer, error = %e, "CA: TLS handshake failed"),
+                Err(_) => return debug!(%peer, "CA: TLS handshake timed out"),
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                let mut service = service.clone();
+                async move { service.call(req).await }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+/// An HTTP/2 connection as the service tonic's generated clients call
+/// (tonic's own transport is not built: it has no hook for SPIFFE checks).
+#[derive(Clone)]
+pub struct H2(pub hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl Service<http::Request<tonic::body::Body>> for H2 {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(req))
+    }
+}
+
+/// The proxy's side: a new key, a CSR for `id`, signed by the CA at `ca`
+/// (checked with `bundle` to be the control plane); the credentials and
+/// the trust bundle the CA sent back.
+pub async fn fetch(
+    ca: SocketAddr,
+    bundle: &[CertificateDer<'static>],
+    token: &str,
+    id: &SpiffeId,
+) -> Result<(Credentials, Vec<CertificateDer<'static>>), String> {
+    tokio::time::timeout(CALL_TIMEOUT, fetch_now(ca, bundle, token, id))
+        .await
+        .map_err(|_| format!("the CA at {ca} did not answer in {CALL_TIMEOUT:?}"))?
+}
+
+async fn fetch_now(
+    ca: SocketAddr,
+    bundle: &[CertificateDer<'static>],
+    token: &str,
+    id: &SpiffeId,
+) -> Result<(Credentials, Vec<CertificateDer<'static>>), String> {
+    let (key, csr) = new_key_and_csr(id)?;
+    let tcp = tokio::net::TcpStream::connect(ca)
+        .await
+        .map_err(|e| format!("connecting to the CA at {ca}: {e}"))?;
+    let mut config = crate::mesh_tls::verifying_client(bundle, &id.trust_domain)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = ServerName::try_from("strait-control").map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS to the CA at {ca}: {e}"))?;
+    let control = SpiffeId::new(&id.trust_domain, CONTROL_NAMESPACE, CONTROL_SERVICE_ACCOUNT);
+    crate::mesh_tls::check_peer(tls.get_ref().1.peer_certificates(), &[control])
+        .map_err(|e| format!("the CA at {ca}: {e}"))?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("HTTP/2 to the CA: {e}"))?;
+    tokio::spawn(conn);
+    let origin: http::Uri = format!("https://{ca}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let mut client = IdentityClient::with_origin(H2(sender), origin);
+    let answer = client
+        .sign(SignRequest {
+            csr,
+            token: token.to_string(),
+        })
+        .await
+        .map_err(|s| format!("the CA refused: {:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    let chain = answer.chain.into_iter().map(CertificateDer::from).collect();
+    let bundle = answer
+        .trust_bundle
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    Ok((Credentials::new(id, chain, &key)?, bundle))
+}

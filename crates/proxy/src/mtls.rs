@@ -1,0 +1,132 @@
+//! Mutual TLS between sidecars, the data plane's side: the outbound
+//! handshake to a meshed endpoint (checking the server proves the
+//! destination's identity), and on the inbound listener telling meshed
+//! TLS (our ALPN) from other TLS and from plaintext before anything is
+//! read, so each can be accepted, passed through or refused by mode.
+
+use crate::tee::BoxError;
+use crate::upstream::CONNECT_TIMEOUT;
+use rustls_pki_types::ServerName;
+use std::net::SocketAddr;
+use std::time::Duration;
+use strait_identity::{check_peer, MeshTls, SpiffeId, ALPN_H2, ALPN_HTTP1};
+use strait_route::Cluster;
+use tokio::net::TcpStream;
+
+/// The pool key's TLS id for connections to sidecars.
+pub const MESH_POOL_ID: u64 = u64::MAX;
+/// The server name sent to sidecars: it routes nothing (the SPIFFE ID is
+/// what is checked) and says nothing about the destination on the wire.
+const MESH_SERVER_NAME: &str = "mesh.strait.internal";
+/// Largest ClientHello looked at when classifying an inbound connection.
+const MAX_PEEK: usize = 16 * 1024;
+
+/// The mutual-TLS handshake to a sidecar, then the check that it is one
+/// of the identities the destination runs as.
+pub async fn connect(
+    endpoint: SocketAddr,
+    mesh: &MeshTls,
+    cluster: &Cluster,
+    stream: TcpStream,
+    h2: bool,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, BoxError> {
+    let config = if h2 {
+        mesh.client_h2.clone()
+    } else {
+        mesh.client_http1.clone()
+    };
+    let name = ServerName::try_from(MESH_SERVER_NAME).map_err(|e| e.to_string())?;
+    let handshake = tokio_rustls::TlsConnector::from(config).connect(name, stream);
+    let tls = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(format!("mTLS to {endpoint}: {e}").into()),
+        Err(_) => return Err(format!("mTLS handshake with {endpoint} timed out").into()),
+    };
+    let expected: Vec<SpiffeId> = cluster
+        .peer_accounts
+        .iter()
+        .map(|(ns, sa)| SpiffeId::new(&mesh.id.trust_domain, ns, sa))
+        .collect();
+    check_peer(tls.get_ref().1.peer_certificates(), &expected)
+        .map_err(|e| format!("mTLS to {endpoint}: {e}"))?;
+    Ok(tls)
+}
+
+/// How a connection to the inbound listener begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// TLS offering a strait ALPN: another sidecar.
+    Mesh,
+    /// TLS without it: the app's own TLS, or a client outside the mesh.
+    OtherTls,
+    /// Anything else, or nothing within the detection time.
+    Plaintext,
+}
+
+impl Arrival {
+    pub fn label(self) -> &'static str {
+        match self {
+            Arrival::Mesh => "mtls",
+            Arrival::OtherTls => "tls",
+            Arrival::Plaintext => "plaintext",
+        }
+    }
+}
+
+/// Peeks (never reads) at the first bytes, and at a whole ClientHello when
+/// they are TLS, until the kind is known or `timeout`.
+pub async fn classify(stream: &TcpStream, timeout: Duration) -> Arrival {
+    let detect = async {
+        let mut buf = vec![0u8; MAX_PEEK];
+        loop {
+            let n = match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return Arrival::Plaintext,
+                Ok(n) => n,
+            };
+            // A TLS handshake record.
+            if buf[0] != 0x16 {
+                return Arrival::Plaintext;
+            }
+            match client_hello_alpn(&buf[..n]) {
+                Some(Some(mesh)) => {
+                    return if mesh {
+                        Arrival::Mesh
+                    } else {
+                        Arrival::OtherTls
+                    }
+                }
+                Some(None) if n < MAX_PEEK => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                _ => return Arrival::OtherTls,
+            }
+        }
+    };
+    tokio::time::timeout(timeout, detect)
+        .await
+        .unwrap_or(Arrival::Plaintext)
+}
+
+/// Whether a ClientHello offers a strait ALPN: `Some(None)` while more
+/// bytes are needed, `None` when the bytes are not a ClientHello.
+fn client_hello_alpn(head: &[u8]) -> Option<Option<bool>> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut rest = head;
+    while !rest.is_empty() {
+        match acceptor.read_tls(&mut rest) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    match acceptor.accept() {
+        Ok(Some(accepted)) => {
+            let mesh = accepted
+                .client_hello()
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == ALPN_H2 || p == ALPN_HTTP1));
+            Some(Some(mesh))
+        }
+        Ok(None) => Some(None),
+        Err(_) => None,
+    }
+}
