@@ -364,3 +364,94 @@ fn expired_credentials(ca_cert: &str, ca_key: &str, who: &SpiffeId) -> Credentia
     let cert = p.signed_by(&key, &issuer).expect("signed");
     Credentials::new(who, vec![cert.der().clone()], &key).expect("creds")
 }
+
+#[tokio::test]
+async fn only_checkout_may_call_payment_and_a_denial_names_the_policy() {
+    let dir = TempDir::new();
+    let payment_in = free_port();
+    dir.write(
+        "shop.yaml",
+        &(meshed_service("payment", "payment", payment_in)
+            + &token_secret("checkout-api")
+            + &token_secret("payment")
+            + &token_secret("cart")
+            + r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: payment-callers, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: payment}]
+  rules: [{from: [{serviceAccounts: [checkout-api]}]}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: no-deletes, namespace: shop}
+spec:
+  action: DENY
+  rules: [{to: [{methods: [DELETE]}]}]
+"#),
+    );
+    let control = Control::start(&dir, "127.0.0.1:0", &[]);
+    let payment_app = echo("payment", "payment-0");
+    let payment = sidecar(&dir, &control, "payment", payment_app.port, payment_in).await;
+    let checkout = sidecar(
+        &dir,
+        &control,
+        "checkout-api",
+        echo("c", "c").port,
+        free_port(),
+    )
+    .await;
+    let cart = sidecar(
+        &dir,
+        &control,
+        "cart",
+        echo("cart", "cart").port,
+        free_port(),
+    )
+    .await;
+
+    let r = call(checkout.outbound, "http://payment/pay", &[]).await;
+    assert_eq!(r.status, 200, "{}", payment.logs());
+    for _ in 0..3 {
+        let r = call(cart.outbound, "http://payment/pay", &[]).await;
+        assert_eq!(r.status, 403);
+        assert_eq!(r.headers["x-strait-reason"], "authz_denied");
+        assert_eq!(r.headers["x-strait-authz"], "shop/payment-callers");
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(
+            body.contains("no rule of AuthorizationPolicy shop/payment-callers"),
+            "{body}"
+        );
+    }
+    // A caller outside the mesh proves no identity: denied too.
+    let r = plaintext_get(payment_in, &[]).await.expect("answer");
+    assert_eq!(r.status, 403);
+    // DENY wins over ALLOW, and says which rule.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", checkout.outbound))
+        .await
+        .expect("connect");
+    let mut send = h1_over::<_, http_body_util::Empty<bytes::Bytes>>(tcp).await;
+    let r = send
+        .send_request(
+            http::Request::delete("http://payment/pay")
+                .body(http_body_util::Empty::new())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-strait-authz"], "shop/no-deletes rule 0");
+
+    let m = payment.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "strait_authz_decisions_total{policy=\"shop/payment-callers\",decision=\"deny\"}"
+        ),
+        4.0,
+        "{m}"
+    );
+    assert!(metric(&m, "strait_authz_decisions_total{policy=\"shop/payment-callers rule 0\",decision=\"allow\"}") >= 1.0);
+    assert!(payment.logs().contains("call denied"), "{}", payment.logs());
+}

@@ -28,15 +28,31 @@ pub fn status_for(http: StatusCode) -> (u16, &'static str) {
     }
 }
 
-/// A trailers-only gRPC response carrying the status for `http`.
-pub fn status_response(http: StatusCode) -> Response<ResponseBody> {
+/// A trailers-only gRPC response carrying the status for `http`, with
+/// strait's `x-strait-*` headers kept; a denial's message names the
+/// policy that decided.
+pub fn status_response(http: StatusCode, from: &HeaderMap) -> Response<ResponseBody> {
     let (code, message) = status_for(http);
     let mut r = Response::new(Either::Right(Full::default()));
     let headers = r.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert("grpc-status", HeaderValue::from(code));
-    // The messages are plain printable ASCII: no percent-encoding needed.
-    headers.insert("grpc-message", HeaderValue::from_static(message));
+    for (name, value) in from {
+        if name.as_str().starts_with("x-strait-") {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    // Policy names and our messages are printable ASCII without `%`: no
+    // percent-encoding needed.
+    let message = match from
+        .get(crate::authz::AUTHZ_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(policy) => HeaderValue::from_str(&format!("{message} by {policy}"))
+            .unwrap_or(HeaderValue::from_static(message)),
+        None => HeaderValue::from_static(message),
+    };
+    headers.insert("grpc-message", message);
     r
 }
 
@@ -49,8 +65,25 @@ mod tests {
         assert_eq!(status_for(StatusCode::NOT_FOUND).0, 12);
         assert_eq!(status_for(StatusCode::SERVICE_UNAVAILABLE).0, 14);
         assert_eq!(status_for(StatusCode::INTERNAL_SERVER_ERROR).0, 2);
-        let r = status_response(StatusCode::GATEWAY_TIMEOUT);
+        let r = status_response(StatusCode::GATEWAY_TIMEOUT, &HeaderMap::new());
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["grpc-status"], "14");
+    }
+
+    #[test]
+    fn a_denial_names_its_policy_in_the_grpc_message() {
+        let mut from = HeaderMap::new();
+        from.insert(
+            "x-strait-authz",
+            HeaderValue::from_static("shop/payment-callers"),
+        );
+        from.insert("x-strait-reason", HeaderValue::from_static("authz_denied"));
+        let r = status_response(StatusCode::FORBIDDEN, &from);
+        assert_eq!(r.headers()["grpc-status"], "7");
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "strait: permission denied by shop/payment-callers"
+        );
+        assert_eq!(r.headers()["x-strait-reason"], "authz_denied");
     }
 }

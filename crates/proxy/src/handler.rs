@@ -73,7 +73,7 @@ pub async fn handle(
     let (mut response, listener, route) = route_request(&shared, &snapshot, &conn, req).await;
     if grpc && matches!(response.body(), Either::Right(_)) && response.status() != StatusCode::OK {
         // strait's own errors reach gRPC clients as gRPC statuses.
-        response = crate::grpc::status_response(response.status());
+        response = crate::grpc::status_response(response.status(), response.headers());
     }
     shared.metrics.record(
         &listener,
@@ -151,7 +151,18 @@ async fn route_request(
     };
     let passthrough;
     let matched = match (conn.role, sidecar) {
-        (Role::Inbound, Some(sidecar)) => sidecar.inbound(),
+        (Role::Inbound, Some(sidecar)) => {
+            let call = (req.method(), req.uri().path(), req.headers(), &*host);
+            if let Some(denied) = crate::authz::check_request(shared, snapshot, sidecar, conn, call)
+            {
+                return (
+                    denied,
+                    sidecar.inbound().listener.label.clone(),
+                    unmatched(),
+                );
+            }
+            sidecar.inbound()
+        }
         (Role::Outbound, Some(sidecar)) => {
             // A captured connection names its Service by the address it
             // was going to (a ClusterIP), else by its Host, on that port.

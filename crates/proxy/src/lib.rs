@@ -9,6 +9,7 @@
 //! keeps the snapshot it started with until it ends.
 
 pub mod admin;
+pub mod authz;
 pub mod balance;
 pub mod capture;
 pub mod conn_limit;

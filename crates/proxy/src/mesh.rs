@@ -262,6 +262,11 @@ pub async fn inbound_tcp(
     };
     let listener = sidecar.inbound_routes.label.clone();
     let route = Arc::<str>::from(format!("{listener}:{port}"));
+    // Not meshed TLS or plaintext TCP: the caller proved no identity.
+    if !crate::authz::check_connection(&shared, sidecar, None, port) {
+        shared.metrics.tcp(&listener, &route, "denied");
+        return;
+    }
     let upstream = match tokio::time::timeout(
         crate::upstream::CONNECT_TIMEOUT,
         tokio::net::TcpStream::connect(target),

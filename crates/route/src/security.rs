@@ -502,3 +502,146 @@ pub(crate) fn problems(docs: &[Document], out: &mut Vec<Problem>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn table(yaml: &str) -> SecurityTable {
+        let set = strait_config::parse_text(Path::new("p.yaml"), yaml);
+        assert!(!set.has_errors(), "{:?}", set.problems);
+        SecurityTable::new(&set.documents)
+    }
+
+    fn policy(name: &str, spec: &str) -> String {
+        format!(
+            "---\napiVersion: policy.strait.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n{spec}\n"
+        )
+    }
+
+    const CHECKOUT: &str = "spiffe://cluster.local/ns/shop/sa/checkout-api";
+    const OTHER_NS: &str = "spiffe://cluster.local/ns/ops/sa/debug";
+
+    fn http<'a>(
+        peer: Option<&'a str>,
+        method: &'a str,
+        path: &'a str,
+        h: &'a HeaderMap,
+    ) -> Call<'a> {
+        Call {
+            peer,
+            port: 8080,
+            http: Some(HttpCall {
+                method,
+                path,
+                headers: h,
+                service: Some(("shop", "payment")),
+            }),
+        }
+    }
+
+    #[test]
+    fn evaluation_follows_deny_then_allow() {
+        let h = HeaderMap::new();
+        let t = table(&(policy(
+            "callers",
+            "  targetRefs: [{group: \"\", kind: Service, name: payment}]\n  rules:\n  - from: [{principals: [\"cluster.local/ns/shop/sa/checkout-api\"]}]\n    to: [{methods: [GET, POST], paths: [\"/pay*\"]}]\n  - from: [{namespaces: [ops]}]\n    to: [{ports: [9090]}]",
+        ) + &policy("no-admin", "  action: DENY\n  rules: [{to: [{paths: [\"/admin*\"]}]}]")));
+        let v = t.authorize(
+            "shop",
+            "payment",
+            &http(Some(CHECKOUT), "POST", "/pay/1?x=1", &h),
+        );
+        assert_eq!(
+            v,
+            Verdict::AllowedBy {
+                policy: "shop/callers".into(),
+                rule: 0
+            }
+        );
+        assert!(!t
+            .authorize(
+                "shop",
+                "payment",
+                &http(Some(CHECKOUT), "DELETE", "/pay", &h)
+            )
+            .allowed());
+        let v = t.authorize(
+            "shop",
+            "payment",
+            &http(Some(CHECKOUT), "GET", "/admin/x", &h),
+        );
+        assert_eq!(
+            v,
+            Verdict::DeniedBy {
+                policy: "shop/no-admin".into(),
+                rule: 0
+            }
+        );
+        let v = t.authorize("shop", "payment", &http(None, "GET", "/pay", &h));
+        assert_eq!(
+            v,
+            Verdict::NotAllowed {
+                policies: vec!["shop/callers".into()]
+            }
+        );
+        // The port rule: a TCP connection from ops on 9090.
+        let tcp = Call {
+            peer: Some(OTHER_NS),
+            port: 9090,
+            http: None,
+        };
+        assert!(t.authorize("shop", "payment", &tcp).allowed());
+        // Another workload of the namespace has only the DENY policy.
+        assert_eq!(
+            t.authorize(
+                "shop",
+                "cart",
+                &Call {
+                    peer: None,
+                    port: 80,
+                    http: None
+                }
+            ),
+            Verdict::Allowed
+        );
+    }
+
+    #[test]
+    fn empty_rules_deny_an_empty_rule_allows_and_bad_policies_fail_closed() {
+        let h = HeaderMap::new();
+        let deny_all = table(&policy("lockdown", "  rules: []"));
+        assert!(!deny_all
+            .authorize("shop", "x", &http(Some(CHECKOUT), "GET", "/", &h))
+            .allowed());
+        let allow_all = table(&policy("open", "  rules: [{}]"));
+        assert!(allow_all
+            .authorize("shop", "x", &http(None, "GET", "/", &h))
+            .allowed());
+        let set = strait_config::parse_text(
+            Path::new("p.yaml"),
+            &policy("bad", "  action: PERMIT\n  rules: [{}]"),
+        );
+        let t = SecurityTable::new(&set.documents);
+        assert_eq!(
+            t.authorize("shop", "x", &http(Some(CHECKOUT), "GET", "/", &h)),
+            Verdict::DeniedByInvalid {
+                policy: "shop/bad".into()
+            }
+        );
+        let mut problems = Vec::new();
+        super::problems(&set.documents, &mut problems);
+        assert_eq!(problems[0].path, "spec.action");
+    }
+
+    #[test]
+    fn a_workload_policy_beats_its_namespaces() {
+        let t = table(
+            "apiVersion: policy.strait.dev/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: ns, namespace: shop}\nspec: {mode: STRICT}\n---\napiVersion: policy.strait.dev/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: legacy, namespace: shop}\nspec:\n  mode: PERMISSIVE\n  targetRefs: [{group: apps, kind: Deployment, name: legacy}]\n",
+        );
+        assert_eq!(t.peer_mode("shop", "payment"), PeerMode::Strict);
+        assert_eq!(t.peer_mode("shop", "legacy"), PeerMode::Permissive);
+        assert_eq!(t.peer_mode("other", "payment"), PeerMode::Permissive);
+    }
+}

@@ -71,6 +71,21 @@ spec:
   circuitBreaker: {maxRequests: 100, maxConnections: 10, maxPendingRequests: 5}
   outlierDetection: {consecutiveFailures: 3, baseEjectionTime: 10s, maxEjectionPercent: 50}
   retryBudget: {percent: 25, minRetriesPerSecond: 5, interval: 10s}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec: {mode: STRICT, targetRefs: [{group: apps, kind: Deployment, name: payment}]}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: a, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: payment}]
+  action: ALLOW
+  rules:
+  - from: [{principals: ["cluster.local/ns/shop/sa/x"], serviceAccounts: [shop/checkout-api], namespaces: [shop]}, {unauthenticated: true}]
+    to: [{ports: [80], methods: [GET], paths: ["/pay*", "*.png"], headers: [{name: x-a, values: [b]}]}]
 "#,
 ];
 
