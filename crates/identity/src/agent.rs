@@ -83,7 +83,8 @@ impl Agent {
                 return Err(e);
             }
         };
-        let tls = MeshTls::new(&creds, &new_bundle)?;
+        let generation = self.issued.load(Ordering::Relaxed) + 1;
+        let tls = MeshTls::with_generation(&creds, &new_bundle, generation)?;
         info!(
             id = %self.id,
             valid_for = ?creds.remaining(),

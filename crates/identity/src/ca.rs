@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a generated root is valid.
 pub const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// Workload certificates start this long in the past, for clocks behind ours.
+/// Workload certificates start this long in the past (a tenth of their
+/// lifetime at most), for clocks behind ours.
 pub const BACKDATE: Duration = Duration::from_secs(300);
 
 pub struct Authority {
@@ -205,7 +206,7 @@ impl Authority {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         let epoch = rcgen::date_time_ymd(1970, 1, 1);
-        p.not_before = epoch + unix_now().saturating_sub(BACKDATE.min(ttl));
+        p.not_before = epoch + unix_now().saturating_sub(BACKDATE.min(ttl / 10));
         p.not_after = epoch + unix_now() + ttl;
         p.serial_number = Some(random_serial());
         p.use_authority_key_identifier_extension = true;

@@ -25,6 +25,10 @@ pub const ALPN_HTTP1: &[u8] = b"strait-http/1.1";
 #[derive(Debug)]
 pub struct MeshTls {
     pub id: SpiffeId,
+    /// Counts the certificates this process has had: connections made
+    /// with an older one are not reused, so a renewal (and a root
+    /// rotation) reaches every peer within one request.
+    pub generation: u64,
     pub server: Arc<ServerConfig>,
     pub client_h2: Arc<ClientConfig>,
     pub client_http1: Arc<ClientConfig>,
@@ -36,6 +40,14 @@ fn provider() -> Arc<CryptoProvider> {
 
 impl MeshTls {
     pub fn new(creds: &Credentials, bundle: &[CertificateDer<'static>]) -> Result<Self, String> {
+        Self::with_generation(creds, bundle, 0)
+    }
+
+    pub fn with_generation(
+        creds: &Credentials,
+        bundle: &[CertificateDer<'static>],
+        generation: u64,
+    ) -> Result<Self, String> {
         let roots = Arc::new(root_store(bundle)?);
         let provider = provider();
         let td = creds.id.trust_domain.clone();
@@ -69,6 +81,7 @@ impl MeshTls {
         };
         Ok(MeshTls {
             id: creds.id.clone(),
+            generation,
             server: Arc::new(server),
             client_h2: client(ALPN_H2)?,
             client_http1: client(ALPN_HTTP1)?,

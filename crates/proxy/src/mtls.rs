@@ -13,8 +13,21 @@ use strait_identity::{check_peer, MeshTls, SpiffeId, ALPN_H2, ALPN_HTTP1};
 use strait_route::Cluster;
 use tokio::net::TcpStream;
 
-/// The pool key's TLS id for connections to sidecars.
-pub const MESH_POOL_ID: u64 = u64::MAX;
+/// Pool keys' TLS ids for connections to sidecars count down from here,
+/// one per certificate this proxy has had ([`pool_id`]).
+const MESH_POOL_IDS: u64 = u64::MAX;
+/// Far below any BackendTLSPolicy id and far above any generation.
+const MESH_POOL_FLOOR: u64 = u64::MAX / 2;
+
+/// The pool key's TLS id for connections made with `mesh`.
+pub fn pool_id(mesh: &MeshTls) -> u64 {
+    MESH_POOL_IDS - mesh.generation
+}
+
+/// Whether a pool key's TLS id is a sidecar connection's.
+pub fn is_mesh_id(id: u64) -> bool {
+    id > MESH_POOL_FLOOR
+}
 /// The server name sent to sidecars: it routes nothing (the SPIFFE ID is
 /// what is checked) and says nothing about the destination on the wire.
 const MESH_SERVER_NAME: &str = "mesh.strait.internal";

@@ -209,7 +209,7 @@ impl Upstreams {
         let key = PoolKey {
             endpoint,
             tls: match tls {
-                Some(Tls::Mesh(..)) => crate::mtls::MESH_POOL_ID,
+                Some(Tls::Mesh(m, _)) => crate::mtls::pool_id(m),
                 Some(Tls::Backend(t)) => t.id,
                 None => 0,
             },
@@ -359,6 +359,15 @@ impl Upstreams {
             }
         };
         if let Ok(mut map) = self.h2c.lock() {
+            // A connection made with an older certificate of ours goes
+            // once its streams end.
+            if crate::mtls::is_mesh_id(key.tls) {
+                map.retain(|k, _| {
+                    k.endpoint != key.endpoint
+                        || !crate::mtls::is_mesh_id(k.tls)
+                        || k.tls == key.tls
+                });
+            }
             map.insert(key, sender.clone());
         }
         Ok(sender)

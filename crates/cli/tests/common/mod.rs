@@ -2,6 +2,8 @@
 //! manifests written to a temporary folder.
 #![allow(dead_code)]
 
+pub mod identity;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty, Full};
