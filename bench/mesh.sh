@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Mesh benchmark: what two strait sidecars add to one call.
 #
-# One run measures the same call twice, back to back, at the same fixed rate:
-#   direct  client -> nginx
-#   mesh    client -> caller's sidecar (outbound listener, `Host: payment.shop`)
-#                  -> callee's sidecar (inbound listener) -> nginx
-# and reports p50/p99/max of each and the latency the sidecar pair ADDS
-# (mesh - direct), with each sidecar's RSS (idle, and the highest sampled under
-# load) and its CPU time per 1,000 requests. See bench/README.md.
+# One run measures the same call back to back, at the same fixed rate:
+#   direct     client -> nginx
+#   mesh       client -> caller's sidecar (outbound listener, `Host: payment.shop`)
+#                     -> callee's sidecar (inbound listener) -> nginx
+#   mesh-mtls  the same through a second pair of sidecars that have workload
+#              certificates from `strait control` and speak mutual TLS
+#              (MTLS=1, the default)
+# and reports p50/p99/max of each and the latency each sidecar pair ADDS
+# (vs direct), with each sidecar's RSS (idle, and the highest sampled under
+# load) and its CPU time per 1,000 requests; then what mutual TLS adds over
+# the plaintext hop (p99 and CPU per request), and full mutual-TLS 1.3
+# handshakes: the mTLS callee's inbound listener against nginx with
+# `ssl_verify_client on`, the same ECDSA P-256 certificates from the same CA,
+# the same client (crates/identity/examples/mtls_bench.rs). See bench/README.md.
 #
 # Set-up, all on 127.0.0.1 (the config folder is written by the script):
 #   - backend: one nginx worker answering every path with 1 KiB, keep-alive;
@@ -43,7 +50,14 @@
 # root), and oha (`cargo install oha --locked` when missing: ~6 CPU-minutes).
 # Ports: 18181 (nginx), 18201-18203 and 18209 (caller: inbound, outbound,
 # admin, its app port where nothing listens), 18211-18213 (callee: inbound,
-# outbound, admin); the script stops if any is taken.
+# outbound, admin); with MTLS=1 also 18220 (the CA), 18221-18223 and 18229
+# (mTLS caller), 18231-18233 (mTLS callee), 18241 (nginx with mutual TLS);
+# the script stops if any is taken.
+#   MTLS         1: also the mutual-TLS pair and the handshake comparison
+#                (forces MESHED=true, so both pairs speak HTTP/2 and differ
+#                only by TLS); 0: the plaintext pair only     (default 1)
+#   HS_SECONDS   handshake run per server, seconds         (default 10)
+#   HS_CLIENTS   concurrent handshakes of the client       (default 8)
 set -euo pipefail
 export LC_ALL=C # printf/awk use '.' decimals
 
@@ -52,16 +66,27 @@ export LC_ALL=C # printf/awk use '.' decimals
 readonly BACKEND_PORT=18181
 readonly CALLER_IN=18201 CALLER_OUT=18202 CALLER_ADMIN=18203 CALLER_APP=18209
 readonly CALLEE_IN=18211 CALLEE_OUT=18212 CALLEE_ADMIN=18213
+readonly CA_PORT=18220
+readonly MCALLER_IN=18221 MCALLER_OUT=18222 MCALLER_ADMIN=18223 MCALLER_APP=18229
+readonly MCALLEE_IN=18231 MCALLEE_OUT=18232 MCALLEE_ADMIN=18233
+readonly NGINX_MTLS_PORT=18241
+MTLS=${MTLS:-1}
+HS_SECONDS=${HS_SECONDS:-10}
+HS_CLIENTS=${HS_CLIENTS:-8}
 readonly BODY_BYTES=1024
 PROXY_CORE=${PROXY_CORE:-0} # both sidecars (env: the core to pin them on)
 # "true": the EndpointSlices say their endpoints are sidecars, so the
 # sidecars speak HTTP/2 to each other; "false": HTTP/1.1 keep-alive pools.
 MESHED=${MESHED:-false}
+[[ $MTLS == 1 ]] && MESHED=true
 readonly LOAD_CORE=1  # oha, nginx and the sampler: only 2 cores here
 readonly SERVICE_HOST=payment.shop
+readonly MTLS_HOST=payment-m.shop
 # Targets of issue 4, shown in the report.
 readonly TARGET_ADDED_P99_MS=0.5
 readonly TARGET_IDLE_RSS_MIB=15
+# Targets of issue 5.
+readonly TARGET_MTLS_CPU_RATIO=1.30
 
 DURATION=${DURATION:-30s}
 RATE=${RATE:-1000}
@@ -218,12 +243,20 @@ ensure_strait() {
     STRAIT_BIN=$(cd "$(dirname "$STRAIT_BIN")" && pwd)/$(basename "$STRAIT_BIN")
     "$STRAIT_BIN" proxy --help >/dev/null 2>&1 ||
         die "'$STRAIT_BIN' has no 'proxy' command (an older build?)"
+    [[ $MTLS == 1 ]] || return 0
+    MTLS_BENCH=$ROOT/target/release/examples/mtls_bench
+    if command -v cargo >/dev/null; then
+        log "building the handshake client (cargo build --release -p strait-identity --example mtls_bench)"
+        cargo build --release -p strait-identity --example mtls_bench >&2 || die "building mtls_bench failed"
+    fi
+    [[ -x $MTLS_BENCH ]] || die "$MTLS_BENCH not found: cargo build --release -p strait-identity --example mtls_bench"
 }
 
 check_ports_free() {
     local port
     for port in "$BACKEND_PORT" "$CALLER_IN" "$CALLER_OUT" "$CALLER_ADMIN" "$CALLER_APP" \
-        "$CALLEE_IN" "$CALLEE_OUT" "$CALLEE_ADMIN"; do
+        "$CALLEE_IN" "$CALLEE_OUT" "$CALLEE_ADMIN" "$CA_PORT" "$MCALLER_IN" "$MCALLER_OUT" \
+        "$MCALLER_ADMIN" "$MCALLER_APP" "$MCALLEE_IN" "$MCALLEE_OUT" "$MCALLEE_ADMIN" "$NGINX_MTLS_PORT"; do
         ! port_open "$port" || die "port 127.0.0.1:$port is already in use; stop whatever listens there"
     done
 }
@@ -264,7 +297,7 @@ cleanup() {
         wait "$SAMPLER_PID" 2>/dev/null || true
     fi
     # Sidecars first, so they are not left with a dead upstream.
-    for name in caller callee backend; do stop_daemon "$name"; done
+    for name in caller callee mcaller mcallee control nginx-mtls backend; do stop_daemon "$name"; done
     [[ $POLICY_RC_CREATED -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
     [[ -n $WORK && -d $WORK ]] && rm -rf "$WORK"
     return 0
@@ -319,7 +352,9 @@ EOF
 }
 
 # Service NAME (port 80) in namespace shop, one endpoint 127.0.0.1:PORT: a
-# sidecar's inbound listener, labelled meshed so sidecars speak HTTP/2.
+# sidecar's inbound listener, labelled meshed so sidecars speak HTTP/2,
+# running as ServiceAccount NAME (what a caller's mTLS checks), with its
+# token Secret (what the CA checks).
 service_yaml() {
     cat <<EOF
 ---
@@ -330,10 +365,20 @@ spec: {ports: [{name: http, port: 80}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: $1, namespace: shop, labels: {kubernetes.io/service-name: $1, strait.dev/meshed: "$MESHED"}}
+metadata:
+  name: $1
+  namespace: shop
+  labels: {kubernetes.io/service-name: $1, strait.dev/meshed: "$MESHED"}
+  annotations: {strait.dev/service-account: $1}
 addressType: IPv4
 endpoints: [{addresses: ["127.0.0.1"]}]
 ports: [{name: http, port: $2}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: $1-token, namespace: shop, annotations: {kubernetes.io/service-account.name: $1}}
+type: kubernetes.io/service-account-token
+stringData: {token: bench-token-$1}
 EOF
 }
 
@@ -345,16 +390,39 @@ write_config() {
         printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n'
         service_yaml checkout "$CALLER_IN"
         service_yaml payment "$CALLEE_IN"
+        service_yaml checkout-m "$MCALLER_IN"
+        service_yaml payment-m "$MCALLEE_IN"
     } >"$WORK/config/shop.yaml"
+    printf 'bench-token-checkout-m\n' >"$WORK/checkout-m.token"
+    printf 'bench-token-payment-m\n' >"$WORK/payment-m.token"
 }
 
-# start_sidecar NAME WORKLOAD APP_PORT INBOUND OUTBOUND ADMIN
+# The mesh CA, on the sidecars' core; its folder $WORK/ca holds the root.
+start_control() {
+    local _
+    start_daemon control "$PROXY_CORE" "$STRAIT_BIN" control --config "$WORK/config" \
+        --listen "127.0.0.1:$CA_PORT" --ca-dir "$WORK/ca"
+    for _ in $(seq 100); do
+        alive "${DAEMON_PID[control]}" || daemon_failed control "exited during start-up"
+        [[ -s $WORK/ca/trust-bundle.pem ]] && port_open "$CA_PORT" && return 0
+        sleep 0.1
+    done
+    daemon_failed control "not listening on 127.0.0.1:$CA_PORT within 10 s"
+}
+
+# Flags that give a sidecar the identity shop/$1.
+identity_flags() {
+    echo "--service-account $1 --ca 127.0.0.1:$CA_PORT --trust-bundle $WORK/ca/trust-bundle.pem --token-file $WORK/$1.token"
+}
+
+# start_sidecar NAME WORKLOAD APP_PORT INBOUND OUTBOUND ADMIN [FLAGS...]
 start_sidecar() {
     local name=$1 workload=$2 app=$3 in=$4 out=$5 admin=$6 _ got=""
+    shift 6
     start_daemon "$name" "$PROXY_CORE" "$STRAIT_BIN" proxy --config "$WORK/config" \
         --workload "$workload" --app-port "$app" \
         --inbound-listen "127.0.0.1:$in" --outbound-listen "127.0.0.1:$out" \
-        --admin "127.0.0.1:$admin" --workers 1
+        --admin "127.0.0.1:$admin" --workers 1 "$@"
     for _ in $(seq 100); do
         alive "${DAEMON_PID[$name]}" || daemon_failed "$name" "exited during start-up"
         got=$(http_get "http://127.0.0.1:$admin/ready")
@@ -446,32 +514,36 @@ run_oha() {
 
 declare -A R_P50=() R_P99=() R_MAX=() R_OK=() R_NON2XX=() R_ERR=() R_DEADLINE=() R_RPS=() R_ERRTEXT=()
 declare -A R_CPU=() R_TICKS=() R_RSS_IDLE=() R_RSS_LOAD=() R_COUNTED=() R_BACKEND_CPU=()
+# Which sidecars carry each mesh phase, and their admin ports.
+declare -A PAIR_CALLER=([mesh]=caller [mesh-mtls]=mcaller) PAIR_CALLEE=([mesh]=callee [mesh-mtls]=mcallee)
+declare -A ADMIN_OF=([caller]=$CALLER_ADMIN [callee]=$CALLEE_ADMIN [mcaller]=$MCALLER_ADMIN [mcallee]=$MCALLEE_ADMIN)
 
 # measure PHASE URL [oha args...]: warm-up, then the measured run; for the
 # mesh phase also the sidecars' CPU ticks and peak RSS over it.
 measure() {
-    local phase=$1 url=$2 json ca0 ca1 cb0 cb1 na0 nb0 bk0 bk1 responses tck
+    local phase=$1 url=$2 json ca0 ca1 cb0 cb1 na0 nb0 bk0 bk1 responses tck a="" b=""
     shift 2
+    if [[ $phase == mesh* ]]; then a=${PAIR_CALLER[$phase]} b=${PAIR_CALLEE[$phase]}; fi
     json=$WORK/$phase.json
     log "$phase: warm-up ($WARMUP at $RATE req/s)"
     run_oha "$WORK/$phase-warmup.json" "$WARMUP" "$url" "$@"
     log "$phase: measuring ($DURATION at $RATE req/s, $CONNECTIONS connections)"
-    if [[ $phase == mesh ]]; then
-        na0=$(requests_counted "$CALLER_ADMIN")
-        nb0=$(requests_counted "$CALLEE_ADMIN")
-        start_sampler "${DAEMON_PID[caller]}" "${DAEMON_PID[callee]}"
-        ca0=$(cpu_ticks "${DAEMON_PID[caller]}")
-        cb0=$(cpu_ticks "${DAEMON_PID[callee]}")
+    if [[ -n $a ]]; then
+        na0=$(requests_counted "${ADMIN_OF[$a]}")
+        nb0=$(requests_counted "${ADMIN_OF[$b]}")
+        start_sampler "${DAEMON_PID[$a]}" "${DAEMON_PID[$b]}"
+        ca0=$(cpu_ticks "${DAEMON_PID[$a]}")
+        cb0=$(cpu_ticks "${DAEMON_PID[$b]}")
     fi
     bk0=$(backend_ticks)
     run_oha "$json" "$DURATION" "$url" "$@"
     bk1=$(backend_ticks)
-    if [[ $phase == mesh ]]; then
-        ca1=$(cpu_ticks "${DAEMON_PID[caller]}")
-        cb1=$(cpu_ticks "${DAEMON_PID[callee]}")
+    if [[ -n $a ]]; then
+        ca1=$(cpu_ticks "${DAEMON_PID[$a]}")
+        cb1=$(cpu_ticks "${DAEMON_PID[$b]}")
         stop_sampler
-        R_COUNTED[caller]=$(($(requests_counted "$CALLER_ADMIN") - na0))
-        R_COUNTED[callee]=$(($(requests_counted "$CALLEE_ADMIN") - nb0))
+        R_COUNTED[$a]=$(($(requests_counted "${ADMIN_OF[$a]}") - na0))
+        R_COUNTED[$b]=$(($(requests_counted "${ADMIN_OF[$b]}") - nb0))
     fi
 
     # oha's JSON: latencies in seconds; statusCodeDistribution and
@@ -495,18 +567,101 @@ measure() {
     tck=$(getconf CLK_TCK)
     R_BACKEND_CPU[$phase]=$(awk -v d=$((bk1 - bk0)) -v t="$tck" -v n="$responses" \
         'BEGIN { printf "%.4f", d / t / n * 1000 }')
-    [[ $phase == mesh ]] || return 0
+    [[ -n $a ]] || return 0
 
-    R_TICKS[caller]=$((ca1 - ca0))
-    R_TICKS[callee]=$((cb1 - cb0))
+    R_TICKS[$a]=$((ca1 - ca0))
+    R_TICKS[$b]=$((cb1 - cb0))
     local name max
-    for name in caller callee; do
+    for name in "$a" "$b"; do
         R_CPU[$name]=$(awk -v d="${R_TICKS[$name]}" -v t="$tck" -v n="$responses" \
             'BEGIN { printf "%.4f", d / t / n * 1000 }')
     done
     read -r -a max <"$WORK/rss-max"
-    R_RSS_LOAD[caller]=${max[0]}
-    R_RSS_LOAD[callee]=${max[1]}
+    R_RSS_LOAD[$a]=${max[0]}
+    R_RSS_LOAD[$b]=${max[1]}
+}
+
+# nginx terminating mutual TLS itself (ssl_verify_client on) with a
+# workload certificate from the same CA, answering the same 1 KiB body, on
+# the sidecars' core: the peer of the mTLS callee in the handshake run.
+start_nginx_mtls() {
+    local dir=$WORK/nginx-mtls body
+    mkdir -p "$dir"
+    body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
+    "$MTLS_BENCH" mint "$WORK/ca" spiffe://cluster.local/ns/shop/sa/payment-m "$dir/server" ||
+        die "minting nginx's certificate failed"
+    "$MTLS_BENCH" mint "$WORK/ca" spiffe://cluster.local/ns/shop/sa/checkout-m "$WORK/client" ||
+        die "minting the client certificate failed"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp;
+    server {
+        listen 127.0.0.1:$NGINX_MTLS_PORT ssl backlog=4096;
+        ssl_certificate $dir/server.crt;
+        ssl_certificate_key $dir/server.key;
+        ssl_client_certificate $WORK/ca/ca.crt;
+        ssl_verify_client on;
+        ssl_protocols TLSv1.3;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        default_type text/plain;
+        location / { return 200 "$body"; }
+    }
+}
+EOF
+    start_daemon nginx-mtls "$PROXY_CORE" nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
+    local _
+    for _ in $(seq 100); do
+        alive "${DAEMON_PID[nginx-mtls]}" || daemon_failed nginx-mtls "exited during start-up"
+        port_open "$NGINX_MTLS_PORT" && return 0
+        sleep 0.1
+    done
+    daemon_failed nginx-mtls "not listening within 10 s"
+}
+
+# utime+stime of a daemon and its children (nginx: master and worker).
+tree_ticks() {
+    local top=$1 pid total=0 children=()
+    read -r -a children <"/proc/$top/task/$top/children" || true
+    for pid in "$top" "${children[@]}"; do
+        total=$((total + $(cpu_ticks "$pid")))
+    done
+    echo "$total"
+}
+
+hs_cmd() { echo "taskset -c $LOAD_CORE $MTLS_BENCH handshakes 127.0.0.1:$1 client.crt client.key ca.crt $HS_SECONDS $HS_CLIENTS"; }
+
+declare -A R_HS_N=() R_HS_ERR=() R_HS_RATE=() R_HS_CPU=() R_HS_CAP=()
+
+# Full mutual-TLS handshakes to daemon $1 on port $2 for HS_SECONDS, from
+# the load core; its CPU over the run per handshake.
+measure_handshakes() {
+    local name=$1 port=$2 out c0 c1 n err secs tck
+    out=$WORK/hs-$name.txt
+    log "$name: full mutual-TLS handshakes (${HS_SECONDS}s, $HS_CLIENTS at a time)"
+    taskset -c "$LOAD_CORE" "$MTLS_BENCH" handshakes "127.0.0.1:$port" "$WORK/client.crt" \
+        "$WORK/client.key" "$WORK/ca/ca.crt" 1 "$HS_CLIENTS" >/dev/null 2>&1 || true
+    c0=$(tree_ticks "${DAEMON_PID[$name]}")
+    taskset -c "$LOAD_CORE" "$MTLS_BENCH" handshakes "127.0.0.1:$port" "$WORK/client.crt" \
+        "$WORK/client.key" "$WORK/ca/ca.crt" "$HS_SECONDS" "$HS_CLIENTS" >"$out" 2>"$out.err" ||
+        die "$name: the handshake client failed: $(cat "$out.err")"
+    c1=$(tree_ticks "${DAEMON_PID[$name]}")
+    read -r n err secs < <(sed -E 's/handshakes=([0-9]+) errors=([0-9]+) seconds=([0-9.]+)/\1 \2 \3/' "$out")
+    [[ ${n:-} =~ ^[0-9]+$ && $n -gt 0 ]] || die "$name: no handshake completed ($(cat "$out" "$out.err"))"
+    tck=$(getconf CLK_TCK)
+    R_HS_N[$name]=$n
+    R_HS_ERR[$name]=$err
+    R_HS_RATE[$name]=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
+    R_HS_CPU[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v n="$n" 'BEGIN { printf "%.1f", d * (1e6 / t) / n }')
+    R_HS_CAP[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v n="$n" 'BEGIN { printf "%.0f", (d > 0 ? n / (d / t) : 0) }')
+    log "$name: $n handshakes ($err errors), ${R_HS_CPU[$name]} µs CPU each"
+    [[ $err -eq 0 ]] || log "$name: first error: $(cat "$out.err")"
 }
 
 # --- report -----------------------------------------------------------------
@@ -515,10 +670,12 @@ added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
 # "met" when $1 <= $2.
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "met" : "missed") }'; }
 
+PHASES=(direct mesh)
+
 report() {
     local name env_line added_p99 idle_mib tck
     tck=$(getconf CLK_TCK)
-    env_line="DURATION=$DURATION RATE=$RATE WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS STRAIT_BIN=$STRAIT_BIN"
+    env_line="DURATION=$DURATION RATE=$RATE WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS MTLS=$MTLS MESHED=$MESHED STRAIT_BIN=$STRAIT_BIN"
     added_p99=$(added "${R_P99[mesh]}" "${R_P99[direct]}")
 
     echo "## Mesh hop benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -529,7 +686,12 @@ report() {
     echo
     echo "- direct: \`$(oha_cmd "$DURATION" "http://127.0.0.1:$BACKEND_PORT/")\`"
     echo "- mesh: \`$(oha_cmd "$DURATION" "http://127.0.0.1:$CALLER_OUT/" -H "'Host: $SERVICE_HOST'")\`" \
-        "(caller's outbound listener → callee's inbound listener → nginx)"
+        "(caller's outbound listener → callee's inbound listener → nginx; between the sidecars" \
+        "$([[ $MESHED == true ]] && echo "HTTP/2 in plain text" || echo "HTTP/1.1 keep-alive"))"
+    if [[ $MTLS == 1 ]]; then
+        echo "- mesh-mtls: \`$(oha_cmd "$DURATION" "http://127.0.0.1:$MCALLER_OUT/" -H "'Host: $MTLS_HOST'")\`" \
+            "(the same through the second pair, which speaks HTTP/2 over mutual TLS 1.3 with certificates from \`strait control\`)"
+    fi
     echo
     echo "Both sidecars (\`strait proxy --workers 1\`, STRAIT_LOG=$STRAIT_LOG) on core $PROXY_CORE;" \
         "oha and the backend (one nginx worker, $BODY_BYTES-byte body) on core $LOAD_CORE."
@@ -544,7 +706,7 @@ report() {
     echo
     echo "| path | p50 | p99 | max | 2xx | non-2xx | errors | cut by deadline | achieved req/s |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    for name in direct mesh; do
+    for name in "${PHASES[@]}"; do
         printf '| %s | %s | %s | %s | %s | %s | %s | %s | %.0f |\n' "$name" "$(ms "${R_P50[$name]}")" \
             "$(ms "${R_P99[$name]}")" "$(ms "${R_MAX[$name]}")" "${R_OK[$name]}" "${R_NON2XX[$name]}" \
             "${R_ERR[$name]}" "${R_DEADLINE[$name]}" "${R_RPS[$name]}"
@@ -552,7 +714,12 @@ report() {
     printf '| **added by the two sidecars** | **%s** | **%s** | %s | | | | | |\n' \
         "$(added "${R_P50[mesh]}" "${R_P50[direct]}")" "$added_p99" \
         "$(added "${R_MAX[mesh]}" "${R_MAX[direct]}")"
-    for name in direct mesh; do
+    if [[ $MTLS == 1 ]]; then
+        printf '| **added by the two mTLS sidecars** | **%s** | **%s** | %s | | | | | |\n' \
+            "$(added "${R_P50[mesh-mtls]}" "${R_P50[direct]}")" "$(added "${R_P99[mesh-mtls]}" "${R_P99[direct]}")" \
+            "$(added "${R_MAX[mesh-mtls]}" "${R_MAX[direct]}")"
+    fi
+    for name in "${PHASES[@]}"; do
         [[ -z ${R_ERRTEXT[$name]} ]] || printf '\n%s: %s\n' "$name" "${R_ERRTEXT[$name]}"
     done
     echo
@@ -564,6 +731,12 @@ report() {
         "$(mib "${R_RSS_LOAD[caller]}")" "${R_TICKS[caller]}" "${R_CPU[caller]}" "${R_COUNTED[caller]}"
     printf '| shop/payment | callee (inbound) | %s | %s | %s | %s | %s |\n' "$(mib "${R_RSS_IDLE[callee]}")" \
         "$(mib "${R_RSS_LOAD[callee]}")" "${R_TICKS[callee]}" "${R_CPU[callee]}" "${R_COUNTED[callee]}"
+    if [[ $MTLS == 1 ]]; then
+        printf '| shop/checkout-m | mTLS caller (outbound) | %s | %s | %s | %s | %s |\n' "$(mib "${R_RSS_IDLE[mcaller]}")" \
+            "$(mib "${R_RSS_LOAD[mcaller]}")" "${R_TICKS[mcaller]}" "${R_CPU[mcaller]}" "${R_COUNTED[mcaller]}"
+        printf '| shop/payment-m | mTLS callee (inbound) | %s | %s | %s | %s | %s |\n' "$(mib "${R_RSS_IDLE[mcallee]}")" \
+            "$(mib "${R_RSS_LOAD[mcallee]}")" "${R_TICKS[mcallee]}" "${R_CPU[mcallee]}" "${R_COUNTED[mcallee]}"
+    fi
     echo
     echo "RSS idle: VmRSS after /ready, before any request. Peak: highest VmRSS sampled every 100 ms" \
         "during the measured mesh run. CPU: utime+stime from /proc/PID/stat over the measured mesh run" \
@@ -587,6 +760,47 @@ report() {
         printf '| RSS idle ≤ %s MiB (%s) | %s MiB | %s |\n' "$TARGET_IDLE_RSS_MIB" "$name" "$idle_mib" \
             "$(verdict "$idle_mib" "$TARGET_IDLE_RSS_MIB")"
     done
+    [[ $MTLS == 1 ]] || return 0
+    local plain mtls ratio
+    plain=$(awk -v a="${R_CPU[caller]}" -v b="${R_CPU[callee]}" 'BEGIN { printf "%.4f", a + b }')
+    mtls=$(awk -v a="${R_CPU[mcaller]}" -v b="${R_CPU[mcallee]}" 'BEGIN { printf "%.4f", a + b }')
+    ratio=$(awk -v a="$mtls" -v b="$plain" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+    echo
+    echo "### What mutual TLS adds (same run, same rate, both pairs HTTP/2 between the sidecars)"
+    echo
+    echo "| | plaintext pair | mTLS pair | mTLS − plaintext | mTLS ÷ plaintext |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    printf '| p50 (ms) | %s | %s | %s | |\n' "$(ms "${R_P50[mesh]}")" "$(ms "${R_P50[mesh-mtls]}")" \
+        "$(added "${R_P50[mesh-mtls]}" "${R_P50[mesh]}")"
+    printf '| p99 (ms) | %s | %s | %s | |\n' "$(ms "${R_P99[mesh]}")" "$(ms "${R_P99[mesh-mtls]}")" \
+        "$(added "${R_P99[mesh-mtls]}" "${R_P99[mesh]}")"
+    printf '| CPU s per 1,000 req, both sidecars | %s | %s | %s | **%s×** |\n' "$plain" "$mtls" \
+        "$(added "$mtls" "$plain")" "$ratio"
+    echo
+    echo "### Full mutual-TLS 1.3 handshakes (a new connection each, no resumption, one request each)"
+    echo
+    echo "Client: $HS_CLIENTS at a time for ${HS_SECONDS}s after a 1 s warm-up, on core $LOAD_CORE:" \
+        "\`$(hs_cmd PORT)\` (ECDSA P-256 client certificate from the mesh CA; ALPN strait-http/1.1, then http/1.1)." \
+        "Servers on core $PROXY_CORE: the mTLS callee's inbound listener (handshake, the request proxied to the backend" \
+        "nginx), and nginx with \`ssl_verify_client on\`, \`ssl_protocols TLSv1.3\`, no session cache or tickets, and" \
+        "a certificate from the same CA (answering the body itself: the comparison flatters nginx)."
+    echo
+    echo "| server | handshakes | errors | handshakes/s | CPU µs/handshake | handshakes/s per server core |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for name in mcallee nginx-mtls; do
+        printf '| %s | %s | %s | %s | %s | %s |\n' \
+            "$([[ $name == mcallee ]] && echo "strait sidecar (inbound)" || echo "nginx (ssl_verify_client on)")" \
+            "${R_HS_N[$name]}" "${R_HS_ERR[$name]}" "${R_HS_RATE[$name]}" "${R_HS_CPU[$name]}" "${R_HS_CAP[$name]}"
+    done
+    echo
+    echo "### Targets (issue 5)"
+    echo
+    echo "| target | measured | |"
+    echo "| --- | ---: | --- |"
+    printf '| mTLS adds ≤ 30 %% CPU per request (keep-alive) | %s× | %s |\n' "$ratio" \
+        "$(verdict "$ratio" "$TARGET_MTLS_CPU_RATIO")"
+    printf '| handshakes/s per core ≥ nginx'"'"'s | %s vs %s | %s |\n' "${R_HS_CAP[mcallee]}" "${R_HS_CAP[nginx-mtls]}" \
+        "$(awk -v a="${R_HS_CAP[mcallee]}" -v b="${R_HS_CAP[nginx-mtls]}" 'BEGIN { print (a >= b ? "met" : "missed") }')"
 }
 
 # --- main -------------------------------------------------------------------
@@ -619,9 +833,35 @@ main() {
     R_RSS_IDLE[callee]=$(rss_kb "${DAEMON_PID[callee]}")
     log "idle RSS: caller $(mib "${R_RSS_IDLE[caller]}") MiB, callee $(mib "${R_RSS_IDLE[callee]}") MiB"
     check_mesh_path
+    if [[ $MTLS == 1 ]]; then
+        log "mutual TLS: strait control on 127.0.0.1:$CA_PORT, a second pair of sidecars with identities"
+        start_control
+        # shellcheck disable=SC2046 # identity_flags is a flat list of words
+        start_sidecar mcaller shop/checkout-m "$MCALLER_APP" "$MCALLER_IN" "$MCALLER_OUT" "$MCALLER_ADMIN" \
+            $(identity_flags checkout-m)
+        # shellcheck disable=SC2046
+        start_sidecar mcallee shop/payment-m "$BACKEND_PORT" "$MCALLEE_IN" "$MCALLEE_OUT" "$MCALLEE_ADMIN" \
+            $(identity_flags payment-m)
+        R_RSS_IDLE[mcaller]=$(rss_kb "${DAEMON_PID[mcaller]}")
+        R_RSS_IDLE[mcallee]=$(rss_kb "${DAEMON_PID[mcallee]}")
+        wait_http_ok mcaller -H "Host: $MTLS_HOST" "http://127.0.0.1:$MCALLER_OUT/"
+        # The mTLS pair really is: the callee counts mutual-TLS connections.
+        curl -s "http://127.0.0.1:$MCALLEE_ADMIN/metrics" |
+            grep -q 'strait_mesh_inbound_connections_total{tls="mtls",result="accepted"}' ||
+            daemon_failed mcallee "no mutual-TLS connection counted after a call through the mTLS pair"
+        PHASES+=(mesh-mtls)
+    fi
 
     measure direct "http://127.0.0.1:$BACKEND_PORT/"
     measure mesh "http://127.0.0.1:$CALLER_OUT/" -H "Host: $SERVICE_HOST"
+    if [[ $MTLS == 1 ]]; then
+        measure mesh-mtls "http://127.0.0.1:$MCALLER_OUT/" -H "Host: $MTLS_HOST"
+        # The sidecars are done: the handshake runs have core $PROXY_CORE to themselves.
+        for name in caller callee mcaller; do stop_daemon "$name"; done
+        start_nginx_mtls
+        measure_handshakes mcallee "$MCALLEE_IN"
+        measure_handshakes nginx-mtls "$NGINX_MTLS_PORT"
+    fi
 
     local out failed=() name
     out=$(report)
@@ -634,18 +874,22 @@ main() {
         echo "$out" >"$file"
         log "saved to $file"
     fi
-    for name in direct mesh; do
+    for name in "${PHASES[@]}"; do
         [[ ${R_NON2XX[$name]} -eq 0 && ${R_ERR[$name]} -eq 0 ]] ||
             failed+=("$name (${R_ERRTEXT[$name]})")
     done
     # Each sidecar answered every response oha got, plus perhaps the ones
     # oha cut at the deadline; fewer means calls went around a sidecar.
-    local got=$((R_OK[mesh] + R_NON2XX[mesh]))
-    for name in caller callee; do
-        [[ ${R_COUNTED[$name]} -ge $got && ${R_COUNTED[$name]} -le $((got + R_DEADLINE[mesh])) ]] ||
-            failed+=("$name sidecar counted ${R_COUNTED[$name]} requests, oha got $got responses")
+    local phase got
+    for phase in "${PHASES[@]:1}"; do
+        got=$((R_OK[$phase] + R_NON2XX[$phase]))
+        for name in "${PAIR_CALLER[$phase]}" "${PAIR_CALLEE[$phase]}"; do
+            [[ ${R_COUNTED[$name]} -ge $got && ${R_COUNTED[$name]} -le $((got + R_DEADLINE[$phase])) ]] ||
+                failed+=("$name sidecar counted ${R_COUNTED[$name]} requests, oha got $got responses")
+        done
     done
-    for name in caller callee; do
+    for name in caller callee mcaller mcallee; do
+        [[ -e $WORK/$name.log ]] || continue
         if grep -qE 'WARN|ERROR' "$WORK/$name.log"; then
             log "$name logged warnings or errors (most frequent first):"
             grep -E 'WARN|ERROR' "$WORK/$name.log" | sed 's/^[^ ]* *//' | sort | uniq -c | sort -rn | head -n 5 >&2

@@ -80,6 +80,7 @@ pub async fn run() -> anyhow::Result<()> {
         tokio::spawn(strait_echo::serve(listener, info));
     }
     let localhost = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let ca = start_ca(&dir, localhost(CA_PORT)).await?;
     for (service, pod, app, inbound, outbound, fail_every) in WORKLOADS {
         let listener = tokio::net::TcpListener::bind(localhost(app))
             .await
@@ -89,8 +90,16 @@ pub async fn run() -> anyhow::Result<()> {
             ..strait_echo::EchoInfo::new("shop", service, pod)
         });
         tokio::spawn(strait_echo::serve(listener, info));
+        // Each workload runs as the ServiceAccount of its name.
+        let id =
+            strait_identity::SpiffeId::new(strait_identity::DEFAULT_TRUST_DOMAIN, "shop", service);
+        let token = ca.tokens[service].clone();
+        let agent =
+            strait_identity::agent::Agent::new(id, localhost(CA_PORT), token, ca.bundle.clone());
+        agent.first().await;
+        tokio::spawn(agent.clone().run());
         let sidecar = strait_proxy::mesh::SidecarOptions {
-            identity: None,
+            identity: Some(agent),
             namespace: "shop".into(),
             workload: service.into(),
             service_account: service.into(),
@@ -128,10 +137,13 @@ pub async fn run() -> anyhow::Result<()> {
          \x20 curl -s -x http://127.0.0.1:15101 http://payment-service.shop/pay     # checkout-api → payment: 95 % v1, 5 % v2\n\
          \x20 curl -s -x http://127.0.0.1:15101 -H 'Cookie: version=beta' http://payment-service.shop/pay  # always v2\n\
          \x20 curl -s -x http://127.0.0.1:15102 http://user-service.shop/users/1   # cart-api → user-service: one retry hides its failures\n\
-         \x20 curl -s -x http://127.0.0.1:15102 'http://user-service.shop/slow?delay=3s' -i  # 504 after the 2 s timeout\n\n\
+         \x20 curl -s -x http://127.0.0.1:15102 'http://user-service.shop/slow?delay=3s' -i  # 504 after the 2 s timeout\n\
+         \x20 curl -s -x http://127.0.0.1:15102 http://payment-service.shop/pay -i  # 403: only checkout-api may call payment\n\
+         Sidecars talk mutual TLS with certificates from the mesh CA on 127.0.0.1:15012 (root in {}/ca).\n\n\
          Edit the files in {} and watch strait reload them. Ctrl-C stops.\n",
         dir.display(),
         ca_file.display(),
+        dir.display(),
         dir.display()
     );
     tokio::spawn(show_the_mesh());
@@ -147,6 +159,55 @@ pub async fn run() -> anyhow::Result<()> {
     let result = strait_proxy::run(opts, std::future::pending()).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Where the demo's mesh CA listens.
+const CA_PORT: u16 = 15012;
+
+/// The running CA: each workload's token and the trust bundle.
+struct DemoCa {
+    tokens: std::collections::HashMap<&'static str, String>,
+    bundle: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+/// The mesh CA, in this process: a root made in `dir/ca`, a random token
+/// per ServiceAccount, one-day certificates.
+async fn start_ca(dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<DemoCa> {
+    use strait_identity::service::{serve, server_tls, CaServer};
+    let authority = strait_identity::Authority::open_or_create(
+        &dir.join("ca"),
+        strait_identity::DEFAULT_TRUST_DOMAIN,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let mut tokens = std::collections::HashMap::new();
+    let mut by_token = strait_identity::service::Tokens::new();
+    for (service, ..) in WORKLOADS {
+        let token = random_token()?;
+        by_token.insert(
+            token.clone(),
+            strait_identity::SpiffeId::new(strait_identity::DEFAULT_TRUST_DOMAIN, "shop", service),
+        );
+        tokens.insert(service, token);
+    }
+    let bundle = authority.trust_bundle().to_vec();
+    let tls = server_tls(&authority).map_err(|e| anyhow::anyhow!(e))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("starting the mesh CA on {addr}"))?;
+    let ca = CaServer {
+        authority: Arc::new(authority),
+        tokens: Arc::new(arc_swap::ArcSwap::from_pointee(by_token)),
+        ttl: Duration::from_secs(24 * 3600),
+    };
+    tokio::spawn(serve(listener, ca, tls));
+    Ok(DemoCa { tokens, bundle })
+}
+
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Appended to the example Gateway's listener list.
@@ -216,12 +277,28 @@ async fn show_the_mesh() {
             Some((200, _))
         ));
     }
+    // What payment's app saw of its caller, and a caller it refuses.
+    let caller = match call(15101, "payment-service-v1.shop", "/pay", "").await {
+        Some((200, body)) => body
+            .split("\"X-Forwarded-Client-Cert\":[\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("(none)")
+            .to_string(),
+        other => format!("(no answer: {other:?})"),
+    };
+    let denied = match call(15102, "payment-service.shop", "/pay", "").await {
+        Some((status, body)) => format!("{status} {}", body.trim()),
+        None => "no answer".into(),
+    };
     println!(
         "The mesh at work (measured now):\n\
          \x20 checkout-api → payment-service: v2 answered {v2} of 200 calls (route: 95/5), \
          and {beta} of 20 with the version=beta cookie\n\
          \x20 cart-api → user-service: {ok} of 20 calls succeeded although user-service \
-         has a pod failing every other answer (one retry, to the other pod; 2 s timeout)\n"
+         has a pod failing every other answer (one retry, to the other pod; 2 s timeout)\n\
+         \x20 every call above went sidecar to sidecar over mutual TLS; payment's app saw: {caller}\n\
+         \x20 cart-api → payment-service: {denied}\n"
     );
 }
 

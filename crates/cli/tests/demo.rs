@@ -96,6 +96,20 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
             .expect("answer");
         assert_eq!(status, 200, "one retry hides user-service's failures");
     }
+    // Sidecar to sidecar is mutual TLS: payment's app sees its caller's
+    // SPIFFE ID; and only checkout-api may call payment.
+    let (_, body) = via_sidecar(15101, "payment-service.shop", "")
+        .await
+        .expect("answer");
+    assert!(
+        body.contains("URI=spiffe://cluster.local/ns/shop/sa/checkout-api"),
+        "{body}"
+    );
+    let (status, body) = via_sidecar(15102, "payment-service.shop", "")
+        .await
+        .expect("answer");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("shop/payment-callers"), "{body}");
 
     let pid = demo.0.id().to_string();
     let ok = Command::new("sh")
