@@ -343,3 +343,117 @@ spec:
     assert!(metric(&m, "strait_authz_decisions_total{policy=\"shop/payment-callers rule 0\",decision=\"allow\"}") >= 1.0);
     assert!(payment.logs().contains("call denied"), "{}", payment.logs());
 }
+
+/// A `CONNECT host:port` tunnel through a sidecar's outbound listener,
+/// then one HTTP/1.1 request inside it: the status of the tunnel and
+/// whatever came back through it.
+async fn through_tunnel(outbound: u16, target: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", outbound))
+        .await
+        .expect("connect");
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let status = String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let _ = s
+        .write_all(b"GET /tunnel HTTP/1.1\r\nHost: ledger\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    (status, String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn tcp_between_sidecars_is_mutual_tls_and_authorized_too() {
+    let dir = TempDir::new();
+    let ledger_in = free_port();
+    dir.write(
+        "shop.yaml",
+        &(meshed_service("ledger", "ledger", ledger_in)
+            + &token_secret("checkout-api")
+            + &token_secret("ledger")
+            + &token_secret("cart")
+            + r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec: {mode: STRICT}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: ledger-callers, namespace: shop}
+spec:
+  targetRefs: [{group: apps, kind: Deployment, name: ledger}]
+  rules: [{from: [{serviceAccounts: [checkout-api]}]}]
+"#),
+    );
+    let control = Control::start(&dir, "127.0.0.1:0", &[]);
+    let ledger_app = echo("ledger", "ledger-0");
+    let ledger = sidecar(&dir, &control, "ledger", ledger_app.port, ledger_in).await;
+    let checkout = sidecar(
+        &dir,
+        &control,
+        "checkout-api",
+        echo("c", "c").port,
+        free_port(),
+    )
+    .await;
+    let cart = sidecar(
+        &dir,
+        &control,
+        "cart",
+        echo("cart", "cart").port,
+        free_port(),
+    )
+    .await;
+
+    // STRICT: the tunnel reaches ledger only because it is mutual TLS.
+    let (status, answer) = through_tunnel(checkout.outbound, "ledger.shop:80").await;
+    assert!(status.contains(" 200"), "{status}");
+    assert!(
+        answer.contains("\"service\":\"ledger\""),
+        "{answer}\n{}",
+        ledger.logs()
+    );
+    // cart's sidecar proves who it is, and ledger's policy refuses it.
+    let (status, answer) = through_tunnel(cart.outbound, "ledger.shop:80").await;
+    assert!(status.contains(" 200"), "{status}");
+    assert!(answer.is_empty(), "a denied stream carried {answer}");
+    let m = ledger.metrics().await;
+    let route = format!("route=\"inbound|shop/ledger:{}\"", ledger_app.port);
+    assert!(
+        m.lines()
+            .any(|l| l.contains(&route) && l.contains("result=\"closed\"")),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.contains(&route) && l.contains("result=\"denied\"")),
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "strait_mesh_inbound_connections_total{tls=\"mtls\",result=\"accepted\"}"
+        ) >= 2.0
+    );
+    assert!(
+        metric(
+            &m,
+            "strait_authz_decisions_total{policy=\"shop/ledger-callers\",decision=\"deny\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+}

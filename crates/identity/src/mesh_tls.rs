@@ -19,6 +19,8 @@ use std::sync::Arc;
 pub const ALPN_H2: &[u8] = b"strait-h2";
 /// HTTP/1.1 between sidecars (upgrades such as WebSocket).
 pub const ALPN_HTTP1: &[u8] = b"strait-http/1.1";
+/// Opaque bytes between sidecars (TCP Services, `CONNECT` tunnels).
+pub const ALPN_TCP: &[u8] = b"strait-tcp";
 
 /// The TLS configurations of one workload certificate and trust bundle;
 /// rebuilt whole when either changes (connections made keep theirs).
@@ -32,6 +34,7 @@ pub struct MeshTls {
     pub server: Arc<ServerConfig>,
     pub client_h2: Arc<ClientConfig>,
     pub client_http1: Arc<ClientConfig>,
+    pub client_tcp: Arc<ClientConfig>,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -66,7 +69,7 @@ impl MeshTls {
             }))
             .with_single_cert(creds.chain.clone(), creds.private_key())
             .map_err(|e| format!("server certificate: {e}"))?;
-        server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec(), ALPN_TCP.to_vec()];
         let verifier = Arc::new(ServerInTrustDomain {
             roots,
             algs: provider.signature_verification_algorithms,
@@ -85,6 +88,7 @@ impl MeshTls {
             server: Arc::new(server),
             client_h2: client(ALPN_H2)?,
             client_http1: client(ALPN_HTTP1)?,
+            client_tcp: client(ALPN_TCP)?,
         })
     }
 }

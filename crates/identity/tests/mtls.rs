@@ -263,3 +263,45 @@ fn a_generated_ca_key_is_private_to_its_owner() {
     assert_eq!(ca.trust_bundle(), again.trust_bundle());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_user_supplied_intermediate_signs_and_chains_to_its_root() {
+    use rcgen::{BasicConstraints, CertifiedIssuer, IsCa, KeyUsagePurpose};
+    // A root and an intermediate, as cert-manager would hand them over.
+    let root_key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let root = CertifiedIssuer::self_signed(p, root_key).expect("root");
+    let mid_key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "mesh intermediate");
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mid_pem = p.signed_by(&mid_key, &root).expect("intermediate").pem();
+
+    assert!(
+        Authority::from_pem(TD, &mid_pem, &mid_key.serialize_pem(), None).is_err(),
+        "an intermediate without its roots is refused"
+    );
+    let ca = Authority::from_pem(TD, &mid_pem, &mid_key.serialize_pem(), Some(&root.pem()))
+        .expect("intermediate CA");
+    let a = issue(&ca, &id("shop", "checkout-api"), Duration::from_secs(600));
+    assert_eq!(a.chain.len(), 2, "the leaf travels with the intermediate");
+    let b = issue(&ca, &id("shop", "payment"), Duration::from_secs(600));
+    // Peers trust only the root.
+    let roots = vec![root.der().clone()];
+    let (c, s) = handshake(
+        &MeshTls::new(&a, &roots).expect("tls"),
+        &MeshTls::new(&b, &roots).expect("tls"),
+    )
+    .await;
+    assert_eq!(c, Ok(id("shop", "payment")));
+    assert_eq!(s, Ok(Some(id("shop", "checkout-api"))));
+    // A key that is not the certificate's is refused.
+    let other = KeyPair::generate().expect("key").serialize_pem();
+    assert!(Authority::from_pem(TD, &mid_pem, &other, Some(&root.pem())).is_err());
+}

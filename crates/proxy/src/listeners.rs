@@ -338,6 +338,13 @@ async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream)
                         metrics.inbound(arrival.label(), "accepted");
                         let peer = strait_identity::peer_id(tls.get_ref().1.peer_certificates())
                             .map(|id| Arc::<str>::from(id.to_string()));
+                        if tls.get_ref().1.alpn_protocol() == Some(strait_identity::ALPN_TCP) {
+                            let target = original.map_or(sidecar.options.app_port, |d| d.port());
+                            let shared = port.shared.clone();
+                            crate::mesh::inbound_tcp(shared, client, tls, target, peer.as_deref())
+                                .await;
+                            return;
+                        }
                         let mut info = conn_info(port, client, "https", None, original);
                         if let Some(info) = Arc::get_mut(&mut info) {
                             info.peer = peer;
@@ -365,7 +372,7 @@ async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream)
             crate::mtls::Arrival::OtherTls => {
                 metrics.inbound(arrival.label(), "accepted");
                 let target = original.map_or(sidecar.options.app_port, |d| d.port());
-                crate::mesh::inbound_tcp(port.shared.clone(), client, stream, target).await;
+                crate::mesh::inbound_tcp(port.shared.clone(), client, stream, target, None).await;
                 return;
             }
             crate::mtls::Arrival::Plaintext => metrics.inbound(arrival.label(), "accepted"),
@@ -376,7 +383,7 @@ async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream)
             || crate::capture::OPAQUE_PORTS.contains(&dst.port())
             || crate::capture::sniff(&stream).await == crate::capture::Sniffed::Opaque;
         if opaque {
-            crate::mesh::inbound_tcp(port.shared.clone(), client, stream, dst.port()).await;
+            crate::mesh::inbound_tcp(port.shared.clone(), client, stream, dst.port(), None).await;
             return;
         }
     }

@@ -183,6 +183,7 @@ async fn tcp_target(
             addr,
             listener: m.listener.label.clone(),
             route: m.rule.route.clone(),
+            meshed: c.meshed.then(|| c.clone()),
             _slot: slot,
         });
     }
@@ -195,8 +196,44 @@ async fn tcp_target(
         addr,
         listener: Arc::from("passthrough"),
         route: Arc::from("passthrough"),
+        meshed: None,
         _slot: None,
     })
+}
+
+/// Any byte stream, plain or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects a byte stream to its target: to a sidecar over mutual TLS
+/// (ALPN `strait-tcp`, the server's identity checked) when the Service is
+/// meshed and this proxy has a certificate, else plain TCP.
+async fn open(shared: &Shared, t: &TcpTarget) -> Result<Box<dyn Io>, String> {
+    let tcp = match tokio::time::timeout(
+        crate::upstream::CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(t.addr),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connecting to {}: {e}", t.addr)),
+        Err(_) => return Err(format!("connecting to {} timed out", t.addr)),
+    };
+    let _ = tcp.set_nodelay(true);
+    let mesh = shared
+        .sidecar
+        .as_ref()
+        .and_then(|s| s.options.identity.as_ref())
+        .and_then(|a| a.tls());
+    match (&t.meshed, mesh) {
+        (Some(cluster), Some(mesh)) => {
+            crate::mtls::connect(t.addr, &mesh, cluster, tcp, crate::mtls::Carries::Tcp)
+                .await
+                .map(|tls| Box::new(tls) as Box<dyn Io>)
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(Box::new(tcp)),
+    }
 }
 
 /// Where a byte stream goes, its metric labels, and its place under the
@@ -205,6 +242,8 @@ struct TcpTarget {
     addr: SocketAddr,
     listener: Arc<str>,
     route: Arc<str>,
+    /// The Service's cluster when its endpoints are sidecars.
+    meshed: Option<Arc<strait_route::Cluster>>,
     _slot: Option<strait_route::ConnSlot>,
 }
 
@@ -230,31 +269,29 @@ pub async fn tcp(
             return;
         }
     };
-    let upstream = match tokio::time::timeout(
-        crate::upstream::CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect(t.addr),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        _ => {
+    let upstream = match open(&shared, &t).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(%client, %dst, error = %e, "opaque connection failed");
             shared.metrics.tcp(&t.listener, &t.route, "connect_failed");
             return;
         }
     };
-    let _ = upstream.set_nodelay(true);
     let end = splice(stream, upstream, shared.limits).await;
     debug!(%client, %dst, target = %t.addr, ?end, "opaque connection ended");
     shared.metrics.tcp(&t.listener, &t.route, end.label());
 }
 
-/// A captured inbound connection that is not HTTP for the app's port:
-/// carried as bytes to the same port on loopback, where the app listens.
-pub async fn inbound_tcp(
+/// An inbound connection that is not HTTP for the app (captured for
+/// another port, not HTTP, or a sidecar's `strait-tcp` over mutual TLS
+/// from `peer`): carried as bytes to `port` on loopback, where the app
+/// listens — if authorization allows.
+pub async fn inbound_tcp<S: Io>(
     shared: Arc<Shared>,
     client: SocketAddr,
-    stream: tokio::net::TcpStream,
+    stream: S,
     port: u16,
+    peer: Option<&str>,
 ) {
     let target = SocketAddr::from(([127, 0, 0, 1], port));
     let Some(sidecar) = shared.sidecar.as_ref() else {
@@ -262,8 +299,7 @@ pub async fn inbound_tcp(
     };
     let listener = sidecar.inbound_routes.label.clone();
     let route = Arc::<str>::from(format!("{listener}:{port}"));
-    // Not meshed TLS or plaintext TCP: the caller proved no identity.
-    if !crate::authz::check_connection(&shared, sidecar, None, port) {
+    if !crate::authz::check_connection(&shared, sidecar, peer, port) {
         shared.metrics.tcp(&listener, &route, "denied");
         return;
     }
@@ -309,14 +345,10 @@ pub async fn connect(
         Err(r) => return (r, unmatched(), unmatched()),
     };
     let (target, listener, route) = (t.addr, t.listener.clone(), t.route.clone());
-    let upstream = match tokio::time::timeout(
-        crate::upstream::CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect(target),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        _ => {
+    let upstream = match open(shared, &t).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(%target, error = %e, "CONNECT failed");
             return (
                 failure(
                     StatusCode::BAD_GATEWAY,
@@ -325,10 +357,9 @@ pub async fn connect(
                 ),
                 listener,
                 route,
-            )
+            );
         }
     };
-    let _ = upstream.set_nodelay(true);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let limits = shared.limits;
     tokio::spawn(async move {

@@ -9,7 +9,7 @@ use crate::upstream::CONNECT_TIMEOUT;
 use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
 use std::time::Duration;
-use strait_identity::{check_peer, MeshTls, SpiffeId, ALPN_H2, ALPN_HTTP1};
+use strait_identity::{check_peer, MeshTls, SpiffeId, ALPN_H2, ALPN_HTTP1, ALPN_TCP};
 use strait_route::Cluster;
 use tokio::net::TcpStream;
 
@@ -34,6 +34,14 @@ const MESH_SERVER_NAME: &str = "mesh.strait.internal";
 /// Largest ClientHello looked at when classifying an inbound connection.
 const MAX_PEEK: usize = 16 * 1024;
 
+/// What a connection to a sidecar carries, said in ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carries {
+    H2,
+    Http1,
+    Tcp,
+}
+
 /// The mutual-TLS handshake to a sidecar, then the check that it is one
 /// of the identities the destination runs as.
 pub async fn connect(
@@ -41,12 +49,12 @@ pub async fn connect(
     mesh: &MeshTls,
     cluster: &Cluster,
     stream: TcpStream,
-    h2: bool,
+    carries: Carries,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, BoxError> {
-    let config = if h2 {
-        mesh.client_h2.clone()
-    } else {
-        mesh.client_http1.clone()
+    let config = match carries {
+        Carries::H2 => mesh.client_h2.clone(),
+        Carries::Http1 => mesh.client_http1.clone(),
+        Carries::Tcp => mesh.client_tcp.clone(),
     };
     let name = ServerName::try_from(MESH_SERVER_NAME).map_err(|e| e.to_string())?;
     let handshake = tokio_rustls::TlsConnector::from(config).connect(name, stream);
@@ -133,10 +141,9 @@ fn client_hello_alpn(head: &[u8]) -> Option<Option<bool>> {
     }
     match acceptor.accept() {
         Ok(Some(accepted)) => {
-            let mesh = accepted
-                .client_hello()
-                .alpn()
-                .is_some_and(|mut offered| offered.any(|p| p == ALPN_H2 || p == ALPN_HTTP1));
+            let mesh = accepted.client_hello().alpn().is_some_and(|mut offered| {
+                offered.any(|p| p == ALPN_H2 || p == ALPN_HTTP1 || p == ALPN_TCP)
+            });
             Some(Some(mesh))
         }
         Ok(None) => Some(None),

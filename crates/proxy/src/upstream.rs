@@ -436,7 +436,12 @@ async fn tls_connect(
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, BoxError> {
     let tls = match tls {
         Tls::Mesh(mesh, cluster) => {
-            return crate::mtls::connect(endpoint, mesh, cluster, stream, h2).await
+            let carries = if h2 {
+                crate::mtls::Carries::H2
+            } else {
+                crate::mtls::Carries::Http1
+            };
+            return crate::mtls::connect(endpoint, mesh, cluster, stream, carries).await;
         }
         Tls::Backend(tls) => tls,
     };
