@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use strait_config::Resource;
-use strait_identity::service::{CaServer, Tokens};
+use strait_identity::service::{Authenticator, CaServer, LocalTokens, Tokens};
 use strait_identity::{Authority, SpiffeId};
 
 #[derive(clap::Args)]
@@ -40,6 +40,14 @@ pub struct ControlArgs {
     /// The SPIFFE trust domain (Kubernetes' default cluster domain).
     #[arg(long, default_value = strait_identity::DEFAULT_TRUST_DOMAIN)]
     trust_domain: String,
+    /// Check proxies' tokens with the Kubernetes API (TokenReview; in the
+    /// cluster its ServiceAccount, outside KUBECONFIG) instead of the
+    /// folder's token Secrets.
+    #[arg(long)]
+    token_review: bool,
+    /// The audience proxies' projected ServiceAccount tokens are made for.
+    #[arg(long, default_value = "strait")]
+    token_audience: String,
     /// Lifetime of workload certificates.
     #[arg(long, default_value = "24h", value_parser = crate::go_duration)]
     cert_ttl: Duration,
@@ -105,19 +113,28 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     std::fs::write(&bundle_path, authority.trust_bundle_pem())
         .with_context(|| format!("writing {}", bundle_path.display()))?;
     let tls = strait_identity::service::server_tls(&authority).map_err(|e| anyhow::anyhow!(e))?;
-    let tokens = Arc::new(ArcSwap::from_pointee(tokens(
-        &args.config,
-        &args.trust_domain,
-    )));
-    // Tokens follow the folder (issue 6 will watch it with the rest).
-    let refresh = tokens.clone();
-    let (dir, td) = (args.config.clone(), args.trust_domain.clone());
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            refresh.store(Arc::new(self::tokens(&dir, &td)));
-        }
-    });
+    let authenticator: Arc<dyn Authenticator> = if args.token_review {
+        let reviewer = strait_kube::TokenReviewer::infer(&args.token_audience, &args.trust_domain)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(audience = %args.token_audience, "tokens are checked with TokenReview");
+        Arc::new(reviewer)
+    } else {
+        let tokens = Arc::new(ArcSwap::from_pointee(tokens(
+            &args.config,
+            &args.trust_domain,
+        )));
+        // Tokens follow the folder (issue 6 will watch it with the rest).
+        let refresh = tokens.clone();
+        let (dir, td) = (args.config.clone(), args.trust_domain.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                refresh.store(Arc::new(self::tokens(&dir, &td)));
+            }
+        });
+        Arc::new(LocalTokens(tokens))
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -131,7 +148,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     );
     let ca = CaServer {
         authority: Arc::new(authority),
-        tokens,
+        authenticator,
         ttl: args.cert_ttl,
     };
     strait_identity::service::serve(listener, ca, tls).await;

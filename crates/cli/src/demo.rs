@@ -196,7 +196,9 @@ async fn start_ca(dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<Dem
         .with_context(|| format!("starting the mesh CA on {addr}"))?;
     let ca = CaServer {
         authority: Arc::new(authority),
-        tokens: Arc::new(arc_swap::ArcSwap::from_pointee(by_token)),
+        authenticator: Arc::new(strait_identity::service::LocalTokens(Arc::new(
+            arc_swap::ArcSwap::from_pointee(by_token),
+        ))),
         ttl: Duration::from_secs(24 * 3600),
     };
     tokio::spawn(serve(listener, ca, tls));

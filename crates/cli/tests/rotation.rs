@@ -88,7 +88,7 @@ async fn rotation_and_a_ca_outage_lose_no_request() {
         if let Some(r) = extra_roots {
             flags.extend(["--extra-roots", r]);
         }
-        Control::start_in(&dir, &listen, ca, &flags)
+        Control::start_in(&dir, &listen, ca, &flags, &[])
     };
     // 1. Signing with the old root; the new one trusted already.
     let control = phase(&old, Some(&new_root));

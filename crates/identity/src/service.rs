@@ -34,9 +34,29 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Who each bootstrap token belongs to.
 pub type Tokens = HashMap<String, SpiffeId>;
 
+/// Who a caller's token proves it is.
+#[tonic::async_trait]
+pub trait Authenticator: Send + Sync + 'static {
+    async fn identify(&self, token: &str) -> Result<SpiffeId, Status>;
+}
+
+/// Tokens from the config folder (local mode).
+pub struct LocalTokens(pub Arc<ArcSwap<Tokens>>);
+
+#[tonic::async_trait]
+impl Authenticator for LocalTokens {
+    async fn identify(&self, token: &str) -> Result<SpiffeId, Status> {
+        self.0
+            .load()
+            .get(token)
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("unknown token"))
+    }
+}
+
 pub struct CaServer {
     pub authority: Arc<Authority>,
-    pub tokens: Arc<ArcSwap<Tokens>>,
+    pub authenticator: Arc<dyn Authenticator>,
     pub ttl: Duration,
 }
 
@@ -47,9 +67,15 @@ impl Identity for CaServer {
         request: tonic::Request<SignRequest>,
     ) -> Result<tonic::Response<SignResponse>, Status> {
         let req = request.into_inner();
-        let Some(caller) = self.tokens.load().get(&req.token).cloned() else {
-            warn!("CSR with an unknown token refused");
-            return Err(Status::unauthenticated("unknown token"));
+        let caller = match self.authenticator.identify(&req.token).await {
+            Ok(caller) => caller,
+            Err(status) => {
+                warn!(
+                    why = status.message(),
+                    "CSR refused: the token proves no identity"
+                );
+                return Err(status);
+            }
         };
         let chain = self
             .authority

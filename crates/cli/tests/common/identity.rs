@@ -15,13 +15,20 @@ pub struct Control {
 impl Control {
     /// `strait control` on `listen` (port 0: any) for the folder `dir`.
     pub fn start(dir: &TempDir, listen: &str, extra: &[&str]) -> Control {
-        Self::start_in(dir, listen, &dir.path().with_extension("ca"), extra)
+        Self::start_in(dir, listen, &dir.path().with_extension("ca"), extra, &[])
     }
 
-    /// The same with its CA kept in `ca_dir`.
-    pub fn start_in(dir: &TempDir, listen: &str, ca_dir: &Path, extra: &[&str]) -> Control {
+    /// The same with its CA kept in `ca_dir`, and `env` set for it.
+    pub fn start_in(
+        dir: &TempDir,
+        listen: &str,
+        ca_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Control {
         let ca_dir = ca_dir.to_path_buf();
         let mut child = Command::new(STRAIT)
+            .envs(env.iter().copied())
             .args(["control", "--config"])
             .arg(dir.path())
             .args(["--listen", listen, "--ca-dir"])

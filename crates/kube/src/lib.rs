@@ -1,0 +1,105 @@
+//! strait's Kubernetes side, kept in its own crate so that the data plane
+//! and its tests build without kube-rs and k8s-openapi. For now: the CA's
+//! check of a proxy's ServiceAccount token with a TokenReview, the way
+//! the API server itself would accept it.
+
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use strait_identity::service::Authenticator;
+use strait_identity::SpiffeId;
+use tonic::Status;
+
+/// Asks the API server who a token belongs to.
+pub struct TokenReviewer {
+    client: Client,
+    /// The audience proxies' projected tokens are made for; the review
+    /// asks the API server to check it.
+    audience: String,
+    trust_domain: String,
+}
+
+impl TokenReviewer {
+    pub fn new(client: Client, audience: &str, trust_domain: &str) -> Self {
+        TokenReviewer {
+            client,
+            audience: audience.to_string(),
+            trust_domain: trust_domain.to_string(),
+        }
+    }
+
+    /// With the credentials kube-rs finds: in the cluster, the pod's
+    /// ServiceAccount; outside, `KUBECONFIG` or `~/.kube/config`.
+    pub async fn infer(audience: &str, trust_domain: &str) -> Result<Self, String> {
+        let client = Client::try_default()
+            .await
+            .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
+        Ok(Self::new(client, audience, trust_domain))
+    }
+}
+
+/// `system:serviceaccount:<namespace>:<name>` → (namespace, name).
+pub fn service_account_of(username: &str) -> Option<(&str, &str)> {
+    let rest = username.strip_prefix("system:serviceaccount:")?;
+    let (ns, name) = rest.split_once(':')?;
+    (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
+}
+
+#[tonic::async_trait]
+impl Authenticator for TokenReviewer {
+    async fn identify(&self, token: &str) -> Result<SpiffeId, Status> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_string()),
+                audiences: Some(vec![self.audience.clone()]),
+            },
+            ..Default::default()
+        };
+        let api: Api<TokenReview> = Api::all(self.client.clone());
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| Status::unavailable(format!("TokenReview failed: {e}")))?;
+        let status = answer
+            .status
+            .ok_or_else(|| Status::unauthenticated("TokenReview has no status"))?;
+        if status.authenticated != Some(true) {
+            let why = status.error.unwrap_or_else(|| "not authenticated".into());
+            return Err(Status::unauthenticated(format!("token refused: {why}")));
+        }
+        // An API server that ignores audiences answers none: refuse, as a
+        // token for another audience must not prove anything here.
+        if !status
+            .audiences
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a == &self.audience)
+        {
+            return Err(Status::unauthenticated(format!(
+                "the token is not for audience {:?}",
+                self.audience
+            )));
+        }
+        let username = status.user.and_then(|u| u.username).unwrap_or_default();
+        let (ns, sa) = service_account_of(&username).ok_or_else(|| {
+            Status::unauthenticated(format!("{username:?} is not a ServiceAccount"))
+        })?;
+        Ok(SpiffeId::new(&self.trust_domain, ns, sa))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_of_service_accounts() {
+        assert_eq!(
+            service_account_of("system:serviceaccount:shop:checkout-api"),
+            Some(("shop", "checkout-api"))
+        );
+        assert_eq!(service_account_of("system:node:worker-1"), None);
+        assert_eq!(service_account_of("system:serviceaccount:shop:"), None);
+        assert_eq!(service_account_of("alice"), None);
+    }
+}
