@@ -847,7 +847,7 @@ main() {
         wait_http_ok mcaller -H "Host: $MTLS_HOST" "http://127.0.0.1:$MCALLER_OUT/"
         # The mTLS pair really is: the callee counts mutual-TLS connections.
         curl -s "http://127.0.0.1:$MCALLEE_ADMIN/metrics" |
-            grep -q 'strait_mesh_inbound_connections_total{tls="mtls",result="accepted"}' ||
+            grep -q 'strait_mesh_inbound_connections_total{tls="mtls",result="accepted"' ||
             daemon_failed mcallee "no mutual-TLS connection counted after a call through the mTLS pair"
         PHASES+=(mesh-mtls)
     fi

@@ -33,6 +33,11 @@ pub struct ControlArgs {
     /// …and the roots it chains to, when it is an intermediate.
     #[arg(long)]
     ca_roots: Option<PathBuf>,
+    /// Or sign with the CA in a `kubernetes.io/tls` Secret of the folder,
+    /// NAMESPACE/NAME, as cert-manager writes one: `tls.crt` (the CA, an
+    /// intermediate), `tls.key`, and `ca.crt` (the root it chains to).
+    #[arg(long, conflicts_with_all = ["ca_cert", "ca_key"])]
+    ca_secret: Option<String>,
     /// Roots trusted beside the CA's own (PEM): the other root during a
     /// root rotation.
     #[arg(long)]
@@ -89,8 +94,46 @@ pub fn tokens(dir: &Path, trust_domain: &str) -> Tokens {
     out
 }
 
+/// The CA in Secret `ns/name` of the folder.
+fn ca_from_secret(dir: &Path, which: &str, trust_domain: &str) -> Result<Authority, String> {
+    let (ns, name) = which
+        .split_once('/')
+        .ok_or_else(|| format!("--ca-secret {which:?} is not NAMESPACE/NAME"))?;
+    let set = strait_config::load_dir(dir);
+    let secret = set
+        .documents
+        .iter()
+        .find_map(|d| match &d.resource {
+            Resource::Secret(s) if s.metadata.namespace() == ns && s.metadata.name == name => {
+                Some(s)
+            }
+            _ => None,
+        })
+        .ok_or_else(|| format!("Secret {which} is not in {}", dir.display()))?;
+    let text = |key: &str| {
+        secret
+            .body
+            .value(key)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .map_err(|e| format!("Secret {which}: {e}"))
+    };
+    let roots = text("ca.crt").ok();
+    Authority::from_pem(
+        trust_domain,
+        &text("tls.crt")?,
+        &text("tls.key")?,
+        roots.as_deref(),
+    )
+    .map_err(|e| format!("Secret {which}: {e}"))
+}
+
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let mut authority = match (&args.ca_cert, &args.ca_key) {
+        _ if args.ca_secret.is_some() => ca_from_secret(
+            &args.config,
+            args.ca_secret.as_deref().unwrap_or_default(),
+            &args.trust_domain,
+        ),
         (Some(cert), Some(key)) => {
             let roots = args.ca_roots.as_deref().map(read).transpose()?;
             Authority::from_pem(

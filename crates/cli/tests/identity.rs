@@ -102,9 +102,9 @@ async fn sidecars_speak_mtls_and_the_backend_sees_the_callers_identity() {
     assert!(
         metric(
             &m,
-            "strait_mesh_inbound_connections_total{tls=\"mtls\",result=\"accepted\"}"
+            "strait_mesh_inbound_connections_total{tls=\"mtls\",result=\"accepted\",peer=\"spiffe://cluster.local/ns/shop/sa/checkout-api\"}"
         ) >= 1.0,
-        "{m}"
+        "the caller's identity is in the telemetry: {m}"
     );
     assert!(
         metric(&m, "strait_identity_certificate_expiry_seconds") > 3000.0,
@@ -139,7 +139,7 @@ async fn sidecars_speak_mtls_and_the_backend_sees_the_callers_identity() {
     assert!(
         metric(
             &m,
-            "strait_mesh_inbound_connections_total{tls=\"plaintext\",result=\"accepted\"}"
+            "strait_mesh_inbound_connections_total{tls=\"plaintext\",result=\"accepted\""
         ) >= 1.0
     );
 
@@ -222,7 +222,7 @@ spec:
     assert!(
         metric(
             &m,
-            "strait_mesh_inbound_connections_total{tls=\"plaintext\",result=\"refused\"}"
+            "strait_mesh_inbound_connections_total{tls=\"plaintext\",result=\"refused\""
         ) >= 1.0,
         "{m}"
     );
@@ -331,13 +331,34 @@ spec:
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["x-strait-authz"], "shop/no-deletes rule 0");
 
+    // A gRPC caller gets PERMISSION_DENIED, naming the policy; checkout's
+    // gRPC call goes through.
+    let grpc = |outbound: u16| async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", outbound))
+            .await
+            .expect("connect");
+        let channel = strait_identity::service::H2(h2_over(tcp).await);
+        let mut client = strait_echo::pb::grpcecho::grpc_echo_client::GrpcEchoClient::with_origin(
+            channel,
+            http::Uri::from_static("http://payment.shop"),
+        );
+        client.echo(strait_echo::pb::grpcecho::EchoRequest {}).await
+    };
+    let status = grpc(cart.outbound).await.expect_err("denied");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "strait: permission denied by shop/payment-callers"
+    );
+    assert!(grpc(checkout.outbound).await.is_ok());
+
     let m = payment.metrics().await;
     assert_eq!(
         metric(
             &m,
             "strait_authz_decisions_total{policy=\"shop/payment-callers\",decision=\"deny\"}"
         ),
-        4.0,
+        5.0,
         "{m}"
     );
     assert!(metric(&m, "strait_authz_decisions_total{policy=\"shop/payment-callers rule 0\",decision=\"allow\"}") >= 1.0);
@@ -446,7 +467,7 @@ spec:
     assert!(
         metric(
             &m,
-            "strait_mesh_inbound_connections_total{tls=\"mtls\",result=\"accepted\"}"
+            "strait_mesh_inbound_connections_total{tls=\"mtls\",result=\"accepted\""
         ) >= 2.0
     );
     assert!(
@@ -456,4 +477,75 @@ spec:
         ) >= 1.0,
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn a_cert_manager_secret_can_be_the_ca() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_params = |cn: &str, depth: BasicConstraints| {
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(depth);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p
+    };
+    let root = CertifiedIssuer::self_signed(
+        ca_params("root", BasicConstraints::Unconstrained),
+        KeyPair::generate().expect("key"),
+    )
+    .expect("root");
+    let mid_key = KeyPair::generate().expect("key");
+    let mid = ca_params("mesh", BasicConstraints::Constrained(0))
+        .signed_by(&mid_key, &root)
+        .expect("intermediate");
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let dir = TempDir::new();
+    dir.write(
+        "ca.yaml",
+        &(format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: mesh-ca, namespace: strait-system}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}  ca.crt: |\n{}",
+            indent(&mid.pem()),
+            indent(&mid_key.serialize_pem()),
+            indent(&root.pem())
+        ) + &token_secret("payment")),
+    );
+    let control = Control::start(
+        &dir,
+        "127.0.0.1:0",
+        &["--ca-secret", "strait-system/mesh-ca"],
+    );
+    let bundle = strait_identity::ca::certs(
+        &std::fs::read(control.ca_dir.join("trust-bundle.pem")).expect("bundle"),
+        "bundle",
+    )
+    .expect("pem");
+    assert_eq!(
+        bundle,
+        vec![root.der().clone()],
+        "proxies trust cert-manager's root"
+    );
+    let payment = SpiffeId::new("cluster.local", "shop", "payment");
+    let (creds, got_bundle) = strait_identity::service::fetch(
+        control.addr.parse().expect("addr"),
+        &bundle,
+        "tok-payment",
+        &payment,
+    )
+    .await
+    .expect("signed by the intermediate");
+    assert_eq!(creds.chain.len(), 2);
+    assert_eq!(
+        &creds.chain[1],
+        mid.der(),
+        "the intermediate travels with the leaf"
+    );
+    assert_eq!(got_bundle, bundle);
 }

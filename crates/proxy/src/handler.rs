@@ -157,11 +157,11 @@ async fn route_request(
             {
                 return (
                     denied,
-                    sidecar.inbound().listener.label.clone(),
+                    sidecar.inbound(false).listener.label.clone(),
                     unmatched(),
                 );
             }
-            sidecar.inbound()
+            sidecar.inbound(crate::grpc::is_grpc(req.headers()))
         }
         (Role::Outbound, Some(sidecar)) => {
             // A captured connection names its Service by the address it

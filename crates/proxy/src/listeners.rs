@@ -335,9 +335,9 @@ async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream)
                 let accept = tokio_rustls::TlsAcceptor::from(mesh.server.clone()).accept(stream);
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
                     Ok(Ok(tls)) => {
-                        metrics.inbound(arrival.label(), "accepted");
                         let peer = strait_identity::peer_id(tls.get_ref().1.peer_certificates())
                             .map(|id| Arc::<str>::from(id.to_string()));
+                        metrics.inbound(arrival.label(), "accepted", peer.as_ref());
                         if tls.get_ref().1.alpn_protocol() == Some(strait_identity::ALPN_TCP) {
                             let target = original.map_or(sidecar.options.app_port, |d| d.port());
                             let shared = port.shared.clone();
@@ -352,13 +352,13 @@ async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream)
                         serve_connection(TokioIo::new(tls), info, port).await;
                     }
                     Ok(Err(e)) => {
-                        metrics.inbound(arrival.label(), "refused");
+                        metrics.inbound(arrival.label(), "refused", None);
                         let reason = crate::tls::handshake_error_reason(&e);
                         debug!(%client, error = %e, reason, "mTLS handshake refused");
                         metrics.tls_error(reason);
                     }
                     Err(_) => {
-                        metrics.inbound(arrival.label(), "refused");
+                        metrics.inbound(arrival.label(), "refused", None);
                         metrics.tls_error("timeout");
                     }
                 }
@@ -366,16 +366,16 @@ async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream)
             }
             _ if strict => {
                 debug!(%client, arrival = arrival.label(), "refused: the workload's mode is STRICT");
-                metrics.inbound(arrival.label(), "refused");
+                metrics.inbound(arrival.label(), "refused", None);
                 return;
             }
             crate::mtls::Arrival::OtherTls => {
-                metrics.inbound(arrival.label(), "accepted");
+                metrics.inbound(arrival.label(), "accepted", None);
                 let target = original.map_or(sidecar.options.app_port, |d| d.port());
                 crate::mesh::inbound_tcp(port.shared.clone(), client, stream, target, None).await;
                 return;
             }
-            crate::mtls::Arrival::Plaintext => metrics.inbound(arrival.label(), "accepted"),
+            crate::mtls::Arrival::Plaintext => metrics.inbound(arrival.label(), "accepted", None),
         }
     }
     if let Some(dst) = original {

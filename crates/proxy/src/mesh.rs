@@ -51,6 +51,8 @@ pub struct Sidecar {
     pub options: SidecarOptions,
     inbound_routes: ListenerRoutes,
     inbound_rule: Arc<Rule>,
+    /// gRPC to the app goes over HTTP/2 (h2c), whatever reached the sidecar.
+    inbound_grpc_rule: Arc<Rule>,
 }
 
 /// A rule that sends everything to one cluster.
@@ -66,17 +68,24 @@ impl Sidecar {
         let label: Arc<str> = format!("inbound|{}/{}", options.namespace, options.workload).into();
         let app = SocketAddr::from(([127, 0, 0, 1], options.app_port));
         let cluster = Cluster::new(label.to_string(), vec![app], UpstreamProtocol::Http1, None);
+        let grpc = Cluster::new(label.to_string(), vec![app], UpstreamProtocol::H2c, None);
         Sidecar {
             inbound_routes: ListenerRoutes::named(label.clone(), options.inbound.port()),
             inbound_rule: rule_to(&label, cluster),
+            inbound_grpc_rule: rule_to(&label, grpc),
             options,
         }
     }
 
-    pub fn inbound(&self) -> Matched<'_> {
+    /// The rule to the workload: HTTP/1.1, or HTTP/2 for gRPC.
+    pub fn inbound(&self, grpc: bool) -> Matched<'_> {
         Matched {
             listener: &self.inbound_routes,
-            rule: &self.inbound_rule,
+            rule: if grpc {
+                &self.inbound_grpc_rule
+            } else {
+                &self.inbound_rule
+            },
             matched_prefix: None,
         }
     }

@@ -33,6 +33,8 @@ pub struct InboundLabels {
     /// `mtls`, `tls` (not meshed) or `plaintext`.
     pub tls: &'static str,
     pub result: &'static str,
+    /// The caller's SPIFFE ID; `unauthenticated` when it proved none.
+    pub peer: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -179,7 +181,7 @@ impl Metrics {
         let inbound = Family::<InboundLabels, Counter>::default();
         registry.register(
             "mesh_inbound_connections",
-            "Connections to a sidecar's inbound listener with a workload certificate, by how they arrived (mtls, tls, plaintext) and whether they were accepted",
+            "Connections to a sidecar's inbound listener with a workload certificate, by how they arrived (mtls, tls, plaintext), whether they were accepted, and the caller's SPIFFE ID",
             inbound.clone(),
         );
         let authz = Family::<AuthzLabels, Counter>::default();
@@ -226,9 +228,12 @@ impl Metrics {
         }
     }
 
-    pub fn inbound(&self, tls: &'static str, result: &'static str) {
+    pub fn inbound(&self, tls: &'static str, result: &'static str, peer: Option<&Arc<str>>) {
+        let peer = peer
+            .cloned()
+            .unwrap_or_else(|| Arc::from("unauthenticated"));
         self.inbound
-            .get_or_create(&InboundLabels { tls, result })
+            .get_or_create(&InboundLabels { tls, result, peer })
             .inc();
     }
 
