@@ -1,5 +1,5 @@
-//! `strait control`: for now the mesh CA (issue 5); the configuration
-//! push of issue 6 will join it on the same port.
+//! `strait control`: the mesh CA (issue 5) and the configuration stream
+//! to proxies (issue 6), both gRPC on one TLS port.
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -194,6 +194,92 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         authenticator,
         ttl: args.cert_ttl,
     };
-    strait_identity::service::serve(listener, ca, tls).await;
+    let config = publish_folder(args.config.clone())?;
+    let router = Router {
+        identity: strait_identity::pb::identity_server::IdentityServer::new(ca),
+        config: strait_control::pb::config_server::ConfigServer::new(config),
+    };
+    strait_identity::service::serve_grpc(listener, router, tls).await;
     Ok(())
+}
+
+/// The folder as snapshots for proxies: the current good one at start and
+/// after each change; a folder with errors is not published (proxies keep
+/// the last good one) and its problems are logged with file and path.
+fn publish_folder(dir: PathBuf) -> anyhow::Result<strait_control::server::ConfigService> {
+    use strait_control::folder;
+    let first = folder::snapshot(&dir).map_err(|problems| {
+        for p in &problems {
+            tracing::error!("{p}");
+        }
+        anyhow::anyhow!(
+            "configuration in {} has errors; not starting",
+            dir.display()
+        )
+    })?;
+    tracing::info!(version = %first.version, files = first.files.len(), "configuration published");
+    let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(first)));
+    let (watcher, mut events) =
+        folder::watch(&dir).with_context(|| format!("watching {}", dir.display()))?;
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        while events.recv().await.is_some() {
+            folder::settle(&mut events).await;
+            match folder::snapshot(&dir) {
+                Ok(s) => {
+                    let same = tx.borrow().as_ref().is_some_and(|c| c.version == s.version);
+                    if !same {
+                        tracing::info!(version = %s.version, "configuration published");
+                        let _ = tx.send(Some(Arc::new(s)));
+                    }
+                }
+                Err(problems) => {
+                    for p in &problems {
+                        tracing::error!("{p}");
+                    }
+                    tracing::error!("configuration change refused; proxies keep the last good one");
+                }
+            }
+        }
+    });
+    Ok(strait_control::server::ConfigService::new(rx))
+}
+
+/// The control plane's gRPC services on one port, by path.
+#[derive(Clone)]
+struct Router {
+    identity: strait_identity::pb::identity_server::IdentityServer<CaServer>,
+    config: strait_control::pb::config_server::ConfigServer<strait_control::server::ConfigService>,
+}
+
+type Call = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<tonic::body::Body>, std::convert::Infallible>,
+            > + Send,
+    >,
+>;
+
+impl tonic::codegen::Service<http::Request<hyper::body::Incoming>> for Router {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = Call;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both generated servers are always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Call {
+        if req.uri().path().starts_with("/strait.control.v1.Config/") {
+            let mut config = self.config.clone();
+            Box::pin(async move { config.call(req).await })
+        } else {
+            let mut identity = self.identity.clone();
+            Box::pin(async move { identity.call(req).await })
+        }
+    }
 }

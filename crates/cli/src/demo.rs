@@ -116,6 +116,7 @@ pub async fn run() -> anyhow::Result<()> {
             drain_timeout: Duration::from_secs(5),
             stream_limits: Default::default(),
             sidecar: Some(sidecar),
+            control: None,
         };
         tokio::spawn(async move {
             if let Err(e) = strait_proxy::run(opts, std::future::pending()).await {
@@ -155,6 +156,7 @@ pub async fn run() -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(5),
         stream_limits: Default::default(),
         sidecar: None,
+        control: None,
     };
     let result = strait_proxy::run(opts, std::future::pending()).await;
     let _ = std::fs::remove_dir_all(&dir);

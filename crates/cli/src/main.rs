@@ -101,15 +101,9 @@ struct ProxyArgs {
     /// certificate and speaks mutual TLS to other sidecars.
     #[arg(long, requires_all = ["trust_bundle", "token_file"])]
     ca: Option<SocketAddr>,
-    /// Roots to check the CA with (the control plane's trust-bundle.pem).
-    #[arg(long)]
-    trust_bundle: Option<PathBuf>,
     /// The workload's ServiceAccount token, proof of its identity to the CA.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// The SPIFFE trust domain (Kubernetes' default cluster domain).
-    #[arg(long, default_value = strait_identity::DEFAULT_TRUST_DOMAIN)]
-    trust_domain: String,
 }
 
 #[derive(clap::Args)]
@@ -136,8 +130,24 @@ struct ProxyInitArgs {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Folder of *.yaml / *.yml manifests, watched for changes.
+    #[arg(long, required_unless_present = "control")]
+    config: Option<PathBuf>,
+    /// Take the configuration from the control plane (`strait control`)
+    /// instead of a folder: HOST:PORT, checked with --trust-bundle.
+    #[arg(long, requires = "trust_bundle", conflicts_with = "config")]
+    control: Option<SocketAddr>,
+    /// Where the last configuration from the control plane is kept, to
+    /// start from when the control plane is unreachable (default: a file
+    /// named after the proxy in the temporary folder).
     #[arg(long)]
-    config: PathBuf,
+    cache: Option<PathBuf>,
+    /// Roots to check the control plane and the CA with (the control
+    /// plane's trust-bundle.pem).
+    #[arg(long)]
+    trust_bundle: Option<PathBuf>,
+    /// The SPIFFE trust domain (Kubernetes' default cluster domain).
+    #[arg(long, default_value = strait_identity::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
     /// Admin endpoint (/ready, /live, /metrics, /config); off when unset.
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -204,7 +214,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     controller_name: args.controller_name,
                 },
                 None,
-            );
+            )?;
             runtime(workers)?.block_on(strait_proxy::run(opts, std::future::pending()))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -215,7 +225,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
                 .with_context(|| format!("--workload {:?} is not NAMESPACE/NAME", args.workload))?;
             let rt = runtime(args.serve.workers)?;
-            let identity = match (args.ca, &args.trust_bundle, &args.token_file) {
+            let identity = match (args.ca, &args.serve.trust_bundle, &args.token_file) {
                 (Some(ca), Some(bundle), Some(token)) => {
                     let pem = std::fs::read(bundle)
                         .with_context(|| format!("reading {}", bundle.display()))?;
@@ -224,7 +234,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     let token = std::fs::read_to_string(token)
                         .with_context(|| format!("reading {}", token.display()))?;
                     let id = strait_identity::SpiffeId::new(
-                        &args.trust_domain,
+                        &args.serve.trust_domain,
                         namespace,
                         &args.service_account,
                     );
@@ -251,7 +261,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 args.inbound_listen.ip(),
                 strait_route::CompileOptions::default(),
                 Some(sidecar),
-            );
+            )?;
             rt.block_on(strait_proxy::run(opts, std::future::pending()))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -317,9 +327,33 @@ impl ServeArgs {
         bind_address: IpAddr,
         compile: strait_route::CompileOptions,
         sidecar: Option<strait_proxy::mesh::SidecarOptions>,
-    ) -> strait_proxy::GatewayOptions {
-        strait_proxy::GatewayOptions {
-            config_dir: self.config,
+    ) -> anyhow::Result<strait_proxy::GatewayOptions> {
+        let (node, role) = match &sidecar {
+            Some(s) => (format!("{}/{}", s.namespace, s.workload), "sidecar"),
+            None => (format!("gateway-{}", std::process::id()), "gateway"),
+        };
+        let control = match (self.control, &self.trust_bundle) {
+            (Some(addr), Some(bundle)) => {
+                let pem = std::fs::read(bundle)
+                    .with_context(|| format!("reading {}", bundle.display()))?;
+                let bundle = strait_identity::ca::certs(&pem, &bundle.display().to_string())
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let cache = self.cache.unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!("strait-{}.json", node.replace('/', "_")))
+                });
+                Some(strait_control::client::ControlOptions {
+                    addr,
+                    bundle,
+                    trust_domain: self.trust_domain,
+                    node,
+                    role: role.into(),
+                    cache: Some(cache),
+                })
+            }
+            _ => None,
+        };
+        Ok(strait_proxy::GatewayOptions {
+            config_dir: self.config.unwrap_or_default(),
             bind_address,
             admin: self.admin,
             compile,
@@ -329,7 +363,8 @@ impl ServeArgs {
                 max_duration: Some(self.stream_max_duration).filter(|d| !d.is_zero()),
             },
             sidecar,
-        }
+            control,
+        })
     }
 }
 

@@ -159,6 +159,15 @@ pub fn load_dir(dir: &Path) -> ResourceSet {
     set
 }
 
+/// The `*.yaml` / `*.yml` files below `dir` that [`load_dir`] reads, in
+/// path order.
+pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

@@ -127,7 +127,25 @@ pub async fn serve(
     ca: CaServer,
     tls: Arc<rustls::ServerConfig>,
 ) {
-    let service = IdentityServer::new(ca);
+    serve_grpc(listener, IdentityServer::new(ca), tls).await
+}
+
+/// Serves gRPC `service` (one generated server, or a router of several)
+/// over HTTP/2 on TLS on `listener` until the task is dropped.
+pub async fn serve_grpc<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    tls: Arc<rustls::ServerConfig>,
+) where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
@@ -138,8 +156,10 @@ pub async fn serve(
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(CALL_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return debug!(%peer, error = %e, "CA: TLS handshake failed"),
-                Err(_) => return debug!(%peer, "CA: TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    return debug!(%peer, error = %e, "control plane: TLS handshake failed")
+                }
+                Err(_) => return debug!(%peer, "control plane: TLS handshake timed out"),
             };
             let svc = hyper::service::service_fn(move |req| {
                 let mut service = service.clone();
@@ -185,6 +205,42 @@ pub async fn fetch(
         .map_err(|_| format!("the CA at {ca} did not answer in {CALL_TIMEOUT:?}"))?
 }
 
+/// An HTTP/2 connection over TLS to the control plane at `addr`, checked
+/// with `bundle` to be `spiffe://<td>/ns/strait-system/sa/strait-control`,
+/// and the origin to call it by.
+pub async fn connect_control(
+    addr: SocketAddr,
+    bundle: &[CertificateDer<'static>],
+    trust_domain: &str,
+) -> Result<(H2, http::Uri), String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connecting to the control plane at {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let mut config = crate::mesh_tls::verifying_client(bundle, trust_domain)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = ServerName::try_from("strait-control").map_err(|e| e.to_string())?;
+    let tls = tokio::time::timeout(
+        CALL_TIMEOUT,
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| format!("TLS to the control plane at {addr} timed out"))?
+    .map_err(|e| format!("TLS to the control plane at {addr}: {e}"))?;
+    let control = SpiffeId::new(trust_domain, CONTROL_NAMESPACE, CONTROL_SERVICE_ACCOUNT);
+    crate::mesh_tls::check_peer(tls.get_ref().1.peer_certificates(), &[control])
+        .map_err(|e| format!("the control plane at {addr}: {e}"))?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("HTTP/2 to the control plane: {e}"))?;
+    tokio::spawn(conn);
+    let origin: http::Uri = format!("https://{addr}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    Ok((H2(sender), origin))
+}
+
 async fn fetch_now(
     ca: SocketAddr,
     bundle: &[CertificateDer<'static>],
@@ -192,28 +248,8 @@ async fn fetch_now(
     id: &SpiffeId,
 ) -> Result<(Credentials, Vec<CertificateDer<'static>>), String> {
     let (key, csr) = new_key_and_csr(id)?;
-    let tcp = tokio::net::TcpStream::connect(ca)
-        .await
-        .map_err(|e| format!("connecting to the CA at {ca}: {e}"))?;
-    let mut config = crate::mesh_tls::verifying_client(bundle, &id.trust_domain)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let name = ServerName::try_from("strait-control").map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS to the CA at {ca}: {e}"))?;
-    let control = SpiffeId::new(&id.trust_domain, CONTROL_NAMESPACE, CONTROL_SERVICE_ACCOUNT);
-    crate::mesh_tls::check_peer(tls.get_ref().1.peer_certificates(), &[control])
-        .map_err(|e| format!("the CA at {ca}: {e}"))?;
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("HTTP/2 to the CA: {e}"))?;
-    tokio::spawn(conn);
-    let origin: http::Uri = format!("https://{ca}")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let mut client = IdentityClient::with_origin(H2(sender), origin);
+    let (channel, origin) = connect_control(ca, bundle, &id.trust_domain).await?;
+    let mut client = IdentityClient::with_origin(channel, origin);
     let answer = client
         .sign(SignRequest {
             csr,

@@ -1,11 +1,9 @@
-//! Loading a configuration folder and noticing when it changes.
+//! Loading a configuration: a folder's, or a snapshot's from the control
+//! plane (watching a folder is `strait_control::folder`'s).
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::Path;
-use std::time::Duration;
-use strait_config::Problem;
+use strait_config::{Problem, ResourceSet};
 use strait_route::{compile, CompileOptions, Snapshot};
-use tokio::sync::mpsc;
 
 /// A configuration that may serve, and what was wrong with parts of it
 /// (rejected routes, unsupported listeners, warnings).
@@ -19,7 +17,11 @@ pub struct Loaded {
 /// serving the last good configuration. Semantic problems (an invalid route,
 /// a missing backend) reject only the object concerned, as a controller would.
 pub fn load(dir: &Path, options: &CompileOptions) -> Result<Loaded, Vec<Problem>> {
-    let set = strait_config::load_dir(dir);
+    from_set(strait_config::load_dir(dir), options)
+}
+
+/// The same for resources from anywhere (a control plane's snapshot).
+pub fn from_set(set: ResourceSet, options: &CompileOptions) -> Result<Loaded, Vec<Problem>> {
     if set.has_errors() {
         return Err(set.problems);
     }
@@ -30,36 +32,4 @@ pub fn load(dir: &Path, options: &CompileOptions) -> Result<Loaded, Vec<Problem>
         snapshot,
         problems: all,
     })
-}
-
-/// How long the folder must be quiet before a change is read, so that an
-/// editor's or `kubectl`'s burst of writes becomes one reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
-
-/// Watches `dir` (recursively); each burst of changes sends one `()`.
-pub fn watch(dir: &Path) -> notify::Result<(RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(e) = event {
-            if !e.kind.is_access() {
-                let _ = tx.send(());
-            }
-        }
-    })?;
-    watcher.watch(dir, RecursiveMode::Recursive)?;
-    Ok((watcher, rx))
-}
-
-/// Waits out a burst: returns once no event came for [`DEBOUNCE`].
-pub async fn settle(rx: &mut mpsc::UnboundedReceiver<()>) {
-    loop {
-        tokio::time::sleep(DEBOUNCE).await;
-        let mut more = false;
-        while rx.try_recv().is_ok() {
-            more = true;
-        }
-        if !more {
-            return;
-        }
-    }
 }

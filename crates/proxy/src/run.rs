@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strait_config::Problem;
+use strait_control::client::Offer;
 use strait_route::{CompileOptions, ListenKey, PortProtocol, Snapshot};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 #[derive(Debug, Clone)]
@@ -32,6 +33,123 @@ pub struct GatewayOptions {
     /// Run as a sidecar (`strait proxy`) instead of a gateway: the folder's
     /// Gateways are not served, the two sidecar listeners are.
     pub sidecar: Option<crate::mesh::SidecarOptions>,
+    /// Take the configuration from the control plane instead of
+    /// `config_dir`.
+    pub control: Option<strait_control::client::ControlOptions>,
+}
+
+/// Where configuration changes come from.
+enum Changes {
+    /// The folder: a burst of file events, then the folder is read (the
+    /// watcher lives as long as this).
+    Folder {
+        _watcher: notify::RecommendedWatcher,
+        events: mpsc::UnboundedReceiver<()>,
+    },
+    /// The control plane: snapshots, each answered ACK or NACK.
+    Control(mpsc::Receiver<Offer>),
+}
+
+impl Changes {
+    /// The next change: `None` for the folder (read it), or a snapshot.
+    async fn next(&mut self) -> Option<Offer> {
+        match self {
+            Changes::Folder { events, .. } => {
+                if events.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+                strait_control::folder::settle(events).await;
+                None
+            }
+            Changes::Control(offers) => match offers.recv().await {
+                Some(offer) => Some(offer),
+                None => std::future::pending().await,
+            },
+        }
+    }
+}
+
+/// A snapshot's manifests, loaded as a folder's would be.
+fn load_snapshot(
+    snapshot: &strait_control::pb::Snapshot,
+    compile: &CompileOptions,
+) -> Result<Loaded, Vec<Problem>> {
+    reload::from_set(strait_control::folder::resources(snapshot), compile)
+}
+
+/// The first configuration: the folder's, or the control plane's — the
+/// cached snapshot when there is one (the control plane may be down), else
+/// the first one it sends.
+async fn first_load(opts: &GatewayOptions) -> anyhow::Result<(Loaded, Changes)> {
+    let Some(control) = &opts.control else {
+        let loaded = match reload::load(&opts.config_dir, &opts.compile) {
+            Ok(l) => l,
+            Err(problems) => {
+                for p in &problems {
+                    error!("{p}");
+                }
+                bail!(
+                    "configuration in {} has errors; not starting",
+                    opts.config_dir.display()
+                );
+            }
+        };
+        // Watch before serving: a change made the moment /ready answers
+        // must not be missed.
+        let (watcher, events) = strait_control::folder::watch(&opts.config_dir)
+            .with_context(|| format!("watching {}", opts.config_dir.display()))?;
+        return Ok((
+            loaded,
+            Changes::Folder {
+                _watcher: watcher,
+                events,
+            },
+        ));
+    };
+    let (tx, mut offers) = mpsc::channel(1);
+    let cached = control
+        .cache
+        .as_deref()
+        .and_then(strait_control::folder::load_cache)
+        .and_then(|s| match load_snapshot(&s, &opts.compile) {
+            Ok(loaded) => Some((s.version, loaded)),
+            Err(_) => None,
+        });
+    tokio::spawn(strait_control::client::run(
+        control.clone(),
+        tx,
+        cached.as_ref().map(|(v, _)| v.clone()),
+    ));
+    if let Some((version, loaded)) = cached {
+        info!(%version, "serving the cached configuration until the control plane answers");
+        return Ok((loaded, Changes::Control(offers)));
+    }
+    info!(addr = %control.addr, "waiting for the first configuration from the control plane");
+    loop {
+        let Some(offer) = offers.recv().await else {
+            bail!("the control plane client stopped");
+        };
+        match load_snapshot(&offer.snapshot, &opts.compile) {
+            Ok(loaded) => {
+                let _ = offer.reply.send(Ok(()));
+                return Ok((loaded, Changes::Control(offers)));
+            }
+            Err(problems) => {
+                let _ = offer.reply.send(Err(refusal(&problems)));
+            }
+        }
+    }
+}
+
+/// Why a configuration was refused, in one line for the control plane.
+fn refusal(problems: &[Problem]) -> String {
+    let errors: Vec<String> = problems
+        .iter()
+        .filter(|p| p.is_error())
+        .take(3)
+        .map(ToString::to_string)
+        .collect();
+    errors.join("; ")
 }
 
 fn report(problems: &[Problem]) {
@@ -70,18 +188,7 @@ fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Arc<PortMode>> {
 /// Runs the gateway until `shutdown` completes or SIGTERM/SIGINT arrives,
 /// then drains.
 pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let Loaded { snapshot, problems } = match reload::load(&opts.config_dir, &opts.compile) {
-        Ok(l) => l,
-        Err(problems) => {
-            for p in &problems {
-                error!("{p}");
-            }
-            bail!(
-                "configuration in {} has errors; not starting",
-                opts.config_dir.display()
-            );
-        }
-    };
+    let (Loaded { snapshot, problems }, mut changes) = first_load(&opts).await?;
     report(&problems);
     let sidecar = opts.sidecar.clone().map(crate::mesh::Sidecar::new);
     let shared = Shared::new(snapshot, opts.stream_limits, sidecar);
@@ -120,10 +227,6 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
             }
         }
     }
-    // Watch and listen for signals before saying ready: a change made the
-    // moment /ready answers must not be missed.
-    let (_watcher, mut changes) = reload::watch(&opts.config_dir)
-        .with_context(|| format!("watching {}", opts.config_dir.display()))?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -135,10 +238,24 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
             _ = &mut shutdown => break,
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => {}
-            Some(()) = changes.recv() => reload::settle(&mut changes).await,
+            _ = hangup.recv() => {
+                if opts.control.is_none() {
+                    apply_change(&opts, &state, &mut listeners).await;
+                }
+            }
+            offer = changes.next() => match offer {
+                None => apply_change(&opts, &state, &mut listeners).await,
+                Some(offer) => {
+                    let loaded = load_snapshot(&offer.snapshot, &opts.compile);
+                    let answer = match &loaded {
+                        Ok(_) => Ok(()),
+                        Err(problems) => Err(refusal(problems)),
+                    };
+                    apply_loaded(&opts, &state, &mut listeners, Ok(loaded)).await;
+                    let _ = offer.reply.send(answer);
+                }
+            },
         }
-        apply_change(&opts, &state, &mut listeners).await;
     }
 
     info!(deadline = ?opts.drain_timeout, "draining");
@@ -162,6 +279,15 @@ async fn apply_change(opts: &GatewayOptions, state: &AdminState, listeners: &mut
     let dir = opts.config_dir.clone();
     let compile = opts.compile.clone();
     let loaded = tokio::task::spawn_blocking(move || reload::load(&dir, &compile)).await;
+    apply_loaded(opts, state, listeners, loaded).await
+}
+
+async fn apply_loaded(
+    opts: &GatewayOptions,
+    state: &AdminState,
+    listeners: &mut ListenerSet,
+    loaded: Result<Result<Loaded, Vec<Problem>>, tokio::task::JoinError>,
+) {
     let shared = &state.shared;
     match loaded {
         Ok(Ok(Loaded { snapshot, problems })) => {

@@ -133,14 +133,20 @@ impl Gateway {
     }
 
     pub async fn start_with(dir: &TempDir, extra: &[&str]) -> Gateway {
+        let folder = dir.path().to_string_lossy().into_owned();
+        Self::launch(dir, &[&["--config", folder.as_str()], extra].concat()).await
+    }
+
+    /// A gateway with `args` saying where its configuration comes from
+    /// (`--config DIR`, or `--control ADDR ...`); its log beside `dir`.
+    pub async fn launch(dir: &TempDir, args: &[&str]) -> Gateway {
         let admin = free_port();
         let log = dir.path().with_extension("log");
         let child = Command::new(STRAIT)
-            .args(["gateway", "--config"])
-            .arg(dir.path())
+            .arg("gateway")
+            .args(args)
             .args(["--bind-address", "127.0.0.1", "--workers", "2"])
             .args(["--admin", &format!("127.0.0.1:{admin}")])
-            .args(extra)
             .env("STRAIT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -476,18 +482,30 @@ impl Sidecar {
         inbound: u16,
         extra: &[&str],
     ) -> Sidecar {
+        let folder = dir.path().to_string_lossy().into_owned();
+        let args = [&["--config", folder.as_str()], extra].concat();
+        Self::launch(dir, workload, app_port, inbound, &args).await
+    }
+
+    /// A sidecar with `args` saying where its configuration comes from.
+    pub async fn launch(
+        dir: &TempDir,
+        workload: &str,
+        app_port: u16,
+        inbound: u16,
+        args: &[&str],
+    ) -> Sidecar {
         let (outbound, admin) = (free_port(), free_port());
         let log = dir
             .path()
             .with_extension(format!("{}.log", workload.replace('/', "-")));
         let child = Command::new(STRAIT)
-            .args(["proxy", "--config"])
-            .arg(dir.path())
+            .arg("proxy")
             .args(["--workload", workload, "--app-port", &app_port.to_string()])
             .args(["--inbound-listen", &format!("127.0.0.1:{inbound}")])
             .args(["--outbound-listen", &format!("127.0.0.1:{outbound}")])
             .args(["--admin", &format!("127.0.0.1:{admin}"), "--workers", "2"])
-            .args(extra)
+            .args(args)
             .env("STRAIT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))

@@ -1,0 +1,296 @@
+//! The control plane feeding proxies, through real processes: `strait
+//! control` serves a folder; a gateway and two sidecars take their
+//! configuration from it (`--control`). A change reaches every proxy with
+//! no failed request; the control plane can die while traffic flows;
+//! proxies find it again within 5 s of its return; a proxy restarted
+//! while it is down serves its cached snapshot; a snapshot a proxy cannot
+//! apply is refused (NACK), reported, and the old one kept.
+
+mod common;
+use common::identity::*;
+use common::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The folder: the gateway's route to `web`, and a GAMMA route for `pay`
+/// (its endpoint the callee sidecar), both tagging answers `x-version`.
+fn manifests(gw_port: u16, web: u16, pay_inbound: u16, version: u32) -> String {
+    let tag = format!(
+        "    filters: [{{type: ResponseHeaderModifier, responseHeaderModifier: {{set: [{{name: x-version, value: \"{version}\"}}]}}}}]\n"
+    );
+    gateway_yaml(gw_port)
+        + &service_yaml("web", web, None)
+        + &service_yaml("pay", pay_inbound, None)
+        + &format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - backendRefs: [{{name: web, port: 80}}]
+{tag}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: pay}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: pay, port: 80}}]
+  rules:
+  - backendRefs: [{{name: pay, port: 80}}]
+{tag}"#
+        )
+}
+
+/// The `x-version` each path answers with now: through the gateway, and
+/// through the caller's sidecar; `None` for a failed call.
+async fn versions(gw_port: u16, outbound: u16) -> (Option<String>, Option<String>) {
+    let through_gw = send(get(gw_port, "shop.example.com", "/"))
+        .await
+        .ok()
+        .filter(|r| r.status == 200)
+        .and_then(|r| Some(r.headers.get("x-version")?.to_str().ok()?.to_string()));
+    let through_mesh = try_call(outbound, "http://pay/").await;
+    (through_gw, through_mesh)
+}
+
+async fn try_call(outbound: u16, url: &str) -> Option<String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", outbound))
+        .await
+        .ok()?;
+    let mut send = h1_over::<_, http_body_util::Empty<bytes::Bytes>>(tcp).await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        send.send_request(http::Request::get(url).body(Default::default()).ok()?),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    (r.status() == 200).then(|| {
+        r.headers()
+            .get("x-version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
+async fn wait_for(gw_port: u16, outbound: u16, version: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (a, b) = versions(gw_port, outbound).await;
+        if a.as_deref() == Some(version) && b.as_deref() == Some(version) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "version {version} not everywhere after {within:?}: gateway {a:?}, mesh {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_feeds_every_proxy_and_can_go_away() {
+    let dir = TempDir::new();
+    let (gw_port, pay_in) = (free_port(), free_port());
+    let web = echo("web", "web-0");
+    let pay_app = echo("pay", "pay-0");
+    dir.write("shop.yaml", &manifests(gw_port, web.port, pay_in, 1));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let control = Control::start(&dir, &listen, &[]);
+    let bundle = control
+        .ca_dir
+        .join("trust-bundle.pem")
+        .to_string_lossy()
+        .into_owned();
+    let cache_dir = TempDir::new();
+    let cache = |name: &str| cache_dir.path().join(name).to_string_lossy().into_owned();
+    let (gw_cache, pay_cache, checkout_cache) =
+        (cache("gw.json"), cache("pay.json"), cache("checkout.json"));
+    let gw_flags = [
+        "--control",
+        &listen,
+        "--trust-bundle",
+        &bundle,
+        "--cache",
+        &gw_cache,
+    ];
+    let gw_logs = TempDir::new();
+    let gateway = Gateway::launch(&gw_logs, &gw_flags).await;
+    let sidecar_flags = |cache: &str| {
+        vec![
+            "--control".to_string(),
+            listen.clone(),
+            "--trust-bundle".into(),
+            bundle.clone(),
+            "--cache".into(),
+            cache.to_string(),
+        ]
+    };
+    let pay_flags = sidecar_flags(&pay_cache);
+    let pay_flags: Vec<&str> = pay_flags.iter().map(String::as_str).collect();
+    let _pay = Sidecar::launch(&dir, "default/pay", pay_app.port, pay_in, &pay_flags).await;
+    let checkout_flags = sidecar_flags(&checkout_cache);
+    let checkout_flags: Vec<&str> = checkout_flags.iter().map(String::as_str).collect();
+    let checkout_app = echo("checkout", "checkout-0");
+    let checkout = Sidecar::launch(
+        &dir,
+        "default/checkout",
+        checkout_app.port,
+        free_port(),
+        &checkout_flags,
+    )
+    .await;
+    wait_for(gw_port, checkout.outbound, "1", Duration::from_secs(5)).await;
+
+    // Steady traffic through both paths for the rest of the test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let traffic = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let out = checkout.outbound;
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (a, b) = versions(gw_port, out).await;
+                for got in [a, b] {
+                    if got.is_some() {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    // A change in the folder reaches the gateway and both sidecars.
+    dir.write("shop.yaml", &manifests(gw_port, web.port, pay_in, 2));
+    let took = wait_for(gw_port, checkout.outbound, "2", Duration::from_secs(5)).await;
+    eprintln!("version 2 everywhere {took:?} after the folder changed");
+
+    // The control plane dies; traffic goes on. A change made meanwhile
+    // reaches every proxy within 5 s of the control plane's return.
+    drop(control);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    dir.write("shop.yaml", &manifests(gw_port, web.port, pay_in, 3));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (a, b) = versions(gw_port, checkout.outbound).await;
+    assert_eq!(
+        (a.as_deref(), b.as_deref()),
+        (Some("2"), Some("2")),
+        "still the last snapshot"
+    );
+    let control = Control::start(&dir, &listen, &[]);
+    let took = wait_for(gw_port, checkout.outbound, "3", Duration::from_secs(5)).await;
+    eprintln!("version 3 everywhere {took:?} after the control plane came back");
+
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.expect("traffic");
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{ok} calls succeeded, {failed} failed");
+    assert!(ok > 100, "{ok} calls");
+    assert_eq!(
+        failed, 0,
+        "calls failed while the configuration changed and the control plane came and went"
+    );
+
+    // A gateway restarted while the control plane is down serves its cache.
+    drop(control);
+    drop(gateway);
+    let gateway = Gateway::launch(&gw_logs, &gw_flags).await;
+    let (a, _) = versions(gw_port, checkout.outbound).await;
+    assert_eq!(
+        a.as_deref(),
+        Some("3"),
+        "the cached snapshot:\n{}",
+        gateway.logs()
+    );
+    assert!(gateway.logs().contains("serving the cached configuration"));
+}
+
+#[tokio::test]
+async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
+    use strait_control::pb;
+    // An in-process control plane, so that it can send what `strait
+    // control` itself would refuse to publish (a proxy of another version
+    // may refuse what this one accepts).
+    let ca_dir = TempDir::new();
+    let authority =
+        strait_identity::Authority::open_or_create(ca_dir.path(), "cluster.local").expect("ca");
+    let tls = strait_identity::service::server_tls(&authority).expect("tls");
+    let (publish, current) = tokio::sync::watch::channel(None);
+    let service = strait_control::server::ConfigService::new(current);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(strait_identity::service::serve_grpc(
+        listener,
+        pb::config_server::ConfigServer::new(service.clone()),
+        tls,
+    ));
+
+    let dir = TempDir::new();
+    let gw_port = free_port();
+    let web = echo("web", "web-0");
+    dir.write("shop.yaml", &manifests(gw_port, web.port, free_port(), 1));
+    let good = strait_control::folder::snapshot(dir.path()).expect("snapshot");
+    let good_version = good.version.clone();
+    let _ = publish.send(Some(std::sync::Arc::new(good)));
+    let cache = dir
+        .path()
+        .with_extension("cache.json")
+        .to_string_lossy()
+        .into_owned();
+    let root = ca_dir.path().join("ca.crt");
+    let flags = [
+        "--control",
+        &addr,
+        "--trust-bundle",
+        root.to_str().expect("utf-8 path"),
+        "--cache",
+        &cache,
+    ];
+    let gateway = Gateway::launch(&dir, &flags).await;
+    let r = send(get(gw_port, "shop.example.com", "/"))
+        .await
+        .expect("answer");
+    assert_eq!(r.headers["x-version"], "1");
+
+    let bad = pb::Snapshot {
+        version: "broken".into(),
+        files: vec![pb::File {
+            name: "routes/bad.yaml".into(),
+            text: "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: bad}\nspec: {parentRefs: [{name: gw}], rules: [{backendRefs: [{name: web, port: eighty}]}]}\n".into(),
+        }],
+    };
+    let _ = publish.send(Some(std::sync::Arc::new(bad)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (node, status) = loop {
+        let found = service
+            .status()
+            .into_iter()
+            .find(|(_, s)| s.role == "gateway" && s.refused.is_some());
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no NACK: {:?}", service.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (version, reason) = status.refused.clone().expect("refused");
+    eprintln!("{node} refused {version}: {reason}");
+    assert_eq!(version, "broken");
+    assert!(
+        reason.contains("routes/bad.yaml") && reason.contains("port"),
+        "{reason}"
+    );
+    assert_eq!(status.accepted.as_deref(), Some(good_version.as_str()));
+    // The proxy keeps what it had.
+    let r = send(get(gw_port, "shop.example.com", "/"))
+        .await
+        .expect("answer");
+    assert_eq!(r.headers["x-version"], "1", "{}", gateway.logs());
+}

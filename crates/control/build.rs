@@ -1,0 +1,5 @@
+//! Generates the configuration stream's messages, server and client from `proto/`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    strait_protobuild::compile(&["proto/control.proto"])
+}

@@ -1,0 +1,14 @@
+//! The configuration stream between `strait control` and its proxies
+//! (issue 6): the folder read as a versioned snapshot (`folder`), the
+//! control plane's side of the stream (`server`), and the proxy's side
+//! (`client`): connect, apply, ACK or NACK, cache, reconnect.
+
+pub mod client;
+pub mod folder;
+pub mod server;
+
+/// Generated from `proto/control.proto`.
+#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/strait.control.v1.rs"));
+}
