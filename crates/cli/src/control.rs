@@ -195,18 +195,16 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         ttl: args.cert_ttl,
     };
     let config = publish_folder(args.config.clone())?;
-    let router = Router {
-        identity: strait_identity::pb::identity_server::IdentityServer::new(ca),
-        config: strait_control::pb::config_server::ConfigServer::new(config),
-    };
-    strait_identity::service::serve_grpc(listener, router, tls).await;
+    strait_identity::service::serve_grpc(listener, Router::new(ca, config), tls).await;
     Ok(())
 }
 
 /// The folder as snapshots for proxies: the current good one at start and
 /// after each change; a folder with errors is not published (proxies keep
 /// the last good one) and its problems are logged with file and path.
-fn publish_folder(dir: PathBuf) -> anyhow::Result<strait_control::server::ConfigService> {
+pub(crate) fn publish_folder(
+    dir: PathBuf,
+) -> anyhow::Result<strait_control::server::ConfigService> {
     use strait_control::folder;
     let first = folder::snapshot(&dir).map_err(|problems| {
         for p in &problems {
@@ -247,9 +245,18 @@ fn publish_folder(dir: PathBuf) -> anyhow::Result<strait_control::server::Config
 
 /// The control plane's gRPC services on one port, by path.
 #[derive(Clone)]
-struct Router {
+pub(crate) struct Router {
     identity: strait_identity::pb::identity_server::IdentityServer<CaServer>,
     config: strait_control::pb::config_server::ConfigServer<strait_control::server::ConfigService>,
+}
+
+impl Router {
+    pub(crate) fn new(ca: CaServer, config: strait_control::server::ConfigService) -> Self {
+        Router {
+            identity: strait_identity::pb::identity_server::IdentityServer::new(ca),
+            config: strait_control::pb::config_server::ConfigServer::new(config),
+        }
+    }
 }
 
 type Call = std::pin::Pin<

@@ -116,7 +116,7 @@ pub async fn run() -> anyhow::Result<()> {
             drain_timeout: Duration::from_secs(5),
             stream_limits: Default::default(),
             sidecar: Some(sidecar),
-            control: None,
+            control: Some(ca.control(&dir, &format!("shop/{service}"), "sidecar")),
         };
         tokio::spawn(async move {
             if let Err(e) = strait_proxy::run(opts, std::future::pending()).await {
@@ -140,7 +140,8 @@ pub async fn run() -> anyhow::Result<()> {
          \x20 curl -s -x http://127.0.0.1:15102 http://user-service.shop/users/1   # cart-api → user-service: one retry hides its failures\n\
          \x20 curl -s -x http://127.0.0.1:15102 'http://user-service.shop/slow?delay=3s' -i  # 504 after the 2 s timeout\n\
          \x20 curl -s -x http://127.0.0.1:15102 http://payment-service.shop/pay -i  # 403: only checkout-api may call payment\n\
-         Sidecars talk mutual TLS with certificates from the mesh CA on 127.0.0.1:15012 (root in {}/ca).\n\n\
+         One control plane on 127.0.0.1:15012 feeds the gateway and every sidecar their configuration\n\
+         and signs the sidecars' certificates; sidecars talk mutual TLS (root in {}/ca).\n\n\
          Edit the files in {} and watch strait reload them. Ctrl-C stops.\n",
         dir.display(),
         ca_file.display(),
@@ -156,7 +157,7 @@ pub async fn run() -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(5),
         stream_limits: Default::default(),
         sidecar: None,
-        control: None,
+        control: Some(ca.control(&dir, "gateway", "gateway")),
     };
     let result = strait_proxy::run(opts, std::future::pending()).await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -166,16 +167,35 @@ pub async fn run() -> anyhow::Result<()> {
 /// Where the demo's mesh CA listens.
 const CA_PORT: u16 = 15012;
 
-/// The running CA: each workload's token and the trust bundle.
+/// The running control plane: each workload's token and the trust bundle.
 struct DemoCa {
     tokens: std::collections::HashMap<&'static str, String>,
     bundle: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
+impl DemoCa {
+    /// How proxy `node` reaches the control plane.
+    fn control(
+        &self,
+        dir: &std::path::Path,
+        node: &str,
+        role: &str,
+    ) -> strait_control::client::ControlOptions {
+        strait_control::client::ControlOptions {
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), CA_PORT),
+            bundle: self.bundle.clone(),
+            trust_domain: strait_identity::DEFAULT_TRUST_DOMAIN.into(),
+            node: node.into(),
+            role: role.into(),
+            cache: Some(dir.join(format!(".cache-{}.json", node.replace('/', "_")))),
+        }
+    }
+}
+
 /// The mesh CA, in this process: a root made in `dir/ca`, a random token
 /// per ServiceAccount, one-day certificates.
 async fn start_ca(dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<DemoCa> {
-    use strait_identity::service::{serve, server_tls, CaServer};
+    use strait_identity::service::{serve_grpc, server_tls, CaServer};
     let authority = strait_identity::Authority::open_or_create(
         &dir.join("ca"),
         strait_identity::DEFAULT_TRUST_DOMAIN,
@@ -203,7 +223,14 @@ async fn start_ca(dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<Dem
         ))),
         ttl: Duration::from_secs(24 * 3600),
     };
-    tokio::spawn(serve(listener, ca, tls));
+    // The configuration stream on the same port: one control plane feeds
+    // the gateway and every sidecar.
+    let config = crate::control::publish_folder(dir.to_path_buf())?;
+    tokio::spawn(serve_grpc(
+        listener,
+        crate::control::Router::new(ca, config),
+        tls,
+    ));
     Ok(DemoCa { tokens, bundle })
 }
 

@@ -111,6 +111,32 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("shop/payment-callers"), "{body}");
 
+    // The control plane follows the folder: a route added there reaches
+    // the gateway.
+    let dir = banner
+        .split("(config in ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no config folder in {banner}"));
+    let tagged = |r: &Resp| r.headers.get("x-new").is_some();
+    let r = send(get(8080, "shop.example.com", "/new"))
+        .await
+        .expect("answer");
+    assert!(!tagged(&r));
+    std::fs::write(
+        std::path::Path::new(dir).join("new.yaml"),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: new, namespace: shop}\nspec:\n  parentRefs: [{name: shop}]\n  hostnames: [shop.example.com]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /new}}]\n    filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-new, value: \"1\"}]}}]\n    backendRefs: [{name: web-frontend, port: 80}]\n",
+    )
+    .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !send(get(8080, "shop.example.com", "/new"))
+        .await
+        .is_ok_and(|r| tagged(&r))
+    {
+        assert!(Instant::now() < deadline, "the new route never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let pid = demo.0.id().to_string();
     let ok = Command::new("sh")
         .args(["-c", &format!("kill -INT {pid}")])
