@@ -190,10 +190,24 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Most YAML documents one file may hold (`MAX_DOCUMENTS_PER_FILE`).
+pub const MAX_DOCUMENTS_PER_FILE: usize = 65_536;
+/// Most YAML nodes one file may hold (`MAX_NODES_PER_FILE`).
+pub const MAX_NODES_PER_FILE: usize = 4_000_000;
+
 /// Parses the text of one file: any number of YAML documents.
 pub fn parse_text(file: &Path, text: &str) -> ResourceSet {
     let mut set = ResourceSet::default();
-    let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+    // The parser's default budget (1,024 documents, 250,000 nodes) guards
+    // against YAML bombs from strangers; a folder is its owner's, and a
+    // `kubectl get -o yaml` of a real cluster is bigger than that.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: MAX_DOCUMENTS_PER_FILE,
+            max_nodes: MAX_NODES_PER_FILE,
+        },
+    };
+    let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, options) {
         Ok(docs) => docs,
         Err(e) => {
             let at = e
@@ -372,6 +386,17 @@ mod tests {
         // Empty documents are not counted: "document 2" is the second object.
         assert_eq!(set.documents[1].source.doc, 2);
         assert_eq!(set.documents[1].resource.kind(), "Service");
+    }
+
+    #[test]
+    fn a_file_may_hold_a_whole_cluster() {
+        // Past the YAML parser's default budget of 1,024 documents.
+        let text: String = (0..3000)
+            .map(|i| format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{ports: [{{port: 80}}]}}\n"))
+            .collect();
+        let set = parse(&text);
+        assert!(set.problems.is_empty(), "{:?}", set.problems.first());
+        assert_eq!(set.documents.len(), 3000);
     }
 
     #[test]

@@ -52,7 +52,7 @@ fn generate(dir: &std::path::Path, services: usize, endpoints: usize) -> Result<
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: bench}\n",
     )
     .map_err(|e| e.to_string())?;
-    // A hundred Services per file: a file holds at most 1,024 documents.
+    // A hundred Services per file, as a repository would keep them.
     let mut out = String::new();
     for s in 0..services {
         let addresses: Vec<String> = (0..per)
