@@ -33,6 +33,9 @@ pub fn check_request(
     (method, path, headers, host): (&Method, &str, &HeaderMap, &str),
 ) -> Option<Response<ResponseBody>> {
     let ns = &sidecar.options.namespace;
+    if !snapshot.security.guards(ns) {
+        return None;
+    }
     let service = snapshot.mesh.service_of(host, ns);
     let call = Call {
         peer: conn.peer.as_deref(),
@@ -78,11 +81,14 @@ pub fn check_connection(shared: &Shared, sidecar: &Sidecar, peer: Option<&str>, 
         port,
         http: None,
     };
-    let verdict = shared.snapshot.load().security.authorize(
-        &sidecar.options.namespace,
-        &sidecar.options.workload,
-        &call,
-    );
+    let snapshot = shared.snapshot.load();
+    if !snapshot.security.guards(&sidecar.options.namespace) {
+        return true;
+    }
+    let verdict =
+        snapshot
+            .security
+            .authorize(&sidecar.options.namespace, &sidecar.options.workload, &call);
     record(shared, &verdict, peer, "TCP", "").is_none()
 }
 

@@ -91,7 +91,8 @@ pub fn tcp_slot(cluster: &Cluster) -> Result<Option<ConnSlot>, Overflow> {
     }
 }
 
-/// The `503` for an overflow, counted.
+/// The `503` for an overflow, counted (a connection limit is always a
+/// breaker's: the fallback only keeps this total).
 pub fn refuse(shared: &Shared, cluster: &Cluster, o: Overflow) -> Response<ResponseBody> {
     match &cluster.traffic.breaker {
         Some(breaker) => crate::balance::overflow(shared, cluster, breaker, o.limit()),

@@ -449,9 +449,9 @@ async fn forward(
             Some(Err(e)) => e.downcast_ref::<crate::conn_limit::Overflow>().copied(),
             _ => None,
         };
-        if let (Some(o), Some(breaker)) = (overflow, &cluster.traffic.breaker) {
+        if let Some(o) = overflow {
             in_flight.finish(false);
-            return crate::balance::overflow(shared, cluster, breaker, o.limit());
+            return crate::conn_limit::refuse(shared, cluster, o);
         }
         let failed = match &result {
             None => Some(crate::retry::Failure::Timeout),

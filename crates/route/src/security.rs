@@ -187,6 +187,12 @@ impl SecurityTable {
             .map_or(PeerMode::Permissive, |p| p.mode)
     }
 
+    /// Whether any AuthorizationPolicy lives in `namespace`: without one
+    /// every call there is allowed, and the request path skips the check.
+    pub fn guards(&self, namespace: &str) -> bool {
+        self.authz.iter().any(|p| p.namespace == namespace)
+    }
+
     /// May `call` reach workload `namespace/workload`?
     pub fn authorize(&self, namespace: &str, workload: &str, call: &Call<'_>) -> Verdict {
         let applies = |p: &&AuthzPolicy| {
