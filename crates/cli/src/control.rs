@@ -199,48 +199,50 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The folder as snapshots for proxies: the current good one at start and
-/// after each change; a folder with errors is not published (proxies keep
-/// the last good one) and its problems are logged with file and path.
+/// The folder as the index proxies are fed from: read at start and after
+/// each change. A bad object is refused (logged with file, document and
+/// field path) and its last good version kept; the rest goes out.
 pub(crate) fn publish_folder(
     dir: PathBuf,
 ) -> anyhow::Result<strait_control::server::ConfigService> {
     use strait_control::folder;
-    let first = folder::snapshot(&dir).map_err(|problems| {
-        for p in &problems {
-            tracing::error!("{p}");
-        }
-        anyhow::anyhow!(
-            "configuration in {} has errors; not starting",
-            dir.display()
-        )
-    })?;
-    tracing::info!(version = %first.version, files = first.files.len(), "configuration published");
-    let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(first)));
+    use strait_control::index::Published;
+    let mut source = folder::Folder::new(&dir);
+    let first = Arc::new(source.index(None));
+    report(&first);
+    tracing::info!(version = %first.version, objects = first.objects.len(), "configuration published");
+    let (tx, rx) =
+        tokio::sync::watch::channel(Some(Arc::new(Published::next(None, first.clone()))));
     let (watcher, mut events) =
         folder::watch(&dir).with_context(|| format!("watching {}", dir.display()))?;
     tokio::spawn(async move {
         let _watcher = watcher;
+        let mut current = first;
         while events.recv().await.is_some() {
             folder::settle(&mut events).await;
-            match folder::snapshot(&dir) {
-                Ok(s) => {
-                    let same = tx.borrow().as_ref().is_some_and(|c| c.version == s.version);
-                    if !same {
-                        tracing::info!(version = %s.version, "configuration published");
-                        let _ = tx.send(Some(Arc::new(s)));
-                    }
-                }
-                Err(problems) => {
-                    for p in &problems {
-                        tracing::error!("{p}");
-                    }
-                    tracing::error!("configuration change refused; proxies keep the last good one");
-                }
+            let next = Arc::new(source.index(Some(&current)));
+            report(&next);
+            if next.version != current.version {
+                tracing::info!(version = %next.version, objects = next.objects.len(), "configuration published");
+                let _ = tx.send(Some(Arc::new(Published::next(
+                    Some(&current),
+                    next.clone(),
+                ))));
+                current = next;
             }
         }
     });
     Ok(strait_control::server::ConfigService::new(rx))
+}
+
+fn report(index: &strait_control::index::Index) {
+    for p in &index.problems {
+        if p.is_error() {
+            tracing::error!("{p}; the object's last good version, if any, is kept");
+        } else {
+            tracing::warn!("{p}");
+        }
+    }
 }
 
 /// The control plane's gRPC services on one port, by path.

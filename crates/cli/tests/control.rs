@@ -213,6 +213,8 @@ async fn the_control_plane_feeds_every_proxy_and_can_go_away() {
 
 #[tokio::test]
 async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
+    use std::sync::Arc;
+    use strait_control::index::{Index, Indexed, Published, Scope};
     use strait_control::pb;
     // An in-process control plane, so that it can send what `strait
     // control` itself would refuse to publish (a proxy of another version
@@ -237,9 +239,10 @@ async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
     let gw_port = free_port();
     let web = echo("web", "web-0");
     dir.write("shop.yaml", &manifests(gw_port, web.port, free_port(), 1));
-    let good = strait_control::folder::snapshot(dir.path()).expect("snapshot");
+    let good = Arc::new(strait_control::folder::Folder::new(dir.path()).index(None));
+    assert!(good.problems.is_empty(), "{:?}", good.problems);
     let good_version = good.version.clone();
-    let _ = publish.send(Some(std::sync::Arc::new(good)));
+    let _ = publish.send(Some(Arc::new(Published::next(None, good.clone()))));
     let cache = dir
         .path()
         .with_extension("cache.json")
@@ -260,14 +263,28 @@ async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
         .expect("answer");
     assert_eq!(r.headers["x-version"], "1");
 
-    let bad = pb::Snapshot {
-        version: "broken".into(),
-        files: vec![pb::File {
-            name: "routes/bad.yaml".into(),
-            text: "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: bad}\nspec: {parentRefs: [{name: gw}], rules: [{backendRefs: [{name: web, port: eighty}]}]}\n".into(),
-        }],
+    // An object added that the proxy's schema refuses.
+    let mut objects = good.objects.clone();
+    let entry = pb::Entry {
+        key: "HTTPRoute/default/bad".into(),
+        file: "routes/bad.yaml".into(),
+        doc: 1,
+        prefix: String::new(),
+        json: r#"{"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute","metadata":{"name":"bad"},"spec":{"parentRefs":[{"name":"gw"}],"rules":[{"backendRefs":[{"name":"web","port":"eighty"}]}]}}"#.into(),
     };
-    let _ = publish.send(Some(std::sync::Arc::new(bad)));
+    objects.insert(
+        entry.key.clone(),
+        Arc::new(Indexed {
+            entry,
+            scope: Scope::Everyone,
+        }),
+    );
+    let bad = Arc::new(Index {
+        version: "broken".into(),
+        objects,
+        problems: Vec::new(),
+    });
+    let _ = publish.send(Some(Arc::new(Published::next(Some(&good), bad))));
     let deadline = Instant::now() + Duration::from_secs(5);
     let (node, status) = loop {
         let found = service

@@ -18,7 +18,10 @@ pub mod security;
 pub mod traffic;
 pub mod validate;
 
-pub use load::{load_dir, parse_text, yaml_files, Document, Flat, Object, Resource, ResourceSet};
+pub use load::{
+    load_dir, parse_text, parse_value, split_text, yaml_files, Document, Flat, Object, Resource,
+    ResourceSet,
+};
 pub use problem::{Problem, Severity, Source};
 
 /// The controller name strait answers to unless told otherwise.

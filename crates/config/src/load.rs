@@ -198,6 +198,28 @@ pub const MAX_NODES_PER_FILE: usize = 4_000_000;
 /// Parses the text of one file: any number of YAML documents.
 pub fn parse_text(file: &Path, text: &str) -> ResourceSet {
     let mut set = ResourceSet::default();
+    match split_text(file, text) {
+        Ok(docs) => {
+            for (source, value) in docs {
+                parse_document(&source, "", value, &mut set);
+            }
+        }
+        Err(problem) => set.problems.push(problem),
+    }
+    set
+}
+
+/// One document, as a control plane keeps it: untyped, with where it was
+/// read and the field-path prefix of an item of a `List`.
+pub fn parse_value(source: &Source, prefix: &str, value: Value) -> ResourceSet {
+    let mut set = ResourceSet::default();
+    parse_document(source, prefix, value, &mut set);
+    set
+}
+
+/// The documents of one file's text, untyped and numbered as
+/// [`parse_text`] numbers them; an error if the text is not YAML.
+pub fn split_text(file: &Path, text: &str) -> Result<Vec<(Source, Value)>, Problem> {
     // The parser's default budget (1,024 documents, 250,000 nodes) guards
     // against YAML bombs from strangers; a folder is its owner's, and a
     // `kubectl get -o yaml` of a real cluster is bigger than that.
@@ -207,34 +229,34 @@ pub fn parse_text(file: &Path, text: &str) -> ResourceSet {
             max_nodes: MAX_NODES_PER_FILE,
         },
     };
-    let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, options) {
-        Ok(docs) => docs,
-        Err(e) => {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!("line {} column {}: ", l.line(), l.column()))
                 .unwrap_or_default();
             let first_line = e.to_string();
             let reason = first_line.lines().next().unwrap_or("").trim().to_string();
-            set.problems.push(Problem::error(
+            Problem::error(
                 &Source {
                     file: file.to_path_buf(),
                     doc: 0,
                 },
                 "",
                 format!("not valid YAML: {at}{reason}"),
-            ));
-            return set;
-        }
-    };
-    for (i, value) in docs.into_iter().enumerate() {
-        let source = Source {
-            file: file.to_path_buf(),
-            doc: i + 1,
-        };
-        parse_document(&source, "", value, &mut set);
-    }
-    set
+            )
+        })?;
+    Ok(docs
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let source = Source {
+                file: file.to_path_buf(),
+                doc: i + 1,
+            };
+            (source, value)
+        })
+        .collect())
 }
 
 fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut ResourceSet) {

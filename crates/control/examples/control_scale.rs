@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strait_control::pb;
+use strait_control::snapshot::{Joined, Snapshot};
 use tokio::sync::{mpsc, Mutex};
 
 fn main() -> Result<(), String> {
@@ -91,10 +92,10 @@ fn churn(marker: usize) -> String {
     )
 }
 
-fn marker_of(snapshot: &pb::Snapshot) -> Option<String> {
-    let file = snapshot.files.iter().find(|f| f.name == "churn.yaml")?;
-    let at = file.text.find("addresses: [\"")? + 13;
-    Some(file.text[at..].split('"').next()?.to_string())
+fn marker_of(snapshot: &Snapshot) -> Option<String> {
+    let entry = snapshot.objects.get("EndpointSlice/bench/churn")?;
+    let at = entry.json.find("\"addresses\":[\"")? + 14;
+    Some(entry.json[at..].split('"').next()?.to_string())
 }
 
 async fn proxy(
@@ -125,17 +126,28 @@ async fn proxy(
         .await
         .map_err(|s| s.to_string())?
         .into_inner();
-    while let Some(s) = inbound.message().await.map_err(|s| s.to_string())? {
+    // Joined and applied as a proxy does, but not compiled.
+    let mut have = Snapshot::default();
+    let mut joined = Joined::default();
+    while let Some(part) = inbound.message().await.map_err(|s| s.to_string())? {
+        let (version, base, more) = (part.version.clone(), part.base.clone(), part.more);
+        joined.add(part);
+        if more {
+            continue;
+        }
+        have.apply(version, &base, std::mem::take(&mut joined))?;
         let now = Instant::now();
-        let size: usize = s.files.iter().map(|f| f.name.len() + f.text.len()).sum();
-        bytes.store(size as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Some(m) = marker_of(&s) {
+        if base.is_empty() {
+            let size: usize = have.objects.values().map(|e| e.json.len()).sum();
+            bytes.store(size as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(m) = marker_of(&have) {
             arrivals.lock().await.push((m, now));
         }
         let _ = tx
             .send(pb::ProxyMessage {
                 kind: Some(pb::proxy_message::Kind::Ack(pb::Ack {
-                    version: s.version,
+                    version: have.version.clone(),
                     accepted: true,
                     reason: String::new(),
                 })),

@@ -1,11 +1,13 @@
 //! The proxy's side of the stream: connect to the control plane over TLS
 //! (checked to be the control plane, as the CA is), say who it is and what
-//! it serves, offer each snapshot to the proxy, answer ACK or NACK with its
-//! reason, cache what was accepted — and when the control plane goes away,
-//! keep serving and reconnect with backoff and jitter.
+//! it has, join each update's parts and apply them to what it has, offer
+//! the result to the proxy, answer ACK or NACK with its reason, cache what
+//! was accepted — and when the control plane goes away, keep serving and
+//! reconnect with backoff and jitter.
 
 use crate::pb;
 use crate::pb::config_client::ConfigClient;
+use crate::snapshot::{Joined, Snapshot};
 use rustls_pki_types::CertificateDer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,18 +34,22 @@ pub struct ControlOptions {
     pub cache: Option<PathBuf>,
 }
 
-/// A snapshot for the proxy to apply, and where it says whether it could.
+/// A configuration for the proxy to apply, and where it says whether it
+/// could.
 pub struct Offer {
-    pub snapshot: pb::Snapshot,
+    pub snapshot: Snapshot,
     pub reply: oneshot::Sender<Result<(), String>>,
 }
 
 /// Keeps a stream to the control plane for as long as the proxy runs.
-/// `version` is what the proxy serves now (from its cache), if anything.
-pub async fn run(opts: ControlOptions, offers: mpsc::Sender<Offer>, mut version: Option<String>) {
+/// `known` is what the proxy has now (from its cache), if anything.
+pub async fn run(opts: ControlOptions, offers: mpsc::Sender<Offer>, known: Option<Snapshot>) {
+    // What the control plane last sent, accepted or not: its changes
+    // build on it.
+    let mut known = (known.unwrap_or_default(), None);
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match session(&opts, &offers, &mut version, &mut backoff).await {
+        match session(&opts, &offers, &mut known, &mut backoff).await {
             Ok(()) => info!(addr = %opts.addr, "control plane closed the stream"),
             Err(e) => {
                 warn!(addr = %opts.addr, error = %e, retry_in = ?backoff, "control plane unreachable; serving the last configuration")
@@ -57,10 +63,14 @@ pub async fn run(opts: ControlOptions, offers: mpsc::Sender<Offer>, mut version:
     }
 }
 
+fn status(s: tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
+}
+
 async fn session(
     opts: &ControlOptions,
     offers: &mpsc::Sender<Offer>,
-    version: &mut Option<String>,
+    (known, refused): &mut (Snapshot, Option<String>),
     backoff: &mut Duration,
 ) -> Result<(), String> {
     let (channel, origin) =
@@ -72,46 +82,54 @@ async fn session(
         kind: Some(pb::proxy_message::Kind::Hello(pb::Hello {
             node: opts.node.clone(),
             role: opts.role.clone(),
-            version: version.clone().unwrap_or_default(),
+            version: known.version.clone(),
         })),
     };
     tx.send(hello).await.map_err(|e| e.to_string())?;
     let outbound =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let mut inbound = client
-        .stream(outbound)
-        .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-        .into_inner();
+    let mut inbound = client.stream(outbound).await.map_err(status)?.into_inner();
     info!(addr = %opts.addr, "connected to the control plane");
     *backoff = FIRST_BACKOFF;
-    while let Some(snapshot) = inbound
-        .message()
-        .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-    {
-        let v = snapshot.version.clone();
-        let (reply, answer) = oneshot::channel();
-        let offered = Offer {
-            snapshot: snapshot.clone(),
-            reply,
-        };
-        if offers.send(offered).await.is_err() {
-            return Ok(());
+    let mut joined = Joined::default();
+    while let Some(part) = inbound.message().await.map_err(status)? {
+        let (version, base, more) = (part.version.clone(), part.base.clone(), part.more);
+        joined.add(part);
+        if more {
+            continue;
         }
-        let result = answer
-            .await
-            .unwrap_or_else(|_| Err("the proxy is stopping".into()));
+        let update = std::mem::take(&mut joined);
+        let unchanged = !base.is_empty() && update.is_empty();
+        // A change from a version this proxy does not have cannot be
+        // applied; a new stream starts from what it has.
+        known.apply(version.clone(), &base, update)?;
+        let result = if unchanged {
+            // Nothing of this proxy's changed: only the version moves, and
+            // the answer stays what it was.
+            refused.clone().map_or(Ok(()), Err)
+        } else {
+            let (reply, answer) = oneshot::channel();
+            let offered = Offer {
+                snapshot: known.clone(),
+                reply,
+            };
+            if offers.send(offered).await.is_err() {
+                return Ok(());
+            }
+            answer
+                .await
+                .unwrap_or_else(|_| Err("the proxy is stopping".into()))
+        };
+        *refused = result.clone().err();
         if result.is_ok() {
-            *version = Some(v.clone());
             if let Some(path) = &opts.cache {
-                if let Err(e) = crate::folder::save_cache(path, &snapshot) {
+                if let Err(e) = crate::snapshot::save_cache(path, known) {
                     warn!(path = %path.display(), error = %e, "cannot cache the configuration");
                 }
             }
         }
         let ack = pb::Ack {
-            version: v,
+            version,
             accepted: result.is_ok(),
             reason: result.err().unwrap_or_default(),
         };

@@ -1,7 +1,10 @@
-//! The control plane's side of the stream: every connected proxy gets the
-//! current snapshot, then each new one; its ACK or NACK is recorded per
-//! proxy. A NACKed version is reported with the proxy's reason and not
-//! sent again: the next change is.
+//! The control plane's side of the stream: every connected proxy gets its
+//! view of the current index whole, then each change as a delta (whole
+//! again when it missed a version); its ACK or NACK is recorded per proxy.
+//! A NACKed version is reported with the proxy's reason and not sent
+//! again: the next change is.
+
+use crate::index::{self, Published, Role};
 
 use crate::pb;
 use crate::pb::config_server::Config;
@@ -26,14 +29,14 @@ pub struct ProxyStatus {
 
 #[derive(Clone)]
 pub struct ConfigService {
-    current: watch::Receiver<Option<Arc<pb::Snapshot>>>,
+    current: watch::Receiver<Option<Arc<Published>>>,
     status: Arc<Mutex<BTreeMap<String, ProxyStatus>>>,
 }
 
 impl ConfigService {
     /// Serves whatever `current` holds: the control plane publishes each
-    /// good snapshot there.
-    pub fn new(current: watch::Receiver<Option<Arc<pb::Snapshot>>>) -> Self {
+    /// new index there.
+    pub fn new(current: watch::Receiver<Option<Arc<Published>>>) -> Self {
         ConfigService {
             current,
             status: Arc::default(),
@@ -52,17 +55,16 @@ impl ConfigService {
     }
 }
 
-type SnapshotStream =
-    Pin<Box<dyn futures_util::Stream<Item = Result<pb::Snapshot, Status>> + Send>>;
+type UpdateStream = Pin<Box<dyn futures_util::Stream<Item = Result<pb::Update, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Config for ConfigService {
-    type StreamStream = SnapshotStream;
+    type StreamStream = UpdateStream;
 
     async fn stream(
         &self,
         request: Request<Streaming<pb::ProxyMessage>>,
-    ) -> Result<Response<SnapshotStream>, Status> {
+    ) -> Result<Response<UpdateStream>, Status> {
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
             Some(pb::ProxyMessage {
@@ -71,12 +73,16 @@ impl Config for ConfigService {
             _ => return Err(Status::invalid_argument("the first message must be Hello")),
         };
         let node = hello.node.clone();
+        let role = Role::of(&hello.role, &node).map_err(Status::invalid_argument)?;
         info!(%node, role = %hello.role, version = %hello.version, "proxy connected");
         self.update(&node, |s| {
             s.role = hello.role.clone();
             s.connected = true;
         });
-        let (tx, rx) = mpsc::channel::<Result<pb::Snapshot, Status>>(2);
+        // Two parts in flight per proxy: a thousand proxies taking their
+        // first snapshot at once hold a few megabytes, not a thousand
+        // copies of the configuration.
+        let (tx, rx) = mpsc::channel::<Result<pb::Update, Status>>(2);
         let this = self.clone();
         let mut current = self.current.clone();
         tokio::spawn(async move {
@@ -84,10 +90,19 @@ impl Config for ConfigService {
             let mut sent = Some(hello.version).filter(|v| !v.is_empty());
             loop {
                 let latest = current.borrow_and_update().clone();
-                if let Some(s) = latest {
-                    if sent.as_deref() != Some(s.version.as_str()) {
-                        sent = Some(s.version.clone());
-                        if tx.send(Ok((*s).clone())).await.is_err() {
+                if let Some(p) = latest {
+                    if sent.as_deref() != Some(p.index.version.as_str()) {
+                        let version = p.index.version.clone();
+                        let all = index::Parts::new(p, sent.as_deref(), role.clone());
+                        sent = Some(version);
+                        let mut gone = false;
+                        for part in all {
+                            if tx.send(Ok(part)).await.is_err() {
+                                gone = true;
+                                break;
+                            }
+                        }
+                        if gone {
                             break;
                         }
                     }

@@ -71,10 +71,10 @@ impl Changes {
 
 /// A snapshot's manifests, loaded as a folder's would be.
 fn load_snapshot(
-    snapshot: &strait_control::pb::Snapshot,
+    snapshot: &strait_control::snapshot::Snapshot,
     compile: &CompileOptions,
 ) -> Result<Loaded, Vec<Problem>> {
-    reload::from_set(strait_control::folder::resources(snapshot), compile)
+    reload::from_set(snapshot.resources(), compile)
 }
 
 /// The first configuration: the folder's, or the control plane's — the
@@ -110,17 +110,18 @@ async fn first_load(opts: &GatewayOptions) -> anyhow::Result<(Loaded, Changes)> 
     let cached = control
         .cache
         .as_deref()
-        .and_then(strait_control::folder::load_cache)
+        .and_then(strait_control::snapshot::load_cache)
         .and_then(|s| match load_snapshot(&s, &opts.compile) {
-            Ok(loaded) => Some((s.version, loaded)),
+            Ok(loaded) => Some((s, loaded)),
             Err(_) => None,
         });
     tokio::spawn(strait_control::client::run(
         control.clone(),
         tx,
-        cached.as_ref().map(|(v, _)| v.clone()),
+        cached.as_ref().map(|(s, _)| s.clone()),
     ));
-    if let Some((version, loaded)) = cached {
+    if let Some((snapshot, loaded)) = cached {
+        let version = snapshot.version;
         info!(%version, "serving the cached configuration until the control plane answers");
         return Ok((loaded, Changes::Control(offers)));
     }
