@@ -53,6 +53,11 @@ pub struct ControlArgs {
     /// The audience proxies' projected ServiceAccount tokens are made for.
     #[arg(long, default_value = "strait")]
     token_audience: String,
+    /// Serve `/ready` and `/status` (the configuration's version, every
+    /// refused object with file, document and field path, and each
+    /// proxy's ACK or NACK) as JSON on this address.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
     /// Lifetime of workload certificates.
     #[arg(long, default_value = "24h", value_parser = crate::go_duration)]
     cert_ttl: Duration,
@@ -195,6 +200,13 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         ttl: args.cert_ttl,
     };
     let config = publish_folder(args.config.clone())?;
+    if let Some(addr) = args.admin {
+        let admin = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("admin address {addr}"))?;
+        tracing::info!(addr = %admin.local_addr()?, "admin listening");
+        tokio::spawn(serve_admin(admin, config.clone()));
+    }
     strait_identity::service::serve_grpc(listener, Router::new(ca, config), tls).await;
     Ok(())
 }
@@ -242,6 +254,49 @@ fn report(index: &strait_control::index::Index) {
         } else {
             tracing::warn!("{p}");
         }
+    }
+}
+
+/// What `/status` shows.
+pub(crate) fn status(config: &strait_control::server::ConfigService) -> serde_json::Value {
+    let index = config.index();
+    serde_json::json!({
+        "version": index.as_ref().map(|i| i.version.clone()),
+        "objects": index.as_ref().map_or(0, |i| i.objects.len()),
+        "problems": index
+            .as_ref()
+            .map(|i| i.problems.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .unwrap_or_default(),
+        "proxies": config.status(),
+    })
+}
+
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    config: strait_control::server::ConfigService,
+) {
+    use http_body_util::Full;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (code, body) = match req.uri().path() {
+                        "/ready" | "/live" => (http::StatusCode::OK, "ready\n".to_string()),
+                        "/status" => (http::StatusCode::OK, status(&config).to_string()),
+                        _ => (http::StatusCode::NOT_FOUND, "not found\n".to_string()),
+                    };
+                    let mut r = http::Response::new(Full::new(bytes::Bytes::from(body)));
+                    *r.status_mut() = code;
+                    std::future::ready(Ok::<_, std::convert::Infallible>(r))
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
     }
 }
 

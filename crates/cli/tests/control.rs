@@ -311,3 +311,94 @@ async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
         .expect("answer");
     assert_eq!(r.headers["x-version"], "1", "{}", gateway.logs());
 }
+
+#[tokio::test]
+async fn a_bad_object_is_refused_alone_and_each_proxy_gets_only_what_it_needs() {
+    let dir = TempDir::new();
+    let gw_port = free_port();
+    let web = echo("web", "web-0");
+    let pay = echo("pay", "pay-0");
+    let shop = |version| manifests(gw_port, web.port, pay.port, version) + &token_secret("web");
+    dir.write("shop.yaml", &shop(1));
+    let admin = free_port();
+    let admin_flag = format!("127.0.0.1:{admin}");
+    let control = Control::start(&dir, "127.0.0.1:0", &["--admin", &admin_flag]);
+    let bundle = control.ca_dir.join("trust-bundle.pem");
+    let bundle = bundle.to_str().expect("utf-8 path");
+    let caches = TempDir::new();
+    let (gw_cache, sidecar_cache) = (
+        caches.path().join("gw.json"),
+        caches.path().join("checkout.json"),
+    );
+    let flags = |cache: &std::path::Path| {
+        let cache = cache.to_string_lossy().into_owned();
+        [
+            "--control",
+            control.addr.as_str(),
+            "--trust-bundle",
+            bundle,
+            "--cache",
+        ]
+        .map(str::to_string)
+        .into_iter()
+        .chain([cache])
+        .collect::<Vec<_>>()
+    };
+    let gw_flags = flags(&gw_cache);
+    let gw_flags: Vec<&str> = gw_flags.iter().map(String::as_str).collect();
+    let gw_logs = TempDir::new();
+    let _gateway = Gateway::launch(&gw_logs, &gw_flags).await;
+    let sc_flags = flags(&sidecar_cache);
+    let sc_flags: Vec<&str> = sc_flags.iter().map(String::as_str).collect();
+    let app = echo("checkout", "checkout-0");
+    let checkout =
+        Sidecar::launch(&dir, "default/checkout", app.port, free_port(), &sc_flags).await;
+    wait_for(gw_port, checkout.outbound, "1", Duration::from_secs(5)).await;
+
+    // A route whose port is not a number, and a good change, at once: the
+    // good change arrives everywhere; the bad route is reported alone.
+    dir.write("bad.yaml", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: bad}\nspec: {parentRefs: [{name: gw}], rules: [{backendRefs: [{name: web, port: eighty}]}]}\n");
+    dir.write("shop.yaml", &shop(2));
+    wait_for(gw_port, checkout.outbound, "2", Duration::from_secs(5)).await;
+    let status = send(get(admin, "admin", "/status"))
+        .await
+        .expect("status")
+        .json();
+    let problems = status["problems"].to_string();
+    assert!(
+        problems.contains("bad.yaml:1: spec.rules[0].backendRefs[0].port"),
+        "{status}"
+    );
+    let version = status["version"].as_str().expect("version");
+    let proxies = status["proxies"].as_object().expect("proxies");
+    assert_eq!(proxies.len(), 2, "{status}");
+    for (node, p) in proxies {
+        assert_eq!(p["connected"], true, "{node}: {status}");
+        assert_eq!(p["accepted"], version, "{node}: {status}");
+    }
+
+    // What each proxy was sent, from its cache: the gateway its Gateway
+    // and routes but no mesh policy; the sidecar the Services and mesh
+    // route but no Gateway; and neither the ServiceAccount token.
+    let keys = |path: &std::path::Path| -> Vec<String> {
+        let cached: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("cache")).expect("json");
+        cached["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .map(|o| o[0].as_str().expect("key").to_string())
+            .collect()
+    };
+    let (gw, sc) = (keys(&gw_cache), keys(&sidecar_cache));
+    eprintln!("gateway: {gw:?}\nsidecar: {sc:?}");
+    assert!(gw.contains(&"Gateway/default/gw".to_string()), "{gw:?}");
+    assert!(gw.contains(&"HTTPRoute/default/web".to_string()), "{gw:?}");
+    assert!(!gw.contains(&"HTTPRoute/default/pay".to_string()), "{gw:?}");
+    assert!(sc.contains(&"HTTPRoute/default/pay".to_string()), "{sc:?}");
+    assert!(sc.contains(&"Service/default/web".to_string()), "{sc:?}");
+    assert!(!sc.iter().any(|k| k.starts_with("Gateway/")), "{sc:?}");
+    for k in gw.iter().chain(&sc) {
+        assert!(!k.starts_with("Secret/"), "{k} was sent to a proxy");
+    }
+}

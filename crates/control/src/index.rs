@@ -183,12 +183,15 @@ fn items(source: &Source, prefix: &str, value: Value, out: &mut Vec<Doc>) {
 pub fn document(source: &Source, prefix: &str, value: Value) -> Doc {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
     let meta = value.get("metadata");
-    let key = format!(
-        "{}/{}/{}",
-        text(value.get("kind")),
-        text(meta.and_then(|m| m.get("namespace"))),
-        text(meta.and_then(|m| m.get("name")))
-    );
+    let kind = text(value.get("kind"));
+    // As the API server names objects: namespaced ones in `default`
+    // unless told otherwise.
+    let ns = match (kind.as_str(), text(meta.and_then(|m| m.get("namespace")))) {
+        ("GatewayClass" | "Namespace", _) => String::new(),
+        (_, ns) if ns.is_empty() => "default".to_string(),
+        (_, ns) => ns,
+    };
+    let key = format!("{kind}/{ns}/{}", text(meta.and_then(|m| m.get("name"))));
     let json = value.to_string();
     let set = strait_config::parse_value(source, prefix, value);
     let (entry, class) = match set.documents.first() {
@@ -613,7 +616,7 @@ mod tests {
     fn list_items_are_objects_with_their_path() {
         let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n  spec: {ports: [{port: 80}]}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: b}\n  spec: {ports: [{port: x}]}\n";
         let i = index(&[("l.yaml", list)], None);
-        assert!(i.objects.contains_key("Service//a"));
+        assert!(i.objects.contains_key("Service/default/a"));
         assert_eq!(i.problems[0].path, "items[1].spec.ports[0].port");
     }
 }

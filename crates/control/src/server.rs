@@ -48,6 +48,12 @@ impl ConfigService {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The index now: its version, its object count, and every problem
+    /// with file, document and field path.
+    pub fn index(&self) -> Option<Arc<crate::index::Index>> {
+        self.current.borrow().as_ref().map(|p| p.index.clone())
+    }
+
     fn update(&self, node: &str, f: impl FnOnce(&mut ProxyStatus)) {
         if let Ok(mut all) = self.status.lock() {
             f(all.entry(node.to_string()).or_default());
