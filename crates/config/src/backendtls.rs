@@ -16,6 +16,7 @@ pub struct BackendTlsPolicySpec {
 
 /// `LocalPolicyTargetReferenceWithSectionName`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyTargetRef {
     #[serde(default)]

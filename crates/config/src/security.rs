@@ -10,6 +10,17 @@ use serde::{Deserialize, Serialize};
 /// Whether a workload's sidecar accepts plaintext: `STRICT` (mutual TLS
 /// only) or `PERMISSIVE` (both, counted apart; the default).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "policy.strait.dev",
+        version = "v1alpha1",
+        kind = "PeerAuthentication",
+        namespaced,
+        shortname = "pa"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeerAuthenticationSpec {
     #[serde(default)]
@@ -21,6 +32,17 @@ pub struct PeerAuthenticationSpec {
 /// any `ALLOW` policy refuses what none of its rules allows; a policy with
 /// no rules matches nothing (an ALLOW one is a default-deny).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "policy.strait.dev",
+        version = "v1alpha1",
+        kind = "AuthorizationPolicy",
+        namespaced,
+        shortname = "ap"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationPolicySpec {
     #[serde(default)]
@@ -34,6 +56,7 @@ pub struct AuthorizationPolicySpec {
 /// Matches when one of `from` (any caller, when empty) and one of `to`
 /// (any request, when empty) match.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationRule {
     #[serde(default)]
@@ -44,6 +67,7 @@ pub struct AuthorizationRule {
 
 /// A caller; every field given must match.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationSource {
     /// SPIFFE IDs (`spiffe://td/ns/N/sa/S`, or Istio's `td/ns/N/sa/S`).
@@ -62,6 +86,7 @@ pub struct AuthorizationSource {
 /// A request; every field given must match. HTTP fields never match a
 /// TCP connection.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationOperation {
     #[serde(default)]
@@ -76,6 +101,7 @@ pub struct AuthorizationOperation {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderValues {
     pub name: String,

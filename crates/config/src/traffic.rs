@@ -7,6 +7,17 @@ use crate::backendtls::PolicyTargetRef;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "policy.strait.dev",
+        version = "v1alpha1",
+        kind = "BackendTrafficPolicy",
+        namespaced,
+        shortname = "btp"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendTrafficPolicySpec {
     pub target_refs: Vec<PolicyTargetRef>,
@@ -17,6 +28,7 @@ pub struct BackendTrafficPolicySpec {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadBalancer {
     /// `PeakEWMA` (the default), `RoundRobin`, `LeastRequest` or `ConsistentHash`.
@@ -27,6 +39,7 @@ pub struct LoadBalancer {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HashOn {
     pub header: Option<String>,
@@ -34,6 +47,7 @@ pub struct HashOn {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CircuitBreaker {
     /// Requests in flight to the Service at once; more are answered 503.
@@ -50,6 +64,7 @@ pub struct CircuitBreaker {
 /// the requests, plus `minRetriesPerSecond` whatever the traffic, counted
 /// over `interval` (Linkerd's retry budget; defaults 20 %, 10/s, 10s).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryBudget {
     pub percent: Option<u32>,
@@ -58,6 +73,7 @@ pub struct RetryBudget {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutlierDetection {
     /// Consecutive 5xx answers or failed connections that eject an endpoint.
@@ -72,6 +88,17 @@ pub struct OutlierDetection {
 /// rule as an `ExtensionRef` filter: delays or aborts a share of the
 /// rule's requests, to test how callers cope.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "policy.strait.dev",
+        version = "v1alpha1",
+        kind = "FaultInjection",
+        namespaced,
+        shortname = "fi"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultInjectionSpec {
     pub delay: Option<FaultDelay>,
@@ -79,6 +106,7 @@ pub struct FaultInjectionSpec {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultDelay {
     pub fixed_delay: String,
@@ -87,6 +115,7 @@ pub struct FaultDelay {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultAbort {
     pub http_status: u16,

@@ -3,6 +3,8 @@
 //! check of a proxy's ServiceAccount token with a TokenReview, the way
 //! the API server itself would accept it.
 
+pub mod crd;
+
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::PostParams;
 use kube::{Api, Client};
