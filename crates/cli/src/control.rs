@@ -15,8 +15,14 @@ use strait_identity::{Authority, SpiffeId};
 pub struct ControlArgs {
     /// Folder of manifests: ServiceAccount token Secrets say which token
     /// proves which identity.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "kubernetes")]
+    config: Option<PathBuf>,
+    /// Read the configuration from the Kubernetes API instead (in the
+    /// cluster its ServiceAccount, outside KUBECONFIG): watch the Gateway
+    /// API kinds, Services, EndpointSlices, Pods, TLS Secrets and the
+    /// policy.strait.dev kinds. Tokens are then checked with TokenReview.
+    #[arg(long, conflicts_with = "config")]
+    kubernetes: bool,
     /// Where proxies reach the CA.
     #[arg(long, default_value = "127.0.0.1:15012")]
     listen: SocketAddr,
@@ -33,9 +39,10 @@ pub struct ControlArgs {
     /// …and the roots it chains to, when it is an intermediate.
     #[arg(long)]
     ca_roots: Option<PathBuf>,
-    /// Or sign with the CA in a `kubernetes.io/tls` Secret of the folder,
-    /// NAMESPACE/NAME, as cert-manager writes one: `tls.crt` (the CA, an
-    /// intermediate), `tls.key`, and `ca.crt` (the root it chains to).
+    /// Or sign with the CA in a `kubernetes.io/tls` Secret (of the folder,
+    /// or of the cluster with `--kubernetes`), NAMESPACE/NAME, as
+    /// cert-manager writes one: `tls.crt` (the CA, an intermediate),
+    /// `tls.key`, and `ca.crt` (the root it chains to).
     #[arg(long, conflicts_with_all = ["ca_cert", "ca_key"])]
     ca_secret: Option<String>,
     /// Roots trusted beside the CA's own (PEM): the other root during a
@@ -99,12 +106,19 @@ pub fn tokens(dir: &Path, trust_domain: &str) -> Tokens {
     out
 }
 
-/// The CA in Secret `ns/name` of the folder.
-fn ca_from_secret(dir: &Path, which: &str, trust_domain: &str) -> Result<Authority, String> {
+/// The CA in Secret `ns/name`, of the folder or of the cluster.
+async fn ca_from_secret(
+    dir: Option<&Path>,
+    which: &str,
+    trust_domain: &str,
+) -> Result<Authority, String> {
     let (ns, name) = which
         .split_once('/')
         .ok_or_else(|| format!("--ca-secret {which:?} is not NAMESPACE/NAME"))?;
-    let set = strait_config::load_dir(dir);
+    let set = match dir {
+        Some(dir) => strait_config::load_dir(dir),
+        None => strait_kube::secret(strait_kube::client().await?, ns, name).await?,
+    };
     let secret = set
         .documents
         .iter()
@@ -114,7 +128,10 @@ fn ca_from_secret(dir: &Path, which: &str, trust_domain: &str) -> Result<Authori
             }
             _ => None,
         })
-        .ok_or_else(|| format!("Secret {which} is not in {}", dir.display()))?;
+        .ok_or_else(|| match dir {
+            Some(dir) => format!("Secret {which} is not in {}", dir.display()),
+            None => format!("Secret {which} is not in the cluster"),
+        })?;
     let text = |key: &str| {
         secret
             .body
@@ -134,11 +151,14 @@ fn ca_from_secret(dir: &Path, which: &str, trust_domain: &str) -> Result<Authori
 
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let mut authority = match (&args.ca_cert, &args.ca_key) {
-        _ if args.ca_secret.is_some() => ca_from_secret(
-            &args.config,
-            args.ca_secret.as_deref().unwrap_or_default(),
-            &args.trust_domain,
-        ),
+        _ if args.ca_secret.is_some() => {
+            ca_from_secret(
+                args.config.as_deref(),
+                args.ca_secret.as_deref().unwrap_or_default(),
+                &args.trust_domain,
+            )
+            .await
+        }
         (Some(cert), Some(key)) => {
             let roots = args.ca_roots.as_deref().map(read).transpose()?;
             Authority::from_pem(
@@ -161,20 +181,13 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     std::fs::write(&bundle_path, authority.trust_bundle_pem())
         .with_context(|| format!("writing {}", bundle_path.display()))?;
     let tls = strait_identity::service::server_tls(&authority).map_err(|e| anyhow::anyhow!(e))?;
-    let authenticator: Arc<dyn Authenticator> = if args.token_review {
-        let reviewer = strait_kube::TokenReviewer::infer(&args.token_audience, &args.trust_domain)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        tracing::info!(audience = %args.token_audience, "tokens are checked with TokenReview");
-        Arc::new(reviewer)
-    } else {
-        let tokens = Arc::new(ArcSwap::from_pointee(tokens(
-            &args.config,
-            &args.trust_domain,
-        )));
-        // Tokens follow the folder (issue 6 will watch it with the rest).
+    let authenticator: Arc<dyn Authenticator> = if let (false, Some(config)) =
+        (args.token_review, &args.config)
+    {
+        let tokens = Arc::new(ArcSwap::from_pointee(tokens(config, &args.trust_domain)));
+        // Tokens follow the folder.
         let refresh = tokens.clone();
-        let (dir, td) = (args.config.clone(), args.trust_domain.clone());
+        let (dir, td) = (config.clone(), args.trust_domain.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -182,6 +195,12 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             }
         });
         Arc::new(LocalTokens(tokens))
+    } else {
+        let reviewer = strait_kube::TokenReviewer::infer(&args.token_audience, &args.trust_domain)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(audience = %args.token_audience, "tokens are checked with TokenReview");
+        Arc::new(reviewer)
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -199,7 +218,10 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         authenticator,
         ttl: args.cert_ttl,
     };
-    let config = publish_folder(args.config.clone())?;
+    let config = match &args.config {
+        Some(dir) => publish_folder(dir.clone())?,
+        None => publish_cluster().await?,
+    };
     if let Some(addr) = args.admin {
         let admin = tokio::net::TcpListener::bind(addr)
             .await
@@ -244,6 +266,16 @@ pub(crate) fn publish_folder(
             }
         }
     });
+    Ok(strait_control::server::ConfigService::new(rx))
+}
+
+/// The cluster as the index proxies are fed from (kube-rs watchers).
+async fn publish_cluster() -> anyhow::Result<strait_control::server::ConfigService> {
+    let client = strait_kube::client()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(strait_kube::source::run(client, tx));
     Ok(strait_control::server::ConfigService::new(rx))
 }
 

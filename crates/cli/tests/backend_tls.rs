@@ -80,21 +80,6 @@ async fn https_backend(ca: &Ca, name: &str) -> u16 {
     port
 }
 
-fn route(name: &str, path: &str, service: &str) -> String {
-    format!(
-        r#"---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {name}}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]
-    backendRefs: [{{name: {service}, port: 80}}]
-"#
-    )
-}
-
 fn policy(name: &str, service: &str, ca_map: &str, hostname: &str, sans: &[&str]) -> String {
     let sans = if sans.is_empty() {
         String::new()
@@ -143,7 +128,7 @@ async fn backend_tls_policy_verifies_the_backend() {
         ("no-ca", right, "/no-ca"),
     ] {
         yaml += &service_yaml(svc, backend_port, None);
-        yaml += &route(svc, path, svc);
+        yaml += &prefix_route(svc, path, svc, "");
     }
     yaml += &policy("right", "right", "good-ca", "backend.example.com", &[]);
     yaml += &policy(

@@ -30,21 +30,6 @@ ports: [{{name: http, port: {p}}}]
     )
 }
 
-fn route(name: &str, prefix: &str, service: &str, extra: &str) -> String {
-    format!(
-        r#"---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {name}}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
-    backendRefs: [{{name: {service}, port: 80}}]
-{extra}"#
-    )
-}
-
 async fn metric(gw: &Gateway, needles: &[&str]) -> f64 {
     gw.metrics()
         .await
@@ -86,13 +71,13 @@ async fn retries_hide_a_flaky_endpoint_within_the_budget() {
     let ports = [good[0].port, good[1].port, flaky.port];
     let yaml = gateway_yaml(port)
         + &service("pay", &ports)
-        + &route(
+        + &prefix_route(
             "r",
             "/retried",
             "pay",
             "    retry: {codes: [503], attempts: 2, backoff: 5ms}\n",
         )
-        + &route("plain", "/plain", "pay", "");
+        + &prefix_route("plain", "/plain", "pay", "");
     dir.write("all.yaml", &yaml);
     let gw = Gateway::start(&dir).await;
 
@@ -138,7 +123,7 @@ async fn the_budget_caps_retries_when_everything_fails() {
     let dir = TempDir::new();
     let yaml = gateway_yaml(port)
         + &service("pay", &[a.port])
-        + &route(
+        + &prefix_route(
             "r",
             "/status",
             "pay",
@@ -166,7 +151,7 @@ async fn a_service_sets_its_own_retry_budget() {
     let dir = TempDir::new();
     let yaml = gateway_yaml(port)
         + &service("pay", &[a.port])
-        + &route(
+        + &prefix_route(
             "r",
             "/status",
             "pay",
@@ -197,7 +182,7 @@ async fn max_connections_queues_requests_and_sheds_past_the_pending_limit() {
     let dir = TempDir::new();
     let yaml = gateway_yaml(port)
         + &service("pay", &[slow.port])
-        + &route("r", "/", "pay", "")
+        + &prefix_route("r", "/", "pay", "")
         + &traffic_policy(
             "pay-traffic",
             "pay",
@@ -296,16 +281,16 @@ async fn failures_get_their_status_and_reason_in_time() {
         + &service("reset", &[reset_port])
         + &service("closed", &[closed])
         + &service("half", &[closed, a.port])
-        + &route("e", "/empty", "empty", "")
-        + &route(
+        + &prefix_route("e", "/empty", "empty", "")
+        + &prefix_route(
             "s",
             "/silent",
             "silent",
             "    timeouts: {request: 2s, backendRequest: 300ms}\n    retry: {codes: [503], attempts: 1, backoff: 10ms}\n",
         )
-        + &route("r", "/reset", "reset", "")
-        + &route("c", "/closed", "closed", "")
-        + &route("h", "/half", "half", "    retry: {codes: [503], attempts: 1, backoff: 1ms}\n");
+        + &prefix_route("r", "/reset", "reset", "")
+        + &prefix_route("c", "/closed", "closed", "")
+        + &prefix_route("h", "/half", "half", "    retry: {codes: [503], attempts: 1, backoff: 1ms}\n");
     dir.write("all.yaml", &yaml);
     let gw = Gateway::start(&dir).await;
     // A connection per request: this test closes connections on purpose,
@@ -425,7 +410,7 @@ async fn the_circuit_breaker_sheds_overflow_and_names_itself() {
     let dir = TempDir::new();
     let yaml = gateway_yaml(port)
         + &service("pay", &[slow.port])
-        + &route("r", "/", "pay", "")
+        + &prefix_route("r", "/", "pay", "")
         + &traffic_policy("pay-traffic", "pay", "  circuitBreaker: {maxRequests: 2}\n");
     dir.write("all.yaml", &yaml);
     let gw = Gateway::start(&dir).await;
@@ -474,7 +459,7 @@ async fn outlier_detection_ejects_and_readmits() {
     let dir = TempDir::new();
     let yaml = gateway_yaml(port)
         + &service("pay", &[good[0].port, good[1].port, bad.port])
-        + &route("r", "/", "pay", "")
+        + &prefix_route("r", "/", "pay", "")
         + &traffic_policy(
             "pay-traffic",
             "pay",
@@ -518,8 +503,8 @@ async fn peak_ewma_prefers_the_fast_endpoint_and_hashing_is_sticky() {
             "cart",
             &[sessions[0].port, sessions[1].port, sessions[2].port],
         )
-        + &route("p", "/pay", "pay", "")
-        + &route("c", "/cart", "cart", "")
+        + &prefix_route("p", "/pay", "pay", "")
+        + &prefix_route("c", "/cart", "cart", "")
         + &traffic_policy(
             "cart-traffic",
             "cart",
@@ -555,9 +540,9 @@ async fn fault_injection_delays_and_aborts_a_share() {
     };
     let yaml = gateway_yaml(port)
         + &service("pay", &[a.port])
-        + &route("abort", "/abort", "pay", &fault("half-abort"))
-        + &route("delay", "/delay", "pay", &fault("slow"))
-        + &route("broken", "/broken", "pay", &fault("missing"))
+        + &prefix_route("abort", "/abort", "pay", &fault("half-abort"))
+        + &prefix_route("delay", "/delay", "pay", &fault("slow"))
+        + &prefix_route("broken", "/broken", "pay", &fault("missing"))
         + r#"---
 apiVersion: policy.strait.dev/v1alpha1
 kind: FaultInjection

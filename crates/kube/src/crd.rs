@@ -42,7 +42,11 @@ mod tests {
         let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
         let breaker = &spec["properties"]["circuitBreaker"]["properties"];
         assert_eq!(breaker["maxConnections"]["type"], "integer", "{spec}");
-        assert_eq!(spec["required"], serde_json::json!(["targetRefs"]), "{spec}");
+        assert_eq!(
+            spec["required"],
+            serde_json::json!(["targetRefs"]),
+            "{spec}"
+        );
         assert_eq!(crds[0].spec.scope, "Namespaced");
     }
 }

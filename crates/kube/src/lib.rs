@@ -4,10 +4,12 @@
 //! the API server itself would accept it.
 
 pub mod crd;
+pub mod source;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::Api;
+pub use kube::Client;
 use strait_identity::service::Authenticator;
 use strait_identity::SpiffeId;
 use tonic::Status;
@@ -33,11 +35,16 @@ impl TokenReviewer {
     /// With the credentials kube-rs finds: in the cluster, the pod's
     /// ServiceAccount; outside, `KUBECONFIG` or `~/.kube/config`.
     pub async fn infer(audience: &str, trust_domain: &str) -> Result<Self, String> {
-        let client = Client::try_default()
-            .await
-            .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
-        Ok(Self::new(client, audience, trust_domain))
+        Ok(Self::new(client().await?, audience, trust_domain))
     }
+}
+
+/// A client as `kubectl` would make one: in a pod its ServiceAccount,
+/// outside KUBECONFIG.
+pub async fn client() -> Result<Client, String> {
+    Client::try_default()
+        .await
+        .map_err(|e| format!("connecting to the Kubernetes API: {e}"))
 }
 
 /// `system:serviceaccount:<namespace>:<name>` → (namespace, name).
@@ -88,6 +95,27 @@ impl Authenticator for TokenReviewer {
         })?;
         Ok(SpiffeId::new(&self.trust_domain, ns, sa))
     }
+}
+
+/// Secret `ns/name` from the API server, read as a folder's would be.
+pub async fn secret(
+    client: Client,
+    ns: &str,
+    name: &str,
+) -> Result<strait_config::ResourceSet, String> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, ns);
+    let secret = api
+        .get(name)
+        .await
+        .map_err(|e| format!("Secret {ns}/{name}: {e}"))?;
+    let mut value = serde_json::to_value(secret).map_err(|e| e.to_string())?;
+    value["apiVersion"] = "v1".into();
+    value["kind"] = "Secret".into();
+    let source = strait_config::Source {
+        file: format!("Secret/{ns}/{name}").into(),
+        doc: 0,
+    };
+    Ok(strait_config::parse_value(&source, "", value))
 }
 
 #[cfg(test)]

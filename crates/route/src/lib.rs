@@ -23,7 +23,10 @@ mod status;
 mod tls;
 mod traffic;
 
-pub use backend::{BackendTarget, Cluster, UpstreamProtocol, WeightedBackend};
+pub use backend::{
+    BackendTarget, Cluster, UpstreamProtocol, WeightedBackend, MESHED_LABEL,
+    SERVICE_ACCOUNT_ANNOTATION,
+};
 pub use backend_tls::UpstreamTls;
 pub use balance::{Breaker, HashKey, LbKind, Traffic};
 pub use compile::{compile, CompileOptions};

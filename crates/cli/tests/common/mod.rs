@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod identity;
+pub mod kube_api;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request};
@@ -317,6 +318,23 @@ spec:
   gatewayClassName: strait
   listeners:
 {listeners}"#
+    )
+}
+
+/// HTTPRoute `name` on Gateway `gw`: requests under `prefix` to Service
+/// `service` port 80; `extra` is more YAML for the rule (4-space indent).
+pub fn prefix_route(name: &str, prefix: &str, service: &str, extra: &str) -> String {
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
+    backendRefs: [{{name: {service}, port: 80}}]
+{extra}"#
     )
 }
 

@@ -1,0 +1,298 @@
+//! A stand-in Kubernetes API server on 127.0.0.1 for kube-rs to watch: the
+//! discovery, list and watch endpoints of the kinds it is given, answered
+//! as the API server answers them (resource versions, `ADDED` / `MODIFIED`
+//! / `DELETED` events, a `410 Gone` that makes watchers list again), plus
+//! status writes recorded for the test. No real API server runs on these
+//! machines.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// (group, version, plural, namespaced) of the kinds the stand-in serves.
+fn resource_of(kind: &str) -> Option<(&'static str, &'static str, &'static str, bool)> {
+    Some(match kind {
+        "GatewayClass" => ("gateway.networking.k8s.io", "v1", "gatewayclasses", false),
+        "Gateway" => ("gateway.networking.k8s.io", "v1", "gateways", true),
+        "HTTPRoute" => ("gateway.networking.k8s.io", "v1", "httproutes", true),
+        "GRPCRoute" => ("gateway.networking.k8s.io", "v1", "grpcroutes", true),
+        "ReferenceGrant" => (
+            "gateway.networking.k8s.io",
+            "v1beta1",
+            "referencegrants",
+            true,
+        ),
+        "Service" => ("", "v1", "services", true),
+        "Namespace" => ("", "v1", "namespaces", false),
+        "Pod" => ("", "v1", "pods", true),
+        "Secret" => ("", "v1", "secrets", true),
+        "ConfigMap" => ("", "v1", "configmaps", true),
+        "EndpointSlice" => ("discovery.k8s.io", "v1", "endpointslices", true),
+        _ => return None,
+    })
+}
+
+fn collection(group: &str, version: &str, plural: &str) -> String {
+    if group.is_empty() {
+        format!("/api/{version}/{plural}")
+    } else {
+        format!("/apis/{group}/{version}/{plural}")
+    }
+}
+
+type Watchers = Vec<mpsc::UnboundedSender<Bytes>>;
+
+#[derive(Default)]
+struct State {
+    resource_version: u64,
+    /// By collection path, then (namespace, name).
+    objects: BTreeMap<String, BTreeMap<(String, String), Value>>,
+    watchers: BTreeMap<String, Watchers>,
+    /// Requests seen: method and path with query.
+    requests: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeApi {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeApi {
+    pub async fn start() -> FakeApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let api = FakeApi {
+            port,
+            state: Arc::default(),
+        };
+        // Every kind is served, even with no objects.
+        for kind in [
+            "GatewayClass",
+            "Gateway",
+            "HTTPRoute",
+            "GRPCRoute",
+            "ReferenceGrant",
+            "Service",
+            "Namespace",
+            "Pod",
+            "Secret",
+            "ConfigMap",
+            "EndpointSlice",
+        ] {
+            let (g, v, plural, _) = resource_of(kind).expect("kind");
+            api.lock()
+                .objects
+                .entry(collection(g, v, plural))
+                .or_default();
+        }
+        let served = api.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let api = served.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let api = api.clone();
+                        async move { Ok::<_, std::convert::Infallible>(api.answer(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        api
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake api state")
+    }
+
+    /// A kubeconfig for it, written to `path`.
+    pub fn kubeconfig(&self, path: &std::path::Path) {
+        std::fs::write(
+            path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://127.0.0.1:{}\"}}}}]\n\
+                 users: [{{name: control, user: {{token: control-plane-token}}}}]\n\
+                 contexts: [{{name: fake, context: {{cluster: fake, user: control}}}}]\ncurrent-context: fake\n",
+                self.port
+            ),
+        )
+        .expect("kubeconfig");
+    }
+
+    /// Creates or replaces every object of the YAML text, telling watchers.
+    pub fn apply(&self, yaml: &str) {
+        for (_, mut value) in
+            strait_config::split_text(std::path::Path::new("t.yaml"), yaml).expect("yaml")
+        {
+            let kind = value["kind"].as_str().unwrap_or("").to_string();
+            let (g, v, plural, namespaced) =
+                resource_of(&kind).unwrap_or_else(|| panic!("the stand-in serves no {kind}"));
+            if namespaced && value["metadata"]["namespace"].is_null() {
+                value["metadata"]["namespace"] = "default".into();
+            }
+            let at = (
+                value["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                value["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            );
+            let path = collection(g, v, plural);
+            let mut state = self.lock();
+            state.resource_version += 1;
+            value["metadata"]["resourceVersion"] = state.resource_version.to_string().into();
+            // What a cluster adds, that strait must ignore.
+            value["metadata"]["managedFields"] = json!([{"manager": "kubectl"}]);
+            value["metadata"]["uid"] = format!("uid-{}", at.1).into();
+            let old = state
+                .objects
+                .entry(path.clone())
+                .or_default()
+                .insert(at, value.clone());
+            let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
+            notify(&mut state, &path, kind, value);
+        }
+    }
+
+    /// Deletes an object, telling watchers.
+    pub fn delete(&self, kind: &str, ns: &str, name: &str) {
+        let (g, v, plural, _) = resource_of(kind).expect("kind");
+        let path = collection(g, v, plural);
+        let mut state = self.lock();
+        let removed = state
+            .objects
+            .get_mut(&path)
+            .and_then(|o| o.remove(&(ns.to_string(), name.to_string())));
+        if let Some(mut value) = removed {
+            state.resource_version += 1;
+            value["metadata"]["resourceVersion"] = state.resource_version.to_string().into();
+            notify(&mut state, &path, "DELETED", value);
+        }
+    }
+
+    /// Deletes an object without telling anyone (as if it went while a
+    /// watcher was away), then ends the kind's watches with `410 Gone`:
+    /// only a new list shows the deletion.
+    pub fn delete_unseen_then_expire(&self, kind: &str, ns: &str, name: &str) {
+        let (g, v, plural, _) = resource_of(kind).expect("kind");
+        let path = collection(g, v, plural);
+        let mut state = self.lock();
+        if let Some(o) = state.objects.get_mut(&path) {
+            o.remove(&(ns.to_string(), name.to_string()));
+        }
+        state.resource_version += 1;
+        let gone = json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "too old resource version", "reason": "Expired", "code": 410}});
+        for w in state.watchers.remove(&path).unwrap_or_default() {
+            let _ = w.send(Bytes::from(format!("{gone}\n")));
+        }
+    }
+
+    /// How many list (not watch) requests a collection has had.
+    pub fn lists(&self, kind: &str) -> usize {
+        let (g, v, plural, _) = resource_of(kind).expect("kind");
+        let path = collection(g, v, plural);
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.starts_with(&format!("GET {path}")) && !r.contains("watch=true"))
+            .count()
+    }
+
+    async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        self.lock()
+            .requests
+            .push(format!("{} {path}?{query}", req.method()));
+        let _ = req.into_body().collect().await;
+        // Discovery: the resources of a group version.
+        let group_version = path
+            .strip_prefix("/apis/")
+            .or_else(|| path.strip_prefix("/api/"))
+            .filter(|gv| gv.split('/').count() == if path.starts_with("/apis/") { 2 } else { 1 });
+        if let Some(gv) = group_version {
+            let state = self.lock();
+            let prefix = format!("{path}/");
+            let resources: Vec<Value> = state
+                .objects
+                .keys()
+                .filter_map(|c| c.strip_prefix(&prefix))
+                .map(|plural| json!({"name": plural, "singularName": "", "namespaced": true, "kind": "", "verbs": ["list", "watch"]}))
+                .collect();
+            if resources.is_empty() {
+                return json_answer(404, &json!({"kind": "Status", "code": 404}));
+            }
+            return json_answer(
+                200,
+                &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+            );
+        }
+        let mut state = self.lock();
+        if !state.objects.contains_key(&path) {
+            return json_answer(404, &json!({"kind": "Status", "code": 404}));
+        }
+        if query
+            .split('&')
+            .any(|q| q == "watch=true" || q == "watch=1")
+        {
+            let (tx, rx) = mpsc::unbounded_channel();
+            state.watchers.entry(path).or_default().push(tx);
+            let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
+            });
+            return http::Response::builder()
+                .header("content-type", "application/json")
+                .body(StreamBody::new(frames).boxed_unsync())
+                .expect("response");
+        }
+        let items: Vec<Value> = state.objects[&path]
+            .values()
+            .map(|v| {
+                // List items come without apiVersion and kind.
+                let mut v = v.clone();
+                if let Value::Object(m) = &mut v {
+                    m.remove("apiVersion");
+                    m.remove("kind");
+                }
+                v
+            })
+            .collect();
+        let rv = state.resource_version.to_string();
+        json_answer(
+            200,
+            &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv}, "items": items}),
+        )
+    }
+}
+
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+fn json_answer(status: u16, value: &Value) -> http::Response<Body> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())).boxed_unsync())
+        .expect("response")
+}
+
+fn notify(state: &mut State, path: &str, kind: &str, object: Value) {
+    let event = Bytes::from(format!("{}\n", json!({"type": kind, "object": object})));
+    if let Some(ws) = state.watchers.get_mut(path) {
+        ws.retain(|w| w.send(event.clone()).is_ok());
+    }
+}

@@ -1,0 +1,146 @@
+//! `strait control --kubernetes`: the control plane watching a cluster
+//! with kube-rs and feeding a gateway, against a stand-in API server (no
+//! real one runs here; docs/control-plane.md says what that leaves
+//! untested). Objects are created, changed and deleted through watch
+//! events; a watch ending in `410 Gone` makes the control plane list
+//! again, and an object deleted while it was not watching goes.
+
+mod common;
+use common::kube_api::FakeApi;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn route(name: &str, path: &str, version: &str) -> String {
+    let tag = format!("    filters: [{{type: ResponseHeaderModifier, responseHeaderModifier: {{set: [{{name: x-version, value: \"{version}\"}}]}}}}]\n");
+    prefix_route(name, path, "web", &tag)
+}
+
+/// What `path` answers through the gateway: status and `x-version`.
+async fn answer(gw_port: u16, path: &str) -> (u16, String) {
+    match send(get(gw_port, "shop.example.com", path)).await {
+        Ok(r) => {
+            let v = r
+                .headers
+                .get("x-version")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (r.status, v)
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+async fn wait_answer(gw_port: u16, path: &str, want: (u16, &str), logs: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = answer(gw_port, path).await;
+        if got.0 == want.0 && got.1 == want.1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: {got:?}, want {want:?}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_follows_the_cluster() {
+    let api = FakeApi::start().await;
+    let gw_port = free_port();
+    let web = echo("web", "web-0");
+    api.apply(&(gateway_yaml(gw_port) + &service_yaml("web", web.port, None)));
+    // The slice's endpoint is pod web-0, running as ServiceAccount web.
+    api.apply(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nendpoints: [{{addresses: [\"127.0.0.1\"], targetRef: {{kind: Pod, name: web-0, namespace: default}}}}]\nports: [{{name: http, port: {}}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web-0}}\nspec: {{serviceAccountName: web, containers: [{{name: web, image: web}}]}}\n",
+        web.port
+    ));
+    api.apply(&route("web", "/", "1"));
+
+    let dir = TempDir::new();
+    let kubeconfig = dir.path().with_extension("kubeconfig");
+    api.kubeconfig(&kubeconfig);
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let ca_dir = dir.path().with_extension("ca");
+    let mut control = std::process::Command::new(STRAIT)
+        .args(["control", "--kubernetes", "--listen", "127.0.0.1:0"])
+        .args(["--admin", &admin_addr, "--ca-dir"])
+        .arg(&ca_dir)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("STRAIT_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().with_extension("control.log")).expect("log"))
+        .spawn()
+        .expect("spawn control");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(control.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("banner");
+    let _control = Proc(control);
+    let addr = line.trim().trim_start_matches("listening on ").to_string();
+    let control_logs =
+        || std::fs::read_to_string(dir.path().with_extension("control.log")).unwrap_or_default();
+
+    let cache = dir.path().with_extension("gw.json");
+    let bundle = ca_dir.join("trust-bundle.pem");
+    let flags = [
+        "--control",
+        addr.as_str(),
+        "--trust-bundle",
+        bundle.to_str().expect("utf-8"),
+        "--cache",
+        cache.to_str().expect("utf-8"),
+    ];
+    let gw_logs = TempDir::new();
+    let gateway = Gateway::launch(&gw_logs, &flags).await;
+    let logs = || format!("{}\n--- control:\n{}", gateway.logs(), control_logs());
+    wait_answer(gw_port, "/", (200, "1"), &logs).await;
+
+    // The slice reached the gateway completed from its pod.
+    let cached = std::fs::read_to_string(&cache).expect("cache");
+    assert!(
+        cached.contains(r#"\"strait.dev/service-account\":\"web\""#),
+        "{cached}"
+    );
+    assert!(!cached.contains("managedFields"), "{cached}");
+
+    // A change, an addition, a deletion: each arrives as a watch event.
+    api.apply(&route("web", "/", "2"));
+    wait_answer(gw_port, "/", (200, "2"), &logs).await;
+    api.apply(&route("extra", "/extra", "x"));
+    wait_answer(gw_port, "/extra", (200, "x"), &logs).await;
+    api.delete("HTTPRoute", "default", "web");
+    wait_answer(gw_port, "/", (404, ""), &logs).await;
+    wait_answer(gw_port, "/extra", (200, "x"), &logs).await;
+
+    // `extra` goes while the control plane is not told; its watch ends in
+    // 410 Gone: the list that follows no longer has it.
+    let lists = api.lists("HTTPRoute");
+    api.delete_unseen_then_expire("HTTPRoute", "default", "extra");
+    wait_answer(gw_port, "/extra", (404, ""), &logs).await;
+    assert!(api.lists("HTTPRoute") > lists, "no new list after 410");
+
+    // A bad object is reported with its path and blocks nothing: its last
+    // good version (none here: it is new) is kept, and a good change made
+    // with it arrives.
+    api.apply(&route("web", "/", "3").replace("port: 80", "port: eighty"));
+    api.apply(&route("other", "/other", "o"));
+    wait_answer(gw_port, "/other", (200, "o"), &logs).await;
+    wait_answer(gw_port, "/", (404, ""), &logs).await;
+    let status = send(get(admin, "admin", "/status"))
+        .await
+        .expect("status")
+        .json();
+    assert!(
+        status["problems"]
+            .to_string()
+            .contains("HTTPRoute/default/web: spec.rules[0].backendRefs[0].port"),
+        "{status}"
+    );
+}
