@@ -94,8 +94,12 @@ pub async fn run() -> anyhow::Result<()> {
         let id =
             strait_identity::SpiffeId::new(strait_identity::DEFAULT_TRUST_DOMAIN, "shop", service);
         let token = ca.tokens[service].clone();
-        let agent =
-            strait_identity::agent::Agent::new(id, localhost(CA_PORT), token, ca.bundle.clone());
+        let agent = strait_identity::agent::Agent::new(
+            id,
+            localhost(CA_PORT).to_string(),
+            strait_identity::agent::Token::Text(token),
+            ca.bundle.clone(),
+        );
         agent.first().await;
         tokio::spawn(agent.clone().run());
         let sidecar = strait_proxy::mesh::SidecarOptions {
@@ -182,7 +186,7 @@ impl DemoCa {
         role: &str,
     ) -> strait_control::client::ControlOptions {
         strait_control::client::ControlOptions {
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), CA_PORT),
+            addr: format!("127.0.0.1:{CA_PORT}"),
             bundle: self.bundle.clone(),
             trust_domain: strait_identity::DEFAULT_TRUST_DOMAIN.into(),
             node: node.into(),

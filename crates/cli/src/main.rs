@@ -100,7 +100,7 @@ struct ProxyArgs {
     /// The mesh CA (`strait control`): with it the sidecar gets a workload
     /// certificate and speaks mutual TLS to other sidecars.
     #[arg(long, requires_all = ["trust_bundle", "token_file"])]
-    ca: Option<SocketAddr>,
+    ca: Option<String>,
     /// The workload's ServiceAccount token, proof of its identity to the CA.
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -135,7 +135,7 @@ struct ServeArgs {
     /// Take the configuration from the control plane (`strait control`)
     /// instead of a folder: HOST:PORT, checked with --trust-bundle.
     #[arg(long, requires = "trust_bundle", conflicts_with = "config")]
-    control: Option<SocketAddr>,
+    control: Option<String>,
     /// Where the last configuration from the control plane is kept, to
     /// start from when the control plane is unreachable (default: a file
     /// named after the proxy in the temporary folder).
@@ -231,15 +231,14 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                         .with_context(|| format!("reading {}", bundle.display()))?;
                     let roots = strait_identity::ca::certs(&pem, &bundle.display().to_string())
                         .map_err(|e| anyhow::anyhow!(e))?;
-                    let token = std::fs::read_to_string(token)
-                        .with_context(|| format!("reading {}", token.display()))?;
+                    let token = strait_identity::agent::Token::File(token.clone());
+                    token.read().map_err(|e| anyhow::anyhow!(e))?;
                     let id = strait_identity::SpiffeId::new(
                         &args.serve.trust_domain,
                         namespace,
                         &args.service_account,
                     );
-                    let agent =
-                        strait_identity::agent::Agent::new(id, ca, token.trim().to_string(), roots);
+                    let agent = strait_identity::agent::Agent::new(id, ca, token, roots);
                     // Meshed traffic needs the certificate: serve once it is in place.
                     rt.block_on(agent.first());
                     rt.spawn(agent.clone().run());
@@ -330,7 +329,11 @@ impl ServeArgs {
     ) -> anyhow::Result<strait_proxy::GatewayOptions> {
         let (node, role) = match &sidecar {
             Some(s) => (format!("{}/{}", s.namespace, s.workload), "sidecar"),
-            None => (format!("gateway-{}", std::process::id()), "gateway"),
+            // A pod's name in a cluster.
+            None => match std::env::var("HOSTNAME") {
+                Ok(host) if !host.is_empty() => (host, "gateway"),
+                _ => (format!("gateway-{}", std::process::id()), "gateway"),
+            },
         };
         let control = match (self.control, &self.trust_bundle) {
             (Some(addr), Some(bundle)) => {

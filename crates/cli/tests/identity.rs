@@ -184,7 +184,7 @@ async fn sidecars_speak_mtls_and_the_backend_sees_the_callers_identity() {
     );
 
     // A CSR for another identity than the token's.
-    let ca_addr = control.addr.parse().expect("addr");
+    let ca_addr = control.addr.as_str();
     let payment_id = SpiffeId::new("cluster.local", "shop", "payment");
     let refused =
         strait_identity::service::fetch(ca_addr, &bundle, "tok-checkout-api", &payment_id).await;
@@ -533,14 +533,10 @@ async fn a_cert_manager_secret_can_be_the_ca() {
         "proxies trust cert-manager's root"
     );
     let payment = SpiffeId::new("cluster.local", "shop", "payment");
-    let (creds, got_bundle) = strait_identity::service::fetch(
-        control.addr.parse().expect("addr"),
-        &bundle,
-        "tok-payment",
-        &payment,
-    )
-    .await
-    .expect("signed by the intermediate");
+    let (creds, got_bundle) =
+        strait_identity::service::fetch(&control.addr, &bundle, "tok-payment", &payment)
+            .await
+            .expect("signed by the intermediate");
     assert_eq!(creds.chain.len(), 2);
     assert_eq!(
         &creds.chain[1],

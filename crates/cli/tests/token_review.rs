@@ -128,7 +128,7 @@ async fn the_ca_asks_the_kubernetes_api_who_a_token_belongs_to() {
         &["--token-review"],
         &[("KUBECONFIG", &kubeconfig.to_string_lossy())],
     );
-    let ca = control.addr.parse().expect("addr");
+    let ca = control.addr.as_str();
     let bundle = strait_identity::ca::certs(
         &std::fs::read(control.ca_dir.join("trust-bundle.pem")).expect("bundle"),
         "bundle",

@@ -106,7 +106,8 @@ async fn proxy(
     bytes: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<(), String> {
     let (channel, origin) =
-        strait_identity::service::connect_control(addr, &bundle, "cluster.local").await?;
+        strait_identity::service::connect_control(&addr.to_string(), &bundle, "cluster.local")
+            .await?;
     let mut client = pb::config_client::ConfigClient::with_origin(channel, origin)
         .max_decoding_message_size(256 * 1024 * 1024);
     let (tx, rx) = mpsc::channel(4);

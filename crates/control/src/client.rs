@@ -9,7 +9,6 @@ use crate::pb;
 use crate::pb::config_client::ConfigClient;
 use crate::snapshot::{Joined, Snapshot};
 use rustls_pki_types::CertificateDer;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +21,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct ControlOptions {
-    pub addr: SocketAddr,
+    /// HOST:PORT (a name is looked up at each connection).
+    pub addr: String,
     /// Roots to check the control plane with.
     pub bundle: Vec<CertificateDer<'static>>,
     pub trust_domain: String,
@@ -74,7 +74,7 @@ async fn session(
     backoff: &mut Duration,
 ) -> Result<(), String> {
     let (channel, origin) =
-        strait_identity::service::connect_control(opts.addr, &opts.bundle, &opts.trust_domain)
+        strait_identity::service::connect_control(&opts.addr, &opts.bundle, &opts.trust_domain)
             .await?;
     let mut client = ConfigClient::with_origin(channel, origin);
     let (tx, rx) = mpsc::channel::<pb::ProxyMessage>(4);

@@ -9,7 +9,6 @@ use crate::mesh_tls::MeshTls;
 use crate::spiffe::SpiffeId;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls_pki_types::CertificateDer;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,10 +28,31 @@ impl std::fmt::Debug for Agent {
     }
 }
 
+/// The proof of identity the CA is shown: a token, or the file a
+/// projected ServiceAccount token is kept in (the kubelet replaces it
+/// before it expires, so it is read again at each renewal).
+#[derive(Debug, Clone)]
+pub enum Token {
+    Text(String),
+    File(std::path::PathBuf),
+}
+
+impl Token {
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Token::Text(t) => Ok(t.clone()),
+            Token::File(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| format!("reading the token {}: {e}", path.display())),
+        }
+    }
+}
+
 pub struct Agent {
     pub id: SpiffeId,
-    ca: SocketAddr,
-    token: String,
+    /// HOST:PORT of the CA.
+    ca: String,
+    token: Token,
     bundle: ArcSwap<Vec<CertificateDer<'static>>>,
     creds: ArcSwapOption<Credentials>,
     tls: ArcSwapOption<MeshTls>,
@@ -44,8 +64,8 @@ pub struct Agent {
 impl Agent {
     pub fn new(
         id: SpiffeId,
-        ca: SocketAddr,
-        token: String,
+        ca: String,
+        token: Token,
         bundle: Vec<CertificateDer<'static>>,
     ) -> Arc<Self> {
         Arc::new(Agent {
@@ -75,7 +95,10 @@ impl Agent {
     /// are in place for every connection made from now on.
     pub async fn renew(&self) -> Result<(), String> {
         let bundle = self.bundle.load_full();
-        let result = crate::service::fetch(self.ca, &bundle, &self.token, &self.id).await;
+        let result = match self.token.read() {
+            Ok(token) => crate::service::fetch(&self.ca, &bundle, &token, &self.id).await,
+            Err(e) => Err(e),
+        };
         let (creds, new_bundle) = match result {
             Ok(got) => got,
             Err(e) => {

@@ -219,6 +219,36 @@ impl Authority {
     }
 }
 
+impl Authority {
+    /// A serving certificate (chain) for DNS `names`, and its new key in
+    /// PEM: for the sidecar injector, which the API server checks by DNS
+    /// name, not by SPIFFE ID.
+    pub fn sign_dns(
+        &self,
+        names: &[String],
+        ttl: Duration,
+    ) -> Result<(Vec<CertificateDer<'static>>, String), String> {
+        let key = KeyPair::generate().map_err(|e| format!("generating a key: {e}"))?;
+        let mut p =
+            CertificateParams::new(names.to_vec()).map_err(|e| format!("{names:?}: {e}"))?;
+        p.distinguished_name = DistinguishedName::new();
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        p.not_before = epoch + unix_now().saturating_sub(BACKDATE.min(ttl / 10));
+        p.not_after = epoch + unix_now() + ttl;
+        p.serial_number = Some(random_serial());
+        p.use_authority_key_identifier_extension = true;
+        let leaf = p
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| format!("signing: {e}"))?;
+        let mut out = vec![leaf.der().clone()];
+        out.extend(self.chain.iter().cloned());
+        Ok((out, key.serialize_pem()))
+    }
+}
+
 fn public_key(cert: &CertificateDer<'_>) -> Result<Vec<u8>, String> {
     let (_, c) =
         x509_parser::parse_x509_certificate(cert).map_err(|e| format!("CA certificate: {e}"))?;

@@ -16,7 +16,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -195,7 +194,7 @@ impl Service<http::Request<tonic::body::Body>> for H2 {
 /// (checked with `bundle` to be the control plane); the credentials and
 /// the trust bundle the CA sent back.
 pub async fn fetch(
-    ca: SocketAddr,
+    ca: &str,
     bundle: &[CertificateDer<'static>],
     token: &str,
     id: &SpiffeId,
@@ -209,7 +208,7 @@ pub async fn fetch(
 /// with `bundle` to be `spiffe://<td>/ns/strait-system/sa/strait-control`,
 /// and the origin to call it by.
 pub async fn connect_control(
-    addr: SocketAddr,
+    addr: &str,
     bundle: &[CertificateDer<'static>],
     trust_domain: &str,
 ) -> Result<(H2, http::Uri), String> {
@@ -242,7 +241,7 @@ pub async fn connect_control(
 }
 
 async fn fetch_now(
-    ca: SocketAddr,
+    ca: &str,
     bundle: &[CertificateDer<'static>],
     token: &str,
     id: &SpiffeId,
