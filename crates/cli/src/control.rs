@@ -65,6 +65,23 @@ pub struct ControlArgs {
     /// proxy's ACK or NACK) as JSON on this address.
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// Serve the sidecar injection webhook (`POST /inject`, HTTPS) here.
+    #[arg(long)]
+    webhook_listen: Option<SocketAddr>,
+    /// The DNS names the API server calls the webhook by, comma-separated
+    /// (its serving certificate is made for them, signed by the CA).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "strait-control.strait-system.svc"
+    )]
+    webhook_names: Vec<String>,
+    /// The image injected proxies run.
+    #[arg(long, default_value = concat!("strait:", env!("CARGO_PKG_VERSION")))]
+    proxy_image: String,
+    /// Where injected proxies reach this control plane (HOST:PORT).
+    #[arg(long, default_value = "strait-control.strait-system.svc:15012")]
+    control_address: String,
     /// Lifetime of workload certificates.
     #[arg(long, default_value = "24h", value_parser = crate::go_duration)]
     cert_ttl: Duration,
@@ -202,6 +219,26 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         tracing::info!(audience = %args.token_audience, "tokens are checked with TokenReview");
         Arc::new(reviewer)
     };
+    if let Some(addr) = args.webhook_listen {
+        let tls = strait_identity::service::dns_server_tls(&authority, &args.webhook_names)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let injection = strait_kube::inject::Injection {
+            image: args.proxy_image.clone(),
+            control: args.control_address.clone(),
+            trust_bundle_pem: authority.trust_bundle_pem(),
+            trust_domain: args.trust_domain.clone(),
+            token_audience: args.token_audience.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("webhook address {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, names = ?args.webhook_names, "sidecar injector listening");
+        tokio::spawn(strait_identity::service::serve_tls(
+            listener,
+            crate::webhook::Webhook(Arc::new(injection)),
+            tls,
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -229,7 +266,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         tracing::info!(addr = %admin.local_addr()?, "admin listening");
         tokio::spawn(serve_admin(admin, config.clone()));
     }
-    strait_identity::service::serve_grpc(listener, Router::new(ca, config), tls).await;
+    strait_identity::service::serve_tls(listener, Router::new(ca, config), tls).await;
     Ok(())
 }
 

@@ -199,7 +199,7 @@ impl DemoCa {
 /// The mesh CA, in this process: a root made in `dir/ca`, a random token
 /// per ServiceAccount, one-day certificates.
 async fn start_ca(dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<DemoCa> {
-    use strait_identity::service::{serve_grpc, server_tls, CaServer};
+    use strait_identity::service::{serve_tls, server_tls, CaServer};
     let authority = strait_identity::Authority::open_or_create(
         &dir.join("ca"),
         strait_identity::DEFAULT_TRUST_DOMAIN,
@@ -230,7 +230,7 @@ async fn start_ca(dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<Dem
     // The configuration stream on the same port: one control plane feeds
     // the gateway and every sidecar.
     let config = crate::control::publish_folder(dir.to_path_buf())?;
-    tokio::spawn(serve_grpc(
+    tokio::spawn(serve_tls(
         listener,
         crate::control::Router::new(ca, config),
         tls,

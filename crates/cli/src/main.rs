@@ -3,6 +3,7 @@
 mod check;
 mod control;
 mod demo;
+mod webhook;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

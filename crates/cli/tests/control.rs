@@ -229,7 +229,7 @@ async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
-    tokio::spawn(strait_identity::service::serve_grpc(
+    tokio::spawn(strait_identity::service::serve_tls(
         listener,
         pb::config_server::ConfigServer::new(service.clone()),
         tls,

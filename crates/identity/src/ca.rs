@@ -205,11 +205,7 @@ impl Authority {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let epoch = rcgen::date_time_ymd(1970, 1, 1);
-        p.not_before = epoch + unix_now().saturating_sub(BACKDATE.min(ttl / 10));
-        p.not_after = epoch + unix_now() + ttl;
-        p.serial_number = Some(random_serial());
-        p.use_authority_key_identifier_extension = true;
+        leaf_validity(p, ttl);
         let leaf = req
             .signed_by(&self.issuer)
             .map_err(|e| format!("signing: {e}"))?;
@@ -235,11 +231,7 @@ impl Authority {
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let epoch = rcgen::date_time_ymd(1970, 1, 1);
-        p.not_before = epoch + unix_now().saturating_sub(BACKDATE.min(ttl / 10));
-        p.not_after = epoch + unix_now() + ttl;
-        p.serial_number = Some(random_serial());
-        p.use_authority_key_identifier_extension = true;
+        leaf_validity(&mut p, ttl);
         let leaf = p
             .signed_by(&key, &self.issuer)
             .map_err(|e| format!("signing: {e}"))?;
@@ -247,6 +239,16 @@ impl Authority {
         out.extend(self.chain.iter().cloned());
         Ok((out, key.serialize_pem()))
     }
+}
+
+/// A leaf's lifetime (backdated a little, for clocks behind ours), a
+/// fresh serial, and the issuer's key identifier.
+fn leaf_validity(p: &mut CertificateParams, ttl: Duration) {
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    p.not_before = epoch + unix_now().saturating_sub(BACKDATE.min(ttl / 10));
+    p.not_after = epoch + unix_now() + ttl;
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
 }
 
 fn public_key(cert: &CertificateDer<'_>) -> Result<Vec<u8>, String> {

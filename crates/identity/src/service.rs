@@ -13,6 +13,7 @@ use crate::pb::{SignRequest, SignResponse};
 use crate::spiffe::SpiffeId;
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use std::collections::HashMap;
 use std::future::Future;
@@ -120,18 +121,39 @@ pub fn server_tls(authority: &Authority) -> Result<Arc<rustls::ServerConfig>, St
     Ok(Arc::new(config))
 }
 
+/// TLS for the sidecar injector: a certificate for DNS `names` signed by
+/// the CA (whose root the webhook configuration's `caBundle` holds).
+pub fn dns_server_tls(
+    authority: &Authority,
+    names: &[String],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let (chain, key) = authority.sign_dns(names, Duration::from_secs(365 * 24 * 3600))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| format!("the webhook key: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Serves the CA on `listener` until the task is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ca: CaServer,
     tls: Arc<rustls::ServerConfig>,
 ) {
-    serve_grpc(listener, IdentityServer::new(ca), tls).await
+    serve_tls(listener, IdentityServer::new(ca), tls).await
 }
 
 /// Serves gRPC `service` (one generated server, or a router of several)
 /// over HTTP/2 on TLS on `listener` until the task is dropped.
-pub async fn serve_grpc<S>(
+pub async fn serve_tls<S>(
     listener: tokio::net::TcpListener,
     service: S,
     tls: Arc<rustls::ServerConfig>,
@@ -164,7 +186,9 @@ pub async fn serve_grpc<S>(
                 let mut service = service.clone();
                 async move { service.call(req).await }
             });
-            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            // gRPC is HTTP/2; the injection webhook may be called over
+            // HTTP/1.1 too.
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), svc)
                 .await;
         });

@@ -4,6 +4,7 @@
 //! the API server itself would accept it.
 
 pub mod crd;
+pub mod inject;
 pub mod source;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
