@@ -3,6 +3,7 @@
 mod check;
 mod control;
 mod demo;
+mod install;
 mod webhook;
 
 use anyhow::Context;
@@ -33,6 +34,10 @@ enum Command {
     /// The control plane: the mesh certificate authority that signs
     /// workload certificates.
     Control(control::ControlArgs),
+    /// Print everything a Kubernetes cluster needs to run strait (CRDs,
+    /// RBAC, the control plane, the gateway, the sidecar injector), for
+    /// `strait install | kubectl apply -f -`.
+    Install(install::InstallArgs),
     /// Install the iptables rules that capture a pod's TCP for its sidecar
     /// (what a sidecar's init container runs; needs NET_ADMIN).
     ProxyInit(ProxyInitArgs),
@@ -290,6 +295,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             dir,
             controller_name,
         } => Ok(check::run(&dir, &controller_name)),
+        Command::Install(args) => install::run(args),
         Command::Echo {
             listen,
             namespace,

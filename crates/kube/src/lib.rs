@@ -5,6 +5,7 @@
 
 pub mod crd;
 pub mod inject;
+pub mod install;
 pub mod source;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};

@@ -1,0 +1,97 @@
+"""Checks `strait install` output with schemas strait does not write.
+
+1. Every built-in object against the Kubernetes 1.33 OpenAPI schemas,
+   strictly (an unknown field fails): kubernetes-validate.
+2. The policy.strait.dev CRDs: every policy manifest of examples/ must
+   pass the CRD's openAPIV3Schema (what the API server would check), and
+   known-bad ones must not.
+
+Usage: python3 tests/install-schema.py INSTALL_YAML
+"""
+
+import glob
+import subprocess
+import sys
+
+import jsonschema
+import yaml
+
+
+def openapi_to_jsonschema(node, top=True):
+    """A CRD's structural schema as the API server applies it with strict
+    field validation (kubectl's default): OpenAPI `nullable` as JSON
+    Schema, and an unknown field refused wherever fields are listed (the
+    top level's apiVersion, kind and metadata are the API server's)."""
+    if isinstance(node, dict):
+        out = {k: openapi_to_jsonschema(v, False) for k, v in node.items()}
+        if out.pop("nullable", False) and "type" in out:
+            out["type"] = [out["type"], "null"]
+        strict = "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields")
+        if strict and not top and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [openapi_to_jsonschema(v, False) for v in node]
+    return node
+
+
+def main():
+    install = sys.argv[1]
+    failures = []
+    run = subprocess.run(
+        ["kubernetes-validate", "--strict", "--quiet", "-k", "1.33.0", install],
+        capture_output=True,
+        text=True,
+    )
+    print(run.stdout + run.stderr, end="")
+    if run.returncode != 0:
+        failures.append("kubernetes-validate refused the install output")
+
+    docs = [d for d in yaml.safe_load_all(open(install)) if d]
+    schemas = {}
+    for d in docs:
+        if d["kind"] == "CustomResourceDefinition" and d["spec"]["group"] == "policy.strait.dev":
+            for v in d["spec"]["versions"]:
+                schema = openapi_to_jsonschema(v["schema"]["openAPIV3Schema"])
+                schemas[(d["spec"]["names"]["kind"], v["name"])] = schema
+    if len(schemas) != 4:
+        failures.append(f"expected 4 policy.strait.dev CRDs, found {sorted(schemas)}")
+
+    checked = 0
+    for path in sorted(glob.glob("examples/**/*.yaml", recursive=True)):
+        for doc in yaml.safe_load_all(open(path)):
+            if not doc or not str(doc.get("apiVersion", "")).startswith("policy.strait.dev/"):
+                continue
+            key = (doc["kind"], doc["apiVersion"].split("/")[1])
+            try:
+                jsonschema.validate(doc, schemas[key])
+                checked += 1
+            except (KeyError, jsonschema.ValidationError) as e:
+                failures.append(f"{path}: {doc['kind']} {doc['metadata']['name']}: {e}")
+    print(f"{checked} policy manifests of examples/ pass their CRD schema")
+    if checked == 0:
+        failures.append("no policy manifest found in examples/")
+
+    bad = [
+        ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "BackendTrafficPolicy",
+          "metadata": {"name": "b"},
+          "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "s"}],
+                   "circuitBreaker": {"maxConnections": "many"}}}, "a string for an integer"),
+        ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "AuthorizationPolicy",
+          "metadata": {"name": "a"}, "spec": {"rulez": []}}, "an unknown field"),
+        ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "BackendTrafficPolicy",
+          "metadata": {"name": "b"}, "spec": {}}, "a missing required field"),
+    ]
+    for doc, what in bad:
+        try:
+            jsonschema.validate(doc, schemas[(doc["kind"], "v1alpha1")])
+            failures.append(f"the {doc['kind']} CRD accepts {what}")
+        except jsonschema.ValidationError:
+            print(f"the {doc['kind']} CRD refuses {what}")
+
+    for f in failures:
+        print("FAIL:", f)
+    sys.exit(1 if failures else 0)
+
+
+main()
