@@ -47,6 +47,41 @@ async fn wait_answer(gw_port: u16, path: &str, want: (u16, &str), logs: &dyn Fn(
     }
 }
 
+/// The status last written to `kind` `default/name`, once `ready` holds.
+async fn wait_status(
+    api: &FakeApi,
+    kind: &str,
+    name: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = api
+            .object(kind, "default", name)
+            .map(|o| o["status"].clone())
+            .unwrap_or_default();
+        if ready(&status) && !api.status_writes(kind, "default", name).is_empty() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{kind} {name}: status {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (status, reason) of condition `kind`.
+fn condition<'a>(of: &'a serde_json::Value, kind: &str) -> (&'a str, &'a str) {
+    let c = of["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition in {of}"));
+    (
+        c["status"].as_str().unwrap_or(""),
+        c["reason"].as_str().unwrap_or(""),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_follows_the_cluster() {
     let api = FakeApi::start().await;
@@ -59,6 +94,16 @@ async fn the_control_plane_follows_the_cluster() {
         web.port
     ));
     api.apply(&route("web", "/", "1"));
+    // Another controller has reported on its own parent of this route.
+    let theirs = serde_json::json!({"parentRef": {"name": "other-gw"}, "controllerName": "example.com/other",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+    api.set_status(
+        "HTTPRoute",
+        "default",
+        "web",
+        serde_json::json!({"parents": [theirs]}),
+    );
 
     let dir = TempDir::new();
     let kubeconfig = dir.path().with_extension("kubeconfig");
@@ -110,6 +155,35 @@ async fn the_control_plane_follows_the_cluster() {
     );
     assert!(!cached.contains("managedFields"), "{cached}");
 
+    // Status back to the cluster: the route accepted by our Gateway with
+    // its references resolved, beside the other controller's entry.
+    let route_status = wait_status(&api, "HTTPRoute", "web", |s| {
+        s["parents"].as_array().is_some_and(|p| p.len() == 2)
+    })
+    .await;
+    let ours = &route_status["parents"][0];
+    assert_eq!(ours["controllerName"], "strait.dev/gateway-controller");
+    assert_eq!(ours["parentRef"]["name"], "gw");
+    assert_eq!(condition(ours, "Accepted"), ("True", "Accepted"));
+    assert_eq!(condition(ours, "ResolvedRefs"), ("True", "ResolvedRefs"));
+    assert_eq!(route_status["parents"][1], theirs);
+    let gw_status = wait_status(&api, "Gateway", "gw", |s| s["listeners"].is_array()).await;
+    let listener = &gw_status["listeners"][0];
+    assert_eq!(listener["name"], "http");
+    assert_eq!(listener["attachedRoutes"], 1);
+    assert_eq!(listener["supportedKinds"][0]["kind"], "HTTPRoute");
+    assert_eq!(condition(&gw_status, "Accepted").0, "True", "{gw_status}");
+    // A route to a Service that does not exist: ResolvedRefs False.
+    api.apply(&prefix_route("broken", "/broken", "nothing", ""));
+    let broken = wait_status(&api, "HTTPRoute", "broken", |s| s["parents"].is_array()).await;
+    assert_eq!(
+        condition(&broken["parents"][0], "ResolvedRefs"),
+        ("False", "BackendNotFound"),
+        "{broken}"
+    );
+    // Unchanged statuses are not written again.
+    let writes = api.status_writes("HTTPRoute", "default", "web").len();
+
     // A change, an addition, a deletion: each arrives as a watch event.
     api.apply(&route("web", "/", "2"));
     wait_answer(gw_port, "/", (200, "2"), &logs).await;
@@ -121,6 +195,11 @@ async fn the_control_plane_follows_the_cluster() {
 
     // `extra` goes while the control plane is not told; its watch ends in
     // 410 Gone: the list that follows no longer has it.
+    assert_eq!(
+        api.status_writes("HTTPRoute", "default", "web").len(),
+        writes,
+        "route web's status did not change, and was not written again"
+    );
     let lists = api.lists("HTTPRoute");
     api.delete_unseen_then_expire("HTTPRoute", "default", "extra");
     wait_answer(gw_port, "/extra", (404, ""), &logs).await;

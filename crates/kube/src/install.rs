@@ -1,7 +1,8 @@
 //! `strait install`: every object a cluster needs to run strait, for
 //! `strait install | kubectl apply -f -`. The CRDs come from the Rust
 //! types (`crd`), the RBAC grants the control plane only what it reads
-//! (and the gateway nothing: it is fed by the control plane), and the
+//! and the status it writes (and the gateway nothing: it is fed by the
+//! control plane), and the
 //! webhook's `caBundle` is the root the control plane signs with, made
 //! here unless one is given.
 
@@ -53,6 +54,11 @@ fn control_rules() -> Value {
          "resources": ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "tlsroutes",
                        "tcproutes", "referencegrants", "backendtlspolicies"],
          "verbs": read},
+        // Accepted / ResolvedRefs written back: the status subresource
+        // only (read first, to keep other controllers' route parents).
+        {"apiGroups": ["gateway.networking.k8s.io"],
+         "resources": ["gateways/status", "httproutes/status", "grpcroutes/status"],
+         "verbs": ["get", "patch"]},
         {"apiGroups": ["policy.strait.dev"],
          "resources": ["backendtrafficpolicies", "faultinjections", "peerauthentications",
                        "authorizationpolicies"],

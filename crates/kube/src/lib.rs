@@ -7,6 +7,7 @@ pub mod crd;
 pub mod inject;
 pub mod install;
 pub mod source;
+pub mod status;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::PostParams;

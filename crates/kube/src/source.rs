@@ -4,6 +4,9 @@
 //! burst of events. A watcher that loses its place (a 410 Gone, a broken
 //! stream) lists its kind again, and what the new list lacks is removed.
 //!
+//! After each new index, the status of our Gateways and routes is written
+//! back (`status`).
+//!
 //! EndpointSlices are completed from the Pods behind them: the
 //! ServiceAccount they all run as (`strait.dev/service-account`), and
 //! whether they all carry strait's sidecar (`strait.dev/meshed`) — what a
@@ -157,7 +160,10 @@ fn clean(api: &ApiResource, obj: DynamicObject) -> Value {
         map.insert("kind".into(), Value::String(api.kind.clone()));
         map.remove("status");
         if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            // Neither changes what a proxy does; a status write (ours)
+            // changes resourceVersion and must not make a new version.
             meta.remove("managedFields");
+            meta.remove("resourceVersion");
         }
     }
     v
@@ -374,6 +380,7 @@ async fn discover(client: &Client) -> Vec<(&'static Kind, ApiResource)> {
 /// once every kind has been listed, then after each burst of changes.
 /// Runs until `publish` has no receivers.
 pub async fn run(client: Client, publish: watch::Sender<Option<Arc<Published>>>) {
+    let mut status = crate::status::StatusWriter::default();
     let kinds = discover(&client).await;
     info!(kinds = kinds.len(), "watching the cluster");
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -462,6 +469,9 @@ pub async fn run(client: Client, publish: watch::Sender<Option<Arc<Published>>>)
         if publish.send(Some(Arc::new(published))).is_err() {
             return;
         }
+        status
+            .write(&client, &next, strait_config::DEFAULT_CONTROLLER_NAME)
+            .await;
         current = Some(next);
     }
 }

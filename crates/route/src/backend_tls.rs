@@ -271,7 +271,11 @@ pub(crate) fn policy_statuses(docs: &[Document], problems: &mut Vec<Problem>) ->
                 parent.push('/');
                 parent.push_str(s);
             }
-            parents.push(ParentStatus { parent, conditions });
+            parents.push(ParentStatus {
+                parent,
+                reference: None,
+                conditions,
+            });
         }
         out.push(RouteStatus {
             kind: "BackendTLSPolicy",

@@ -405,6 +405,7 @@ fn attach_route(
         for (_, p) in &parents {
             status.parents.push(ParentStatus {
                 parent: parent_label(p),
+                reference: Some((*p).clone()),
                 conditions: vec![Condition::failed(
                     "Accepted",
                     "UnsupportedValue",
@@ -538,6 +539,7 @@ fn attach_route(
         conditions.push(resolved.clone());
         status.parents.push(ParentStatus {
             parent: parent_label(parent),
+            reference: Some(parent.clone()),
             conditions,
         });
     }

@@ -19,7 +19,7 @@ mod policy;
 mod retry;
 pub mod security;
 mod snapshot;
-mod status;
+pub mod status;
 mod tls;
 mod traffic;
 

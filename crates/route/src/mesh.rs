@@ -271,6 +271,7 @@ impl MeshBuilder {
             for (_, p) in &parents {
                 status.parents.push(ParentStatus {
                     parent: label(p, ns),
+                    reference: Some((*p).clone()),
                     conditions: vec![Condition::failed(
                         "Accepted",
                         "UnsupportedValue",
@@ -363,6 +364,7 @@ impl MeshBuilder {
             conditions.push(resolved.clone());
             status.parents.push(ParentStatus {
                 parent: label(parent, ns),
+                reference: Some(parent.clone()),
                 conditions,
             });
         }

@@ -53,6 +53,10 @@ pub struct GatewayStatus {
 pub struct ParentStatus {
     /// `namespace/name[/sectionName][:port]`.
     pub parent: String,
+    /// The route's parentRef this is about, as written (what a status
+    /// written back to the API server names).
+    #[serde(skip)]
+    pub reference: Option<strait_config::meta::ParentReference>,
     pub conditions: Vec<Condition>,
 }
 

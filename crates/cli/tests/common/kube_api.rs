@@ -38,6 +38,11 @@ fn resource_of(kind: &str) -> Option<(&'static str, &'static str, &'static str, 
     })
 }
 
+fn object_path(group: &str, version: &str, plural: &str, ns: &str, name: &str) -> String {
+    let base = collection(group, version, "");
+    format!("{}namespaces/{ns}/{plural}/{name}", base)
+}
+
 fn collection(group: &str, version: &str, plural: &str) -> String {
     if group.is_empty() {
         format!("/api/{version}/{plural}")
@@ -56,6 +61,8 @@ struct State {
     watchers: BTreeMap<String, Watchers>,
     /// Requests seen: method and path with query.
     requests: Vec<String>,
+    /// Status patches: object path and the patch.
+    status_writes: Vec<(String, Value)>,
 }
 
 #[derive(Clone)]
@@ -211,13 +218,95 @@ impl FakeApi {
             .count()
     }
 
+    /// The status patches written to `Kind` `ns/name` so far.
+    pub fn status_writes(&self, kind: &str, ns: &str, name: &str) -> Vec<Value> {
+        let (g, v, plural, _) = resource_of(kind).expect("kind");
+        let object = object_path(g, v, plural, ns, name);
+        self.lock()
+            .status_writes
+            .iter()
+            .filter(|(p, _)| *p == object)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Sets an object's status without telling anyone (as another
+    /// controller's earlier write).
+    pub fn set_status(&self, kind: &str, ns: &str, name: &str, status: Value) {
+        let (g, v, plural, _) = resource_of(kind).expect("kind");
+        let mut state = self.lock();
+        let stored = state
+            .objects
+            .get_mut(&collection(g, v, plural))
+            .and_then(|o| o.get_mut(&(ns.to_string(), name.to_string())))
+            .expect("object");
+        stored["status"] = status;
+    }
+
+    /// The object as stored (status included).
+    pub fn object(&self, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        let (g, v, plural, _) = resource_of(kind).expect("kind");
+        self.lock()
+            .objects
+            .get(&collection(g, v, plural))?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// GET and PATCH (merge, of `status`) of one namespaced object.
+    fn one(&self, method: &http::Method, path: &str, body: &[u8]) -> Option<http::Response<Body>> {
+        let (object, status) = match path.strip_suffix("/status") {
+            Some(o) => (o, true),
+            None => (path, false),
+        };
+        let (head, name) = object.rsplit_once('/')?;
+        let (head, plural) = head.rsplit_once('/')?;
+        let (base, ns) = head.rsplit_once("/namespaces/")?;
+        let path_of_collection = format!("{base}/{plural}");
+        let mut state = self.lock();
+        let at = (ns.to_string(), name.to_string());
+        let stored = state.objects.get(&path_of_collection)?.get(&at)?.clone();
+        if *method == http::Method::GET {
+            return Some(json_answer(200, &stored));
+        }
+        if !(status && *method == http::Method::PATCH) {
+            return Some(json_answer(405, &json!({"kind": "Status", "code": 405})));
+        }
+        let patch: Value = serde_json::from_slice(body).unwrap_or_default();
+        state
+            .status_writes
+            .push((object.to_string(), patch.clone()));
+        let mut updated = stored;
+        updated["status"] = patch["status"].clone();
+        state.resource_version += 1;
+        updated["metadata"]["resourceVersion"] = state.resource_version.to_string().into();
+        state
+            .objects
+            .entry(path_of_collection.clone())
+            .or_default()
+            .insert(at, updated.clone());
+        notify(&mut state, &path_of_collection, "MODIFIED", updated.clone());
+        Some(json_answer(200, &updated))
+    }
+
     async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
+        let method = req.method().clone();
         self.lock()
             .requests
-            .push(format!("{} {path}?{query}", req.method()));
-        let _ = req.into_body().collect().await;
+            .push(format!("{method} {path}?{query}"));
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if path.contains("/namespaces/") {
+            return self
+                .one(&method, &path, &body)
+                .unwrap_or_else(|| json_answer(404, &json!({"kind": "Status", "code": 404})));
+        }
         // Discovery: the resources of a group version.
         let group_version = path
             .strip_prefix("/apis/")
