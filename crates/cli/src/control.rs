@@ -82,6 +82,20 @@ pub struct ControlArgs {
     /// Where injected proxies reach this control plane (HOST:PORT).
     #[arg(long, default_value = "strait-control.strait-system.svc:15012")]
     control_address: String,
+    /// Make every proxy show a ServiceAccount token on the configuration
+    /// stream (always with --kubernetes): a sidecar gets only nodes of its
+    /// namespace, a gateway's view (its certificates' keys included) only
+    /// --gateway-service-accounts. Without it, anyone who reaches
+    /// --listen may ask for any view: keep it on 127.0.0.1.
+    #[arg(long)]
+    authenticate_proxies: bool,
+    /// The ServiceAccounts gateways run as, NAMESPACE/NAME, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "strait-system/strait-gateway"
+    )]
+    gateway_service_accounts: Vec<String>,
     /// Lifetime of workload certificates.
     #[arg(long, default_value = "24h", value_parser = crate::go_duration)]
     cert_ttl: Duration,
@@ -252,13 +266,26 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     );
     let ca = CaServer {
         authority: Arc::new(authority),
-        authenticator,
+        authenticator: authenticator.clone(),
         ttl: args.cert_ttl,
     };
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(dir) => publish_folder(dir.clone())?,
         None => publish_cluster().await?,
     };
+    if args.authenticate_proxies || args.kubernetes {
+        let mut gateways = Vec::new();
+        for sa in &args.gateway_service_accounts {
+            let (ns, name) = sa.split_once('/').with_context(|| {
+                format!("--gateway-service-accounts {sa:?} is not NAMESPACE/NAME")
+            })?;
+            gateways.push((ns.to_string(), name.to_string()));
+        }
+        config = config.with_auth(strait_control::server::ProxyAuth {
+            authenticator: authenticator.clone(),
+            gateways,
+        });
+    }
     if let Some(addr) = args.admin {
         let admin = tokio::net::TcpListener::bind(addr)
             .await

@@ -192,6 +192,8 @@ impl DemoCa {
             node: node.into(),
             role: role.into(),
             cache: Some(dir.join(format!(".cache-{}.json", node.replace('/', "_")))),
+            // The demo's control plane is in this process, on 127.0.0.1.
+            token: None,
         }
     }
 }

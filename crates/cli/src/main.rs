@@ -107,9 +107,6 @@ struct ProxyArgs {
     /// certificate and speaks mutual TLS to other sidecars.
     #[arg(long, requires_all = ["trust_bundle", "token_file"])]
     ca: Option<String>,
-    /// The workload's ServiceAccount token, proof of its identity to the CA.
-    #[arg(long)]
-    token_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -147,6 +144,10 @@ struct ServeArgs {
     /// named after the proxy in the temporary folder).
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// A ServiceAccount token (a projected one is read again each time):
+    /// the proxy's proof of identity to the CA and to the control plane.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Roots to check the control plane and the CA with (the control
     /// plane's trust-bundle.pem).
     #[arg(long)]
@@ -231,7 +232,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
                 .with_context(|| format!("--workload {:?} is not NAMESPACE/NAME", args.workload))?;
             let rt = runtime(args.serve.workers)?;
-            let identity = match (args.ca, &args.serve.trust_bundle, &args.token_file) {
+            let identity = match (args.ca, &args.serve.trust_bundle, &args.serve.token_file) {
                 (Some(ca), Some(bundle), Some(token)) => {
                     let pem = std::fs::read(bundle)
                         .with_context(|| format!("reading {}", bundle.display()))?;
@@ -358,6 +359,7 @@ impl ServeArgs {
                     node,
                     role: role.into(),
                     cache: Some(cache),
+                    token: self.token_file.map(strait_identity::agent::Token::File),
                 })
             }
             _ => None,

@@ -402,3 +402,105 @@ async fn a_bad_object_is_refused_alone_and_each_proxy_gets_only_what_it_needs() 
         assert!(!k.starts_with("Secret/"), "{k} was sent to a proxy");
     }
 }
+
+/// Asks the control plane at `addr` for `node`'s view as `role`, showing
+/// `token`: the first part of its configuration, or why it was refused.
+async fn ask(
+    addr: &str,
+    bundle: &[rustls::pki_types::CertificateDer<'static>],
+    token: Option<&str>,
+    role: &str,
+    node: &str,
+) -> Result<strait_control::pb::Update, tonic::Status> {
+    use futures_util::StreamExt as _;
+    use strait_control::pb;
+    let (channel, origin) =
+        strait_identity::service::connect_control(addr, bundle, "cluster.local")
+            .await
+            .expect("connect");
+    let mut client = pb::config_client::ConfigClient::with_origin(channel, origin);
+    let hello = pb::ProxyMessage {
+        kind: Some(pb::proxy_message::Kind::Hello(pb::Hello {
+            node: node.into(),
+            role: role.into(),
+            version: String::new(),
+        })),
+    };
+    let mut request = tonic::Request::new(
+        futures_util::stream::iter([hello]).chain(futures_util::stream::pending()),
+    );
+    if let Some(t) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    let mut updates = client.stream(request).await?.into_inner();
+    updates
+        .message()
+        .await?
+        .ok_or_else(|| tonic::Status::unknown("stream ended"))
+}
+
+#[tokio::test]
+async fn only_a_gateway_gets_the_gateway_s_view_and_a_sidecar_only_its_namespace() {
+    let dir = TempDir::new();
+    dir.write(
+        "shop.yaml",
+        &manifests(free_port(), free_port(), free_port(), 1),
+    );
+    dir.write(
+        "tokens.yaml",
+        &(token_secret("web")
+            + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: gw-token, namespace: strait-system, annotations: {kubernetes.io/service-account.name: strait-gateway}}\ntype: kubernetes.io/service-account-token\nstringData: {token: tok-gateway}\n"),
+    );
+    let control = Control::start(&dir, "127.0.0.1:0", &["--authenticate-proxies"]);
+    let pem = std::fs::read(control.ca_dir.join("trust-bundle.pem")).expect("bundle");
+    let bundle = strait_identity::ca::certs(&pem, "bundle").expect("pem");
+    let addr = control.addr.as_str();
+
+    let got = ask(addr, &bundle, Some("tok-gateway"), "gateway", "gw-0")
+        .await
+        .expect("the gateway's view");
+    assert!(
+        got.entries.iter().any(|e| e.key == "Gateway/default/gw"),
+        "{got:?}"
+    );
+    let got = ask(addr, &bundle, Some("tok-web"), "sidecar", "shop/web-0")
+        .await
+        .expect("its own namespace");
+    assert!(!got.entries.iter().any(|e| e.key.starts_with("Gateway/")));
+
+    use tonic::Code::{PermissionDenied, Unauthenticated};
+    for (token, role, node, code, why) in [
+        (None, "gateway", "gw-0", Unauthenticated, "no token"),
+        (
+            Some("bogus"),
+            "sidecar",
+            "shop/web-0",
+            Unauthenticated,
+            "unknown token",
+        ),
+        (
+            Some("tok-web"),
+            "gateway",
+            "gw-0",
+            PermissionDenied,
+            "ns/shop/sa/web",
+        ),
+        (
+            Some("tok-web"),
+            "sidecar",
+            "payments/pay-0",
+            PermissionDenied,
+            "ns/shop/sa/web",
+        ),
+    ] {
+        let refused = ask(addr, &bundle, token, role, node).await.expect_err(why);
+        assert_eq!(refused.code(), code, "{why}: {refused:?}");
+        assert!(
+            refused.message().contains(why) || code == Unauthenticated,
+            "{refused:?}"
+        );
+    }
+}

@@ -110,6 +110,10 @@ fn the_manifests_are_kubernetes_objects_and_their_commands_are_strait_s() {
     // nothing but status.
     let gateway = &find("Deployment", "strait-gateway")["spec"]["template"]["spec"];
     assert_eq!(gateway["automountServiceAccountToken"], false);
+    // …but a token made for the control plane's audience, to prove it
+    // runs as strait-gateway.
+    let projected = &gateway["volumes"][1]["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(projected["audience"], "strait", "{gateway}");
     for rule in find("ClusterRole", "strait-control")["rules"]
         .as_array()
         .expect("rules")

@@ -134,6 +134,10 @@ async fn the_control_plane_follows_the_cluster() {
 
     let cache = dir.path().with_extension("gw.json");
     let bundle = ca_dir.join("trust-bundle.pem");
+    // The gateway proves it runs as strait-system/strait-gateway.
+    api.token("gateway-token", "strait-system", "strait-gateway");
+    let token = dir.path().with_extension("token");
+    std::fs::write(&token, "gateway-token\n").expect("token");
     let flags = [
         "--control",
         addr.as_str(),
@@ -141,6 +145,8 @@ async fn the_control_plane_follows_the_cluster() {
         bundle.to_str().expect("utf-8"),
         "--cache",
         cache.to_str().expect("utf-8"),
+        "--token-file",
+        token.to_str().expect("utf-8"),
     ];
     let gw_logs = TempDir::new();
     let gateway = Gateway::launch(&gw_logs, &flags).await;

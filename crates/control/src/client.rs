@@ -32,6 +32,8 @@ pub struct ControlOptions {
     pub role: String,
     /// Where the last accepted snapshot is kept.
     pub cache: Option<PathBuf>,
+    /// The ServiceAccount token shown to the control plane, if it asks.
+    pub token: Option<strait_identity::agent::Token>,
 }
 
 /// A configuration for the proxy to apply, and where it says whether it
@@ -88,7 +90,14 @@ async fn session(
     tx.send(hello).await.map_err(|e| e.to_string())?;
     let outbound =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let mut inbound = client.stream(outbound).await.map_err(status)?.into_inner();
+    let mut request = tonic::Request::new(outbound);
+    if let Some(token) = &opts.token {
+        let bearer = format!("Bearer {}", token.read()?)
+            .parse()
+            .map_err(|_| "the token is not a valid header value".to_string())?;
+        request.metadata_mut().insert("authorization", bearer);
+    }
+    let mut inbound = client.stream(request).await.map_err(status)?.into_inner();
     info!(addr = %opts.addr, "connected to the control plane");
     *backoff = FIRST_BACKOFF;
     let mut joined = Joined::default();

@@ -27,10 +27,54 @@ pub struct ProxyStatus {
     pub refused: Option<(String, String)>,
 }
 
+/// Who may ask for what: every stream shows a ServiceAccount token
+/// (`authorization: Bearer …`); a sidecar gets only a node of its own
+/// namespace, and the gateway view (certificates and keys included) only
+/// these ServiceAccounts.
+#[derive(Clone)]
+pub struct ProxyAuth {
+    pub authenticator: Arc<dyn strait_identity::service::Authenticator>,
+    /// `(namespace, name)` of the ServiceAccounts gateways run as.
+    pub gateways: Vec<(String, String)>,
+}
+
+impl ProxyAuth {
+    async fn check(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        role: &Role,
+        node: &str,
+    ) -> Result<(), Status> {
+        let token = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated("no ServiceAccount token (authorization: Bearer)")
+            })?;
+        let id = self.authenticator.identify(token.trim()).await?;
+        let allowed = match role {
+            Role::Sidecar { namespace } => *namespace == id.namespace,
+            Role::Gateway => self
+                .gateways
+                .iter()
+                .any(|(ns, sa)| *ns == id.namespace && *sa == id.service_account),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{id} may not ask for node {node} ({role:?})"
+            )))
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ConfigService {
     current: watch::Receiver<Option<Arc<Published>>>,
     status: Arc<Mutex<BTreeMap<String, ProxyStatus>>>,
+    auth: Option<ProxyAuth>,
 }
 
 impl ConfigService {
@@ -40,7 +84,14 @@ impl ConfigService {
         ConfigService {
             current,
             status: Arc::default(),
+            auth: None,
         }
+    }
+
+    /// Streams must prove who they are (see [`ProxyAuth`]).
+    pub fn with_auth(mut self, auth: ProxyAuth) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// Every proxy seen, by node name.
@@ -71,6 +122,8 @@ impl Config for ConfigService {
         &self,
         request: Request<Streaming<pb::ProxyMessage>>,
     ) -> Result<Response<UpdateStream>, Status> {
+        let auth = self.auth.clone();
+        let metadata = request.metadata().clone();
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
             Some(pb::ProxyMessage {
@@ -80,6 +133,12 @@ impl Config for ConfigService {
         };
         let node = hello.node.clone();
         let role = Role::of(&hello.role, &node).map_err(Status::invalid_argument)?;
+        if let Some(auth) = &auth {
+            if let Err(e) = auth.check(&metadata, &role, &node).await {
+                warn!(%node, role = %hello.role, error = %e.message(), "proxy refused");
+                return Err(e);
+            }
+        }
         info!(%node, role = %hello.role, version = %hello.version, "proxy connected");
         self.update(&node, |s| {
             s.role = hello.role.clone();

@@ -159,6 +159,8 @@ pub fn manifests(opts: &InstallOptions) -> Result<Vec<Value>, String> {
         &opts.trust_domain,
         "--cache",
         "/var/run/strait/cache/config.json",
+        "--token-file",
+        "/var/run/strait/token/token",
         "--admin",
         &format!("0.0.0.0:{GATEWAY_ADMIN_PORT}"),
     ];
@@ -178,8 +180,13 @@ pub fn manifests(opts: &InstallOptions) -> Result<Vec<Value>, String> {
                         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
                         "securityContext": locked_down(),
                         "volumeMounts": [{"name": "bundle", "mountPath": "/var/run/strait/bundle", "readOnly": true},
+                                         {"name": "token", "mountPath": "/var/run/strait/token", "readOnly": true},
                                          {"name": "cache", "mountPath": "/var/run/strait/cache"}]}],
+                    // Its proof of identity to the control plane only: no
+                    // token for the API server is mounted.
                     "volumes": [{"name": "bundle", "configMap": {"name": "strait-trust-bundle"}},
+                                {"name": "token", "projected": {"sources": [{"serviceAccountToken": {
+                                    "audience": "strait", "expirationSeconds": 3600, "path": "token"}}]}},
                                 {"name": "cache", "emptyDir": {}}]}}}}));
     out.push(json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": GATEWAY, "namespace": ns, "labels": labels(GATEWAY)},

@@ -1,8 +1,9 @@
 //! A stand-in Kubernetes API server on 127.0.0.1 for kube-rs to watch: the
 //! discovery, list and watch endpoints of the kinds it is given, answered
 //! as the API server answers them (resource versions, `ADDED` / `MODIFIED`
-//! / `DELETED` events, a `410 Gone` that makes watchers list again), plus
-//! status writes recorded for the test. No real API server runs on these
+//! / `DELETED` events, a `410 Gone` that makes watchers list again), status
+//! writes recorded for the test, and TokenReviews of the tokens it is
+//! given. No real API server runs on these
 //! machines.
 
 use bytes::Bytes;
@@ -63,6 +64,8 @@ struct State {
     requests: Vec<String>,
     /// Status patches: object path and the patch.
     status_writes: Vec<(String, Value)>,
+    /// ServiceAccount tokens TokenReview vouches for: token → `ns:name`.
+    tokens: BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -230,6 +233,13 @@ impl FakeApi {
             .collect()
     }
 
+    /// TokenReview will say `token` is ServiceAccount `ns/name`'s.
+    pub fn token(&self, token: &str, ns: &str, name: &str) {
+        self.lock()
+            .tokens
+            .insert(token.to_string(), format!("{ns}:{name}"));
+    }
+
     /// Sets an object's status without telling anyone (as another
     /// controller's earlier write).
     pub fn set_status(&self, kind: &str, ns: &str, name: &str, status: Value) {
@@ -302,6 +312,20 @@ impl FakeApi {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
+        if path == "/apis/authentication.k8s.io/v1/tokenreviews" {
+            let review: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let token = review["spec"]["token"].as_str().unwrap_or("");
+            let user = self.lock().tokens.get(token).cloned();
+            let status = match user {
+                Some(sa) => json!({"authenticated": true,
+                    "user": {"username": format!("system:serviceaccount:{sa}")},
+                    "audiences": review["spec"]["audiences"]}),
+                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            };
+            let mut answer = review.clone();
+            answer["status"] = status;
+            return json_answer(201, &answer);
+        }
         if path.contains("/namespaces/") {
             return self
                 .one(&method, &path, &body)
