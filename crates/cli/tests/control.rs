@@ -214,7 +214,7 @@ async fn the_control_plane_feeds_every_proxy_and_can_go_away() {
 #[tokio::test]
 async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
     use std::sync::Arc;
-    use strait_control::index::{Index, Indexed, Published, Scope};
+    use strait_control::index::{Class, Index, Indexed, Published, Scope};
     use strait_control::pb;
     // An in-process control plane, so that it can send what `strait
     // control` itself would refuse to publish (a proxy of another version
@@ -277,6 +277,7 @@ async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
         Arc::new(Indexed {
             entry,
             scope: Scope::Everyone,
+            class: Class::Fixed(Scope::Everyone),
         }),
     );
     let bad = Arc::new(Index {

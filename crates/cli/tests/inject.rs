@@ -199,6 +199,16 @@ async fn pods_get_the_proxy_as_a_native_sidecar() {
         serde_json::from_value(out.clone()).expect("a Pod");
     assert_eq!(serde_json::to_value(&typed).expect("json"), out);
 
+    // A field this build does not know stays where it was.
+    let mut newer = job_pod();
+    newer["spec"]["initContainers"][0]["futureField"] = json!({"x": 1});
+    let (_, answer) = inject(newer.clone()).await;
+    let out_newer = patched(&newer, &answer);
+    assert_eq!(
+        out_newer["spec"]["initContainers"][2],
+        newer["spec"]["initContainers"][0]
+    );
+
     // Injecting twice changes nothing; a pod that opts out is left alone.
     let (_, again) = inject(out).await;
     assert_eq!(again["response"]["allowed"], true);

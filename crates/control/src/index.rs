@@ -10,7 +10,7 @@
 
 use crate::pb;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
@@ -68,6 +68,9 @@ impl Scope {
 pub struct Indexed {
     pub entry: pb::Entry,
     pub scope: Scope,
+    /// What decided its scope (kept with a last good version, so that
+    /// the Secrets it uses still go where it goes).
+    pub class: Class,
 }
 
 /// A version of everything.
@@ -80,12 +83,15 @@ pub struct Index {
     pub problems: Vec<Problem>,
 }
 
-/// What changed from `from` to the version it is published with.
+/// What changed from `from` to the version it is published with: each
+/// object changed or added (with its version before, if any), and each
+/// removed (as it was), so that a proxy hears only of objects it could
+/// see.
 #[derive(Debug, Default)]
 pub struct Delta {
     pub from: String,
-    pub changed: Vec<Arc<Indexed>>,
-    pub removed: Vec<String>,
+    pub changed: Vec<(Option<Arc<Indexed>>, Arc<Indexed>)>,
+    pub removed: Vec<Arc<Indexed>>,
 }
 
 /// What the server streams from: the current index and, when the version
@@ -104,13 +110,13 @@ impl Published {
                 .objects
                 .iter()
                 .filter(|(k, v)| prev.objects.get(*k) != Some(*v))
-                .map(|(_, v)| v.clone())
+                .map(|(k, v)| (prev.objects.get(k).cloned(), v.clone()))
                 .collect();
             let removed = prev
                 .objects
-                .keys()
-                .filter(|k| !next.objects.contains_key(*k))
-                .cloned()
+                .iter()
+                .filter(|(k, _)| !next.objects.contains_key(*k))
+                .map(|(_, v)| v.clone())
                 .collect();
             Delta {
                 from: prev.version.clone(),
@@ -133,8 +139,8 @@ pub struct Doc {
 }
 
 /// What decides an object's scope.
-#[derive(Debug, Clone)]
-enum Class {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Class {
     Fixed(Scope),
     /// A Secret: a token never leaves; others go where they are used.
     Secret {
@@ -142,9 +148,23 @@ enum Class {
         ns: String,
         name: String,
     },
-    /// Uses Secrets: a Gateway's certificates reach gateways, a
-    /// BackendTLSPolicy's CA everyone.
-    Uses(Scope, Vec<(String, String)>),
+    /// A Gateway, in `ns`, and the Secrets its listeners name
+    /// (namespace, name): they reach gateways when in its namespace or
+    /// granted by a ReferenceGrant.
+    Gateway {
+        ns: String,
+        secrets: Vec<(String, String)>,
+    },
+    /// A BackendTLSPolicy and the Secrets (of its namespace) it takes CA
+    /// certificates from: their `ca.crt` alone reaches every proxy.
+    CaUser(Vec<(String, String)>),
+    /// A ReferenceGrant in `ns`: which namespaces' Gateways may use which
+    /// Secrets of it (`None`: all of them).
+    Grant {
+        ns: String,
+        from: Vec<String>,
+        secrets: Vec<Option<String>>,
+    },
 }
 
 /// The documents of one file (or of one object of a cluster), or why it
@@ -233,6 +253,7 @@ fn classify(resource: &Resource) -> Class {
         Resource::GatewayClass(_) => Class::Fixed(Scope::Gateways),
         Resource::Gateway(g) => {
             let mut secrets = Vec::new();
+            let gw_ns = ns.clone();
             for tls in g.spec.listeners.iter().filter_map(|l| l.tls.as_ref()) {
                 for r in &tls.certificate_refs {
                     if r.kind.as_deref().unwrap_or("Secret") == "Secret" {
@@ -251,27 +272,40 @@ fn classify(resource: &Resource) -> Class {
                     }
                 }
             }
-            Class::Uses(Scope::Gateways, secrets)
+            Class::Gateway { ns: gw_ns, secrets }
         }
         Resource::HttpRoute(r) => Class::Fixed(route_scope(&r.spec.parent_refs)),
         Resource::GrpcRoute(r) => Class::Fixed(route_scope(&r.spec.parent_refs)),
         Resource::TlsRoute(r) => Class::Fixed(route_scope(&r.spec.parent_refs)),
         Resource::TcpRoute(r) => Class::Fixed(route_scope(&r.spec.parent_refs)),
         Resource::BackendTlsPolicy(p) => {
+            // Local references: a namespace written there is not honoured.
             let secrets = p
                 .spec
                 .validation
                 .ca_certificate_refs
                 .iter()
                 .filter(|r| r.kind.as_deref() == Some("Secret"))
-                .map(|r| {
-                    (
-                        r.namespace.clone().unwrap_or_else(|| ns.clone()),
-                        r.name.clone(),
-                    )
-                })
+                .map(|r| (ns.clone(), r.name.clone()))
                 .collect();
-            Class::Uses(Scope::Everyone, secrets)
+            Class::CaUser(secrets)
+        }
+        Resource::ReferenceGrant(g) => {
+            let from = g
+                .spec
+                .from
+                .iter()
+                .filter(|f| f.group == "gateway.networking.k8s.io" && f.kind == "Gateway")
+                .map(|f| f.namespace.clone())
+                .collect();
+            let secrets = g
+                .spec
+                .to
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Secret")
+                .map(|t| t.name.clone())
+                .collect();
+            Class::Grant { ns, from, secrets }
         }
         Resource::PeerAuthentication(_) => Class::Fixed(Scope::Sidecars),
         Resource::AuthorizationPolicy(_) => Class::Fixed(Scope::SidecarsIn(ns)),
@@ -280,8 +314,7 @@ fn classify(resource: &Resource) -> Class {
             ns,
             name: s.metadata.name.clone(),
         },
-        Resource::ReferenceGrant(_)
-        | Resource::BackendTrafficPolicy(_)
+        Resource::BackendTrafficPolicy(_)
         | Resource::FaultInjection(_)
         | Resource::Service(_)
         | Resource::EndpointSlice(_)
@@ -295,18 +328,18 @@ fn classify(resource: &Resource) -> Class {
 pub fn build(sources: &[(String, Arc<SourceDocs>)], previous: Option<&Index>) -> Index {
     let mut problems = Vec::new();
     let mut chosen: Vec<(String, pb::Entry, Class)> = Vec::new();
-    let kept = |file: &str| -> Vec<(String, pb::Entry, Scope)> {
+    let kept = |file: &str| -> Vec<(String, pb::Entry, Class)> {
         previous
             .map(|p| {
                 p.objects
                     .values()
                     .filter(|o| o.entry.file == file)
-                    .map(|o| (o.entry.key.clone(), o.entry.clone(), o.scope.clone()))
+                    .map(|o| (o.entry.key.clone(), o.entry.clone(), o.class.clone()))
                     .collect()
             })
             .unwrap_or_default()
     };
-    let mut carried: Vec<(String, pb::Entry, Scope)> = Vec::new();
+    let mut carried: Vec<(String, pb::Entry, Class)> = Vec::new();
     for (name, docs) in sources {
         match docs.as_ref() {
             Err(problem) => {
@@ -326,7 +359,7 @@ pub fn build(sources: &[(String, Arc<SourceDocs>)], previous: Option<&Index>) ->
                                 carried.push((
                                     doc.key.clone(),
                                     last.entry.clone(),
-                                    last.scope.clone(),
+                                    last.class.clone(),
                                 ));
                             }
                         }
@@ -335,42 +368,81 @@ pub fn build(sources: &[(String, Arc<SourceDocs>)], previous: Option<&Index>) ->
             }
         }
     }
-    // Where Secrets go: wherever something that uses them goes.
-    let mut uses: HashMap<(String, String), Scope> = HashMap::new();
-    for (_, _, class) in &chosen {
-        if let Class::Uses(scope, secrets) = class {
-            for s in secrets {
-                let at = uses.entry(s.clone()).or_insert_with(|| scope.clone());
-                if *at != *scope {
-                    *at = Scope::Everyone;
+    let all = || chosen.iter().chain(carried.iter()).map(|(_, _, c)| c);
+    // Where Secrets go: a Gateway's certificates to gateways when the
+    // Gateway may use them; a BackendTLSPolicy's CA, `ca.crt` alone, to
+    // every proxy. Anything else stays here.
+    let granted = |gw_ns: &str, ns: &str, name: &str| {
+        gw_ns == ns
+            || all().any(|c| match c {
+                Class::Grant {
+                    ns: g_ns,
+                    from,
+                    secrets,
+                } => {
+                    g_ns == ns
+                        && from.iter().any(|f| f == gw_ns)
+                        && secrets
+                            .iter()
+                            .any(|s| s.as_deref().is_none_or(|s| s == name))
+                }
+                _ => false,
+            })
+    };
+    let mut for_gateways: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut ca_only: BTreeSet<(String, String)> = BTreeSet::new();
+    for class in all() {
+        match class {
+            Class::Gateway { ns: gw_ns, secrets } => {
+                for (ns, name) in secrets {
+                    if granted(gw_ns, ns, name) {
+                        for_gateways.insert((ns.clone(), name.clone()));
+                    }
                 }
             }
+            Class::CaUser(secrets) => ca_only.extend(secrets.iter().cloned()),
+            _ => {}
         }
     }
     let mut objects = BTreeMap::new();
     let mut seen = BTreeSet::new();
-    let mut put = |mut key: String, mut entry: pb::Entry, scope: Scope| {
+    let mut put = |mut key: String, mut entry: pb::Entry, class: Class| {
+        let scope = match &class {
+            Class::Fixed(s) => s.clone(),
+            Class::Gateway { .. } => Scope::Gateways,
+            Class::CaUser(_) | Class::Grant { .. } => Scope::Everyone,
+            Class::Secret { token: true, .. } => Scope::Nobody,
+            Class::Secret { ns, name, .. } => {
+                let at = (ns.clone(), name.clone());
+                if for_gateways.contains(&at) {
+                    // A certificate's key: gateways only, even when a
+                    // BackendTLSPolicy also names it (use a ConfigMap).
+                    Scope::Gateways
+                } else if ca_only.contains(&at) {
+                    entry.json = ca_only_json(&entry.json);
+                    Scope::Everyone
+                } else {
+                    Scope::Nobody
+                }
+            }
+        };
         // The same object twice (two files): both are kept, and the
         // compiler reports the conflict as it would from a folder.
         if !seen.insert(key.clone()) {
             key = format!("{key}@{}:{}{}", entry.file, entry.doc, entry.prefix);
             entry.key = key.clone();
         }
-        objects.insert(key, Arc::new(Indexed { entry, scope }));
+        objects.insert(
+            key,
+            Arc::new(Indexed {
+                entry,
+                scope,
+                class,
+            }),
+        );
     };
-    for (key, entry, class) in chosen {
-        let scope = match &class {
-            Class::Fixed(s) | Class::Uses(s, _) => s.clone(),
-            Class::Secret { token: true, .. } => Scope::Nobody,
-            Class::Secret { ns, name, .. } => uses
-                .get(&(ns.clone(), name.clone()))
-                .cloned()
-                .unwrap_or(Scope::Nobody),
-        };
-        put(key, entry, scope);
-    }
-    for (key, entry, scope) in carried {
-        put(key, entry, scope);
+    for (key, entry, class) in chosen.iter().chain(carried.iter()) {
+        put(key.clone(), entry.clone(), class.clone());
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (key, o) in &objects {
@@ -389,6 +461,22 @@ pub fn build(sources: &[(String, Arc<SourceDocs>)], previous: Option<&Index>) ->
         objects,
         problems,
     }
+}
+
+/// A Secret with nothing but its `ca.crt`: what a BackendTLSPolicy needs.
+fn ca_only_json(json: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(json) else {
+        return String::new();
+    };
+    for field in ["data", "stringData"] {
+        if let Some(Value::Object(m)) = v.get_mut(field) {
+            m.retain(|k, _| k == "ca.crt");
+        }
+    }
+    if let Some(Value::Object(meta)) = v.get_mut("metadata") {
+        meta.remove("annotations");
+    }
+    v.to_string()
 }
 
 /// The objects `role` receives, in key order.
@@ -429,10 +517,15 @@ impl Parts {
         };
         let mut removed = Vec::new();
         if let Some(d) = published.delta.as_ref().filter(|_| !base.is_empty()) {
-            removed.extend(d.removed.iter().cloned());
-            // An object that left the proxy's view may have been in it.
-            let left = d.changed.iter().filter(|o| !o.scope.reaches(&role));
-            removed.extend(left.map(|o| o.entry.key.clone()));
+            // Only what the proxy could see: it hears of nothing else.
+            let seen = |o: &Arc<Indexed>| o.scope.reaches(&role);
+            let gone = d.removed.iter().filter(|o| seen(o));
+            removed.extend(gone.map(|o| o.entry.key.clone()));
+            let left = d
+                .changed
+                .iter()
+                .filter(|(before, now)| !seen(now) && before.as_ref().is_some_and(seen));
+            removed.extend(left.map(|(_, now)| now.entry.key.clone()));
         }
         Parts {
             published,
@@ -492,7 +585,7 @@ impl Iterator for Parts {
                 .as_ref()
                 .map_or(&[][..], |d| &d.changed);
             self.done = true;
-            while let Some(o) = changed.get(self.next_change) {
+            while let Some((_, o)) = changed.get(self.next_change) {
                 if o.scope.reaches(&self.role) && !take(o, &mut part) {
                     self.done = false;
                     break;
@@ -584,9 +677,14 @@ mod tests {
         let published = Published::next(Some(&first), second.clone());
         let delta = published.delta.as_ref().expect("delta");
         assert_eq!(delta.from, first.version);
-        let changed: Vec<&str> = delta.changed.iter().map(|o| o.entry.key.as_str()).collect();
+        let changed: Vec<&str> = delta
+            .changed
+            .iter()
+            .map(|(_, o)| o.entry.key.as_str())
+            .collect();
         assert_eq!(changed, ["Service/shop/pay"]);
-        assert_eq!(delta.removed, ["Gateway/edge/gw"]);
+        let removed: Vec<&str> = delta.removed.iter().map(|o| o.entry.key.as_str()).collect();
+        assert_eq!(removed, ["Gateway/edge/gw"]);
         assert_ne!(first.version, second.version);
 
         let shop = Role::of("sidecar", "shop/web-0").expect("role");
@@ -594,7 +692,8 @@ mod tests {
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].base, first.version);
         assert_eq!(parts[0].entries.len(), 1);
-        assert_eq!(parts[0].removed, ["Gateway/edge/gw"]);
+        // The sidecar never saw the Gateway: it hears nothing of it.
+        assert!(parts[0].removed.is_empty(), "{:?}", parts[0].removed);
 
         let many: String = (0..100)
             .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i:03}}}\ndata: {{x: {}}}\n", "x".repeat(1000)))
@@ -610,6 +709,55 @@ mod tests {
         assert!(parts[..14].iter().all(|p| p.more) && !parts[14].more);
         let total: usize = parts.iter().map(|p| p.entries.len()).sum();
         assert_eq!(total, 100);
+    }
+
+    const CERT: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: shop-cert, namespace: certs}\ntype: kubernetes.io/tls\ndata: {tls.crt: eA==, tls.key: eA==, ca.crt: eA==}\n";
+
+    #[test]
+    fn another_namespace_s_certificate_needs_a_reference_grant() {
+        let gw = GATEWAY.replace("{name: shop-cert}", "{name: shop-cert, namespace: certs}");
+        let i = index(&[("a.yaml", &gw), ("b.yaml", CERT)], None);
+        assert_eq!(i.objects["Secret/certs/shop-cert"].scope, Scope::Nobody);
+        let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: certs}\nspec: {from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: edge}], to: [{group: \"\", kind: Secret}]}\n";
+        let i = index(
+            &[("a.yaml", &gw), ("b.yaml", CERT), ("c.yaml", grant)],
+            None,
+        );
+        assert_eq!(i.objects["Secret/certs/shop-cert"].scope, Scope::Gateways);
+    }
+
+    #[test]
+    fn a_ca_secret_goes_out_with_its_ca_alone() {
+        let policy = |ns: &str| {
+            format!("apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: p, namespace: certs}}\nspec: {{targetRefs: [{{group: \"\", kind: Service, name: s}}], validation: {{hostname: s.example, caCertificateRefs: [{{group: \"\", kind: Secret, name: shop-cert{ns}}}]}}}}\n")
+        };
+        let i = index(&[("b.yaml", CERT), ("p.yaml", &policy(""))], None);
+        assert!(i.problems.iter().all(|p| !p.is_error()), "{:?}", i.problems);
+        let secret = &i.objects["Secret/certs/shop-cert"];
+        assert_eq!(secret.scope, Scope::Everyone);
+        assert!(secret.entry.json.contains("ca.crt"));
+        assert!(
+            !secret.entry.json.contains("tls.key"),
+            "{}",
+            secret.entry.json
+        );
+        // A policy elsewhere cannot reach into this namespace.
+        let elsewhere = policy("").replace("namespace: certs}", "namespace: x}");
+        let i = index(&[("b.yaml", CERT), ("p.yaml", &elsewhere)], None);
+        assert_eq!(i.objects["Secret/certs/shop-cert"].scope, Scope::Nobody);
+    }
+
+    #[test]
+    fn a_gateway_kept_at_its_last_good_version_keeps_its_certificate() {
+        let first = index(&[("a.yaml", GATEWAY), ("b.yaml", SECRETS)], None);
+        let broken = GATEWAY.replace("port: 443", "port: https");
+        let second = index(&[("a.yaml", &broken), ("b.yaml", SECRETS)], Some(&first));
+        assert!(second.problems.iter().any(|p| p.is_error()));
+        assert_eq!(
+            second.objects["Secret/edge/shop-cert"].scope,
+            Scope::Gateways
+        );
+        assert_eq!(second.version, first.version);
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct ProxyStatus {
     pub accepted: Option<String>,
     /// The version it last refused, and why.
     pub refused: Option<(String, String)>,
+    /// Which stream this is (a proxy that reconnects has a new one; the
+    /// old one's end must not remove it).
+    #[serde(skip)]
+    pub stream: u64,
 }
 
 /// Who may ask for what: every stream shows a ServiceAccount token
@@ -39,12 +43,11 @@ pub struct ProxyAuth {
 }
 
 impl ProxyAuth {
-    async fn check(
+    /// Who the stream's token says it is.
+    async fn identify(
         &self,
         metadata: &tonic::metadata::MetadataMap,
-        role: &Role,
-        node: &str,
-    ) -> Result<(), Status> {
+    ) -> Result<strait_identity::SpiffeId, Status> {
         let token = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -52,7 +55,10 @@ impl ProxyAuth {
             .ok_or_else(|| {
                 Status::unauthenticated("no ServiceAccount token (authorization: Bearer)")
             })?;
-        let id = self.authenticator.identify(token.trim()).await?;
+        self.authenticator.identify(token.trim()).await
+    }
+
+    fn allow(&self, id: &strait_identity::SpiffeId, role: &Role, node: &str) -> Result<(), Status> {
         let allowed = match role {
             Role::Sidecar { namespace } => *namespace == id.namespace,
             Role::Gateway => self
@@ -112,6 +118,9 @@ impl ConfigService {
     }
 }
 
+/// How long a new stream has to say who it is.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 type UpdateStream = Pin<Box<dyn futures_util::Stream<Item = Result<pb::Update, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -122,10 +131,23 @@ impl Config for ConfigService {
         &self,
         request: Request<Streaming<pb::ProxyMessage>>,
     ) -> Result<Response<UpdateStream>, Status> {
-        let auth = self.auth.clone();
-        let metadata = request.metadata().clone();
+        // The token first: a stranger holds nothing open, not even while
+        // it takes its time saying hello.
+        let caller = match &self.auth {
+            Some(auth) => match auth.identify(request.metadata()).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    warn!(error = %e.message(), "proxy refused");
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let mut inbound = request.into_inner();
-        let hello = match inbound.message().await? {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello in time"))??;
+        let hello = match first {
             Some(pb::ProxyMessage {
                 kind: Some(Kind::Hello(h)),
             }) => h,
@@ -133,16 +155,19 @@ impl Config for ConfigService {
         };
         let node = hello.node.clone();
         let role = Role::of(&hello.role, &node).map_err(Status::invalid_argument)?;
-        if let Some(auth) = &auth {
-            if let Err(e) = auth.check(&metadata, &role, &node).await {
+        if let (Some(auth), Some(id)) = (&self.auth, &caller) {
+            if let Err(e) = auth.allow(id, &role, &node) {
                 warn!(%node, role = %hello.role, error = %e.message(), "proxy refused");
                 return Err(e);
             }
         }
         info!(%node, role = %hello.role, version = %hello.version, "proxy connected");
+        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let stream = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.update(&node, |s| {
             s.role = hello.role.clone();
             s.connected = true;
+            s.stream = stream;
         });
         // Two parts in flight per proxy: a thousand proxies taking their
         // first snapshot at once hold a few megabytes, not a thousand
@@ -190,7 +215,18 @@ impl Config for ConfigService {
                 }
             }
             info!(%node, "proxy disconnected");
-            this.update(&node, |s| s.connected = false);
+            // Pods come and go: what is known of one that left goes with
+            // it, unless it refused a version (kept for `/status`).
+            if let Ok(mut all) = this.status.lock() {
+                match all.get_mut(&node) {
+                    Some(s) if s.stream != stream => {}
+                    Some(s) if s.refused.is_some() => s.connected = false,
+                    Some(_) => {
+                        all.remove(&node);
+                    }
+                    None => {}
+                }
+            }
         });
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))

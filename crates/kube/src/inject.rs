@@ -79,9 +79,15 @@ fn app_port(pod: &Value) -> u64 {
         .unwrap_or(80)
 }
 
-/// The pod with strait added.
-pub fn injected(pod: &Value, inj: &Injection) -> Value {
-    let mut out = pod.clone();
+/// What strait adds to a pod: the capture and proxy init containers, the
+/// volumes they use, and the annotations.
+struct Additions {
+    init_containers: [Value; 2],
+    volumes: [Value; 3],
+    annotations: [(&'static str, String); 2],
+}
+
+fn additions(pod: &Value, inj: &Injection) -> Additions {
     let sa = pod["spec"]["serviceAccountName"]
         .as_str()
         .filter(|s| !s.is_empty())
@@ -138,22 +144,49 @@ pub fn injected(pod: &Value, inj: &Injection) -> Value {
             "fieldRef": {"fieldPath": format!("metadata.annotations['{BUNDLE_ANNOTATION}']")}}]}}),
         json!({"name": "strait-cache", "emptyDir": {}}),
     ];
-    let meta = &mut out["metadata"];
-    if !meta["annotations"].is_object() {
-        meta["annotations"] = json!({});
+    Additions {
+        init_containers: [capture, proxy],
+        volumes,
+        annotations: [
+            (INJECTED_ANNOTATION, "true".to_string()),
+            (BUNDLE_ANNOTATION, inj.trust_bundle_pem.clone()),
+        ],
     }
-    meta["annotations"][INJECTED_ANNOTATION] = "true".into();
-    meta["annotations"][BUNDLE_ANNOTATION] = inj.trust_bundle_pem.clone().into();
-    let spec = &mut out["spec"];
-    let mut inits = vec![capture, proxy];
-    if let Some(Value::Array(theirs)) = spec.get("initContainers") {
-        inits.extend(theirs.iter().cloned());
+}
+
+/// The JSON patch that injects `pod`: only additions, each at its place,
+/// so that nothing of the pod is rewritten (fields this build does not
+/// know included).
+pub fn patch(pod: &Value, inj: &Injection) -> Result<json_patch::Patch, String> {
+    let add = |path: String, value: Value| json!({"op": "add", "path": path, "value": value});
+    let escape = |key: &str| key.replace('~', "~0").replace('/', "~1");
+    let a = additions(pod, inj);
+    let mut ops = Vec::new();
+    if !pod["metadata"]["annotations"].is_object() {
+        ops.push(add("/metadata/annotations".into(), json!({})));
     }
-    spec["initContainers"] = Value::Array(inits);
-    let mut all = spec["volumes"].as_array().cloned().unwrap_or_default();
-    all.extend(volumes);
-    spec["volumes"] = Value::Array(all);
-    out
+    for (key, value) in a.annotations {
+        ops.push(add(
+            format!("/metadata/annotations/{}", escape(key)),
+            value.into(),
+        ));
+    }
+    let [capture, proxy] = a.init_containers;
+    if pod["spec"]["initContainers"].is_array() {
+        // In front of the pod's own, capture first.
+        ops.push(add("/spec/initContainers/0".into(), proxy));
+        ops.push(add("/spec/initContainers/0".into(), capture));
+    } else {
+        ops.push(add("/spec/initContainers".into(), json!([capture, proxy])));
+    }
+    if pod["spec"]["volumes"].is_array() {
+        for v in a.volumes {
+            ops.push(add("/spec/volumes/-".into(), v));
+        }
+    } else {
+        ops.push(add("/spec/volumes".into(), Value::Array(a.volumes.into())));
+    }
+    serde_json::from_value(Value::Array(ops)).map_err(|e| format!("the patch: {e}"))
 }
 
 /// The webhook's answer to one AdmissionReview (JSON in, JSON out): the
@@ -175,7 +208,7 @@ pub fn review(body: &[u8], inj: &Injection) -> Result<Vec<u8>, String> {
                     response.into_review()
                 }
                 None => {
-                    let patch = json_patch::diff(&before, &injected(&before, inj));
+                    let patch = patch(&before, inj)?;
                     response
                         .with_patch(patch)
                         .map_err(|e| e.to_string())?

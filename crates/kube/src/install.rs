@@ -129,6 +129,8 @@ pub fn manifests(opts: &InstallOptions) -> Result<Vec<Value>, String> {
         &opts.image,
         "--control-address",
         &control_addr,
+        "--gateway-service-accounts",
+        &format!("{ns}/{GATEWAY}"),
     ];
     out.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": CONTROL, "namespace": ns, "labels": labels(CONTROL)},

@@ -170,18 +170,21 @@ fn clean(api: &ApiResource, obj: DynamicObject) -> Value {
 }
 
 impl Cluster {
-    fn apply(&mut self, kind: &'static str, value: Value) {
+    /// Whether anything strait reads changed (a pod's status does not).
+    fn apply(&mut self, kind: &'static str, value: Value) -> bool {
         let key = key_of(kind, &value);
         if let Some(buffer) = self.relisting.get_mut(kind) {
             buffer.insert(key, value);
+            false
         } else if kind == "Pod" {
             let at = (
                 text(&value, &["metadata", "namespace"]).to_string(),
                 text(&value, &["metadata", "name"]).to_string(),
             );
-            self.pods.insert(at, pod_facts(&value));
+            let facts = pod_facts(&value);
+            self.pods.insert(at, facts.clone()) != Some(facts)
         } else {
-            self.objects.insert(key, value);
+            self.objects.insert(key, value.clone()) != Some(value)
         }
     }
 
@@ -226,13 +229,13 @@ impl Cluster {
     /// An EndpointSlice with what its pods say.
     fn complete(&self, slice: &Value) -> Value {
         let ns = text(slice, &["metadata", "namespace"]);
-        let pods: Vec<&PodFacts> = slice
+        let targets: Vec<Option<&PodFacts>> = slice
             .get("endpoints")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter(|e| text(e, &["targetRef", "kind"]) == "Pod")
-            .filter_map(|e| {
+            .map(|e| {
                 let at = match text(e, &["targetRef", "namespace"]) {
                     "" => ns,
                     other => other,
@@ -241,6 +244,11 @@ impl Cluster {
                 self.pods.get(&(at.to_string(), name.to_string()))
             })
             .collect();
+        // A pod not seen yet could be anything: say nothing of the slice
+        // until every one is known.
+        let Some(pods) = targets.into_iter().collect::<Option<Vec<&PodFacts>>>() else {
+            return slice.clone();
+        };
         let Some(first) = pods.first() else {
             return slice.clone();
         };
@@ -436,15 +444,18 @@ pub async fn run(client: Client, publish: watch::Sender<Option<Arc<Published>>>)
             }
         }
         for s in seen {
-            dirty |= !matches!(s, Seen::Tick);
             match s {
                 Seen::Tick => {}
-                Seen::Apply(kind, v) => cluster.apply(kind, v),
-                Seen::Delete(kind, v) => cluster.delete(kind, &v),
+                Seen::Apply(kind, v) => dirty |= cluster.apply(kind, v),
+                Seen::Delete(kind, v) => {
+                    cluster.delete(kind, &v);
+                    dirty = true;
+                }
                 Seen::Init(kind) => cluster.relist(kind),
                 Seen::InitDone(kind) => {
                     cluster.listed(kind);
                     unlisted.remove(kind);
+                    dirty = true;
                 }
             }
         }

@@ -154,6 +154,11 @@ impl StatusWriter {
         for r in &snapshot.routes {
             wanted.push(self.route(index, r, controller));
         }
+        // Objects gone are forgotten: one made again under the same name
+        // gets its status written.
+        let keys: std::collections::HashSet<&String> = wanted.iter().map(|(k, _)| k).collect();
+        self.written.retain(|k, _| keys.contains(k));
+        self.since.retain(|(k, _, _), _| keys.contains(k));
         for (key, status) in wanted {
             let timeless = without_times(&status);
             if self.written.get(&key) == Some(&timeless) {
@@ -196,12 +201,7 @@ fn resource(kind: &str) -> Option<ApiResource> {
 
 /// A merge patch of the object's status; a route's `parents` keep the
 /// entries of other controllers, read first.
-async fn patch(
-    client: &Client,
-    key: &str,
-    mut status: Value,
-    controller: &str,
-) -> Result<(), String> {
+async fn patch(client: &Client, key: &str, status: Value, controller: &str) -> Result<(), String> {
     let mut parts = key.splitn(3, '/');
     let (kind, ns, name) = match (parts.next(), parts.next(), parts.next()) {
         (Some(k), Some(n), Some(m)) => (k, n, m),
@@ -211,23 +211,44 @@ async fn patch(
         return Ok(());
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource);
-    if let Some(ours) = status.get_mut("parents").and_then(Value::as_array_mut) {
+    let Some(ours) = status.get("parents").and_then(Value::as_array).cloned() else {
+        return api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    };
+    // A route's parents are shared with other controllers: read them,
+    // replace ours, and write back only if nobody wrote in between (the
+    // resourceVersion), else read again.
+    let mut last = String::new();
+    for _ in 0..3 {
         let current = api.get_status(name).await.map_err(|e| e.to_string())?;
-        let theirs = current.data["status"]["parents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["controllerName"] != controller)
-            .cloned()
-            .collect::<Vec<_>>();
-        ours.extend(theirs);
+        let mut parents = ours.clone();
+        parents.extend(
+            current.data["status"]["parents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["controllerName"] != controller)
+                .cloned(),
+        );
+        let body = json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "status": {"parents": parents},
+        });
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(body))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => last = e.to_string(),
+            Err(e) => return Err(e.to_string()),
+        }
     }
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    Err(format!("conflicting writes: {last}"))
 }
