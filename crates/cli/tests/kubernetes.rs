@@ -85,9 +85,12 @@ fn condition<'a>(of: &'a serde_json::Value, kind: &str) -> (&'a str, &'a str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_follows_the_cluster() {
     let api = FakeApi::start().await;
-    let gw_port = free_port();
+    let (gw_port, tcp_port) = (free_port(), free_port());
     let web = echo("web", "web-0");
-    api.apply(&(gateway_yaml(gw_port) + &service_yaml("web", web.port, None)));
+    let gateway = gateway_with(&format!(
+        "  - {{name: http, port: {gw_port}, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}\n  - {{name: tcp, port: {tcp_port}, protocol: TCP}}\n"
+    ));
+    api.apply(&(gateway + &service_yaml("web", web.port, None)));
     // The slice's endpoint is pod web-0, running as ServiceAccount web.
     api.apply(&format!(
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nendpoints: [{{addresses: [\"127.0.0.1\"], targetRef: {{kind: Pod, name: web-0, namespace: default}}}}]\nports: [{{name: http, port: {}}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web-0}}\nspec: {{serviceAccountName: web, containers: [{{name: web, image: web}}]}}\n",
@@ -186,6 +189,22 @@ async fn the_control_plane_follows_the_cluster() {
         condition(&broken["parents"][0], "ResolvedRefs"),
         ("False", "BackendNotFound"),
         "{broken}"
+    );
+    // A TCPRoute (served at v1alpha2 here) gets its status too.
+    api.apply("apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: tcp}\nspec: {parentRefs: [{name: gw, sectionName: tcp}], rules: [{backendRefs: [{name: web, port: 80}]}]}\n");
+    let tcp = wait_status(&api, "TCPRoute", "tcp", |s| s["parents"].is_array()).await;
+    assert_eq!(
+        condition(&tcp["parents"][0], "Accepted"),
+        ("True", "Accepted"),
+        "{tcp}"
+    );
+    let gw_status = wait_status(&api, "Gateway", "gw", |s| {
+        s["listeners"][1]["attachedRoutes"] == 1
+    })
+    .await;
+    assert_eq!(
+        gw_status["listeners"][1]["supportedKinds"][0]["kind"],
+        "TCPRoute"
     );
     // Unchanged statuses are not written again.
     let writes = api.status_writes("HTTPRoute", "default", "web").len();

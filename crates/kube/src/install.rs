@@ -57,7 +57,8 @@ fn control_rules() -> Value {
         // Accepted / ResolvedRefs written back: the status subresource
         // only (read first, to keep other controllers' route parents).
         {"apiGroups": ["gateway.networking.k8s.io"],
-         "resources": ["gateways/status", "httproutes/status", "grpcroutes/status"],
+         "resources": ["gateways/status", "httproutes/status", "grpcroutes/status",
+                       "tlsroutes/status", "tcproutes/status"],
          "verbs": ["get", "patch"]},
         {"apiGroups": ["policy.strait.dev"],
          "resources": ["backendtrafficpolicies", "faultinjections", "peerauthentications",

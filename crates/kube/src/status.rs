@@ -1,7 +1,7 @@
 //! Status back to the cluster: after each new index, the control plane
 //! compiles it as a gateway would and writes `Accepted` / `ResolvedRefs`
 //! (and the listeners' conditions) to the status of each Gateway and
-//! route of ours that changed — a merge patch on the `status`
+//! route (HTTP, GRPC, TLS, TCP) of ours that changed — a merge patch on the `status`
 //! subresource. A route's entries for other controllers' parents are kept
 //! as they are.
 
@@ -164,7 +164,13 @@ impl StatusWriter {
             if self.written.get(&key) == Some(&timeless) {
                 continue;
             }
-            match patch(client, &key, status, controller).await {
+            let api_version = index
+                .objects
+                .get(&key)
+                .and_then(|o| serde_json::from_str::<Value>(&o.entry.json).ok())
+                .and_then(|v| v["apiVersion"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            match patch(client, &key, &api_version, status, controller).await {
                 Ok(()) => {
                     info!(object = %key, "status written");
                     self.written.insert(key, timeless);
@@ -188,26 +194,37 @@ fn without_times(v: &Value) -> Value {
     }
 }
 
-fn resource(kind: &str) -> Option<ApiResource> {
-    let (version, plural) = match kind {
-        "Gateway" => ("v1", "gateways"),
-        "HTTPRoute" => ("v1", "httproutes"),
-        "GRPCRoute" => ("v1", "grpcroutes"),
+/// The API of `kind` at the version the object was read at (TLSRoute
+/// and TCPRoute are served at different versions by different clusters).
+fn resource(kind: &str, api_version: &str) -> Option<ApiResource> {
+    let plural = match kind {
+        "Gateway" => "gateways",
+        "HTTPRoute" => "httproutes",
+        "GRPCRoute" => "grpcroutes",
+        "TLSRoute" => "tlsroutes",
+        "TCPRoute" => "tcproutes",
         _ => return None,
     };
+    let version = api_version.strip_prefix("gateway.networking.k8s.io/")?;
     let gvk = GroupVersionKind::gvk(GATEWAY_API, version, kind);
     Some(ApiResource::from_gvk_with_plural(&gvk, plural))
 }
 
 /// A merge patch of the object's status; a route's `parents` keep the
 /// entries of other controllers, read first.
-async fn patch(client: &Client, key: &str, status: Value, controller: &str) -> Result<(), String> {
+async fn patch(
+    client: &Client,
+    key: &str,
+    api_version: &str,
+    status: Value,
+    controller: &str,
+) -> Result<(), String> {
     let mut parts = key.splitn(3, '/');
     let (kind, ns, name) = match (parts.next(), parts.next(), parts.next()) {
         (Some(k), Some(n), Some(m)) => (k, n, m),
         _ => return Err(format!("bad key {key}")),
     };
-    let Some(api_resource) = resource(kind) else {
+    let Some(api_resource) = resource(kind, api_version) else {
         return Ok(());
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource);
