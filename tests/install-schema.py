@@ -39,7 +39,7 @@ def main():
     install = sys.argv[1]
     failures = []
     run = subprocess.run(
-        ["kubernetes-validate", "--strict", "--quiet", "-k", "1.33.0", install],
+        [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", "-k", "1.33.0", install],
         capture_output=True,
         text=True,
     )
