@@ -304,33 +304,20 @@ pub(crate) fn publish_folder(
     dir: PathBuf,
 ) -> anyhow::Result<strait_control::server::ConfigService> {
     use strait_control::folder;
-    use strait_control::index::Published;
     let mut source = folder::Folder::new(&dir);
-    let first = Arc::new(source.index(None));
-    report(&first);
-    tracing::info!(version = %first.version, objects = first.objects.len(), "configuration published");
-    let (tx, rx) =
-        tokio::sync::watch::channel(Some(Arc::new(Published::next(None, first.clone()))));
+    let (mut publisher, service) = strait_control::server::Publisher::new();
+    publisher.publish(source.index(None));
     let (watcher, mut events) =
         folder::watch(&dir).with_context(|| format!("watching {}", dir.display()))?;
     tokio::spawn(async move {
         let _watcher = watcher;
-        let mut current = first;
         while events.recv().await.is_some() {
             folder::settle(&mut events).await;
-            let next = Arc::new(source.index(Some(&current)));
-            report(&next);
-            if next.version != current.version {
-                tracing::info!(version = %next.version, objects = next.objects.len(), "configuration published");
-                let _ = tx.send(Some(Arc::new(Published::next(
-                    Some(&current),
-                    next.clone(),
-                ))));
-                current = next;
-            }
+            let next = source.index(publisher.current());
+            publisher.publish(next);
         }
     });
-    Ok(strait_control::server::ConfigService::new(rx))
+    Ok(service)
 }
 
 /// The cluster as the index proxies are fed from (kube-rs watchers).
@@ -338,19 +325,9 @@ async fn publish_cluster() -> anyhow::Result<strait_control::server::ConfigServi
     let client = strait_kube::client()
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
-    let (tx, rx) = tokio::sync::watch::channel(None);
-    tokio::spawn(strait_kube::source::run(client, tx));
-    Ok(strait_control::server::ConfigService::new(rx))
-}
-
-fn report(index: &strait_control::index::Index) {
-    for p in &index.problems {
-        if p.is_error() {
-            tracing::error!("{p}; the object's last good version, if any, is kept");
-        } else {
-            tracing::warn!("{p}");
-        }
-    }
+    let (publisher, service) = strait_control::server::Publisher::new();
+    tokio::spawn(strait_kube::source::run(client, publisher));
+    Ok(service)
 }
 
 /// What `/status` shows.

@@ -9,8 +9,6 @@
 mod common;
 use common::identity::*;
 use common::*;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The folder: the gateway's route to `web`, and a GAMMA route for `pay`
@@ -146,25 +144,11 @@ async fn the_control_plane_feeds_every_proxy_and_can_go_away() {
     wait_for(gw_port, checkout.outbound, "1", Duration::from_secs(5)).await;
 
     // Steady traffic through both paths for the rest of the test.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let traffic = {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        let out = checkout.outbound;
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let (a, b) = versions(gw_port, out).await;
-                for got in [a, b] {
-                    if got.is_some() {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let out = checkout.outbound;
+    let traffic = Traffic::start(Duration::from_millis(5), move || async move {
+        let (a, b) = versions(gw_port, out).await;
+        vec![a.is_some(), b.is_some()]
+    });
 
     // A change in the folder reaches the gateway and both sidecars.
     dir.write("shop.yaml", &manifests(gw_port, web.port, pay_in, 2));
@@ -187,9 +171,7 @@ async fn the_control_plane_feeds_every_proxy_and_can_go_away() {
     let took = wait_for(gw_port, checkout.outbound, "3", Duration::from_secs(5)).await;
     eprintln!("version 3 everywhere {took:?} after the control plane came back");
 
-    stop.store(true, Ordering::Relaxed);
-    traffic.await.expect("traffic");
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = traffic.stop().await;
     eprintln!("{ok} calls succeeded, {failed} failed");
     assert!(ok > 100, "{ok} calls");
     assert_eq!(

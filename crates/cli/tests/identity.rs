@@ -60,6 +60,14 @@ async fn mtls_get(
         .ok_or_else(|| format!("no HTTP answer: {text:?}"))
 }
 
+/// Sidecars of two callers, `checkout-api` and `cart` (only their
+/// outbound side is used: no app is called behind them).
+async fn callers(dir: &TempDir, control: &Control) -> (Sidecar, Sidecar) {
+    let checkout = sidecar(dir, control, "checkout-api", free_port(), free_port()).await;
+    let cart = sidecar(dir, control, "cart", free_port(), free_port()).await;
+    (checkout, cart)
+}
+
 #[tokio::test]
 async fn sidecars_speak_mtls_and_the_backend_sees_the_callers_identity() {
     let dir = TempDir::new();
@@ -282,22 +290,7 @@ spec:
     let control = Control::start(&dir, "127.0.0.1:0", &[]);
     let payment_app = echo("payment", "payment-0");
     let payment = sidecar(&dir, &control, "payment", payment_app.port, payment_in).await;
-    let checkout = sidecar(
-        &dir,
-        &control,
-        "checkout-api",
-        echo("c", "c").port,
-        free_port(),
-    )
-    .await;
-    let cart = sidecar(
-        &dir,
-        &control,
-        "cart",
-        echo("cart", "cart").port,
-        free_port(),
-    )
-    .await;
+    let (checkout, cart) = callers(&dir, &control).await;
 
     let r = call(checkout.outbound, "http://payment/pay", &[]).await;
     assert_eq!(r.status, 200, "{}", payment.logs());
@@ -423,22 +416,7 @@ spec:
     let control = Control::start(&dir, "127.0.0.1:0", &[]);
     let ledger_app = echo("ledger", "ledger-0");
     let ledger = sidecar(&dir, &control, "ledger", ledger_app.port, ledger_in).await;
-    let checkout = sidecar(
-        &dir,
-        &control,
-        "checkout-api",
-        echo("c", "c").port,
-        free_port(),
-    )
-    .await;
-    let cart = sidecar(
-        &dir,
-        &control,
-        "cart",
-        echo("cart", "cart").port,
-        free_port(),
-    )
-    .await;
+    let (checkout, cart) = callers(&dir, &control).await;
 
     // STRICT: the tunnel reaches ledger only because it is mutual TLS.
     let (status, answer) = through_tunnel(checkout.outbound, "ledger.shop:80").await;

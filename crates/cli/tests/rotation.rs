@@ -13,8 +13,6 @@ use common::identity::*;
 use common::*;
 use http_body_util::Empty;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One call through the caller's outbound listener, on a connection of
@@ -104,24 +102,15 @@ async fn rotation_and_a_ca_outage_lose_no_request() {
     )
     .await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let traffic = {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        let out = checkout.outbound;
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match try_call(out, "http://payment/pay").await {
-                    Ok(200) => ok.fetch_add(1, Ordering::Relaxed),
-                    other => {
-                        eprintln!("failed: {other:?}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let out = checkout.outbound;
+    let traffic = Traffic::start(Duration::from_millis(20), move || async move {
+        let answer = try_call(out, "http://payment/pay").await;
+        let good = matches!(answer, Ok(200));
+        if !good {
+            eprintln!("failed: {answer:?}");
+        }
+        vec![good]
+    });
     let start = Instant::now();
     let until = |share: f64| start + total.mul_f64(share);
     tokio::time::sleep_until(until(1.0 / 3.0).into()).await;
@@ -143,10 +132,8 @@ async fn rotation_and_a_ca_outage_lose_no_request() {
     drop(control);
     let control = phase(&new, None);
     tokio::time::sleep_until(until(1.0).into()).await;
-    stop.store(true, Ordering::Relaxed);
-    traffic.await.expect("traffic");
 
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = traffic.stop().await;
     let pm = payment.metrics().await;
     let cm = checkout.metrics().await;
     eprintln!(

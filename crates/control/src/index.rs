@@ -479,14 +479,6 @@ fn ca_only_json(json: &str) -> String {
     v.to_string()
 }
 
-/// The objects `role` receives, in key order.
-pub fn view<'a>(index: &'a Index, role: &'a Role) -> impl Iterator<Item = &'a Arc<Indexed>> {
-    index
-        .objects
-        .values()
-        .filter(move |o| o.scope.reaches(role))
-}
-
 /// Most JSON bytes in one part of an update: small parts keep the
 /// control plane's buffers small however many proxies take a snapshot at
 /// once.
@@ -614,8 +606,10 @@ mod tests {
     const SECRETS: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: shop-cert, namespace: edge}\ntype: kubernetes.io/tls\ndata: {tls.crt: eA==, tls.key: eA==}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: web-token, namespace: shop, annotations: {kubernetes.io/service-account.name: web}}\ntype: kubernetes.io/service-account-token\ndata: {token: eA==}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: unused, namespace: shop}\ndata: {x: eA==}\n";
     const MESH: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: pay, namespace: shop}\nspec: {ports: [{port: 80}]}\n---\napiVersion: policy.strait.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: pay-callers, namespace: shop}\nspec: {targetRefs: [{kind: Service, name: pay}], action: ALLOW, rules: [{from: [{serviceAccounts: [shop/web]}]}]}\n";
 
+    /// The keys `role` receives, in order.
     fn keys(index: &Index, role: &Role) -> Vec<String> {
-        view(index, role).map(|o| o.entry.key.clone()).collect()
+        let view = index.objects.values().filter(|o| o.scope.reaches(role));
+        view.map(|o| o.entry.key.clone()).collect()
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! A NACKed version is reported with the proxy's reason and not sent
 //! again: the next change is.
 
-use crate::index::{self, Published, Role};
-
+use crate::index::{self, Index, Published, Role};
 use crate::pb;
 use crate::pb::config_server::Config;
 use crate::pb::proxy_message::Kind;
@@ -81,6 +80,50 @@ pub struct ConfigService {
     current: watch::Receiver<Option<Arc<Published>>>,
     status: Arc<Mutex<BTreeMap<String, ProxyStatus>>>,
     auth: Option<ProxyAuth>,
+}
+
+/// Where a source (the folder, the cluster) puts each new index: its
+/// problems are logged, and it is published, with its delta from the one
+/// before, when its version is new.
+pub struct Publisher {
+    tx: watch::Sender<Option<Arc<Published>>>,
+    current: Option<Arc<Index>>,
+}
+
+impl Publisher {
+    /// A publisher, and the service that streams what it publishes.
+    pub fn new() -> (Publisher, ConfigService) {
+        let (tx, rx) = watch::channel(None);
+        let publisher = Publisher { tx, current: None };
+        (publisher, ConfigService::new(rx))
+    }
+
+    /// The index published last.
+    pub fn current(&self) -> Option<&Index> {
+        self.current.as_deref()
+    }
+
+    /// Logs `next`'s problems (a refused object, every time its source
+    /// changes) and publishes it if its version is new: what was
+    /// published, `None` for an unchanged version.
+    pub fn publish(&mut self, next: Index) -> Option<Arc<Published>> {
+        for p in &next.problems {
+            if p.is_error() {
+                tracing::error!("{p}; the object's last good version, if any, is kept");
+            } else {
+                warn!("{p}");
+            }
+        }
+        if self.current().is_some_and(|c| c.version == next.version) {
+            return None;
+        }
+        info!(version = %next.version, objects = next.objects.len(), "configuration published");
+        let next = Arc::new(next);
+        let published = Arc::new(Published::next(self.current(), next.clone()));
+        self.tx.send_replace(Some(published.clone()));
+        self.current = Some(next);
+        Some(published)
+    }
 }
 
 impl ConfigService {

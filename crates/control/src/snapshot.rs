@@ -17,22 +17,7 @@ impl Snapshot {
     /// The objects parsed as the folder's would be: problems name the file
     /// and document the control plane read them from.
     pub fn resources(&self) -> ResourceSet {
-        let mut set = ResourceSet::default();
-        for e in self.objects.values() {
-            let source = Source {
-                file: PathBuf::from(&e.file),
-                doc: e.doc as usize,
-            };
-            match serde_json::from_str(&e.json) {
-                Ok(value) => set.extend(strait_config::parse_value(&source, &e.prefix, value)),
-                Err(err) => set.problems.push(Problem::error(
-                    &source,
-                    e.prefix.trim_end_matches('.'),
-                    format!("not valid JSON from the control plane: {err}"),
-                )),
-            }
-        }
-        set
+        resources(self.objects.values())
     }
 
     /// Applies one whole update (its parts joined) in place: a whole view
@@ -55,6 +40,27 @@ impl Snapshot {
         self.version = version;
         Ok(())
     }
+}
+
+/// Objects from the control plane parsed as the folder's would be:
+/// problems name the file and document they were read from.
+pub fn resources<'a>(entries: impl IntoIterator<Item = &'a pb::Entry>) -> ResourceSet {
+    let mut set = ResourceSet::default();
+    for e in entries {
+        let source = Source {
+            file: PathBuf::from(&e.file),
+            doc: e.doc as usize,
+        };
+        match serde_json::from_str(&e.json) {
+            Ok(value) => set.extend(strait_config::parse_value(&source, &e.prefix, value)),
+            Err(err) => set.problems.push(Problem::error(
+                &source,
+                e.prefix.trim_end_matches('.'),
+                format!("not valid JSON from the control plane: {err}"),
+            )),
+        }
+    }
+    set
 }
 
 /// The parts of one update, joined.

@@ -21,9 +21,10 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use strait_control::index::{self, Index, Published, SourceDocs};
+use strait_control::index::{self, Index, Indexed, SourceDocs};
+use strait_control::server::Publisher;
 use strait_route::{MESHED_LABEL, SERVICE_ACCOUNT_ANNOTATION};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 /// A pod annotation set by the injector: the pod runs strait's sidecar.
@@ -288,28 +289,27 @@ impl Cluster {
     /// The index of everything seen; objects unchanged since the last
     /// call are not typed again.
     pub fn index(&mut self, previous: Option<&Index>) -> Index {
-        let mut docs = HashMap::with_capacity(self.objects.len());
+        self.docs.retain(|k, _| self.objects.contains_key(k));
         let mut sources = Vec::with_capacity(self.objects.len());
         for (key, value) in &self.objects {
-            let value = if key.starts_with("EndpointSlice/") {
-                self.complete(value)
-            } else {
-                value.clone()
-            };
-            let made = match self.docs.remove(key) {
-                Some((old, made)) if old == value => made,
+            let completed = key
+                .starts_with("EndpointSlice/")
+                .then(|| self.complete(value));
+            let value = completed.as_ref().unwrap_or(value);
+            let made = match self.docs.get(key) {
+                Some((old, made)) if old == value => made.clone(),
                 _ => {
                     let source = strait_config::Source {
                         file: key.into(),
                         doc: 0,
                     };
-                    Arc::new(Ok(vec![index::document(&source, "", value.clone())]))
+                    let made = Arc::new(Ok(vec![index::document(&source, "", value.clone())]));
+                    self.docs.insert(key.clone(), (value.clone(), made.clone()));
+                    made
                 }
             };
-            sources.push((key.clone(), made.clone()));
-            docs.insert(key.clone(), (value, made));
+            sources.push((key.clone(), made));
         }
-        self.docs = docs;
         index::build(&sources, previous)
     }
 }
@@ -384,10 +384,9 @@ async fn discover(client: &Client) -> Vec<(&'static Kind, ApiResource)> {
     found
 }
 
-/// Watches the cluster and publishes its index on `publish`: the first
-/// once every kind has been listed, then after each burst of changes.
-/// Runs until `publish` has no receivers.
-pub async fn run(client: Client, publish: watch::Sender<Option<Arc<Published>>>) {
+/// Watches the cluster and publishes its index: the first once every kind
+/// has been listed, then after each burst of changes.
+pub async fn run(client: Client, mut publisher: Publisher) {
     let mut status = crate::status::StatusWriter::default();
     let kinds = discover(&client).await;
     info!(kinds = kinds.len(), "watching the cluster");
@@ -428,7 +427,6 @@ pub async fn run(client: Client, publish: watch::Sender<Option<Arc<Published>>>)
     let started = std::time::Instant::now();
     let mut cluster = Cluster::default();
     let mut unlisted: std::collections::HashSet<&str> = kinds.iter().map(|(k, _)| k.kind).collect();
-    let mut current: Option<Arc<Index>> = None;
     let mut dirty = false;
     while let Some(first) = rx.recv().await {
         let mut seen = vec![first];
@@ -460,7 +458,7 @@ pub async fn run(client: Client, publish: watch::Sender<Option<Arc<Published>>>)
             }
         }
         let waiting = !unlisted.is_empty() && started.elapsed() < FIRST_LIST_TIMEOUT;
-        if waiting || (!dirty && current.is_some()) {
+        if waiting || (!dirty && publisher.current().is_some()) {
             continue;
         }
         if !unlisted.is_empty() {
@@ -468,22 +466,24 @@ pub async fn run(client: Client, publish: watch::Sender<Option<Arc<Published>>>)
             unlisted.clear();
         }
         dirty = false;
-        let next = Arc::new(cluster.index(current.as_deref()));
-        if current.as_ref().is_some_and(|c| c.version == next.version) {
+        let next = cluster.index(publisher.current());
+        let Some(published) = publisher.publish(next) else {
             continue;
+        };
+        // Endpoints change most and decide no status.
+        let endpoints_only = published.delta.as_ref().is_some_and(|d| {
+            let slice = |o: &Arc<Indexed>| o.entry.key.starts_with("EndpointSlice/");
+            d.changed.iter().all(|(_, o)| slice(o)) && d.removed.iter().all(slice)
+        });
+        if !endpoints_only {
+            status
+                .write(
+                    &client,
+                    &published.index,
+                    strait_config::DEFAULT_CONTROLLER_NAME,
+                )
+                .await;
         }
-        for p in next.problems.iter().filter(|p| p.is_error()) {
-            warn!("{p}; the object's last good version, if any, is kept");
-        }
-        info!(version = %next.version, objects = next.objects.len(), "configuration published");
-        let published = Published::next(current.as_deref(), next.clone());
-        if publish.send(Some(Arc::new(published))).is_err() {
-            return;
-        }
-        status
-            .write(&client, &next, strait_config::DEFAULT_CONTROLLER_NAME)
-            .await;
-        current = Some(next);
     }
 }
 

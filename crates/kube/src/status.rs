@@ -133,16 +133,8 @@ impl StatusWriter {
 
     /// Writes what changed since the last call.
     pub async fn write(&mut self, client: &Client, index: &Index, controller: &str) {
-        let docs = strait_control::snapshot::Snapshot {
-            version: index.version.clone(),
-            objects: index
-                .objects
-                .iter()
-                .map(|(k, o)| (k.clone(), o.entry.clone()))
-                .collect(),
-        }
-        .resources()
-        .documents;
+        let docs =
+            strait_control::snapshot::resources(index.objects.values().map(|o| &o.entry)).documents;
         let opts = CompileOptions {
             controller_name: controller.to_string(),
         };

@@ -321,6 +321,45 @@ spec:
     )
 }
 
+/// Calls made over and over in the background, `pause` apart, until
+/// stopped; each call reports whether each of its requests succeeded.
+pub struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl Traffic {
+    pub fn start<F, Fut>(pause: Duration, mut call: F) -> Traffic
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Vec<bool>> + Send,
+    {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            while !stopped.load(Ordering::Relaxed) {
+                for good in call().await {
+                    if good {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+                tokio::time::sleep(pause).await;
+            }
+            (ok, failed)
+        });
+        Traffic { stop, task }
+    }
+
+    /// Stops it: how many requests succeeded, and how many failed.
+    pub async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("traffic")
+    }
+}
+
 /// HTTPRoute `name` on Gateway `gw`: requests under `prefix` to Service
 /// `service` port 80; `extra` is more YAML for the rule (4-space indent).
 pub fn prefix_route(name: &str, prefix: &str, service: &str, extra: &str) -> String {
