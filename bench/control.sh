@@ -13,18 +13,14 @@
 # Control plane on core 0, the client on core 1. Port 18300.
 set -euo pipefail
 export LC_ALL=C
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 PROXIES=${PROXIES:-1000}
 SERVICES=${SERVICES:-1000}
 ENDPOINTS=${ENDPOINTS:-10000}
 CHANGES=${CHANGES:-5}
 readonly PORT=18300
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-log() { printf '[control.sh] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 log "building (cargo build --release -p strait, example control_scale)"
 cargo build --release -p strait >&2
@@ -33,62 +29,38 @@ BIN=$ROOT/target/release/strait
 SCALE=$ROOT/target/release/examples/control_scale
 
 WORK=$(mktemp -d /tmp/strait-control-bench.XXXXXX)
-CONTROL_PID=""
-SAMPLER_PID=""
-cleanup() {
-    [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null || true
-    [[ -n $CONTROL_PID ]] && kill "$CONTROL_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+install_cleanup
 
 "$SCALE" generate "$WORK/config" "$SERVICES" "$ENDPOINTS"
 log "folder: $SERVICES Services, $ENDPOINTS endpoints ($(du -sh "$WORK/config" | cut -f1))"
 ulimit -n 65536 2>/dev/null || true
-STRAIT_LOG=warn taskset -c 0 "$BIN" control --config "$WORK/config" --listen "127.0.0.1:$PORT" \
-    --ca-dir "$WORK/ca" >"$WORK/control.out" 2>"$WORK/control.log" &
-CONTROL_PID=$!
-for _ in $(seq 100); do
-    grep -q "listening on" "$WORK/control.out" 2>/dev/null && break
-    kill -0 "$CONTROL_PID" 2>/dev/null || die "control exited: $(tail -5 "$WORK/control.log")"
-    sleep 0.1
-done
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+STRAIT_LOG=warn start_daemon control 0 "$BIN" control --config "$WORK/config" --listen "127.0.0.1:$PORT" \
+    --ca-dir "$WORK/ca"
+# Still silent after 10 s: go on, control_scale's connect tells whether it is up.
+wait_until control grep -qs "listening on" "$WORK/control.log" || true
+CONTROL_PID=${DAEMON_PID[control]}
 IDLE_KB=$(rss_kb "$CONTROL_PID")
-(
-    max=0
-    while :; do
-        kb=$(rss_kb "$CONTROL_PID" 2>/dev/null || echo 0)
-        ((kb > max)) && max=$kb
-        echo "$max" >"$WORK/rss-max"
-        sleep 0.1
-    done
-) &
-SAMPLER_PID=$!
-T0=$(ticks "$CONTROL_PID")
+start_rss_sampler "$WORK/rss-max" "$CONTROL_PID"
+T0=$(cpu_ticks "$CONTROL_PID")
 log "client: $PROXIES proxies, $CHANGES changes"
 RESULT=$(taskset -c 1 "$SCALE" "127.0.0.1:$PORT" "$WORK/ca/trust-bundle.pem" "$WORK/config" \
     "$PROXIES" "$CHANGES") || die "control_scale failed"
-T1=$(ticks "$CONTROL_PID")
+T1=$(cpu_ticks "$CONTROL_PID")
 PEAK_KB=$(cat "$WORK/rss-max")
-TCK=$(getconf CLK_TCK)
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$RESULT"; }
 P99=$(field p99_ms)
-PEAK_MB=$(awk -v k="$PEAK_KB" 'BEGIN { printf "%.1f", k / 1024 }')
+PEAK_MB=$(mib "$PEAK_KB")
 echo "## Control-plane scale, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "Command: \`PROXIES=$PROXIES SERVICES=$SERVICES ENDPOINTS=$ENDPOINTS CHANGES=$CHANGES bench/control.sh\`" \
-    "($(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
+    "($(nproc) cores, $(cpu_model))"
 echo
 echo "| proxies | snapshot bytes | all connected and served (s) | change → every proxy p50 (ms) | p99 (ms) | max (ms) | control RSS idle → peak (MB) | control CPU (s) |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 printf '| %s | %s | %s | %s | %s | %s | %.1f → %s | %.2f |\n' "$PROXIES" "$(field snapshot_bytes)" \
     "$(field connect_all_s)" "$(field p50_ms)" "$P99" "$(field max_ms)" \
     "$(awk -v k="$IDLE_KB" 'BEGIN { print k / 1024 }')" "$PEAK_MB" \
-    "$(awk -v d=$((T1 - T0)) -v t="$TCK" 'BEGIN { print d / t }')"
+    "$(awk -v d=$((T1 - T0)) -v t="$CLK_TCK" 'BEGIN { print d / t }')"
 echo
 printf 'Targets: p99 ≤ 1000 ms — %s; RSS ≤ 150 MB — %s.\n' \
-    "$(awk -v a="$P99" 'BEGIN { print (a <= 1000 ? "met" : "missed") }')" \
-    "$(awk -v a="$PEAK_MB" 'BEGIN { print (a <= 150 ? "met" : "missed") }')"
+    "$(verdict "$P99" 1000)" "$(verdict "$PEAK_MB" 150)"

@@ -44,6 +44,8 @@
 #                                               (default target/release/strait)
 set -euo pipefail
 export LC_ALL=C # wrk's numbers and our printf/awk use '.' decimals
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # --- settings ---------------------------------------------------------------
 
@@ -63,34 +65,14 @@ WARMUP=${WARMUP:-3s}
 HS_DURATION=${HS_DURATION:-$DURATION}
 HS_CLIENTS=${HS_CLIENTS:-8}
 STRAIT_BIN=${STRAIT_BIN:-target/release/strait}
-SAVE=0
 
 SCRIPT_ARGS="$*"
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" # STRAIT_BIN and bench/results are relative to the repo root
-
-# --- helpers ----------------------------------------------------------------
-
-# Progress goes to stderr so stdout carries only the Markdown report.
-log() { printf '[gateway.sh] %s\n' "$*" >&2; }
-die() {
-    printf '[gateway.sh] error: %s\n' "$*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-}
 
 while [[ $# -gt 0 ]]; do
     case $1 in
-    --save) SAVE=1 ;;
     --https) SCENARIO=https ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (try --help)" ;;
+    *) common_option "$1" ;;
     esac
     shift
 done
@@ -113,86 +95,7 @@ esac
 readonly SCENARIO PROXY_PORT SCHEME
 readonly PROXY_URL=$SCHEME://127.0.0.1:$PROXY_PORT/
 
-# True if something accepts TCP connections on 127.0.0.1:$1.
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-# "STATUS BYTES" of a GET, or "000 0" when nothing answers. -k: the HTTPS
-# scenario's certificate is self-signed.
-http_get() {
-    curl -sk -o /dev/null --max-time 2 -w '%{http_code} %{size_download}' "$1" || true
-}
-
-# Children of a PID, found by scanning /proc: field 4 of stat is the ppid.
-# comm (field 2) may hold spaces, so cut after its closing parenthesis first.
-children_of() {
-    local f line fields
-    for f in /proc/[0-9]*/stat; do
-        line=$(cat "$f" 2>/dev/null) || continue
-        read -r -a fields <<<"${line##*) }"
-        if [[ ${fields[1]:-} == "$1" ]]; then
-            f=${f#/proc/}
-            echo "${f%/stat}"
-        fi
-    done
-    return 0
-}
-
-# True while any of the PIDs is running. A zombie counts as gone: kill -0
-# succeeds on it, but it is only waiting for us to reap it.
-any_alive() {
-    local pid state
-    for pid in "$@"; do
-        state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null) || continue
-        [[ $state != Z ]] && return 0
-    done
-    return 1
-}
-
-# A process and its children: nginx forks its worker from the master;
-# HAProxy and strait are one process each (threads are counted in the
-# process's own stat line).
-process_tree() {
-    echo "$1"
-    children_of "$1"
-}
-
-# Sum of utime+stime (clock ticks) over the given PIDs. In /proc/PID/stat
-# these are fields 14 and 15; after dropping "pid (comm) " they are 12 and 13.
-cpu_ticks() {
-    local pid total=0 t
-    for pid in "$@"; do
-        t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null) ||
-            die "process $pid vanished while measuring"
-        total=$((total + t))
-    done
-    echo "$total"
-}
-
-# Sum of VmRSS (kB) over the given PIDs.
-rss_kb() {
-    local pid total=0 kb
-    for pid in "$@"; do
-        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || kb=0
-        total=$((total + ${kb:-0}))
-    done
-    echo "$total"
-}
-
-# How busy all cores were over one second (from /proc/stat), to flag other
-# work (a build, another benchmark) competing with the measurement. The load
-# average would also count our own previous run.
-cpu_busy_percent() {
-    local a b
-    a=$(head -n1 /proc/stat)
-    sleep 1
-    b=$(head -n1 /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN {
-        n = split(a, x); split(b, y)
-        # user nice system idle iowait irq softirq steal; guest time is already in user
-        for (i = 2; i <= 9 && i <= n; i++) { d = y[i] - x[i]; total += d; if (i == 5 || i == 6) idle += d }
-        printf "%d", (total > 0 ? 100 * (total - idle) / total : 0)
-    }'
-}
+# --- helpers ----------------------------------------------------------------
 
 # wrk prints latencies as 812.34us / 1.23ms / 2.00s; convert to ms.
 to_ms() {
@@ -217,149 +120,26 @@ to_seconds() {
 
 # --- setup ------------------------------------------------------------------
 
-# Install nginx, haproxy, wrk (and curl for readiness probes) when missing.
-# policy-rc.d stops Debian's postinst scripts from starting the packaged
-# system services: we run our own instances and want nothing else on the box.
+# nginx, haproxy, wrk (and curl for readiness probes) when missing.
 install_tools() {
-    local missing=() pkg
-    command -v nginx >/dev/null || missing+=(nginx)
-    command -v haproxy >/dev/null || missing+=(haproxy)
-    command -v wrk >/dev/null || missing+=(wrk)
-    command -v curl >/dev/null || missing+=(curl)
-    command -v taskset >/dev/null || missing+=(util-linux)
-    command -v openssl >/dev/null || missing+=(openssl) # https: certificate, s_time
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root so apt-get can install them"
-    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
-    log "installing ${missing[*]}"
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        POLICY_RC_CREATED=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 || die "apt-get update failed"
-    apt-get install -y -qq "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
-    if [[ ${POLICY_RC_CREATED:-0} -eq 1 ]]; then
-        rm -f /usr/sbin/policy-rc.d
-        POLICY_RC_CREATED=0
-    fi
-    for pkg in nginx haproxy wrk curl taskset openssl; do
-        command -v "$pkg" >/dev/null || die "$pkg still missing after apt-get install"
-    done
+    install_missing nginx haproxy wrk curl taskset:util-linux \
+        openssl # https: certificate, s_time
 }
 
-# Resolve STRAIT_BIN. The default path is (re)built whenever cargo is here,
-# so a stale binary is never measured; cargo makes it a no-op when current.
+# STRAIT_BIN, built when it is the default path and still missing.
 ensure_strait() {
-    if [[ $STRAIT_BIN == target/release/strait ]] && command -v cargo >/dev/null; then
-        log "building strait (cargo build --release -p strait)"
-        cargo build --release -p strait >&2 || die "cargo build --release -p strait failed"
-    fi
+    rebuild_default_strait
     if [[ ! -x $STRAIT_BIN ]]; then
         command -v cargo >/dev/null ||
             die "strait binary '$STRAIT_BIN' not found and cargo is absent: build it with 'cargo build --release -p strait', set STRAIT_BIN, or leave strait out of PROXIES (e.g. PROXIES=\"nginx haproxy\")"
         [[ $STRAIT_BIN == target/release/strait ]] ||
             die "strait binary '$STRAIT_BIN' (from STRAIT_BIN) not found"
-        log "building strait (cargo build --release -p strait)"
-        cargo build --release -p strait >&2 || die "cargo build --release -p strait failed"
+        build_strait
     fi
-    STRAIT_BIN=$(cd "$(dirname "$STRAIT_BIN")" && pwd)/$(basename "$STRAIT_BIN")
-}
-
-check_ports_free() {
-    local port
-    for port in "$PROXY_PORT" "$BACKEND_PORT" "$ADMIN_PORT"; do
-        ! port_open "$port" || die "port 127.0.0.1:$port is already in use; stop whatever listens there"
-    done
+    STRAIT_BIN=$(absolute_path "$STRAIT_BIN")
 }
 
 # --- daemons ----------------------------------------------------------------
-
-WORK=""
-declare -A DAEMON_PID=() # name -> PID of the process we started
-POLICY_RC_CREATED=0
-
-# Start "$@" in the background, pinned to core $2, logging to $WORK/$1.log.
-start_daemon() {
-    local name=$1 core=$2
-    shift 2
-    taskset -c "$core" "$@" >"$WORK/$name.log" 2>&1 &
-    DAEMON_PID[$name]=$! # taskset execs, so this is the daemon itself
-}
-
-# SIGTERM a daemon (and its children), wait, then SIGKILL what is left.
-stop_daemon() {
-    local name=$1 pid pids _
-    pid=${DAEMON_PID[$name]:-}
-    [[ -n $pid ]] || return 0
-    mapfile -t pids < <(process_tree "$pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        any_alive "${pids[@]}" || break
-        sleep 0.1
-    done
-    kill -KILL "${pids[@]}" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset "DAEMON_PID[$name]"
-}
-
-cleanup() {
-    local name
-    for name in "${!DAEMON_PID[@]}"; do stop_daemon "$name"; done
-    [[ ${POLICY_RC_CREATED:-0} -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
-    [[ -n $WORK && -d $WORK ]] && rm -rf "$WORK"
-    return 0
-}
-
-# Fail with the tail of a daemon's log.
-daemon_failed() {
-    local name=$1 msg=$2
-    log "last lines of $name's log:"
-    tail -n 20 "$WORK/$name.log" >&2 || true
-    die "$name: $msg"
-}
-
-# Poll $2 until it answers 200 with a $BODY_BYTES body (the backend's), or 10 s.
-wait_http_ok() {
-    local name=$1 url=$2 want_bytes=${3:-$BODY_BYTES} _ got
-    for _ in $(seq 100); do
-        kill -0 "${DAEMON_PID[$name]}" 2>/dev/null || daemon_failed "$name" "exited during start-up"
-        got=$(http_get "$url")
-        [[ $got == "200 $want_bytes" ]] && return 0
-        sleep 0.1
-    done
-    daemon_failed "$name" "$url did not answer '200' with $want_bytes bytes within 10 s (last: '$got')"
-}
-
-# The backend: nginx answering every path with the same 1 KiB body. It runs
-# on the load core; keepalive_requests is raised so neither wrk nor the
-# proxies are made to reconnect every 1000 requests (the default).
-start_backend() {
-    local dir=$WORK/backend body
-    mkdir -p "$dir"
-    body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_timeout 65s;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/tmp;
-    server {
-        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
-        default_type text/plain;
-        location / { return 200 "$body"; }
-    }
-}
-EOF
-    start_daemon backend "$LOAD_CORE" nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
-    wait_http_ok backend "http://127.0.0.1:$BACKEND_PORT/any/path"
-}
 
 # https: one self-signed ECDSA P-256 certificate for every proxy, made once
 # per run. $TLS/key.pem is PKCS#8; HAProxy wants certificate and key in one file.
@@ -402,14 +182,7 @@ start_nginx() {
         ssl_certificate_key $TLS/key.pem;
         ssl_protocols TLSv1.3;"
     fi
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
+    write_nginx_conf "$dir" <<EOF
     keepalive_timeout 65s;
     keepalive_requests 1000000;
     client_body_temp_path $dir/tmp-body;
@@ -428,9 +201,8 @@ http {
             proxy_set_header Connection "";
         }
     }
-}
 EOF
-    start_daemon nginx "$PROXY_CORE" nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
+    start_nginx_daemon nginx "$PROXY_CORE" "$dir"
     wait_http_ok nginx "$PROXY_URL"
 }
 
@@ -468,7 +240,7 @@ EOF
 }
 
 start_strait() {
-    local dir=$WORK/strait _ got listener secret=""
+    local dir=$WORK/strait listener secret=""
     mkdir -p "$dir"
     listener="{name: http, port: $PROXY_PORT, protocol: HTTP}"
     if [[ $SCENARIO == https ]]; then
@@ -521,15 +293,7 @@ EOF
     # Logging at warn keeps per-request work out of the measurement.
     STRAIT_LOG=${STRAIT_LOG:-warn} start_daemon strait "$PROXY_CORE" "$STRAIT_BIN" gateway \
         --config "$dir" --workers 1 --bind-address 127.0.0.1 --admin "127.0.0.1:$ADMIN_PORT"
-    # /ready answers 200 once the config is loaded and listeners are bound.
-    for _ in $(seq 100); do
-        kill -0 "${DAEMON_PID[strait]}" 2>/dev/null || daemon_failed strait "exited during start-up"
-        got=$(http_get "http://127.0.0.1:$ADMIN_PORT/ready")
-        [[ $got == 200\ * ]] && break
-        sleep 0.1
-    done
-    [[ $got == 200\ * ]] ||
-        daemon_failed strait "http://127.0.0.1:$ADMIN_PORT/ready did not answer 200 within 10 s (last: '$got')"
+    wait_ready strait "$ADMIN_PORT"
     wait_http_ok strait "$PROXY_URL"
 }
 
@@ -557,7 +321,7 @@ run_wrk() {
 
 # Warm up, then run wrk once while sampling the proxy's CPU ticks around it.
 measure() {
-    local name=$1 pids out t0 t1 c0 c1 reqs rps p99 non2xx sockerr secs tck
+    local name=$1 pids out t0 t1 c0 c1 reqs rps p99 non2xx sockerr secs
     log "$name: warm-up ($WARMUP)"
     run_wrk "$WARMUP" >"$WORK/$name-warmup.txt" 2>&1 || {
         cat "$WORK/$name-warmup.txt" >&2
@@ -588,17 +352,16 @@ measure() {
     [[ -n $reqs && -n $rps && -n $p99 ]] || die "$name: could not parse wrk output (see above)"
     [[ $reqs -gt 0 ]] || die "$name: wrk completed no requests"
 
-    tck=$(getconf CLK_TCK)
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 1e9 }')
     R_RPS[$name]=$rps
     R_P99[$name]=$(to_ms "$p99")
     R_NON2XX[$name]=${non2xx:-0}
     R_SOCKERR[$name]=${sockerr:-0}
-    R_CPU[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v n="$reqs" 'BEGIN { printf "%.2f", d * (1e6 / t) / n }')
+    R_CPU[$name]=$(cpu_us_each $((c1 - c0)) "$reqs" 2)
     # Share of one core the proxy used: near 100% means the proxy was the
     # bottleneck; well below means core 1 (wrk + backend) was.
-    R_UTIL[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v s="$secs" 'BEGIN { printf "%.0f", 100 * d / t / s }')
-    R_RSS[$name]=$(awk -v kb="$(rss_kb "${pids[@]}")" 'BEGIN { printf "%.1f", kb / 1024 }')
+    R_UTIL[$name]=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v s="$secs" 'BEGIN { printf "%.0f", 100 * d / t / s }')
+    R_RSS[$name]=$(mib "$(rss_kb "${pids[@]}")")
 }
 
 # https (b): full TLS 1.3 handshakes. `openssl s_time -new` makes a fresh SSL
@@ -630,7 +393,7 @@ run_s_time() {
 declare -A R_HS_N=() R_HS_RATE=() R_HS_CPU=() R_HS_CAP=() R_HS_UTIL=() R_HS_BYTES=()
 
 measure_handshakes() {
-    local name=$1 secs pids got f n b total=0 minb="" t0 t1 c0 c1 tck
+    local name=$1 secs pids got f n b total=0 minb="" t0 t1 c0 c1
     secs=$(to_seconds "$HS_DURATION")
     # The request s_time sends must be served like wrk's, or the run would
     # time error pages: the same bytes through s_client, status line checked.
@@ -668,14 +431,12 @@ measure_handshakes() {
     [[ $total -gt 0 ]] || die "$name: openssl s_time completed no connections"
     log "$name: $total full handshakes, $((c1 - c0)) CPU ticks, ${minb} bytes per connection (lowest process)"
 
-    tck=$(getconf CLK_TCK)
     R_HS_N[$name]=$total
     R_HS_BYTES[$name]=$minb
     R_HS_RATE[$name]=$(awk -v n="$total" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / ((b - a) / 1e9) }')
-    R_HS_CPU[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v n="$total" 'BEGIN { printf "%.1f", d * (1e6 / t) / n }')
-    # Handshakes one proxy core would do if it did nothing else.
-    R_HS_CAP[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v n="$total" 'BEGIN { printf "%.0f", (d > 0 ? n / (d / t) : 0) }')
-    R_HS_UTIL[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * d / t / ((b - a) / 1e9) }')
+    R_HS_CPU[$name]=$(cpu_us_each $((c1 - c0)) "$total" 1)
+    R_HS_CAP[$name]=$(per_core_rate $((c1 - c0)) "$total")
+    R_HS_UTIL[$name]=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * d / t / ((b - a) / 1e9) }')
 }
 
 run_proxy() {
@@ -730,7 +491,7 @@ best_peer() {
 # "1.23×" = $1 / $2, or "n/a" without a peer.
 ratio() {
     if [[ -n $2 ]]; then
-        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", (b > 0 ? a / b : 0) }'
+        echo "$(quotient "$1" "$2")×"
     else
         echo "n/a"
     fi
@@ -765,8 +526,7 @@ report() {
             "after a 1 s warm-up: a new connection, a full handshake (no resumption) and one request each."
     fi
     echo
-    echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
-        "Linux $(uname -r), ${BUSY_AT_START}% CPU busy (all cores) in the second before the run"
+    machine_line
     echo
     echo "Versions:"
     echo
@@ -814,17 +574,13 @@ report() {
 # --- main -------------------------------------------------------------------
 
 main() {
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
+    install_cleanup
 
     [[ $(nproc) -ge 2 ]] || die "needs at least 2 cores (proxy on core 0, load on core 1)"
     install_tools
     [[ " $PROXIES " == *" strait "* ]] && ensure_strait
-    check_ports_free
-    BUSY_AT_START=$(cpu_busy_percent)
-    if [[ $BUSY_AT_START -gt 10 ]]; then
-        log "warning: the machine was ${BUSY_AT_START}% busy just before the run; other work will skew the figures"
-    fi
+    check_ports_free "$PROXY_PORT" "$BACKEND_PORT" "$ADMIN_PORT"
+    note_busy_at_start
 
     WORK=$(mktemp -d /tmp/strait-bench.XXXXXX)
     # nginx workers drop to 'nobody' when started as root; they must be able
@@ -842,14 +598,7 @@ main() {
     out=$(report)
     echo "$out"
     if [[ $SAVE -eq 1 ]]; then
-        mkdir -p bench/results
-        local file
-        local stem=gateway
-        [[ $SCENARIO == https ]] && stem=gateway-https
-        file=bench/results/$stem-$(date +%Y-%m-%d).md
-        [[ -e $file ]] && file=bench/results/$stem-$(date +%Y-%m-%d-%H%M%S).md
-        echo "$out" >"$file"
-        log "saved to $file"
+        if [[ $SCENARIO == https ]]; then save_report gateway-https "$out"; else save_report gateway "$out"; fi
     fi
 
     for name in $PROXIES; do

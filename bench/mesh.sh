@@ -60,6 +60,8 @@
 #   HS_CLIENTS   concurrent handshakes of the client       (default 8)
 set -euo pipefail
 export LC_ALL=C # printf/awk use '.' decimals
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # --- settings ---------------------------------------------------------------
 
@@ -94,36 +96,12 @@ WARMUP=${WARMUP:-3s}
 CONNECTIONS=${CONNECTIONS:-50}
 STRAIT_BIN=${STRAIT_BIN:-target/release/strait}
 export STRAIT_LOG=${STRAIT_LOG:-warn} # per-request logging stays out of the figures
-SAVE=0
 
 SCRIPT_ARGS="$*"
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" # STRAIT_BIN and bench/results are relative to the repo root
 export PATH=$PATH:$HOME/.cargo/bin # where cargo install puts oha
 
-# --- helpers ----------------------------------------------------------------
-
-log() { printf '[mesh.sh] %s\n' "$*" >&2; }
-die() {
-    printf '[mesh.sh] error: %s\n' "$*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-}
-
-while [[ $# -gt 0 ]]; do
-    case $1 in
-    --save) SAVE=1 ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (try --help)" ;;
-    esac
-    shift
-done
+for arg in "$@"; do common_option "$arg"; done
 
 duration_re='^[1-9][0-9]*(s|m)$'
 [[ $DURATION =~ $duration_re ]] || die "DURATION must be like 30s or 2m, got '$DURATION'"
@@ -131,96 +109,10 @@ duration_re='^[1-9][0-9]*(s|m)$'
 [[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive number, got '$RATE'"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive number, got '$CONNECTIONS'"
 
-# True if something accepts TCP connections on 127.0.0.1:$1.
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-# "STATUS BYTES" of a GET (extra curl arguments after the URL), "000 0" when
-# nothing answers.
-http_get() {
-    curl -s -o /dev/null --max-time 2 -w '%{http_code} %{size_download}' "$@" || true
-}
-
-# True while the PID runs (a zombie counts as gone).
-alive() {
-    local state
-    state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ $state != Z ]]
-}
-
-# utime+stime (clock ticks) of a process, all its threads: fields 14 and 15
-# of /proc/PID/stat, 12 and 13 once "pid (comm) " is cut off.
-cpu_ticks() {
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null ||
-        die "process $1 vanished while measuring"
-}
-
-# VmRSS of process $1 in kB into the variable named $2, with bash builtins
-# only (the sampler calls it ten times a second and should not fork).
-read_rss() {
-    local key value
-    printf -v "$2" 0
-    while IFS=: read -r key value; do
-        if [[ $key == VmRSS ]]; then
-            value=${value// /}
-            printf -v "$2" %s "${value%kB}"
-            return 0
-        fi
-    done <"/proc/$1/status"
-}
-rss_kb() {
-    local kb
-    read_rss "$1" kb
-    echo "$kb"
-}
-
-ms() { awk -v v="$1" 'BEGIN { printf "%.3f", v }'; }
-mib() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
-
-# How busy all cores were over one second, from /proc/stat.
-cpu_busy_percent() {
-    local a b
-    a=$(head -n1 /proc/stat)
-    sleep 1
-    b=$(head -n1 /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN {
-        n = split(a, x); split(b, y)
-        for (i = 2; i <= 9 && i <= n; i++) { d = y[i] - x[i]; total += d; if (i == 5 || i == 6) idle += d }
-        printf "%d", (total > 0 ? 100 * (total - idle) / total : 0)
-    }'
-}
-
 # --- setup ------------------------------------------------------------------
 
-POLICY_RC_CREATED=0
-
-# nginx, curl, jq and taskset from Debian when missing. policy-rc.d keeps the
-# packaged nginx service from starting: we run our own instance.
-install_packages() {
-    local missing=() cmd
-    command -v nginx >/dev/null || missing+=(nginx)
-    command -v curl >/dev/null || missing+=(curl)
-    command -v jq >/dev/null || missing+=(jq)
-    command -v taskset >/dev/null || missing+=(util-linux)
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root so apt-get can install them"
-    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
-    log "installing ${missing[*]}"
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        POLICY_RC_CREATED=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 || die "apt-get update failed"
-    apt-get install -y -qq "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
-    if [[ $POLICY_RC_CREATED -eq 1 ]]; then
-        rm -f /usr/sbin/policy-rc.d
-        POLICY_RC_CREATED=0
-    fi
-    for cmd in nginx curl jq taskset; do
-        command -v "$cmd" >/dev/null || die "$cmd still missing after apt-get install"
-    done
-}
+# nginx, curl, jq and taskset from Debian when missing.
+install_packages() { install_missing nginx curl jq taskset:util-linux; }
 
 # oha is no Debian package (bookworm): build it with cargo, once.
 install_oha() {
@@ -231,16 +123,12 @@ install_oha() {
     command -v oha >/dev/null || die "oha still not on PATH after cargo install"
 }
 
-# Resolve STRAIT_BIN. The default path is (re)built whenever cargo is here, so
-# a stale binary is never measured; cargo makes it a no-op when current.
+# STRAIT_BIN, and with MTLS=1 the handshake client.
 ensure_strait() {
-    if [[ $STRAIT_BIN == target/release/strait ]] && command -v cargo >/dev/null; then
-        log "building strait (cargo build --release -p strait)"
-        cargo build --release -p strait >&2 || die "cargo build --release -p strait failed"
-    fi
+    rebuild_default_strait
     [[ -x $STRAIT_BIN ]] ||
         die "strait binary '$STRAIT_BIN' not found: build it with 'cargo build --release -p strait' or set STRAIT_BIN"
-    STRAIT_BIN=$(cd "$(dirname "$STRAIT_BIN")" && pwd)/$(basename "$STRAIT_BIN")
+    STRAIT_BIN=$(absolute_path "$STRAIT_BIN")
     "$STRAIT_BIN" proxy --help >/dev/null 2>&1 ||
         die "'$STRAIT_BIN' has no 'proxy' command (an older build?)"
     [[ $MTLS == 1 ]] || return 0
@@ -252,104 +140,7 @@ ensure_strait() {
     [[ -x $MTLS_BENCH ]] || die "$MTLS_BENCH not found: cargo build --release -p strait-identity --example mtls_bench"
 }
 
-check_ports_free() {
-    local port
-    for port in "$BACKEND_PORT" "$CALLER_IN" "$CALLER_OUT" "$CALLER_ADMIN" "$CALLER_APP" \
-        "$CALLEE_IN" "$CALLEE_OUT" "$CALLEE_ADMIN" "$CA_PORT" "$MCALLER_IN" "$MCALLER_OUT" \
-        "$MCALLER_ADMIN" "$MCALLER_APP" "$MCALLEE_IN" "$MCALLEE_OUT" "$MCALLEE_ADMIN" "$NGINX_MTLS_PORT"; do
-        ! port_open "$port" || die "port 127.0.0.1:$port is already in use; stop whatever listens there"
-    done
-}
-
 # --- daemons ----------------------------------------------------------------
-
-WORK=""
-SAMPLER_PID=""
-declare -A DAEMON_PID=() # name -> PID
-
-# Start "$@" in the background pinned to core $2, logging to $WORK/$1.log.
-start_daemon() {
-    local name=$1 core=$2
-    shift 2
-    taskset -c "$core" "$@" >"$WORK/$name.log" 2>&1 &
-    DAEMON_PID[$name]=$! # taskset execs, so this is the daemon itself
-}
-
-# SIGTERM, wait up to 5 s, then SIGKILL. nginx's worker exits with its master.
-stop_daemon() {
-    local name=$1 pid _
-    pid=${DAEMON_PID[$name]:-}
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset "DAEMON_PID[$name]"
-}
-
-cleanup() {
-    local name
-    if [[ -n $SAMPLER_PID ]]; then
-        kill "$SAMPLER_PID" 2>/dev/null || true
-        wait "$SAMPLER_PID" 2>/dev/null || true
-    fi
-    # Sidecars first, so they are not left with a dead upstream.
-    for name in caller callee mcaller mcallee control nginx-mtls backend; do stop_daemon "$name"; done
-    [[ $POLICY_RC_CREATED -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
-    [[ -n $WORK && -d $WORK ]] && rm -rf "$WORK"
-    return 0
-}
-
-daemon_failed() {
-    local name=$1 msg=$2
-    log "last lines of $name's log:"
-    tail -n 20 "$WORK/$name.log" >&2 || true
-    die "$name: $msg"
-}
-
-# Poll until `curl ARGS` answers 200 with the backend's 1 KiB body, or 10 s.
-wait_http_ok() {
-    local name=$1 _ got=""
-    shift
-    for _ in $(seq 100); do
-        alive "${DAEMON_PID[$name]}" || daemon_failed "$name" "exited during start-up"
-        got=$(http_get "$@")
-        [[ $got == "200 $BODY_BYTES" ]] && return 0
-        sleep 0.1
-    done
-    daemon_failed "$name" "curl $* did not answer 200 with $BODY_BYTES bytes within 10 s (last: '$got')"
-}
-
-# The backend, as in bench/gateway.sh: nginx answering every path with the
-# same 1 KiB body on the load core, keep-alive without a request cap.
-start_backend() {
-    local dir=$WORK/backend body
-    mkdir -p "$dir"
-    body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_timeout 65s;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/tmp;
-    server {
-        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
-        default_type text/plain;
-        location / { return 200 "$body"; }
-    }
-}
-EOF
-    start_daemon backend "$LOAD_CORE" nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
-    wait_http_ok backend "http://127.0.0.1:$BACKEND_PORT/any/path"
-}
 
 # Service NAME (port 80) in namespace shop, one endpoint 127.0.0.1:PORT: a
 # sidecar's inbound listener, labelled meshed so sidecars speak HTTP/2,
@@ -399,16 +190,12 @@ write_config() {
 
 # The mesh CA, on the sidecars' core; its folder $WORK/ca holds the root.
 start_control() {
-    local _
     start_daemon control "$PROXY_CORE" "$STRAIT_BIN" control --config "$WORK/config" \
         --listen "127.0.0.1:$CA_PORT" --ca-dir "$WORK/ca"
-    for _ in $(seq 100); do
-        alive "${DAEMON_PID[control]}" || daemon_failed control "exited during start-up"
-        [[ -s $WORK/ca/trust-bundle.pem ]] && port_open "$CA_PORT" && return 0
-        sleep 0.1
-    done
-    daemon_failed control "not listening on 127.0.0.1:$CA_PORT within 10 s"
+    wait_until control ca_serving ||
+        daemon_failed control "not listening on 127.0.0.1:$CA_PORT within 10 s"
 }
+ca_serving() { [[ -s $WORK/ca/trust-bundle.pem ]] && port_open "$CA_PORT"; }
 
 # Flags that give a sidecar the identity shop/$1.
 identity_flags() {
@@ -417,19 +204,13 @@ identity_flags() {
 
 # start_sidecar NAME WORKLOAD APP_PORT INBOUND OUTBOUND ADMIN [FLAGS...]
 start_sidecar() {
-    local name=$1 workload=$2 app=$3 in=$4 out=$5 admin=$6 _ got=""
+    local name=$1 workload=$2 app=$3 in=$4 out=$5 admin=$6
     shift 6
     start_daemon "$name" "$PROXY_CORE" "$STRAIT_BIN" proxy --config "$WORK/config" \
         --workload "$workload" --app-port "$app" \
         --inbound-listen "127.0.0.1:$in" --outbound-listen "127.0.0.1:$out" \
         --admin "127.0.0.1:$admin" --workers 1 "$@"
-    for _ in $(seq 100); do
-        alive "${DAEMON_PID[$name]}" || daemon_failed "$name" "exited during start-up"
-        got=$(http_get "http://127.0.0.1:$admin/ready")
-        [[ $got == 200\ * ]] && return 0
-        sleep 0.1
-    done
-    daemon_failed "$name" "http://127.0.0.1:$admin/ready did not answer 200 within 10 s (last: '$got')"
+    wait_ready "$name" "$admin"
 }
 
 # Both ways of addressing the Service through the caller's outbound listener
@@ -451,17 +232,6 @@ check_mesh_path() {
 
 # --- measurement ------------------------------------------------------------
 
-# utime+stime of nginx, master and worker (the master's child, listed in
-# /proc/PID/task/PID/children).
-backend_ticks() {
-    local master=${DAEMON_PID[backend]} pid total=0 children=()
-    read -r -a children <"/proc/$master/task/$master/children" || true
-    for pid in "$master" "${children[@]}"; do
-        total=$((total + $(cpu_ticks "$pid")))
-    done
-    echo "$total"
-}
-
 # Requests a sidecar has answered, from its admin /metrics: the sum of
 # strait_requests_total over listeners, routes and codes.
 requests_counted() {
@@ -469,29 +239,16 @@ requests_counted() {
         awk '/^strait_requests_total[{ ]/ { n += $NF } END { printf "%d", n }'
 }
 
-# Highest VmRSS of each sidecar, sampled every 100 ms on the load core into
-# $WORK/rss-max (one line: caller_kb callee_kb) until killed.
+# Highest VmRSS of the two sidecars, sampled on the load core into
+# $WORK/rss-max (one line: caller_kb callee_kb).
 start_sampler() {
-    local caller=$1 callee=$2
-    (
-        a=0 b=0 max_a=0 max_b=0
-        while :; do
-            read_rss "$caller" a
-            read_rss "$callee" b
-            ((a > max_a)) && max_a=$a
-            ((b > max_b)) && max_b=$b
-            echo "$max_a $max_b" >"$WORK/rss-max"
-            sleep 0.1
-        done
-    ) &
-    SAMPLER_PID=$!
+    start_rss_sampler "$WORK/rss-max" "$1" "$2"
     taskset -pc "$LOAD_CORE" "$SAMPLER_PID" >/dev/null
 }
 
-stop_sampler() {
-    kill "$SAMPLER_PID" 2>/dev/null || true
-    wait "$SAMPLER_PID" 2>/dev/null || true
-    SAMPLER_PID=""
+# CPU s per 1,000 requests: $1 ticks over $2 responses.
+cpu_s_per_1000() {
+    awk -v d="$1" -v t="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.4f", d / t / n * 1000 }'
 }
 
 # The load, printed in the report and run by run_oha: open loop at RATE/s,
@@ -521,7 +278,7 @@ declare -A ADMIN_OF=([caller]=$CALLER_ADMIN [callee]=$CALLEE_ADMIN [mcaller]=$MC
 # measure PHASE URL [oha args...]: warm-up, then the measured run; for the
 # mesh phase also the sidecars' CPU ticks and peak RSS over it.
 measure() {
-    local phase=$1 url=$2 json ca0 ca1 cb0 cb1 na0 nb0 bk0 bk1 responses tck a="" b=""
+    local phase=$1 url=$2 json ca0 ca1 cb0 cb1 na0 nb0 bk0 bk1 responses a="" b=""
     shift 2
     if [[ $phase == mesh* ]]; then a=${PAIR_CALLER[$phase]} b=${PAIR_CALLEE[$phase]}; fi
     json=$WORK/$phase.json
@@ -535,9 +292,9 @@ measure() {
         ca0=$(cpu_ticks "${DAEMON_PID[$a]}")
         cb0=$(cpu_ticks "${DAEMON_PID[$b]}")
     fi
-    bk0=$(backend_ticks)
+    bk0=$(tree_ticks "${DAEMON_PID[backend]}")
     run_oha "$json" "$DURATION" "$url" "$@"
-    bk1=$(backend_ticks)
+    bk1=$(tree_ticks "${DAEMON_PID[backend]}")
     if [[ -n $a ]]; then
         ca1=$(cpu_ticks "${DAEMON_PID[$a]}")
         cb1=$(cpu_ticks "${DAEMON_PID[$b]}")
@@ -564,17 +321,14 @@ measure() {
         "${R_DEADLINE[$phase]} cut by the deadline; p50 $(ms "${R_P50[$phase]}") ms, p99 $(ms "${R_P99[$phase]}") ms"
     responses=$((R_OK[$phase] + R_NON2XX[$phase]))
     [[ $responses -gt 0 ]] || die "$phase: no responses"
-    tck=$(getconf CLK_TCK)
-    R_BACKEND_CPU[$phase]=$(awk -v d=$((bk1 - bk0)) -v t="$tck" -v n="$responses" \
-        'BEGIN { printf "%.4f", d / t / n * 1000 }')
+    R_BACKEND_CPU[$phase]=$(cpu_s_per_1000 $((bk1 - bk0)) "$responses")
     [[ -n $a ]] || return 0
 
     R_TICKS[$a]=$((ca1 - ca0))
     R_TICKS[$b]=$((cb1 - cb0))
     local name max
     for name in "$a" "$b"; do
-        R_CPU[$name]=$(awk -v d="${R_TICKS[$name]}" -v t="$tck" -v n="$responses" \
-            'BEGIN { printf "%.4f", d / t / n * 1000 }')
+        R_CPU[$name]=$(cpu_s_per_1000 "${R_TICKS[$name]}" "$responses")
     done
     read -r -a max <"$WORK/rss-max"
     R_RSS_LOAD[$a]=${max[0]}
@@ -585,21 +339,13 @@ measure() {
 # workload certificate from the same CA, answering the same 1 KiB body, on
 # the sidecars' core: the peer of the mTLS callee in the handshake run.
 start_nginx_mtls() {
-    local dir=$WORK/nginx-mtls body
+    local dir=$WORK/nginx-mtls
     mkdir -p "$dir"
-    body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
     "$MTLS_BENCH" mint "$WORK/ca" spiffe://cluster.local/ns/shop/sa/payment-m "$dir/server" ||
         die "minting nginx's certificate failed"
     "$MTLS_BENCH" mint "$WORK/ca" spiffe://cluster.local/ns/shop/sa/checkout-m "$WORK/client" ||
         die "minting the client certificate failed"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
+    write_nginx_conf "$dir" <<EOF
     client_body_temp_path $dir/tmp;
     server {
         listen 127.0.0.1:$NGINX_MTLS_PORT ssl backlog=4096;
@@ -611,28 +357,12 @@ http {
         ssl_session_cache off;
         ssl_session_tickets off;
         default_type text/plain;
-        location / { return 200 "$body"; }
+        location / { return 200 "$(body_bytes)"; }
     }
-}
 EOF
-    start_daemon nginx-mtls "$PROXY_CORE" nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
-    local _
-    for _ in $(seq 100); do
-        alive "${DAEMON_PID[nginx-mtls]}" || daemon_failed nginx-mtls "exited during start-up"
-        port_open "$NGINX_MTLS_PORT" && return 0
-        sleep 0.1
-    done
-    daemon_failed nginx-mtls "not listening within 10 s"
-}
-
-# utime+stime of a daemon and its children (nginx: master and worker).
-tree_ticks() {
-    local top=$1 pid total=0 children=()
-    read -r -a children <"/proc/$top/task/$top/children" || true
-    for pid in "$top" "${children[@]}"; do
-        total=$((total + $(cpu_ticks "$pid")))
-    done
-    echo "$total"
+    start_nginx_daemon nginx-mtls "$PROXY_CORE" "$dir"
+    wait_until nginx-mtls port_open "$NGINX_MTLS_PORT" ||
+        daemon_failed nginx-mtls "not listening within 10 s"
 }
 
 hs_cmd() { echo "taskset -c $LOAD_CORE $MTLS_BENCH handshakes 127.0.0.1:$1 client.crt client.key ca.crt $HS_SECONDS $HS_CLIENTS"; }
@@ -642,7 +372,7 @@ declare -A R_HS_N=() R_HS_ERR=() R_HS_RATE=() R_HS_CPU=() R_HS_CAP=()
 # Full mutual-TLS handshakes to daemon $1 on port $2 for HS_SECONDS, from
 # the load core; its CPU over the run per handshake.
 measure_handshakes() {
-    local name=$1 port=$2 out c0 c1 n err secs tck
+    local name=$1 port=$2 out c0 c1 n err secs
     out=$WORK/hs-$name.txt
     log "$name: full mutual-TLS handshakes (${HS_SECONDS}s, $HS_CLIENTS at a time)"
     taskset -c "$LOAD_CORE" "$MTLS_BENCH" handshakes "127.0.0.1:$port" "$WORK/client.crt" \
@@ -654,27 +384,24 @@ measure_handshakes() {
     c1=$(tree_ticks "${DAEMON_PID[$name]}")
     read -r n err secs < <(sed -E 's/handshakes=([0-9]+) errors=([0-9]+) seconds=([0-9.]+)/\1 \2 \3/' "$out")
     [[ ${n:-} =~ ^[0-9]+$ && $n -gt 0 ]] || die "$name: no handshake completed ($(cat "$out" "$out.err"))"
-    tck=$(getconf CLK_TCK)
     R_HS_N[$name]=$n
     R_HS_ERR[$name]=$err
     R_HS_RATE[$name]=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
-    R_HS_CPU[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v n="$n" 'BEGIN { printf "%.1f", d * (1e6 / t) / n }')
-    R_HS_CAP[$name]=$(awk -v d=$((c1 - c0)) -v t="$tck" -v n="$n" 'BEGIN { printf "%.0f", (d > 0 ? n / (d / t) : 0) }')
+    R_HS_CPU[$name]=$(cpu_us_each $((c1 - c0)) "$n" 1)
+    R_HS_CAP[$name]=$(per_core_rate $((c1 - c0)) "$n")
     log "$name: $n handshakes ($err errors), ${R_HS_CPU[$name]} µs CPU each"
     [[ $err -eq 0 ]] || log "$name: first error: $(cat "$out.err")"
 }
 
 # --- report -----------------------------------------------------------------
 
+ms() { awk -v v="$1" 'BEGIN { printf "%.3f", v }'; }
 added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
-# "met" when $1 <= $2.
-verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "met" : "missed") }'; }
 
 PHASES=(direct mesh)
 
 report() {
-    local name env_line added_p99 idle_mib tck
-    tck=$(getconf CLK_TCK)
+    local name env_line added_p99 idle_mib
     env_line="DURATION=$DURATION RATE=$RATE WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS MTLS=$MTLS MESHED=$MESHED STRAIT_BIN=$STRAIT_BIN"
     added_p99=$(added "${R_P99[mesh]}" "${R_P99[direct]}")
 
@@ -696,8 +423,7 @@ report() {
     echo "Both sidecars (\`strait proxy --workers 1\`, STRAIT_LOG=$STRAIT_LOG) on core $PROXY_CORE;" \
         "oha and the backend (one nginx worker, $BODY_BYTES-byte body) on core $LOAD_CORE."
     echo
-    echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
-        "Linux $(uname -r), ${BUSY_AT_START}% CPU busy (all cores) in the second before the run"
+    machine_line
     echo
     echo "Versions: $("$STRAIT_BIN" --version 2>&1 | sed -n 1p) ($STRAIT_BIN), $(oha --version 2>&1 | sed -n 1p)," \
         "$(nginx -v 2>&1 | sed -n 1p | sed 's/^nginx version: //')"
@@ -740,7 +466,7 @@ report() {
     echo
     echo "RSS idle: VmRSS after /ready, before any request. Peak: highest VmRSS sampled every 100 ms" \
         "during the measured mesh run. CPU: utime+stime from /proc/PID/stat over the measured mesh run" \
-        "(CLK_TCK $tck, so ±1 tick = $(awk -v t="$tck" 'BEGIN { printf "%g", 1000 / t }') ms)" \
+        "(CLK_TCK $CLK_TCK, so ±1 tick = $(awk -v t="$CLK_TCK" 'BEGIN { printf "%g", 1000 / t }') ms)" \
         "÷ responses × 1,000; 0.0300 s per 1,000 req is 30 µs per request." \
         "Requests it counted: the rise of its strait_requests_total (admin /metrics) over the measured run;" \
         "each should equal the mesh row's responses (up to the calls cut by the deadline), showing every call crossed both sidecars."
@@ -764,7 +490,7 @@ report() {
     local plain mtls ratio
     plain=$(awk -v a="${R_CPU[caller]}" -v b="${R_CPU[callee]}" 'BEGIN { printf "%.4f", a + b }')
     mtls=$(awk -v a="${R_CPU[mcaller]}" -v b="${R_CPU[mcallee]}" 'BEGIN { printf "%.4f", a + b }')
-    ratio=$(awk -v a="$mtls" -v b="$plain" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+    ratio=$(quotient "$mtls" "$plain")
     echo
     echo "### What mutual TLS adds (same run, same rate, both pairs HTTP/2 between the sidecars)"
     echo
@@ -806,18 +532,16 @@ report() {
 # --- main -------------------------------------------------------------------
 
 main() {
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
+    install_cleanup
 
     [[ $(nproc) -ge 2 ]] || die "needs at least 2 cores (sidecars on core 0, load on core 1)"
     install_packages
     install_oha
     ensure_strait
-    check_ports_free
-    BUSY_AT_START=$(cpu_busy_percent)
-    if [[ $BUSY_AT_START -gt 10 ]]; then
-        log "warning: the machine was ${BUSY_AT_START}% busy just before the run; other work will skew the figures"
-    fi
+    check_ports_free "$BACKEND_PORT" "$CALLER_IN" "$CALLER_OUT" "$CALLER_ADMIN" "$CALLER_APP" \
+        "$CALLEE_IN" "$CALLEE_OUT" "$CALLEE_ADMIN" "$CA_PORT" "$MCALLER_IN" "$MCALLER_OUT" \
+        "$MCALLER_ADMIN" "$MCALLER_APP" "$MCALLEE_IN" "$MCALLEE_OUT" "$MCALLEE_ADMIN" "$NGINX_MTLS_PORT"
+    note_busy_at_start
 
     WORK=$(mktemp -d /tmp/strait-mesh.XXXXXX)
     chmod 755 "$WORK" # nginx workers run as nobody and need their temp folder
@@ -866,14 +590,7 @@ main() {
     local out failed=() name
     out=$(report)
     echo "$out"
-    if [[ $SAVE -eq 1 ]]; then
-        mkdir -p bench/results
-        local file
-        file=bench/results/mesh-$(date +%Y-%m-%d).md
-        [[ -e $file ]] && file=bench/results/mesh-$(date +%Y-%m-%d-%H%M%S).md
-        echo "$out" >"$file"
-        log "saved to $file"
-    fi
+    if [[ $SAVE -eq 1 ]]; then save_report mesh "$out"; fi
     for name in "${PHASES[@]}"; do
         [[ ${R_NON2XX[$name]} -eq 0 && ${R_ERR[$name]} -eq 0 ]] ||
             failed+=("$name (${R_ERRTEXT[$name]})")
