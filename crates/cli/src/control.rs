@@ -1,5 +1,5 @@
-//! `strait control`: the mesh CA (issue 5) and the configuration stream
-//! to proxies (issue 6), both gRPC on one TLS port.
+//! `strait control`: the mesh CA and the configuration stream
+//! to proxies, both gRPC on one TLS port.
 
 use anyhow::Context;
 use arc_swap::ArcSwap;

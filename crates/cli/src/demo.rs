@@ -24,31 +24,90 @@ const FILES: [(&str, &str); 4] = [
     ),
 ];
 
-/// The mesh's workloads: (service, pod, app port, sidecar inbound,
-/// sidecar outbound, answers that fail: every n-th). One user-service pod
-/// fails every other call so that cart-api's retry has work to do.
-const WORKLOADS: [(&str, &str, u16, u16, u16, u64); 6] = [
-    ("checkout-api", "checkout-api-6f7d8", 9104, 15106, 15101, 0),
-    (
+/// One of the mesh's workloads: its echo app and its sidecar.
+struct Workload {
+    service: &'static str,
+    pod: &'static str,
+    app: u16,
+    inbound: u16,
+    outbound: u16,
+    /// The sidecar's admin port: metrics, readiness, configuration.
+    admin: u16,
+    /// Every n-th answer of the app fails (0: none).
+    fail_every: u64,
+}
+
+const fn workload(
+    service: &'static str,
+    pod: &'static str,
+    [app, inbound, outbound, admin]: [u16; 4],
+    fail_every: u64,
+) -> Workload {
+    Workload {
+        service,
+        pod,
+        app,
+        inbound,
+        outbound,
+        admin,
+        fail_every,
+    }
+}
+
+/// One user-service pod fails every other call so that cart-api's retry
+/// has work to do.
+const WORKLOADS: [Workload; 6] = [
+    workload(
+        "checkout-api",
+        "checkout-api-6f7d8",
+        [9104, 15106, 15101, 15201],
+        0,
+    ),
+    workload(
         "payment-service-v1",
         "payment-v1-4k2l9",
-        9105,
-        15107,
-        15103,
+        [9105, 15107, 15103, 15202],
         0,
     ),
-    (
+    workload(
         "payment-service-v2",
         "payment-v2-8s1q3",
-        9106,
-        15108,
-        15104,
+        [9106, 15108, 15104, 15203],
         0,
     ),
-    ("cart-api", "cart-api-2b9x7", 9107, 15109, 15102, 0),
-    ("user-service", "user-service-5h3m1", 9108, 15110, 15105, 2),
-    ("user-service", "user-service-9j2k4", 9109, 15111, 15112, 0),
+    workload("cart-api", "cart-api-2b9x7", [9107, 15109, 15102, 15204], 0),
+    workload(
+        "user-service",
+        "user-service-5h3m1",
+        [9108, 15110, 15105, 15205],
+        2,
+    ),
+    workload(
+        "user-service",
+        "user-service-9j2k4",
+        [9109, 15111, 15112, 15206],
+        0,
+    ),
 ];
+
+/// The gateway's admin port.
+const ADMIN_PORT: u16 = 9901;
+
+/// The demo's folder, removed however the demo ends: dropped after the
+/// runtime, so that no task of the demo writes to it again.
+pub struct DemoDir(std::path::PathBuf);
+
+impl DemoDir {
+    pub fn new() -> Self {
+        DemoDir(std::env::temp_dir().join(format!("strait-demo-{}", std::process::id())))
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// The echo backends the example's EndpointSlices point at.
 const BACKENDS: [(&str, &str, u16); 3] = [
@@ -57,115 +116,188 @@ const BACKENDS: [(&str, &str, u16); 3] = [
     ("product-api", "product-api-9x3k1", 9103),
 ];
 
-pub async fn run() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("strait-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+pub async fn run(dir: &DemoDir) -> anyhow::Result<()> {
+    let ca_file = write_config(&dir.0)?;
+    start_backends().await?;
+    let ca = start_ca(&dir.0, localhost(CA_PORT)).await?;
+    let (failed_tx, mut failed) = tokio::sync::mpsc::channel::<anyhow::Error>(WORKLOADS.len());
+    for w in &WORKLOADS {
+        start_workload(w, &dir.0, &ca, failed_tx.clone()).await?;
+    }
+    let opts = proxy_options(
+        &dir.0,
+        Some(localhost(ADMIN_PORT)),
+        None,
+        ca.control(&dir.0, "gateway", "gateway"),
+    );
+    // The proxy stops on Ctrl-C (SIGINT) and SIGTERM by itself.
+    let gateway = strait_proxy::run(opts, std::future::pending());
+    tokio::pin!(gateway);
+    // The list of things to try is printed once every port answers: a
+    // port that is taken ends the demo with its error, and nothing else.
+    tokio::select! {
+        result = &mut gateway => return result,
+        Some(e) = failed.recv() => return Err(e),
+        ready = all_ready() => ready?,
+    }
+    print_banner(&dir.0, &ca_file);
+    tokio::spawn(show_the_mesh());
+    tokio::select! {
+        result = gateway => result,
+        Some(e) = failed.recv() => Err(e),
+    }
+}
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// The example manifests, with TLS at the edge as the reference scenario
+/// has it: a certificate made now for shop.example.com and an HTTPS
+/// listener beside the HTTP one. Returns the certificate's file.
+fn write_config(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, text) in FILES {
         std::fs::write(dir.join(name), text)?;
     }
-    // TLS at the edge, as the reference scenario has it: a certificate made
-    // now for shop.example.com, and an HTTPS listener beside the HTTP one.
     let ca_file = dir.join("shop.example.com.pem");
     let (secret, cert_pem) = demo_certificate()?;
     std::fs::write(&ca_file, cert_pem)?;
     std::fs::write(dir.join("tls.yaml"), secret)?;
     let gateway = format!("{}{HTTPS_LISTENER}", FILES[0].1);
     std::fs::write(dir.join("gateway.yaml"), gateway)?;
+    Ok(ca_file)
+}
+
+async fn start_backends() -> anyhow::Result<()> {
     for (service, pod, port) in BACKENDS {
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listener = tokio::net::TcpListener::bind(localhost(port))
             .await
-            .with_context(|| format!("starting the {service} backend on {addr}"))?;
+            .with_context(|| format!("starting the {service} backend on 127.0.0.1:{port}"))?;
         let info = Arc::new(strait_echo::EchoInfo::new("shop", service, pod));
         tokio::spawn(strait_echo::serve(listener, info));
     }
-    let localhost = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-    let ca = start_ca(&dir, localhost(CA_PORT)).await?;
-    for (service, pod, app, inbound, outbound, fail_every) in WORKLOADS {
-        let listener = tokio::net::TcpListener::bind(localhost(app))
-            .await
-            .with_context(|| format!("starting {service} on port {app}"))?;
-        let info = Arc::new(strait_echo::EchoInfo {
-            fail_every,
-            ..strait_echo::EchoInfo::new("shop", service, pod)
-        });
-        tokio::spawn(strait_echo::serve(listener, info));
-        // Each workload runs as the ServiceAccount of its name.
-        let id =
-            strait_identity::SpiffeId::new(strait_identity::DEFAULT_TRUST_DOMAIN, "shop", service);
-        let token = ca.tokens[service].clone();
-        let agent = strait_identity::agent::Agent::new(
-            id,
-            localhost(CA_PORT).to_string(),
-            strait_identity::agent::Token::Text(token),
-            ca.bundle.clone(),
-        );
-        agent.first().await;
-        tokio::spawn(agent.clone().run());
-        let sidecar = strait_proxy::mesh::SidecarOptions {
-            identity: Some(agent),
-            namespace: "shop".into(),
-            workload: service.into(),
-            service_account: service.into(),
-            app_port: app,
-            inbound: localhost(inbound),
-            outbound: localhost(outbound),
-            refuse_unknown: false,
-        };
-        let opts = strait_proxy::GatewayOptions {
-            config_dir: dir.clone(),
-            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            admin: None,
-            compile: strait_route::CompileOptions::default(),
-            drain_timeout: Duration::from_secs(5),
-            stream_limits: Default::default(),
-            sidecar: Some(sidecar),
-            control: Some(ca.control(&dir, &format!("shop/{service}"), "sidecar")),
-        };
-        tokio::spawn(async move {
-            if let Err(e) = strait_proxy::run(opts, std::future::pending()).await {
-                eprintln!("strait demo: the {service} sidecar stopped: {e:#}");
-            }
-        });
+    Ok(())
+}
+
+fn proxy_options(
+    dir: &std::path::Path,
+    admin: Option<SocketAddr>,
+    sidecar: Option<strait_proxy::sidecar::SidecarOptions>,
+    control: strait_control::client::ControlOptions,
+) -> strait_proxy::GatewayOptions {
+    strait_proxy::GatewayOptions {
+        config_dir: dir.to_path_buf(),
+        bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        admin,
+        compile: strait_route::CompileOptions::default(),
+        drain_timeout: Duration::from_secs(5),
+        stream_limits: Default::default(),
+        sidecar,
+        control: Some(control),
     }
-    let admin = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);
+}
+
+/// A workload's app, its certificate, and its sidecar; a sidecar that
+/// stops says so on `failed`.
+async fn start_workload(
+    w: &Workload,
+    dir: &std::path::Path,
+    ca: &DemoCa,
+    failed: tokio::sync::mpsc::Sender<anyhow::Error>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(localhost(w.app))
+        .await
+        .with_context(|| format!("starting {} on 127.0.0.1:{}", w.service, w.app))?;
+    let info = Arc::new(strait_echo::EchoInfo {
+        fail_every: w.fail_every,
+        ..strait_echo::EchoInfo::new("shop", w.service, w.pod)
+    });
+    tokio::spawn(strait_echo::serve(listener, info));
+    // Each workload runs as the ServiceAccount of its name.
+    let id =
+        strait_identity::SpiffeId::new(strait_identity::DEFAULT_TRUST_DOMAIN, "shop", w.service);
+    let agent = strait_identity::agent::Agent::new(
+        id,
+        localhost(CA_PORT).to_string(),
+        strait_identity::agent::Token::Text(ca.tokens[w.service].clone()),
+        ca.bundle.clone(),
+    );
+    agent.first().await;
+    tokio::spawn(agent.clone().run());
+    let sidecar = strait_proxy::sidecar::SidecarOptions {
+        identity: Some(agent),
+        namespace: "shop".into(),
+        workload: w.service.into(),
+        service_account: w.service.into(),
+        app_port: w.app,
+        inbound: localhost(w.inbound),
+        outbound: localhost(w.outbound),
+        refuse_unknown: false,
+    };
+    let control = ca.control(dir, &format!("shop/{}", w.pod), "sidecar");
+    let opts = proxy_options(dir, Some(localhost(w.admin)), Some(sidecar), control);
+    let service = w.service;
+    tokio::spawn(async move {
+        // Ok is a stop on Ctrl-C, as the gateway's.
+        if let Err(e) = strait_proxy::run(opts, std::future::pending()).await {
+            let _ = failed
+                .send(e.context(format!("the {service} sidecar stopped")))
+                .await;
+        }
+    });
+    Ok(())
+}
+
+/// Waits until the gateway and every sidecar say they are ready: each has
+/// its listeners bound and its first configuration.
+async fn all_ready() -> anyhow::Result<()> {
+    let admins: Vec<u16> = std::iter::once(ADMIN_PORT)
+        .chain(WORKLOADS.iter().map(|w| w.admin))
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for port in admins {
+        while !matches!(call(port, "127.0.0.1", "/ready", "").await, Some((200, _))) {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the proxy with admin port {port} did not become ready in 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path) {
+    let admins: Vec<String> = WORKLOADS
+        .iter()
+        .map(|w| format!("{} {}", w.pod, w.admin))
+        .collect();
     println!(
         "strait demo: the shop's edge on http://127.0.0.1:8080 and https://127.0.0.1:8443 (config in {})\n\n\
          Try:\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/            # web-frontend\n\
          \x20 curl -s --cacert {} --resolve shop.example.com:8443:127.0.0.1 https://shop.example.com:8443/api/products  # TLS terminated at the edge\n\
-         \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products # product-api, two pods in turn\n\
+         \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products # product-api, balanced over two pods\n\
          \x20 curl -s -H 'Host: other.example.com' http://127.0.0.1:8080/ -i        # 404: no route for that host\n\
-         \x20 curl -s http://127.0.0.1:9901/metrics                                 # Prometheus metrics\n\
-         \x20 curl -s http://127.0.0.1:9901/config                                  # the active routing table\n\n\
+         \x20 curl -s http://127.0.0.1:{ADMIN_PORT}/metrics                                 # Prometheus metrics\n\
+         \x20 curl -s http://127.0.0.1:{ADMIN_PORT}/config                                  # the active routing table\n\n\
          The mesh: each service has a sidecar; call as a workload would, through its sidecar:\n\
          \x20 curl -s -x http://127.0.0.1:15101 http://payment-service.shop/pay     # checkout-api → payment: 95 % v1, 5 % v2\n\
          \x20 curl -s -x http://127.0.0.1:15101 -H 'Cookie: version=beta' http://payment-service.shop/pay  # always v2\n\
          \x20 curl -s -x http://127.0.0.1:15102 http://user-service.shop/users/1   # cart-api → user-service: one retry hides its failures\n\
          \x20 curl -s -x http://127.0.0.1:15102 'http://user-service.shop/slow?delay=3s' -i  # 504 after the 2 s timeout\n\
          \x20 curl -s -x http://127.0.0.1:15102 http://payment-service.shop/pay -i  # 403: only checkout-api may call payment\n\
-         One control plane on 127.0.0.1:15012 feeds the gateway and every sidecar their configuration\n\
+         \x20 curl -s http://127.0.0.1:15201/metrics                                # a sidecar's metrics (checkout-api)\n\
+         Sidecar admin ports (/metrics, /ready, /config): {}\n\
+         One control plane on 127.0.0.1:{CA_PORT} feeds the gateway and every sidecar their configuration\n\
          and signs the sidecars' certificates; sidecars talk mutual TLS (root in {}/ca).\n\n\
          Edit the files in {} and watch strait reload them. Ctrl-C stops.\n",
         dir.display(),
         ca_file.display(),
+        admins.join(", "),
         dir.display(),
         dir.display()
     );
-    tokio::spawn(show_the_mesh());
-    let opts = strait_proxy::GatewayOptions {
-        config_dir: dir.clone(),
-        bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        admin: Some(admin),
-        compile: strait_route::CompileOptions::default(),
-        drain_timeout: Duration::from_secs(5),
-        stream_limits: Default::default(),
-        sidecar: None,
-        control: Some(ca.control(&dir, "gateway", "gateway")),
-    };
-    let result = strait_proxy::run(opts, std::future::pending()).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
 }
 
 /// Where the demo's mesh CA listens.
@@ -209,7 +341,7 @@ async fn start_ca(dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<Dem
     .map_err(|e| anyhow::anyhow!(e))?;
     let mut tokens = std::collections::HashMap::new();
     let mut by_token = strait_identity::service::Tokens::new();
-    for (service, ..) in WORKLOADS {
+    for Workload { service, .. } in WORKLOADS {
         let token = random_token()?;
         by_token.insert(
             token.clone(),

@@ -253,7 +253,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 }
                 _ => None,
             };
-            let sidecar = strait_proxy::mesh::SidecarOptions {
+            let sidecar = strait_proxy::sidecar::SidecarOptions {
                 identity,
                 namespace: namespace.to_string(),
                 workload: workload.to_string(),
@@ -322,7 +322,13 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Demo => {
-            runtime(None)?.block_on(demo::run())?;
+            let dir = demo::DemoDir::new();
+            let rt = runtime(None)?;
+            let result = rt.block_on(demo::run(&dir));
+            // Every task stops before the folder goes.
+            drop(rt);
+            drop(dir);
+            result?;
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
@@ -333,7 +339,7 @@ impl ServeArgs {
         self,
         bind_address: IpAddr,
         compile: strait_route::CompileOptions,
-        sidecar: Option<strait_proxy::mesh::SidecarOptions>,
+        sidecar: Option<strait_proxy::sidecar::SidecarOptions>,
     ) -> anyhow::Result<strait_proxy::GatewayOptions> {
         let (node, role) = match &sidecar {
             Some(s) => (format!("{}/{}", s.namespace, s.workload), "sidecar"),

@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     for port in [
         8080, 8443, 9101, 9102, 9103, 9104, 9105, 9106, 9107, 9108, 9901, 15101, 15102, 15103,
-        15104, 15105, 15106, 15107, 15108, 15109, 15110, 15111, 15112, 9109,
+        15104, 15105, 15106, 15107, 15108, 15109, 15110, 15111, 15112, 9109, 15201, 15202, 15203,
+        15204, 15205, 15206,
     ] {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "the demo needs 127.0.0.1:{port} free"
         );
     }
+    a_busy_port_ends_the_demo_cleanly();
     let child = Command::new(STRAIT)
         .arg("demo")
         .stdout(Stdio::piped())
@@ -24,16 +26,23 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
         .spawn()
         .expect("spawn demo");
     let mut demo = Proc(child);
-    // The banner names the certificate file to trust for HTTPS.
+    // The banner names the certificate file to trust for HTTPS; the mesh's
+    // measurement follows it.
     let stdout = demo.0.stdout.take().expect("stdout");
     let banner = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout)
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .take_while(|l| !l.contains("Ctrl-C"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        {
+            let last = line.contains("calls succeeded although");
+            seen.push(line);
+            if last {
+                break;
+            }
+        }
+        seen.join("\n")
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     while send(get(9901, "admin", "/ready")).await.map(|r| r.status) != Ok(200) {
@@ -56,6 +65,19 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     );
 
     let banner = banner.await.expect("banner");
+    assert!(
+        banner.contains("cart-api → user-service: 20 of 20 calls succeeded"),
+        "{banner}"
+    );
+    // Every sidecar has an admin port, printed, with its metrics.
+    assert!(banner.contains("checkout-api-6f7d8 15201"), "{banner}");
+    let metrics = send(get(15201, "admin", "/metrics"))
+        .await
+        .expect("metrics");
+    assert!(
+        String::from_utf8_lossy(&metrics.body).contains("strait_requests_total"),
+        "a sidecar's metrics"
+    );
     let ca_file = banner
         .split_whitespace()
         .skip_while(|w| *w != "--cacert")
@@ -145,6 +167,26 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     assert!(ok.success());
     let status = demo.exit_within(10).await.expect("demo stops on SIGINT");
     assert!(status.success(), "{status}");
+}
+
+/// With a port taken, the demo says which and stops: no list of things to
+/// try, and no folder left behind.
+fn a_busy_port_ends_the_demo_cleanly() {
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", 8443)).expect("bind 8443");
+    let child = Command::new(STRAIT)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn demo");
+    let folder = std::env::temp_dir().join(format!("strait-demo-{}", child.id()));
+    let out = child.wait_with_output().expect("run demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(!stdout.contains("Try:"), "{stdout}");
+    assert!(stderr.contains("8443"), "{stderr}");
+    assert!(!folder.exists(), "{} left behind", folder.display());
 }
 
 async fn futures_pods(host: &str) -> Vec<String> {

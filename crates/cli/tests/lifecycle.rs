@@ -353,16 +353,57 @@ fn check_reports_file_document_and_field_path() {
     );
 }
 
+/// Non-ASCII beside a wildcard once panicked the validator (exit 101).
+#[test]
+fn check_reports_odd_authorization_paths_without_panicking() {
+    let dir = TempDir::new();
+    dir.write(
+        "authz.yaml",
+        "apiVersion: policy.strait.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: pay}]\n  action: ALLOW\n  rules:\n  - to: [{paths: [\"é*\", \"*é\", \"a*é*b\"]}]\n",
+    );
+    let (code, stdout) = check(&dir);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("authz.yaml:1: spec.rules[0].to[0].paths[2]"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("paths[0]") && !stdout.contains("paths[1]"),
+        "{stdout}"
+    );
+}
+
+/// A change the file watcher cannot see — the folder is a symlink swapped
+/// to another, as Kubernetes mounts a ConfigMap — arrives with SIGHUP.
 #[tokio::test]
 async fn sighup_reloads() {
     let w = world();
-    let gw = Gateway::start(&w.dir).await;
+    let root = TempDir::new();
+    for (version, tag) in [("v1", "v0"), ("v2", "v1")] {
+        let folder = root.path().join(version);
+        std::fs::create_dir_all(&folder).expect("folder");
+        let base = std::fs::read_to_string(w.dir.path().join("base.yaml")).expect("base");
+        std::fs::write(folder.join("base.yaml"), base).expect("write");
+        std::fs::write(folder.join("routes.yaml"), route("main", "/", "a", tag)).expect("write");
+    }
+    let current = root.path().join("current");
+    std::os::unix::fs::symlink(root.path().join("v1"), &current).expect("symlink");
+    let config = current.to_string_lossy().into_owned();
+    let gw = Gateway::launch(&root, &["--config", &config]).await;
+    let tag = || async {
+        let r = send(get(w.port, "h", "/")).await.expect("answer");
+        assert_eq!(r.service(), "a");
+        r.headers["x-tag"].to_str().unwrap_or("").to_string()
+    };
+    assert_eq!(tag().await, "v0");
+    let next = root.path().join("next");
+    std::os::unix::fs::symlink(root.path().join("v2"), &next).expect("symlink");
+    std::fs::rename(&next, &current).expect("swap");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tag().await, "v0", "the watcher saw no change");
     gw.signal("HUP");
     gw.wait_generation(2).await;
-    assert_eq!(
-        send(get(w.port, "h", "/")).await.expect("ok").service(),
-        "a"
-    );
+    assert_eq!(tag().await, "v1");
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ async fn renewal(sidecar: &Sidecar, seen: Option<f64>) -> f64 {
     loop {
         let n = metric(
             &sidecar.metrics().await,
-            "strait_identity_certificates_issued",
+            "strait_identity_certificates_issued_total",
         );
         if seen.is_none_or(|s| n > s) {
             return n;
@@ -138,26 +138,26 @@ async fn rotation_and_a_ca_outage_lose_no_request() {
     let cm = checkout.metrics().await;
     eprintln!(
         "rotation over {total:?}: {ok} requests succeeded, {failed} failed; payment got {} certificates ({} failed CA calls), checkout {} ({})",
-        metric(&pm, "strait_identity_certificates_issued"),
-        metric(&pm, "strait_identity_ca_failures"),
-        metric(&cm, "strait_identity_certificates_issued"),
-        metric(&cm, "strait_identity_ca_failures"),
+        metric(&pm, "strait_identity_certificates_issued_total"),
+        metric(&pm, "strait_identity_ca_failures_total"),
+        metric(&cm, "strait_identity_certificates_issued_total"),
+        metric(&cm, "strait_identity_ca_failures_total"),
     );
     assert_eq!(failed, 0, "requests failed during rotation");
     assert!(ok as f64 > total.as_secs_f64() * 10.0, "only {ok} requests");
     // Renewed all along, the outage included.
     let renewals = (total.as_secs_f64() / 60.0).floor().max(2.0);
     assert!(
-        metric(&pm, "strait_identity_certificates_issued") >= renewals,
+        metric(&pm, "strait_identity_certificates_issued_total") >= renewals,
         "{pm}"
     );
     assert!(
-        metric(&cm, "strait_identity_certificates_issued") >= renewals,
+        metric(&cm, "strait_identity_certificates_issued_total") >= renewals,
         "{cm}"
     );
     assert!(metric(&pm, "strait_identity_certificate_expiry_seconds") > 0.0);
     assert!(
-        metric(&pm, "strait_identity_ca_failures") >= 1.0,
+        metric(&pm, "strait_identity_ca_failures_total") >= 1.0,
         "payment's renewal never met the outage:\n{}",
         payment.logs()
     );

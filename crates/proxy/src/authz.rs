@@ -4,18 +4,15 @@
 //! rule that decided — in the `403` (`x-strait-authz`), in the log line
 //! and in `strait_authz_decisions_total` — so the caller can find out why.
 
-use crate::handler::{ConnInfo, ResponseBody};
-use crate::mesh::Sidecar;
+use crate::answer::ProxyError;
+use crate::ctx::ConnInfo;
+use crate::metrics::Metrics;
+use crate::sidecar::Sidecar;
 use crate::Shared;
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http::{HeaderMap, Method};
 use strait_route::security::{Call, HttpCall, Verdict};
 use strait_route::Snapshot;
 use tracing::info;
-
-/// The header naming the deciding policy and rule.
-pub const AUTHZ_HEADER: &str = "x-strait-authz";
 
 /// The port a call was for: where a captured connection was going, else
 /// the workload's own port.
@@ -24,17 +21,17 @@ fn port_of(sidecar: &Sidecar, conn: &ConnInfo) -> u16 {
         .map_or(sidecar.options.app_port, |d| d.port())
 }
 
-/// `None` when the request may go on; else the `403` to answer.
+/// The request may go on, or the `403` naming what denied it.
 pub fn check_request(
-    shared: &Shared,
     snapshot: &Snapshot,
     sidecar: &Sidecar,
+    metrics: &Metrics,
     conn: &ConnInfo,
     (method, path, headers, host): (&Method, &str, &HeaderMap, &str),
-) -> Option<Response<ResponseBody>> {
+) -> Result<(), ProxyError> {
     let ns = &sidecar.options.namespace;
     if !snapshot.security.guards(ns) {
-        return None;
+        return Ok(());
     }
     let service = snapshot.mesh.service_of(host, ns);
     let call = Call {
@@ -50,28 +47,19 @@ pub fn check_request(
     let verdict = snapshot
         .security
         .authorize(ns, &sidecar.options.workload, &call);
-    record(
-        shared,
+    match record(
+        metrics,
         &verdict,
         conn.peer.as_deref(),
         method.as_str(),
         path,
-    )?;
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from(format!(
-        "strait: {}\n",
-        verdict.explain()
-    )))));
-    *r.status_mut() = StatusCode::FORBIDDEN;
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert("x-strait-reason", HeaderValue::from_static("authz_denied"));
-    if let Ok(v) = HeaderValue::from_str(&verdict.policy()) {
-        h.insert(AUTHZ_HEADER, v);
+    ) {
+        None => Ok(()),
+        Some(()) => Err(ProxyError::Denied {
+            policy: verdict.policy(),
+            explain: verdict.explain(),
+        }),
     }
-    Some(r)
 }
 
 /// May a TCP connection from `peer` reach the workload on `port`?
@@ -89,12 +77,12 @@ pub fn check_connection(shared: &Shared, sidecar: &Sidecar, peer: Option<&str>, 
         snapshot
             .security
             .authorize(&sidecar.options.namespace, &sidecar.options.workload, &call);
-    record(shared, &verdict, peer, "TCP", "").is_none()
+    record(&shared.metrics, &verdict, peer, "TCP", "").is_none()
 }
 
 /// Counts and logs a decision; `Some(())` when it denies.
 fn record(
-    shared: &Shared,
+    metrics: &Metrics,
     verdict: &Verdict,
     peer: Option<&str>,
     method: &str,
@@ -104,7 +92,7 @@ fn record(
         return None;
     }
     let allowed = verdict.allowed();
-    shared.metrics.authz(verdict.policy(), allowed);
+    metrics.authz(verdict.policy(), allowed);
     if allowed {
         return None;
     }

@@ -3,9 +3,6 @@
 //! slot does, for at most [`PENDING_TIMEOUT`]; past the pending limit or
 //! the wait, the request overflows with 503.
 
-use crate::handler::ResponseBody;
-use crate::Shared;
-use http::Response;
 use std::sync::Arc;
 use std::time::Duration;
 use strait_route::{Cluster, ConnGate, ConnSlot};
@@ -88,18 +85,5 @@ pub fn tcp_slot(cluster: &Cluster) -> Result<Option<ConnSlot>, Overflow> {
             .try_open()
             .map(Some)
             .ok_or(Overflow::Connections(gate.max)),
-    }
-}
-
-/// The `503` for an overflow, counted (a connection limit is always a
-/// breaker's: the fallback only keeps this total).
-pub fn refuse(shared: &Shared, cluster: &Cluster, o: Overflow) -> Response<ResponseBody> {
-    match &cluster.traffic.breaker {
-        Some(breaker) => crate::balance::overflow(shared, cluster, breaker, o.limit()),
-        None => crate::handler::failure(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "overflow",
-            "strait: circuit breaker open\n",
-        ),
     }
 }

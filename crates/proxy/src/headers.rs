@@ -10,16 +10,11 @@ static CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cer
 /// By=<own SPIFFE ID>;URI=<caller's>`, or none when the caller proved no
 /// identity. Whatever the caller sent under that name is dropped first,
 /// so it cannot be forged.
-pub fn client_cert(headers: &mut HeaderMap, shared: &crate::Shared, peer: Option<&str>) {
+pub fn client_cert(headers: &mut HeaderMap, own: Option<&str>, peer: Option<&str>) {
     headers.remove(&CLIENT_CERT);
     let Some(peer) = peer else {
         return;
     };
-    let own = shared
-        .sidecar
-        .as_ref()
-        .and_then(|s| s.options.identity.as_ref())
-        .map(|a| a.id.to_string());
     if let Some(own) = own {
         if let Ok(v) = HeaderValue::from_str(&format!("By={own};URI={peer}")) {
             headers.insert(CLIENT_CERT.clone(), v);

@@ -7,7 +7,6 @@
 
 use crate::splice::splice;
 use crate::tls::{hello_error_reason, HANDSHAKE_TIMEOUT};
-use crate::upstream::CONNECT_TIMEOUT;
 use crate::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,7 +67,7 @@ pub async fn serve(
                 c.next_endpoint().map(|(addr, _)| addr)
             }
             Err(o) => {
-                crate::conn_limit::refuse(&shared, c, o);
+                shared.metrics.overflow(&c.name, o.limit().0);
                 debug!(%client, %route, "connection limit reached; connection closed");
                 shared.metrics.tcp(&listener, &route, "overflow");
                 return;
@@ -81,21 +80,14 @@ pub async fn serve(
         shared.metrics.tcp(&listener, &route, "no_backend");
         return;
     };
-    let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(endpoint)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            debug!(%client, %endpoint, error = %e, "backend connection failed");
-            shared.metrics.tcp(&listener, &route, "connect_failed");
-            return;
-        }
-        Err(_) => {
-            debug!(%client, %endpoint, "backend connection timed out");
+    let mut upstream = match crate::dial::dial(endpoint).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(%client, error = %e, "backend connection failed");
             shared.metrics.tcp(&listener, &route, "connect_failed");
             return;
         }
     };
-    let _ = upstream.set_nodelay(true);
-    let mut upstream = upstream;
     if !hello.is_empty() && upstream.write_all(&hello).await.is_err() {
         shared.metrics.tcp(&listener, &route, "connect_failed");
         return;

@@ -2,7 +2,8 @@
 //! they accept. Ports open and close as the configuration changes; a
 //! connection lives on until it ends or the gateway drains.
 
-use crate::handler::{handle, ConnInfo};
+use crate::ctx::ConnInfo;
+use crate::request::handle;
 use crate::tls::PortTls;
 use crate::tls::HANDSHAKE_TIMEOUT;
 use crate::Shared;
@@ -52,7 +53,7 @@ struct Running {
 /// What an accept loop needs besides its socket.
 struct Port {
     key: ListenKey,
-    role: crate::mesh::Role,
+    role: crate::ctx::Role,
     mode: ModeSlot,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -123,7 +124,7 @@ impl ListenerSet {
             match bind(addr) {
                 Ok(listener) => {
                     info!(%addr, "listening");
-                    self.start(listener, key, crate::mesh::Role::Gateway, mode.clone());
+                    self.start(listener, key, crate::ctx::Role::Gateway, mode.clone());
                 }
                 Err(e) => {
                     warn!(%addr, error = %e, "cannot listen");
@@ -135,7 +136,7 @@ impl ListenerSet {
     }
 
     /// Opens a sidecar listener (plain HTTP) at `addr`, kept until drain.
-    pub fn open_fixed(&mut self, addr: SocketAddr, role: crate::mesh::Role) -> std::io::Result<()> {
+    pub fn open_fixed(&mut self, addr: SocketAddr, role: crate::ctx::Role) -> std::io::Result<()> {
         let listener = bind(addr)?;
         info!(%addr, ?role, "listening");
         let key = ListenKey {
@@ -151,7 +152,7 @@ impl ListenerSet {
         &mut self,
         listener: tokio::net::TcpListener,
         key: ListenKey,
-        role: crate::mesh::Role,
+        role: crate::ctx::Role,
         mode: Arc<PortMode>,
     ) {
         let (stop, stopped) = watch::channel(false);
@@ -225,10 +226,10 @@ async fn accept_loop(
         let port = port.clone();
         tokio::spawn(async move {
             match &*port.mode.load_full() {
-                PortMode::Http if port.role == crate::mesh::Role::Outbound => {
+                PortMode::Http if port.role == crate::ctx::Role::Outbound => {
                     outbound(&port, client, stream).await
                 }
-                PortMode::Http if port.role == crate::mesh::Role::Inbound => {
+                PortMode::Http if port.role == crate::ctx::Role::Inbound => {
                     inbound(&port, client, stream).await
                 }
                 PortMode::Http => {

@@ -1,162 +1,20 @@
-//! The sidecar role (`strait proxy`): an inbound listener in front of one
-//! workload, forwarding to its port on 127.0.0.1, and an outbound listener
-//! for everything the workload calls. In explicit mode the workload uses
-//! the outbound listener as its `HTTP_PROXY`: plain HTTP requests arrive in
-//! absolute form (`GET http://cart-api.shop/...`), HTTPS and other opaque
-//! traffic as `CONNECT host:port` tunnels. Destinations are Services,
-//! named as Kubernetes DNS names them or by ClusterIP, routed by the mesh
-//! table (GAMMA); anything else is passed through to the host it names, or
-//! refused (`--outbound-unknown refuse`, 502 like Istio's REGISTRY_ONLY).
+//! A sidecar's byte tunnels: `CONNECT host:port` on the outbound listener,
+//! captured connections that are not HTTP, and inbound streams for the
+//! workload's other ports — each to one endpoint of the Service (over
+//! mutual TLS to a sidecar), or passed through to where it was going.
 
-use crate::handler::{failure, local, ResponseBody};
+use crate::answer::{ProxyError, ResponseBody};
+use crate::ctx::unmatched;
+use crate::sidecar::Sidecar;
 use crate::splice::splice;
 use crate::Shared;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use strait_route::{BackendTarget, Cluster, ListenerRoutes, Matched, Rule, UpstreamProtocol};
+use strait_route::BackendTarget;
 use tracing::debug;
-
-/// Which side of the data plane a listener is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A Gateway listener: routes by listener and hostname.
-    Gateway,
-    /// A sidecar's inbound listener: everything to the workload.
-    Inbound,
-    /// A sidecar's outbound listener: routes by destination Service.
-    Outbound,
-}
-
-/// What a sidecar knows about its workload.
-#[derive(Debug, Clone)]
-pub struct SidecarOptions {
-    /// The certificate agent, when the sidecar has an identity (`--ca`).
-    pub identity: Option<Arc<strait_identity::agent::Agent>>,
-    pub namespace: String,
-    pub workload: String,
-    pub service_account: String,
-    pub app_port: u16,
-    pub inbound: SocketAddr,
-    pub outbound: SocketAddr,
-    /// Refuse destinations that are not Services instead of passing them through.
-    pub refuse_unknown: bool,
-}
-
-/// A sidecar's fixed routing: the inbound rule and its own namespace.
-#[derive(Debug)]
-pub struct Sidecar {
-    pub options: SidecarOptions,
-    inbound_routes: ListenerRoutes,
-    inbound_rule: Arc<Rule>,
-    /// gRPC to the app goes over HTTP/2 (h2c), whatever reached the sidecar.
-    inbound_grpc_rule: Arc<Rule>,
-}
-
-/// A rule that sends everything to one cluster.
-fn rule_to(label: &Arc<str>, cluster: Cluster) -> Arc<Rule> {
-    Arc::new(Rule::to(
-        label.clone(),
-        BackendTarget::Cluster(Arc::new(cluster)),
-    ))
-}
-
-impl Sidecar {
-    pub fn new(options: SidecarOptions) -> Self {
-        let label: Arc<str> = format!("inbound|{}/{}", options.namespace, options.workload).into();
-        let app = SocketAddr::from(([127, 0, 0, 1], options.app_port));
-        let cluster = Cluster::new(label.to_string(), vec![app], UpstreamProtocol::Http1, None);
-        let grpc = Cluster::new(label.to_string(), vec![app], UpstreamProtocol::H2c, None);
-        Sidecar {
-            inbound_routes: ListenerRoutes::named(label.clone(), options.inbound.port()),
-            inbound_rule: rule_to(&label, cluster),
-            inbound_grpc_rule: rule_to(&label, grpc),
-            options,
-        }
-    }
-
-    /// The rule to the workload: HTTP/1.1, or HTTP/2 for gRPC.
-    pub fn inbound(&self, grpc: bool) -> Matched<'_> {
-        Matched {
-            listener: &self.inbound_routes,
-            rule: if grpc {
-                &self.inbound_grpc_rule
-            } else {
-                &self.inbound_rule
-            },
-            matched_prefix: None,
-        }
-    }
-}
-
-/// A destination outside the mesh table, resolved by DNS, for one request.
-pub struct Passthrough {
-    routes: ListenerRoutes,
-    rule: Arc<Rule>,
-}
-
-impl Passthrough {
-    pub fn matched(&self) -> Matched<'_> {
-        Matched {
-            listener: &self.routes,
-            rule: &self.rule,
-            matched_prefix: None,
-        }
-    }
-}
-
-/// The address an unknown destination names, or the answer that refuses it.
-async fn resolve_unknown(
-    sidecar: &Sidecar,
-    host: &str,
-    port: u16,
-) -> Result<SocketAddr, Response<ResponseBody>> {
-    if sidecar.options.refuse_unknown {
-        return Err(local(
-            StatusCode::BAD_GATEWAY,
-            "strait: not a Service of the mesh, and outbound passthrough is off\n",
-        ));
-    }
-    match tokio::net::lookup_host((host, port)).await {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| local(StatusCode::BAD_GATEWAY, "strait: destination unknown\n")),
-        Err(e) => {
-            debug!(host, port, error = %e, "passthrough destination does not resolve");
-            Err(local(
-                StatusCode::BAD_GATEWAY,
-                "strait: destination unknown\n",
-            ))
-        }
-    }
-}
-
-/// An HTTP request to a destination that is not a Service: to `original`
-/// (the captured connection's destination) or where DNS says `host` is.
-pub async fn passthrough(
-    sidecar: &Sidecar,
-    host: &str,
-    port: u16,
-    original: Option<SocketAddr>,
-) -> Result<Passthrough, Response<ResponseBody>> {
-    let addr = match original {
-        Some(dst) if !sidecar.options.refuse_unknown => dst,
-        _ => resolve_unknown(sidecar, host, port).await?,
-    };
-    let label: Arc<str> = Arc::from("passthrough");
-    let cluster = Cluster::new(
-        format!("passthrough|{host}:{port}"),
-        vec![addr],
-        UpstreamProtocol::Http1,
-        None,
-    );
-    Ok(Passthrough {
-        routes: ListenerRoutes::named(label.clone(), port),
-        rule: rule_to(&label, cluster),
-    })
-}
 
 /// Where a byte stream to `host:port` goes: one endpoint of the Service
 /// (its default rule's weights) with the metric labels, or, for a
@@ -168,26 +26,21 @@ async fn tcp_target(
     host: &str,
     port: u16,
     fallback: Option<SocketAddr>,
-) -> Result<TcpTarget, Response<ResponseBody>> {
+) -> Result<TcpTarget, ProxyError> {
     let snapshot = shared.snapshot.load_full();
     if let Some(m) = snapshot
         .mesh
         .default_rule(host, port, &sidecar.options.namespace)
     {
-        let no_endpoint = || {
-            failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_endpoints",
-                "strait: no ready endpoint\n",
-            )
-        };
         let Some(BackendTarget::Cluster(c)) = m.rule.pick(fastrand::u64(..)).map(|b| &b.target)
         else {
-            return Err(no_endpoint());
+            return Err(ProxyError::NoEndpoints);
         };
-        let slot =
-            crate::conn_limit::tcp_slot(c).map_err(|o| crate::conn_limit::refuse(shared, c, o))?;
-        let (addr, _) = c.next_endpoint().ok_or_else(no_endpoint)?;
+        let slot = crate::conn_limit::tcp_slot(c).map_err(|o| {
+            shared.metrics.overflow(&c.name, o.limit().0);
+            crate::answer::ProxyError::overflow(o, c)
+        })?;
+        let (addr, _) = c.next_endpoint().ok_or(ProxyError::NoEndpoints)?;
         return Ok(TcpTarget {
             addr,
             listener: m.listener.label.clone(),
@@ -199,7 +52,7 @@ async fn tcp_target(
     drop(snapshot);
     let addr = match fallback {
         Some(dst) if !sidecar.options.refuse_unknown => dst,
-        _ => resolve_unknown(sidecar, host, port).await?,
+        _ => sidecar.resolve_unknown(host, port).await?,
     };
     Ok(TcpTarget {
         addr,
@@ -218,17 +71,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 /// (ALPN `strait-tcp`, the server's identity checked) when the Service is
 /// meshed and this proxy has a certificate, else plain TCP.
 async fn open(shared: &Shared, t: &TcpTarget) -> Result<Box<dyn Io>, String> {
-    let tcp = match tokio::time::timeout(
-        crate::upstream::CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect(t.addr),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("connecting to {}: {e}", t.addr)),
-        Err(_) => return Err(format!("connecting to {} timed out", t.addr)),
-    };
-    let _ = tcp.set_nodelay(true);
+    let tcp = crate::dial::dial(t.addr).await?;
     let mesh = shared
         .sidecar
         .as_ref()
@@ -270,11 +113,11 @@ pub async fn tcp(
     let host = dst.ip().to_string();
     let t = match tcp_target(&shared, sidecar, &host, dst.port(), Some(dst)).await {
         Ok(t) => t,
-        Err(_) => {
-            debug!(%client, %dst, "opaque connection refused");
+        Err(e) => {
+            debug!(%client, %dst, reason = e.reason(), "opaque connection refused");
             shared
                 .metrics
-                .tcp(&Arc::from("outbound"), &Arc::from("-"), "no_route");
+                .tcp(&Arc::from("outbound"), &unmatched(), "no_route");
             return;
         }
     };
@@ -312,63 +155,43 @@ pub async fn inbound_tcp<S: Io>(
         shared.metrics.tcp(&listener, &route, "denied");
         return;
     }
-    let upstream = match tokio::time::timeout(
-        crate::upstream::CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect(target),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        _ => {
-            shared.metrics.tcp(&listener, &route, "connect_failed");
-            return;
-        }
+    let Ok(upstream) = crate::dial::dial(target).await else {
+        shared.metrics.tcp(&listener, &route, "connect_failed");
+        return;
     };
-    let _ = upstream.set_nodelay(true);
     let end = splice(stream, upstream, shared.limits).await;
     debug!(%client, %target, ?end, "inbound opaque connection ended");
     shared.metrics.tcp(&listener, &route, end.label());
 }
 
+/// The labels a tunnel is counted under.
+pub struct TunnelLabels {
+    pub listener: Arc<str>,
+    pub route: Arc<str>,
+}
+
 /// `CONNECT host:port` on the outbound listener: a byte tunnel to one
-/// endpoint of the Service, or passed through.
+/// endpoint of the Service, or passed through. Labels are set in `labels`
+/// as soon as the target is known, failed or not.
 pub async fn connect(
     shared: &Shared,
     sidecar: &Sidecar,
     mut req: Request<Incoming>,
-) -> (Response<ResponseBody>, Arc<str>, Arc<str>) {
-    let unmatched = || Arc::<str>::from("-");
-    let Some((host, port)) = req
+    labels: &mut TunnelLabels,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let (host, port) = req
         .uri()
         .authority()
         .and_then(|a| Some((strait_route::normalize_host(a.host()), a.port_u16()?)))
-    else {
-        return (
-            local(StatusCode::BAD_REQUEST, "strait: CONNECT needs host:port\n"),
-            unmatched(),
-            unmatched(),
-        );
-    };
-    let t = match tcp_target(shared, sidecar, &host, port, None).await {
-        Ok(t) => t,
-        Err(r) => return (r, unmatched(), unmatched()),
-    };
-    let (target, listener, route) = (t.addr, t.listener.clone(), t.route.clone());
-    let upstream = match open(shared, &t).await {
-        Ok(s) => s,
-        Err(e) => {
-            debug!(%target, error = %e, "CONNECT failed");
-            return (
-                failure(
-                    StatusCode::BAD_GATEWAY,
-                    "connect_failed",
-                    "strait: backend failed\n",
-                ),
-                listener,
-                route,
-            );
-        }
-    };
+        .ok_or(ProxyError::ConnectTarget)?;
+    let t = tcp_target(shared, sidecar, &host, port, None).await?;
+    labels.listener = t.listener.clone();
+    labels.route = t.route.clone();
+    let target = t.addr;
+    let upstream = open(shared, &t).await.map_err(|e| {
+        debug!(%target, error = %e, "CONNECT failed");
+        ProxyError::Connect(e)
+    })?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let limits = shared.limits;
     tokio::spawn(async move {
@@ -381,9 +204,7 @@ pub async fn connect(
             Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
-    (
-        Response::new(http_body_util::Either::Right(Default::default())),
-        listener,
-        route,
-    )
+    Ok(Response::new(http_body_util::Either::Right(
+        Default::default(),
+    )))
 }

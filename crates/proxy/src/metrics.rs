@@ -105,19 +105,26 @@ pub struct Metrics {
     pub ejections: Family<ClusterLabels, Counter>,
     pub inbound: Family<InboundLabels, Counter>,
     pub authz: Family<AuthzLabels, Counter>,
-    pub cert_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
-    pub certs_issued: Gauge,
-    pub cert_failures: Gauge,
+    /// Only a proxy with a workload certificate reports on it: a zero
+    /// expiry from a gateway with none would set off the alarm it is for.
+    identity: Option<IdentityMetrics>,
+}
+
+struct IdentityMetrics {
+    expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
+    issued: Counter,
+    failures: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The registry; `identity` when this proxy has a certificate agent.
+    pub fn new(identity: bool) -> Self {
         let mut registry = Registry::with_prefix("strait");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
@@ -190,24 +197,7 @@ impl Metrics {
             "Calls a sidecar authorized, by the AuthorizationPolicy rule that decided and the decision",
             authz.clone(),
         );
-        let cert_expiry = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register(
-            "identity_certificate_expiry_seconds",
-            "Time left on the workload certificate (alarm on this: renewal is failing when it falls below a third of the lifetime)",
-            cert_expiry.clone(),
-        );
-        let certs_issued = Gauge::default();
-        registry.register(
-            "identity_certificates_issued",
-            "Workload certificates received from the CA since start",
-            certs_issued.clone(),
-        );
-        let cert_failures = Gauge::default();
-        registry.register(
-            "identity_ca_failures",
-            "Calls to the CA that failed since start",
-            cert_failures.clone(),
-        );
+        let identity = identity.then(|| IdentityMetrics::register(&mut registry));
         Metrics {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry,
@@ -222,9 +212,7 @@ impl Metrics {
             ejections,
             inbound,
             authz,
-            cert_expiry,
-            certs_issued,
-            cert_failures,
+            identity,
         }
     }
 
@@ -247,12 +235,16 @@ impl Metrics {
     /// The certificate agent's state, read at each scrape.
     pub fn identity(&self, agent: &strait_identity::agent::Agent) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.cert_expiry
-            .set(agent.expires_in().map_or(0.0, |d| d.as_secs_f64()));
-        self.certs_issued
-            .set(i64::try_from(agent.issued.load(Relaxed)).unwrap_or(i64::MAX));
-        self.cert_failures
-            .set(i64::try_from(agent.failures.load(Relaxed)).unwrap_or(i64::MAX));
+        let Some(m) = &self.identity else {
+            return;
+        };
+        if let Some(left) = agent.expires_in() {
+            m.expiry.set(left.as_secs_f64());
+        }
+        // The agent counts; the counters catch up at each scrape.
+        let catch_up = |c: &Counter, now: u64| c.inc_by(now.saturating_sub(c.get()));
+        catch_up(&m.issued, agent.issued.load(Relaxed));
+        catch_up(&m.failures, agent.failures.load(Relaxed));
     }
 
     pub fn overflow(&self, cluster: &str, limit: &'static str) {
@@ -349,5 +341,31 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl IdentityMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = IdentityMetrics {
+            expiry: Default::default(),
+            issued: Default::default(),
+            failures: Default::default(),
+        };
+        registry.register(
+            "identity_certificate_expiry_seconds",
+            "Time left on the workload certificate (alarm on this: renewal is failing when it falls below a third of the lifetime)",
+            m.expiry.clone(),
+        );
+        registry.register(
+            "identity_certificates_issued",
+            "Workload certificates received from the CA since start",
+            m.issued.clone(),
+        );
+        registry.register(
+            "identity_ca_failures",
+            "Calls to the CA that failed since start",
+            m.failures.clone(),
+        );
+        m
     }
 }

@@ -4,8 +4,8 @@
 //! TLS (our ALPN) from other TLS and from plaintext before anything is
 //! read, so each can be accepted, passed through or refused by mode.
 
+use crate::dial::CONNECT_TIMEOUT;
 use crate::tee::BoxError;
-use crate::upstream::CONNECT_TIMEOUT;
 use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
 use std::time::Duration;

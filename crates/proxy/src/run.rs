@@ -32,7 +32,7 @@ pub struct GatewayOptions {
     pub stream_limits: crate::splice::SpliceLimits,
     /// Run as a sidecar (`strait proxy`) instead of a gateway: the folder's
     /// Gateways are not served, the two sidecar listeners are.
-    pub sidecar: Option<crate::mesh::SidecarOptions>,
+    pub sidecar: Option<crate::sidecar::SidecarOptions>,
     /// Take the configuration from the control plane instead of
     /// `config_dir`.
     pub control: Option<strait_control::client::ControlOptions>,
@@ -191,7 +191,7 @@ fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Arc<PortMode>> {
 pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (Loaded { snapshot, problems }, mut changes) = first_load(&opts).await?;
     report(&problems);
-    let sidecar = opts.sidecar.clone().map(crate::mesh::Sidecar::new);
+    let sidecar = opts.sidecar.clone().map(crate::sidecar::Sidecar::new);
     let shared = Shared::new(snapshot, opts.stream_limits, sidecar);
     let state = Arc::new(AdminState {
         shared: shared.clone(),
@@ -219,8 +219,8 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
         }
         Some(s) => {
             for (addr, role) in [
-                (s.inbound, crate::mesh::Role::Inbound),
-                (s.outbound, crate::mesh::Role::Outbound),
+                (s.inbound, crate::ctx::Role::Inbound),
+                (s.outbound, crate::ctx::Role::Outbound),
             ] {
                 listeners
                     .open_fixed(addr, role)

@@ -5,7 +5,7 @@
 //! it is sent on as the HTTP/1.1 upgrade backends understand, and the
 //! backend's `101` reaches the client as the `200` HTTP/2 expects.
 
-use crate::handler::ResponseBody;
+use crate::answer::ResponseBody;
 use crate::upstream::PooledBody;
 use http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,

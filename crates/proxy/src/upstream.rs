@@ -8,7 +8,8 @@
 //! client asked for (RFC 9113 §8.3.1): a backend must see the same host
 //! over either protocol.
 
-use crate::conn_limit::{acquire, Got};
+use crate::conn_limit::{acquire, Got, Overflow};
+use crate::dial::{dial, CONNECT_TIMEOUT};
 use crate::tee::{BoxError, UpstreamBody};
 use bytes::Bytes;
 use http::header::HOST;
@@ -31,8 +32,56 @@ use tracing::debug;
 
 /// How long an idle upstream connection is kept for reuse.
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long connecting to an endpoint may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a request got no response from its backend.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection (or TLS session) could be made: nothing was sent.
+    Connect(String),
+    /// The cluster's connection limit held the request back: nothing was sent.
+    Overflow(Overflow),
+    /// The backend failed after the request may have reached it.
+    Failed(BoxError),
+}
+
+impl From<Overflow> for SendError {
+    fn from(o: Overflow) -> Self {
+        SendError::Overflow(o)
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => f.write_str(e),
+            SendError::Overflow(o) => write!(f, "{o}"),
+            SendError::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A failed send, with the request given back when none of it was sent,
+/// so that it can go to another endpoint whatever its method.
+pub struct Failed {
+    pub error: SendError,
+    pub unsent: Option<Request<UpstreamBody>>,
+}
+
+impl Failed {
+    fn unsent(error: SendError, req: Request<UpstreamBody>) -> Self {
+        Failed {
+            error,
+            unsent: Some(req),
+        }
+    }
+
+    fn sent(error: impl Into<BoxError>) -> Self {
+        Failed {
+            error: SendError::Failed(error.into()),
+            unsent: None,
+        }
+    }
+}
 
 /// A response body that hands its HTTP/1.1 connection back to the pool
 /// once the body has been read to its end. Dropped early, it takes the
@@ -190,7 +239,7 @@ impl Upstreams {
         endpoint: SocketAddr,
         endpoint_authority: &Authority,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, BoxError> {
+    ) -> Result<Response<PooledBody>, Failed> {
         let path_and_query = req
             .uri()
             .path_and_query()
@@ -236,9 +285,15 @@ impl Upstreams {
                     .unwrap_or_else(|| endpoint_authority.clone());
                 *req.uri_mut() = absolute_uri(authority, path_and_query);
                 *req.version_mut() = Version::HTTP_2;
-                let mut sender = self.h2_sender(cluster, key, tls).await?;
-                sender.ready().await?;
-                let response = sender.send_request(req).await?;
+                let mut sender = match self.h2_sender(cluster, key, tls).await {
+                    Ok(sender) => sender,
+                    Err(e) => return Err(Failed::unsent(e, req)),
+                };
+                if let Err(e) = sender.ready().await {
+                    let e = format!("HTTP/2 connection to {endpoint} closed before use: {e}");
+                    return Err(Failed::unsent(SendError::Connect(e), req));
+                }
+                let response = sender.send_request(req).await.map_err(Failed::sent)?;
                 Ok(response.map(|inner| PooledBody { inner, back: None }))
             }
         }
@@ -254,19 +309,22 @@ impl Upstreams {
         endpoint: PoolKey,
         tls: Option<Tls<'_>>,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, BoxError> {
+    ) -> Result<Response<PooledBody>, Failed> {
         let mut fresh_only = false;
         loop {
-            let (mut sender, was_reused) = self
+            let (mut sender, was_reused) = match self
                 .h1_connection(cluster, endpoint, tls, !fresh_only)
-                .await?;
+                .await
+            {
+                Ok(got) => got,
+                Err(e) => return Err(Failed::unsent(e, req)),
+            };
             if sender.ready().await.is_err() {
                 if was_reused {
                     continue;
                 }
-                return Err(
-                    format!("connection to {} closed before use", endpoint.endpoint).into(),
-                );
+                let e = format!("connection to {} closed before use", endpoint.endpoint);
+                return Err(Failed::unsent(SendError::Connect(e), req));
             }
             match sender.try_send_request(req).await {
                 Ok(response) => {
@@ -290,7 +348,12 @@ impl Upstreams {
                         req = unsent;
                         fresh_only = true;
                     }
-                    _ => return Err(e.into_error().into()),
+                    // A fresh connection that took nothing: as good as refused.
+                    Some(unsent) => {
+                        let e = SendError::Connect(format!("{}: {}", endpoint.endpoint, e.error()));
+                        return Err(Failed::unsent(e, unsent));
+                    }
+                    None => return Err(Failed::sent(e.into_error())),
                 },
             }
         }
@@ -304,7 +367,7 @@ impl Upstreams {
         key: PoolKey,
         tls: Option<Tls<'_>>,
         idle: bool,
-    ) -> Result<(http1::SendRequest<UpstreamBody>, bool), BoxError> {
+    ) -> Result<(http1::SendRequest<UpstreamBody>, bool), SendError> {
         if idle {
             if let Some(sender) = self.h1.take(key) {
                 return Ok((sender, true));
@@ -338,7 +401,7 @@ impl Upstreams {
         cluster: &Cluster,
         key: PoolKey,
         tls: Option<Tls<'_>>,
-    ) -> Result<http2::SendRequest<UpstreamBody>, BoxError> {
+    ) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
         if let Some(sender) = self.cached_h2(key) {
             return Ok(sender);
         }
@@ -350,7 +413,7 @@ impl Upstreams {
             },
         };
         let endpoint = key.endpoint;
-        let stream = dial(endpoint).await?;
+        let stream = dial(endpoint).await.map_err(SendError::Connect)?;
         let sender = match tls {
             None => handshake_h2(endpoint, stream, slot).await?,
             Some(tls) => {
@@ -382,43 +445,6 @@ pub struct PoolKey {
     pub tls: u64,
 }
 
-/// No connection could be made: nothing of the request was sent.
-#[derive(Debug)]
-pub struct ConnectError(String);
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConnectError {}
-
-/// Did the request fail before anything was sent?
-pub fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<ConnectError>().is_some()
-}
-
-async fn dial(endpoint: SocketAddr) -> Result<tokio::net::TcpStream, BoxError> {
-    let stream =
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(endpoint)).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(Box::new(ConnectError(format!(
-                    "connecting to {endpoint}: {e}"
-                ))))
-            }
-            Err(_) => {
-                return Err(Box::new(ConnectError(format!(
-                    "connecting to {endpoint} timed out"
-                ))))
-            }
-        };
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
-}
-
 /// TLS to an endpoint: a BackendTLSPolicy's, or mutual TLS to a sidecar.
 #[derive(Clone, Copy)]
 pub enum Tls<'a> {
@@ -433,7 +459,7 @@ async fn tls_connect(
     tls: Tls<'_>,
     stream: tokio::net::TcpStream,
     h2: bool,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, BoxError> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, SendError> {
     let tls = match tls {
         Tls::Mesh(mesh, cluster) => {
             let carries = if h2 {
@@ -441,7 +467,9 @@ async fn tls_connect(
             } else {
                 crate::mtls::Carries::Http1
             };
-            return crate::mtls::connect(endpoint, mesh, cluster, stream, carries).await;
+            return crate::mtls::connect(endpoint, mesh, cluster, stream, carries)
+                .await
+                .map_err(|e| SendError::Connect(e.to_string()));
         }
         Tls::Backend(tls) => tls,
     };
@@ -449,13 +477,14 @@ async fn tls_connect(
     let handshake = connector.connect(tls.server_name.clone(), stream);
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!(
+        Ok(Err(e)) => Err(SendError::Connect(format!(
             "TLS to {endpoint} ({} as {}): {e}",
             tls.policy,
             tls.server_name.to_str()
-        )
-        .into()),
-        Err(_) => Err(format!("TLS handshake with {endpoint} timed out").into()),
+        ))),
+        Err(_) => Err(SendError::Connect(format!(
+            "TLS handshake with {endpoint} timed out"
+        ))),
     }
 }
 
@@ -465,8 +494,8 @@ async fn connect_h1(
     endpoint: SocketAddr,
     tls: Option<Tls<'_>>,
     slot: Option<ConnSlot>,
-) -> Result<http1::SendRequest<UpstreamBody>, BoxError> {
-    let stream = dial(endpoint).await?;
+) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
+    let stream = dial(endpoint).await.map_err(SendError::Connect)?;
     match tls {
         None => handshake_h1(endpoint, stream, slot).await,
         Some(tls) => {
@@ -480,11 +509,14 @@ async fn handshake_h1<I>(
     endpoint: SocketAddr,
     io: I,
     slot: Option<ConnSlot>,
-) -> Result<http1::SendRequest<UpstreamBody>, BoxError>
+) -> Result<http1::SendRequest<UpstreamBody>, SendError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| SendError::Connect(format!("{endpoint}: {e}")))?;
     tokio::spawn(async move {
         let _slot = slot;
         if let Err(e) = conn.with_upgrades().await {
@@ -498,7 +530,7 @@ async fn handshake_h2<I>(
     endpoint: SocketAddr,
     io: I,
     slot: Option<ConnSlot>,
-) -> Result<http2::SendRequest<UpstreamBody>, BoxError>
+) -> Result<http2::SendRequest<UpstreamBody>, SendError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -506,7 +538,8 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .handshake(TokioIo::new(io))
-        .await?;
+        .await
+        .map_err(|e| SendError::Connect(format!("HTTP/2 to {endpoint}: {e}")))?;
     tokio::spawn(async move {
         let _slot = slot;
         if let Err(e) = conn.await {

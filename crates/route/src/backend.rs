@@ -64,7 +64,9 @@ impl Cluster {
             .collect();
         Cluster {
             name,
-            scores: crate::balance::Scores::new(endpoints.len()),
+            scores: crate::balance::Scores::new(
+                endpoints.iter().map(crate::balance::endpoint_key).collect(),
+            ),
             endpoints,
             authorities,
             protocol,
@@ -135,11 +137,11 @@ impl Cluster {
         self.scores.begin(i);
     }
 
-    /// It ended after `rtt`, failed or not; true when that ejected it.
-    pub fn end(&self, i: usize, rtt: std::time::Duration, failed: bool) -> bool {
+    /// It ended after `rtt` with `outcome`; true when that ejected it.
+    pub fn end(&self, i: usize, rtt: std::time::Duration, outcome: crate::Outcome) -> bool {
         self.scores.end(i);
         self.scores
-            .record(i, rtt, failed, self.traffic.outlier.as_ref())
+            .record(i, rtt, outcome, self.traffic.outlier.as_ref())
     }
 
     /// Gives back a breaker slot taken by [`Cluster::admit`] for a request

@@ -1,10 +1,16 @@
 //! Choosing an endpoint and keeping score: power of two choices over peak
 //! EWMA latency (the default, as Linkerd), round robin, least request, or
-//! consistent hashing (rendezvous) on a header or cookie for session
-//! affinity; a circuit breaker on requests in flight; outlier detection
-//! that ejects an endpoint after consecutive failures for a growing time,
-//! never more than a share of the endpoints. All state is atomics on the
-//! cluster: the hot path takes no lock.
+//! consistent hashing (rendezvous, keyed by endpoint address) on a header or
+//! cookie for session affinity; a circuit breaker on requests in flight;
+//! outlier detection that ejects an endpoint after consecutive failures for
+//! a growing time, never more than a share of the endpoints.
+//!
+//! Failures cost: a try that failed without an answer (refused, reset,
+//! timed out) is scored as [`FAILURE_PENALTY`] of latency, which fades as
+//! the average does, so a fast-failing endpoint is never the cheapest; and
+//! with no policy at all, an endpoint whose connection fails is ejected for
+//! [`CONNECT_EJECTION`] (nginx's `max_fails=1 fail_timeout=10s`). All state
+//! is atomics on the cluster: the hot path takes no lock.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +24,29 @@ pub const EWMA_DECAY: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
 pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
+/// Latency a failed try is scored as (`FAILURE_PENALTY`).
+pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+/// First ejection of an endpoint whose connection failed, with or without
+/// a policy (`CONNECT_EJECTION`); it doubles at each ejection after.
+pub const CONNECT_EJECTION: Duration = Duration::from_secs(10);
+/// Longest ejection (`MAX_EJECTION`), as Envoy's `max_ejection_time`.
+pub const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+/// How a try at an endpoint ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// An answer that is not a server error.
+    Answered,
+    /// A 5xx answer: counts for outlier detection, not for latency.
+    ServerError,
+    /// No answer: reset, broken or timed out after it was sent.
+    Failed,
+    /// No connection could be made.
+    ConnectFailed,
+    /// Given up before it ended (the client left, the request timed out):
+    /// says nothing of the endpoint.
+    Abandoned,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LbKind {
@@ -96,23 +125,31 @@ pub(crate) struct EndpointStats {
 pub(crate) struct Scores {
     start: Instant,
     pub(crate) stats: Vec<EndpointStats>,
+    /// Each endpoint's address, hashed: rendezvous weights depend on who an
+    /// endpoint is, not where it sits in the list.
+    keys: Vec<u64>,
     /// Requests in flight to the whole cluster (the breaker's count).
     active: AtomicU32,
     next: AtomicU64,
 }
 
 impl Scores {
-    pub fn new(n: usize) -> Self {
+    pub fn new(keys: Vec<u64>) -> Self {
         Scores {
             start: Instant::now(),
-            stats: (0..n).map(|_| EndpointStats::default()).collect(),
+            stats: keys.iter().map(|_| EndpointStats::default()).collect(),
+            keys,
             active: AtomicU32::new(0),
             next: AtomicU64::new(0),
         }
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.now_us() / 1000
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     fn eligible(&self, i: usize, now_ms: u64) -> bool {
@@ -142,7 +179,7 @@ impl Scores {
         fallback.or(Some(start % n))
     }
 
-    fn cost(&self, i: usize, lb: &LbKind) -> u64 {
+    fn cost(&self, i: usize, lb: &LbKind, now_us: u64) -> u64 {
         let s = &self.stats[i];
         let active = u64::from(s.active.load(Ordering::Relaxed));
         match lb {
@@ -152,7 +189,13 @@ impl Scores {
                 // endpoint is measured at once rather than starved by a
                 // known fast one; priced at DEFAULT_RTT per request in flight.
                 0 => (DEFAULT_RTT.as_micros() as u64).saturating_mul(active),
-                ewma => ewma.saturating_mul(active + 1),
+                // The average fades while nothing is heard (as tower's
+                // PeakEwma), so a penalised endpoint is tried again in time.
+                ewma => {
+                    let quiet = now_us.saturating_sub(s.stamp_us.load(Ordering::Relaxed));
+                    let w = (-(quiet as f64) / EWMA_DECAY.as_micros() as f64).exp();
+                    ((ewma as f64 * w) as u64).saturating_mul(active + 1)
+                }
             },
         }
     }
@@ -166,12 +209,13 @@ impl Scores {
         avoid: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let n = self.stats.len();
-        let now = self.now_ms();
+        let now_us = self.now_us();
+        let now = now_us / 1000;
         let candidates = || (0..n).filter(|&i| !avoid(i) && self.eligible(i, now));
         match (lb, hash) {
             (LbKind::RoundRobin, _) | (LbKind::ConsistentHash(_), None) => self.round_robin(avoid),
             (LbKind::ConsistentHash(_), Some(h)) => candidates()
-                .max_by_key(|&i| mix(h ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                .max_by_key(|&i| mix(h ^ self.keys[i]))
                 .or_else(|| self.round_robin(avoid)),
             (LbKind::PeakEwma | LbKind::LeastRequest, _) => {
                 let eligible = candidates().count();
@@ -186,7 +230,7 @@ impl Scores {
                 }
                 let a = candidates().nth(a)?;
                 let b = candidates().nth(b)?;
-                Some(if self.cost(b, lb) < self.cost(a, lb) {
+                Some(if self.cost(b, lb, now_us) < self.cost(a, lb, now_us) {
                     b
                 } else {
                     a
@@ -218,11 +262,41 @@ impl Scores {
         self.active.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Records an answer's latency (peak EWMA) and outcome; returns true
+    /// Records a try's latency (peak EWMA) and outcome; returns true
     /// when this failure ejected the endpoint.
-    pub fn record(&self, i: usize, rtt: Duration, failed: bool, outlier: Option<&Outlier>) -> bool {
+    pub fn record(
+        &self,
+        i: usize,
+        rtt: Duration,
+        outcome: Outcome,
+        outlier: Option<&Outlier>,
+    ) -> bool {
         let s = &self.stats[i];
-        let now_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let rtt = match outcome {
+            Outcome::Abandoned => return false,
+            Outcome::Failed | Outcome::ConnectFailed => rtt.max(FAILURE_PENALTY),
+            Outcome::Answered | Outcome::ServerError => rtt,
+        };
+        self.observe(s, rtt);
+        if outcome == Outcome::Answered {
+            s.failures.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let failures = s.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let by_policy = outlier.is_some_and(|o| failures >= o.consecutive);
+        let connect = outcome == Outcome::ConnectFailed;
+        if !by_policy && !connect {
+            return false;
+        }
+        let (base, max_percent) = match outlier {
+            Some(o) if by_policy => (o.base, o.max_percent),
+            _ => (CONNECT_EJECTION, DEFAULT_MAX_EJECTION_PERCENT),
+        };
+        self.eject(i, base, max_percent)
+    }
+
+    fn observe(&self, s: &EndpointStats, rtt: Duration) {
+        let now_us = self.now_us();
         let rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = s.ewma_us.load(Ordering::Relaxed);
         let new = if old == 0 || rtt_us > old {
@@ -234,27 +308,23 @@ impl Scores {
         };
         s.ewma_us.store(new.max(1), Ordering::Relaxed);
         s.stamp_us.store(now_us, Ordering::Relaxed);
-        if !failed {
-            s.failures.store(0, Ordering::Relaxed);
-            return false;
-        }
-        let Some(o) = outlier else {
-            return false;
-        };
-        if s.failures.fetch_add(1, Ordering::Relaxed) + 1 < o.consecutive {
-            return false;
-        }
+    }
+
+    /// Ejects endpoint `i` for `base` times its ejections so far (at most
+    /// [`MAX_EJECTION`]), unless `max_percent` of the endpoints are out.
+    fn eject(&self, i: usize, base: Duration, max_percent: u32) -> bool {
         let now = self.now_ms();
         let n = self.stats.len() as u32;
         let out = (0..self.stats.len())
             .filter(|&j| !self.eligible(j, now))
             .count() as u32;
-        let allowed = (n * o.max_percent / 100).max(1);
+        let allowed = (n * max_percent / 100).max(1);
         if out >= allowed || !self.eligible(i, now) {
             return false;
         }
+        let s = &self.stats[i];
         let times = s.ejections.fetch_add(1, Ordering::Relaxed) + 1;
-        let length = o.base.saturating_mul(times);
+        let length = base.saturating_mul(times).min(MAX_EJECTION);
         s.ejected_until_ms.store(
             now + u64::try_from(length.as_millis()).unwrap_or(u64::MAX / 2),
             Ordering::Relaxed,
@@ -271,16 +341,34 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// An endpoint's rendezvous key: its address, hashed.
+pub(crate) fn endpoint_key(addr: &std::net::SocketAddr) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same address weighs the same in every
+    // process and after every reload.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    addr.hash(&mut h);
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+
+    fn scores(n: u16) -> (Scores, Vec<SocketAddr>) {
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::from(([10, 0, 0, 1 + i as u8], 8080)))
+            .collect();
+        (Scores::new(addrs.iter().map(endpoint_key).collect()), addrs)
+    }
 
     #[test]
     fn p2c_prefers_the_faster_endpoint() {
-        let s = Scores::new(2);
+        let (s, _) = scores(2);
         for _ in 0..20 {
-            s.record(0, Duration::from_millis(1), false, None);
-            s.record(1, Duration::from_millis(50), false, None);
+            s.record(0, Duration::from_millis(1), Outcome::Answered, None);
+            s.record(1, Duration::from_millis(50), Outcome::Answered, None);
         }
         let none = |_| false;
         let picks: usize = (0..100)
@@ -293,21 +381,55 @@ mod tests {
     }
 
     #[test]
+    fn a_fast_failure_is_never_the_cheapest() {
+        let (s, _) = scores(3);
+        // Endpoint 0 refuses at once; 1 and 2 answer in 2 ms. The refused
+        // one is ejected, and even back in the set it costs the penalty.
+        s.record(1, Duration::from_millis(2), Outcome::Answered, None);
+        s.record(2, Duration::from_millis(2), Outcome::Answered, None);
+        assert!(s.record(0, Duration::from_micros(50), Outcome::ConnectFailed, None));
+        let none = |_| false;
+        for _ in 0..200 {
+            assert_ne!(s.choose(&LbKind::PeakEwma, None, &none), Some(0));
+        }
+        s.stats[0].ejected_until_ms.store(0, Ordering::Relaxed);
+        for _ in 0..200 {
+            assert_ne!(s.choose(&LbKind::PeakEwma, None, &none), Some(0));
+        }
+    }
+
+    #[test]
+    fn connect_failures_eject_without_a_policy_within_the_share() {
+        let (s, _) = scores(2);
+        let rtt = Duration::from_micros(50);
+        assert!(s.record(0, rtt, Outcome::ConnectFailed, None));
+        assert!(
+            !s.record(1, rtt, Outcome::ConnectFailed, None),
+            "half of two is one: the other stays"
+        );
+        assert!(
+            !s.record(1, rtt, Outcome::ServerError, None),
+            "a 5xx ejects only by policy"
+        );
+    }
+
+    #[test]
     fn ejection_grows_and_respects_the_share() {
-        let s = Scores::new(4);
+        let (s, _) = scores(4);
         let o = Outlier {
             consecutive: 2,
             base: Duration::from_secs(10),
             max_percent: 25,
         };
-        assert!(!s.record(0, Duration::from_millis(1), true, Some(&o)));
+        let ms = Duration::from_millis(1);
+        assert!(!s.record(0, ms, Outcome::ServerError, Some(&o)));
         assert!(
-            s.record(0, Duration::from_millis(1), true, Some(&o)),
+            s.record(0, ms, Outcome::ServerError, Some(&o)),
             "second failure ejects"
         );
         // One of four is the 25 % share: another cannot go.
-        s.record(1, Duration::from_millis(1), true, Some(&o));
-        assert!(!s.record(1, Duration::from_millis(1), true, Some(&o)));
+        s.record(1, ms, Outcome::ServerError, Some(&o));
+        assert!(!s.record(1, ms, Outcome::ServerError, Some(&o)));
         let none = |_| false;
         for _ in 0..50 {
             assert_ne!(s.choose(&LbKind::RoundRobin, None, &none), Some(0));
@@ -316,12 +438,38 @@ mod tests {
 
     #[test]
     fn consistent_hash_is_sticky() {
-        let s = Scores::new(5);
+        let (s, _) = scores(5);
         let lb = LbKind::ConsistentHash(HashKey::Cookie("session".into()));
         let none = |_| false;
         let first = s.choose(&lb, Some(42), &none);
         for _ in 0..20 {
             assert_eq!(s.choose(&lb, Some(42), &none), first);
         }
+    }
+
+    #[test]
+    fn removing_an_endpoint_moves_only_its_sessions() {
+        let (five, addrs) = scores(5);
+        let four_addrs: Vec<SocketAddr> = addrs[1..].to_vec();
+        let four = Scores::new(four_addrs.iter().map(endpoint_key).collect());
+        let lb = LbKind::ConsistentHash(HashKey::Cookie("session".into()));
+        let none = |_| false;
+        let (mut kept, mut others) = (0, 0);
+        for session in 0..10_000u64 {
+            let h = mix(session);
+            let Some(before) = five.choose(&lb, Some(h), &none) else {
+                continue;
+            };
+            if before == 0 {
+                continue;
+            }
+            others += 1;
+            let after = four.choose(&lb, Some(h), &none).map(|i| four_addrs[i]);
+            kept += usize::from(after == Some(addrs[before]));
+        }
+        assert_eq!(
+            kept, others,
+            "rendezvous moves no session of a staying endpoint"
+        );
     }
 }

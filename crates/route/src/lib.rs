@@ -28,7 +28,7 @@ pub use backend::{
     SERVICE_ACCOUNT_ANNOTATION,
 };
 pub use backend_tls::UpstreamTls;
-pub use balance::{Breaker, HashKey, LbKind, Traffic};
+pub use balance::{Breaker, HashKey, LbKind, Outcome, Traffic};
 pub use compile::{compile, CompileOptions};
 pub use fault::Fault;
 pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};

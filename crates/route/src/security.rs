@@ -455,7 +455,10 @@ fn check_authz(spec: &AuthorizationPolicySpec) -> Vec<Finding> {
                 }
             }
             for (k, p) in o.paths.iter().enumerate() {
-                if p.is_empty() || (p.len() > 1 && p[1..p.len() - 1].contains('*')) {
+                // A `*` may stand only first or last (by char: a path may be any UTF-8).
+                let inner = p.strip_prefix('*').unwrap_or(p);
+                let inner = inner.strip_suffix('*').unwrap_or(inner);
+                if p.is_empty() || inner.contains('*') {
                     out.push((
                         format!("spec.rules[{i}].to[{j}].paths[{k}]"),
                         format!("{p:?}: a path is exact, prefix*, *suffix or *"),

@@ -1,5 +1,5 @@
 //! Fuzz-style: thousands of mutated manifests through parse, validate and
-//! compile. Nothing may panic; whatever parses must compile.
+//! compile. Nothing may panic, and every problem found names where it is.
 
 use std::path::Path;
 use strait_route::{compile, CompileOptions};
@@ -142,16 +142,99 @@ fn mutated_manifests_never_panic() {
             text = format!("{}\n---\n{}\n---\n{text}", SEEDS[0], SEEDS[2]);
         }
         let set = strait_config::parse_text(Path::new("fuzz.yaml"), &text);
-        for p in &set.problems {
-            assert!(!p.to_string().is_empty());
-        }
         if !set.has_errors() {
             parsed += 1;
         }
-        let (snapshot, _) = compile(&set.documents, &options);
+        let (snapshot, problems) = compile(&set.documents, &options);
+        for p in set.problems.iter().chain(&problems) {
+            let said = p.to_string();
+            assert!(
+                said.starts_with("fuzz.yaml"),
+                "a problem without its place: {said}"
+            );
+        }
         let _ = snapshot.describe();
     }
     // The mutations must not all be rejected at the YAML stage, or the
     // compile stage would go untested.
     assert!(parsed > 400, "only {parsed} mutated sets parsed");
+}
+
+/// Values that have tripped parsers: non-ASCII next to wildcards, empty,
+/// lone wildcards, separators, control characters, huge and signed numbers.
+const ODD: [&str; 14] = [
+    "é*",
+    "*é",
+    "a*é*",
+    "ü/ß",
+    "\u{1F600}",
+    "",
+    "*",
+    "**",
+    ":",
+    "/../",
+    "\t\r\n",
+    "-1",
+    "99999999999999999999",
+    "%00",
+];
+
+/// Every scalar leaf of a document, by its path of keys and indexes.
+fn leaves(value: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                path.push(k.clone());
+                leaves(v, path, out);
+                path.pop();
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                path.push(i.to_string());
+                leaves(v, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push(path.clone()),
+    }
+}
+
+fn set(value: &mut serde_json::Value, path: &[String], odd: &str) {
+    let pointer = format!("/{}", path.join("/").replace('~', "~0"));
+    if let Some(leaf) = value.pointer_mut(&pointer) {
+        *leaf = serde_json::Value::String(odd.to_string());
+    }
+}
+
+#[test]
+fn odd_strings_in_every_field_never_panic() {
+    let options = CompileOptions::default();
+    let mesh = include_str!("../../../examples/shop/mesh.yaml");
+    let mut tried = 0;
+    for seed in SEEDS.iter().chain([&mesh]) {
+        let docs: Vec<serde_json::Value> = strait_config::split_text(Path::new("seed.yaml"), seed)
+            .expect("seeds are valid YAML")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        for (d, doc) in docs.iter().enumerate() {
+            let mut paths = Vec::new();
+            leaves(doc, &mut Vec::new(), &mut paths);
+            for path in &paths {
+                for odd in ODD {
+                    let mut changed = docs.clone();
+                    set(&mut changed[d], path, odd);
+                    // JSON is YAML: the odd value arrives exactly as written.
+                    let text: Vec<String> = changed.iter().map(|v| v.to_string()).collect();
+                    let set =
+                        strait_config::parse_text(Path::new("odd.yaml"), &text.join("\n---\n"));
+                    let (snapshot, _) = compile(&set.documents, &options);
+                    let _ = snapshot.describe();
+                    tried += 1;
+                }
+            }
+        }
+    }
+    assert!(tried > 5_000, "only {tried} variants");
 }

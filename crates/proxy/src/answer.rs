@@ -1,0 +1,310 @@
+//! The one way strait answers a request by itself: a [`ProxyError`] knows
+//! which side failed, whether a retry is safe (nothing reached a backend),
+//! its status and its `x-strait-reason`, and becomes a plain-text answer —
+//! or, to a gRPC client, a trailers-only gRPC status mapped as gRPC's own
+//! HTTP-to-gRPC table says.
+
+use crate::upstream::PooledBody;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+
+/// A response body: the backend's, streamed, or one strait wrote.
+pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
+
+/// The header saying why strait answered itself.
+pub const REASON_HEADER: &str = "x-strait-reason";
+/// The header naming the policy and rule that denied a call.
+pub const AUTHZ_HEADER: &str = "x-strait-authz";
+/// The header naming a circuit breaker and the limit it reached.
+pub const BREAKER_HEADER: &str = "x-strait-breaker";
+
+/// Who is to blame for a failure: what an operator looks at first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The request was malformed or asked for nothing strait serves.
+    Client,
+    /// A policy said no (authorization, a breaker, an injected fault).
+    Policy,
+    /// The configuration cannot serve it (no backend, an invalid one).
+    Config,
+    /// The backend could not be reached or did not answer well.
+    Upstream,
+}
+
+/// Everything strait answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    NoHost,
+    /// The Host names another listener than the TLS session's (RFC 9110 §15.5.20).
+    Misdirected,
+    NoRoute,
+    BadTarget,
+    /// The client's body failed while it was being read.
+    RequestBody,
+    /// `CONNECT` without `host:port`.
+    ConnectTarget,
+    /// An AuthorizationPolicy denied: what decided, and its explanation.
+    Denied {
+        policy: String,
+        explain: String,
+    },
+    FaultUnresolved,
+    FaultInjected(StatusCode),
+    RequestTimeout,
+    NoBackend,
+    InvalidBackend,
+    NoEndpoints,
+    /// A circuit breaker's limit: `namespace/name` of its policy (none
+    /// when the limit has no policy), the field and its value.
+    Overflow {
+        policy: Option<String>,
+        limit: &'static str,
+        value: u32,
+    },
+    /// No connection (or TLS session) could be made: nothing was sent.
+    Connect(String),
+    /// The backend failed after the request may have reached it.
+    Backend(String),
+    BackendTimeout,
+    SwitchedUnasked,
+    /// A sidecar refuses destinations outside the mesh.
+    NotInMesh,
+    DestinationUnknown,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        use ProxyError::*;
+        match self {
+            NoHost | BadTarget | RequestBody | ConnectTarget => StatusCode::BAD_REQUEST,
+            Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            NoRoute => StatusCode::NOT_FOUND,
+            Denied { .. } => StatusCode::FORBIDDEN,
+            FaultInjected(status) => *status,
+            FaultUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestTimeout | BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            NoEndpoints | Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Connect(_) | Backend(_) | SwitchedUnasked | NotInMesh | DestinationUnknown => {
+                StatusCode::BAD_GATEWAY
+            }
+        }
+    }
+
+    /// The `x-strait-reason` value (also the metric label).
+    pub fn reason(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            NoHost => "no_host",
+            Misdirected => "misdirected",
+            NoRoute => "no_route",
+            BadTarget => "bad_target",
+            RequestBody => "request_body",
+            ConnectTarget => "bad_connect_target",
+            Denied { .. } => "authz_denied",
+            FaultUnresolved => "fault_unresolved",
+            FaultInjected(_) => "fault_injected",
+            RequestTimeout => "request_timeout",
+            NoBackend => "no_backend",
+            InvalidBackend => "invalid_backend",
+            NoEndpoints => "no_endpoints",
+            Overflow { .. } => "overflow",
+            Connect(_) => "connect_failed",
+            Backend(_) => "backend_failed",
+            BackendTimeout => "backend_timeout",
+            SwitchedUnasked => "unasked_upgrade",
+            NotInMesh => "passthrough_refused",
+            DestinationUnknown => "destination_unknown",
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        use ProxyError::*;
+        match self {
+            NoHost | Misdirected | NoRoute | BadTarget | RequestBody | ConnectTarget
+            | DestinationUnknown => Side::Client,
+            Denied { .. } | FaultInjected(_) | Overflow { .. } | NotInMesh => Side::Policy,
+            FaultUnresolved | NoBackend | InvalidBackend | NoEndpoints => Side::Config,
+            RequestTimeout | Connect(_) | Backend(_) | BackendTimeout | SwitchedUnasked => {
+                Side::Upstream
+            }
+        }
+    }
+
+    /// A connection limit's answer, naming the cluster's breaker.
+    pub fn overflow(o: crate::conn_limit::Overflow, cluster: &strait_route::Cluster) -> Self {
+        let (limit, value) = o.limit();
+        ProxyError::Overflow {
+            policy: cluster.traffic.breaker.as_ref().map(|b| b.policy.clone()),
+            limit,
+            value,
+        }
+    }
+
+    /// Nothing of the request reached a backend: another endpoint may be
+    /// tried whatever the method.
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, ProxyError::Connect(_) | ProxyError::Overflow { .. })
+    }
+
+    fn text(&self) -> std::borrow::Cow<'static, str> {
+        use ProxyError::*;
+        let text = match self {
+            NoHost => "request has no Host",
+            Misdirected => "host does not match the TLS server name",
+            NoRoute => "no route matched",
+            BadTarget => "bad request target",
+            RequestBody => "request body failed",
+            ConnectTarget => "CONNECT needs host:port",
+            Denied { explain, .. } => return format!("strait: {explain}\n").into(),
+            FaultUnresolved => "the route's extension filter cannot be resolved",
+            FaultInjected(_) => "fault injected",
+            RequestTimeout => "request timeout",
+            NoBackend => "route has no backend",
+            InvalidBackend => "backend is not valid",
+            NoEndpoints => "no ready endpoints",
+            Overflow { .. } => "circuit breaker open",
+            Connect(_) | Backend(_) => "backend failed",
+            BackendTimeout => "backend timeout",
+            SwitchedUnasked => "backend switched protocols unasked",
+            NotInMesh => "not a Service of the mesh, and outbound passthrough is off",
+            DestinationUnknown => "destination unknown",
+        };
+        format!("strait: {text}\n").into()
+    }
+
+    /// The header that says more than the reason: the deciding policy.
+    fn detail(&self) -> Option<(&'static str, String)> {
+        match self {
+            ProxyError::Denied { policy, .. } => Some((AUTHZ_HEADER, policy.clone())),
+            ProxyError::Overflow {
+                policy: Some(p),
+                limit,
+                value,
+            } => Some((BREAKER_HEADER, format!("{p} {limit}={value}"))),
+            _ => None,
+        }
+    }
+
+    /// The answer: plain text, or a gRPC status for a gRPC client.
+    pub fn response(&self, grpc: bool) -> Response<ResponseBody> {
+        let mut r = if grpc {
+            self.grpc_status()
+        } else {
+            let body = match self.text() {
+                std::borrow::Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
+                std::borrow::Cow::Owned(s) => Bytes::from(s),
+            };
+            text(self.status(), body)
+        };
+        let h = r.headers_mut();
+        h.insert(REASON_HEADER, HeaderValue::from_static(self.reason()));
+        if let Some((name, value)) = self.detail() {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(name, v);
+            }
+        }
+        r
+    }
+
+    /// A trailers-only gRPC response; a denial's message names its policy.
+    fn grpc_status(&self) -> Response<ResponseBody> {
+        let (code, message) = grpc_status_for(self.status());
+        let mut r = Response::new(Either::Right(Full::default()));
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert("grpc-status", HeaderValue::from(code));
+        // Policy names and our messages are printable ASCII without `%`:
+        // no percent-encoding needed.
+        let message = match self {
+            ProxyError::Denied { policy, .. } => {
+                HeaderValue::from_str(&format!("{message} by {policy}"))
+                    .unwrap_or(HeaderValue::from_static(message))
+            }
+            _ => HeaderValue::from_static(message),
+        };
+        h.insert("grpc-message", message);
+        r
+    }
+}
+
+/// gRPC status code and message for an HTTP status strait produced.
+pub fn grpc_status_for(http: StatusCode) -> (u16, &'static str) {
+    match http.as_u16() {
+        400 => (13, "strait: bad request"),
+        401 => (16, "strait: unauthenticated"),
+        403 => (7, "strait: permission denied"),
+        404 => (12, "strait: no route matched"),
+        429 => (14, "strait: rate limited"),
+        502 => (14, "strait: backend failed"),
+        503 => (14, "strait: no ready endpoints"),
+        504 => (14, "strait: timeout"),
+        _ => (2, "strait: request could not be served"),
+    }
+}
+
+/// A plain-text response strait writes (errors, redirects).
+pub fn text(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    let mut r = Response::new(Either::Right(Full::new(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_answer_says_why() {
+        let all = [
+            ProxyError::NoHost,
+            ProxyError::Misdirected,
+            ProxyError::NoRoute,
+            ProxyError::Connect("x".into()),
+            ProxyError::Overflow {
+                policy: Some("shop/breaker".into()),
+                limit: "maxRequests",
+                value: 3,
+            },
+        ];
+        for e in all {
+            for grpc in [false, true] {
+                let r = e.response(grpc);
+                assert_eq!(
+                    r.headers()[REASON_HEADER].to_str().ok(),
+                    Some(e.reason()),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn grpc_statuses_follow_the_mapping() {
+        assert_eq!(grpc_status_for(StatusCode::NOT_FOUND).0, 12);
+        assert_eq!(grpc_status_for(StatusCode::SERVICE_UNAVAILABLE).0, 14);
+        let denied = ProxyError::Denied {
+            policy: "shop/only-checkout rule 0".into(),
+            explain: "denied".into(),
+        };
+        let r = denied.response(true);
+        assert_eq!(r.headers()["grpc-status"], "7");
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "strait: permission denied by shop/only-checkout rule 0"
+        );
+        assert_eq!(r.headers()[AUTHZ_HEADER], "shop/only-checkout rule 0");
+    }
+
+    #[test]
+    fn only_unsent_failures_are_retry_safe() {
+        assert!(ProxyError::Connect(String::new()).retry_safe());
+        assert!(!ProxyError::Backend(String::new()).retry_safe());
+        assert!(!ProxyError::BackendTimeout.retry_safe());
+    }
+}

@@ -1,0 +1,208 @@
+//! Phase 3, request filters: a redirect answers at once; otherwise the
+//! request is made ready for its backend — URL rewrite, hop-by-hop
+//! hygiene, forwarding headers, the caller's certificate at a sidecar,
+//! header modifiers — its body kept for retries when the rule has them,
+//! and copies sent to mirrors.
+
+use super::select::Target;
+use crate::answer::{self, ProxyError, ResponseBody};
+use crate::ctx::{RequestCtx, Role};
+use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::tee::UpstreamBody;
+use crate::upstream::Upstreams;
+use bytes::Bytes;
+use http::header::{HOST, LOCATION};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use strait_route::{BackendTarget, Cluster, Matched};
+use tracing::debug;
+
+/// A request ready to be sent, with what forwarding needs to know of it.
+pub struct Outgoing {
+    /// Origin-form URI, headers as the backend is to see them.
+    pub parts: http::request::Parts,
+    pub body: UpstreamBody,
+    /// The body again for another try, when the rule retries and it was small.
+    pub replay: Option<Bytes>,
+    /// The protocol asked for by an upgrade (WebSocket and the like).
+    pub upgrade: Option<HeaderValue>,
+    pub client_upgrade: Option<OnUpgrade>,
+    pub client_version: Version,
+}
+
+/// The rule's RequestRedirect, answered here.
+pub fn redirect<B>(
+    ctx: &RequestCtx,
+    matched: &Matched<'_>,
+    req: &Request<B>,
+    target: &Target<'_>,
+) -> Option<Response<ResponseBody>> {
+    let redirect = matched.rule.redirect.as_ref()?;
+    let location = redirect.location(
+        ctx.conn.scheme,
+        &target.host,
+        matched.listener.port,
+        req.uri().path(),
+        req.uri().query(),
+        matched.matched_prefix,
+    );
+    let status = StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::FOUND);
+    let mut r = answer::text(status, Bytes::new());
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    Some(r)
+}
+
+/// Applies the rule's filters; `own_id` is a sidecar's SPIFFE ID, for the
+/// certificate header its workload sees.
+pub async fn request(
+    upstreams: &Arc<Upstreams>,
+    ctx: &RequestCtx,
+    own_id: Option<&str>,
+    matched: &Matched<'_>,
+    mut req: Request<Incoming>,
+) -> Result<Outgoing, ProxyError> {
+    let rule = matched.rule;
+    // An HTTP/1.1 Upgrade is passed through: the upgrade headers survive
+    // the hop-by-hop rule, and on a 101 the two connections are joined.
+    let upgrade = crate::upgrade::requested(&req);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let client_version = parts.version;
+    if let Some(protocol) = &upgrade {
+        crate::upgrade::connect_as_http1(&mut parts, protocol);
+    }
+    let path_and_query = rewritten(matched, &parts.uri)?;
+    headers(ctx, own_id, matched, &mut parts, upgrade.as_ref());
+    let retries = rule.retry.is_some() && upgrade.is_none();
+    let (mut body, replay) = match retries {
+        true => crate::retry::prepare(body)
+            .await
+            .map_err(|_| ProxyError::RequestBody)?,
+        false => (UpstreamBody::main(body), None),
+    };
+    mirror(upstreams, matched, &path_and_query, &parts, &mut body);
+    parts.uri = Uri::from(path_and_query);
+    Ok(Outgoing {
+        parts,
+        body,
+        replay,
+        upgrade,
+        client_upgrade,
+        client_version,
+    })
+}
+
+/// The path and query the backend gets: URLRewrite's, else the client's.
+fn rewritten(matched: &Matched<'_>, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
+    let Some(modifier) = matched.rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) else {
+        return Ok(uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")));
+    };
+    let path = modifier.apply(uri.path(), matched.matched_prefix);
+    let text = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    PathAndQuery::try_from(text).map_err(|_| ProxyError::BadTarget)
+}
+
+/// Rule-level header changes, which apply to the request and its mirrors alike.
+fn headers(
+    ctx: &RequestCtx,
+    own_id: Option<&str>,
+    matched: &Matched<'_>,
+    parts: &mut http::request::Parts,
+    upgrade: Option<&HeaderValue>,
+) {
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let headers = &mut parts.headers;
+    // `TE: trailers` is the one TE value passed on, as Envoy does: gRPC
+    // needs it to reach the server.
+    let te_trailers = headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    strip_hop_by_hop(headers);
+    if te_trailers {
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(protocol) = upgrade {
+        crate::upgrade::restore(headers, protocol);
+    }
+    if !headers.contains_key(HOST) {
+        if let Some(h) = original_host {
+            headers.insert(HOST, h);
+        }
+    }
+    add_forwarded(headers, &ctx.conn.client_ip, ctx.conn.scheme);
+    if ctx.conn.role == Role::Inbound {
+        crate::headers::client_cert(headers, own_id, ctx.conn.peer.as_deref());
+    }
+    let rule = matched.rule;
+    if let Some(ops) = &rule.request_headers {
+        ops.apply(headers);
+    }
+    if let Some(h) = rule.rewrite.as_ref().and_then(|r| r.hostname.clone()) {
+        headers.insert(HOST, h);
+    }
+}
+
+/// Mirrors go out whatever becomes of the main request.
+fn mirror(
+    upstreams: &Arc<Upstreams>,
+    matched: &Matched<'_>,
+    path_and_query: &PathAndQuery,
+    parts: &http::request::Parts,
+    body: &mut UpstreamBody,
+) {
+    for mirror in &matched.rule.mirrors {
+        if mirror.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= mirror.per_million {
+            continue;
+        }
+        if let BackendTarget::Cluster(c) = &mirror.target {
+            if let Some((ep, authority)) = c.next_endpoint() {
+                let copy = body.mirror();
+                send_mirror(upstreams, c, ep, authority, path_and_query, parts, copy);
+            }
+        }
+    }
+}
+
+/// Fire-and-forget copy of the request; its body is teed from the main one.
+fn send_mirror(
+    upstreams: &Arc<Upstreams>,
+    cluster: &Arc<Cluster>,
+    endpoint: SocketAddr,
+    authority: &Authority,
+    path_and_query: &PathAndQuery,
+    parts: &http::request::Parts,
+    body: UpstreamBody,
+) {
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = Uri::from(path_and_query.clone());
+    *req.headers_mut() = parts.headers.clone();
+    let upstreams = upstreams.clone();
+    let authority = authority.clone();
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        if let Err(e) = upstreams.send(&cluster, endpoint, &authority, req).await {
+            debug!(%endpoint, error = %e.error, "mirror request failed");
+        }
+    });
+}

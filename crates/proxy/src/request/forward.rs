@@ -1,0 +1,238 @@
+//! Phase 5, forward: tries under the rule's timeouts. A connection that
+//! cannot be made is tried on another endpoint of the same backend, for
+//! any method since nothing was sent, up to [`CONNECT_RETRIES`] times
+//! within the Service's retry budget (nginx's `proxy_next_upstream error`).
+//! A rule's own retries (GEP-1731) follow the retry module's rules, with
+//! backoff, on an endpoint not tried yet. A backend's `101` joins the two
+//! connections.
+
+use super::backend::{self, InFlight};
+use super::filters::Outgoing;
+use super::respond;
+use crate::answer::{ProxyError, ResponseBody};
+use crate::metrics::Metrics;
+use crate::retry::Failure;
+use crate::splice::SpliceLimits;
+use crate::tee::UpstreamBody;
+use crate::upstream::{PooledBody, SendError, Upstreams};
+use http::{Request, Response, StatusCode};
+use std::net::SocketAddr;
+use strait_route::{Cluster, Matched, Outcome, Rule, WeightedBackend};
+use tracing::{debug, warn};
+
+/// Other endpoints tried when a connection cannot be made (`CONNECT_RETRIES`).
+pub const CONNECT_RETRIES: u32 = 2;
+
+/// What forwarding uses of the proxy's state.
+pub struct Forwarder<'a> {
+    pub upstreams: &'a Upstreams,
+    pub metrics: &'a Metrics,
+    pub limits: SpliceLimits,
+}
+
+/// A try that got no usable answer: the error to answer with, and why, as
+/// retries see it.
+struct TryFailed {
+    error: ProxyError,
+    /// `None`: not to be retried (a full breaker stays full).
+    why: Option<Failure>,
+}
+
+impl TryFailed {
+    fn new(error: ProxyError, why: Failure) -> Self {
+        TryFailed {
+            error,
+            why: Some(why),
+        }
+    }
+}
+
+impl Forwarder<'_> {
+    /// Forwards within the rule's request timeout.
+    pub async fn forward(
+        &self,
+        matched: &Matched<'_>,
+        out: Outgoing,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let tries = self.tries(matched.rule, out);
+        match matched.rule.timeouts.request {
+            Some(limit) => tokio::time::timeout(limit, tries)
+                .await
+                .map_err(|_| ProxyError::RequestTimeout)?,
+            None => tries.await,
+        }
+    }
+
+    async fn tries(
+        &self,
+        rule: &Rule,
+        mut out: Outgoing,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let retry = rule.retry.as_ref().filter(|_| out.upgrade.is_none());
+        let mut first = Some(std::mem::replace(
+            &mut out.body,
+            UpstreamBody::whole(Default::default()),
+        ));
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut tries: u32 = 0;
+        loop {
+            let (backend, cluster) = backend::weighted(rule)?;
+            if tries == 0 {
+                // The budget counts the requests a Service gets; retries
+                // are charged to the Service that failed.
+                cluster.traffic.budget.request();
+            }
+            // A second try is only made with a kept body.
+            let body = first
+                .take()
+                .unwrap_or_else(|| UpstreamBody::whole(out.replay.clone().unwrap_or_default()));
+            // Only a rule with retries pays for a copy of the request head.
+            let parts = match retry {
+                Some(_) => out.parts.clone(),
+                None => std::mem::replace(&mut out.parts, Request::new(()).into_parts().0),
+            };
+            let req = Request::from_parts(parts, body);
+            let result = self
+                .to_cluster(rule, backend, cluster, req, &mut tried)
+                .await;
+            let failed = match &result {
+                Err(f) => f.why,
+                Ok(r) => retry
+                    .filter(|p| p.codes.contains(&r.status().as_u16()))
+                    .map(|_| Failure::Status),
+            };
+            if let (Some(why), Some(policy)) = (failed, retry) {
+                let again = tries < policy.attempts
+                    && out.replay.is_some()
+                    && why.retriable(&out.parts.method);
+                if again && cluster.traffic.budget.try_retry() {
+                    tries += 1;
+                    self.metrics.retry(&rule.route, why.label());
+                    debug!(
+                        route = &*rule.route,
+                        reason = why.label(),
+                        tries,
+                        "retrying"
+                    );
+                    tokio::time::sleep(policy.wait(tries)).await;
+                    continue;
+                }
+                if again {
+                    self.metrics.retry(&rule.route, "budget_exhausted");
+                }
+            }
+            let response = result.map_err(|f| f.error)?;
+            return self.answered(backend, rule, response, &mut out);
+        }
+    }
+
+    /// One try at `cluster`: an endpoint, and others after it while
+    /// connections cannot be made.
+    async fn to_cluster(
+        &self,
+        rule: &Rule,
+        backend: &WeightedBackend,
+        cluster: &Cluster,
+        mut req: Request<UpstreamBody>,
+        tried: &mut Vec<SocketAddr>,
+    ) -> Result<Response<PooledBody>, TryFailed> {
+        // Backend-level filters belong to this backend only, not to mirrors.
+        if let Some(ops) = &backend.request_headers {
+            ops.apply(req.headers_mut());
+        }
+        let mut connect_retries = 0;
+        loop {
+            let try_ = backend::endpoint(cluster, req.headers(), tried).map_err(|error| {
+                if let ProxyError::Overflow { limit, .. } = &error {
+                    self.metrics.overflow(&cluster.name, limit);
+                }
+                TryFailed { error, why: None }
+            })?;
+            let (endpoint, authority) = try_.endpoint();
+            tried.push(endpoint);
+            let call = self.upstreams.send(cluster, endpoint, authority, req);
+            let result = match rule.timeouts.backend_request {
+                Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+                None => Some(call.await),
+            };
+            let failed = match result {
+                Some(Ok(response)) => {
+                    let outcome = match response.status().is_server_error() {
+                        true => Outcome::ServerError,
+                        false => Outcome::Answered,
+                    };
+                    self.finish(try_, endpoint, outcome);
+                    return Ok(response);
+                }
+                None => {
+                    self.finish(try_, endpoint, Outcome::Failed);
+                    return Err(TryFailed::new(ProxyError::BackendTimeout, Failure::Timeout));
+                }
+                Some(Err(failed)) => failed,
+            };
+            match (failed.error, failed.unsent) {
+                (SendError::Connect(e), Some(unsent)) => {
+                    self.finish(try_, endpoint, Outcome::ConnectFailed);
+                    let another = connect_retries < CONNECT_RETRIES
+                        && tried.len() < cluster.endpoints.len()
+                        && cluster.traffic.budget.try_retry();
+                    if !another {
+                        warn!(cluster = cluster.name, %endpoint, error = %e, "upstream connection failed");
+                        return Err(TryFailed::new(ProxyError::Connect(e), Failure::Connect));
+                    }
+                    connect_retries += 1;
+                    self.metrics.retry(&rule.route, Failure::Connect.label());
+                    debug!(cluster = cluster.name, %endpoint, error = %e, "connection failed; another endpoint");
+                    req = unsent;
+                }
+                (SendError::Overflow(o), _) => {
+                    drop(try_);
+                    self.metrics.overflow(&cluster.name, o.limit().0);
+                    return Err(TryFailed {
+                        error: ProxyError::overflow(o, cluster),
+                        why: None,
+                    });
+                }
+                (e, _) => {
+                    self.finish(try_, endpoint, Outcome::Failed);
+                    // As nginx and HAProxy do: a failed upstream is the operator's business.
+                    warn!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
+                    return Err(TryFailed::new(
+                        ProxyError::Backend(e.to_string()),
+                        Failure::Backend,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn finish(&self, try_: InFlight<'_>, endpoint: SocketAddr, outcome: Outcome) {
+        let cluster = try_.cluster;
+        if try_.finish(outcome) {
+            warn!(cluster = cluster.name, %endpoint, "endpoint ejected after failures");
+            self.metrics.ejection(&cluster.name);
+        }
+    }
+
+    /// The backend's answer: joined if it switched protocols, else filtered.
+    fn answered(
+        &self,
+        backend: &WeightedBackend,
+        rule: &Rule,
+        response: Response<PooledBody>,
+        out: &mut Outgoing,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(respond::filters(backend, rule, response));
+        }
+        match (out.client_upgrade.take(), &out.upgrade) {
+            (Some(client), Some(_)) => Ok(crate::upgrade::join(
+                client,
+                out.client_version,
+                response,
+                self.limits,
+            )),
+            _ => Err(ProxyError::SwitchedUnasked),
+        }
+    }
+}

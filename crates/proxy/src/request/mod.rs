@@ -1,0 +1,101 @@
+//! The request path, one phase per module, called in order by [`proxy`]:
+//!
+//! ```text
+//! select    host, TLS name check (421), route: gateway | inbound | outbound
+//!   │       (a sidecar's CONNECT becomes a tunnel here)
+//! policy    authorization, fault injection
+//! filters   redirect (answers), rewrite, headers, body kept for retries, mirrors
+//! backend   weighted backend, breaker, balancer         ┐ inside forward,
+//! forward   tries, timeouts, connect and rule retries,  │ once per try
+//!           upgrades                                    ┘
+//! respond   response header filters
+//! telemetry one record per request
+//! ```
+//!
+//! A phase stops the request by returning a [`ProxyError`]; [`handle`] is
+//! the one place it becomes an answer.
+
+mod backend;
+mod filters;
+mod forward;
+mod policy;
+mod respond;
+mod select;
+mod telemetry;
+
+use crate::answer::{ProxyError, ResponseBody};
+use crate::ctx::{ConnInfo, RequestCtx, Role};
+use crate::Shared;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Serves one request. Never fails: every error becomes an answer.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let mut ctx = RequestCtx::new(conn, req.headers());
+    let response = match proxy(&shared, &mut ctx, req).await {
+        Ok(response) => response,
+        Err(e) => {
+            ctx.reason = Some(e.reason());
+            e.response(ctx.grpc)
+        }
+    };
+    telemetry::record(&shared.metrics, &ctx, &response);
+    Ok(response)
+}
+
+/// The chart: each line a phase.
+async fn proxy(
+    shared: &Shared,
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let snapshot = shared.snapshot.load_full();
+    let sidecar = shared.sidecar.as_ref();
+    if let (true, Some(sidecar)) = (select::is_tunnel(&ctx.conn, sidecar, &req), sidecar) {
+        return tunnel(shared, sidecar, ctx, req).await;
+    }
+    let conn = ctx.conn.clone();
+    let selected = {
+        let target = select::Target::of(&req, &conn)?;
+        let selected = select::route(&snapshot, sidecar, ctx, &req, &target).await?;
+        policy::authorize(&snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
+        if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
+            return Ok(redirect);
+        }
+        selected
+    };
+    let matched = selected.matched();
+    policy::fault(matched.rule).await?;
+    let own_id = sidecar.filter(|_| ctx.conn.role == Role::Inbound && ctx.conn.peer.is_some());
+    let own_id = own_id.and_then(|s| s.own_id());
+    let out = filters::request(&shared.upstream, ctx, own_id.as_deref(), &matched, req).await?;
+    let forwarder = forward::Forwarder {
+        upstreams: &shared.upstream,
+        metrics: &shared.metrics,
+        limits: shared.limits,
+    };
+    forwarder.forward(&matched, out).await
+}
+
+/// A sidecar's outbound `CONNECT`: a byte tunnel, counted like a request.
+async fn tunnel(
+    shared: &Shared,
+    sidecar: &crate::sidecar::Sidecar,
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let mut labels = crate::mesh::TunnelLabels {
+        listener: ctx.listener.clone(),
+        route: ctx.route.clone(),
+    };
+    let result = crate::mesh::connect(shared, sidecar, req, &mut labels).await;
+    ctx.listener = labels.listener;
+    ctx.route = labels.route;
+    result
+}
