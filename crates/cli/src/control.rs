@@ -308,11 +308,11 @@ pub(crate) fn publish_folder(
     let (mut publisher, service) = strait_control::server::Publisher::new();
     publisher.publish(source.index(None));
     let (watcher, mut events) =
-        folder::watch(&dir).with_context(|| format!("watching {}", dir.display()))?;
+        strait_api::watch::watch(&dir).with_context(|| format!("watching {}", dir.display()))?;
     tokio::spawn(async move {
         let _watcher = watcher;
         while events.recv().await.is_some() {
-            folder::settle(&mut events).await;
+            strait_api::watch::settle(&mut events).await;
             let next = source.index(publisher.current());
             publisher.publish(next);
         }

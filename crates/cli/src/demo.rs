@@ -184,7 +184,7 @@ fn proxy_options(
     dir: &std::path::Path,
     admin: Option<SocketAddr>,
     sidecar: Option<strait_proxy::sidecar::SidecarOptions>,
-    control: strait_control::client::ControlOptions,
+    control: strait_api::client::ControlOptions,
 ) -> strait_proxy::GatewayOptions {
     strait_proxy::GatewayOptions {
         config_dir: dir.to_path_buf(),
@@ -316,8 +316,8 @@ impl DemoCa {
         dir: &std::path::Path,
         node: &str,
         role: &str,
-    ) -> strait_control::client::ControlOptions {
-        strait_control::client::ControlOptions {
+    ) -> strait_api::client::ControlOptions {
+        strait_api::client::ControlOptions {
             addr: format!("127.0.0.1:{CA_PORT}"),
             bundle: self.bundle.clone(),
             trust_domain: strait_identity::DEFAULT_TRUST_DOMAIN.into(),

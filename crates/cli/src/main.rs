@@ -358,7 +358,7 @@ impl ServeArgs {
                 let cache = self.cache.unwrap_or_else(|| {
                     std::env::temp_dir().join(format!("strait-{}.json", node.replace('/', "_")))
                 });
-                Some(strait_control::client::ControlOptions {
+                Some(strait_api::client::ControlOptions {
                     addr,
                     bundle,
                     trust_domain: self.trust_domain,

@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strait_api::snapshot::{Joined, Snapshot};
 use strait_control::pb;
-use strait_control::snapshot::{Joined, Snapshot};
 use tokio::sync::{mpsc, Mutex};
 
 fn main() -> Result<(), String> {

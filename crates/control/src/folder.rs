@@ -1,14 +1,11 @@
-//! The folder as a source of the index (each file read and typed again
-//! only when its text changed), and noticing when the folder changes.
+//! The folder as a source of the index: each file read and typed again
+//! only when its text changed (noticing changes is `strait_api::watch`).
 
 use crate::index::{self, Index, SourceDocs};
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use strait_config::{Problem, Source};
-use tokio::sync::mpsc;
 
 /// A folder of manifests, read into the index.
 pub struct Folder {
@@ -78,37 +75,5 @@ impl Folder {
         }
         self.files = files;
         index::build(&sources, previous)
-    }
-}
-
-/// How long the folder must be quiet before a change is read, so that an
-/// editor's or `kubectl`'s burst of writes becomes one reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
-
-/// Watches `dir` (recursively); each burst of changes sends one `()`.
-pub fn watch(dir: &Path) -> notify::Result<(RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(e) = event {
-            if !e.kind.is_access() {
-                let _ = tx.send(());
-            }
-        }
-    })?;
-    watcher.watch(dir, RecursiveMode::Recursive)?;
-    Ok((watcher, rx))
-}
-
-/// Waits out a burst: returns once no event came for [`DEBOUNCE`].
-pub async fn settle(rx: &mut mpsc::UnboundedReceiver<()>) {
-    loop {
-        tokio::time::sleep(DEBOUNCE).await;
-        let mut more = false;
-        while rx.try_recv().is_ok() {
-            more = true;
-        }
-        if !more {
-            return;
-        }
     }
 }

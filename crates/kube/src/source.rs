@@ -432,7 +432,7 @@ pub async fn run(client: Client, mut publisher: Publisher) {
         let mut seen = vec![first];
         // A burst becomes one new version.
         loop {
-            tokio::time::sleep(strait_control::folder::DEBOUNCE).await;
+            tokio::time::sleep(strait_api::watch::DEBOUNCE).await;
             let before = seen.len();
             while let Ok(more) = rx.try_recv() {
                 seen.push(more);

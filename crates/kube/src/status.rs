@@ -134,7 +134,7 @@ impl StatusWriter {
     /// Writes what changed since the last call.
     pub async fn write(&mut self, client: &Client, index: &Index, controller: &str) {
         let docs =
-            strait_control::snapshot::resources(index.objects.values().map(|o| &o.entry)).documents;
+            strait_api::snapshot::resources(index.objects.values().map(|o| &o.entry)).documents;
         let opts = CompileOptions {
             controller_name: controller.to_string(),
         };

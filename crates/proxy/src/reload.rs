@@ -1,5 +1,5 @@
 //! Loading a configuration: a folder's, or a snapshot's from the control
-//! plane (watching a folder is `strait_control::folder`'s).
+//! plane (watching a folder is `strait_api::watch`'s).
 
 use std::path::Path;
 use strait_config::{Problem, ResourceSet};

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strait_api::client::Offer;
 use strait_config::Problem;
-use strait_control::client::Offer;
 use strait_route::{CompileOptions, ListenKey, PortProtocol, Snapshot};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -35,7 +35,7 @@ pub struct GatewayOptions {
     pub sidecar: Option<crate::sidecar::SidecarOptions>,
     /// Take the configuration from the control plane instead of
     /// `config_dir`.
-    pub control: Option<strait_control::client::ControlOptions>,
+    pub control: Option<strait_api::client::ControlOptions>,
 }
 
 /// Where configuration changes come from.
@@ -58,7 +58,7 @@ impl Changes {
                 if events.recv().await.is_none() {
                     std::future::pending::<()>().await;
                 }
-                strait_control::folder::settle(events).await;
+                strait_api::watch::settle(events).await;
                 None
             }
             Changes::Control(offers) => match offers.recv().await {
@@ -71,10 +71,31 @@ impl Changes {
 
 /// A snapshot's manifests, loaded as a folder's would be.
 fn load_snapshot(
-    snapshot: &strait_control::snapshot::Snapshot,
+    snapshot: &strait_api::snapshot::Snapshot,
     compile: &CompileOptions,
 ) -> Result<Loaded, Vec<Problem>> {
     reload::from_set(snapshot.resources(), compile)
+}
+
+/// The same off the async workers: a big change compiles on a blocking
+/// thread, so a sidecar with one worker keeps serving meanwhile.
+async fn compile_offer(
+    snapshot: strait_api::snapshot::Snapshot,
+    compile: &CompileOptions,
+) -> Result<Result<Loaded, Vec<Problem>>, tokio::task::JoinError> {
+    let compile = compile.clone();
+    tokio::task::spawn_blocking(move || load_snapshot(&snapshot, &compile)).await
+}
+
+/// What the control plane is told of an offer: ACK, or NACK and why.
+fn answer_for(
+    loaded: &Result<Result<Loaded, Vec<Problem>>, tokio::task::JoinError>,
+) -> Result<(), String> {
+    match loaded {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(problems)) => Err(refusal(problems)),
+        Err(e) => Err(format!("compiling the configuration failed: {e}")),
+    }
 }
 
 /// The first configuration: the folder's, or the control plane's — the
@@ -96,7 +117,7 @@ async fn first_load(opts: &GatewayOptions) -> anyhow::Result<(Loaded, Changes)> 
         };
         // Watch before serving: a change made the moment /ready answers
         // must not be missed.
-        let (watcher, events) = strait_control::folder::watch(&opts.config_dir)
+        let (watcher, events) = strait_api::watch::watch(&opts.config_dir)
             .with_context(|| format!("watching {}", opts.config_dir.display()))?;
         return Ok((
             loaded,
@@ -110,12 +131,12 @@ async fn first_load(opts: &GatewayOptions) -> anyhow::Result<(Loaded, Changes)> 
     let cached = control
         .cache
         .as_deref()
-        .and_then(strait_control::snapshot::load_cache)
+        .and_then(strait_api::snapshot::load_cache)
         .and_then(|s| match load_snapshot(&s, &opts.compile) {
             Ok(loaded) => Some((s, loaded)),
             Err(_) => None,
         });
-    tokio::spawn(strait_control::client::run(
+    tokio::spawn(strait_api::client::run(
         control.clone(),
         tx,
         cached.as_ref().map(|(s, _)| s.clone()),
@@ -130,14 +151,11 @@ async fn first_load(opts: &GatewayOptions) -> anyhow::Result<(Loaded, Changes)> 
         let Some(offer) = offers.recv().await else {
             bail!("the control plane client stopped");
         };
-        match load_snapshot(&offer.snapshot, &opts.compile) {
-            Ok(loaded) => {
-                let _ = offer.reply.send(Ok(()));
-                return Ok((loaded, Changes::Control(offers)));
-            }
-            Err(problems) => {
-                let _ = offer.reply.send(Err(refusal(&problems)));
-            }
+        let Offer { snapshot, reply } = offer;
+        let loaded = compile_offer(snapshot, &opts.compile).await;
+        let _ = reply.send(answer_for(&loaded));
+        if let Ok(Ok(loaded)) = loaded {
+            return Ok((loaded, Changes::Control(offers)));
         }
     }
 }
@@ -246,14 +264,11 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
             }
             offer = changes.next() => match offer {
                 None => apply_change(&opts, &state, &mut listeners).await,
-                Some(offer) => {
-                    let loaded = load_snapshot(&offer.snapshot, &opts.compile);
-                    let answer = match &loaded {
-                        Ok(_) => Ok(()),
-                        Err(problems) => Err(refusal(problems)),
-                    };
-                    apply_loaded(&opts, &state, &mut listeners, Ok(loaded)).await;
-                    let _ = offer.reply.send(answer);
+                Some(Offer { snapshot, reply }) => {
+                    let loaded = compile_offer(snapshot, &opts.compile).await;
+                    let answer = answer_for(&loaded);
+                    apply_loaded(&opts, &state, &mut listeners, loaded).await;
+                    let _ = reply.send(answer);
                 }
             },
         }
