@@ -183,3 +183,45 @@ spec:
     assert!(others > 150, "sessions spread: {others} off cart-0");
     assert!(stayed * 100 >= others * 95, "{stayed} of {others} stayed");
 }
+
+/// The sum of the samples of `name` whose labels contain `needle`.
+async fn metric(gw: &Gateway, name: &str, needle: &str) -> f64 {
+    gw.metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_ejection_of_an_endpoint_that_remains() {
+    let live = echo("pay", "live");
+    let port = free_port();
+    let dir = TempDir::new();
+    let base = gateway_yaml(port)
+        + &service("pay", &[live.port, dead_port()])
+        + &prefix_route("r", "/", "pay", "");
+    dir.write("all.yaml", &base);
+    let gw = Gateway::start(&dir).await;
+    assert!(failures(port, "GET", 80).await.is_empty());
+    let retried = metric(&gw, "strait_retries_total", "reason=\"connect\"").await;
+    // Eight callers at once may each find it first, before it is ejected.
+    assert!(
+        (1.0..=8.0).contains(&retried),
+        "tried, then ejected: {retried}"
+    );
+    // A change elsewhere: the Service and its endpoints stay.
+    let generation = gw.config().await["generation"].as_u64().unwrap_or(0);
+    dir.write(
+        "all.yaml",
+        &(base + &prefix_route("other", "/other", "pay", "")),
+    );
+    gw.wait_generation(generation + 1).await;
+    assert!(failures(port, "GET", 80).await.is_empty());
+    let after = metric(&gw, "strait_retries_total", "reason=\"connect\"").await;
+    assert_eq!(
+        after, retried,
+        "still ejected after the reload: not tried again"
+    );
+}

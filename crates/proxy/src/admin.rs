@@ -85,7 +85,8 @@ fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             )
         }
         "/config" => {
-            let snapshot = state.shared.snapshot.load();
+            let live = state.shared.live.load();
+            let snapshot = &live.snapshot;
             let body = json!({
                 "generation": state.generation.load(Ordering::Acquire),
                 "problems": **state.problems.load(),

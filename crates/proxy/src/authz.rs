@@ -69,7 +69,8 @@ pub fn check_connection(shared: &Shared, sidecar: &Sidecar, peer: Option<&str>, 
         port,
         http: None,
     };
-    let snapshot = shared.snapshot.load();
+    let live = shared.live.load();
+    let snapshot = &live.snapshot;
     if !snapshot.security.guards(&sidecar.options.namespace) {
         return true;
     }

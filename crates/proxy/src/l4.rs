@@ -44,8 +44,8 @@ pub async fn serve(
     } else {
         (Vec::new(), None)
     };
-    let snapshot = shared.snapshot.load_full();
-    let Some(matched) = snapshot.l4_route(at, sni.as_deref()) else {
+    let live = shared.live.load_full();
+    let Some(matched) = live.snapshot.l4_route(at, sni.as_deref()) else {
         debug!(%client, port = at.port, ?sni, "no route; connection closed");
         shared
             .metrics
@@ -57,14 +57,13 @@ pub async fn serve(
         Some(BackendTarget::Cluster(c)) => Some(c.clone()),
         _ => None,
     };
-    drop(snapshot);
     // Held while the connection lasts.
     let mut _slot = None;
     let endpoint = match &cluster {
-        Some(c) => match crate::conn_limit::tcp_slot(c) {
+        Some(c) => match crate::conn_limit::tcp_slot(live.state(c).gate()) {
             Ok(slot) => {
                 _slot = slot;
-                c.next_endpoint().map(|(addr, _)| addr)
+                live.next_endpoint(c)
             }
             Err(o) => {
                 shared.metrics.overflow(&c.name, o.limit().0);

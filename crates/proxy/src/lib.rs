@@ -17,6 +17,7 @@ pub mod dial;
 mod headers;
 pub mod l4;
 pub mod listeners;
+pub mod live;
 pub mod mesh;
 pub mod metrics;
 pub mod mtls;

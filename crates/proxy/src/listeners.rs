@@ -299,7 +299,7 @@ async fn outbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream
     let original = crate::capture::original_dst(&stream);
     if let Some(dst) = original {
         let opaque = crate::capture::OPAQUE_PORTS.contains(&dst.port())
-            || port.shared.snapshot.load().mesh.opaque(dst)
+            || port.shared.live.load().snapshot.mesh.opaque(dst)
             || crate::capture::sniff(&stream).await == crate::capture::Sniffed::Opaque;
         if opaque {
             crate::mesh::tcp(port.shared.clone(), client, stream, dst).await;
@@ -325,8 +325,9 @@ async fn inbound(port: &Port, client: SocketAddr, stream: tokio::net::TcpStream)
         let arrival = crate::mtls::classify(&stream, crate::capture::DETECT_TIMEOUT).await;
         let strict = port
             .shared
-            .snapshot
+            .live
             .load()
+            .snapshot
             .security
             .peer_mode(&sidecar.options.namespace, &sidecar.options.workload)
             .strict();

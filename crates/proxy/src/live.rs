@@ -150,7 +150,11 @@ impl ClusterState {
         let stats = cluster
             .endpoints
             .iter()
-            .map(|a| by_addr.get(a).map_or_else(Default::default, |s| Arc::clone(s)))
+            .map(|a| {
+                by_addr
+                    .get(a)
+                    .map_or_else(Default::default, |s| Arc::clone(s))
+            })
             .collect();
         let traffic = &cluster.traffic;
         let budget = match old {
@@ -263,7 +267,13 @@ impl ClusterState {
 
     /// A try at endpoint `i` ended after `rtt`; true when its outcome
     /// ejected the endpoint.
-    pub fn end(&self, i: usize, rtt: Duration, outcome: Outcome, outlier: Option<&Outlier>) -> bool {
+    pub fn end(
+        &self,
+        i: usize,
+        rtt: Duration,
+        outcome: Outcome,
+        outlier: Option<&Outlier>,
+    ) -> bool {
         self.stats[i].active.fetch_sub(1, Ordering::Relaxed);
         self.active.fetch_sub(1, Ordering::AcqRel);
         self.record(i, rtt, outcome, outlier)
@@ -429,7 +439,10 @@ mod tests {
         let picks = (0..100)
             .filter(|_| s.choose(&LbKind::PeakEwma, None, &none) == Some(0))
             .count();
-        assert_eq!(picks, 100, "with two endpoints both are compared every time");
+        assert_eq!(
+            picks, 100,
+            "with two endpoints both are compared every time"
+        );
     }
 
     #[test]
@@ -473,7 +486,10 @@ mod tests {
             max_percent: 25,
         };
         assert!(!s.record(0, MS, Outcome::ServerError, Some(&o)));
-        assert!(s.record(0, MS, Outcome::ServerError, Some(&o)), "second failure ejects");
+        assert!(
+            s.record(0, MS, Outcome::ServerError, Some(&o)),
+            "second failure ejects"
+        );
         // One of four is the 25 % share: another cannot go.
         s.record(1, MS, Outcome::ServerError, Some(&o));
         assert!(!s.record(1, MS, Outcome::ServerError, Some(&o)));
@@ -503,7 +519,10 @@ mod tests {
             let after = s4.choose(&lb, Some(h), &none).map(|i| four.endpoints[i]);
             kept += usize::from(after == Some(five.endpoints[before]));
         }
-        assert_eq!(kept, others, "rendezvous moves no session of a staying endpoint");
+        assert_eq!(
+            kept, others,
+            "rendezvous moves no session of a staying endpoint"
+        );
     }
 
     #[test]
@@ -516,8 +535,18 @@ mod tests {
         let new = ClusterState::carried(&after, Some((&before, &old)));
         let now = now_us();
         assert!(!new.stats[0].eligible(now), "port 2 is still ejected");
-        assert!(new.stats[1].ewma_us.load(Ordering::Relaxed) >= 6_000, "port 3 keeps its score");
-        assert_eq!(new.stats[2].ewma_us.load(Ordering::Relaxed), 0, "port 4 is new");
-        assert!(Arc::ptr_eq(&new.budget, &old.budget), "same budget settings, same budget");
+        assert!(
+            new.stats[1].ewma_us.load(Ordering::Relaxed) >= 6_000,
+            "port 3 keeps its score"
+        );
+        assert_eq!(
+            new.stats[2].ewma_us.load(Ordering::Relaxed),
+            0,
+            "port 4 is new"
+        );
+        assert!(
+            Arc::ptr_eq(&new.budget, &old.budget),
+            "same budget settings, same budget"
+        );
     }
 }

@@ -27,8 +27,9 @@ async fn tcp_target(
     port: u16,
     fallback: Option<SocketAddr>,
 ) -> Result<TcpTarget, ProxyError> {
-    let snapshot = shared.snapshot.load_full();
-    if let Some(m) = snapshot
+    let live = shared.live.load_full();
+    if let Some(m) = live
+        .snapshot
         .mesh
         .default_rule(host, port, &sidecar.options.namespace)
     {
@@ -36,11 +37,11 @@ async fn tcp_target(
         else {
             return Err(ProxyError::NoEndpoints);
         };
-        let slot = crate::conn_limit::tcp_slot(c).map_err(|o| {
+        let slot = crate::conn_limit::tcp_slot(live.state(c).gate()).map_err(|o| {
             shared.metrics.overflow(&c.name, o.limit().0);
             crate::answer::ProxyError::overflow(o, c)
         })?;
-        let (addr, _) = c.next_endpoint().ok_or(ProxyError::NoEndpoints)?;
+        let addr = live.next_endpoint(c).ok_or(ProxyError::NoEndpoints)?;
         return Ok(TcpTarget {
             addr,
             listener: m.listener.label.clone(),
@@ -49,7 +50,7 @@ async fn tcp_target(
             _slot: slot,
         });
     }
-    drop(snapshot);
+    drop(live);
     let addr = match fallback {
         Some(dst) if !sidecar.options.refuse_unknown => dst,
         _ => sidecar.resolve_unknown(host, port).await?,
@@ -96,7 +97,7 @@ struct TcpTarget {
     route: Arc<str>,
     /// The Service's cluster when its endpoints are sidecars.
     meshed: Option<Arc<strait_route::Cluster>>,
-    _slot: Option<strait_route::ConnSlot>,
+    _slot: Option<crate::conn_limit::ConnSlot>,
 }
 
 /// A captured connection that is not HTTP (or is on an opaque port):

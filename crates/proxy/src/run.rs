@@ -230,7 +230,7 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     let mut listeners = ListenerSet::new(opts.bind_address, shared.clone(), drain_rx);
     match &opts.sidecar {
         None => {
-            let failed = listeners.reconcile(&ports(&shared.snapshot.load()));
+            let failed = listeners.reconcile(&ports(&shared.live.load().snapshot));
             if let Some((addr, e)) = failed.first() {
                 bail!("cannot listen on {addr}: {e}");
             }
@@ -308,7 +308,7 @@ async fn apply_loaded(
     match loaded {
         Ok(Ok(Loaded { snapshot, problems })) => {
             let wanted = ports(&snapshot);
-            shared.snapshot.store(Arc::new(snapshot));
+            shared.install(snapshot);
             if opts.sidecar.is_none() {
                 for (addr, e) in listeners.reconcile(&wanted) {
                     error!(%addr, error = %e, "cannot listen; routes on this address are not served");

@@ -1,6 +1,7 @@
 //! State shared by every connection, in parts: each phase of the request
 //! path takes the parts it needs.
 
+use crate::live::Live;
 use crate::sidecar::Sidecar;
 use crate::{metrics, splice, upstream};
 use arc_swap::ArcSwap;
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use strait_route::Snapshot;
 
 pub struct Shared {
-    pub snapshot: ArcSwap<Snapshot>,
+    /// The configuration and what is known of its endpoints, swapped
+    /// together; a request keeps the one it started with.
+    pub live: ArcSwap<Live>,
     pub metrics: metrics::Metrics,
     pub upstream: Arc<upstream::Upstreams>,
     /// Limits of joined connections: TCP, TLS passthrough, upgrades.
@@ -23,8 +26,9 @@ impl Shared {
         limits: splice::SpliceLimits,
         sidecar: Option<Sidecar>,
     ) -> Arc<Self> {
+        let fixed = sidecar.as_ref().map(Sidecar::clusters).unwrap_or_default();
         Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snapshot),
+            live: ArcSwap::from_pointee(Live::new(Arc::new(snapshot), &fixed, None)),
             metrics: metrics::Metrics::new(
                 sidecar
                     .as_ref()
@@ -36,5 +40,20 @@ impl Shared {
             limits,
             sidecar,
         })
+    }
+}
+
+impl Shared {
+    /// Serves `snapshot` from now on, keeping what is known of the
+    /// endpoints that remain.
+    pub fn install(&self, snapshot: Snapshot) {
+        let fixed = self
+            .sidecar
+            .as_ref()
+            .map(Sidecar::clusters)
+            .unwrap_or_default();
+        let old = self.live.load();
+        let live = Live::new(Arc::new(snapshot), &fixed, Some(&old));
+        self.live.store(Arc::new(live));
     }
 }

@@ -75,6 +75,18 @@ impl Sidecar {
         }
     }
 
+    /// The clusters of its inbound rules, whose scores it keeps.
+    pub fn clusters(&self) -> Vec<Arc<Cluster>> {
+        [&self.inbound_rule, &self.inbound_grpc_rule]
+            .iter()
+            .flat_map(|r| &r.backends)
+            .filter_map(|b| match &b.target {
+                BackendTarget::Cluster(c) => Some(c.clone()),
+                BackendTarget::Invalid(_) => None,
+            })
+            .collect()
+    }
+
     /// This sidecar's own SPIFFE ID, when it has a certificate agent.
     pub fn own_id(&self) -> Option<String> {
         self.options.identity.as_ref().map(|a| a.id.to_string())

@@ -9,6 +9,7 @@
 //! over either protocol.
 
 use crate::conn_limit::{acquire, Got, Overflow};
+use crate::conn_limit::{ConnGate, ConnSlot};
 use crate::dial::{dial, CONNECT_TIMEOUT};
 use crate::tee::{BoxError, UpstreamBody};
 use bytes::Bytes;
@@ -27,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use strait_identity::agent::Agent;
 use strait_identity::MeshTls;
-use strait_route::{Cluster, ConnGate, ConnSlot, UpstreamProtocol, UpstreamTls};
+use strait_route::{Cluster, UpstreamProtocol, UpstreamTls};
 use tracing::debug;
 
 /// How long an idle upstream connection is kept for reuse.
@@ -232,10 +233,12 @@ impl Upstreams {
     }
 
     /// Sends `req` (origin-form URI, `Host` header set) to `endpoint` of
-    /// `cluster`, over TLS when the cluster has a BackendTLSPolicy.
+    /// `cluster`, over TLS when the cluster has a BackendTLSPolicy, under
+    /// the cluster's connection limit `gate` if it has one.
     pub async fn send(
         &self,
         cluster: &Cluster,
+        gate: Option<&Arc<ConnGate>>,
         endpoint: SocketAddr,
         endpoint_authority: &Authority,
         mut req: Request<UpstreamBody>,
@@ -275,7 +278,7 @@ impl Upstreams {
             UpstreamProtocol::Http1 => {
                 *req.uri_mut() = Uri::from(path_and_query);
                 *req.version_mut() = Version::HTTP_11;
-                self.send_h1(cluster, key, tls, req).await
+                self.send_h1(cluster, gate, key, tls, req).await
             }
             UpstreamProtocol::H2c => {
                 let authority = req
@@ -285,7 +288,7 @@ impl Upstreams {
                     .unwrap_or_else(|| endpoint_authority.clone());
                 *req.uri_mut() = absolute_uri(authority, path_and_query);
                 *req.version_mut() = Version::HTTP_2;
-                let mut sender = match self.h2_sender(cluster, key, tls).await {
+                let mut sender = match self.h2_sender(gate, key, tls).await {
                     Ok(sender) => sender,
                     Err(e) => return Err(Failed::unsent(e, req)),
                 };
@@ -306,6 +309,7 @@ impl Upstreams {
     async fn send_h1(
         &self,
         cluster: &Cluster,
+        gate: Option<&Arc<ConnGate>>,
         endpoint: PoolKey,
         tls: Option<Tls<'_>>,
         mut req: Request<UpstreamBody>,
@@ -313,7 +317,7 @@ impl Upstreams {
         let mut fresh_only = false;
         loop {
             let (mut sender, was_reused) = match self
-                .h1_connection(cluster, endpoint, tls, !fresh_only)
+                .h1_connection(cluster, gate, endpoint, tls, !fresh_only)
                 .await
             {
                 Ok(got) => got,
@@ -334,7 +338,7 @@ impl Upstreams {
                             pool: self.h1.clone(),
                             key: endpoint,
                             sender,
-                            gate: cluster.gate().cloned(),
+                            gate: gate.cloned(),
                         });
                     if response.body().is_end_stream() {
                         if let Some(back) = back.take() {
@@ -364,6 +368,7 @@ impl Upstreams {
     async fn h1_connection(
         &self,
         cluster: &Cluster,
+        gate: Option<&Arc<ConnGate>>,
         key: PoolKey,
         tls: Option<Tls<'_>>,
         idle: bool,
@@ -373,7 +378,7 @@ impl Upstreams {
                 return Ok((sender, true));
             }
         }
-        let slot = match cluster.gate() {
+        let slot = match gate {
             None => None,
             Some(gate) => match acquire(
                 gate,
@@ -398,14 +403,14 @@ impl Upstreams {
 
     async fn h2_sender(
         &self,
-        cluster: &Cluster,
+        gate: Option<&Arc<ConnGate>>,
         key: PoolKey,
         tls: Option<Tls<'_>>,
     ) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
         if let Some(sender) = self.cached_h2(key) {
             return Ok(sender);
         }
-        let slot = match cluster.gate() {
+        let slot = match gate {
             None => None,
             Some(gate) => match acquire(gate, || self.cached_h2(key), || false).await? {
                 Got::Open(sender) => return Ok(sender),

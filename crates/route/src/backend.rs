@@ -28,11 +28,6 @@ pub struct Cluster {
     /// Balancing, breaker and outlier settings, from a BackendTrafficPolicy.
     #[serde(skip)]
     pub traffic: crate::balance::Traffic,
-    #[serde(skip)]
-    scores: crate::balance::Scores,
-    /// The breaker's `maxConnections`, when it has one.
-    #[serde(skip)]
-    gate: Option<Arc<crate::ConnGate>>,
     /// Every endpoint is a sidecar ([`MESHED_LABEL`]): calls go over
     /// mutual TLS when this proxy has a workload certificate.
     pub meshed: bool,
@@ -64,15 +59,11 @@ impl Cluster {
             .collect();
         Cluster {
             name,
-            scores: crate::balance::Scores::new(
-                endpoints.iter().map(crate::balance::endpoint_key).collect(),
-            ),
             endpoints,
             authorities,
             protocol,
             tls,
             traffic: Default::default(),
-            gate: None,
             meshed: false,
             peer_accounts: Vec::new(),
         }
@@ -86,68 +77,13 @@ impl Cluster {
     }
 
     pub fn with_traffic(mut self, traffic: crate::balance::Traffic) -> Self {
-        self.gate = traffic.breaker.as_ref().and_then(|b| {
-            let max = b.max_connections?;
-            Some(Arc::new(crate::ConnGate::new(max, b.max_pending)))
-        });
         self.traffic = traffic;
         self
     }
 
-    /// The connection limit, if the breaker sets one.
-    pub fn gate(&self) -> Option<&Arc<crate::ConnGate>> {
-        self.gate.as_ref()
-    }
-
-    /// Round-robin over the ready endpoints not ejected: the address and
-    /// its authority (mirrors, TCP, tunnels).
-    pub fn next_endpoint(&self) -> Option<(SocketAddr, &http::uri::Authority)> {
-        if self.authorities.len() != self.endpoints.len() {
-            return None;
-        }
-        let i = self.scores.round_robin(&|_| false)?;
-        Some((self.endpoints[i], &self.authorities[i]))
-    }
-
-    /// An endpoint for a request by the cluster's balancing policy, keyed
-    /// by `hash` for consistent hashing, avoiding `tried` endpoints.
-    pub fn choose(&self, hash: Option<u64>, tried: &[SocketAddr]) -> Option<usize> {
-        if self.authorities.len() != self.endpoints.len() {
-            return None;
-        }
-        let avoid = |i: usize| tried.contains(&self.endpoints[i]);
-        self.scores.choose(&self.traffic.lb, hash, &avoid)
-    }
-
-    pub fn endpoint(&self, i: usize) -> (SocketAddr, &http::uri::Authority) {
-        (self.endpoints[i], &self.authorities[i])
-    }
-
-    /// Takes a slot under the circuit breaker; `Err` names the breaker.
-    pub fn admit(&self) -> Result<(), &crate::balance::Breaker> {
-        let max = self.traffic.breaker.as_ref().and_then(|b| b.max_requests);
-        match (self.scores.admit(max), &self.traffic.breaker) {
-            (false, Some(b)) => Err(b),
-            _ => Ok(()),
-        }
-    }
-
-    /// A request to endpoint `i` begins (after [`Cluster::admit`]).
-    pub fn begin(&self, i: usize) {
-        self.scores.begin(i);
-    }
-
-    /// It ended after `rtt` with `outcome`; true when that ejected it.
-    pub fn end(&self, i: usize, rtt: std::time::Duration, outcome: crate::Outcome) -> bool {
-        self.scores.end(i);
-        self.scores
-            .record(i, rtt, outcome, self.traffic.outlier.as_ref())
-    }
-
-    /// Gives back a breaker slot taken by [`Cluster::admit`] for a request
-    /// that never reached an endpoint.
-    pub fn release(&self) {
-        self.scores.release();
+    /// Endpoint `i`'s address and its authority, for upstream requests.
+    pub fn endpoint(&self, i: usize) -> Option<(SocketAddr, &http::uri::Authority)> {
+        Some((*self.endpoints.get(i)?, self.authorities.get(i)?))
     }
 }
 

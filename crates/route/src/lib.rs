@@ -9,7 +9,6 @@ mod balance;
 mod compile;
 mod fault;
 mod filter;
-mod gate;
 mod grpc;
 mod hosts;
 mod l4;
@@ -28,16 +27,21 @@ pub use backend::{
     SERVICE_ACCOUNT_ANNOTATION,
 };
 pub use backend_tls::UpstreamTls;
-pub use balance::{Breaker, HashKey, LbKind, Outcome, Traffic};
+pub use balance::{
+    Breaker, HashKey, LbKind, Outlier, Traffic, DEFAULT_BASE_EJECTION,
+    DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_PENDING,
+};
 pub use compile::{compile, CompileOptions};
 pub use fault::Fault;
 pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
-pub use gate::{ConnGate, ConnSlot};
 pub use hosts::{normalize_host, HostTable};
 pub use l4::PortProtocol;
 pub use matcher::{PathMatch, RequestView, RouteMatch};
 pub use mesh::{MeshLookup, MeshTable, CLUSTER_DOMAIN};
-pub use retry::{BudgetSettings, RetryBudget, RetryPolicy};
+pub use retry::{
+    BudgetSettings, RetryPolicy, BUDGET_MIN_PER_SECOND, BUDGET_RATIO, BUDGET_WINDOW,
+    DEFAULT_BACKOFF, MAX_BACKOFF,
+};
 pub use snapshot::{ListenKey, ListenerRoutes, Matched, PortTable, Rule, Snapshot, Timeouts};
 pub use status::{Condition, GatewayStatus, ListenerStatus, ParentStatus, RouteStatus};
 pub use tls::{check_pem, TlsCert};

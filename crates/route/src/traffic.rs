@@ -8,7 +8,7 @@ use crate::balance::{
     DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MAX_EJECTION_PERCENT,
     DEFAULT_MAX_PENDING,
 };
-use crate::retry::{BudgetSettings, RetryBudget};
+use crate::retry::BudgetSettings;
 use strait_config::traffic::BackendTrafficPolicySpec;
 use strait_config::{duration, Document, Object, Problem, Resource};
 
@@ -88,7 +88,7 @@ fn traffic(policy: &Object<BackendTrafficPolicySpec>) -> Traffic {
         lb,
         breaker,
         outlier,
-        budget: RetryBudget::new(budget.unwrap_or(defaults)),
+        budget: budget.unwrap_or(defaults),
     }
 }
 

@@ -442,11 +442,12 @@ spec:
             .any(|p| p.path == "spec.rules[3].backendRefs[0]"),
         "{problems:?}"
     );
-    // Round robin over the ready endpoints.
-    let picks: Vec<_> = (0..4)
-        .map(|_| http.next_endpoint().expect("endpoint").0.port())
+    // The ready endpoints, in address order, with their authorities.
+    let ports: Vec<_> = (0..2)
+        .map(|i| http.endpoint(i).expect("endpoint").1.to_string())
         .collect();
-    assert_eq!(picks, [8080, 8081, 8080, 8081]);
+    assert_eq!(ports, ["10.0.0.1:8080", "[::1]:8081"]);
+    assert!(http.endpoint(2).is_none());
 }
 
 #[test]

@@ -5,13 +5,14 @@
 //! however the try ends.
 
 use crate::answer::ProxyError;
+use crate::live::{ClusterState, Outcome};
 use http::uri::Authority;
 use http::HeaderMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use strait_route::{BackendTarget, Cluster, HashKey, LbKind, Outcome, Rule, WeightedBackend};
+use strait_route::{BackendTarget, Cluster, HashKey, LbKind, Rule, WeightedBackend};
 use tracing::debug;
 
 /// The rule's backend for one try, by weight.
@@ -29,20 +30,36 @@ pub fn weighted(rule: &Rule) -> Result<(&WeightedBackend, &Arc<Cluster>), ProxyE
 /// An endpoint of `cluster` under its breaker, not one of `tried`.
 pub fn endpoint<'c>(
     cluster: &'c Cluster,
+    state: &'c ClusterState,
     headers: &HeaderMap,
     tried: &[SocketAddr],
 ) -> Result<InFlight<'c>, ProxyError> {
-    cluster.admit().map_err(|breaker| ProxyError::Overflow {
-        policy: Some(breaker.policy.clone()),
-        limit: "maxRequests",
-        value: breaker.max_requests.unwrap_or_default(),
-    })?;
+    let breaker = cluster.traffic.breaker.as_ref();
+    if !state.admit(breaker.and_then(|b| b.max_requests)) {
+        return Err(ProxyError::Overflow {
+            policy: breaker.map(|b| b.policy.clone()),
+            limit: "maxRequests",
+            value: breaker.and_then(|b| b.max_requests).unwrap_or_default(),
+        });
+    }
     let hash = hash_key(&cluster.traffic.lb, headers);
-    let Some(index) = cluster.choose(hash, tried) else {
-        cluster.release();
+    let avoid = |i: usize| tried.contains(&cluster.endpoints[i]);
+    let chosen = state
+        .choose(&cluster.traffic.lb, hash, &avoid)
+        .and_then(|i| Some((i, cluster.endpoint(i)?)));
+    let Some((index, endpoint)) = chosen else {
+        state.release();
         return Err(ProxyError::NoEndpoints);
     };
-    Ok(InFlight::begin(cluster, index))
+    state.begin(index);
+    Ok(InFlight {
+        cluster,
+        state,
+        index,
+        endpoint,
+        started: Instant::now(),
+        done: false,
+    })
 }
 
 /// The value consistent hashing keys on, hashed; `None` when the policy is
@@ -72,39 +89,35 @@ fn hash_key(lb: &LbKind, headers: &HeaderMap) -> Option<u64> {
 /// away, the request timed out), it still gives its slots back.
 pub struct InFlight<'c> {
     pub cluster: &'c Cluster,
+    state: &'c ClusterState,
     index: usize,
+    endpoint: (SocketAddr, &'c Authority),
     started: Instant,
     done: bool,
 }
 
 impl<'c> InFlight<'c> {
-    fn begin(cluster: &'c Cluster, index: usize) -> Self {
-        cluster.begin(index);
-        InFlight {
-            cluster,
-            index,
-            started: Instant::now(),
-            done: false,
-        }
-    }
-
     pub fn endpoint(&self) -> (SocketAddr, &'c Authority) {
-        self.cluster.endpoint(self.index)
+        self.endpoint
     }
 
     /// The try ended; true when its outcome ejected the endpoint.
     pub fn finish(mut self, outcome: Outcome) -> bool {
         self.done = true;
-        self.cluster
-            .end(self.index, self.started.elapsed(), outcome)
+        self.end(outcome)
+    }
+
+    fn end(&self, outcome: Outcome) -> bool {
+        let outlier = self.cluster.traffic.outlier.as_ref();
+        self.state
+            .end(self.index, self.started.elapsed(), outcome, outlier)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.cluster
-                .end(self.index, self.started.elapsed(), Outcome::Abandoned);
+            self.end(Outcome::Abandoned);
         }
     }
 }

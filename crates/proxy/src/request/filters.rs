@@ -6,8 +6,10 @@
 
 use super::select::Target;
 use crate::answer::{self, ProxyError, ResponseBody};
+use crate::conn_limit::ConnGate;
 use crate::ctx::{RequestCtx, Role};
 use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::live::Live;
 use crate::tee::UpstreamBody;
 use crate::upstream::Upstreams;
 use bytes::Bytes;
@@ -61,7 +63,7 @@ pub fn redirect<B>(
 /// Applies the rule's filters; `own_id` is a sidecar's SPIFFE ID, for the
 /// certificate header its workload sees.
 pub async fn request(
-    upstreams: &Arc<Upstreams>,
+    (live, upstreams): (&Live, &Arc<Upstreams>),
     ctx: &RequestCtx,
     own_id: Option<&str>,
     matched: &Matched<'_>,
@@ -86,7 +88,13 @@ pub async fn request(
             .map_err(|_| ProxyError::RequestBody)?,
         false => (UpstreamBody::main(body), None),
     };
-    mirror(upstreams, matched, &path_and_query, &parts, &mut body);
+    mirror(
+        (live, upstreams),
+        matched,
+        &path_and_query,
+        &parts,
+        &mut body,
+    );
     parts.uri = Uri::from(path_and_query);
     Ok(Outgoing {
         parts,
@@ -164,7 +172,7 @@ fn headers(
 
 /// Mirrors go out whatever becomes of the main request.
 fn mirror(
-    upstreams: &Arc<Upstreams>,
+    (live, upstreams): (&Live, &Arc<Upstreams>),
     matched: &Matched<'_>,
     path_and_query: &PathAndQuery,
     parts: &http::request::Parts,
@@ -174,21 +182,32 @@ fn mirror(
         if mirror.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= mirror.per_million {
             continue;
         }
-        if let BackendTarget::Cluster(c) = &mirror.target {
-            if let Some((ep, authority)) = c.next_endpoint() {
-                let copy = body.mirror();
-                send_mirror(upstreams, c, ep, authority, path_and_query, parts, copy);
-            }
-        }
+        let BackendTarget::Cluster(c) = &mirror.target else {
+            continue;
+        };
+        let state = live.state(c);
+        let Some((ep, authority)) = state.round_robin(&|_| false).and_then(|i| c.endpoint(i))
+        else {
+            continue;
+        };
+        let gate = state.gate().cloned();
+        let copy = body.mirror();
+        send_mirror(
+            upstreams,
+            (c, gate),
+            (ep, authority),
+            path_and_query,
+            parts,
+            copy,
+        );
     }
 }
 
 /// Fire-and-forget copy of the request; its body is teed from the main one.
 fn send_mirror(
     upstreams: &Arc<Upstreams>,
-    cluster: &Arc<Cluster>,
-    endpoint: SocketAddr,
-    authority: &Authority,
+    (cluster, gate): (&Arc<Cluster>, Option<Arc<ConnGate>>),
+    (endpoint, authority): (SocketAddr, &Authority),
     path_and_query: &PathAndQuery,
     parts: &http::request::Parts,
     body: UpstreamBody,
@@ -201,7 +220,10 @@ fn send_mirror(
     let authority = authority.clone();
     let cluster = cluster.clone();
     tokio::spawn(async move {
-        if let Err(e) = upstreams.send(&cluster, endpoint, &authority, req).await {
+        if let Err(e) = upstreams
+            .send(&cluster, gate.as_ref(), endpoint, &authority, req)
+            .await
+        {
             debug!(%endpoint, error = %e.error, "mirror request failed");
         }
     });

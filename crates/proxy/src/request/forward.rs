@@ -10,6 +10,7 @@ use super::backend::{self, InFlight};
 use super::filters::Outgoing;
 use super::respond;
 use crate::answer::{ProxyError, ResponseBody};
+use crate::live::{ClusterState, Live, Outcome};
 use crate::metrics::Metrics;
 use crate::retry::Failure;
 use crate::splice::SpliceLimits;
@@ -17,7 +18,7 @@ use crate::tee::UpstreamBody;
 use crate::upstream::{PooledBody, SendError, Upstreams};
 use http::{Request, Response, StatusCode};
 use std::net::SocketAddr;
-use strait_route::{Cluster, Matched, Outcome, Rule, WeightedBackend};
+use strait_route::{Cluster, Matched, Rule, WeightedBackend};
 use tracing::{debug, warn};
 
 /// Other endpoints tried when a connection cannot be made (`CONNECT_RETRIES`).
@@ -25,6 +26,7 @@ pub const CONNECT_RETRIES: u32 = 2;
 
 /// What forwarding uses of the proxy's state.
 pub struct Forwarder<'a> {
+    pub live: &'a Live,
     pub upstreams: &'a Upstreams,
     pub metrics: &'a Metrics,
     pub limits: SpliceLimits,
@@ -77,10 +79,11 @@ impl Forwarder<'_> {
         let mut tries: u32 = 0;
         loop {
             let (backend, cluster) = backend::weighted(rule)?;
+            let state = self.live.state(cluster);
             if tries == 0 {
                 // The budget counts the requests a Service gets; retries
                 // are charged to the Service that failed.
-                cluster.traffic.budget.request();
+                state.budget.request();
             }
             // A second try is only made with a kept body.
             let body = first
@@ -92,9 +95,8 @@ impl Forwarder<'_> {
                 None => std::mem::replace(&mut out.parts, Request::new(()).into_parts().0),
             };
             let req = Request::from_parts(parts, body);
-            let result = self
-                .to_cluster(rule, backend, cluster, req, &mut tried)
-                .await;
+            let at = (backend, &**cluster, &*state);
+            let result = self.to_cluster(rule, at, req, &mut tried).await;
             let failed = match &result {
                 Err(f) => f.why,
                 Ok(r) => retry
@@ -105,7 +107,7 @@ impl Forwarder<'_> {
                 let again = tries < policy.attempts
                     && out.replay.is_some()
                     && why.retriable(&out.parts.method);
-                if again && cluster.traffic.budget.try_retry() {
+                if again && state.budget.try_retry() {
                     tries += 1;
                     self.metrics.retry(&rule.route, why.label());
                     debug!(
@@ -114,7 +116,7 @@ impl Forwarder<'_> {
                         tries,
                         "retrying"
                     );
-                    tokio::time::sleep(policy.wait(tries)).await;
+                    tokio::time::sleep(crate::retry::wait(policy, tries)).await;
                     continue;
                 }
                 if again {
@@ -131,8 +133,7 @@ impl Forwarder<'_> {
     async fn to_cluster(
         &self,
         rule: &Rule,
-        backend: &WeightedBackend,
-        cluster: &Cluster,
+        (backend, cluster, state): (&WeightedBackend, &Cluster, &ClusterState),
         mut req: Request<UpstreamBody>,
         tried: &mut Vec<SocketAddr>,
     ) -> Result<Response<PooledBody>, TryFailed> {
@@ -142,15 +143,18 @@ impl Forwarder<'_> {
         }
         let mut connect_retries = 0;
         loop {
-            let try_ = backend::endpoint(cluster, req.headers(), tried).map_err(|error| {
-                if let ProxyError::Overflow { limit, .. } = &error {
-                    self.metrics.overflow(&cluster.name, limit);
-                }
-                TryFailed { error, why: None }
-            })?;
+            let try_ =
+                backend::endpoint(cluster, state, req.headers(), tried).map_err(|error| {
+                    if let ProxyError::Overflow { limit, .. } = &error {
+                        self.metrics.overflow(&cluster.name, limit);
+                    }
+                    TryFailed { error, why: None }
+                })?;
             let (endpoint, authority) = try_.endpoint();
             tried.push(endpoint);
-            let call = self.upstreams.send(cluster, endpoint, authority, req);
+            let call = self
+                .upstreams
+                .send(cluster, state.gate(), endpoint, authority, req);
             let result = match rule.timeouts.backend_request {
                 Some(limit) => tokio::time::timeout(limit, call).await.ok(),
                 None => Some(call.await),
@@ -175,7 +179,7 @@ impl Forwarder<'_> {
                     self.finish(try_, endpoint, Outcome::ConnectFailed);
                     let another = connect_retries < CONNECT_RETRIES
                         && tried.len() < cluster.endpoints.len()
-                        && cluster.traffic.budget.try_retry();
+                        && state.budget.try_retry();
                     if !another {
                         warn!(cluster = cluster.name, %endpoint, error = %e, "upstream connection failed");
                         return Err(TryFailed::new(ProxyError::Connect(e), Failure::Connect));

@@ -55,7 +55,8 @@ async fn proxy(
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let snapshot = shared.snapshot.load_full();
+    let live = shared.live.load_full();
+    let snapshot = &live.snapshot;
     let sidecar = shared.sidecar.as_ref();
     if let (true, Some(sidecar)) = (select::is_tunnel(&ctx.conn, sidecar, &req), sidecar) {
         return tunnel(shared, sidecar, ctx, req).await;
@@ -63,8 +64,8 @@ async fn proxy(
     let conn = ctx.conn.clone();
     let selected = {
         let target = select::Target::of(&req, &conn)?;
-        let selected = select::route(&snapshot, sidecar, ctx, &req, &target).await?;
-        policy::authorize(&snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
+        let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
+        policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
         if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
             return Ok(redirect);
         }
@@ -74,8 +75,10 @@ async fn proxy(
     policy::fault(matched.rule).await?;
     let own_id = sidecar.filter(|_| ctx.conn.role == Role::Inbound && ctx.conn.peer.is_some());
     let own_id = own_id.and_then(|s| s.own_id());
-    let out = filters::request(&shared.upstream, ctx, own_id.as_deref(), &matched, req).await?;
+    let at = (&*live, &shared.upstream);
+    let out = filters::request(at, ctx, own_id.as_deref(), &matched, req).await?;
     let forwarder = forward::Forwarder {
+        live: &live,
         upstreams: &shared.upstream,
         metrics: &shared.metrics,
         limits: shared.limits,
