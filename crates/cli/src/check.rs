@@ -13,6 +13,7 @@ pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
         &CompileOptions {
             controller_name: controller_name.to_string(),
         },
+        std::time::SystemTime::now(),
     );
     problems.extend(compiled);
     let errors = problems.iter().filter(|p| p.is_error()).count();
@@ -26,14 +27,24 @@ pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
         .map(|p| p.listeners.values().count())
         .sum();
     println!(
-        "{} documents, {} listeners, {} routes: {errors} errors, {warnings} warnings",
-        set.documents.len(),
-        listeners,
-        snapshot.routes.len()
+        "{}, {}, {}: {}, {}",
+        count(set.documents.len(), "document"),
+        count(listeners, "listener"),
+        count(snapshot.routes.len(), "route"),
+        count(errors, "error"),
+        count(warnings, "warning"),
     );
     if errors > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `1 route`, `2 routes`.
+fn count(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        _ => format!("{n} {thing}s"),
     }
 }

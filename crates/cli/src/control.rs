@@ -34,6 +34,7 @@ pub struct ControlArgs {
     /// certificate (chain) and key in PEM…
     #[arg(long, requires = "ca_key")]
     ca_cert: Option<PathBuf>,
+    /// The private key of --ca-cert (PEM).
     #[arg(long, requires = "ca_cert")]
     ca_key: Option<PathBuf>,
     /// …and the roots it chains to, when it is an intermediate.

@@ -190,6 +190,7 @@ fn proxy_options(
         config_dir: dir.to_path_buf(),
         bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         admin,
+        ports_file: None,
         compile: strait_route::CompileOptions::default(),
         drain_timeout: Duration::from_secs(5),
         stream_limits: Default::default(),

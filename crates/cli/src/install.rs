@@ -20,6 +20,7 @@ pub struct InstallArgs {
     /// made now. Either way its key is in the output: keep it secret.
     #[arg(long, requires = "ca_key")]
     ca_cert: Option<PathBuf>,
+    /// The private key of --ca-cert (PEM).
     #[arg(long, requires = "ca_cert")]
     ca_key: Option<PathBuf>,
     /// Print these upstream Gateway API CRDs first (a release's

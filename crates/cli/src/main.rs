@@ -17,11 +17,18 @@ use std::time::Duration;
 #[command(
     name = "strait",
     version,
-    about = "Gateway API edge gateway and service mesh in one binary"
+    about = "Gateway API edge gateway and service mesh in one binary",
+    after_help = "Logs go to stderr. STRAIT_LOG sets what is logged, as a level (error, warn, \
+info, debug, trace) or per module (info,strait_proxy=debug); the default is info. \
+Colour only when stderr is a terminal.\n\nStart with `strait demo`; docs/ holds the reference."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written: `text` for people, `json` (one object
+    /// per line) for a log pipeline.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -31,8 +38,9 @@ enum Command {
     /// Run as a workload's sidecar: inbound to the workload, outbound for
     /// its calls (explicit mode: the workload's HTTP_PROXY).
     Proxy(ProxyArgs),
-    /// The control plane: the mesh certificate authority that signs
-    /// workload certificates.
+    /// The control plane: configuration for every proxy (from a folder or
+    /// a cluster) with its status, the mesh certificate authority, and the
+    /// sidecar injection webhook.
     Control(control::ControlArgs),
     /// Print everything a Kubernetes cluster needs to run strait (CRDs,
     /// RBAC, the control plane, the gateway, the sidecar injector), for
@@ -45,27 +53,14 @@ enum Command {
     Check {
         /// Folder of *.yaml / *.yml manifests.
         dir: PathBuf,
+        /// GatewayClasses with this controllerName are checked as served.
         #[arg(long, default_value = strait_config::DEFAULT_CONTROLLER_NAME)]
         controller_name: String,
     },
     /// Test backend answering like the Gateway API conformance echo server.
-    Echo {
-        #[arg(long, default_value = "127.0.0.1:3000")]
-        listen: SocketAddr,
-        #[arg(long, default_value = "default")]
-        namespace: String,
-        #[arg(long, default_value = "echo")]
-        service: String,
-        #[arg(long, default_value = "echo-0")]
-        pod: String,
-        /// Answer every N-th HTTP request with 503 (a test aid; 0: never).
-        #[arg(long, default_value_t = 0)]
-        fail_every: u64,
-        /// Wait this long before every HTTP answer (a test aid).
-        #[arg(long, default_value = "0s", value_parser = go_duration)]
-        delay: Duration,
-    },
-    /// Run the reference shop's edge on 127.0.0.1 with echo backends.
+    Echo(EchoArgs),
+    /// Run the reference shop on 127.0.0.1: a gateway, a control plane,
+    /// sidecars and echo backends; prints what to try.
     Demo,
 }
 
@@ -88,7 +83,8 @@ struct ProxyArgs {
     /// The workload this sidecar runs beside, as NAMESPACE/NAME.
     #[arg(long)]
     workload: String,
-    /// The workload's ServiceAccount (its identity, once mTLS is on).
+    /// The workload's ServiceAccount: what AuthorizationPolicy principals
+    /// name, and its SPIFFE identity with --ca.
     #[arg(long, default_value = "default")]
     service_account: String,
     /// The port the workload listens on, on 127.0.0.1.
@@ -110,12 +106,37 @@ struct ProxyArgs {
 }
 
 #[derive(clap::Args)]
+struct EchoArgs {
+    /// Where to listen; port 0 lets the system choose, and the address
+    /// is printed on stdout either way.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// The namespace the echo reports being in.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// The Service name the echo reports.
+    #[arg(long, default_value = "echo")]
+    service: String,
+    /// The pod name the echo reports.
+    #[arg(long, default_value = "echo-0")]
+    pod: String,
+    /// Answer every N-th HTTP request with 503 (a test aid; 0: never).
+    #[arg(long, default_value_t = 0)]
+    fail_every: u64,
+    /// Wait this long before every HTTP answer (a test aid).
+    #[arg(long, default_value = "0s", value_parser = go_duration)]
+    delay: Duration,
+}
+
+#[derive(clap::Args)]
 struct ProxyInitArgs {
     /// The sidecar's UID: its own traffic is never captured.
     #[arg(long, default_value_t = 1337)]
     proxy_uid: u32,
+    /// The sidecar's inbound port: where the pod's inbound TCP is sent.
     #[arg(long, default_value_t = 15006)]
     inbound_port: u16,
+    /// The sidecar's outbound port: where the pod's outbound TCP is sent.
     #[arg(long, default_value_t = 15001)]
     outbound_port: u16,
     /// Inbound ports left alone (the sidecar's admin port, say), comma-separated.
@@ -132,8 +153,9 @@ struct ProxyInitArgs {
 /// Flags of every serving role.
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Folder of *.yaml / *.yml manifests, watched for changes.
-    #[arg(long, required_unless_present = "control")]
+    /// Folder of *.yaml / *.yml manifests, watched for changes (or take
+    /// the configuration from a control plane with --control).
+    #[arg(long)]
     config: Option<PathBuf>,
     /// Take the configuration from the control plane (`strait control`)
     /// instead of a folder: HOST:PORT, checked with --trust-bundle.
@@ -155,9 +177,15 @@ struct ServeArgs {
     /// The SPIFFE trust domain (Kubernetes' default cluster domain).
     #[arg(long, default_value = strait_identity::DEFAULT_TRUST_DOMAIN)]
     trust_domain: String,
-    /// Admin endpoint (/ready, /live, /metrics, /config); off when unset.
+    /// Admin endpoint (/ready, /live, /metrics, /config), e.g.
+    /// 127.0.0.1:9901; off when unset.
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// Once ready, write the address of every socket served to this file,
+    /// one `ROLE ADDRESS` line each (admin, gateway, inbound, outbound):
+    /// how a script learns the port a `:0` address was given.
+    #[arg(long)]
+    ports_file: Option<PathBuf>,
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -193,15 +221,50 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     builder.enable_all().build().context("starting the runtime")
 }
 
-fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
+/// Logs to stderr: STRAIT_LOG's filter, colour only for a terminal.
+fn logging(format: &str) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STRAIT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        "json" => builder.json().init(),
+        _ => builder.init(),
+    }
+}
+
+/// What clap cannot say alone: a serving role needs one configuration
+/// source, and the error names both.
+fn source_given(command: &Command) -> Result<(), clap::Error> {
+    let (name, serve) = match command {
+        Command::Gateway(a) => ("gateway", &a.serve),
+        Command::Proxy(a) => ("proxy", &a.serve),
+        _ => return Ok(()),
+    };
+    if serve.config.is_some() || serve.control.is_some() {
+        return Ok(());
+    }
+    let mut root = <Cli as clap::CommandFactory>::command().bin_name("strait");
+    root.build();
+    let mut usage = root.find_subcommand_mut(name).cloned().unwrap_or(root);
+    Err(usage.error(
+        clap::error::ErrorKind::MissingRequiredArgument,
+        "where is the configuration? Give --config DIR (a folder of manifests, \
+         watched for changes) or --control HOST:PORT (a control plane, with --trust-bundle)",
+    ))
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = source_given(&cli.command) {
+        let _ = e.print();
+        return std::process::ExitCode::from(2);
+    }
+    logging(&cli.log_format);
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -213,114 +276,16 @@ fn main() -> std::process::ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
-        Command::Gateway(args) => {
-            let workers = args.serve.workers;
-            let opts = args.serve.options(
-                args.bind_address,
-                strait_route::CompileOptions {
-                    controller_name: args.controller_name,
-                },
-                None,
-            )?;
-            runtime(workers)?.block_on(strait_proxy::run(opts, std::future::pending()))?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Command::Proxy(args) => {
-            let (namespace, workload) = args
-                .workload
-                .split_once('/')
-                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
-                .with_context(|| format!("--workload {:?} is not NAMESPACE/NAME", args.workload))?;
-            let rt = runtime(args.serve.workers)?;
-            let identity = match (args.ca, &args.serve.trust_bundle, &args.serve.token_file) {
-                (Some(ca), Some(bundle), Some(token)) => {
-                    let pem = std::fs::read(bundle)
-                        .with_context(|| format!("reading {}", bundle.display()))?;
-                    let roots = strait_identity::ca::certs(&pem, &bundle.display().to_string())
-                        .map_err(|e| anyhow::anyhow!(e))?;
-                    let token = strait_identity::agent::Token::File(token.clone());
-                    token.read().map_err(|e| anyhow::anyhow!(e))?;
-                    let id = strait_identity::SpiffeId::new(
-                        &args.serve.trust_domain,
-                        namespace,
-                        &args.service_account,
-                    );
-                    let agent = strait_identity::agent::Agent::new(id, ca, token, roots);
-                    // Meshed traffic needs the certificate: serve once it is in place.
-                    rt.block_on(agent.first());
-                    rt.spawn(agent.clone().run());
-                    Some(agent)
-                }
-                _ => None,
-            };
-            let sidecar = strait_proxy::sidecar::SidecarOptions {
-                identity,
-                namespace: namespace.to_string(),
-                workload: workload.to_string(),
-                service_account: args.service_account,
-                app_port: args.app_port,
-                inbound: args.inbound_listen,
-                outbound: args.outbound_listen,
-                refuse_unknown: args.outbound_unknown == "refuse",
-            };
-            let opts = args.serve.options(
-                args.inbound_listen.ip(),
-                strait_route::CompileOptions::default(),
-                Some(sidecar),
-            )?;
-            rt.block_on(strait_proxy::run(opts, std::future::pending()))?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Command::Control(args) => {
-            runtime(None)?.block_on(control::run(args))?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Command::ProxyInit(args) => {
-            let rules = strait_proxy::capture::CaptureRules {
-                proxy_uid: args.proxy_uid,
-                inbound_port: args.inbound_port,
-                outbound_port: args.outbound_port,
-                exclude_inbound: args.exclude_inbound_ports,
-                exclude_outbound: args.exclude_outbound_ports,
-            }
-            .iptables_restore();
-            if args.dry_run {
-                print!("{rules}");
-                return Ok(std::process::ExitCode::SUCCESS);
-            }
-            install_rules(&rules)?;
-            eprintln!("strait proxy-init: capture rules installed");
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        Command::Gateway(args) => gateway(args)?,
+        Command::Proxy(args) => proxy(args)?,
+        Command::Control(args) => runtime(None)?.block_on(control::run(args))?,
+        Command::ProxyInit(args) => proxy_init(args)?,
         Command::Check {
             dir,
             controller_name,
-        } => Ok(check::run(&dir, &controller_name)),
-        Command::Install(args) => install::run(args),
-        Command::Echo {
-            listen,
-            namespace,
-            service,
-            pod,
-            fail_every,
-            delay,
-        } => {
-            let info = Arc::new(strait_echo::EchoInfo {
-                fail_every,
-                delay,
-                ..strait_echo::EchoInfo::new(&namespace, &service, &pod)
-            });
-            runtime(None)?.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("listening on {listen}"))?;
-                // Tests read this line to learn the port when --listen asks for port 0.
-                println!("listening on {}", listener.local_addr()?);
-                strait_echo::serve(listener, info).await;
-                Ok::<_, anyhow::Error>(())
-            })?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        } => return Ok(check::run(&dir, &controller_name)),
+        Command::Install(args) => return install::run(args),
+        Command::Echo(args) => echo(args)?,
         Command::Demo => {
             let dir = demo::DemoDir::new();
             let rt = runtime(None)?;
@@ -328,10 +293,114 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             // Every task stops before the folder goes.
             drop(rt);
             drop(dir);
-            result?;
-            Ok(std::process::ExitCode::SUCCESS)
+            result?
         }
     }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let workers = args.serve.workers;
+    let compile = strait_route::CompileOptions {
+        controller_name: args.controller_name,
+    };
+    let opts = args.serve.options(args.bind_address, compile, None)?;
+    runtime(workers)?.block_on(strait_proxy::run(opts, std::future::pending()))
+}
+
+fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let (namespace, workload) = args
+        .workload
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .with_context(|| format!("--workload {:?} is not NAMESPACE/NAME", args.workload))?;
+    let rt = runtime(args.serve.workers)?;
+    let identity = match (&args.ca, &args.serve.trust_bundle, &args.serve.token_file) {
+        (Some(ca), Some(bundle), Some(token)) => {
+            let id = strait_identity::SpiffeId::new(
+                &args.serve.trust_domain,
+                namespace,
+                &args.service_account,
+            );
+            let agent = identity_agent(id, ca, bundle, token)?;
+            // Meshed traffic needs the certificate: serve once it is in place.
+            rt.block_on(agent.first());
+            rt.spawn(agent.clone().run());
+            Some(agent)
+        }
+        _ => None,
+    };
+    let sidecar = strait_proxy::sidecar::SidecarOptions {
+        identity,
+        namespace: namespace.to_string(),
+        workload: workload.to_string(),
+        service_account: args.service_account,
+        app_port: args.app_port,
+        inbound: args.inbound_listen,
+        outbound: args.outbound_listen,
+        refuse_unknown: args.outbound_unknown == "refuse",
+    };
+    let compile = strait_route::CompileOptions::default();
+    let opts = args
+        .serve
+        .options(args.inbound_listen.ip(), compile, Some(sidecar))?;
+    rt.block_on(strait_proxy::run(opts, std::future::pending()))
+}
+
+/// The sidecar's certificate agent: the CA checked with `bundle`, the
+/// token read once now so that a wrong path fails at start.
+fn identity_agent(
+    id: strait_identity::SpiffeId,
+    ca: &str,
+    bundle: &std::path::Path,
+    token: &std::path::Path,
+) -> anyhow::Result<Arc<strait_identity::agent::Agent>> {
+    let pem = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let roots = strait_identity::ca::certs(&pem, &bundle.display().to_string())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let token = strait_identity::agent::Token::File(token.to_path_buf());
+    token.read().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(strait_identity::agent::Agent::new(
+        id,
+        ca.to_string(),
+        token,
+        roots,
+    ))
+}
+
+fn proxy_init(args: ProxyInitArgs) -> anyhow::Result<()> {
+    let rules = strait_proxy::capture::CaptureRules {
+        proxy_uid: args.proxy_uid,
+        inbound_port: args.inbound_port,
+        outbound_port: args.outbound_port,
+        exclude_inbound: args.exclude_inbound_ports,
+        exclude_outbound: args.exclude_outbound_ports,
+    }
+    .iptables_restore();
+    if args.dry_run {
+        print!("{rules}");
+        return Ok(());
+    }
+    install_rules(&rules)?;
+    eprintln!("strait proxy-init: capture rules installed");
+    Ok(())
+}
+
+fn echo(args: EchoArgs) -> anyhow::Result<()> {
+    let info = Arc::new(strait_echo::EchoInfo {
+        fail_every: args.fail_every,
+        delay: args.delay,
+        ..strait_echo::EchoInfo::new(&args.namespace, &args.service, &args.pod)
+    });
+    runtime(None)?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        // Tests read this line to learn the port when --listen asks for port 0.
+        println!("listening on {}", listener.local_addr()?);
+        strait_echo::serve(listener, info).await;
+        Ok(())
+    })
 }
 
 impl ServeArgs {
@@ -374,6 +443,7 @@ impl ServeArgs {
             config_dir: self.config.unwrap_or_default(),
             bind_address,
             admin: self.admin,
+            ports_file: self.ports_file,
             compile,
             drain_timeout: Duration::from_secs(self.drain_timeout),
             stream_limits: strait_proxy::splice::SpliceLimits {
@@ -405,4 +475,31 @@ fn install_rules(rules: &str) -> anyhow::Result<()> {
         "iptables-restore refused the rules ({status})"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every flag of every subcommand says what it does.
+    #[test]
+    fn every_flag_is_described() {
+        let root = Cli::command();
+        let mut missing = Vec::new();
+        let mut commands = vec![root];
+        while let Some(command) = commands.pop() {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if arg.get_help().is_none() && !builtin {
+                    missing.push(format!("{} --{}", command.get_name(), arg.get_id()));
+                }
+            }
+            commands.extend(command.get_subcommands().cloned());
+        }
+        assert!(
+            missing.is_empty(),
+            "flags without a description: {missing:?}"
+        );
+    }
 }

@@ -151,9 +151,9 @@ async fn attachment_grants_and_mirrors() {
     let cases = [
         (port, "x.shared.example.com", "/", "a"),
         (port, "b.shared.example.com", "/", "a"),
-        (port, "same.example.com", "/to-a", "<500>"),
+        (port, "same.example.com", "/to-a", "<500 invalid_backend>"),
         (port, "same.example.com", "/to-b", "b"),
-        (port, "other.example.com", "/", "<404>"),
+        (port, "other.example.com", "/", "<404 no_route>"),
         (other_port, "anything.example.com", "/", "b"),
     ];
     for (p, host, path, want) in cases {

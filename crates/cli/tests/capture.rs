@@ -233,6 +233,7 @@ ports: [{name: pg, port: 9102}]
         .is_err()
     {
         assert!(Instant::now() < deadline, "proxy not ready:\n{}", logs());
+        #[allow(clippy::disallowed_methods)] // a plain #[test]: no async worker to block
         std::thread::sleep(Duration::from_millis(50));
     }
 

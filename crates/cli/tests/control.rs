@@ -268,18 +268,19 @@ async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
         problems: Vec::new(),
     });
     let _ = publish.send(Some(Arc::new(Published::next(Some(&good), bad))));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (node, status) = loop {
-        let found = service
-            .status()
-            .into_iter()
-            .find(|(_, s)| s.role == "gateway" && s.refused.is_some());
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(Instant::now() < deadline, "no NACK: {:?}", service.status());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (node, status) = eventually(
+        5,
+        || format!("no NACK: {:?}", service.status()),
+        || {
+            std::future::ready(
+                service
+                    .status()
+                    .into_iter()
+                    .find(|(_, s)| s.role == "gateway" && s.refused.is_some()),
+            )
+        },
+    )
+    .await;
     let (version, reason) = status.refused.clone().expect("refused");
     eprintln!("{node} refused {version}: {reason}");
     assert_eq!(version, "broken");

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[tokio::test]
 async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
@@ -44,11 +44,17 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
         }
         seen.join("\n")
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while send(get(9901, "admin", "/ready")).await.map(|r| r.status) != Ok(200) {
-        assert!(Instant::now() < deadline, "demo not ready");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        10,
+        || "demo not ready".into(),
+        || async {
+            send(get(9901, "admin", "/ready"))
+                .await
+                .is_ok_and(|r| r.status == 200)
+                .then_some(())
+        },
+    )
+    .await;
     let host = "shop.example.com";
     assert_eq!(
         send(get(8080, host, "/")).await.expect("ok").service(),
@@ -91,17 +97,12 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
 
     // The mesh: through checkout-api's sidecar the cookie goes to v2;
     // through cart-api's, user-service's failures are retried away.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while via_sidecar(15101, "payment-service.shop", "")
-        .await
-        .is_none()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the demo's sidecars did not answer"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        10,
+        || "the demo's sidecars did not answer".into(),
+        || via_sidecar(15101, "payment-service.shop", ""),
+    )
+    .await;
     for _ in 0..10 {
         let (status, body) = via_sidecar(15101, "payment-service.shop", "Cookie: version=beta\r\n")
             .await
@@ -150,14 +151,17 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: new, namespace: shop}\nspec:\n  parentRefs: [{name: shop}]\n  hostnames: [shop.example.com]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /new}}]\n    filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-new, value: \"1\"}]}}]\n    backendRefs: [{name: web-frontend, port: 80}]\n",
     )
     .expect("write");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !send(get(8080, "shop.example.com", "/new"))
-        .await
-        .is_ok_and(|r| tagged(&r))
-    {
-        assert!(Instant::now() < deadline, "the new route never arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        5,
+        || "the new route never arrived".into(),
+        || async {
+            send(get(8080, "shop.example.com", "/new"))
+                .await
+                .is_ok_and(|r| tagged(&r))
+                .then_some(())
+        },
+    )
+    .await;
 
     let pid = demo.0.id().to_string();
     let ok = Command::new("sh")

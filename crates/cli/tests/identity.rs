@@ -9,7 +9,7 @@ mod common;
 use common::identity::*;
 use common::*;
 use rustls_pki_types::ServerName;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strait_identity::{Authority, Credentials, MeshTls, SpiffeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -121,7 +121,11 @@ async fn sidecars_speak_mtls_and_the_backend_sees_the_callers_identity() {
 
     // A server that cannot prove the destination's identity: 502.
     let r = call(checkout.outbound, "http://ledger/", &[]).await;
-    assert_eq!(r.status, 502, "the impostor was accepted: {:?}", r.body);
+    assert_eq!(
+        r.service(),
+        "<502 connect_failed>",
+        "the impostor was accepted"
+    );
     assert!(
         checkout
             .logs()
@@ -216,14 +220,12 @@ spec:
   targetRefs: [{group: apps, kind: Deployment, name: payment}]
 "#,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while plaintext_get(payment_in, &[]).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "plaintext still served under STRICT"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        10,
+        || "plaintext still served under STRICT".into(),
+        || async { plaintext_get(payment_in, &[]).await.err() },
+    )
+    .await;
     let r = call(checkout.outbound, "http://payment/pay", &[]).await;
     assert_eq!(r.status, 200);
     let m = payment.metrics().await;
@@ -307,7 +309,7 @@ spec:
     }
     // A caller outside the mesh proves no identity: denied too.
     let r = plaintext_get(payment_in, &[]).await.expect("answer");
-    assert_eq!(r.status, 403);
+    assert_eq!(r.service(), "<403 authz_denied>");
     // DENY wins over ALLOW, and says which rule.
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", checkout.outbound))
         .await

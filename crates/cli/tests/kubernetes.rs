@@ -8,7 +8,6 @@
 mod common;
 use common::kube_api::FakeApi;
 use common::*;
-use std::time::{Duration, Instant};
 
 fn route(name: &str, path: &str, version: &str) -> String {
     let tag = format!("    filters: [{{type: ResponseHeaderModifier, responseHeaderModifier: {{set: [{{name: x-version, value: \"{version}\"}}]}}}}]\n");
@@ -32,19 +31,12 @@ async fn answer(gw_port: u16, path: &str) -> (u16, String) {
 }
 
 async fn wait_answer(gw_port: u16, path: &str, want: (u16, &str), logs: &dyn Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = || format!("{path}: want {want:?}\n{}", logs());
+    eventually(10, what, || async {
         let got = answer(gw_port, path).await;
-        if got.0 == want.0 && got.1 == want.1 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path}: {got:?}, want {want:?}\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (got.0 == want.0 && got.1 == want.1).then_some(())
+    })
+    .await
 }
 
 /// The status last written to `kind` `default/name`, once `ready` holds.
@@ -54,18 +46,21 @@ async fn wait_status(
     name: &str,
     ready: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = api
-            .object(kind, "default", name)
+    let status = || {
+        api.object(kind, "default", name)
             .map(|o| o["status"].clone())
-            .unwrap_or_default();
-        if ready(&status) && !api.status_writes(kind, "default", name).is_empty() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{kind} {name}: status {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .unwrap_or_default()
+    };
+    eventually(
+        10,
+        || format!("{kind} {name}: status {}", status()),
+        || {
+            let now = status();
+            let written = !api.status_writes(kind, "default", name).is_empty();
+            std::future::ready((ready(&now) && written).then_some(now))
+        },
+    )
+    .await
 }
 
 /// (status, reason) of condition `kind`.

@@ -7,7 +7,7 @@ use http_body_util::Full;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn route(name: &str, path: &str, backend: &str, tag: &str) -> String {
     format!(
@@ -60,22 +60,18 @@ async fn bad_change_is_refused_and_the_last_good_config_serves() {
     );
 
     w.dir.write("broken.yaml", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: x}\nspec:\n  rules:\n  - matches: [{path: {type: Exact, valu: /x}}]\n");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        let c = gw.config().await;
-        if c["lastRefusedChange"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-        {
-            break c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "change not refused:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let refused = eventually(
+        10,
+        || format!("change not refused:\n{}", gw.logs()),
+        || async {
+            let c = gw.config().await;
+            let refused = c["lastRefusedChange"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+            refused.then_some(c)
+        },
+    )
+    .await;
     let problem = &refused["lastRefusedChange"][0];
     assert!(problem["source"]["file"]
         .as_str()
@@ -167,19 +163,15 @@ async fn reload_under_load_loses_nothing() {
         gw.wait_generation(1 + i).await;
     }
     // The last change is served once the folder settles.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = send(get(w.port, "h", "/")).await.expect("ok");
-        if r.headers["x-tag"] == "v50" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "last change never served:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        10,
+        || format!("last change never served:\n{}", gw.logs()),
+        || async {
+            let r = send(get(w.port, "h", "/")).await.expect("ok");
+            (r.headers["x-tag"] == "v50").then_some(())
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let mut failures = Vec::new();
     for c in clients {

@@ -191,12 +191,12 @@ async fn matches_and_precedence() {
     let h = "match.example.com";
     let cases: Vec<(http::Request<_>, &str)> = vec![
         (get(s.port, h, "/exact"), "a"),
-        (get(s.port, h, "/exact/more"), "<404>"),
+        (get(s.port, h, "/exact/more"), "<404 no_route>"),
         (get(s.port, h, "/prefix"), "b"),
         (get(s.port, h, "/prefix/deeper?x=1"), "b"),
-        (get(s.port, h, "/prefixed"), "<404>"),
+        (get(s.port, h, "/prefixed"), "<404 no_route>"),
         (get(s.port, h, "/re/42"), "a"),
-        (get(s.port, h, "/re/x"), "<404>"),
+        (get(s.port, h, "/re/x"), "<404 no_route>"),
         (
             request("GET", s.port, h, "/prefix/x", &[("version", "two")]),
             "a",
@@ -211,8 +211,8 @@ async fn matches_and_precedence() {
         (get(s.port, "MATCH.example.com:8080", "/exact"), "a"),
         (get(s.port, "x.wild.example.com", "/"), "b"),
         (get(s.port, "y.x.wild.example.com", "/"), "b"),
-        (get(s.port, "wild.example.com", "/"), "<404>"),
-        (get(s.port, "unknown.example.com", "/"), "<404>"),
+        (get(s.port, "wild.example.com", "/"), "<404 no_route>"),
+        (get(s.port, "unknown.example.com", "/"), "<404 no_route>"),
     ];
     for (req, want) in cases {
         let what = format!(

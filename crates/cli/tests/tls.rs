@@ -35,6 +35,7 @@ struct Answer {
     peer: CertificateDer<'static>,
     alpn: Option<Vec<u8>>,
     location: Option<String>,
+    reason: Option<String>,
 }
 
 struct Target<'a> {
@@ -93,10 +94,11 @@ async fn tls_get(t: Target<'_>, roots: &[&Cert]) -> Answer {
             .expect("response")
     };
     let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().unwrap_or("").to_string());
+    let header = |name: &str| {
+        let value = response.headers().get(name)?;
+        Some(value.to_str().unwrap_or("").to_string())
+    };
+    let (location, reason) = (header("location"), header("x-strait-reason"));
     let body = response
         .into_body()
         .collect()
@@ -109,6 +111,7 @@ async fn tls_get(t: Target<'_>, roots: &[&Cert]) -> Answer {
         peer,
         alpn,
         location,
+        reason,
     }
 }
 
@@ -184,6 +187,8 @@ spec:
     )
     .await;
     assert_eq!(a.status, 421, "host of another listener than the SNI's");
+    assert_eq!(a.reason.as_deref(), Some("misdirected"));
+    assert!(!a.body.is_empty());
 
     // A client offering only http/1.0 (curl --http1.0) is served.
     let roots_der: Vec<CertificateDer<'static>> = roots.iter().map(|c| c.der.clone()).collect();

@@ -235,8 +235,8 @@ pub fn split_text(file: &Path, text: &str) -> Result<Vec<(Source, Value)>, Probl
                 .location()
                 .map(|l| format!("line {} column {}: ", l.line(), l.column()))
                 .unwrap_or_default();
-            let first_line = e.to_string();
-            let reason = first_line.lines().next().unwrap_or("").trim().to_string();
+            let text = e.to_string();
+            let reason = without_position(text.lines().next().unwrap_or(""));
             Problem::error(
                 &Source {
                     file: file.to_path_buf(),
@@ -385,9 +385,46 @@ fn typed<T: DeserializeOwned>(
             Problem::error(
                 source,
                 format!("{prefix}{path}").trim_end_matches('.'),
-                e.into_inner().to_string(),
+                for_people(&e.into_inner().to_string()),
             )
         })
+}
+
+/// The parser's message without the "error:" and the position it repeats.
+fn without_position(reason: &str) -> &str {
+    let reason = reason.trim();
+    let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+    match reason.split_once(": ") {
+        Some((at, rest)) if at.starts_with("line ") && at.contains(" column ") => rest,
+        _ => reason,
+    }
+}
+
+/// A schema error in YAML's words: serde names Rust types (`expected
+/// i32`, `expected struct HttpRouteSpec`), which a manifest's author never
+/// wrote and should not have to read.
+fn for_people(message: &str) -> String {
+    static WORDS: std::sync::LazyLock<[(regex::Regex, &str); 6]> = std::sync::LazyLock::new(|| {
+        let re = |p: &str| regex::Regex::new(p).expect("a fixed pattern");
+        [
+            (re(r"\b[iu](8|16|32|64|128|size)\b"), "an integer"),
+            (re(r"\bf(32|64)\b"), "a number"),
+            (re(r"\b(tuple )?struct \w+"), "a mapping"),
+            (re(r"\bunit variant \w+(::\w+)?"), "a value"),
+            (
+                re(r"any variant of untagged enum \w+"),
+                "any of the forms allowed here",
+            ),
+            (re(r"\benum \w+"), "one of the allowed values"),
+        ]
+    });
+    let mut out = message
+        .replace("a sequence", "a list")
+        .replace("a map", "a mapping");
+    for (re, words) in WORDS.iter() {
+        out = re.replace_all(&out, *words).into_owned();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -431,6 +468,26 @@ mod tests {
         assert_eq!(p.path, "spec.rules[0].matches[0].path.valu");
         assert!(p.message.contains("unknown field `valu`"), "{}", p.message);
         assert_eq!(p.to_string().split(": ").next(), Some("t.yaml:1"));
+    }
+
+    #[test]
+    fn schema_errors_name_no_rust_type() {
+        let set = parse(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: c\n  listeners:\n  - {name: h, port: eighty, protocol: HTTP}\n",
+        );
+        let message = &set.problems[0].message;
+        assert!(message.ends_with("expected an integer"), "{message}");
+        let set = parse("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: [1]\n");
+        let message = &set.problems[0].message;
+        assert!(message.ends_with("expected a mapping"), "{message}");
+    }
+
+    #[test]
+    fn yaml_errors_give_their_position_once() {
+        let set = parse("a: {b: 1\n  c: [\n");
+        let message = &set.problems[0].message;
+        assert_eq!(message.matches("line ").count(), 1, "{message}");
+        assert!(!message.contains("error:"), "{message}");
     }
 
     #[test]

@@ -204,7 +204,11 @@ pub fn review(body: &[u8], inj: &Injection) -> Result<Vec<u8>, String> {
             let before = serde_json::to_value(pod).map_err(|e| e.to_string())?;
             match skip_reason(&before) {
                 Some(why) => {
-                    tracing::debug!(pod = ?pod.metadata.name, why, "not injected");
+                    tracing::debug!(
+                        pod = pod.metadata.name.as_deref().unwrap_or("(unnamed)"),
+                        why,
+                        "not injected"
+                    );
                     response.into_review()
                 }
                 None => {

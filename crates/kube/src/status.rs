@@ -138,7 +138,7 @@ impl StatusWriter {
         let opts = CompileOptions {
             controller_name: controller.to_string(),
         };
-        let (snapshot, _) = strait_route::compile(&docs, &opts);
+        let (snapshot, _) = strait_route::compile(&docs, &opts, std::time::SystemTime::now());
         let mut wanted = Vec::new();
         for g in &snapshot.gateways {
             wanted.push(self.gateway(index, g));

@@ -20,6 +20,17 @@ pub enum Role {
     Outbound,
 }
 
+impl Role {
+    /// The role's name in logs and in the ports file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Inbound => "inbound",
+            Role::Outbound => "outbound",
+        }
+    }
+}
+
 /// What a connection knows about itself.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {

@@ -46,7 +46,7 @@ pub async fn serve(
     };
     let live = shared.live.load_full();
     let Some(matched) = live.snapshot.l4_route(at, sni.as_deref()) else {
-        debug!(%client, port = at.port, ?sni, "no route; connection closed");
+        debug!(%client, port = at.port, sni = sni.as_deref().unwrap_or("(none)"), "no route; connection closed");
         shared
             .metrics
             .tcp(&Arc::from("-"), &Arc::from("-"), "no_route");

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +48,9 @@ pub type ModeSlot = Arc<ArcSwap<PortMode>>;
 struct Running {
     stop: watch::Sender<bool>,
     mode: ModeSlot,
+    /// The socket's own address: the port the system chose for port 0.
+    addr: SocketAddr,
+    role: crate::ctx::Role,
 }
 
 /// What an accept loop needs besides its socket.
@@ -94,8 +97,11 @@ impl ListenerSet {
         }
     }
 
-    pub fn ports(&self) -> BTreeSet<ListenKey> {
-        self.running.keys().copied().collect()
+    /// Every open socket's role and address, in address order.
+    pub fn addresses(&self) -> Vec<(crate::ctx::Role, SocketAddr)> {
+        let mut out: Vec<_> = self.running.values().map(|r| (r.role, r.addr)).collect();
+        out.sort_by_key(|(_, addr)| *addr);
+        out
     }
 
     /// Opens the ports in `wanted` that are not open, updates the mode of
@@ -105,11 +111,10 @@ impl ListenerSet {
         &mut self,
         wanted: &BTreeMap<ListenKey, Arc<PortMode>>,
     ) -> Vec<(SocketAddr, std::io::Error)> {
-        let default_ip = self.bind;
         self.running.retain(|key, running| {
             let keep = wanted.contains_key(key);
             if !keep {
-                info!(addr = %SocketAddr::new(key.ip.unwrap_or(default_ip), key.port), "closing listener");
+                info!(addr = %running.addr, "closing listener");
                 let _ = running.stop.send(true);
             }
             keep
@@ -135,16 +140,22 @@ impl ListenerSet {
         failed
     }
 
-    /// Opens a sidecar listener (plain HTTP) at `addr`, kept until drain.
-    pub fn open_fixed(&mut self, addr: SocketAddr, role: crate::ctx::Role) -> std::io::Result<()> {
+    /// Opens a sidecar listener (plain HTTP) at `addr`, kept until drain;
+    /// returns the address bound (port 0 asks the system for one).
+    pub fn open_fixed(
+        &mut self,
+        addr: SocketAddr,
+        role: crate::ctx::Role,
+    ) -> std::io::Result<SocketAddr> {
         let listener = bind(addr)?;
-        info!(%addr, ?role, "listening");
+        let addr = listener.local_addr()?;
+        info!(%addr, role = role.name(), "listening");
         let key = ListenKey {
             ip: Some(addr.ip()),
             port: addr.port(),
         };
         self.start(listener, key, role, Arc::new(PortMode::Http));
-        Ok(())
+        Ok(addr)
     }
 
     /// Accepts on a bound socket until it is closed or the gateway drains.
@@ -157,11 +168,16 @@ impl ListenerSet {
     ) {
         let (stop, stopped) = watch::channel(false);
         let slot: ModeSlot = Arc::new(ArcSwap::new(mode));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::new(key.ip.unwrap_or(self.bind), key.port));
         self.running.insert(
             key,
             Running {
                 stop,
                 mode: slot.clone(),
+                addr,
+                role,
             },
         );
         let port = Port {

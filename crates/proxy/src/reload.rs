@@ -25,7 +25,7 @@ pub fn from_set(set: ResourceSet, options: &CompileOptions) -> Result<Loaded, Ve
     if set.has_errors() {
         return Err(set.problems);
     }
-    let (snapshot, mut problems) = compile(&set.documents, options);
+    let (snapshot, mut problems) = compile(&set.documents, options, std::time::SystemTime::now());
     let mut all = set.problems;
     all.append(&mut problems);
     Ok(Loaded {

@@ -25,6 +25,9 @@ pub struct GatewayOptions {
     pub config_dir: PathBuf,
     pub bind_address: IpAddr,
     pub admin: Option<SocketAddr>,
+    /// Once ready, the address of every socket served is written here,
+    /// one `ROLE ADDRESS` line each (how a script learns a port 0 chose).
+    pub ports_file: Option<PathBuf>,
     pub compile: CompileOptions,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub drain_timeout: Duration,
@@ -218,11 +221,14 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
         problems: ArcSwap::from_pointee(problems),
         refused: ArcSwap::from_pointee(Vec::new()),
     });
+    let mut admin_addr = None;
     if let Some(addr) = opts.admin {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("admin address {addr}"))?;
-        info!(addr = %listener.local_addr()?, "admin listening");
+        let addr = listener.local_addr()?;
+        info!(%addr, "admin listening");
+        admin_addr = Some(addr);
         tokio::spawn(admin::serve(listener, state.clone()));
     }
 
@@ -250,7 +256,7 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     state.ready.store(true, Ordering::Release);
-    info!(ports = ?listeners.ports(), "gateway ready");
+    announce(admin_addr, &listeners, opts.ports_file.as_deref())?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -289,6 +295,33 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
         info!("drained");
     }
     Ok(())
+}
+
+/// Says where every socket is: in the log, and in the ports file if
+/// asked for (written whole, then renamed in, so a reader never sees half).
+fn announce(
+    admin: Option<SocketAddr>,
+    listeners: &ListenerSet,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let sockets: Vec<(&str, SocketAddr)> = admin
+        .map(|a| ("admin", a))
+        .into_iter()
+        .chain(
+            listeners
+                .addresses()
+                .into_iter()
+                .map(|(r, a)| (r.name(), a)),
+        )
+        .collect();
+    let listening: Vec<String> = sockets.iter().map(|(r, a)| format!("{a} ({r})")).collect();
+    info!(listening = %listening.join(", "), "ready");
+    let Some(file) = file else { return Ok(()) };
+    let text: String = sockets.iter().map(|(r, a)| format!("{r} {a}\n")).collect();
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .with_context(|| format!("writing the ports file {}", file.display()))
 }
 
 async fn apply_change(opts: &GatewayOptions, state: &AdminState, listeners: &mut ListenerSet) {

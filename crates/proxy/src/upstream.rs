@@ -156,7 +156,7 @@ pub const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
 impl H1Pool {
     fn take(&self, endpoint: PoolKey) -> Option<http1::SendRequest<UpstreamBody>> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = lock(&self.idle);
         let list = idle.get_mut(&endpoint)?;
         while let Some((since, sender)) = list.pop() {
             if !sender.is_closed() && since.elapsed() < UPSTREAM_IDLE_TIMEOUT {
@@ -169,9 +169,7 @@ impl H1Pool {
     /// Closes one idle connection to an endpoint of `endpoints` other than
     /// `keep`'s, so that its slot under the cluster's limit comes free.
     fn evict_other(&self, endpoints: &[SocketAddr], keep: PoolKey) -> bool {
-        let Ok(mut idle) = self.idle.lock() else {
-            return false;
-        };
+        let mut idle = lock(&self.idle);
         endpoints
             .iter()
             .filter(|e| **e != keep.endpoint)
@@ -189,11 +187,10 @@ impl H1Pool {
         if sender.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            let list = idle.entry(endpoint).or_default();
-            if list.len() < MAX_IDLE_PER_ENDPOINT {
-                list.push((Instant::now(), sender));
-            }
+        let mut idle = lock(&self.idle);
+        let list = idle.entry(endpoint).or_default();
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push((Instant::now(), sender));
         }
     }
 }
@@ -395,10 +392,10 @@ impl Upstreams {
     }
 
     fn cached_h2(&self, key: PoolKey) -> Option<http2::SendRequest<UpstreamBody>> {
-        self.h2c
-            .lock()
-            .ok()
-            .and_then(|map| map.get(&key).filter(|s| !s.is_closed()).cloned())
+        lock(&self.h2c)
+            .get(&key)
+            .filter(|s| !s.is_closed())
+            .cloned()
     }
 
     async fn h2_sender(
@@ -426,7 +423,8 @@ impl Upstreams {
                 handshake_h2(endpoint, stream, slot).await?
             }
         };
-        if let Ok(mut map) = self.h2c.lock() {
+        {
+            let mut map = lock(&self.h2c);
             // A connection made with an older certificate of ours goes
             // once its streams end.
             if crate::mtls::is_mesh_id(key.tls) {
@@ -440,6 +438,15 @@ impl Upstreams {
         }
         Ok(sender)
     }
+}
+
+/// A pool's lock. A panic while it was held (a bug) poisons it; the map
+/// of handles inside stays sound, so it is used on, and the bug reported.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| {
+        tracing::error!("an upstream pool's lock was poisoned by a panic; using it on");
+        poisoned.into_inner()
+    })
 }
 
 /// Where a pooled connection goes: an endpoint, in plain text (`tls` 0) or

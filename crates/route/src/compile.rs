@@ -58,7 +58,13 @@ pub(crate) struct TieBreak {
     pub matched: usize,
 }
 
-pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Problem>) {
+/// Compiles `docs`; certificates are checked to be valid at `now` (the
+/// caller's clock: this crate reads none).
+pub fn compile(
+    docs: &[Document],
+    opts: &CompileOptions,
+    now: std::time::SystemTime,
+) -> (Snapshot, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut snapshot = Snapshot::default();
     let ours: HashSet<&str> = docs
@@ -123,7 +129,7 @@ pub fn compile(docs: &[Document], opts: &CompileOptions) -> (Snapshot, Vec<Probl
             let protocol = PortProtocol::of(l);
             let certs = match (&protocol, invalid.is_empty()) {
                 (Ok(PortProtocol::Https), true) => {
-                    crate::tls::listener_certs(docs, &grants, ns, l).map(Some)
+                    crate::tls::listener_certs(docs, &grants, ns, l, now).map(Some)
                 }
                 _ => Ok(None),
             };
@@ -598,12 +604,24 @@ pub(crate) fn compile_rules(
     };
     let mut out = Vec::new();
     for (r, rule) in route.spec.rules.iter().enumerate() {
-        // Validation ran first, so compiling a match cannot fail here.
-        let matches: Vec<RouteMatch> = rule
-            .matches
-            .iter()
-            .filter_map(|m| RouteMatch::compile(m).ok())
-            .collect();
+        // Validation ran first, so a match that fails here is a gap between
+        // validator and compiler: said, and the rule left out rather than
+        // served with fewer matches (none would match everything).
+        let mut matches: Vec<RouteMatch> = Vec::with_capacity(rule.matches.len());
+        for (m, spec) in rule.matches.iter().enumerate() {
+            match RouteMatch::compile(spec) {
+                Ok(compiled) => matches.push(compiled),
+                Err(e) => fail(
+                    &doc.source,
+                    format!("spec.rules[{r}].matches[{m}]"),
+                    "UnsupportedValue",
+                    format!("{e}; the rule is not served"),
+                ),
+            }
+        }
+        if matches.len() != rule.matches.len() {
+            continue;
+        }
         let mut target =
             |b: &BackendObjectReference,
              path: String,

@@ -18,6 +18,16 @@ pub struct ListenKey {
     pub port: u16,
 }
 
+/// `127.0.0.1:8080`, or `*:8080` for the process's bind address.
+impl std::fmt::Display for ListenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip {
+            Some(ip) => write!(f, "{}", std::net::SocketAddr::new(ip, self.port)),
+            None => write!(f, "*:{}", self.port),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Listeners by address and port, each port with its one protocol.

@@ -28,6 +28,7 @@ pub(crate) fn listener_certs(
     grants: &[(&str, &ReferenceGrantSpec)],
     gateway_ns: &str,
     listener: &Listener,
+    now: std::time::SystemTime,
 ) -> Result<Vec<TlsCert>, (&'static str, String)> {
     let tls = listener.tls.as_ref().ok_or((
         "InvalidCertificateRef",
@@ -103,7 +104,7 @@ pub(crate) fn listener_certs(
                 format!("Secret {ns}/{} ({source}) {e}", r.name),
             )
         })?;
-        check_pem(&chain, &key).map_err(|e| {
+        check_pem(&chain, &key, now).map_err(|e| {
             (
                 "InvalidCertificateRef",
                 format!("Secret {ns}/{} ({source}): {e}", r.name),
@@ -190,16 +191,17 @@ pub(crate) fn ca_bundle(
 
 /// A certificate chain and a private key (PKCS#8, PKCS#1 or SEC1) in PEM:
 /// both parse, the key belongs to the first certificate, and every
-/// certificate of the chain is valid now. Serving an expired certificate
-/// only moves the error to every client, where it is harder to trace.
-pub fn check_pem(chain: &[u8], key: &[u8]) -> Result<(), String> {
+/// certificate of the chain is valid at `now`. Serving an expired
+/// certificate only moves the error to every client, where it is harder
+/// to trace.
+pub fn check_pem(chain: &[u8], key: &[u8], now: std::time::SystemTime) -> Result<(), String> {
     let certs = CertificateDer::pem_slice_iter(chain)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("tls.crt is not PEM certificates: {e}"))?;
     if certs.is_empty() {
         return Err("tls.crt holds no certificate".into());
     }
-    let now = std::time::SystemTime::now()
+    let now = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     for (i, der) in certs.iter().enumerate() {

@@ -76,12 +76,105 @@ impl Drop for TempDir {
     }
 }
 
+/// A port for a manifest to name (a Gateway listener, a sidecar's inbound
+/// port), which must be known before the process starts. Sockets the
+/// process opens itself are given port 0 and read back from its ports
+/// file. These ports lie below the kernel's ephemeral range, so no
+/// outgoing connection and no port-0 socket can take one between here
+/// and the bind, and a file per port in the temporary folder keeps two
+/// test processes from picking the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = if low > 12_000 {
+        (10_000, low)
+    } else {
+        (61_000, 65_535)
+    };
+    let claims = std::env::temp_dir().join("strait-test-ports");
+    let _ = std::fs::create_dir_all(&claims);
+    let seed = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        (std::process::id(), Instant::now()),
+    );
+    let span = u64::from(to - from);
+    for i in 0..span {
+        let port = from + ((seed + i * 7919) % span) as u16;
+        if claim(&claims.join(port.to_string()))
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port in {from}..{to}");
+}
+
+/// Claims a port's file: new, or left by a test long finished.
+fn claim(file: &Path) -> bool {
+    let fresh = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .is_ok();
+    let stale = || {
+        std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(900)))
+    };
+    fresh || (stale() && std::fs::write(file, b"").is_ok())
+}
+
+/// Calls `check` every 25 ms until it gives `Some`, for at most `secs`
+/// seconds; then fails with `what` (a process's log, say).
+pub async fn eventually<T, F, Fut>(secs: u64, what: impl Fn() -> String, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {secs} s: {}", what());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The sockets a process reported in its `--ports-file`, by role, once
+/// the file is there; `None` while it is not.
+pub fn read_ports(file: &Path) -> Option<Vec<(String, u16)>> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .map(|l| {
+            let (role, addr) = l.split_once(' ')?;
+            let port = addr.rsplit(':').next()?.parse().ok()?;
+            Some((role.to_string(), port))
+        })
+        .collect()
+}
+
+/// Waits for `proc` to write its ports file; fails at once if it exits.
+async fn wait_ports(proc: &mut Proc, file: &Path, log: &Path) -> Vec<(String, u16)> {
+    let logs = || std::fs::read_to_string(log).unwrap_or_default();
+    eventually(10, logs, || {
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!("{} exited with {status}:\n{}", log.display(), logs());
+        }
+        std::future::ready(read_ports(file))
+    })
+    .await
+}
+
+/// The port of the socket with `role` in a ports file's list.
+fn port_of(ports: &[(String, u16)], role: &str) -> u16 {
+    ports
+        .iter()
+        .find(|(r, _)| r == role)
+        .map(|(_, p)| *p)
+        .unwrap_or_else(|| panic!("no {role} socket in {ports:?}"))
 }
 
 /// A `strait echo` process.
@@ -141,40 +234,24 @@ impl Gateway {
     /// A gateway with `args` saying where its configuration comes from
     /// (`--config DIR`, or `--control ADDR ...`); its log beside `dir`.
     pub async fn launch(dir: &TempDir, args: &[&str]) -> Gateway {
-        let admin = free_port();
         let log = dir.path().with_extension("log");
+        let ports = dir.path().with_extension("ports");
+        let _ = std::fs::remove_file(&ports);
         let child = Command::new(STRAIT)
             .arg("gateway")
             .args(args)
             .args(["--bind-address", "127.0.0.1", "--workers", "2"])
-            .args(["--admin", &format!("127.0.0.1:{admin}")])
+            .args(["--admin", "127.0.0.1:0"])
+            .arg("--ports-file")
+            .arg(&ports)
             .env("STRAIT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn gateway");
-        let mut gw = Gateway {
-            admin,
-            log,
-            proc: Proc(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = gw.proc.0.try_wait() {
-                panic!("gateway exited with {status}:\n{}", gw.logs());
-            }
-            if let Ok(r) = send(get(admin, "admin", "/ready")).await {
-                if r.status == 200 {
-                    return gw;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway not ready:\n{}",
-                gw.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let mut proc = Proc(child);
+        let admin = port_of(&wait_ports(&mut proc, &ports, &log).await, "admin");
+        Gateway { admin, log, proc }
     }
 
     pub fn logs(&self) -> String {
@@ -197,11 +274,14 @@ impl Gateway {
 
     /// Waits until the gateway has accepted `generation` configurations.
     pub async fn wait_generation(&self, generation: u64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.config().await["generation"].as_u64() < Some(generation) {
-            assert!(Instant::now() < deadline, "no reload:\n{}", self.logs());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(
+            10,
+            || format!("no reload:\n{}", self.logs()),
+            || async {
+                (self.config().await["generation"].as_u64() >= Some(generation)).then_some(())
+            },
+        )
+        .await
     }
 
     pub fn signal(&self, name: &str) {
@@ -227,7 +307,9 @@ impl Resp {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
-    /// The `service` the echo backend reports, or `<status>` when strait answered.
+    /// The `service` the echo backend reports; `<status reason>` when
+    /// strait answered itself (its `x-strait-reason`, with a body saying
+    /// why), `<status>` for any other answer.
     pub fn service(&self) -> String {
         if self.status == 200
             && self
@@ -235,10 +317,20 @@ impl Resp {
                 .get("content-type")
                 .is_some_and(|c| c == "application/json")
         {
-            self.json()["service"].as_str().unwrap_or("").to_string()
-        } else {
-            format!("<{}>", self.status)
+            return self.json()["service"].as_str().unwrap_or("").to_string();
         }
+        match self.reason() {
+            Some(reason) => {
+                assert!(!self.body.is_empty(), "{reason}: an answer without a body");
+                format!("<{} {reason}>", self.status)
+            }
+            None => format!("<{}>", self.status),
+        }
+    }
+
+    /// The `x-strait-reason` of an answer strait made itself.
+    pub fn reason(&self) -> Option<&str> {
+        self.headers.get("x-strait-reason")?.to_str().ok()
     }
 }
 
@@ -552,41 +644,32 @@ impl Sidecar {
         inbound: u16,
         args: &[&str],
     ) -> Sidecar {
-        let (outbound, admin) = (free_port(), free_port());
         let log = dir
             .path()
             .with_extension(format!("{}.log", workload.replace('/', "-")));
+        let ports = log.with_extension("ports");
+        let _ = std::fs::remove_file(&ports);
         let child = Command::new(STRAIT)
             .arg("proxy")
             .args(["--workload", workload, "--app-port", &app_port.to_string()])
             .args(["--inbound-listen", &format!("127.0.0.1:{inbound}")])
-            .args(["--outbound-listen", &format!("127.0.0.1:{outbound}")])
-            .args(["--admin", &format!("127.0.0.1:{admin}"), "--workers", "2"])
+            .args(["--outbound-listen", "127.0.0.1:0"])
+            .args(["--admin", "127.0.0.1:0", "--workers", "2"])
+            .arg("--ports-file")
+            .arg(&ports)
             .args(args)
             .env("STRAIT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("spawn proxy");
-        let sidecar = Sidecar {
-            outbound,
-            admin,
+        let mut proc = Proc(child);
+        let found = wait_ports(&mut proc, &ports, &log).await;
+        Sidecar {
+            outbound: port_of(&found, "outbound"),
+            admin: port_of(&found, "admin"),
             log,
-            proc: Proc(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(r) = send(get(admin, "admin", "/ready")).await {
-                if r.status == 200 {
-                    return sidecar;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "proxy not ready:\n{}",
-                sidecar.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            proc,
         }
     }
 
