@@ -477,7 +477,7 @@ mod tests {
         );
         let message = &set.problems[0].message;
         assert!(message.ends_with("expected an integer"), "{message}");
-        let set = parse("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: [1]\n");
+        let set = parse("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: 5\n");
         let message = &set.problems[0].message;
         assert!(message.ends_with("expected a mapping"), "{message}");
     }

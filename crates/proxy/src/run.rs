@@ -221,37 +221,13 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
         problems: ArcSwap::from_pointee(problems),
         refused: ArcSwap::from_pointee(Vec::new()),
     });
-    let mut admin_addr = None;
-    if let Some(addr) = opts.admin {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("admin address {addr}"))?;
-        let addr = listener.local_addr()?;
-        info!(%addr, "admin listening");
-        admin_addr = Some(addr);
-        tokio::spawn(admin::serve(listener, state.clone()));
-    }
-
+    let admin_addr = match opts.admin {
+        Some(addr) => Some(serve_admin(addr, state.clone()).await?),
+        None => None,
+    };
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut listeners = ListenerSet::new(opts.bind_address, shared.clone(), drain_rx);
-    match &opts.sidecar {
-        None => {
-            let failed = listeners.reconcile(&ports(&shared.live.load().snapshot));
-            if let Some((addr, e)) = failed.first() {
-                bail!("cannot listen on {addr}: {e}");
-            }
-        }
-        Some(s) => {
-            for (addr, role) in [
-                (s.inbound, crate::ctx::Role::Inbound),
-                (s.outbound, crate::ctx::Role::Outbound),
-            ] {
-                listeners
-                    .open_fixed(addr, role)
-                    .with_context(|| format!("cannot listen on {addr}"))?;
-            }
-        }
-    }
+    open_listeners(&opts, &shared, &mut listeners)?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -284,7 +260,47 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     state.ready.store(false, Ordering::Release);
     listeners.close_all();
     let _ = drain_tx.send(true);
-    let deadline = Instant::now() + opts.drain_timeout;
+    drain(&shared, opts.drain_timeout).await;
+    Ok(())
+}
+
+async fn serve_admin(addr: SocketAddr, state: Arc<AdminState>) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("admin address {addr}"))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, "admin listening");
+    tokio::spawn(admin::serve(listener, state));
+    Ok(addr)
+}
+
+/// A gateway's ports from its configuration; a sidecar's two, fixed.
+fn open_listeners(
+    opts: &GatewayOptions,
+    shared: &Shared,
+    listeners: &mut ListenerSet,
+) -> anyhow::Result<()> {
+    let Some(s) = &opts.sidecar else {
+        let failed = listeners.reconcile(&ports(&shared.live.load().snapshot));
+        if let Some((addr, e)) = failed.first() {
+            bail!("cannot listen on {addr}: {e}");
+        }
+        return Ok(());
+    };
+    for (addr, role) in [
+        (s.inbound, crate::ctx::Role::Inbound),
+        (s.outbound, crate::ctx::Role::Outbound),
+    ] {
+        listeners
+            .open_fixed(addr, role)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+    }
+    Ok(())
+}
+
+/// Waits, at most `timeout`, for open connections to end.
+async fn drain(shared: &Shared, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
     while shared.metrics.connections.get() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -294,7 +310,6 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     } else {
         info!("drained");
     }
-    Ok(())
 }
 
 /// Says where every socket is: in the log, and in the ports file if

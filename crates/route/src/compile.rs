@@ -59,7 +59,9 @@ pub(crate) struct TieBreak {
 }
 
 /// Compiles `docs`; certificates are checked to be valid at `now` (the
-/// caller's clock: this crate reads none).
+/// caller's clock: this crate reads none). Gateways first (which listeners
+/// serve), then routes (where each attaches, and to which Services in the
+/// mesh), then the policies.
 pub fn compile(
     docs: &[Document],
     opts: &CompileOptions,
@@ -67,16 +69,6 @@ pub fn compile(
 ) -> (Snapshot, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut snapshot = Snapshot::default();
-    let ours: HashSet<&str> = docs
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::GatewayClass(c) if c.spec.controller_name == opts.controller_name => {
-                Some(c.metadata.name.as_str())
-            }
-            _ => None,
-        })
-        .collect();
-    let namespaces = namespace_labels(docs);
     let grants: Vec<(&str, &ReferenceGrantSpec)> = docs
         .iter()
         .filter_map(|d| match &d.resource {
@@ -84,240 +76,39 @@ pub fn compile(
             _ => None,
         })
         .collect();
-
-    let mut listeners: Vec<LiveListener> = Vec::new();
-    let mut other_gateways: HashSet<(&str, &str)> = HashSet::new();
-    // Our listeners of protocols not served: a route naming one is refused
-    // with NotAllowedByListeners rather than "no such parent".
-    let mut other_protocols: Vec<(&str, &str, &Listener)> = Vec::new();
-    let mut taken: HashSet<(ListenKey, Option<&str>)> = HashSet::new();
-    let mut port_protocol: HashMap<ListenKey, PortProtocol> = HashMap::new();
+    let mut gateways = Gateways::new(docs, opts, &grants, now);
     for doc in docs {
-        let Resource::Gateway(gw) = &doc.resource else {
-            continue;
-        };
-        let (ns, name) = (gw.metadata.namespace(), gw.metadata.name.as_str());
-        if !ours.contains(gw.spec.gateway_class_name.as_str()) {
-            other_gateways.insert((ns, name));
-            continue;
+        if let Resource::Gateway(gw) = &doc.resource {
+            gateways.add(doc, gw, &mut snapshot.gateways, &mut problems);
         }
-        let findings = validate::gateway(&gw.spec);
-        for (path, msg) in &findings {
-            problems.push(Problem::error(&doc.source, path.clone(), msg.clone()));
-        }
-        let status_index = snapshot.gateways.len();
-        let mut status = GatewayStatus {
-            namespace: ns.into(),
-            name: name.into(),
-            source: doc.source.clone(),
-            conditions: vec![Condition::ok("Accepted", "Accepted")],
-            listeners: Vec::new(),
-        };
-        for (i, l) in gw.spec.listeners.iter().enumerate() {
-            let prefix = format!("spec.listeners[{i}].");
-            let mut conditions = Vec::new();
-            let invalid: Vec<&str> = findings
-                .iter()
-                .filter(|(p, _)| p.starts_with(&prefix))
-                .map(|(_, m)| m.as_str())
-                .collect();
-            let port = u16::try_from(l.port).unwrap_or(0);
-            let key = ListenKey {
-                ip: gw.spec.ip_address(),
-                port,
-            };
-            let protocol = PortProtocol::of(l);
-            let certs = match (&protocol, invalid.is_empty()) {
-                (Ok(PortProtocol::Https), true) => {
-                    crate::tls::listener_certs(docs, &grants, ns, l, now).map(Some)
-                }
-                _ => Ok(None),
-            };
-            // Hostnames do not apply to TCP listeners (the spec ignores them).
-            let hostname = match protocol {
-                Ok(PortProtocol::Tcp) => None,
-                _ => l.hostname.as_deref(),
-            };
-            if !invalid.is_empty() {
-                conditions.push(Condition::failed("Accepted", "Invalid", invalid.join("; ")));
-            } else if let Err((reason, msg)) = &certs {
-                problems.push(Problem::error(
-                    &doc.source,
-                    format!("{prefix}tls"),
-                    msg.clone(),
-                ));
-                conditions.push(Condition::failed("ResolvedRefs", reason, msg.clone()));
-                conditions.push(Condition::failed("Programmed", "Invalid", msg.clone()));
-            } else if let Err((field, reason, msg)) = &protocol {
-                other_protocols.push((ns, name, l));
-                problems.push(Problem::warning(
-                    &doc.source,
-                    format!("{prefix}{field}"),
-                    msg.clone(),
-                ));
-                conditions.push(Condition::failed("Accepted", reason, msg.clone()));
-            } else if protocol
-                .as_ref()
-                .is_ok_and(|&p| *port_protocol.entry(key).or_insert(p) != p)
-            {
-                let msg = format!(
-                    "port {port} already serves another protocol than {} on this address",
-                    l.protocol
-                );
-                problems.push(Problem::error(
-                    &doc.source,
-                    format!("{prefix}protocol"),
-                    msg.clone(),
-                ));
-                conditions.push(Condition {
-                    kind: "Conflicted",
-                    status: true,
-                    reason: "ProtocolConflict".into(),
-                    message: msg.clone(),
-                });
-                conditions.push(Condition::failed("Programmed", "Invalid", msg));
-            } else if !taken.insert((key, hostname)) {
-                let msg = format!(
-                    "another listener already serves port {port} for hostname {} on this address; \
-                     Gateways sharing a port need their own spec.addresses",
-                    l.hostname.as_deref().unwrap_or("*")
-                );
-                problems.push(Problem::error(
-                    &doc.source,
-                    format!("{prefix}hostname"),
-                    msg.clone(),
-                ));
-                conditions.push(Condition {
-                    kind: "Conflicted",
-                    status: true,
-                    reason: "HostnameConflict".into(),
-                    message: msg.clone(),
-                });
-                conditions.push(Condition::failed("Programmed", "Invalid", msg));
-            } else {
-                conditions.push(Condition::ok("Accepted", "Accepted"));
-                conditions.push(Condition::ok("Programmed", "Programmed"));
-                listeners.push(LiveListener {
-                    gateway_ns: ns,
-                    gateway: name,
-                    spec: l,
-                    key,
-                    status: status_index,
-                    listener: status.listeners.len(),
-                    label: format!("{ns}/{name}/{}", l.name).into(),
-                    vhosts: HostTable::default(),
-                    protocol: protocol.clone().unwrap_or(PortProtocol::Http),
-                    certs: certs.ok().flatten().unwrap_or_default(),
-                });
-            }
-            status.listeners.push(ListenerStatus {
-                name: l.name.clone(),
-                attached_routes: 0,
-                conditions,
-            });
-        }
-        snapshot.gateways.push(status);
     }
 
+    let namespaces = namespace_labels(docs);
     let mut resolver = Resolver::new(docs);
     let mut mesh = crate::mesh::MeshBuilder::new(docs, &mut resolver);
     for doc in docs {
-        let converted;
-        let (route, kind) = match &doc.resource {
-            Resource::HttpRoute(route) => (route, "HTTPRoute"),
-            other => {
-                let (metadata, spec, kind) = match other {
-                    Resource::GrpcRoute(r) => {
-                        (&r.metadata, crate::grpc::to_http(&r.spec), "GRPCRoute")
-                    }
-                    Resource::TlsRoute(r) => {
-                        (&r.metadata, crate::l4::tls_to_http(&r.spec), "TLSRoute")
-                    }
-                    Resource::TcpRoute(r) => {
-                        (&r.metadata, crate::l4::tcp_to_http(&r.spec), "TCPRoute")
-                    }
-                    _ => continue,
-                };
-                match spec {
-                    Ok(spec) => {
-                        converted = Object {
-                            api_version: String::new(),
-                            kind: kind.into(),
-                            metadata: metadata.clone(),
-                            spec,
-                            status: None,
-                        };
-                        (&converted, kind)
-                    }
-                    Err(findings) => {
-                        for (path, msg) in findings {
-                            problems.push(Problem::error(&doc.source, path, msg));
-                        }
-                        continue;
-                    }
-                }
-            }
+        let Some((route, kind)) = as_http_route(doc, &mut problems) else {
+            continue;
         };
         let mut route_status = attach_route(
             doc,
-            route,
+            &route,
             kind,
-            &mut listeners,
-            &other_gateways,
-            &other_protocols,
+            &mut gateways,
             &namespaces,
             &grants,
             &mut resolver,
             &mut problems,
         );
         if matches!(kind, "HTTPRoute" | "GRPCRoute") {
-            mesh.attach(
-                doc,
-                route,
-                kind,
-                &grants,
-                &mut resolver,
-                &mut problems,
-                &mut route_status,
-            );
+            let (g, r) = (&grants, &mut resolver);
+            mesh.attach(doc, &route, kind, g, r, &mut problems, &mut route_status);
         }
         snapshot.routes.extend(route_status);
     }
 
-    for mut l in listeners {
-        if let Some(ls) = snapshot
-            .gateways
-            .get_mut(l.status)
-            .and_then(|gw| gw.listeners.get_mut(l.listener))
-        {
-            ls.attached_routes = count_routes(&l);
-        }
-        let mut vhosts = HostTable::default();
-        let hostnames: Vec<Option<String>> = l.vhosts.iter().map(|(h, _)| h).collect();
-        for h in hostnames {
-            let mut list = std::mem::take(l.vhosts.entry(h.as_deref(), Vec::new));
-            list.sort_by(|(ta, a), (tb, b)| {
-                a.matcher
-                    .precedence_cmp(&b.matcher)
-                    .then_with(|| ta.cmp(tb))
-            });
-            *vhosts.entry(h.as_deref(), Vec::new) = list.into_iter().map(|(_, e)| e).collect();
-        }
-        let routes = ListenerRoutes {
-            label: l.label,
-            port: l.key.port,
-            vhosts,
-        };
-        let protocol = l.protocol;
-        let table = snapshot.ports.entry(l.key).or_insert_with(|| PortTable {
-            protocol,
-            ..PortTable::default()
-        });
-        table.tls.extend(l.certs);
-        // Conflicting (port, hostname) pairs were refused above, so this slot is free.
-        table
-            .listeners
-            .entry(l.spec.hostname.as_deref(), move || routes);
+    for l in gateways.live {
+        install_listener(l, &mut snapshot);
     }
     snapshot.mesh = mesh.finish();
     crate::traffic::problems(docs, &mut problems);
@@ -328,6 +119,275 @@ pub fn compile(
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     snapshot.clusters = clusters;
     (snapshot, problems)
+}
+
+/// A route of any kind as the HTTPRoute it is compiled as (GRPCRoute,
+/// TLSRoute and TCPRoute are converted); `None` for other kinds and for a
+/// route that cannot be converted (its problems reported).
+fn as_http_route<'a>(
+    doc: &'a Document,
+    problems: &mut Vec<Problem>,
+) -> Option<(std::borrow::Cow<'a, Object<HttpRouteSpec>>, &'static str)> {
+    let (metadata, spec, kind) = match &doc.resource {
+        Resource::HttpRoute(route) => {
+            return Some((std::borrow::Cow::Borrowed(route), "HTTPRoute"))
+        }
+        Resource::GrpcRoute(r) => (&r.metadata, crate::grpc::to_http(&r.spec), "GRPCRoute"),
+        Resource::TlsRoute(r) => (&r.metadata, crate::l4::tls_to_http(&r.spec), "TLSRoute"),
+        Resource::TcpRoute(r) => (&r.metadata, crate::l4::tcp_to_http(&r.spec), "TCPRoute"),
+        _ => return None,
+    };
+    match spec {
+        Ok(spec) => {
+            let converted = Object {
+                api_version: String::new(),
+                kind: kind.into(),
+                metadata: metadata.clone(),
+                spec,
+                status: None,
+            };
+            Some((std::borrow::Cow::Owned(converted), kind))
+        }
+        Err(findings) => {
+            for (path, msg) in findings {
+                problems.push(Problem::error(&doc.source, path, msg));
+            }
+            None
+        }
+    }
+}
+
+/// The Gateways of a resource set as they are read: which are ours, and
+/// the listeners that serve, with what each port is already taken by.
+struct Gateways<'a> {
+    docs: &'a [Document],
+    grants: &'a [(&'a str, &'a ReferenceGrantSpec)],
+    now: std::time::SystemTime,
+    /// GatewayClasses whose controllerName is ours.
+    ours: HashSet<&'a str>,
+    live: Vec<LiveListener<'a>>,
+    /// Gateways of other controllers: a route naming one is not ours to refuse.
+    others: HashSet<(&'a str, &'a str)>,
+    /// Our listeners of protocols not served: a route naming one is refused
+    /// with NotAllowedByListeners rather than "no such parent".
+    other_protocols: Vec<(&'a str, &'a str, &'a Listener)>,
+    taken: HashSet<(ListenKey, Option<&'a str>)>,
+    port_protocol: HashMap<ListenKey, PortProtocol>,
+}
+
+impl<'a> Gateways<'a> {
+    fn new(
+        docs: &'a [Document],
+        opts: &CompileOptions,
+        grants: &'a [(&'a str, &'a ReferenceGrantSpec)],
+        now: std::time::SystemTime,
+    ) -> Self {
+        let ours = docs
+            .iter()
+            .filter_map(|d| match &d.resource {
+                Resource::GatewayClass(c) if c.spec.controller_name == opts.controller_name => {
+                    Some(c.metadata.name.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        Gateways {
+            docs,
+            grants,
+            now,
+            ours,
+            live: Vec::new(),
+            others: HashSet::new(),
+            other_protocols: Vec::new(),
+            taken: HashSet::new(),
+            port_protocol: HashMap::new(),
+        }
+    }
+
+    /// Reads one Gateway: its status, and each listener that serves.
+    fn add(
+        &mut self,
+        doc: &'a Document,
+        gw: &'a Object<strait_config::gateway::GatewaySpec>,
+        statuses: &mut Vec<GatewayStatus>,
+        problems: &mut Vec<Problem>,
+    ) {
+        let (ns, name) = (gw.metadata.namespace(), gw.metadata.name.as_str());
+        if !self.ours.contains(gw.spec.gateway_class_name.as_str()) {
+            self.others.insert((ns, name));
+            return;
+        }
+        let findings = validate::gateway(&gw.spec);
+        for (path, msg) in &findings {
+            problems.push(Problem::error(&doc.source, path.clone(), msg.clone()));
+        }
+        let mut status = GatewayStatus {
+            namespace: ns.into(),
+            name: name.into(),
+            source: doc.source.clone(),
+            conditions: vec![Condition::ok("Accepted", "Accepted")],
+            listeners: Vec::new(),
+        };
+        for (i, l) in gw.spec.listeners.iter().enumerate() {
+            let prefix = format!("spec.listeners[{i}].");
+            let invalid: Vec<&str> = findings
+                .iter()
+                .filter(|(p, _)| p.starts_with(&prefix))
+                .map(|(_, m)| m.as_str())
+                .collect();
+            let at = (statuses.len(), status.listeners.len());
+            let mut report = |field: &str, msg: &str, warning: bool| {
+                let path = format!("{prefix}{field}");
+                problems.push(match warning {
+                    true => Problem::warning(&doc.source, path, msg.to_string()),
+                    false => Problem::error(&doc.source, path, msg.to_string()),
+                });
+            };
+            let conditions = self.listener(gw, l, &invalid, at, &mut report);
+            status.listeners.push(ListenerStatus {
+                name: l.name.clone(),
+                attached_routes: 0,
+                conditions,
+            });
+        }
+        statuses.push(status);
+    }
+
+    /// One listener's conditions; a listener that serves joins `live`.
+    /// `at` is where its status goes (Gateway, listener); `report` takes a
+    /// field under the listener, a message, and whether it only warns.
+    fn listener(
+        &mut self,
+        gw: &'a Object<strait_config::gateway::GatewaySpec>,
+        l: &'a Listener,
+        invalid: &[&str],
+        at: (usize, usize),
+        report: &mut dyn FnMut(&str, &str, bool),
+    ) -> Vec<Condition> {
+        let (ns, name) = (gw.metadata.namespace(), gw.metadata.name.as_str());
+        let port = u16::try_from(l.port).unwrap_or(0);
+        let key = ListenKey {
+            ip: gw.spec.ip_address(),
+            port,
+        };
+        let protocol = PortProtocol::of(l);
+        if !invalid.is_empty() {
+            return vec![Condition::failed("Accepted", "Invalid", invalid.join("; "))];
+        }
+        let certs = match protocol {
+            Ok(PortProtocol::Https) => {
+                crate::tls::listener_certs(self.docs, self.grants, ns, l, self.now)
+            }
+            _ => Ok(Vec::new()),
+        };
+        let certs = match certs {
+            Ok(certs) => certs,
+            Err((reason, msg)) => {
+                report("tls", &msg, false);
+                return vec![
+                    Condition::failed("ResolvedRefs", reason, msg.clone()),
+                    Condition::failed("Programmed", "Invalid", msg),
+                ];
+            }
+        };
+        let protocol = match protocol {
+            Ok(p) => p,
+            Err((field, reason, msg)) => {
+                self.other_protocols.push((ns, name, l));
+                report(field, &msg, true);
+                return vec![Condition::failed("Accepted", reason, msg)];
+            }
+        };
+        // Hostnames do not apply to TCP listeners (the spec ignores them).
+        let hostname = match protocol {
+            PortProtocol::Tcp => None,
+            _ => l.hostname.as_deref(),
+        };
+        if *self.port_protocol.entry(key).or_insert(protocol) != protocol {
+            let msg = format!(
+                "port {port} already serves another protocol than {} on this address",
+                l.protocol
+            );
+            report("protocol", &msg, false);
+            return conflicted("ProtocolConflict", msg);
+        }
+        if !self.taken.insert((key, hostname)) {
+            let msg = format!(
+                "another listener already serves port {port} for hostname {} on this address; \
+                 Gateways sharing a port need their own spec.addresses",
+                l.hostname.as_deref().unwrap_or("*")
+            );
+            report("hostname", &msg, false);
+            return conflicted("HostnameConflict", msg);
+        }
+        self.live.push(LiveListener {
+            gateway_ns: ns,
+            gateway: name,
+            spec: l,
+            key,
+            status: at.0,
+            listener: at.1,
+            label: format!("{ns}/{name}/{}", l.name).into(),
+            vhosts: HostTable::default(),
+            protocol,
+            certs,
+        });
+        vec![
+            Condition::ok("Accepted", "Accepted"),
+            Condition::ok("Programmed", "Programmed"),
+        ]
+    }
+}
+
+/// A listener's conditions when another took its port first.
+fn conflicted(reason: &str, message: String) -> Vec<Condition> {
+    vec![
+        Condition {
+            kind: "Conflicted",
+            status: true,
+            reason: reason.into(),
+            message: message.clone(),
+        },
+        Condition::failed("Programmed", "Invalid", message),
+    ]
+}
+
+/// A served listener into its port's table, its routes in precedence
+/// order; its status learns how many routes attached.
+fn install_listener(mut l: LiveListener, snapshot: &mut Snapshot) {
+    if let Some(ls) = snapshot
+        .gateways
+        .get_mut(l.status)
+        .and_then(|gw| gw.listeners.get_mut(l.listener))
+    {
+        ls.attached_routes = count_routes(&l);
+    }
+    let mut vhosts = HostTable::default();
+    let hostnames: Vec<Option<String>> = l.vhosts.iter().map(|(h, _)| h).collect();
+    for h in hostnames {
+        let mut list = std::mem::take(l.vhosts.entry(h.as_deref(), Vec::new));
+        list.sort_by(|(ta, a), (tb, b)| {
+            a.matcher
+                .precedence_cmp(&b.matcher)
+                .then_with(|| ta.cmp(tb))
+        });
+        *vhosts.entry(h.as_deref(), Vec::new) = list.into_iter().map(|(_, e)| e).collect();
+    }
+    let routes = ListenerRoutes {
+        label: l.label,
+        port: l.key.port,
+        vhosts,
+    };
+    let protocol = l.protocol;
+    let table = snapshot.ports.entry(l.key).or_insert_with(|| PortTable {
+        protocol,
+        ..PortTable::default()
+    });
+    table.tls.extend(l.certs);
+    // Conflicting (port, hostname) pairs were refused above, so this slot is free.
+    table
+        .listeners
+        .entry(l.spec.hostname.as_deref(), move || routes);
 }
 
 fn count_routes(l: &LiveListener) -> usize {
@@ -359,9 +419,7 @@ fn attach_route(
     doc: &Document,
     route: &Object<HttpRouteSpec>,
     kind: &'static str,
-    listeners: &mut [LiveListener],
-    other_gateways: &HashSet<(&str, &str)>,
-    other_protocols: &[(&str, &str, &Listener)],
+    gateways: &mut Gateways,
     namespaces: &HashMap<String, BTreeMap<String, String>>,
     grants: &[(&str, &ReferenceGrantSpec)],
     resolver: &mut Resolver,
@@ -384,23 +442,13 @@ fn attach_route(
         .enumerate()
         .filter(|(_, p)| {
             let gw_ns = p.namespace.as_deref().unwrap_or(ns);
-            !other_gateways.contains(&(gw_ns, p.name.as_str())) && !crate::mesh::is_service(p)
+            !gateways.others.contains(&(gw_ns, p.name.as_str())) && !crate::mesh::is_service(p)
         })
         .collect();
     if parents.is_empty() {
         return None;
     }
-    let parent_label = |p: &strait_config::meta::ParentReference| {
-        let mut s = format!("{}/{}", p.namespace.as_deref().unwrap_or(ns), p.name);
-        if let Some(sec) = &p.section_name {
-            s.push('/');
-            s.push_str(sec);
-        }
-        if let Some(port) = p.port {
-            s.push_str(&format!(":{port}"));
-        }
-        s
-    };
+    let parent_label = |p: &strait_config::meta::ParentReference| parent_label(p, ns);
 
     let findings = validate::http_route(&route.spec);
     if !findings.is_empty() {
@@ -424,132 +472,179 @@ fn attach_route(
 
     let (rules, resolved) =
         compile_rules(doc, route, kind, &route_name, grants, resolver, problems);
-    let created = route.metadata.creation_timestamp.clone();
+    let tie = |rule: usize, matched: usize| {
+        let created = route.metadata.creation_timestamp.clone();
+        TieBreak {
+            created: (created.is_none(), created.unwrap_or_default()),
+            route: route_name.to_string(),
+            rule,
+            matched,
+        }
+    };
     let mut attached_to: HashSet<usize> = HashSet::new();
     for (i, parent) in parents {
-        let at = format!("spec.parentRefs[{i}]");
-        let kind_ok = parent.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
-            && parent.kind.as_deref().unwrap_or("Gateway") == "Gateway";
-        let gw_ns = parent.namespace.as_deref().unwrap_or(ns);
-        let mut refusal: Option<(&str, String)> = None;
-        let named: Vec<usize> = listeners
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| kind_ok && l.gateway_ns == gw_ns && l.gateway == parent.name)
-            .filter(|(_, l)| {
-                parent
-                    .section_name
-                    .as_ref()
-                    .is_none_or(|s| *s == l.spec.name)
-            })
-            .filter(|(_, l)| parent.port.is_none_or(|p| p == i32::from(l.key.port)))
-            .map(|(i, _)| i)
-            .collect();
-        let (candidates, wrong_protocol): (Vec<usize>, Vec<usize>) = named
-            .iter()
-            .partition(|&&li| listeners[li].protocol.route_kinds().contains(&kind));
-        let other_protocol = other_protocols.iter().find(|(l_ns, l_gw, l)| {
-            kind_ok
-                && *l_ns == gw_ns
-                && *l_gw == parent.name
-                && parent.section_name.as_ref().is_none_or(|s| *s == l.name)
-                && parent.port.is_none_or(|p| p == l.port)
-        });
-        let other_protocol = other_protocol
-            .map(|(_, _, l)| *l)
-            .or(wrong_protocol.first().map(|&li| listeners[li].spec));
-        if let (true, Some(l)) = (candidates.is_empty(), other_protocol) {
-            refusal = Some((
-                "NotAllowedByListeners",
-                format!(
-                    "listener {} speaks {}; a {kind} cannot attach to it",
-                    l.name, l.protocol
-                ),
-            ));
-        } else if candidates.is_empty() {
-            refusal = Some((
-                "NoMatchingParent",
-                format!(
-                    "no listener of Gateway {gw_ns}/{} matches this parentRef",
-                    parent.name
-                ),
-            ));
-        }
-        let allowed: Vec<usize> = candidates
-            .iter()
-            .copied()
-            .filter(|&li| allows(&listeners[li], kind, ns, namespaces))
-            .collect();
-        if refusal.is_none() && allowed.is_empty() {
-            refusal = Some((
-                "NotAllowedByListeners",
-                "the listeners' allowedRoutes do not admit this route".into(),
-            ));
-        }
-        let mut attached = 0;
-        for li in allowed {
-            let l = &mut listeners[li];
-            let hosts: Vec<Option<String>> = if l.protocol == PortProtocol::Tcp {
-                vec![None]
-            } else if route.spec.hostnames.is_empty() {
-                vec![l.spec.hostname.clone()]
-            } else {
-                route
-                    .spec
-                    .hostnames
-                    .iter()
-                    .filter_map(|h| intersect(l.spec.hostname.as_deref(), Some(h)))
-                    .collect()
-            };
-            if hosts.is_empty() {
-                continue;
-            }
-            attached += 1;
-            if !attached_to.insert(li) {
-                continue;
-            }
-            for host in hosts {
-                let vhost = l.vhosts.entry(host.as_deref(), Vec::new);
-                for (r, (matches, rule)) in rules.iter().enumerate() {
-                    for (m, matcher) in matches.iter().enumerate() {
-                        vhost.push((
-                            TieBreak {
-                                created: (created.is_none(), created.clone().unwrap_or_default()),
-                                route: route_name.to_string(),
-                                rule: r,
-                                matched: m,
-                            },
-                            Entry {
-                                matcher: matcher.clone(),
-                                rule: rule.clone(),
-                            },
-                        ));
-                    }
-                }
-            }
-        }
-        if refusal.is_none() && attached == 0 {
-            refusal = Some((
-                "NoMatchingListenerHostname",
-                "no listener hostname intersects the route's hostnames".into(),
-            ));
-        }
-        let mut conditions = Vec::new();
-        match refusal {
+        let route_ref = (route, kind, namespaces);
+        let refusal = attach_to_parent(gateways, parent, route_ref, &rules, &tie, &mut attached_to);
+        let accepted = match refusal {
             Some((reason, msg)) => {
+                let at = format!("spec.parentRefs[{i}]");
                 problems.push(Problem::error(&doc.source, at, msg.clone()));
-                conditions.push(Condition::failed("Accepted", reason, msg));
+                Condition::failed("Accepted", reason, msg)
             }
-            None => conditions.push(Condition::ok("Accepted", "Accepted")),
-        }
-        conditions.push(resolved.clone());
+            None => Condition::ok("Accepted", "Accepted"),
+        };
         status.parents.push(ParentStatus {
             parent: parent_label(parent),
             reference: Some(parent.clone()),
-            conditions,
+            conditions: vec![accepted, resolved.clone()],
         });
     }
     Some(status)
+}
+
+/// The route's rules into the listeners one parentRef names; `None` when
+/// accepted, or the reason and message of the refusal. A listener takes a
+/// route's rules once however many parentRefs name it (`attached_to`).
+fn attach_to_parent(
+    gateways: &mut Gateways,
+    parent: &strait_config::meta::ParentReference,
+    (route, kind, namespaces): (
+        &Object<HttpRouteSpec>,
+        &str,
+        &HashMap<String, BTreeMap<String, String>>,
+    ),
+    rules: &[CompiledRule],
+    tie: &dyn Fn(usize, usize) -> TieBreak,
+    attached_to: &mut HashSet<usize>,
+) -> Option<(&'static str, String)> {
+    let ns = route.metadata.namespace();
+    let listeners = &mut gateways.live;
+    let candidates = match parent_listeners(parent, ns, kind, listeners, &gateways.other_protocols)
+    {
+        Ok(candidates) => candidates,
+        Err(refusal) => return Some(refusal),
+    };
+    let allowed: Vec<usize> = candidates
+        .into_iter()
+        .filter(|&li| allows(&listeners[li], kind, ns, namespaces))
+        .collect();
+    if allowed.is_empty() {
+        let msg = "the listeners' allowedRoutes do not admit this route";
+        return Some(("NotAllowedByListeners", msg.into()));
+    }
+    let mut attached = 0;
+    for li in allowed {
+        let hosts = route_hosts(&listeners[li], &route.spec.hostnames);
+        if hosts.is_empty() {
+            continue;
+        }
+        attached += 1;
+        if attached_to.insert(li) {
+            add_rules(&mut listeners[li], hosts, rules, tie);
+        }
+    }
+    let msg = "no listener hostname intersects the route's hostnames";
+    (attached == 0).then(|| ("NoMatchingListenerHostname", msg.into()))
+}
+
+/// `namespace/name[/section][:port]`, how a parent is shown in status.
+fn parent_label(p: &strait_config::meta::ParentReference, route_ns: &str) -> String {
+    let mut s = format!("{}/{}", p.namespace.as_deref().unwrap_or(route_ns), p.name);
+    if let Some(sec) = &p.section_name {
+        s.push('/');
+        s.push_str(sec);
+    }
+    if let Some(port) = p.port {
+        s.push_str(&format!(":{port}"));
+    }
+    s
+}
+
+/// The listeners a parentRef names that take routes of `kind`, or why
+/// there are none (a listener of another protocol, or none at all).
+fn parent_listeners(
+    parent: &strait_config::meta::ParentReference,
+    route_ns: &str,
+    kind: &str,
+    listeners: &[LiveListener],
+    other_protocols: &[(&str, &str, &Listener)],
+) -> Result<Vec<usize>, (&'static str, String)> {
+    let kind_ok = parent.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+        && parent.kind.as_deref().unwrap_or("Gateway") == "Gateway";
+    let gw_ns = parent.namespace.as_deref().unwrap_or(route_ns);
+    let names = |l_ns: &str, l_gw: &str, name: &str, port: i32| {
+        kind_ok
+            && l_ns == gw_ns
+            && l_gw == parent.name
+            && parent.section_name.as_ref().is_none_or(|s| *s == name)
+            && parent.port.is_none_or(|p| p == port)
+    };
+    let (candidates, wrong_protocol): (Vec<usize>, Vec<usize>) = listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| names(l.gateway_ns, l.gateway, &l.spec.name, i32::from(l.key.port)))
+        .map(|(i, _)| i)
+        .partition(|&li| listeners[li].protocol.route_kinds().contains(&kind));
+    if !candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let other_protocol = other_protocols
+        .iter()
+        .find(|(l_ns, l_gw, l)| names(l_ns, l_gw, &l.name, l.port))
+        .map(|(_, _, l)| *l)
+        .or(wrong_protocol.first().map(|&li| listeners[li].spec));
+    Err(match other_protocol {
+        Some(l) => (
+            "NotAllowedByListeners",
+            format!(
+                "listener {} speaks {}; a {kind} cannot attach to it",
+                l.name, l.protocol
+            ),
+        ),
+        None => (
+            "NoMatchingParent",
+            format!(
+                "no listener of Gateway {gw_ns}/{} matches this parentRef",
+                parent.name
+            ),
+        ),
+    })
+}
+
+/// The hostnames a route serves on a listener: the intersections of
+/// theirs, the listener's own when the route names none, none for TCP.
+fn route_hosts(l: &LiveListener, hostnames: &[String]) -> Vec<Option<String>> {
+    if l.protocol == PortProtocol::Tcp {
+        vec![None]
+    } else if hostnames.is_empty() {
+        vec![l.spec.hostname.clone()]
+    } else {
+        hostnames
+            .iter()
+            .filter_map(|h| intersect(l.spec.hostname.as_deref(), Some(h)))
+            .collect()
+    }
+}
+
+/// A route's rules into a listener's hosts, each match with its tiebreak.
+fn add_rules(
+    l: &mut LiveListener,
+    hosts: Vec<Option<String>>,
+    rules: &[CompiledRule],
+    tie: &dyn Fn(usize, usize) -> TieBreak,
+) {
+    for host in hosts {
+        let vhost = l.vhosts.entry(host.as_deref(), Vec::new);
+        for (r, (matches, rule)) in rules.iter().enumerate() {
+            for (m, matcher) in matches.iter().enumerate() {
+                let entry = Entry {
+                    matcher: matcher.clone(),
+                    rule: rule.clone(),
+                };
+                vhost.push((tie(r, m), entry));
+            }
+        }
+    }
 }
 
 /// Does the listener's `allowedRoutes` admit a route of `kind` from `route_ns`?
@@ -594,71 +689,61 @@ pub(crate) fn compile_rules(
     resolver: &mut Resolver,
     problems: &mut Vec<Problem>,
 ) -> (Vec<CompiledRule>, Condition) {
-    let ns = route.metadata.namespace();
-    let mut resolved = Condition::ok("ResolvedRefs", "ResolvedRefs");
-    let mut fail = |source: &Source, path: String, reason: &str, msg: String| {
-        problems.push(Problem::error(source, path, msg.clone()));
-        if resolved.status {
-            resolved = Condition::failed("ResolvedRefs", reason, msg);
-        }
+    let mut c = RuleCompiler {
+        source: &doc.source,
+        ns: route.metadata.namespace(),
+        kind,
+        grants,
+        resolver,
+        problems,
+        resolved: Condition::ok("ResolvedRefs", "ResolvedRefs"),
     };
-    let mut out = Vec::new();
-    for (r, rule) in route.spec.rules.iter().enumerate() {
-        // Validation ran first, so a match that fails here is a gap between
-        // validator and compiler: said, and the rule left out rather than
-        // served with fewer matches (none would match everything).
-        let mut matches: Vec<RouteMatch> = Vec::with_capacity(rule.matches.len());
-        for (m, spec) in rule.matches.iter().enumerate() {
-            match RouteMatch::compile(spec) {
-                Ok(compiled) => matches.push(compiled),
-                Err(e) => fail(
-                    &doc.source,
-                    format!("spec.rules[{r}].matches[{m}]"),
-                    "UnsupportedValue",
-                    format!("{e}; the rule is not served"),
-                ),
-            }
+    let out = route
+        .spec
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(r, rule)| c.rule(route_name, r, rule))
+        .collect();
+    (out, c.resolved)
+}
+
+/// What compiling one route's rules needs, and the `ResolvedRefs`
+/// condition its backend references earn (the first failure wins).
+struct RuleCompiler<'c, 'd> {
+    source: &'c Source,
+    ns: &'c str,
+    kind: &'c str,
+    grants: &'c [(&'c str, &'c ReferenceGrantSpec)],
+    resolver: &'c mut Resolver<'d>,
+    problems: &'c mut Vec<Problem>,
+    resolved: Condition,
+}
+
+impl RuleCompiler<'_, '_> {
+    fn fail(&mut self, path: String, reason: &str, msg: String) {
+        self.problems
+            .push(Problem::error(self.source, path, msg.clone()));
+        if self.resolved.status {
+            self.resolved = Condition::failed("ResolvedRefs", reason, msg);
         }
-        if matches.len() != rule.matches.len() {
-            continue;
-        }
-        let mut target =
-            |b: &BackendObjectReference,
-             path: String,
-             fail: &mut dyn FnMut(&Source, String, &str, String)| {
-                let b_ns = b.namespace.as_deref().unwrap_or(ns);
-                if !b.is_service() {
-                    let msg = format!(
-                        "backend kind {} is not supported",
-                        b.kind.as_deref().unwrap_or("")
-                    );
-                    fail(&doc.source, path, "InvalidKind", msg.clone());
-                    return BackendTarget::Invalid(msg);
-                }
-                if b_ns != ns && !granted(grants, kind, ns, "Service", b_ns, &b.name) {
-                    let msg = format!(
-                        "no ReferenceGrant in {b_ns} lets HTTPRoutes from {ns} use Service {}",
-                        b.name
-                    );
-                    fail(&doc.source, path, "RefNotPermitted", msg.clone());
-                    return BackendTarget::Invalid(msg);
-                }
-                match resolver.service(b_ns, &b.name, b.port.unwrap_or(0)) {
-                    Ok(c) => BackendTarget::Cluster(c),
-                    Err(msg) => {
-                        fail(&doc.source, path, "BackendNotFound", msg.clone());
-                        BackendTarget::Invalid(msg)
-                    }
-                }
-            };
+    }
+
+    /// Rule `r`, or `None` when one of its matches cannot be compiled.
+    fn rule(
+        &mut self,
+        route_name: &Arc<str>,
+        r: usize,
+        rule: &strait_config::httproute::HttpRouteRule,
+    ) -> Option<CompiledRule> {
+        let matches = self.matches(r, rule)?;
         let mut backends = Vec::new();
         for (b, backend) in rule.backend_refs.iter().enumerate() {
             let path = format!("spec.rules[{r}].backendRefs[{b}]");
-            let t = target(&backend.target(), path, &mut fail);
             let (req, resp, _, _) = header_filters(&backend.filters);
             backends.push(WeightedBackend {
                 weight: u32::try_from(backend.weight.unwrap_or(1)).unwrap_or(0),
-                target: t,
+                target: self.target(&backend.target(), path),
                 request_headers: req,
                 response_headers: resp,
             });
@@ -668,75 +753,126 @@ pub(crate) fn compile_rules(
         for (f, filter) in rule.filters.iter().enumerate() {
             if let Some(m) = &filter.request_mirror {
                 let path = format!("spec.rules[{r}].filters[{f}].requestMirror.backendRef");
-                let per_million = match (&m.percent, &m.fraction) {
-                    (Some(p), _) => u32::try_from(*p).unwrap_or(0) * 10_000,
-                    (None, Some(fr)) => {
-                        let den = i64::from(fr.denominator.unwrap_or(100).max(1));
-                        u32::try_from(i64::from(fr.numerator) * 1_000_000 / den).unwrap_or(0)
-                    }
-                    (None, None) => 1_000_000,
-                };
                 mirrors.push(Mirror {
-                    target: target(&m.backend_ref, path, &mut fail),
-                    per_million,
+                    target: self.target(&m.backend_ref, path),
+                    per_million: mirror_share(m),
                 });
             }
         }
-        let parse = |d: &Option<String>| {
-            d.as_deref()
-                .and_then(|s| duration::parse(s).ok())
-                .filter(|d| !d.is_zero())
-        };
-        let timeouts = rule
-            .timeouts
-            .as_ref()
-            .map(|t| Timeouts {
-                request: parse(&t.request),
-                backend_request: parse(&t.backend_request),
-            })
-            .unwrap_or_default();
-        let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
-        let fault = crate::fault::of_rule(resolver.docs(), ns, &rule.filters);
+        let fault = crate::fault::of_rule(self.resolver.docs(), self.ns, &rule.filters);
         if let Some(Err(msg)) = &fault {
-            fail(
-                &doc.source,
+            self.fail(
                 format!("spec.rules[{r}].filters"),
                 "InvalidKind",
                 msg.clone(),
             );
         }
-        let retry = rule.retry.as_ref().map(|r| crate::RetryPolicy {
-            codes: r
-                .codes
-                .iter()
-                .filter_map(|c| u16::try_from(*c).ok())
-                .collect(),
-            attempts: r.attempts.and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
-            backoff: r
-                .backoff
-                .as_deref()
-                .and_then(|b| duration::parse(b).ok())
-                .unwrap_or(crate::retry::DEFAULT_BACKOFF),
-        });
-        out.push((
-            matches,
-            Arc::new(Rule {
-                route: route_name.clone(),
-                index: r,
-                request_headers,
-                response_headers,
-                redirect,
-                rewrite,
-                mirrors,
-                backends,
-                total_weight,
-                timeouts,
-                retry,
-                fault,
-            }),
-        ));
+        let rule = Rule {
+            route: route_name.clone(),
+            index: r,
+            request_headers,
+            response_headers,
+            redirect,
+            rewrite,
+            mirrors,
+            total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
+            backends,
+            timeouts: timeouts(rule.timeouts.as_ref()),
+            retry: rule.retry.as_ref().map(retry_policy),
+            fault,
+        };
+        Some((matches, Arc::new(rule)))
     }
-    (out, resolved)
+
+    /// Validation ran first, so a match that fails here is a gap between
+    /// validator and compiler: said, and the rule left out rather than
+    /// served with fewer matches (none would match everything).
+    fn matches(
+        &mut self,
+        r: usize,
+        rule: &strait_config::httproute::HttpRouteRule,
+    ) -> Option<Vec<RouteMatch>> {
+        let mut matches = Vec::with_capacity(rule.matches.len());
+        for (m, spec) in rule.matches.iter().enumerate() {
+            match RouteMatch::compile(spec) {
+                Ok(compiled) => matches.push(compiled),
+                Err(e) => self.fail(
+                    format!("spec.rules[{r}].matches[{m}]"),
+                    "UnsupportedValue",
+                    format!("{e}; the rule is not served"),
+                ),
+            }
+        }
+        (matches.len() == rule.matches.len()).then_some(matches)
+    }
+
+    /// A backend reference: a Service this route may use, or why not.
+    fn target(&mut self, b: &BackendObjectReference, path: String) -> BackendTarget {
+        let (ns, kind) = (self.ns, self.kind);
+        let b_ns = b.namespace.as_deref().unwrap_or(ns);
+        let (reason, msg) = if !b.is_service() {
+            let kind = b.kind.as_deref().unwrap_or("");
+            (
+                "InvalidKind",
+                format!("backend kind {kind} is not supported"),
+            )
+        } else if b_ns != ns && !granted(self.grants, kind, ns, "Service", b_ns, &b.name) {
+            let msg = format!(
+                "no ReferenceGrant in {b_ns} lets HTTPRoutes from {ns} use Service {}",
+                b.name
+            );
+            ("RefNotPermitted", msg)
+        } else {
+            match self.resolver.service(b_ns, &b.name, b.port.unwrap_or(0)) {
+                Ok(c) => return BackendTarget::Cluster(c),
+                Err(msg) => ("BackendNotFound", msg),
+            }
+        };
+        self.fail(path, reason, msg.clone());
+        BackendTarget::Invalid(msg)
+    }
+}
+
+/// The share of requests a mirror gets, per million.
+fn mirror_share(m: &strait_config::httproute::HttpRequestMirrorFilter) -> u32 {
+    match (&m.percent, &m.fraction) {
+        (Some(p), _) => u32::try_from(*p).unwrap_or(0) * 10_000,
+        (None, Some(fr)) => {
+            let den = i64::from(fr.denominator.unwrap_or(100).max(1));
+            u32::try_from(i64::from(fr.numerator) * 1_000_000 / den).unwrap_or(0)
+        }
+        (None, None) => 1_000_000,
+    }
+}
+
+/// A rule's timeouts; zero is no timeout.
+fn timeouts(t: Option<&strait_config::httproute::HttpRouteTimeouts>) -> Timeouts {
+    let parse = |d: &Option<String>| {
+        d.as_deref()
+            .and_then(|s| duration::parse(s).ok())
+            .filter(|d| !d.is_zero())
+    };
+    t.map(|t| Timeouts {
+        request: parse(&t.request),
+        backend_request: parse(&t.backend_request),
+    })
+    .unwrap_or_default()
+}
+
+fn retry_policy(r: &strait_config::httproute::HttpRouteRetry) -> crate::RetryPolicy {
+    crate::RetryPolicy {
+        codes: r
+            .codes
+            .iter()
+            .filter_map(|c| u16::try_from(*c).ok())
+            .collect(),
+        attempts: r.attempts.and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
+        backoff: r
+            .backoff
+            .as_deref()
+            .and_then(|b| duration::parse(b).ok())
+            .unwrap_or(crate::retry::DEFAULT_BACKOFF),
+    }
 }
 
 type Filters = (
