@@ -265,15 +265,21 @@ impl<'a> Gateways<'a> {
         report: &mut dyn FnMut(&str, &str, bool),
     ) -> Vec<Condition> {
         let (ns, name) = (gw.metadata.namespace(), gw.metadata.name.as_str());
-        let port = u16::try_from(l.port).unwrap_or(0);
+        if !invalid.is_empty() {
+            return vec![Condition::failed("Accepted", "Invalid", invalid.join("; "))];
+        }
+        // Validation refuses such a port first; should the two ever
+        // disagree, the listener is refused here rather than served on 0.
+        let Some(port) = u16::try_from(l.port).ok().filter(|&p| p != 0) else {
+            let msg = format!("{} is not a port (1-65535)", l.port);
+            report("port", &msg, false);
+            return vec![Condition::failed("Accepted", "Invalid", msg)];
+        };
         let key = ListenKey {
             ip: gw.spec.ip_address(),
             port,
         };
         let protocol = PortProtocol::of(l);
-        if !invalid.is_empty() {
-            return vec![Condition::failed("Accepted", "Invalid", invalid.join("; "))];
-        }
         let certs = match protocol {
             Ok(PortProtocol::Https) => {
                 crate::tls::listener_certs(self.docs, self.grants, ns, l, self.now)
