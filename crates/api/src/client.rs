@@ -79,12 +79,39 @@ async fn session(
         strait_identity::service::connect_control(&opts.addr, &opts.bundle, &opts.trust_domain)
             .await?;
     let mut client = ConfigClient::with_origin(channel, origin);
+    let (tx, mut inbound) = open_stream(&mut client, opts, &known.version).await?;
+    info!(addr = %opts.addr, "connected to the control plane");
+    *backoff = FIRST_BACKOFF;
+    let mut joined = Joined::default();
+    while let Some(part) = inbound.message().await.map_err(status)? {
+        let (version, base, more) = (part.version.clone(), part.base.clone(), part.more);
+        joined.add(part);
+        if more {
+            continue;
+        }
+        let update = std::mem::take(&mut joined);
+        let answered = apply_update(offers, known, refused, version.clone(), &base, update).await?;
+        let Some(result) = answered else {
+            return Ok(());
+        };
+        acknowledge(opts, &tx, known, refused, version, result).await?;
+    }
+    Ok(())
+}
+
+/// Opens the stream, saying who this proxy is and what version it has:
+/// where to send its answers, and where updates arrive.
+async fn open_stream(
+    client: &mut ConfigClient<strait_identity::service::H2>,
+    opts: &ControlOptions,
+    version: &str,
+) -> Result<(mpsc::Sender<pb::ProxyMessage>, tonic::Streaming<pb::Update>), String> {
     let (tx, rx) = mpsc::channel::<pb::ProxyMessage>(4);
     let hello = pb::ProxyMessage {
         kind: Some(pb::proxy_message::Kind::Hello(pb::Hello {
             node: opts.node.clone(),
             role: opts.role.clone(),
-            version: known.version.clone(),
+            version: version.to_string(),
         })),
     };
     tx.send(hello).await.map_err(|e| e.to_string())?;
@@ -97,56 +124,70 @@ async fn session(
             .map_err(|_| "the token is not a valid header value".to_string())?;
         request.metadata_mut().insert("authorization", bearer);
     }
-    let mut inbound = client.stream(request).await.map_err(status)?.into_inner();
-    info!(addr = %opts.addr, "connected to the control plane");
-    *backoff = FIRST_BACKOFF;
-    let mut joined = Joined::default();
-    while let Some(part) = inbound.message().await.map_err(status)? {
-        let (version, base, more) = (part.version.clone(), part.base.clone(), part.more);
-        joined.add(part);
-        if more {
-            continue;
-        }
-        let update = std::mem::take(&mut joined);
-        let unchanged = !base.is_empty() && update.is_empty();
-        // A change from a version this proxy does not have cannot be
-        // applied; a new stream starts from what it has.
-        known.apply(version.clone(), &base, update)?;
-        let result = if unchanged {
-            // Nothing of this proxy's changed: only the version moves, and
-            // the answer stays what it was.
-            refused.clone().map_or(Ok(()), Err)
-        } else {
-            let (reply, answer) = oneshot::channel();
-            let offered = Offer {
-                snapshot: known.clone(),
-                reply,
-            };
-            if offers.send(offered).await.is_err() {
-                return Ok(());
-            }
-            answer
-                .await
-                .unwrap_or_else(|_| Err("the proxy is stopping".into()))
-        };
-        *refused = result.clone().err();
-        if result.is_ok() {
-            if let Some(path) = &opts.cache {
-                if let Err(e) = crate::snapshot::save_cache(path, known) {
-                    warn!(path = %path.display(), error = %e, "cannot cache the configuration");
-                }
-            }
-        }
-        let ack = pb::Ack {
-            version,
-            accepted: result.is_ok(),
-            reason: result.err().unwrap_or_default(),
-        };
-        tx.send(pb::ProxyMessage {
-            kind: Some(pb::proxy_message::Kind::Ack(ack)),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let inbound = client.stream(request).await.map_err(status)?.into_inner();
+    Ok((tx, inbound))
+}
+
+/// Applies one whole update to what the proxy has, and the proxy's
+/// answer to the result: `None` once the proxy is gone.
+async fn apply_update(
+    offers: &mpsc::Sender<Offer>,
+    known: &mut Snapshot,
+    refused: &Option<String>,
+    version: String,
+    base: &str,
+    update: Joined,
+) -> Result<Option<Result<(), String>>, String> {
+    let unchanged = !base.is_empty() && update.is_empty();
+    // A change from a version this proxy does not have cannot be
+    // applied; a new stream starts from what it has.
+    known.apply(version, base, update)?;
+    if unchanged {
+        // Nothing of this proxy's changed: only the version moves, and
+        // the answer stays what it was.
+        return Ok(Some(refused.clone().map_or(Ok(()), Err)));
     }
-    Ok(())
+    let (reply, answer) = oneshot::channel();
+    let offered = Offer {
+        snapshot: known.clone(),
+        reply,
+    };
+    if offers.send(offered).await.is_err() {
+        return Ok(None);
+    }
+    Ok(Some(
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the proxy is stopping".into())),
+    ))
+}
+
+/// Remembers the proxy's answer, caches what it accepted, and tells the
+/// control plane: ACK, or NACK and why.
+async fn acknowledge(
+    opts: &ControlOptions,
+    tx: &mpsc::Sender<pb::ProxyMessage>,
+    known: &Snapshot,
+    refused: &mut Option<String>,
+    version: String,
+    result: Result<(), String>,
+) -> Result<(), String> {
+    *refused = result.clone().err();
+    if result.is_ok() {
+        if let Some(path) = &opts.cache {
+            if let Err(e) = crate::snapshot::save_cache(path, known) {
+                warn!(path = %path.display(), error = %e, "cannot cache the configuration");
+            }
+        }
+    }
+    let ack = pb::Ack {
+        version,
+        accepted: result.is_ok(),
+        reason: result.err().unwrap_or_default(),
+    };
+    tx.send(pb::ProxyMessage {
+        kind: Some(pb::proxy_message::Kind::Ack(ack)),
+    })
+    .await
+    .map_err(|e| e.to_string())
 }

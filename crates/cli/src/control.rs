@@ -182,6 +182,39 @@ async fn ca_from_secret(
 }
 
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
+    let authority = mesh_ca(&args).await?;
+    let bundle_path = write_trust_bundle(&args.ca_dir, &authority)?;
+    let tls = strait_identity::service::server_tls(&authority).map_err(|e| anyhow::anyhow!(e))?;
+    let authenticator = proxy_authenticator(&args).await?;
+    start_webhook(&args, &authority).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    // Tests read this line to learn the port.
+    println!("listening on {}", listener.local_addr()?);
+    tracing::info!(
+        trust_bundle = %bundle_path.display(),
+        roots = authority.trust_bundle().len(),
+        ttl = ?args.cert_ttl,
+        "mesh CA serving"
+    );
+    let ca = CaServer {
+        authority: Arc::new(authority),
+        authenticator: authenticator.clone(),
+        ttl: args.cert_ttl,
+    };
+    let config = config_service(&args, &authenticator).await?;
+    if let Some(addr) = args.admin {
+        start_admin(addr, &config).await?;
+    }
+    strait_identity::service::serve_tls(listener, Router::new(ca, config), tls).await;
+    Ok(())
+}
+
+/// The CA that signs workload certificates: from --ca-secret, from
+/// --ca-cert and --ca-key, or the one in --ca-dir; trusting
+/// --extra-roots too.
+async fn mesh_ca(args: &ControlArgs) -> anyhow::Result<Authority> {
     let mut authority = match (&args.ca_cert, &args.ca_key) {
         _ if args.ca_secret.is_some() => {
             ca_from_secret(
@@ -208,93 +241,114 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             .trust_also(&read(extra)?)
             .map_err(|e| anyhow::anyhow!(e))?;
     }
-    std::fs::create_dir_all(&args.ca_dir)?;
-    let bundle_path = args.ca_dir.join("trust-bundle.pem");
+    Ok(authority)
+}
+
+/// Writes `trust-bundle.pem` in the CA's folder, for proxies: its path.
+fn write_trust_bundle(ca_dir: &Path, authority: &Authority) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(ca_dir)?;
+    let bundle_path = ca_dir.join("trust-bundle.pem");
     std::fs::write(&bundle_path, authority.trust_bundle_pem())
         .with_context(|| format!("writing {}", bundle_path.display()))?;
-    let tls = strait_identity::service::server_tls(&authority).map_err(|e| anyhow::anyhow!(e))?;
-    let authenticator: Arc<dyn Authenticator> = if let (false, Some(config)) =
-        (args.token_review, &args.config)
-    {
-        let tokens = Arc::new(ArcSwap::from_pointee(tokens(config, &args.trust_domain)));
-        // Tokens follow the folder.
-        let refresh = tokens.clone();
-        let (dir, td) = (config.clone(), args.trust_domain.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                refresh.store(Arc::new(self::tokens(&dir, &td)));
-            }
-        });
-        Arc::new(LocalTokens(tokens))
-    } else {
-        let reviewer = strait_kube::TokenReviewer::infer(&args.token_audience, &args.trust_domain)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        tracing::info!(audience = %args.token_audience, "tokens are checked with TokenReview");
-        Arc::new(reviewer)
-    };
-    if let Some(addr) = args.webhook_listen {
-        let tls = strait_identity::service::dns_server_tls(&authority, &args.webhook_names)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let injection = strait_kube::inject::Injection {
-            image: args.proxy_image.clone(),
-            control: args.control_address.clone(),
-            trust_bundle_pem: authority.trust_bundle_pem(),
-            trust_domain: args.trust_domain.clone(),
-            token_audience: args.token_audience.clone(),
-        };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("webhook address {addr}"))?;
-        tracing::info!(addr = %listener.local_addr()?, names = ?args.webhook_names, "sidecar injector listening");
-        tokio::spawn(strait_identity::service::serve_tls(
-            listener,
-            crate::webhook::Webhook(Arc::new(injection)),
-            tls,
-        ));
+    Ok(bundle_path)
+}
+
+/// What checks proxies' tokens: the folder's token Secrets, or
+/// TokenReview (with --token-review, or without a folder).
+async fn proxy_authenticator(args: &ControlArgs) -> anyhow::Result<Arc<dyn Authenticator>> {
+    if let (false, Some(config)) = (args.token_review, &args.config) {
+        return Ok(folder_tokens(config, &args.trust_domain));
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let reviewer = strait_kube::TokenReviewer::infer(&args.token_audience, &args.trust_domain)
         .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    // Tests read this line to learn the port.
-    println!("listening on {}", listener.local_addr()?);
-    tracing::info!(
-        trust_bundle = %bundle_path.display(),
-        roots = authority.trust_bundle().len(),
-        ttl = ?args.cert_ttl,
-        "mesh CA serving"
-    );
-    let ca = CaServer {
-        authority: Arc::new(authority),
-        authenticator: authenticator.clone(),
-        ttl: args.cert_ttl,
+        .map_err(|e| anyhow::anyhow!(e))?;
+    tracing::info!(audience = %args.token_audience, "tokens are checked with TokenReview");
+    Ok(Arc::new(reviewer))
+}
+
+/// The token Secrets of `dir`, read again every 2 s: tokens follow the
+/// folder.
+fn folder_tokens(dir: &Path, trust_domain: &str) -> Arc<dyn Authenticator> {
+    let tokens = Arc::new(ArcSwap::from_pointee(self::tokens(dir, trust_domain)));
+    let refresh = tokens.clone();
+    let (dir, td) = (dir.to_path_buf(), trust_domain.to_string());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            refresh.store(Arc::new(self::tokens(&dir, &td)));
+        }
+    });
+    Arc::new(LocalTokens(tokens))
+}
+
+/// The sidecar injection webhook, with --webhook-listen: its serving
+/// certificate signed by the CA.
+async fn start_webhook(args: &ControlArgs, authority: &Authority) -> anyhow::Result<()> {
+    let Some(addr) = args.webhook_listen else {
+        return Ok(());
     };
-    let mut config = match &args.config {
+    let tls = strait_identity::service::dns_server_tls(authority, &args.webhook_names)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let injection = strait_kube::inject::Injection {
+        image: args.proxy_image.clone(),
+        control: args.control_address.clone(),
+        trust_bundle_pem: authority.trust_bundle_pem(),
+        trust_domain: args.trust_domain.clone(),
+        token_audience: args.token_audience.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("webhook address {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, names = ?args.webhook_names, "sidecar injector listening");
+    tokio::spawn(strait_identity::service::serve_tls(
+        listener,
+        crate::webhook::Webhook(Arc::new(injection)),
+        tls,
+    ));
+    Ok(())
+}
+
+/// The configuration stream, fed from the folder or the cluster; with
+/// --authenticate-proxies (always with --kubernetes) proxies show tokens.
+async fn config_service(
+    args: &ControlArgs,
+    authenticator: &Arc<dyn Authenticator>,
+) -> anyhow::Result<strait_control::server::ConfigService> {
+    let config = match &args.config {
         Some(dir) => publish_folder(dir.clone())?,
         None => publish_cluster().await?,
     };
-    if args.authenticate_proxies || args.kubernetes {
-        let mut gateways = Vec::new();
-        for sa in &args.gateway_service_accounts {
-            let (ns, name) = sa.split_once('/').with_context(|| {
-                format!("--gateway-service-accounts {sa:?} is not NAMESPACE/NAME")
-            })?;
-            gateways.push((ns.to_string(), name.to_string()));
-        }
-        config = config.with_auth(strait_control::server::ProxyAuth {
-            authenticator: authenticator.clone(),
-            gateways,
-        });
+    if !(args.authenticate_proxies || args.kubernetes) {
+        return Ok(config);
     }
-    if let Some(addr) = args.admin {
-        let admin = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("admin address {addr}"))?;
-        tracing::info!(addr = %admin.local_addr()?, "admin listening");
-        tokio::spawn(serve_admin(admin, config.clone()));
+    Ok(config.with_auth(strait_control::server::ProxyAuth {
+        authenticator: authenticator.clone(),
+        gateways: gateway_accounts(&args.gateway_service_accounts)?,
+    }))
+}
+
+/// --gateway-service-accounts as (namespace, name).
+fn gateway_accounts(accounts: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut gateways = Vec::new();
+    for sa in accounts {
+        let (ns, name) = sa
+            .split_once('/')
+            .with_context(|| format!("--gateway-service-accounts {sa:?} is not NAMESPACE/NAME"))?;
+        gateways.push((ns.to_string(), name.to_string()));
     }
-    strait_identity::service::serve_tls(listener, Router::new(ca, config), tls).await;
+    Ok(gateways)
+}
+
+/// `/ready` and `/status` on `addr`, served in the background.
+async fn start_admin(
+    addr: SocketAddr,
+    config: &strait_control::server::ConfigService,
+) -> anyhow::Result<()> {
+    let admin = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("admin address {addr}"))?;
+    tracing::info!(addr = %admin.local_addr()?, "admin listening");
+    tokio::spawn(serve_admin(admin, config.clone()));
     Ok(())
 }
 

@@ -263,13 +263,39 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
     if value.is_null() {
         return;
     }
+    let Some((api_version, kind)) = api_version_and_kind(source, prefix, &value, set) else {
+        return;
+    };
+    let (group, version) = split_api_version(&api_version);
+    if matches!((group, version, kind.as_str()), ("", "v1", "List")) {
+        parse_list(source, prefix, &value, set);
+        return;
+    }
+    match typed_resource(source, prefix, group, version, &kind, value) {
+        Some(parsed) => keep_named(source, prefix, parsed, set),
+        None => set.problems.push(Problem::warning(
+            source,
+            prefix.trim_end_matches('.'),
+            format!("kind {kind} ({api_version}) is not one strait reads; ignored"),
+        )),
+    }
+}
+
+/// The document's `apiVersion` and `kind`; `None` once the problem of a
+/// document without them is reported.
+fn api_version_and_kind(
+    source: &Source,
+    prefix: &str,
+    value: &Value,
+    set: &mut ResourceSet,
+) -> Option<(String, String)> {
     let Some(map) = value.as_object() else {
         set.problems.push(Problem::error(
             source,
             prefix.trim_end_matches('.'),
             "a Kubernetes object must be a mapping with apiVersion and kind",
         ));
-        return;
+        return None;
     };
     let text = |key: &str| {
         map.get(key)
@@ -289,17 +315,43 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
             format!("{prefix}{missing}"),
             "required field is missing",
         ));
-        return;
+        return None;
     }
+    Some((api_version, kind))
+}
+
+/// `group/version`, or a bare `version` for the core group.
+fn split_api_version(api_version: &str) -> (&str, &str) {
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let version = api_version
-        .rsplit_once('/')
-        .map_or(api_version.as_str(), |(_, v)| v);
+    let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+    (group, version)
+}
+
+fn parse_list(source: &Source, prefix: &str, value: &Value, set: &mut ResourceSet) {
+    let items = match value.get("items") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        parse_document(source, &format!("{prefix}items[{i}]."), item, set);
+    }
+}
+
+/// The document as the resource its kind names; `None` for a kind (or
+/// version of it) strait does not read.
+fn typed_resource(
+    source: &Source,
+    prefix: &str,
+    group: &str,
+    version: &str,
+    kind: &str,
+    value: Value,
+) -> Option<Result<Resource, Problem>> {
     let gateway_api = group == "gateway.networking.k8s.io" && matches!(version, "v1" | "v1beta1");
     // TLSRoute and TCPRoute are still in the experimental channel.
     let gateway_api_l4 =
         group == "gateway.networking.k8s.io" && matches!(version, "v1" | "v1alpha3" | "v1alpha2");
-    let parsed = match (group, version, kind.as_str()) {
+    let parsed = match (group, version, kind) {
         (_, _, "GatewayClass") if gateway_api => {
             typed(source, prefix, value, Resource::GatewayClass)
         }
@@ -333,25 +385,18 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
         ("discovery.k8s.io", "v1", "EndpointSlice") => {
             typed(source, prefix, value, Resource::EndpointSlice)
         }
-        ("", "v1", "List") => {
-            let items = match value.get("items") {
-                Some(Value::Array(items)) => items.clone(),
-                _ => Vec::new(),
-            };
-            for (i, item) in items.into_iter().enumerate() {
-                parse_document(source, &format!("{prefix}items[{i}]."), item, set);
-            }
-            return;
-        }
-        _ => {
-            set.problems.push(Problem::warning(
-                source,
-                prefix.trim_end_matches('.'),
-                format!("kind {kind} ({api_version}) is not one strait reads; ignored"),
-            ));
-            return;
-        }
+        _ => return None,
     };
+    Some(parsed)
+}
+
+/// Keeps a parsed resource if it has a name, and reports the problem if not.
+fn keep_named(
+    source: &Source,
+    prefix: &str,
+    parsed: Result<Resource, Problem>,
+    set: &mut ResourceSet,
+) {
     match parsed {
         Ok(resource) => {
             if resource.metadata().name.is_empty() {

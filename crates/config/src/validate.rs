@@ -4,7 +4,11 @@
 
 use crate::duration;
 use crate::gateway::GatewaySpec;
-use crate::httproute::{HttpHeaderFilter, HttpPathModifier, HttpRouteFilter, HttpRouteSpec};
+use crate::httproute::{
+    HttpBackendRef, HttpHeaderFilter, HttpHeaderMatch, HttpPathMatch, HttpPathModifier,
+    HttpRequestMirrorFilter, HttpRequestRedirectFilter, HttpRouteFilter, HttpRouteMatch,
+    HttpRouteRetry, HttpRouteRule, HttpRouteSpec, HttpRouteTimeouts, HttpUrlRewriteFilter,
+};
 
 pub type Finding = (String, String);
 
@@ -109,150 +113,181 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<Finding> {
         }
     }
     for (r, rule) in spec.rules.iter().enumerate() {
-        let at = |field: String| format!("spec.rules[{r}].{field}");
-        let mut all_prefix = true;
-        for (m, mat) in rule.matches.iter().enumerate() {
-            let path = mat.path.clone().unwrap_or_default();
-            let p = |f: &str| at(format!("matches[{m}].{f}"));
-            all_prefix &= path.kind == "PathPrefix";
-            match path.kind.as_str() {
-                "Exact" | "PathPrefix" => {
-                    if !path.value.starts_with('/') {
-                        out.push((p("path.value"), "must start with \"/\"".into()));
-                    } else if path.value.contains("//") || path.value.contains("/./") {
-                        out.push((p("path.value"), "must not contain \"//\" or \"/./\"".into()));
-                    } else if path.value.contains(['?', '#']) {
-                        out.push((p("path.value"), "must not contain \"?\" or \"#\"".into()));
-                    }
-                }
-                "RegularExpression" => {
-                    if let Err(e) = regex::Regex::new(&path.value) {
-                        out.push((p("path.value"), format!("invalid regular expression: {e}")));
-                    }
-                }
-                other => out.push((
-                    p("path.type"),
-                    format!("{other:?} must be Exact, PathPrefix or RegularExpression"),
-                )),
-            }
-            for (kind, list) in [
-                ("headers", &mat.headers),
-                ("queryParams", &mat.query_params),
-            ] {
-                for (h, hm) in list.iter().enumerate() {
-                    let hp = |f: &str| p(&format!("{kind}[{h}].{f}"));
-                    if kind == "headers" {
-                        if let Err(e) = header_name(&hm.name) {
-                            out.push((hp("name"), e));
-                        }
-                    } else if hm.name.is_empty() {
-                        out.push((hp("name"), "must not be empty".into()));
-                    }
-                    match hm.kind.as_str() {
-                        "Exact" => {}
-                        "RegularExpression" => {
-                            if let Err(e) = regex::Regex::new(&hm.value) {
-                                out.push((hp("value"), format!("invalid regular expression: {e}")));
-                            }
-                        }
-                        other => out.push((
-                            hp("type"),
-                            format!("{other:?} must be Exact or RegularExpression"),
-                        )),
-                    }
-                }
-            }
-            if let Some(method) = &mat.method {
-                const METHODS: [&str; 9] = [
-                    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-                ];
-                if !METHODS.contains(&method.as_str()) {
-                    out.push((p("method"), format!("{method:?} is not an HTTP method")));
-                }
-            }
-        }
-        filters(
-            &rule.filters,
-            &at("filters".into()),
-            all_prefix,
-            true,
-            &mut out,
-        );
-        let redirect = rule.filters.iter().any(|f| f.kind == "RequestRedirect");
-        let rewrite = rule.filters.iter().any(|f| f.kind == "URLRewrite");
-        if redirect && rewrite {
-            out.push((
-                at("filters".into()),
-                "RequestRedirect and URLRewrite cannot both be set".into(),
-            ));
-        }
-        if redirect && !rule.backend_refs.is_empty() {
-            out.push((
-                at("backendRefs".into()),
-                "a rule with a RequestRedirect filter must not have backendRefs".into(),
-            ));
-        }
-        for (b, backend) in rule.backend_refs.iter().enumerate() {
-            let bp = |f: &str| at(format!("backendRefs[{b}].{f}"));
-            if let Some(w) = backend.weight {
-                if !(0..=1_000_000).contains(&w) {
-                    out.push((bp("weight"), format!("{w} is outside 0-1000000")));
-                }
-            }
-            if backend.target().is_service() && backend.port.is_none() {
-                out.push((
-                    bp("port"),
-                    "is required when the backend is a Service".into(),
-                ));
-            }
-            filters(
-                &backend.filters,
-                &bp("filters"),
-                all_prefix,
-                false,
-                &mut out,
-            );
-        }
-        if let Some(t) = &rule.timeouts {
-            let request = t.request.as_deref().map(duration::parse);
-            let backend = t.backend_request.as_deref().map(duration::parse);
-            if let Some(Err(e)) = &request {
-                out.push((at("timeouts.request".into()), e.clone()));
-            }
-            if let Some(Err(e)) = &backend {
-                out.push((at("timeouts.backendRequest".into()), e.clone()));
-            }
-            if let (Some(Ok(req)), Some(Ok(back))) = (request, backend) {
-                // As the spec's CEL rule: 0s means "no timeout" on either side.
-                if !req.is_zero() && !back.is_zero() && back > req {
-                    out.push((
-                        at("timeouts.backendRequest".into()),
-                        "must not be longer than timeouts.request".into(),
-                    ));
-                }
-            }
-        }
-        if let Some(retry) = &rule.retry {
-            for (c, code) in retry.codes.iter().enumerate() {
-                if !(400..=599).contains(code) {
-                    out.push((
-                        at(format!("retry.codes[{c}]")),
-                        format!("{code} is not a 4xx or 5xx status"),
-                    ));
-                }
-            }
-            if retry.attempts.is_some_and(|a| !(0..=10).contains(&a)) {
-                out.push((
-                    at("retry.attempts".into()),
-                    "must be between 0 and 10".into(),
-                ));
-            }
-            if let Some(Err(e)) = retry.backoff.as_deref().map(duration::parse) {
-                out.push((at("retry.backoff".into()), e));
-            }
-        }
+        http_rule(rule, &format!("spec.rules[{r}]"), &mut out);
     }
     out
+}
+
+fn http_rule(rule: &HttpRouteRule, at: &str, out: &mut Vec<Finding>) {
+    // A missing path is the default match, which is a PathPrefix one.
+    let all_prefix = rule
+        .matches
+        .iter()
+        .all(|mat| mat.path.clone().unwrap_or_default().kind == "PathPrefix");
+    for (m, mat) in rule.matches.iter().enumerate() {
+        route_match(mat, &format!("{at}.matches[{m}]"), out);
+    }
+    filters(
+        &rule.filters,
+        &format!("{at}.filters"),
+        all_prefix,
+        true,
+        out,
+    );
+    redirect_conflicts(rule, at, out);
+    for (b, backend) in rule.backend_refs.iter().enumerate() {
+        backend_ref(backend, &format!("{at}.backendRefs[{b}]"), all_prefix, out);
+    }
+    if let Some(t) = &rule.timeouts {
+        rule_timeouts(t, at, out);
+    }
+    if let Some(retry) = &rule.retry {
+        rule_retry(retry, at, out);
+    }
+}
+
+fn route_match(mat: &HttpRouteMatch, at: &str, out: &mut Vec<Finding>) {
+    path_match(&mat.path.clone().unwrap_or_default(), at, out);
+    for (kind, list) in [
+        ("headers", &mat.headers),
+        ("queryParams", &mat.query_params),
+    ] {
+        for (h, hm) in list.iter().enumerate() {
+            value_match(kind, hm, &format!("{at}.{kind}[{h}]"), out);
+        }
+    }
+    if let Some(method) = &mat.method {
+        const METHODS: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ];
+        if !METHODS.contains(&method.as_str()) {
+            out.push((
+                format!("{at}.method"),
+                format!("{method:?} is not an HTTP method"),
+            ));
+        }
+    }
+}
+
+fn path_match(path: &HttpPathMatch, at: &str, out: &mut Vec<Finding>) {
+    let p = |f: &str| format!("{at}.{f}");
+    match path.kind.as_str() {
+        "Exact" | "PathPrefix" => {
+            if !path.value.starts_with('/') {
+                out.push((p("path.value"), "must start with \"/\"".into()));
+            } else if path.value.contains("//") || path.value.contains("/./") {
+                out.push((p("path.value"), "must not contain \"//\" or \"/./\"".into()));
+            } else if path.value.contains(['?', '#']) {
+                out.push((p("path.value"), "must not contain \"?\" or \"#\"".into()));
+            }
+        }
+        "RegularExpression" => {
+            if let Err(e) = regex::Regex::new(&path.value) {
+                out.push((p("path.value"), format!("invalid regular expression: {e}")));
+            }
+        }
+        other => out.push((
+            p("path.type"),
+            format!("{other:?} must be Exact, PathPrefix or RegularExpression"),
+        )),
+    }
+}
+
+/// A header or query parameter match; `kind` is the list it sits in.
+fn value_match(kind: &str, hm: &HttpHeaderMatch, at: &str, out: &mut Vec<Finding>) {
+    let hp = |f: &str| format!("{at}.{f}");
+    if kind == "headers" {
+        if let Err(e) = header_name(&hm.name) {
+            out.push((hp("name"), e));
+        }
+    } else if hm.name.is_empty() {
+        out.push((hp("name"), "must not be empty".into()));
+    }
+    match hm.kind.as_str() {
+        "Exact" => {}
+        "RegularExpression" => {
+            if let Err(e) = regex::Regex::new(&hm.value) {
+                out.push((hp("value"), format!("invalid regular expression: {e}")));
+            }
+        }
+        other => out.push((
+            hp("type"),
+            format!("{other:?} must be Exact or RegularExpression"),
+        )),
+    }
+}
+
+fn redirect_conflicts(rule: &HttpRouteRule, at: &str, out: &mut Vec<Finding>) {
+    let redirect = rule.filters.iter().any(|f| f.kind == "RequestRedirect");
+    let rewrite = rule.filters.iter().any(|f| f.kind == "URLRewrite");
+    if redirect && rewrite {
+        out.push((
+            format!("{at}.filters"),
+            "RequestRedirect and URLRewrite cannot both be set".into(),
+        ));
+    }
+    if redirect && !rule.backend_refs.is_empty() {
+        out.push((
+            format!("{at}.backendRefs"),
+            "a rule with a RequestRedirect filter must not have backendRefs".into(),
+        ));
+    }
+}
+
+fn backend_ref(backend: &HttpBackendRef, at: &str, all_prefix: bool, out: &mut Vec<Finding>) {
+    let bp = |f: &str| format!("{at}.{f}");
+    if let Some(w) = backend.weight {
+        if !(0..=1_000_000).contains(&w) {
+            out.push((bp("weight"), format!("{w} is outside 0-1000000")));
+        }
+    }
+    if backend.target().is_service() && backend.port.is_none() {
+        out.push((
+            bp("port"),
+            "is required when the backend is a Service".into(),
+        ));
+    }
+    filters(&backend.filters, &bp("filters"), all_prefix, false, out);
+}
+
+fn rule_timeouts(t: &HttpRouteTimeouts, at: &str, out: &mut Vec<Finding>) {
+    let request = t.request.as_deref().map(duration::parse);
+    let backend = t.backend_request.as_deref().map(duration::parse);
+    if let Some(Err(e)) = &request {
+        out.push((format!("{at}.timeouts.request"), e.clone()));
+    }
+    if let Some(Err(e)) = &backend {
+        out.push((format!("{at}.timeouts.backendRequest"), e.clone()));
+    }
+    if let (Some(Ok(req)), Some(Ok(back))) = (request, backend) {
+        // As the spec's CEL rule: 0s means "no timeout" on either side.
+        if !req.is_zero() && !back.is_zero() && back > req {
+            out.push((
+                format!("{at}.timeouts.backendRequest"),
+                "must not be longer than timeouts.request".into(),
+            ));
+        }
+    }
+}
+
+fn rule_retry(retry: &HttpRouteRetry, at: &str, out: &mut Vec<Finding>) {
+    for (c, code) in retry.codes.iter().enumerate() {
+        if !(400..=599).contains(code) {
+            out.push((
+                format!("{at}.retry.codes[{c}]"),
+                format!("{code} is not a 4xx or 5xx status"),
+            ));
+        }
+    }
+    if retry.attempts.is_some_and(|a| !(0..=10).contains(&a)) {
+        out.push((
+            format!("{at}.retry.attempts"),
+            "must be between 0 and 10".into(),
+        ));
+    }
+    if let Some(Err(e)) = retry.backoff.as_deref().map(duration::parse) {
+        out.push((format!("{at}.retry.backoff"), e));
+    }
 }
 
 fn filters(
@@ -264,156 +299,207 @@ fn filters(
 ) {
     let mut seen = std::collections::HashSet::new();
     for (f, filter) in list.iter().enumerate() {
-        let fp = |field: &str| format!("{at}[{f}].{field}");
+        let filter_at = format!("{at}[{f}]");
         let repeatable = matches!(filter.kind.as_str(), "RequestMirror" | "ExtensionRef");
         if !repeatable && !seen.insert(filter.kind.as_str()) {
-            out.push((fp("type"), format!("{} may appear only once", filter.kind)));
-        }
-        let present = [
-            (
-                "RequestHeaderModifier",
-                filter.request_header_modifier.is_some(),
-            ),
-            (
-                "ResponseHeaderModifier",
-                filter.response_header_modifier.is_some(),
-            ),
-            ("RequestRedirect", filter.request_redirect.is_some()),
-            ("URLRewrite", filter.url_rewrite.is_some()),
-            ("RequestMirror", filter.request_mirror.is_some()),
-            ("ExtensionRef", filter.extension_ref.is_some()),
-        ];
-        let Some((kind, _)) = present.iter().find(|(k, _)| *k == filter.kind) else {
             out.push((
-                fp("type"),
-                format!("{:?} is not a filter type strait knows", filter.kind),
+                format!("{filter_at}.type"),
+                format!("{} may appear only once", filter.kind),
             ));
+        }
+        let Some(kind) = filter_kind(filter, &filter_at, out) else {
             continue;
         };
-        for (other, set) in present {
-            if set && other != *kind {
-                out.push((
-                    fp(&field_name(other)),
-                    format!("must not be set when type is {kind}"),
-                ));
-            }
-        }
-        if !present.iter().any(|(k, set)| k == kind && *set) {
+        if !rule_level && matches!(kind, "RequestRedirect" | "URLRewrite" | "RequestMirror") {
             out.push((
-                fp(&field_name(kind)),
-                format!("is required when type is {kind}"),
-            ));
-            continue;
-        }
-        if !rule_level && matches!(*kind, "RequestRedirect" | "URLRewrite" | "RequestMirror") {
-            out.push((
-                fp("type"),
+                format!("{filter_at}.type"),
                 format!("{kind} is not supported on a backendRef"),
             ));
         }
-        match *kind {
-            "ExtensionRef" => {
-                let r = filter.extension_ref.as_ref();
-                let field = |k: &str| r.and_then(|v| v.get(k)).and_then(|v| v.as_str());
-                let known = field("group") == Some("policy.strait.dev")
-                    && field("kind") == Some("FaultInjection")
-                    && field("name").is_some_and(|n| !n.is_empty());
-                if !known {
-                    out.push((
-                        fp("extensionRef"),
-                        "strait knows one extension filter: {group: policy.strait.dev, kind: FaultInjection, name: ...}".into(),
-                    ));
-                } else if !rule_level {
-                    out.push((
-                        fp("type"),
-                        "FaultInjection applies to a rule, not a backendRef".into(),
-                    ));
-                }
-            }
-            "RequestHeaderModifier" => header_filter(
-                filter.request_header_modifier.as_ref(),
-                &fp("requestHeaderModifier"),
-                out,
-            ),
-            "ResponseHeaderModifier" => header_filter(
-                filter.response_header_modifier.as_ref(),
-                &fp("responseHeaderModifier"),
-                out,
-            ),
-            "RequestRedirect" => {
-                let Some(r) = &filter.request_redirect else {
-                    continue;
-                };
-                let rp = |field: &str| fp(&format!("requestRedirect.{field}"));
-                if let Some(s) = &r.scheme {
-                    if !matches!(s.as_str(), "http" | "https") {
-                        out.push((rp("scheme"), format!("{s:?} must be http or https")));
-                    }
-                }
-                if let Some(h) = &r.hostname {
-                    if let Err(e) = hostname(h).and_then(|_| no_wildcard(h)) {
-                        out.push((rp("hostname"), e));
-                    }
-                }
-                if let Some(p) = r.port {
-                    if !(1..=65535).contains(&p) {
-                        out.push((rp("port"), format!("{p} is not a port")));
-                    }
-                }
-                if let Some(code) = r.status_code {
-                    if ![301, 302, 303, 307, 308].contains(&code) {
-                        out.push((
-                            rp("statusCode"),
-                            format!("{code} must be 301, 302, 303, 307 or 308"),
-                        ));
-                    }
-                }
-                path_modifier(r.path.as_ref(), &rp("path"), all_prefix, out);
-            }
-            "URLRewrite" => {
-                let Some(r) = &filter.url_rewrite else {
-                    continue;
-                };
-                if let Some(h) = &r.hostname {
-                    if let Err(e) = hostname(h).and_then(|_| no_wildcard(h)) {
-                        out.push((fp("urlRewrite.hostname"), e));
-                    }
-                }
-                path_modifier(r.path.as_ref(), &fp("urlRewrite.path"), all_prefix, out);
-            }
-            "RequestMirror" => {
-                let Some(m) = &filter.request_mirror else {
-                    continue;
-                };
-                if m.percent.is_some() && m.fraction.is_some() {
-                    out.push((
-                        fp("requestMirror"),
-                        "set percent or fraction, not both".into(),
-                    ));
-                }
-                if let Some(p) = m.percent {
-                    if !(0..=100).contains(&p) {
-                        out.push((fp("requestMirror.percent"), format!("{p} is outside 0-100")));
-                    }
-                }
-                if let Some(fr) = &m.fraction {
-                    let den = fr.denominator.unwrap_or(100);
-                    if den <= 0 || fr.numerator < 0 || fr.numerator > den {
-                        out.push((
-                            fp("requestMirror.fraction"),
-                            "needs 0 <= numerator <= denominator and denominator > 0".into(),
-                        ));
-                    }
-                }
-                if m.backend_ref.is_service() && m.backend_ref.port.is_none() {
-                    out.push((
-                        fp("requestMirror.backendRef.port"),
-                        "is required when the backend is a Service".into(),
-                    ));
-                }
-            }
-            _ => {}
+        filter_body(filter, kind, &filter_at, all_prefix, rule_level, out);
+    }
+}
+
+/// The filter's type when strait knows it and its field is set; fields set
+/// beside the one its type names are reported either way.
+fn filter_kind(filter: &HttpRouteFilter, at: &str, out: &mut Vec<Finding>) -> Option<&'static str> {
+    let fp = |field: &str| format!("{at}.{field}");
+    let present = [
+        (
+            "RequestHeaderModifier",
+            filter.request_header_modifier.is_some(),
+        ),
+        (
+            "ResponseHeaderModifier",
+            filter.response_header_modifier.is_some(),
+        ),
+        ("RequestRedirect", filter.request_redirect.is_some()),
+        ("URLRewrite", filter.url_rewrite.is_some()),
+        ("RequestMirror", filter.request_mirror.is_some()),
+        ("ExtensionRef", filter.extension_ref.is_some()),
+    ];
+    let Some((kind, _)) = present.iter().find(|(k, _)| *k == filter.kind) else {
+        out.push((
+            fp("type"),
+            format!("{:?} is not a filter type strait knows", filter.kind),
+        ));
+        return None;
+    };
+    for (other, set) in present {
+        if set && other != *kind {
+            out.push((
+                fp(&field_name(other)),
+                format!("must not be set when type is {kind}"),
+            ));
         }
+    }
+    if !present.iter().any(|(k, set)| k == kind && *set) {
+        out.push((
+            fp(&field_name(kind)),
+            format!("is required when type is {kind}"),
+        ));
+        return None;
+    }
+    Some(*kind)
+}
+
+fn filter_body(
+    filter: &HttpRouteFilter,
+    kind: &str,
+    at: &str,
+    all_prefix: bool,
+    rule_level: bool,
+    out: &mut Vec<Finding>,
+) {
+    let fp = |field: &str| format!("{at}.{field}");
+    match kind {
+        "ExtensionRef" => extension_ref(filter.extension_ref.as_ref(), at, rule_level, out),
+        "RequestHeaderModifier" => header_filter(
+            filter.request_header_modifier.as_ref(),
+            &fp("requestHeaderModifier"),
+            out,
+        ),
+        "ResponseHeaderModifier" => header_filter(
+            filter.response_header_modifier.as_ref(),
+            &fp("responseHeaderModifier"),
+            out,
+        ),
+        "RequestRedirect" => request_redirect(
+            filter.request_redirect.as_ref(),
+            &fp("requestRedirect"),
+            all_prefix,
+            out,
+        ),
+        "URLRewrite" => url_rewrite(
+            filter.url_rewrite.as_ref(),
+            &fp("urlRewrite"),
+            all_prefix,
+            out,
+        ),
+        "RequestMirror" => {
+            request_mirror(filter.request_mirror.as_ref(), &fp("requestMirror"), out)
+        }
+        _ => {}
+    }
+}
+
+/// `at` is the filter's own path: the findings name its `type` as well.
+fn extension_ref(
+    r: Option<&serde_json::Value>,
+    at: &str,
+    rule_level: bool,
+    out: &mut Vec<Finding>,
+) {
+    let field = |k: &str| r.and_then(|v| v.get(k)).and_then(|v| v.as_str());
+    let known = field("group") == Some("policy.strait.dev")
+        && field("kind") == Some("FaultInjection")
+        && field("name").is_some_and(|n| !n.is_empty());
+    if !known {
+        out.push((
+            format!("{at}.extensionRef"),
+            "strait knows one extension filter: {group: policy.strait.dev, kind: FaultInjection, name: ...}".into(),
+        ));
+    } else if !rule_level {
+        out.push((
+            format!("{at}.type"),
+            "FaultInjection applies to a rule, not a backendRef".into(),
+        ));
+    }
+}
+
+fn request_redirect(
+    r: Option<&HttpRequestRedirectFilter>,
+    at: &str,
+    all_prefix: bool,
+    out: &mut Vec<Finding>,
+) {
+    let Some(r) = r else { return };
+    let rp = |field: &str| format!("{at}.{field}");
+    if let Some(s) = &r.scheme {
+        if !matches!(s.as_str(), "http" | "https") {
+            out.push((rp("scheme"), format!("{s:?} must be http or https")));
+        }
+    }
+    if let Some(h) = &r.hostname {
+        if let Err(e) = hostname(h).and_then(|_| no_wildcard(h)) {
+            out.push((rp("hostname"), e));
+        }
+    }
+    if let Some(p) = r.port {
+        if !(1..=65535).contains(&p) {
+            out.push((rp("port"), format!("{p} is not a port")));
+        }
+    }
+    if let Some(code) = r.status_code {
+        if ![301, 302, 303, 307, 308].contains(&code) {
+            out.push((
+                rp("statusCode"),
+                format!("{code} must be 301, 302, 303, 307 or 308"),
+            ));
+        }
+    }
+    path_modifier(r.path.as_ref(), &rp("path"), all_prefix, out);
+}
+
+fn url_rewrite(
+    r: Option<&HttpUrlRewriteFilter>,
+    at: &str,
+    all_prefix: bool,
+    out: &mut Vec<Finding>,
+) {
+    let Some(r) = r else { return };
+    if let Some(h) = &r.hostname {
+        if let Err(e) = hostname(h).and_then(|_| no_wildcard(h)) {
+            out.push((format!("{at}.hostname"), e));
+        }
+    }
+    path_modifier(r.path.as_ref(), &format!("{at}.path"), all_prefix, out);
+}
+
+fn request_mirror(m: Option<&HttpRequestMirrorFilter>, at: &str, out: &mut Vec<Finding>) {
+    let Some(m) = m else { return };
+    if m.percent.is_some() && m.fraction.is_some() {
+        out.push((at.to_string(), "set percent or fraction, not both".into()));
+    }
+    if let Some(p) = m.percent {
+        if !(0..=100).contains(&p) {
+            out.push((format!("{at}.percent"), format!("{p} is outside 0-100")));
+        }
+    }
+    if let Some(fr) = &m.fraction {
+        let den = fr.denominator.unwrap_or(100);
+        if den <= 0 || fr.numerator < 0 || fr.numerator > den {
+            out.push((
+                format!("{at}.fraction"),
+                "needs 0 <= numerator <= denominator and denominator > 0".into(),
+            ));
+        }
+    }
+    if m.backend_ref.is_service() && m.backend_ref.port.is_none() {
+        out.push((
+            format!("{at}.backendRef.port"),
+            "is required when the backend is a Service".into(),
+        ));
     }
 }
 

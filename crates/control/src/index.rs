@@ -323,28 +323,37 @@ fn classify(resource: &Resource) -> Class {
     }
 }
 
+/// An object to index, before its scope is decided: key, entry, class.
+type Candidate = (String, pb::Entry, Class);
+
 /// The index of `sources` (in order; a source that cannot be read keeps
 /// its objects from `previous`, a bad object its last good version).
 pub fn build(sources: &[(String, Arc<SourceDocs>)], previous: Option<&Index>) -> Index {
+    let (problems, candidates) = gather(sources, previous);
+    let uses = SecretUses::of(&candidates);
+    let objects = place(candidates, &uses);
+    Index {
+        version: version_of(&objects),
+        objects,
+        problems,
+    }
+}
+
+/// Every problem of `sources`, and the objects to index: those read now
+/// first, so that of the same object twice the one read now keeps its
+/// key, then those carried over from `previous`.
+fn gather(
+    sources: &[(String, Arc<SourceDocs>)],
+    previous: Option<&Index>,
+) -> (Vec<Problem>, Vec<Candidate>) {
     let mut problems = Vec::new();
-    let mut chosen: Vec<(String, pb::Entry, Class)> = Vec::new();
-    let kept = |file: &str| -> Vec<(String, pb::Entry, Class)> {
-        previous
-            .map(|p| {
-                p.objects
-                    .values()
-                    .filter(|o| o.entry.file == file)
-                    .map(|o| (o.entry.key.clone(), o.entry.clone(), o.class.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut carried: Vec<(String, pb::Entry, Class)> = Vec::new();
+    let mut chosen: Vec<Candidate> = Vec::new();
+    let mut carried: Vec<Candidate> = Vec::new();
     for (name, docs) in sources {
         match docs.as_ref() {
             Err(problem) => {
                 problems.push(problem.clone());
-                carried.extend(kept(name));
+                carried.extend(kept(previous, name));
             }
             Ok(docs) => {
                 for doc in docs {
@@ -353,79 +362,117 @@ pub fn build(sources: &[(String, Arc<SourceDocs>)], previous: Option<&Index>) ->
                         Some(entry) => {
                             chosen.push((doc.key.clone(), entry.clone(), doc.class.clone()));
                         }
-                        None => {
-                            let last = previous.and_then(|p| p.objects.get(&doc.key));
-                            if let Some(last) = last {
-                                carried.push((
-                                    doc.key.clone(),
-                                    last.entry.clone(),
-                                    last.class.clone(),
-                                ));
-                            }
+                        None => carried.extend(last_good(previous, &doc.key)),
+                    }
+                }
+            }
+        }
+    }
+    chosen.extend(carried);
+    (problems, chosen)
+}
+
+/// What `previous` held of `file`: all of it stays while the file cannot
+/// be read.
+fn kept(previous: Option<&Index>, file: &str) -> Vec<Candidate> {
+    previous
+        .map(|p| {
+            p.objects
+                .values()
+                .filter(|o| o.entry.file == file)
+                .map(|o| (o.entry.key.clone(), o.entry.clone(), o.class.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The last good version of a refused object, if `previous` had one.
+fn last_good(previous: Option<&Index>, key: &str) -> Option<Candidate> {
+    let last = previous.and_then(|p| p.objects.get(key))?;
+    Some((key.to_string(), last.entry.clone(), last.class.clone()))
+}
+
+/// Where Secrets go: a Gateway's certificates to gateways when the
+/// Gateway may use them; a BackendTLSPolicy's CA, `ca.crt` alone, to
+/// every proxy. Anything else stays here.
+struct SecretUses {
+    for_gateways: BTreeSet<(String, String)>,
+    ca_only: BTreeSet<(String, String)>,
+}
+
+impl SecretUses {
+    fn of(candidates: &[Candidate]) -> SecretUses {
+        let mut uses = SecretUses {
+            for_gateways: BTreeSet::new(),
+            ca_only: BTreeSet::new(),
+        };
+        for (_, _, class) in candidates {
+            match class {
+                Class::Gateway { ns: gw_ns, secrets } => {
+                    for (ns, name) in secrets {
+                        if granted(candidates, gw_ns, ns, name) {
+                            uses.for_gateways.insert((ns.clone(), name.clone()));
                         }
                     }
                 }
+                Class::CaUser(secrets) => uses.ca_only.extend(secrets.iter().cloned()),
+                _ => {}
             }
         }
+        uses
     }
-    let all = || chosen.iter().chain(carried.iter()).map(|(_, _, c)| c);
-    // Where Secrets go: a Gateway's certificates to gateways when the
-    // Gateway may use them; a BackendTLSPolicy's CA, `ca.crt` alone, to
-    // every proxy. Anything else stays here.
-    let granted = |gw_ns: &str, ns: &str, name: &str| {
-        gw_ns == ns
-            || all().any(|c| match c {
-                Class::Grant {
-                    ns: g_ns,
-                    from,
-                    secrets,
-                } => {
-                    g_ns == ns
-                        && from.iter().any(|f| f == gw_ns)
-                        && secrets
-                            .iter()
-                            .any(|s| s.as_deref().is_none_or(|s| s == name))
-                }
-                _ => false,
-            })
-    };
-    let mut for_gateways: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut ca_only: BTreeSet<(String, String)> = BTreeSet::new();
-    for class in all() {
+
+    /// Who receives an object of `class`; a Secret that goes out for its
+    /// CA alone has the rest of `entry` cut away.
+    fn scope(&self, class: &Class, entry: &mut pb::Entry) -> Scope {
         match class {
-            Class::Gateway { ns: gw_ns, secrets } => {
-                for (ns, name) in secrets {
-                    if granted(gw_ns, ns, name) {
-                        for_gateways.insert((ns.clone(), name.clone()));
-                    }
-                }
-            }
-            Class::CaUser(secrets) => ca_only.extend(secrets.iter().cloned()),
-            _ => {}
-        }
-    }
-    let mut objects = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    let mut put = |mut key: String, mut entry: pb::Entry, class: Class| {
-        let scope = match &class {
             Class::Fixed(s) => s.clone(),
             Class::Gateway { .. } => Scope::Gateways,
             Class::CaUser(_) | Class::Grant { .. } => Scope::Everyone,
             Class::Secret { token: true, .. } => Scope::Nobody,
             Class::Secret { ns, name, .. } => {
                 let at = (ns.clone(), name.clone());
-                if for_gateways.contains(&at) {
+                if self.for_gateways.contains(&at) {
                     // A certificate's key: gateways only, even when a
                     // BackendTLSPolicy also names it (use a ConfigMap).
                     Scope::Gateways
-                } else if ca_only.contains(&at) {
+                } else if self.ca_only.contains(&at) {
                     entry.json = ca_only_json(&entry.json);
                     Scope::Everyone
                 } else {
                     Scope::Nobody
                 }
             }
-        };
+        }
+    }
+}
+
+/// Whether a Gateway in `gw_ns` may use Secret `ns/name`: one of its own
+/// namespace, or one a ReferenceGrant there lets it.
+fn granted(candidates: &[Candidate], gw_ns: &str, ns: &str, name: &str) -> bool {
+    gw_ns == ns
+        || candidates.iter().any(|(_, _, c)| match c {
+            Class::Grant {
+                ns: g_ns,
+                from,
+                secrets,
+            } => {
+                g_ns == ns
+                    && from.iter().any(|f| f == gw_ns)
+                    && secrets
+                        .iter()
+                        .any(|s| s.as_deref().is_none_or(|s| s == name))
+            }
+            _ => false,
+        })
+}
+
+/// The candidates with their scopes, by key.
+fn place(candidates: Vec<Candidate>, uses: &SecretUses) -> BTreeMap<String, Arc<Indexed>> {
+    let mut objects = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (mut key, mut entry, class) in candidates {
+        let scope = uses.scope(&class, &mut entry);
         // The same object twice (two files): both are kept, and the
         // compiler reports the conflict as it would from a folder.
         if !seen.insert(key.clone()) {
@@ -440,12 +487,14 @@ pub fn build(sources: &[(String, Arc<SourceDocs>)], previous: Option<&Index>) ->
                 class,
             }),
         );
-    };
-    for (key, entry, class) in chosen.iter().chain(carried.iter()) {
-        put(key.clone(), entry.clone(), class.clone());
     }
+    objects
+}
+
+/// A version that changes whenever any proxy's view does.
+fn version_of(objects: &BTreeMap<String, Arc<Indexed>>) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for (key, o) in &objects {
+    for (key, o) in objects {
         (
             key,
             &o.entry.file,
@@ -456,11 +505,7 @@ pub fn build(sources: &[(String, Arc<SourceDocs>)], previous: Option<&Index>) ->
             .hash(&mut h);
         o.scope.hash(&mut h);
     }
-    Index {
-        version: format!("{:016x}", h.finish()),
-        objects,
-        problems,
-    }
+    format!("{:016x}", h.finish())
 }
 
 /// A Secret with nothing but its `ca.crt`: what a BackendTLSPolicy needs.

@@ -176,104 +176,174 @@ impl Config for ConfigService {
     ) -> Result<Response<UpdateStream>, Status> {
         // The token first: a stranger holds nothing open, not even while
         // it takes its time saying hello.
-        let caller = match &self.auth {
-            Some(auth) => match auth.identify(request.metadata()).await {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    warn!(error = %e.message(), "proxy refused");
-                    return Err(e);
-                }
-            },
-            None => None,
-        };
+        let caller = self.caller(request.metadata()).await?;
         let mut inbound = request.into_inner();
-        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
-            .await
-            .map_err(|_| Status::deadline_exceeded("no Hello in time"))??;
-        let hello = match first {
-            Some(pb::ProxyMessage {
-                kind: Some(Kind::Hello(h)),
-            }) => h,
-            _ => return Err(Status::invalid_argument("the first message must be Hello")),
-        };
-        let node = hello.node.clone();
-        let role = Role::of(&hello.role, &node).map_err(Status::invalid_argument)?;
-        if let (Some(auth), Some(id)) = (&self.auth, &caller) {
-            if let Err(e) = auth.allow(id, &role, &node) {
-                warn!(%node, role = %hello.role, error = %e.message(), "proxy refused");
-                return Err(e);
-            }
-        }
-        info!(%node, role = %hello.role, version = %hello.version, "proxy connected");
-        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let stream = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.update(&node, |s| {
-            s.role = hello.role.clone();
-            s.connected = true;
-            s.stream = stream;
-        });
+        let hello = read_hello(&mut inbound).await?;
+        let role = self.admit(caller.as_ref(), &hello)?;
+        info!(node = %hello.node, role = %hello.role, version = %hello.version, "proxy connected");
+        let stream = self.connected(&hello);
         // Two parts in flight per proxy: a thousand proxies taking their
         // first snapshot at once hold a few megabytes, not a thousand
         // copies of the configuration.
         let (tx, rx) = mpsc::channel::<Result<pb::Update, Status>>(2);
-        let this = self.clone();
-        let mut current = self.current.clone();
-        tokio::spawn(async move {
+        let session = Session {
+            this: self.clone(),
+            current: self.current.clone(),
             // What the proxy has, so that an unchanged snapshot is not sent.
-            let mut sent = Some(hello.version).filter(|v| !v.is_empty());
-            loop {
-                let latest = current.borrow_and_update().clone();
-                if let Some(p) = latest {
-                    if sent.as_deref() != Some(p.index.version.as_str()) {
-                        let version = p.index.version.clone();
-                        let all = index::Parts::new(p, sent.as_deref(), role.clone());
-                        sent = Some(version);
-                        let mut gone = false;
-                        for part in all {
-                            if tx.send(Ok(part)).await.is_err() {
-                                gone = true;
-                                break;
-                            }
-                        }
-                        if gone {
-                            break;
-                        }
-                    }
-                }
-                tokio::select! {
-                    changed = current.changed() => if changed.is_err() { break },
-                    message = inbound.message() => match message {
-                        Ok(Some(pb::ProxyMessage { kind: Some(Kind::Ack(ack)) })) => {
-                            if ack.accepted {
-                                info!(%node, version = %ack.version, "snapshot accepted");
-                                this.update(&node, |s| s.accepted = Some(ack.version));
-                            } else {
-                                warn!(%node, version = %ack.version, reason = %ack.reason, "snapshot refused by the proxy");
-                                this.update(&node, |s| s.refused = Some((ack.version, ack.reason)));
-                            }
-                        }
-                        Ok(Some(_)) => {}
-                        Ok(None) | Err(_) => break,
-                    },
-                }
-            }
-            info!(%node, "proxy disconnected");
-            // Pods come and go: what is known of one that left goes with
-            // it, unless it refused a version (kept for `/status`).
-            if let Ok(mut all) = this.status.lock() {
-                match all.get_mut(&node) {
-                    Some(s) if s.stream != stream => {}
-                    Some(s) if s.refused.is_some() => s.connected = false,
-                    Some(_) => {
-                        all.remove(&node);
-                    }
-                    None => {}
-                }
-            }
-        });
+            sent: Some(hello.version).filter(|v| !v.is_empty()),
+            node: hello.node,
+            role,
+            stream,
+            inbound,
+            tx,
+        };
+        tokio::spawn(session.run());
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The stream's first message, which must be its Hello.
+async fn read_hello(inbound: &mut Streaming<pb::ProxyMessage>) -> Result<pb::Hello, Status> {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded("no Hello in time"))??;
+    match first {
+        Some(pb::ProxyMessage {
+            kind: Some(Kind::Hello(h)),
+        }) => Ok(h),
+        _ => Err(Status::invalid_argument("the first message must be Hello")),
+    }
+}
+
+impl ConfigService {
+    /// Who the stream's token says it is, when streams must show one.
+    async fn caller(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Option<strait_identity::SpiffeId>, Status> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        match auth.identify(metadata).await {
+            Ok(id) => Ok(Some(id)),
+            Err(e) => {
+                warn!(error = %e.message(), "proxy refused");
+                Err(e)
+            }
+        }
+    }
+
+    /// The role the Hello asks for, if the caller may have it.
+    fn admit(
+        &self,
+        caller: Option<&strait_identity::SpiffeId>,
+        hello: &pb::Hello,
+    ) -> Result<Role, Status> {
+        let node = &hello.node;
+        let role = Role::of(&hello.role, node).map_err(Status::invalid_argument)?;
+        if let (Some(auth), Some(id)) = (&self.auth, caller) {
+            if let Err(e) = auth.allow(id, &role, node) {
+                warn!(%node, role = %hello.role, error = %e.message(), "proxy refused");
+                return Err(e);
+            }
+        }
+        Ok(role)
+    }
+
+    /// Records a new stream of the Hello's node: which one it is.
+    fn connected(&self, hello: &pb::Hello) -> u64 {
+        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let stream = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.update(&hello.node, |s| {
+            s.role = hello.role.clone();
+            s.connected = true;
+            s.stream = stream;
+        });
+        stream
+    }
+
+    /// A proxy's ACK or NACK of a version sent.
+    fn acknowledged(&self, node: &str, ack: pb::Ack) {
+        if ack.accepted {
+            info!(%node, version = %ack.version, "snapshot accepted");
+            self.update(node, |s| s.accepted = Some(ack.version));
+        } else {
+            warn!(%node, version = %ack.version, reason = %ack.reason, "snapshot refused by the proxy");
+            self.update(node, |s| s.refused = Some((ack.version, ack.reason)));
+        }
+    }
+
+    /// Pods come and go: what is known of one that left goes with it,
+    /// unless it refused a version (kept for `/status`). A newer stream
+    /// of the same node is left alone.
+    fn disconnected(&self, node: &str, stream: u64) {
+        if let Ok(mut all) = self.status.lock() {
+            match all.get_mut(node) {
+                Some(s) if s.stream != stream => {}
+                Some(s) if s.refused.is_some() => s.connected = false,
+                Some(_) => {
+                    all.remove(node);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// One proxy's stream, from its Hello until either side leaves.
+struct Session {
+    this: ConfigService,
+    current: watch::Receiver<Option<Arc<Published>>>,
+    sent: Option<String>,
+    node: String,
+    role: Role,
+    stream: u64,
+    inbound: Streaming<pb::ProxyMessage>,
+    tx: mpsc::Sender<Result<pb::Update, Status>>,
+}
+
+impl Session {
+    async fn run(mut self) {
+        loop {
+            if !self.send_latest().await {
+                break;
+            }
+            tokio::select! {
+                changed = self.current.changed() => if changed.is_err() { break },
+                message = self.inbound.message() => match message {
+                    Ok(Some(pb::ProxyMessage { kind: Some(Kind::Ack(ack)) })) => {
+                        self.this.acknowledged(&self.node, ack);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        info!(node = %self.node, "proxy disconnected");
+        self.this.disconnected(&self.node, self.stream);
+    }
+
+    /// Sends the latest index unless the proxy has it: false once the
+    /// proxy is gone.
+    async fn send_latest(&mut self) -> bool {
+        let latest = self.current.borrow_and_update().clone();
+        let Some(p) = latest else {
+            return true;
+        };
+        if self.sent.as_deref() == Some(p.index.version.as_str()) {
+            return true;
+        }
+        let version = p.index.version.clone();
+        let all = index::Parts::new(p, self.sent.as_deref(), self.role.clone());
+        self.sent = Some(version);
+        for part in all {
+            if self.tx.send(Ok(part)).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 }

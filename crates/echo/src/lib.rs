@@ -225,17 +225,21 @@ pub type EchoResponseBody = http_body_util::combinators::WithTrailers<
 fn trailers(headers: &http::HeaderMap) -> Option<http::HeaderMap> {
     let spec = headers.get("x-echo-trailer")?.to_str().ok()?;
     let mut out = http::HeaderMap::new();
-    for pair in spec.split(',') {
-        if let Some((name, value)) = pair.split_once(':') {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.trim().as_bytes()),
-                HeaderValue::from_str(value.trim()),
-            ) {
-                out.append(n, v);
-            }
-        }
+    for (n, v) in header_pairs(spec) {
+        out.append(n, v);
     }
     Some(out)
+}
+
+/// `Name:value,Name2:value2` → those headers; a pair that is not a valid
+/// header is left out rather than failing the answer.
+fn header_pairs(spec: &str) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+    spec.split(',').filter_map(|pair| {
+        let (name, value) = pair.split_once(':')?;
+        let n = HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+        let v = HeaderValue::from_str(value.trim()).ok()?;
+        Some((n, v))
+    })
 }
 
 async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoResponseBody> {
@@ -246,57 +250,50 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoRes
         return switched;
     }
     let (parts, body) = req.into_parts();
+    wait(info, &parts.uri).await;
+    // Read the body through so that streamed uploads can be checked.
+    let body_bytes = match body.collect().await {
+        Ok(b) => b.to_bytes().len(),
+        Err(_) => 0,
+    };
+    let body = echo_body(info, &parts, body_bytes);
+    let fail = info.fail_every > 0 && (body.served + 1).is_multiple_of(info.fail_every);
+    respond(&parts, &body, fail)
+}
+
+/// The server's `delay`, then the request's `?delay=` (a Go duration).
+async fn wait(info: &EchoInfo, uri: &http::Uri) {
     if !info.delay.is_zero() {
         tokio::time::sleep(info.delay).await;
     }
-    if let Some(delay) = parts
-        .uri
+    if let Some(delay) = uri
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("delay=")))
         .and_then(|d| strait_config::duration::parse_go(d).ok())
     {
         tokio::time::sleep(delay).await;
     }
-    // Read the body through so that streamed uploads can be checked.
-    let body_bytes = match body.collect().await {
-        Ok(b) => b.to_bytes().len(),
-        Err(_) => 0,
-    };
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        if name == http::header::HOST {
-            continue;
-        }
-        headers
-            .entry(canonical(name.as_str()))
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
-    // As Go's server does: HTTP/2's :authority, else the Host header.
-    let authority = parts.uri.authority().map(|a| a.to_string());
-    let host_header = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
-    let host = match parts.version {
-        Version::HTTP_2 => authority.or(host_header),
-        _ => host_header.or(authority),
-    }
-    .unwrap_or_default();
-    let body = EchoBody {
+}
+
+/// What the request was; counts it as served.
+fn echo_body<'a>(
+    info: &'a EchoInfo,
+    parts: &http::request::Parts,
+    body_bytes: usize,
+) -> EchoBody<'a> {
+    EchoBody {
         path: parts
             .uri
             .path_and_query()
             .map_or_else(|| "/".to_string(), |pq| pq.to_string()),
-        host,
+        host: host(parts),
         method: parts.method.to_string(),
         proto: match parts.version {
             Version::HTTP_2 => "HTTP/2.0",
             Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         },
-        headers,
+        headers: header_lists(&parts.headers),
         namespace: &info.namespace,
         ingress: "",
         service: &info.service,
@@ -310,9 +307,47 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoRes
             .fetch_add(body_bytes as u64, std::sync::atomic::Ordering::Relaxed)
             + body_bytes as u64,
         connections: info.connections.load(std::sync::atomic::Ordering::Relaxed),
-    };
-    let fail = info.fail_every > 0 && (body.served + 1).is_multiple_of(info.fail_every);
-    let json = serde_json::to_vec(&body).unwrap_or_default();
+    }
+}
+
+/// The request headers by canonical name, as Go's server shows them:
+/// without `Host`, which it keeps apart.
+fn header_lists(headers: &http::HeaderMap) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        if name == http::header::HOST {
+            continue;
+        }
+        out.entry(canonical(name.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    out
+}
+
+/// As Go's server does: HTTP/2's :authority, else the Host header.
+fn host(parts: &http::request::Parts) -> String {
+    let authority = parts.uri.authority().map(|a| a.to_string());
+    let host_header = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    match parts.version {
+        Version::HTTP_2 => authority.or(host_header),
+        _ => host_header.or(authority),
+    }
+    .unwrap_or_default()
+}
+
+/// `body` as JSON, with the status, headers and trailers the request asks
+/// for; `fail` (the server's share of failures) overrides `/status/`.
+fn respond(
+    parts: &http::request::Parts,
+    body: &EchoBody<'_>,
+    fail: bool,
+) -> Response<EchoResponseBody> {
+    let json = serde_json::to_vec(body).unwrap_or_default();
     let trailers = trailers(&parts.headers).map(Ok);
     let mut response =
         Response::new(Full::new(Bytes::from(json)).with_trailers(std::future::ready(trailers)));
@@ -320,13 +355,7 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoRes
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(code) = parts
-        .uri
-        .path()
-        .strip_prefix("/status/")
-        .and_then(|c| c.parse::<u16>().ok())
-        .and_then(|c| StatusCode::from_u16(c).ok())
-    {
+    if let Some(code) = asked_status(&parts.uri) {
         *response.status_mut() = code;
     }
     if fail {
@@ -337,18 +366,19 @@ async fn answer(info: &EchoInfo, mut req: Request<Incoming>) -> Response<EchoRes
         .get("x-echo-set-header")
         .and_then(|v| v.to_str().ok())
     {
-        for pair in set.split(',') {
-            if let Some((name, value)) = pair.split_once(':') {
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.trim().as_bytes()),
-                    HeaderValue::from_str(value.trim()),
-                ) {
-                    response.headers_mut().append(n, v);
-                }
-            }
+        for (n, v) in header_pairs(set) {
+            response.headers_mut().append(n, v);
         }
     }
     response
+}
+
+/// `/status/<code>` → that code.
+fn asked_status(uri: &http::Uri) -> Option<StatusCode> {
+    uri.path()
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
 }
 
 #[cfg(test)]

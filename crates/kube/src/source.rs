@@ -18,9 +18,9 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use strait_control::index::{self, Index, Indexed, SourceDocs};
 use strait_control::server::Publisher;
 use strait_route::{MESHED_LABEL, SERVICE_ACCOUNT_ANNOTATION};
@@ -392,90 +392,21 @@ pub async fn run(client: Client, mut publisher: Publisher) {
     info!(kinds = kinds.len(), "watching the cluster");
     let (tx, mut rx) = mpsc::unbounded_channel();
     for (k, api) in &kinds {
-        let (k, api, tx) = (*k, api.clone(), tx.clone());
-        let all: Api<DynamicObject> = Api::all_with(client.clone(), &api);
-        let mut config = watcher::Config::default();
-        if let Some(f) = k.fields {
-            config = config.fields(f);
-        }
-        tokio::spawn(async move {
-            let mut events = std::pin::pin!(watcher::watcher(all, config).default_backoff());
-            while let Some(event) = events.next().await {
-                let seen = match event {
-                    Ok(Event::Apply(o) | Event::InitApply(o)) => {
-                        Seen::Apply(k.kind, clean(&api, o))
-                    }
-                    Ok(Event::Delete(o)) => Seen::Delete(k.kind, clean(&api, o)),
-                    Ok(Event::Init) => Seen::Init(k.kind),
-                    Ok(Event::InitDone) => Seen::InitDone(k.kind),
-                    Err(e) => {
-                        warn!(kind = k.kind, error = %e, "watch failed; retrying");
-                        continue;
-                    }
-                };
-                if tx.send(seen).is_err() {
-                    return;
-                }
-            }
-        });
+        spawn_watcher(&client, k, api, tx.clone());
     }
-    tokio::spawn(async move {
-        while tx.send(Seen::Tick).is_ok() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-    let started = std::time::Instant::now();
-    let mut cluster = Cluster::default();
-    let mut unlisted: std::collections::HashSet<&str> = kinds.iter().map(|(k, _)| k.kind).collect();
-    let mut dirty = false;
+    spawn_ticker(tx);
+    let mut follow = Follow::new(&kinds);
     while let Some(first) = rx.recv().await {
-        let mut seen = vec![first];
-        // A burst becomes one new version.
-        loop {
-            tokio::time::sleep(strait_api::watch::DEBOUNCE).await;
-            let before = seen.len();
-            while let Ok(more) = rx.try_recv() {
-                seen.push(more);
-            }
-            if seen.len() == before {
-                break;
-            }
-        }
-        for s in seen {
-            match s {
-                Seen::Tick => {}
-                Seen::Apply(kind, v) => dirty |= cluster.apply(kind, v),
-                Seen::Delete(kind, v) => {
-                    cluster.delete(kind, &v);
-                    dirty = true;
-                }
-                Seen::Init(kind) => cluster.relist(kind),
-                Seen::InitDone(kind) => {
-                    cluster.listed(kind);
-                    unlisted.remove(kind);
-                    dirty = true;
-                }
-            }
-        }
-        let waiting = !unlisted.is_empty() && started.elapsed() < FIRST_LIST_TIMEOUT;
-        if waiting || (!dirty && publisher.current().is_some()) {
+        let seen = burst(&mut rx, first).await;
+        follow.take(seen);
+        if !follow.due(publisher.current().is_some()) {
             continue;
         }
-        if !unlisted.is_empty() {
-            warn!(kinds = ?unlisted, "not listed yet; publishing without them");
-            unlisted.clear();
-        }
-        dirty = false;
-        let next = cluster.index(publisher.current());
+        let next = follow.cluster.index(publisher.current());
         let Some(published) = publisher.publish(next) else {
             continue;
         };
-        // Endpoints change most and decide no status.
-        let endpoints_only = published.delta.as_ref().is_some_and(|d| {
-            let slice = |o: &Arc<Indexed>| o.entry.key.starts_with("EndpointSlice/");
-            d.changed.iter().all(|(_, o)| slice(o)) && d.removed.iter().all(slice)
-        });
-        if !endpoints_only {
+        if !endpoints_only(&published) {
             status
                 .write(
                     &client,
@@ -484,6 +415,135 @@ pub async fn run(client: Client, mut publisher: Publisher) {
                 )
                 .await;
         }
+    }
+}
+
+/// Starts the watcher of one kind, sending what it sees to `tx`.
+fn spawn_watcher(
+    client: &Client,
+    k: &'static Kind,
+    api: &ApiResource,
+    tx: mpsc::UnboundedSender<Seen>,
+) {
+    let all: Api<DynamicObject> = Api::all_with(client.clone(), api);
+    let mut config = watcher::Config::default();
+    if let Some(f) = k.fields {
+        config = config.fields(f);
+    }
+    tokio::spawn(watch_kind(k, api.clone(), all, config, tx));
+}
+
+/// Runs until `run` is gone: the backoff retries a failed watch, so an
+/// error is only said.
+async fn watch_kind(
+    k: &'static Kind,
+    api: ApiResource,
+    all: Api<DynamicObject>,
+    config: watcher::Config,
+    tx: mpsc::UnboundedSender<Seen>,
+) {
+    let mut events = std::pin::pin!(watcher::watcher(all, config).default_backoff());
+    while let Some(event) = events.next().await {
+        let seen = match event {
+            Ok(Event::Apply(o) | Event::InitApply(o)) => Seen::Apply(k.kind, clean(&api, o)),
+            Ok(Event::Delete(o)) => Seen::Delete(k.kind, clean(&api, o)),
+            Ok(Event::Init) => Seen::Init(k.kind),
+            Ok(Event::InitDone) => Seen::InitDone(k.kind),
+            Err(e) => {
+                warn!(kind = k.kind, error = %e, "watch failed; retrying");
+                continue;
+            }
+        };
+        if tx.send(seen).is_err() {
+            return;
+        }
+    }
+}
+
+fn spawn_ticker(tx: mpsc::UnboundedSender<Seen>) {
+    tokio::spawn(async move {
+        while tx.send(Seen::Tick).is_ok() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// `first` and whatever follows it closely: a burst becomes one new
+/// version.
+async fn burst(rx: &mut mpsc::UnboundedReceiver<Seen>, first: Seen) -> Vec<Seen> {
+    let mut seen = vec![first];
+    loop {
+        tokio::time::sleep(strait_api::watch::DEBOUNCE).await;
+        let before = seen.len();
+        while let Ok(more) = rx.try_recv() {
+            seen.push(more);
+        }
+        if seen.len() == before {
+            return seen;
+        }
+    }
+}
+
+/// Endpoints change most and decide no status.
+fn endpoints_only(published: &index::Published) -> bool {
+    published.delta.as_ref().is_some_and(|d| {
+        let slice = |o: &Arc<Indexed>| o.entry.key.starts_with("EndpointSlice/");
+        d.changed.iter().all(|(_, o)| slice(o)) && d.removed.iter().all(slice)
+    })
+}
+
+/// What `run` keeps from one burst to the next.
+struct Follow {
+    cluster: Cluster,
+    /// Kinds whose first list has not ended yet.
+    unlisted: HashSet<&'static str>,
+    /// Whether anything changed since the last index.
+    dirty: bool,
+    started: Instant,
+}
+
+impl Follow {
+    fn new(kinds: &[(&'static Kind, ApiResource)]) -> Self {
+        Follow {
+            cluster: Cluster::default(),
+            unlisted: kinds.iter().map(|(k, _)| k.kind).collect(),
+            dirty: false,
+            started: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, seen: Vec<Seen>) {
+        for s in seen {
+            match s {
+                Seen::Tick => {}
+                Seen::Apply(kind, v) => self.dirty |= self.cluster.apply(kind, v),
+                Seen::Delete(kind, v) => {
+                    self.cluster.delete(kind, &v);
+                    self.dirty = true;
+                }
+                Seen::Init(kind) => self.cluster.relist(kind),
+                Seen::InitDone(kind) => {
+                    self.cluster.listed(kind);
+                    self.unlisted.remove(kind);
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+
+    /// Whether to make a new index now. A kind not listed once the first
+    /// wait is over is given up on, so that proxies get a configuration.
+    fn due(&mut self, published_before: bool) -> bool {
+        let waiting = !self.unlisted.is_empty() && self.started.elapsed() < FIRST_LIST_TIMEOUT;
+        if waiting || (!self.dirty && published_before) {
+            return false;
+        }
+        if !self.unlisted.is_empty() {
+            warn!(kinds = ?self.unlisted, "not listed yet; publishing without them");
+            self.unlisted.clear();
+        }
+        self.dirty = false;
+        true
     }
 }
 

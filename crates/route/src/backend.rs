@@ -2,8 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use strait_config::core::SERVICE_NAME_LABEL;
-use strait_config::{Document, Resource};
+use strait_config::core::{EndpointSliceBody, ServicePort, ServiceSpec, SERVICE_NAME_LABEL};
+use strait_config::{Document, Flat, Object, Resource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum UpstreamProtocol {
@@ -156,8 +156,40 @@ impl<'a> Resolver<'a> {
     }
 
     fn build(&self, namespace: &str, name: &str, port: i32) -> Result<Arc<Cluster>, String> {
-        let service = self
-            .docs
+        let service = self.find_service(namespace, name)?;
+        let service_port = service
+            .spec
+            .ports
+            .iter()
+            .find(|p| p.port == port)
+            .ok_or_else(|| format!("Service {namespace}/{name} has no port {port}"))?;
+        let only_port = service.spec.ports.len() == 1;
+        let found = self.endpoints(namespace, name, service_port, only_port);
+        let port_name = service_port.name.as_deref();
+        let traffic = crate::traffic::for_service(self.docs, namespace, name, port_name);
+        let tls = crate::backend_tls::for_service(
+            self.docs,
+            namespace,
+            name,
+            port_name,
+            found.protocol == UpstreamProtocol::H2c,
+        )
+        .transpose()?;
+        Ok(Arc::new(
+            Cluster::new(
+                format!("{namespace}/{name}:{port}"),
+                found.endpoints,
+                found.protocol,
+                tls,
+            )
+            .with_traffic(traffic)
+            .with_mesh(found.meshed, found.accounts),
+        ))
+    }
+
+    /// Service `namespace/name`, or why there is none.
+    fn find_service(&self, namespace: &str, name: &str) -> Result<&'a Object<ServiceSpec>, String> {
+        self.docs
             .iter()
             .find_map(|d| match &d.resource {
                 Resource::Service(s)
@@ -167,18 +199,24 @@ impl<'a> Resolver<'a> {
                 }
                 _ => None,
             })
-            .ok_or_else(|| format!("Service {namespace}/{name} not found"))?;
-        let service_port = service
-            .spec
-            .ports
-            .iter()
-            .find(|p| p.port == port)
-            .ok_or_else(|| format!("Service {namespace}/{name} has no port {port}"))?;
-        let only_port = service.spec.ports.len() == 1;
-        let mut endpoints = Vec::new();
-        let mut protocol = protocol_of(service_port.app_protocol.as_deref());
-        let mut all_meshed = true;
-        let mut accounts: Vec<(String, String)> = Vec::new();
+            .ok_or_else(|| format!("Service {namespace}/{name} not found"))
+    }
+
+    /// What the EndpointSlices of Service `namespace/name` say about one of
+    /// its ports; `only_port` when it is the Service's only one.
+    fn endpoints(
+        &self,
+        namespace: &str,
+        name: &str,
+        service_port: &ServicePort,
+        only_port: bool,
+    ) -> Endpoints {
+        let mut found = Endpoints {
+            endpoints: Vec::new(),
+            protocol: protocol_of(service_port.app_protocol.as_deref()),
+            meshed: true,
+            accounts: Vec::new(),
+        };
         for doc in self.docs {
             let Resource::EndpointSlice(slice) = &doc.resource else {
                 continue;
@@ -193,69 +231,76 @@ impl<'a> Resolver<'a> {
             {
                 continue;
             }
-            let slice_port = slice.body.ports.iter().find(|p| {
-                p.name.as_deref().unwrap_or("") == service_port.name.as_deref().unwrap_or("")
-            });
-            let slice_port = match slice_port {
-                Some(p) => Some(p),
-                None if only_port && slice.body.ports.len() == 1 => slice.body.ports.first(),
-                None => None,
-            };
-            let Some(target) = slice_port.and_then(|p| p.port) else {
-                continue;
-            };
-            let Ok(target) = u16::try_from(target) else {
-                continue;
-            };
-            if let Some(p) = slice_port.and_then(|p| p.app_protocol.as_deref()) {
-                protocol = protocol_of(Some(p));
-            }
-            all_meshed &=
-                slice.metadata.labels.get(MESHED_LABEL).map(String::as_str) == Some("true");
-            if let Some(sa) = slice.metadata.annotations.get(SERVICE_ACCOUNT_ANNOTATION) {
-                accounts.push((namespace.to_string(), sa.clone()));
-            }
-            for endpoint in &slice.body.endpoints {
-                if endpoint.conditions.ready == Some(false) {
-                    continue;
-                }
-                for address in &endpoint.addresses {
-                    if let Ok(ip) = address.parse::<IpAddr>() {
-                        endpoints.push(SocketAddr::new(ip, target));
-                    }
-                }
-            }
+            found.add(slice, namespace, service_port.name.as_deref(), only_port);
         }
-        endpoints.sort();
-        endpoints.dedup();
-        accounts.sort();
-        accounts.dedup();
-        let meshed = all_meshed && !endpoints.is_empty();
+        found.endpoints.sort();
+        found.endpoints.dedup();
+        found.accounts.sort();
+        found.accounts.dedup();
+        found.meshed &= !found.endpoints.is_empty();
         // Sidecars speak HTTP/2 to each other: one multiplexed connection
         // per endpoint instead of a pool, whatever the app speaks.
-        if meshed && protocol == UpstreamProtocol::Http1 {
-            protocol = UpstreamProtocol::H2c;
+        if found.meshed && found.protocol == UpstreamProtocol::Http1 {
+            found.protocol = UpstreamProtocol::H2c;
         }
-        let traffic =
-            crate::traffic::for_service(self.docs, namespace, name, service_port.name.as_deref());
-        let tls = crate::backend_tls::for_service(
-            self.docs,
-            namespace,
-            name,
-            service_port.name.as_deref(),
-            protocol == UpstreamProtocol::H2c,
-        )
-        .transpose()?;
-        Ok(Arc::new(
-            Cluster::new(
-                format!("{namespace}/{name}:{port}"),
-                endpoints,
-                protocol,
-                tls,
-            )
-            .with_traffic(traffic)
-            .with_mesh(meshed, accounts),
-        ))
+        found
+    }
+}
+
+/// A Service port's endpoints as its EndpointSlices give them.
+struct Endpoints {
+    /// Ready addresses.
+    endpoints: Vec<SocketAddr>,
+    protocol: UpstreamProtocol,
+    /// Every slice is meshed, and there are endpoints.
+    meshed: bool,
+    /// `(namespace, service account)` the slices say the endpoints run as.
+    accounts: Vec<(String, String)>,
+}
+
+impl Endpoints {
+    /// One slice of the Service: its port named as the Service port is
+    /// (or the only port of both), and the ready addresses on it.
+    fn add(
+        &mut self,
+        slice: &Flat<EndpointSliceBody>,
+        namespace: &str,
+        port_name: Option<&str>,
+        only_port: bool,
+    ) {
+        let slice_port = slice
+            .body
+            .ports
+            .iter()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name.unwrap_or(""));
+        let slice_port = match slice_port {
+            Some(p) => Some(p),
+            None if only_port && slice.body.ports.len() == 1 => slice.body.ports.first(),
+            None => None,
+        };
+        let Some(target) = slice_port.and_then(|p| p.port) else {
+            return;
+        };
+        let Ok(target) = u16::try_from(target) else {
+            return;
+        };
+        if let Some(p) = slice_port.and_then(|p| p.app_protocol.as_deref()) {
+            self.protocol = protocol_of(Some(p));
+        }
+        self.meshed &= slice.metadata.labels.get(MESHED_LABEL).map(String::as_str) == Some("true");
+        if let Some(sa) = slice.metadata.annotations.get(SERVICE_ACCOUNT_ANNOTATION) {
+            self.accounts.push((namespace.to_string(), sa.clone()));
+        }
+        for endpoint in &slice.body.endpoints {
+            if endpoint.conditions.ready == Some(false) {
+                continue;
+            }
+            for address in &endpoint.addresses {
+                if let Ok(ip) = address.parse::<IpAddr>() {
+                    self.endpoints.push(SocketAddr::new(ip, target));
+                }
+            }
+        }
     }
 }
 

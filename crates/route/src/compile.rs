@@ -264,68 +264,46 @@ impl<'a> Gateways<'a> {
         at: (usize, usize),
         report: &mut dyn FnMut(&str, &str, bool),
     ) -> Vec<Condition> {
+        match self.serve(gw, l, invalid, at, report) {
+            Ok(()) => vec![
+                Condition::ok("Accepted", "Accepted"),
+                Condition::ok("Programmed", "Programmed"),
+            ],
+            Err(conditions) => conditions,
+        }
+    }
+
+    /// A listener into `live`, or the conditions of one that cannot serve.
+    fn serve(
+        &mut self,
+        gw: &'a Object<strait_config::gateway::GatewaySpec>,
+        l: &'a Listener,
+        invalid: &[&str],
+        at: (usize, usize),
+        report: &mut dyn FnMut(&str, &str, bool),
+    ) -> Result<(), Vec<Condition>> {
         let (ns, name) = (gw.metadata.namespace(), gw.metadata.name.as_str());
         if !invalid.is_empty() {
-            return vec![Condition::failed("Accepted", "Invalid", invalid.join("; "))];
+            let msg = invalid.join("; ");
+            return Err(vec![Condition::failed("Accepted", "Invalid", msg)]);
         }
-        // Validation refuses such a port first; should the two ever
-        // disagree, the listener is refused here rather than served on 0.
-        let Some(port) = u16::try_from(l.port).ok().filter(|&p| p != 0) else {
-            let msg = format!("{} is not a port (1-65535)", l.port);
-            report("port", &msg, false);
-            return vec![Condition::failed("Accepted", "Invalid", msg)];
-        };
+        let port = listener_port(l, report)?;
         let key = ListenKey {
             ip: gw.spec.ip_address(),
             port,
         };
         let protocol = PortProtocol::of(l);
-        let certs = match protocol {
-            Ok(PortProtocol::Https) => {
-                crate::tls::listener_certs(self.docs, self.grants, ns, l, self.now)
-            }
-            _ => Ok(Vec::new()),
-        };
-        let certs = match certs {
-            Ok(certs) => certs,
-            Err((reason, msg)) => {
-                report("tls", &msg, false);
-                return vec![
-                    Condition::failed("ResolvedRefs", reason, msg.clone()),
-                    Condition::failed("Programmed", "Invalid", msg),
-                ];
-            }
-        };
+        let https = matches!(protocol, Ok(PortProtocol::Https));
+        let certs = self.certs(ns, l, https, report)?;
         let protocol = match protocol {
             Ok(p) => p,
             Err((field, reason, msg)) => {
                 self.other_protocols.push((ns, name, l));
                 report(field, &msg, true);
-                return vec![Condition::failed("Accepted", reason, msg)];
+                return Err(vec![Condition::failed("Accepted", reason, msg)]);
             }
         };
-        // Hostnames do not apply to TCP listeners (the spec ignores them).
-        let hostname = match protocol {
-            PortProtocol::Tcp => None,
-            _ => l.hostname.as_deref(),
-        };
-        if *self.port_protocol.entry(key).or_insert(protocol) != protocol {
-            let msg = format!(
-                "port {port} already serves another protocol than {} on this address",
-                l.protocol
-            );
-            report("protocol", &msg, false);
-            return conflicted("ProtocolConflict", msg);
-        }
-        if !self.taken.insert((key, hostname)) {
-            let msg = format!(
-                "another listener already serves port {port} for hostname {} on this address; \
-                 Gateways sharing a port need their own spec.addresses",
-                l.hostname.as_deref().unwrap_or("*")
-            );
-            report("hostname", &msg, false);
-            return conflicted("HostnameConflict", msg);
-        }
+        self.claim(key, protocol, l, report)?;
         self.live.push(LiveListener {
             gateway_ns: ns,
             gateway: name,
@@ -338,11 +316,81 @@ impl<'a> Gateways<'a> {
             protocol,
             certs,
         });
-        vec![
-            Condition::ok("Accepted", "Accepted"),
-            Condition::ok("Programmed", "Programmed"),
-        ]
+        Ok(())
     }
+
+    /// The certificates an HTTPS listener presents (other listeners
+    /// present none), or its conditions when they do not resolve.
+    fn certs(
+        &self,
+        ns: &str,
+        l: &Listener,
+        https: bool,
+        report: &mut dyn FnMut(&str, &str, bool),
+    ) -> Result<Vec<crate::tls::TlsCert>, Vec<Condition>> {
+        if !https {
+            return Ok(Vec::new());
+        }
+        crate::tls::listener_certs(self.docs, self.grants, ns, l, self.now).map_err(
+            |(reason, msg)| {
+                report("tls", &msg, false);
+                vec![
+                    Condition::failed("ResolvedRefs", reason, msg.clone()),
+                    Condition::failed("Programmed", "Invalid", msg),
+                ]
+            },
+        )
+    }
+
+    /// Takes the listener's port for its protocol and its hostname on
+    /// this address, or the conditions of a listener that came second.
+    fn claim(
+        &mut self,
+        key: ListenKey,
+        protocol: PortProtocol,
+        l: &'a Listener,
+        report: &mut dyn FnMut(&str, &str, bool),
+    ) -> Result<(), Vec<Condition>> {
+        let port = key.port;
+        // Hostnames do not apply to TCP listeners (the spec ignores them).
+        let hostname = match protocol {
+            PortProtocol::Tcp => None,
+            _ => l.hostname.as_deref(),
+        };
+        if *self.port_protocol.entry(key).or_insert(protocol) != protocol {
+            let msg = format!(
+                "port {port} already serves another protocol than {} on this address",
+                l.protocol
+            );
+            report("protocol", &msg, false);
+            return Err(conflicted("ProtocolConflict", msg));
+        }
+        if !self.taken.insert((key, hostname)) {
+            let msg = format!(
+                "another listener already serves port {port} for hostname {} on this address; \
+                 Gateways sharing a port need their own spec.addresses",
+                l.hostname.as_deref().unwrap_or("*")
+            );
+            report("hostname", &msg, false);
+            return Err(conflicted("HostnameConflict", msg));
+        }
+        Ok(())
+    }
+}
+
+/// A listener's port (1-65535), or its conditions.
+fn listener_port(
+    l: &Listener,
+    report: &mut dyn FnMut(&str, &str, bool),
+) -> Result<u16, Vec<Condition>> {
+    // Validation refuses such a port first; should the two ever
+    // disagree, the listener is refused here rather than served on 0.
+    let Some(port) = u16::try_from(l.port).ok().filter(|&p| p != 0) else {
+        let msg = format!("{} is not a port (1-65535)", l.port);
+        report("port", &msg, false);
+        return Err(vec![Condition::failed("Accepted", "Invalid", msg)]);
+    };
+    Ok(port)
 }
 
 /// A listener's conditions when another took its port first.
@@ -433,52 +481,54 @@ fn attach_route(
 ) -> Option<RouteStatus> {
     let ns = route.metadata.namespace();
     let route_name: Arc<str> = format!("{ns}/{}", route.metadata.name).into();
-    let mut status = RouteStatus {
-        kind,
-        namespace: ns.into(),
-        name: route.metadata.name.clone(),
-        source: doc.source.clone(),
-        parents: Vec::new(),
-    };
-    // Parents that are Gateways of another controller are not ours to report on.
-    let parents: Vec<(usize, &strait_config::meta::ParentReference)> = route
-        .spec
-        .parent_refs
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| {
-            let gw_ns = p.namespace.as_deref().unwrap_or(ns);
-            !gateways.others.contains(&(gw_ns, p.name.as_str())) && !crate::mesh::is_service(p)
-        })
-        .collect();
+    let mut status = route_status(doc, route, kind);
+    let parents = gateway_parents(route, &gateways.others);
     if parents.is_empty() {
         return None;
     }
-    let parent_label = |p: &strait_config::meta::ParentReference| parent_label(p, ns);
-
     let findings = validate::http_route(&route.spec);
     if !findings.is_empty() {
-        let reasons: Vec<String> = findings.iter().map(|(p, m)| format!("{p}: {m}")).collect();
-        for (path, msg) in findings {
-            problems.push(Problem::error(&doc.source, path, msg));
-        }
-        for (_, p) in &parents {
-            status.parents.push(ParentStatus {
-                parent: parent_label(p),
-                reference: Some((*p).clone()),
-                conditions: vec![Condition::failed(
-                    "Accepted",
-                    "UnsupportedValue",
-                    reasons.join("; "),
-                )],
-            });
-        }
+        refuse_invalid(doc, ns, findings, &parents, problems, &mut status);
         return Some(status);
     }
 
     let (rules, resolved) =
         compile_rules(doc, route, kind, &route_name, grants, resolver, problems);
-    let tie = |rule: usize, matched: usize| {
+    let tie = tie_breaks(route, &route_name);
+    let mut attached_to: HashSet<usize> = HashSet::new();
+    for (i, parent) in parents {
+        let route_ref = (route, kind, namespaces);
+        let refusal = attach_to_parent(gateways, parent, route_ref, &rules, &tie, &mut attached_to);
+        status.parents.push(ParentStatus {
+            parent: parent_label(parent, ns),
+            reference: Some(parent.clone()),
+            conditions: vec![accepted(doc, i, refusal, problems), resolved.clone()],
+        });
+    }
+    Some(status)
+}
+
+/// A route's status before any parent's is added.
+pub(crate) fn route_status(
+    doc: &Document,
+    route: &Object<HttpRouteSpec>,
+    kind: &'static str,
+) -> RouteStatus {
+    RouteStatus {
+        kind,
+        namespace: route.metadata.namespace().into(),
+        name: route.metadata.name.clone(),
+        source: doc.source.clone(),
+        parents: Vec::new(),
+    }
+}
+
+/// The tiebreaks of a route's matches, by rule and match index.
+pub(crate) fn tie_breaks<'r>(
+    route: &'r Object<HttpRouteSpec>,
+    route_name: &'r str,
+) -> impl Fn(usize, usize) -> TieBreak + 'r {
+    move |rule: usize, matched: usize| {
         let created = route.metadata.creation_timestamp.clone();
         TieBreak {
             created: (created.is_none(), created.unwrap_or_default()),
@@ -486,26 +536,69 @@ fn attach_route(
             rule,
             matched,
         }
-    };
-    let mut attached_to: HashSet<usize> = HashSet::new();
-    for (i, parent) in parents {
-        let route_ref = (route, kind, namespaces);
-        let refusal = attach_to_parent(gateways, parent, route_ref, &rules, &tie, &mut attached_to);
-        let accepted = match refusal {
-            Some((reason, msg)) => {
-                let at = format!("spec.parentRefs[{i}]");
-                problems.push(Problem::error(&doc.source, at, msg.clone()));
-                Condition::failed("Accepted", reason, msg)
-            }
-            None => Condition::ok("Accepted", "Accepted"),
-        };
+    }
+}
+
+/// A route's parentRefs with their indices, but for Services (the mesh's)
+/// and Gateways of another controller, which are not ours to report on.
+fn gateway_parents<'r>(
+    route: &'r Object<HttpRouteSpec>,
+    others: &HashSet<(&str, &str)>,
+) -> Vec<(usize, &'r strait_config::meta::ParentReference)> {
+    let ns = route.metadata.namespace();
+    route
+        .spec
+        .parent_refs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            let gw_ns = p.namespace.as_deref().unwrap_or(ns);
+            !others.contains(&(gw_ns, p.name.as_str())) && !crate::mesh::is_service(p)
+        })
+        .collect()
+}
+
+/// A route that fails validation: its problems, and every parent refusing it.
+fn refuse_invalid(
+    doc: &Document,
+    ns: &str,
+    findings: Vec<validate::Finding>,
+    parents: &[(usize, &strait_config::meta::ParentReference)],
+    problems: &mut Vec<Problem>,
+    status: &mut RouteStatus,
+) {
+    let reasons: Vec<String> = findings.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+    for (path, msg) in findings {
+        problems.push(Problem::error(&doc.source, path, msg));
+    }
+    for (_, p) in parents {
         status.parents.push(ParentStatus {
-            parent: parent_label(parent),
-            reference: Some(parent.clone()),
-            conditions: vec![accepted, resolved.clone()],
+            parent: parent_label(p, ns),
+            reference: Some((*p).clone()),
+            conditions: vec![Condition::failed(
+                "Accepted",
+                "UnsupportedValue",
+                reasons.join("; "),
+            )],
         });
     }
-    Some(status)
+}
+
+/// ParentRef `i`'s `Accepted` condition; a refusal is also a problem there.
+fn accepted(
+    doc: &Document,
+    i: usize,
+    refusal: Option<(&'static str, String)>,
+    problems: &mut Vec<Problem>,
+) -> Condition {
+    match refusal {
+        Some((reason, msg)) => {
+            let at = format!("spec.parentRefs[{i}]");
+            problems.push(Problem::error(&doc.source, at, msg.clone()));
+            Condition::failed("Accepted", reason, msg)
+        }
+        None => Condition::ok("Accepted", "Accepted"),
+    }
 }
 
 /// The route's rules into the listeners one parentRef names; `None` when

@@ -9,7 +9,7 @@
 //! Linkerd and Istio.
 
 use crate::backend::{BackendTarget, Resolver};
-use crate::compile::{compile_rules, TieBreak};
+use crate::compile::{compile_rules, route_status, tie_breaks, CompiledRule, TieBreak};
 use crate::matcher::RequestView;
 use crate::snapshot::{Entry, ListenerRoutes, Matched, Rule};
 use crate::status::{Condition, ParentStatus, RouteStatus};
@@ -243,42 +243,14 @@ impl MeshBuilder {
         status: &mut Option<RouteStatus>,
     ) {
         let ns = route.metadata.namespace();
-        let parents: Vec<(usize, &ParentReference)> = route
-            .spec
-            .parent_refs
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| is_service(p))
-            .collect();
+        let parents = service_parents(route);
         if parents.is_empty() {
             return;
         }
-        let status = status.get_or_insert_with(|| RouteStatus {
-            kind,
-            namespace: ns.into(),
-            name: route.metadata.name.clone(),
-            source: doc.source.clone(),
-            parents: Vec::new(),
-        });
+        let status = status.get_or_insert_with(|| route_status(doc, route, kind));
         let findings = strait_config::validate::http_route(&route.spec);
         if !findings.is_empty() {
-            let reasons: Vec<String> = findings.iter().map(|(p, m)| format!("{p}: {m}")).collect();
-            if status.parents.is_empty() {
-                for (path, msg) in findings {
-                    problems.push(Problem::error(&doc.source, path, msg));
-                }
-            }
-            for (_, p) in &parents {
-                status.parents.push(ParentStatus {
-                    parent: label(p, ns),
-                    reference: Some((*p).clone()),
-                    conditions: vec![Condition::failed(
-                        "Accepted",
-                        "UnsupportedValue",
-                        reasons.join("; "),
-                    )],
-                });
-            }
+            refuse_invalid(doc, ns, findings, &parents, problems, status);
             return;
         }
         if !route.spec.hostnames.is_empty() {
@@ -299,74 +271,83 @@ impl MeshBuilder {
         let route_name: Arc<str> = format!("{ns}/{}", route.metadata.name).into();
         let (rules, resolved) =
             compile_rules(doc, route, kind, &route_name, grants, resolver, sink);
-        let created = route.metadata.creation_timestamp.clone();
+        let tie = tie_breaks(route, &route_name);
         for (i, parent) in parents {
-            let svc_ns = parent.namespace.as_deref().unwrap_or(ns);
-            let ports: Vec<u16> = self
-                .table
-                .services
-                .keys()
-                .filter(|(n, s, port)| {
-                    n == svc_ns
-                        && *s == parent.name
-                        && parent.port.is_none_or(|p| p == i32::from(*port))
-                })
-                .map(|(_, _, port)| *port)
-                .collect();
-            let mut conditions = Vec::new();
-            if ports.is_empty() {
-                let msg = format!(
-                    "no Service {svc_ns}/{}{} to attach to",
-                    parent.name,
-                    parent
-                        .port
-                        .map_or(String::new(), |p| format!(" with port {p}"))
-                );
-                problems.push(Problem::error(
-                    &doc.source,
-                    format!("spec.parentRefs[{i}]"),
-                    msg.clone(),
-                ));
-                conditions.push(Condition::failed("Accepted", "NoMatchingParent", msg));
-            } else {
-                conditions.push(Condition::ok("Accepted", "Accepted"));
-                for port in ports {
-                    let (producer, consumers) = self
-                        .pending
-                        .entry((svc_ns.to_string(), parent.name.clone(), port))
-                        .or_default();
-                    let list = if svc_ns == ns {
-                        producer
-                    } else {
-                        consumers.entry(ns.to_string()).or_default()
-                    };
-                    for (r, (matches, rule)) in rules.iter().enumerate() {
-                        for (m, matcher) in matches.iter().enumerate() {
-                            list.push((
-                                TieBreak {
-                                    created: (
-                                        created.is_none(),
-                                        created.clone().unwrap_or_default(),
-                                    ),
-                                    route: route_name.to_string(),
-                                    rule: r,
-                                    matched: m,
-                                },
-                                Entry {
-                                    matcher: matcher.clone(),
-                                    rule: rule.clone(),
-                                },
-                            ));
-                        }
-                    }
-                }
-            }
-            conditions.push(resolved.clone());
+            let accepted = self.attach_parent(doc, ns, (i, parent), &rules, &tie, problems);
             status.parents.push(ParentStatus {
                 parent: label(parent, ns),
                 reference: Some(parent.clone()),
-                conditions,
+                conditions: vec![accepted, resolved.clone()],
             });
+        }
+    }
+
+    /// One Service parent's `Accepted` condition; the route's rules join
+    /// the routes of every port of the Service it names.
+    fn attach_parent(
+        &mut self,
+        doc: &Document,
+        route_ns: &str,
+        (i, parent): (usize, &ParentReference),
+        rules: &[CompiledRule],
+        tie: &dyn Fn(usize, usize) -> TieBreak,
+        problems: &mut Vec<Problem>,
+    ) -> Condition {
+        let svc_ns = parent.namespace.as_deref().unwrap_or(route_ns);
+        let ports = self.parent_ports(svc_ns, parent);
+        if ports.is_empty() {
+            let msg = format!(
+                "no Service {svc_ns}/{}{} to attach to",
+                parent.name,
+                parent
+                    .port
+                    .map_or(String::new(), |p| format!(" with port {p}"))
+            );
+            problems.push(Problem::error(
+                &doc.source,
+                format!("spec.parentRefs[{i}]"),
+                msg.clone(),
+            ));
+            return Condition::failed("Accepted", "NoMatchingParent", msg);
+        }
+        for port in ports {
+            let list = self.pending_list((svc_ns, parent.name.as_str(), port), route_ns);
+            add_entries(list, rules, tie);
+        }
+        Condition::ok("Accepted", "Accepted")
+    }
+
+    /// The ports of the Service in `svc_ns` that `parent` names: all of
+    /// them when it names no port.
+    fn parent_ports(&self, svc_ns: &str, parent: &ParentReference) -> Vec<u16> {
+        self.table
+            .services
+            .keys()
+            .filter(|(n, s, port)| {
+                n == svc_ns
+                    && *s == parent.name
+                    && parent.port.is_none_or(|p| p == i32::from(*port))
+            })
+            .map(|(_, _, port)| *port)
+            .collect()
+    }
+
+    /// Where a route of `route_ns` puts its entries for a Service port:
+    /// among the producer routes when it is the Service's own namespace,
+    /// else among that namespace's consumer routes.
+    fn pending_list(
+        &mut self,
+        (svc_ns, svc, port): (&str, &str, u16),
+        route_ns: &str,
+    ) -> &mut Vec<(TieBreak, Entry)> {
+        let (producer, consumers) = self
+            .pending
+            .entry((svc_ns.to_string(), svc.to_string(), port))
+            .or_default();
+        if svc_ns == route_ns {
+            producer
+        } else {
+            consumers.entry(route_ns.to_string()).or_default()
         }
     }
 
@@ -389,6 +370,64 @@ impl MeshBuilder {
             }
         }
         self.table
+    }
+}
+
+/// A route's parentRefs that name a Service, with their indices.
+fn service_parents(route: &Object<HttpRouteSpec>) -> Vec<(usize, &ParentReference)> {
+    route
+        .spec
+        .parent_refs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| is_service(p))
+        .collect()
+}
+
+/// A route that fails validation is refused by every Service parent; its
+/// problems are reported here unless the Gateway side reported them.
+fn refuse_invalid(
+    doc: &Document,
+    ns: &str,
+    findings: Vec<strait_config::validate::Finding>,
+    parents: &[(usize, &ParentReference)],
+    problems: &mut Vec<Problem>,
+    status: &mut RouteStatus,
+) {
+    let reasons: Vec<String> = findings.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+    if status.parents.is_empty() {
+        for (path, msg) in findings {
+            problems.push(Problem::error(&doc.source, path, msg));
+        }
+    }
+    for (_, p) in parents {
+        status.parents.push(ParentStatus {
+            parent: label(p, ns),
+            reference: Some((*p).clone()),
+            conditions: vec![Condition::failed(
+                "Accepted",
+                "UnsupportedValue",
+                reasons.join("; "),
+            )],
+        });
+    }
+}
+
+/// A route's rules into a destination's entries, each match with its
+/// tiebreak.
+fn add_entries(
+    list: &mut Vec<(TieBreak, Entry)>,
+    rules: &[CompiledRule],
+    tie: &dyn Fn(usize, usize) -> TieBreak,
+) {
+    for (r, (matches, rule)) in rules.iter().enumerate() {
+        for (m, matcher) in matches.iter().enumerate() {
+            let entry = Entry {
+                matcher: matcher.clone(),
+                rule: rule.clone(),
+            };
+            list.push((tie(r, m), entry));
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
-use strait_config::gateway::{CaCertificateRef, Listener, ReferenceGrantSpec};
+use strait_config::gateway::{CaCertificateRef, GatewayTlsConfig, Listener, ReferenceGrantSpec};
+use strait_config::meta::SecretObjectReference;
 use strait_config::{Document, Resource};
 
 /// One certificate a TLS port can present: for the listener's hostname
@@ -30,6 +31,25 @@ pub(crate) fn listener_certs(
     listener: &Listener,
     now: std::time::SystemTime,
 ) -> Result<Vec<TlsCert>, (&'static str, String)> {
+    let tls = terminating_tls(listener)?;
+    let client_ca_pem = client_ca(docs, grants, gateway_ns, tls)?;
+    let mut out = Vec::new();
+    for r in &tls.certificate_refs {
+        let ns = secret_namespace(grants, gateway_ns, r)?;
+        let (chain, key) = secret_pem(docs, ns, r, now)?;
+        out.push(TlsCert {
+            hostname: listener.hostname.clone(),
+            secret: format!("{ns}/{}", r.name),
+            chain_pem: chain.into(),
+            key_pem: key.into(),
+            client_ca_pem: client_ca_pem.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// An HTTPS listener's `tls`: it must terminate TLS and name certificates.
+fn terminating_tls(listener: &Listener) -> Result<&GatewayTlsConfig, (&'static str, String)> {
     let tls = listener.tls.as_ref().ok_or((
         "InvalidCertificateRef",
         "an HTTPS listener needs tls.certificateRefs".to_string(),
@@ -49,76 +69,99 @@ pub(crate) fn listener_certs(
             "tls.certificateRefs is empty".into(),
         ));
     }
-    let client_ca_pem = match &tls.frontend_validation {
-        Some(v) => Some(ca_bundle(
-            docs,
-            gateway_ns,
-            &v.ca_certificate_refs,
-            "frontendValidation.caCertificateRefs",
-            |kind, ns, name| {
-                ns == gateway_ns
-                    || crate::compile::granted(grants, "Gateway", gateway_ns, kind, ns, name)
-            },
-        )?),
-        None => None,
+    Ok(tls)
+}
+
+/// With `frontendValidation`: the CA bundle client certificates must
+/// chain to.
+fn client_ca(
+    docs: &[Document],
+    grants: &[(&str, &ReferenceGrantSpec)],
+    gateway_ns: &str,
+    tls: &GatewayTlsConfig,
+) -> Result<Option<Arc<[u8]>>, (&'static str, String)> {
+    let Some(v) = &tls.frontend_validation else {
+        return Ok(None);
     };
-    let mut out = Vec::new();
-    for r in &tls.certificate_refs {
-        let ns = r.namespace.as_deref().unwrap_or(gateway_ns);
-        if !r.group.as_deref().unwrap_or("").is_empty()
-            || r.kind.as_deref().unwrap_or("Secret") != "Secret"
-        {
-            return Err((
-                "InvalidCertificateRef",
-                format!("certificateRef {} is not a Secret", r.name),
-            ));
-        }
-        if ns != gateway_ns
-            && !crate::compile::granted(grants, "Gateway", gateway_ns, "Secret", ns, &r.name)
-        {
-            return Err((
-                "RefNotPermitted",
-                format!(
-                    "no ReferenceGrant in {ns} lets Gateways from {gateway_ns} use Secret {}",
-                    r.name
-                ),
-            ));
-        }
-        let (secret, source) = docs
-            .iter()
-            .find_map(|d| match &d.resource {
-                Resource::Secret(s)
-                    if s.metadata.name == r.name && s.metadata.namespace() == ns =>
-                {
-                    Some((s, &d.source))
-                }
-                _ => None,
-            })
-            .ok_or((
-                "InvalidCertificateRef",
-                format!("Secret {ns}/{} not found", r.name),
-            ))?;
-        let (chain, key) = secret.body.tls_pair().map_err(|e| {
-            (
-                "InvalidCertificateRef",
-                format!("Secret {ns}/{} ({source}) {e}", r.name),
-            )
-        })?;
-        check_pem(&chain, &key, now).map_err(|e| {
-            (
-                "InvalidCertificateRef",
-                format!("Secret {ns}/{} ({source}): {e}", r.name),
-            )
-        })?;
-        out.push(TlsCert {
-            hostname: listener.hostname.clone(),
-            secret: format!("{ns}/{}", r.name),
-            chain_pem: chain.into(),
-            key_pem: key.into(),
-            client_ca_pem: client_ca_pem.clone(),
-        });
+    let bundle = ca_bundle(
+        docs,
+        gateway_ns,
+        &v.ca_certificate_refs,
+        "frontendValidation.caCertificateRefs",
+        |kind, ns, name| {
+            ns == gateway_ns
+                || crate::compile::granted(grants, "Gateway", gateway_ns, kind, ns, name)
+        },
+    )?;
+    Ok(Some(bundle))
+}
+
+/// The namespace of the Secret a certificateRef names, when it names a
+/// Secret the Gateway may use.
+fn secret_namespace<'r>(
+    grants: &[(&str, &ReferenceGrantSpec)],
+    gateway_ns: &'r str,
+    r: &'r SecretObjectReference,
+) -> Result<&'r str, (&'static str, String)> {
+    let ns = r.namespace.as_deref().unwrap_or(gateway_ns);
+    if !r.group.as_deref().unwrap_or("").is_empty()
+        || r.kind.as_deref().unwrap_or("Secret") != "Secret"
+    {
+        return Err((
+            "InvalidCertificateRef",
+            format!("certificateRef {} is not a Secret", r.name),
+        ));
     }
-    Ok(out)
+    if ns != gateway_ns
+        && !crate::compile::granted(grants, "Gateway", gateway_ns, "Secret", ns, &r.name)
+    {
+        return Err((
+            "RefNotPermitted",
+            format!(
+                "no ReferenceGrant in {ns} lets Gateways from {gateway_ns} use Secret {}",
+                r.name
+            ),
+        ));
+    }
+    Ok(ns)
+}
+
+/// A certificate chain and its key, both PEM.
+type PemPair = (Vec<u8>, Vec<u8>);
+
+/// The certificate chain and key of Secret `ns/r.name`, checked with
+/// [`check_pem`].
+fn secret_pem(
+    docs: &[Document],
+    ns: &str,
+    r: &SecretObjectReference,
+    now: std::time::SystemTime,
+) -> Result<PemPair, (&'static str, String)> {
+    let (secret, source) = docs
+        .iter()
+        .find_map(|d| match &d.resource {
+            Resource::Secret(s) if s.metadata.name == r.name && s.metadata.namespace() == ns => {
+                Some((s, &d.source))
+            }
+            _ => None,
+        })
+        .ok_or((
+            "InvalidCertificateRef",
+            format!("Secret {ns}/{} not found", r.name),
+        ))?;
+    let (chain, key) = secret.body.tls_pair().map_err(|e| {
+        (
+            "InvalidCertificateRef",
+            format!("Secret {ns}/{} ({source}) {e}", r.name),
+        )
+    })?;
+    check_pem(&chain, &key, now).map_err(|e| {
+        (
+            "InvalidCertificateRef",
+            format!("Secret {ns}/{} ({source}): {e}", r.name),
+        )
+    })?;
+    Ok((chain, key))
 }
 
 /// A CA bundle from `caCertificateRefs`: ConfigMaps (or Secrets) with a

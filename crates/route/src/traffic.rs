@@ -9,7 +9,9 @@ use crate::balance::{
     DEFAULT_MAX_PENDING,
 };
 use crate::retry::BudgetSettings;
-use strait_config::traffic::BackendTrafficPolicySpec;
+use strait_config::traffic::{
+    BackendTrafficPolicySpec, CircuitBreaker, LoadBalancer, OutlierDetection, RetryBudget,
+};
 use strait_config::{duration, Document, Object, Problem, Resource};
 
 type Finding = (String, String);
@@ -95,6 +97,23 @@ fn traffic(policy: &Object<BackendTrafficPolicySpec>) -> Traffic {
 /// What is wrong with a policy's fields, by path.
 fn check(spec: &BackendTrafficPolicySpec) -> Vec<Finding> {
     let mut out = Vec::new();
+    check_targets(spec, &mut out);
+    if let Some(lb) = &spec.load_balancer {
+        check_load_balancer(lb, &mut out);
+    }
+    if let Some(c) = &spec.circuit_breaker {
+        check_breaker(c, &mut out);
+    }
+    if let Some(b) = &spec.retry_budget {
+        check_budget(b, &mut out);
+    }
+    if let Some(o) = &spec.outlier_detection {
+        check_outlier(o, &mut out);
+    }
+    out
+}
+
+fn check_targets(spec: &BackendTrafficPolicySpec, out: &mut Vec<Finding>) {
     if spec.target_refs.is_empty() {
         out.push((
             "spec.targetRefs".into(),
@@ -109,79 +128,82 @@ fn check(spec: &BackendTrafficPolicySpec) -> Vec<Finding> {
             ));
         }
     }
-    if let Some(lb) = &spec.load_balancer {
-        match lb.kind.as_str() {
-            "PeakEWMA" | "RoundRobin" | "LeastRequest" => {}
-            "ConsistentHash" => match &lb.consistent_hash {
-                Some(h) if h.header.is_some() == h.cookie.is_some() => out.push((
-                    "spec.loadBalancer.consistentHash".into(),
-                    "set exactly one of header and cookie".into(),
-                )),
-                Some(h) => {
-                    if let Some(header) = &h.header {
-                        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                            out.push((
-                                "spec.loadBalancer.consistentHash.header".into(),
-                                format!("{header:?} is not a header name"),
-                            ));
-                        }
+}
+
+fn check_load_balancer(lb: &LoadBalancer, out: &mut Vec<Finding>) {
+    match lb.kind.as_str() {
+        "PeakEWMA" | "RoundRobin" | "LeastRequest" => {}
+        "ConsistentHash" => match &lb.consistent_hash {
+            Some(h) if h.header.is_some() == h.cookie.is_some() => out.push((
+                "spec.loadBalancer.consistentHash".into(),
+                "set exactly one of header and cookie".into(),
+            )),
+            Some(h) => {
+                if let Some(header) = &h.header {
+                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        out.push((
+                            "spec.loadBalancer.consistentHash.header".into(),
+                            format!("{header:?} is not a header name"),
+                        ));
                     }
                 }
-                None => out.push((
-                    "spec.loadBalancer.consistentHash".into(),
-                    "ConsistentHash needs a header or a cookie".into(),
-                )),
-            },
-            other => out.push((
-                "spec.loadBalancer.type".into(),
-                format!("{other:?} is not PeakEWMA, RoundRobin, LeastRequest or ConsistentHash"),
-            )),
-        }
-    }
-    if let Some(c) = &spec.circuit_breaker {
-        for (field, value) in [
-            ("maxRequests", c.max_requests),
-            ("maxConnections", c.max_connections),
-        ] {
-            if value == Some(0) {
-                out.push((
-                    format!("spec.circuitBreaker.{field}"),
-                    "must be at least 1".into(),
-                ));
             }
-        }
-        if c.max_pending_requests.is_some() && c.max_connections.is_none() {
-            out.push((
-                "spec.circuitBreaker.maxPendingRequests".into(),
-                "only applies with maxConnections".into(),
-            ));
-        }
-    }
-    if let Some(b) = &spec.retry_budget {
-        if b.percent.is_some_and(|p| p > 100) {
-            out.push(("spec.retryBudget.percent".into(), "must be 0-100".into()));
-        }
-        match b.interval.as_deref().map(duration::parse) {
-            Some(Err(e)) => out.push(("spec.retryBudget.interval".into(), e)),
-            Some(Ok(d)) if d < std::time::Duration::from_secs(1) => out.push((
-                "spec.retryBudget.interval".into(),
-                "must be at least 1s".into(),
+            None => out.push((
+                "spec.loadBalancer.consistentHash".into(),
+                "ConsistentHash needs a header or a cookie".into(),
             )),
-            _ => {}
-        }
+        },
+        other => out.push((
+            "spec.loadBalancer.type".into(),
+            format!("{other:?} is not PeakEWMA, RoundRobin, LeastRequest or ConsistentHash"),
+        )),
     }
-    if let Some(o) = &spec.outlier_detection {
-        if let Some(Err(e)) = o.base_ejection_time.as_deref().map(duration::parse) {
-            out.push(("spec.outlierDetection.baseEjectionTime".into(), e));
-        }
-        if o.max_ejection_percent.is_some_and(|p| p > 100) {
+}
+
+fn check_breaker(c: &CircuitBreaker, out: &mut Vec<Finding>) {
+    for (field, value) in [
+        ("maxRequests", c.max_requests),
+        ("maxConnections", c.max_connections),
+    ] {
+        if value == Some(0) {
             out.push((
-                "spec.outlierDetection.maxEjectionPercent".into(),
-                "must be 0-100".into(),
+                format!("spec.circuitBreaker.{field}"),
+                "must be at least 1".into(),
             ));
         }
     }
-    out
+    if c.max_pending_requests.is_some() && c.max_connections.is_none() {
+        out.push((
+            "spec.circuitBreaker.maxPendingRequests".into(),
+            "only applies with maxConnections".into(),
+        ));
+    }
+}
+
+fn check_budget(b: &RetryBudget, out: &mut Vec<Finding>) {
+    if b.percent.is_some_and(|p| p > 100) {
+        out.push(("spec.retryBudget.percent".into(), "must be 0-100".into()));
+    }
+    match b.interval.as_deref().map(duration::parse) {
+        Some(Err(e)) => out.push(("spec.retryBudget.interval".into(), e)),
+        Some(Ok(d)) if d < std::time::Duration::from_secs(1) => out.push((
+            "spec.retryBudget.interval".into(),
+            "must be at least 1s".into(),
+        )),
+        _ => {}
+    }
+}
+
+fn check_outlier(o: &OutlierDetection, out: &mut Vec<Finding>) {
+    if let Some(Err(e)) = o.base_ejection_time.as_deref().map(duration::parse) {
+        out.push(("spec.outlierDetection.baseEjectionTime".into(), e));
+    }
+    if o.max_ejection_percent.is_some_and(|p| p > 100) {
+        out.push((
+            "spec.outlierDetection.maxEjectionPercent".into(),
+            "must be 0-100".into(),
+        ));
+    }
 }
 
 /// Every BackendTrafficPolicy's problems; a policy with any is not applied.
