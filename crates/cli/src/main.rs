@@ -199,6 +199,21 @@ struct ServeArgs {
     /// Joined connections close this long after they were joined; 0 is never.
     #[arg(long, default_value = "0s", value_parser = go_duration)]
     stream_max_duration: Duration,
+    /// Longest request line (method and target), in bytes; longer is
+    /// answered 414 and the connection closed.
+    #[arg(long, default_value_t = strait_proxy::limits::MAX_REQUEST_LINE)]
+    max_request_line: usize,
+    /// Longest header line (name and value), in bytes; longer is answered 431.
+    #[arg(long, default_value_t = strait_proxy::limits::MAX_HEADER_LINE)]
+    max_header_line: usize,
+    /// All request header lines together, in bytes; more is answered 431.
+    #[arg(long, default_value_t = strait_proxy::limits::MAX_REQUEST_HEADERS)]
+    max_request_headers: usize,
+    /// Largest request body, in bytes; larger is answered 413 (before it is
+    /// sent on when Content-Length says so). No limit when unset: bodies
+    /// are streamed, never buffered.
+    #[arg(long)]
+    max_request_body: Option<u64>,
 }
 
 /// A duration as Go and Gateway API write it: `1h`, `30s`, `500ms`.
@@ -449,6 +464,12 @@ impl ServeArgs {
             stream_limits: strait_proxy::splice::SpliceLimits {
                 idle: Some(self.stream_idle_timeout).filter(|d| !d.is_zero()),
                 max_duration: Some(self.stream_max_duration).filter(|d| !d.is_zero()),
+            },
+            head_limits: strait_proxy::limits::HeadLimits {
+                request_line: self.max_request_line,
+                header_line: self.max_header_line,
+                headers: self.max_request_headers,
+                body: self.max_request_body,
             },
             sidecar,
             control,

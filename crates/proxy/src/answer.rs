@@ -13,6 +13,15 @@ use http_body_util::{Either, Full};
 /// A response body: the backend's, streamed, or one strait wrote.
 pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
 
+impl From<&crate::client_body::ClientBodyError> for ProxyError {
+    fn from(e: &crate::client_body::ClientBodyError) -> Self {
+        match e {
+            crate::client_body::ClientBodyError::Malformed(_) => ProxyError::RequestBody,
+            crate::client_body::ClientBodyError::TooLarge => ProxyError::BodyTooLarge,
+        }
+    }
+}
+
 /// The header saying why strait answered itself.
 pub const REASON_HEADER: &str = "x-strait-reason";
 /// The header naming the policy and rule that denied a call.
@@ -41,8 +50,23 @@ pub enum ProxyError {
     Misdirected,
     NoRoute,
     BadTarget,
-    /// The client's body failed while it was being read.
+    /// The client's body was malformed or cut off (RFC 9112 §7.1).
     RequestBody,
+    /// The client's body is over `--max-request-body`.
+    BodyTooLarge,
+    /// Method and target are over `--max-request-line`.
+    UriTooLong,
+    /// A header line, or the headers together, over their limit.
+    HeadersTooLarge,
+    /// `Host` repeated, a list, or not `host[:port]`.
+    BadHost,
+    /// Framing two parsers could read two ways: a look-alike of a framing
+    /// header's name, `chunked` twice.
+    BadFraming,
+    /// A transfer coding other than `chunked` (RFC 9112 §6.1).
+    UnknownCoding,
+    /// `CONNECT` where no tunnel is served.
+    ConnectRefused,
     /// `CONNECT` without `host:port`.
     ConnectTarget,
     /// An AuthorizationPolicy denied: what decided, and its explanation.
@@ -78,7 +102,14 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
         match self {
-            NoHost | BadTarget | RequestBody | ConnectTarget => StatusCode::BAD_REQUEST,
+            NoHost | BadHost | BadTarget | BadFraming | RequestBody | ConnectTarget => {
+                StatusCode::BAD_REQUEST
+            }
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            UnknownCoding => StatusCode::NOT_IMPLEMENTED,
+            ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
             Misdirected => StatusCode::MISDIRECTED_REQUEST,
             NoRoute => StatusCode::NOT_FOUND,
             Denied { .. } => StatusCode::FORBIDDEN,
@@ -101,6 +132,13 @@ impl ProxyError {
             NoRoute => "no_route",
             BadTarget => "bad_target",
             RequestBody => "request_body",
+            BodyTooLarge => "body_too_large",
+            UriTooLong => "request_line_too_long",
+            HeadersTooLarge => "headers_too_large",
+            BadHost => "bad_host",
+            BadFraming => "bad_framing",
+            UnknownCoding => "unknown_transfer_coding",
+            ConnectRefused => "connect_refused",
             ConnectTarget => "bad_connect_target",
             Denied { .. } => "authz_denied",
             FaultUnresolved => "fault_unresolved",
@@ -123,7 +161,8 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             NoHost | Misdirected | NoRoute | BadTarget | RequestBody | ConnectTarget
-            | DestinationUnknown => Side::Client,
+            | DestinationUnknown | BodyTooLarge | UriTooLong | HeadersTooLarge | BadHost
+            | BadFraming | UnknownCoding | ConnectRefused => Side::Client,
             Denied { .. } | FaultInjected(_) | Overflow { .. } | NotInMesh => Side::Policy,
             FaultUnresolved | NoBackend | InvalidBackend | NoEndpoints => Side::Config,
             RequestTimeout | Connect(_) | Backend(_) | BackendTimeout | SwitchedUnasked => {
@@ -142,6 +181,25 @@ impl ProxyError {
         }
     }
 
+    /// After this answer the connection closes: what follows a message
+    /// framed wrong cannot be trusted to be a request (RFC 9112 §9.6).
+    pub fn closes(&self) -> bool {
+        use ProxyError::*;
+        matches!(
+            self,
+            NoHost
+                | BadHost
+                | BadTarget
+                | BadFraming
+                | RequestBody
+                | BodyTooLarge
+                | UriTooLong
+                | HeadersTooLarge
+                | UnknownCoding
+                | ConnectRefused
+        )
+    }
+
     /// Nothing of the request reached a backend: another endpoint may be
     /// tried whatever the method.
     pub fn retry_safe(&self) -> bool {
@@ -155,7 +213,14 @@ impl ProxyError {
             Misdirected => "host does not match the TLS server name",
             NoRoute => "no route matched",
             BadTarget => "bad request target",
-            RequestBody => "request body failed",
+            RequestBody => "malformed or incomplete request body",
+            BodyTooLarge => "request body over the limit",
+            UriTooLong => "request line over the limit",
+            HeadersTooLarge => "request headers over the limit",
+            BadHost => "Host must be one host[:port]",
+            BadFraming => "ambiguous message framing",
+            UnknownCoding => "transfer coding not implemented",
+            ConnectRefused => "CONNECT is not served here",
             ConnectTarget => "CONNECT needs host:port",
             Denied { explain, .. } => return format!("strait: {explain}\n").into(),
             FaultUnresolved => "the route's extension filter cannot be resolved",

@@ -53,7 +53,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                if !is_hop_by_hop(&name) && headers.contains_key(&name) {
+                // Connection may not take away what routes and frames
+                // the request (`Connection: host` would leave none).
+                let kept = name == header::HOST || name == header::CONTENT_LENGTH;
+                if !kept && !is_hop_by_hop(&name) && headers.contains_key(&name) {
                     doomed.push(name);
                 }
             }

@@ -5,12 +5,12 @@
 //! the wait before each; and the budget that keeps retries from storming a
 //! failing Service (its settings are the route crate's).
 
+use crate::client_body::{BoxError, ClientBody};
 use crate::tee::UpstreamBody;
 use bytes::Bytes;
 use http::Method;
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use strait_route::{BudgetSettings, RetryPolicy, MAX_BACKOFF};
@@ -27,7 +27,7 @@ pub fn idempotent(method: &Method) -> bool {
 }
 
 /// The body to send first, and a copy for retries when it could be kept.
-pub async fn prepare(body: Incoming) -> Result<(UpstreamBody, Option<Bytes>), hyper::Error> {
+pub async fn prepare(body: ClientBody) -> Result<(UpstreamBody, Option<Bytes>), BoxError> {
     let small = body
         .size_hint()
         .upper()

@@ -33,6 +33,8 @@ pub struct GatewayOptions {
     pub drain_timeout: Duration,
     /// Limits of joined connections (TCP, TLS passthrough, upgrades).
     pub stream_limits: crate::splice::SpliceLimits,
+    /// Limits of a request's head and body.
+    pub head_limits: crate::limits::HeadLimits,
     /// Run as a sidecar (`strait proxy`) instead of a gateway: the folder's
     /// Gateways are not served, the two sidecar listeners are.
     pub sidecar: Option<crate::sidecar::SidecarOptions>,
@@ -213,7 +215,7 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     let (Loaded { snapshot, problems }, mut changes) = first_load(&opts).await?;
     report(&problems);
     let sidecar = opts.sidecar.clone().map(crate::sidecar::Sidecar::new);
-    let shared = Shared::new(snapshot, opts.stream_limits, sidecar);
+    let shared = Shared::new(snapshot, (opts.stream_limits, opts.head_limits), sidecar);
     let state = Arc::new(AdminState {
         shared: shared.clone(),
         ready: AtomicBool::new(false),

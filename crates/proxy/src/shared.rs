@@ -1,6 +1,7 @@
 //! State shared by every connection, in parts: each phase of the request
 //! path takes the parts it needs.
 
+use crate::limits::HeadLimits;
 use crate::live::Live;
 use crate::sidecar::Sidecar;
 use crate::{metrics, splice, upstream};
@@ -16,6 +17,8 @@ pub struct Shared {
     pub upstream: Arc<upstream::Upstreams>,
     /// Limits of joined connections: TCP, TLS passthrough, upgrades.
     pub limits: splice::SpliceLimits,
+    /// Limits of a request's head and body.
+    pub head_limits: HeadLimits,
     /// Set when this process is a sidecar (`strait proxy`).
     pub sidecar: Option<Sidecar>,
 }
@@ -23,7 +26,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         snapshot: Snapshot,
-        limits: splice::SpliceLimits,
+        (limits, head_limits): (splice::SpliceLimits, HeadLimits),
         sidecar: Option<Sidecar>,
     ) -> Arc<Self> {
         let fixed = sidecar.as_ref().map(Sidecar::clusters).unwrap_or_default();
@@ -38,6 +41,7 @@ impl Shared {
                 sidecar.as_ref().and_then(|s| s.options.identity.clone()),
             )),
             limits,
+            head_limits,
             sidecar,
         })
     }

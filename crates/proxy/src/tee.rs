@@ -5,9 +5,9 @@
 //! channel. A mirror that falls behind is cut off (its request fails) rather
 //! than slowing the main request or buffering the body.
 
+use crate::client_body::ClientBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 /// Frames a mirror may lag behind the main request before it is cut off.
 pub const MIRROR_BUFFER_FRAMES: usize = 16;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::client_body::BoxError;
 
 struct MirrorCopy {
     tx: mpsc::Sender<Bytes>,
@@ -29,7 +29,7 @@ pub struct UpstreamBody(Kind);
 
 enum Kind {
     Main {
-        inner: Incoming,
+        inner: ClientBody,
         copies: Vec<MirrorCopy>,
     },
     Mirror {
@@ -42,7 +42,7 @@ enum Kind {
 }
 
 impl UpstreamBody {
-    pub fn main(inner: Incoming) -> Self {
+    pub fn main(inner: ClientBody) -> Self {
         UpstreamBody(Kind::Main {
             inner,
             copies: Vec::new(),
@@ -128,7 +128,7 @@ impl Body for UpstreamBody {
                     Poll::Ready(None) => copies.clear(),
                     Poll::Pending => {}
                 }
-                polled.map(|o| o.map(|r| r.map_err(BoxError::from)))
+                polled
             }
             Kind::Mirror { rx, cut } => match rx.poll_recv(cx) {
                 Poll::Ready(Some(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),

@@ -273,6 +273,13 @@ impl Upstreams {
         };
         match protocol {
             UpstreamProtocol::Http1 => {
+                // Only an HTTP/1.0 client may have sent none (the strict
+                // phase refuses the rest): the backend's own authority.
+                if !req.headers().contains_key(HOST) {
+                    if let Ok(v) = http::HeaderValue::from_str(endpoint_authority.as_str()) {
+                        req.headers_mut().insert(HOST, v);
+                    }
+                }
                 *req.uri_mut() = Uri::from(path_and_query);
                 *req.version_mut() = Version::HTTP_11;
                 self.send_h1(cluster, gate, key, tls, req).await

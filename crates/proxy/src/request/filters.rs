@@ -6,6 +6,7 @@
 
 use super::select::Target;
 use crate::answer::{self, ProxyError, ResponseBody};
+use crate::client_body::{ClientBody, ClientBodyError};
 use crate::conn_limit::ConnGate;
 use crate::ctx::{RequestCtx, Role};
 use crate::headers::{add_forwarded, strip_hop_by_hop};
@@ -63,7 +64,7 @@ pub fn redirect<B>(
 /// Applies the rule's filters; `own_id` is a sidecar's SPIFFE ID, for the
 /// certificate header its workload sees.
 pub async fn request(
-    (live, upstreams): (&Live, &Arc<Upstreams>),
+    (live, upstreams, body_limit): (&Live, &Arc<Upstreams>, Option<u64>),
     ctx: &RequestCtx,
     own_id: Option<&str>,
     matched: &Matched<'_>,
@@ -82,10 +83,11 @@ pub async fn request(
     let path_and_query = rewritten(matched, &parts.uri)?;
     headers(ctx, own_id, matched, &mut parts, upgrade.as_ref());
     let retries = rule.retry.is_some() && upgrade.is_none();
+    let body = ClientBody::new(body, body_limit);
     let (mut body, replay) = match retries {
-        true => crate::retry::prepare(body)
-            .await
-            .map_err(|_| ProxyError::RequestBody)?,
+        true => crate::retry::prepare(body).await.map_err(|e| {
+            ClientBodyError::find(&*e).map_or(ProxyError::RequestBody, ProxyError::from)
+        })?,
         false => (UpstreamBody::main(body), None),
     };
     mirror(

@@ -10,6 +10,7 @@ use super::backend::{self, InFlight};
 use super::filters::Outgoing;
 use super::respond;
 use crate::answer::{ProxyError, ResponseBody};
+use crate::client_body::ClientBodyError;
 use crate::live::{ClusterState, Live, Outcome};
 use crate::metrics::Metrics;
 use crate::retry::Failure;
@@ -196,6 +197,14 @@ impl Forwarder<'_> {
                         error: ProxyError::overflow(o, cluster),
                         why: None,
                     });
+                }
+                (SendError::Failed(e), _) if ClientBodyError::find(&*e).is_some() => {
+                    // The client's fault: the endpoint did nothing wrong,
+                    // and no retry would fare better.
+                    self.finish(try_, endpoint, Outcome::Answered);
+                    let error = ClientBodyError::find(&*e).map(ProxyError::from);
+                    let error = error.unwrap_or(ProxyError::RequestBody);
+                    return Err(TryFailed { error, why: None });
                 }
                 (e, _) => {
                     self.finish(try_, endpoint, Outcome::Failed);

@@ -1,6 +1,8 @@
 //! The request path, one phase per module, called in order by [`proxy`]:
 //!
 //! ```text
+//! strict    the head as RFC 9112 allows it: framing, Host, target, limits
+//!           (a refusal closes the connection); h2c upgrades taken off
 //! select    host, TLS name check (421), route: gateway | inbound | outbound
 //!   │       (a sidecar's CONNECT becomes a tunnel here)
 //! policy    authorization, fault injection
@@ -21,6 +23,7 @@ mod forward;
 mod policy;
 mod respond;
 mod select;
+mod strict;
 mod telemetry;
 
 use crate::answer::{ProxyError, ResponseBody};
@@ -38,11 +41,19 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let mut ctx = RequestCtx::new(conn, req.headers());
+    let http1 = req.version() <= http::Version::HTTP_11;
     let response = match proxy(&shared, &mut ctx, req).await {
         Ok(response) => response,
         Err(e) => {
             ctx.reason = Some(e.reason());
-            e.response(ctx.grpc)
+            let mut response = e.response(ctx.grpc);
+            if http1 && e.closes() {
+                let close = http::HeaderValue::from_static("close");
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, close);
+            }
+            response
         }
     };
     telemetry::record(&shared.metrics, &ctx, &response);
@@ -53,7 +64,7 @@ pub async fn handle(
 async fn proxy(
     shared: &Shared,
     ctx: &mut RequestCtx,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let live = shared.live.load_full();
     let snapshot = &live.snapshot;
@@ -61,6 +72,7 @@ async fn proxy(
     if let (true, Some(sidecar)) = (select::is_tunnel(&ctx.conn, sidecar, &req), sidecar) {
         return tunnel(shared, sidecar, ctx, req).await;
     }
+    strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.head_limits)?;
     let conn = ctx.conn.clone();
     let selected = {
         let target = select::Target::of(&req, &conn)?;
@@ -75,7 +87,7 @@ async fn proxy(
     policy::fault(matched.rule).await?;
     let own_id = sidecar.filter(|_| ctx.conn.role == Role::Inbound && ctx.conn.peer.is_some());
     let own_id = own_id.and_then(|s| s.own_id());
-    let at = (&*live, &shared.upstream);
+    let at = (&*live, &shared.upstream, shared.head_limits.body);
     let out = filters::request(at, ctx, own_id.as_deref(), &matched, req).await?;
     let forwarder = forward::Forwarder {
         live: &live,

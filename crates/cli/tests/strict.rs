@@ -1,0 +1,137 @@
+//! Strict HTTP/1.1 at the edge: the request-smuggling corpus
+//! (tests/smuggling, raw bytes against the real gateway and a recording
+//! back end), and the limits as their flags set them, each answer with its
+//! reason and a closed connection.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn the_smuggling_corpus_passes() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = Command::new("python3")
+        .arg(format!("{root}/tests/smuggling/run.py"))
+        .args(["--strait", STRAIT])
+        .output()
+        .expect("python3 runs tests/smuggling/run.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the corpus failed:\n{text}");
+    assert!(text.contains("strait   passed"), "{text}");
+}
+
+/// Sends `raw` on a fresh connection; the whole answer, read until the
+/// gateway closes (it must, within 5 s).
+fn exchange(port: u16, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = s.write_all(raw);
+    let mut answer = Vec::new();
+    let closed = s.read_to_end(&mut answer).is_ok();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(closed, "the gateway kept the connection open:\n{answer}");
+    answer
+}
+
+fn assert_answer(answer: &str, status: &str, reason: &str) {
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status}")),
+        "{answer}"
+    );
+    assert!(
+        lower.contains(&format!("x-strait-reason: {reason}\r\n")),
+        "{answer}"
+    );
+    assert!(lower.contains("connection: close\r\n"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_follow_their_flags_and_answer_with_a_reason() {
+    let echo = echo("web", "web-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port)
+            + &prefix_route("web", "/", "web", "")
+            + &service_yaml("web", echo.port, None)),
+    );
+    let flags = [
+        "--max-request-body",
+        "10",
+        "--max-request-line",
+        "100",
+        "--max-header-line",
+        "200",
+        "--max-request-headers",
+        "1000",
+    ];
+    let _gw = Gateway::start_with(&dir, &flags).await;
+    let ok = send(get(port, "a.test", "/")).await.expect("GET");
+    assert_eq!(ok.status, 200, "{}", ok.service());
+
+    let post = |len: usize, body: &str| {
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: {len}\r\n\r\n{body}")
+    };
+    assert_answer(
+        &exchange(port, post(11, "hello world").as_bytes()),
+        "413",
+        "body_too_large",
+    );
+    let chunked = "POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let big = format!("{chunked}6\r\nhello \r\n6\r\nworld!\r\n0\r\n\r\n");
+    assert_answer(&exchange(port, big.as_bytes()), "413", "body_too_large");
+    let small =
+        "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    let small = exchange(port, small.as_bytes());
+    assert!(small.starts_with("HTTP/1.1 200"), "{small}");
+
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: a.test\r\n\r\n", "a".repeat(100));
+    let answer = exchange(port, long_target.as_bytes());
+    assert_answer(&answer, "414", "request_line_too_long");
+    let long_header = format!(
+        "GET / HTTP/1.1\r\nHost: a.test\r\nX-A: {}\r\n\r\n",
+        "a".repeat(200)
+    );
+    assert_answer(
+        &exchange(port, long_header.as_bytes()),
+        "431",
+        "headers_too_large",
+    );
+    let many: String = (0..20)
+        .map(|i| format!("X-{i}: {}\r\n", "a".repeat(50)))
+        .collect();
+    let many = format!("GET / HTTP/1.1\r\nHost: a.test\r\n{many}\r\n");
+    assert_answer(&exchange(port, many.as_bytes()), "431", "headers_too_large");
+
+    // A chunk the client framed wrong: its fault (400), not the backend's.
+    let bad_chunk = format!("{chunked}5\r\nhelloXX\r\n0\r\n\r\n");
+    assert_answer(&exchange(port, bad_chunk.as_bytes()), "400", "request_body");
+    let smuggled = "POST / HTTP/1.1\r\nHost: a.test\r\nTransfer_Encoding: chunked\r\n\r\n";
+    assert_answer(&exchange(port, smuggled.as_bytes()), "400", "bad_framing");
+    let coding =
+        "POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
+    assert_answer(
+        &exchange(port, coding.as_bytes()),
+        "501",
+        "unknown_transfer_coding",
+    );
+    let two_hosts = "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n";
+    assert_answer(&exchange(port, two_hosts.as_bytes()), "400", "bad_host");
+    let connect = "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n";
+    assert_answer(
+        &exchange(port, connect.as_bytes()),
+        "405",
+        "connect_refused",
+    );
+    // After all that, the backend was never blamed.
+    let ok = send(get(port, "a.test", "/")).await.expect("GET");
+    assert_eq!(ok.status, 200, "{}", ok.service());
+}
