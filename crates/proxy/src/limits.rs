@@ -29,12 +29,3 @@ impl Default for HeadLimits {
         }
     }
 }
-
-impl HeadLimits {
-    /// hyper's read buffer while it parses a head: room for the longest
-    /// head these limits allow, so that strait, not hyper, says which was
-    /// passed; beyond it hyper answers `431` itself.
-    pub fn read_buffer(&self) -> usize {
-        (self.request_line + self.headers + 8 * 1024).max(64 * 1024)
-    }
-}

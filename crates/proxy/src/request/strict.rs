@@ -23,17 +23,33 @@ pub fn check<B>(
     limits: &HeadLimits,
 ) -> Result<(), ProxyError> {
     target(req.method(), req.uri())?;
-    if req.version() <= Version::HTTP_11 {
-        request_line(req, limits)?;
-        fields(req.headers(), limits)?;
+    if req.version() > Version::HTTP_11 {
+        // HTTP/2 has no framing headers and one :authority; its limits
+        // are the header list's.
+        return body_length(req.headers().get(CONTENT_LENGTH), limits);
+    }
+    request_line(req, limits)?;
+    let seen = fields(req.headers(), limits)?;
+    body_length(seen.content_length, limits)?;
+    if seen.transfer_encoding {
         transfer_coding(req.headers())?;
-        host(req, sni)?;
+    }
+    let (has_host, upgrade) = (one_host(seen.hosts)?, seen.upgrade);
+    host(req, has_host, sni)?;
+    if upgrade {
         drop_h2c(req.headers_mut());
     }
-    match (limits.body, content_length(req.headers())) {
-        (Some(max), Some(n)) if n > max => Err(ProxyError::BodyTooLarge),
-        _ => Ok(()),
-    }
+    Ok(())
+}
+
+/// What one pass over the headers found, so that no phase here looks a
+/// header up again (each lookup hashes the name).
+struct Seen<'h> {
+    /// The first Host and how many there are.
+    hosts: (Option<&'h HeaderValue>, usize),
+    content_length: Option<&'h HeaderValue>,
+    transfer_encoding: bool,
+    upgrade: bool,
 }
 
 /// The four forms of RFC 9112 §3.2, each with its method.
@@ -69,19 +85,34 @@ fn request_line<B>(req: &Request<B>, limits: &HeadLimits) -> Result<(), ProxyErr
 }
 
 /// Sizes, and no name a lenient backend would fold into a framing one.
-fn fields(headers: &HeaderMap, limits: &HeadLimits) -> Result<(), ProxyError> {
+fn fields<'h>(headers: &'h HeaderMap, limits: &HeadLimits) -> Result<Seen<'h>, ProxyError> {
+    let mut seen = Seen {
+        hosts: (None, 0),
+        content_length: None,
+        transfer_encoding: false,
+        upgrade: false,
+    };
     let mut total = 0;
     for (name, value) in headers {
-        let line = name.as_str().len() + value.len() + 2;
+        let text = name.as_str();
+        let line = text.len() + value.len() + 2;
         total += line + 2;
         if line > limits.header_line || total > limits.headers {
             return Err(ProxyError::HeadersTooLarge);
         }
-        if looks_like_framing(name.as_str()) {
+        if name == HOST {
+            seen.hosts = (seen.hosts.0.or(Some(value)), seen.hosts.1 + 1);
+        } else if name == CONTENT_LENGTH {
+            seen.content_length = Some(value);
+        } else if name == TRANSFER_ENCODING {
+            seen.transfer_encoding = true;
+        } else if name == UPGRADE {
+            seen.upgrade = true;
+        } else if looks_like_framing(text) {
             return Err(ProxyError::BadFraming);
         }
     }
-    Ok(())
+    Ok(seen)
 }
 
 /// `transfer_encoding`, `Content.Length`: a name that is not a framing
@@ -90,7 +121,7 @@ fn fields(headers: &HeaderMap, limits: &HeadLimits) -> Result<(), ProxyError> {
 fn looks_like_framing(name: &str) -> bool {
     const NAMES: [&str; 2] = ["content-length", "transfer-encoding"];
     let odd = |b: u8| !(b.is_ascii_alphanumeric() || b == b'-');
-    if !name.bytes().any(odd) {
+    if !matches!(name.len(), 14 | 17) || !name.bytes().any(odd) {
         return false;
     }
     let folded = name.bytes().map(|b| if odd(b) { b'-' } else { b });
@@ -119,30 +150,30 @@ fn transfer_coding(headers: &HeaderMap) -> Result<(), ProxyError> {
     }
 }
 
-/// One Host, a host and an optional port (RFC 9112 §3.2: 400 otherwise).
-fn host<B>(req: &mut Request<B>, sni: Option<&str>) -> Result<(), ProxyError> {
-    let mut hosts = req.headers().get_all(HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return Err(ProxyError::BadHost);
+/// At most one Host, a host and an optional port (RFC 9112 §3.2: 400
+/// otherwise); whether there is one.
+fn one_host((first, count): (Option<&HeaderValue>, usize)) -> Result<bool, ProxyError> {
+    match count > 1 || first.is_some_and(|h| !h.to_str().is_ok_and(authority)) {
+        true => Err(ProxyError::BadHost),
+        false => Ok(first.is_some()),
     }
-    if let Some(h) = first {
-        if !h.to_str().is_ok_and(authority) {
-            return Err(ProxyError::BadHost);
-        }
-    }
+}
+
+/// The Host the backend gets: the absolute-form target's authority, else
+/// the client's; none is a 400 on HTTP/1.1.
+fn host<B>(req: &mut Request<B>, has_host: bool, sni: Option<&str>) -> Result<(), ProxyError> {
     let from_target = req.uri().authority().map(|a| a.as_str());
-    let replacement = match (first, from_target) {
+    let replacement = match (has_host, from_target) {
         (_, Some(a)) => a,
-        (Some(_), None) => return Ok(()),
+        (true, None) => return Ok(()),
         // HTTP/1.0 may leave Host out; 1.1 may not. The backend gets the
         // TLS server name, else the upstream's own address (as nginx's
         // `$proxy_host`), filled in when the request is sent.
-        (None, None) if req.version() == Version::HTTP_10 => match sni {
+        (false, None) if req.version() == Version::HTTP_10 => match sni {
             Some(name) => name,
             None => return Ok(()),
         },
-        (None, None) => return Err(ProxyError::NoHost),
+        (false, None) => return Err(ProxyError::NoHost),
     };
     let value = HeaderValue::from_str(replacement).map_err(|_| ProxyError::BadHost)?;
     req.headers_mut().insert(HOST, value);
@@ -180,8 +211,16 @@ pub fn authority(text: &str) -> bool {
     name_ok && port_ok
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+/// `413` at once when Content-Length is over the body limit.
+fn body_length(
+    content_length: Option<&HeaderValue>,
+    limits: &HeadLimits,
+) -> Result<(), ProxyError> {
+    let length = content_length.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match (limits.body, length) {
+        (Some(max), Some(n)) if n > max => Err(ProxyError::BodyTooLarge),
+        _ => Ok(()),
+    }
 }
 
 /// Takes `h2c` out of `Upgrade` (and its settings header); an `Upgrade`
