@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind (repeatable on a
+# noisy machine): an nginx backend, `strait gateway` (one worker) under
+# valgrind --tool=callgrind, N keep-alive GETs from Python, then SIGTERM.
+# Prints the program total. Per request: run at two N and divide the
+# difference (start-up cancels out).
+#   bench/callgrind.sh STRAIT_BIN N
+# Needs valgrind, nginx and python3.
+set -euo pipefail
+[[ $# -eq 2 ]] || { sed -n "2,8p" "$0"; exit 2; }
+BIN=$1; N=$2; D=$(mktemp -d)
+P=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+B=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+nginx_dir=$D/ng; mkdir -p $nginx_dir
+cat > $nginx_dir/n.conf <<NG
+daemon off; master_process off; worker_processes 1; error_log $nginx_dir/e.log; pid $nginx_dir/p;
+events {} http { access_log off; server { listen 127.0.0.1:$B; location / { return 200 "ok"; } } }
+NG
+nginx -c $nginx_dir/n.conf -p $nginx_dir & NG=$!
+cat > $D/gw.yaml <<Y
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: strait}
+spec: {controllerName: strait.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec: {gatewayClassName: strait, listeners: [{name: http, port: $P, protocol: HTTP}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec: {parentRefs: [{name: gw}], rules: [{backendRefs: [{name: b, port: 80}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: b, labels: {kubernetes.io/service-name: b}}
+addressType: IPv4
+endpoints: [{addresses: ["127.0.0.1"]}]
+ports: [{port: $B}]
+Y
+STRAIT_LOG=warn valgrind --tool=callgrind --callgrind-out-file=$D/cg.out $BIN gateway --config $D --workers 1 --bind-address 127.0.0.1 >$D/log 2>&1 & V=$!
+python3 - $P $N <<'PY'
+import http.client,sys,time
+p,n=int(sys.argv[1]),int(sys.argv[2])
+for _ in range(200):
+    try:
+        c=http.client.HTTPConnection("127.0.0.1",p,timeout=5); c.request("GET","/",headers={"Host":"a"}); r=c.getresponse(); r.read()
+        if r.status==200: break
+    except Exception: time.sleep(0.5)
+for i in range(n):
+    c.request("GET","/",headers={"Host":"a","User-Agent":"cg","Accept":"*/*"}); r=c.getresponse(); r.read()
+    assert r.status==200
+PY
+kill -TERM $V; wait $V || true; kill $NG; wait $NG 2>/dev/null || true
+grep -E '^summary|^totals' $D/cg.out | head -1 | awk '{print $2}'
+rm -rf $D
