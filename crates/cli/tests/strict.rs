@@ -1,7 +1,8 @@
 //! Strict HTTP/1.1 at the edge: the request-smuggling corpus
 //! (tests/smuggling, raw bytes against the real gateway and a recording
 //! back end), and the limits as their flags set them, each answer with its
-//! reason and a closed connection.
+//! reason and a closed connection; an HTTP/2 client that resets every
+//! stream it opens (CVE-2023-44487).
 
 mod common;
 
@@ -134,4 +135,57 @@ async fn limits_follow_their_flags_and_answer_with_a_reason() {
     // After all that, the backend was never blamed.
     let ok = send(get(port, "a.test", "/")).await.expect("GET");
     assert_eq!(ok.status, 200, "{}", ok.service());
+}
+
+/// Rapid reset: streams opened and cancelled at once, thousands of them
+/// on one connection. Each costs the backend nothing it would not pay for
+/// a real request, the connection is ended rather than the proxy, and
+/// another client is served throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn rapid_reset_ends_the_connection_and_others_are_served() {
+    let echo = echo("web", "web-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port)
+            + &prefix_route("web", "/", "web", "")
+            + &service_yaml("web", echo.port, None)),
+    );
+    let gw = Gateway::start(&dir).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (mut client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    const STREAMS: usize = 20_000;
+    let mut sent = 0;
+    for _ in 0..STREAMS {
+        let req = http::Request::get(format!("http://a.test:{port}/"))
+            .body(())
+            .expect("request");
+        let Ok(ready) = client.ready().await else {
+            break;
+        };
+        client = ready;
+        let Ok((_, mut stream)) = client.send_request(req, false) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+    }
+    // `client` is still held: the connection ends only if strait ends it.
+    let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
+    let ok = send(get(port, "a.test", "/")).await.expect("GET");
+    assert_eq!(ok.status, 200, "another client: {}", ok.service());
+    let served = ok.json()["served"].as_u64().unwrap_or(0);
+    println!(
+        "sent {sent} reset streams; the backend served {served} requests; connection: {ended:?}"
+    );
+    assert!(
+        sent < STREAMS && ended.is_ok(),
+        "20,000 resets and the connection still open"
+    );
+    assert!(served <= 100, "{served} reset streams reached the backend");
+    assert!(gw.logs().len() < 1 << 20, "the log grew past 1 MiB");
 }
