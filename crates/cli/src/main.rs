@@ -214,6 +214,14 @@ struct ServeArgs {
     /// are streamed, never buffered.
     #[arg(long)]
     max_request_body: Option<u64>,
+    /// Time a client has to send a request's headers from their first byte
+    /// (also the idle time of a kept-alive HTTP/1.1 connection).
+    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    header_read_timeout: Duration,
+    /// Longest wait for the next part of a request body; longer is
+    /// answered 408 and the connection closed.
+    #[arg(long, default_value = "60s", value_parser = go_duration)]
+    request_body_timeout: Duration,
 }
 
 /// A duration as Go and Gateway API write it: `1h`, `30s`, `500ms`.
@@ -470,6 +478,8 @@ impl ServeArgs {
                 header_line: self.max_header_line,
                 headers: self.max_request_headers,
                 body: self.max_request_body,
+                header_read: self.header_read_timeout,
+                body_idle: self.request_body_timeout,
             },
             sidecar,
             control,

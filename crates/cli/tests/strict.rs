@@ -189,3 +189,76 @@ async fn rapid_reset_ends_the_connection_and_others_are_served() {
     assert!(served <= 100, "{served} reset streams reached the backend");
     assert!(gw.logs().len() < 1 << 20, "the log grew past 1 MiB");
 }
+
+/// Slowloris: clients that send headers a byte at a time are cut off at
+/// the header deadline, one that stops in the middle of a body is answered
+/// 408, and a client that behaves is served throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = echo("web", "web-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port)
+            + &prefix_route("web", "/", "web", "")
+            + &service_yaml("web", echo.port, None)),
+    );
+    let flags = [
+        "--header-read-timeout",
+        "1s",
+        "--request-body-timeout",
+        "1s",
+    ];
+    let _gw = Gateway::start_with(&dir, &flags).await;
+    let start = std::time::Instant::now();
+    let slow: Vec<_> = (0..200)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: ")
+                    .await?;
+                // Ten seconds of a byte every 100 ms, unless cut off first.
+                for _ in 0..100 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if s.write_all(b"a").await.is_err() {
+                        break;
+                    }
+                    let mut buf = [0u8; 64];
+                    let peek = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf));
+                    if let Ok(Ok(0) | Err(_)) = peek.await {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(start.elapsed())
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        let ok = send(get(port, "a.test", "/")).await.expect("GET");
+        assert_eq!(ok.status, 200, "{}", ok.service());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for task in slow {
+        let cut = task.await.expect("task").unwrap_or_default();
+        assert!(
+            cut < Duration::from_secs(5),
+            "a slow client held on for {cut:?}"
+        );
+    }
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\nab")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer to a stalled body within 5 s");
+    assert_answer(
+        &String::from_utf8_lossy(&answer),
+        "408",
+        "request_body_timeout",
+    );
+}

@@ -18,6 +18,7 @@ impl From<&crate::client_body::ClientBodyError> for ProxyError {
         match e {
             crate::client_body::ClientBodyError::Malformed(_) => ProxyError::RequestBody,
             crate::client_body::ClientBodyError::TooLarge => ProxyError::BodyTooLarge,
+            crate::client_body::ClientBodyError::TimedOut => ProxyError::BodyTimeout,
         }
     }
 }
@@ -54,6 +55,8 @@ pub enum ProxyError {
     RequestBody,
     /// The client's body is over `--max-request-body`.
     BodyTooLarge,
+    /// The client stopped sending its body for `--request-body-timeout`.
+    BodyTimeout,
     /// Method and target are over `--max-request-line`.
     UriTooLong,
     /// A header line, or the headers together, over their limit.
@@ -106,6 +109,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             UriTooLong => StatusCode::URI_TOO_LONG,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UnknownCoding => StatusCode::NOT_IMPLEMENTED,
@@ -133,6 +137,7 @@ impl ProxyError {
             BadTarget => "bad_target",
             RequestBody => "request_body",
             BodyTooLarge => "body_too_large",
+            BodyTimeout => "request_body_timeout",
             UriTooLong => "request_line_too_long",
             HeadersTooLarge => "headers_too_large",
             BadHost => "bad_host",
@@ -161,8 +166,8 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             NoHost | Misdirected | NoRoute | BadTarget | RequestBody | ConnectTarget
-            | DestinationUnknown | BodyTooLarge | UriTooLong | HeadersTooLarge | BadHost
-            | BadFraming | UnknownCoding | ConnectRefused => Side::Client,
+            | DestinationUnknown | BodyTooLarge | BodyTimeout | UriTooLong | HeadersTooLarge
+            | BadHost | BadFraming | UnknownCoding | ConnectRefused => Side::Client,
             Denied { .. } | FaultInjected(_) | Overflow { .. } | NotInMesh => Side::Policy,
             FaultUnresolved | NoBackend | InvalidBackend | NoEndpoints => Side::Config,
             RequestTimeout | Connect(_) | Backend(_) | BackendTimeout | SwitchedUnasked => {
@@ -193,6 +198,7 @@ impl ProxyError {
                 | BadFraming
                 | RequestBody
                 | BodyTooLarge
+                | BodyTimeout
                 | UriTooLong
                 | HeadersTooLarge
                 | UnknownCoding
@@ -215,6 +221,7 @@ impl ProxyError {
             BadTarget => "bad request target",
             RequestBody => "malformed or incomplete request body",
             BodyTooLarge => "request body over the limit",
+            BodyTimeout => "request body timed out",
             UriTooLong => "request line over the limit",
             HeadersTooLarge => "request headers over the limit",
             BadHost => "Host must be one host[:port]",

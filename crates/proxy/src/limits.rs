@@ -1,6 +1,16 @@
 //! Limits of an HTTP request's head and body, with their defaults; the
 //! gateway and sidecar flags change them (docs/limits.md).
 
+use std::time::Duration;
+
+/// Time a client has to send a request's headers, from its first byte (a
+/// client sending one byte at a time is cut off at the end), and the idle
+/// time of a kept-alive HTTP/1.1 connection (`HEADER_READ_TIMEOUT`).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the next piece of a request body (`BODY_IDLE_TIMEOUT`):
+/// nginx's `client_body_timeout`. Longer: `408`.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Method and target, in bytes (`MAX_REQUEST_LINE`): nginx's
 /// `large_client_header_buffers` line. Longer: `414`.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -17,6 +27,10 @@ pub struct HeadLimits {
     pub headers: usize,
     /// Request body bytes; `None`: no limit (bodies are streamed). More: `413`.
     pub body: Option<u64>,
+    /// Zero: none (as every duration flag).
+    pub header_read: Duration,
+    /// Zero: none.
+    pub body_idle: Duration,
 }
 
 impl Default for HeadLimits {
@@ -26,6 +40,8 @@ impl Default for HeadLimits {
             header_line: MAX_HEADER_LINE,
             headers: MAX_REQUEST_HEADERS,
             body: None,
+            header_read: HEADER_READ_TIMEOUT,
+            body_idle: BODY_IDLE_TIMEOUT,
         }
     }
 }

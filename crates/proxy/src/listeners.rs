@@ -20,8 +20,6 @@ use tokio::net::TcpSocket;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
-/// Time a client has to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most request headers accepted on HTTP/1.1.
 pub const MAX_HEADERS: usize = 100;
 /// Largest HTTP/2 header list accepted, in bytes.
@@ -80,7 +78,7 @@ impl ListenerSet {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(Some(shared.head_limits.header_read).filter(|d| !d.is_zero()))
             .max_headers(MAX_HEADERS);
         builder
             .http2()

@@ -10,6 +10,7 @@ use crate::client_body::{ClientBody, ClientBodyError};
 use crate::conn_limit::ConnGate;
 use crate::ctx::{RequestCtx, Role};
 use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::limits::HeadLimits;
 use crate::live::Live;
 use crate::tee::UpstreamBody;
 use crate::upstream::Upstreams;
@@ -64,7 +65,7 @@ pub fn redirect<B>(
 /// Applies the rule's filters; `own_id` is a sidecar's SPIFFE ID, for the
 /// certificate header its workload sees.
 pub async fn request(
-    (live, upstreams, body_limit): (&Live, &Arc<Upstreams>, Option<u64>),
+    (live, upstreams, limits): (&Live, &Arc<Upstreams>, &HeadLimits),
     ctx: &RequestCtx,
     own_id: Option<&str>,
     matched: &Matched<'_>,
@@ -83,7 +84,7 @@ pub async fn request(
     let path_and_query = rewritten(matched, &parts.uri)?;
     headers(ctx, own_id, matched, &mut parts, upgrade.as_ref());
     let retries = rule.retry.is_some() && upgrade.is_none();
-    let body = ClientBody::new(body, body_limit);
+    let body = ClientBody::new(body, limits.body, limits.body_idle);
     let (mut body, replay) = match retries {
         true => crate::retry::prepare(body).await.map_err(|e| {
             ClientBodyError::find(&*e).map_or(ProxyError::RequestBody, ProxyError::from)

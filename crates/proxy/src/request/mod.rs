@@ -87,7 +87,7 @@ async fn proxy(
     policy::fault(matched.rule).await?;
     let own_id = sidecar.filter(|_| ctx.conn.role == Role::Inbound && ctx.conn.peer.is_some());
     let own_id = own_id.and_then(|s| s.own_id());
-    let at = (&*live, &shared.upstream, shared.head_limits.body);
+    let at = (&*live, &shared.upstream, &shared.head_limits);
     let out = filters::request(at, ctx, own_id.as_deref(), &matched, req).await?;
     let forwarder = forward::Forwarder {
         live: &live,
