@@ -12,6 +12,34 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+/// A gateway with `flags` routing everything to one echo; its port.
+struct Web {
+    gw: Gateway,
+    _echo: Echo,
+    _dir: TempDir,
+}
+
+impl Web {
+    async fn start(flags: &[&str]) -> (Web, u16) {
+        let echo = echo("web", "web-0");
+        let port = free_port();
+        let dir = TempDir::new();
+        dir.write(
+            "gw.yaml",
+            &(gateway_yaml(port)
+                + &prefix_route("web", "/", "web", "")
+                + &service_yaml("web", echo.port, None)),
+        );
+        let gw = Gateway::start_with(&dir, flags).await;
+        let web = Web {
+            gw,
+            _echo: echo,
+            _dir: dir,
+        };
+        (web, port)
+    }
+}
+
 #[test]
 fn the_smuggling_corpus_passes() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -55,15 +83,6 @@ fn assert_answer(answer: &str, status: &str, reason: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_follow_their_flags_and_answer_with_a_reason() {
-    let echo = echo("web", "web-0");
-    let port = free_port();
-    let dir = TempDir::new();
-    dir.write(
-        "gw.yaml",
-        &(gateway_yaml(port)
-            + &prefix_route("web", "/", "web", "")
-            + &service_yaml("web", echo.port, None)),
-    );
     let flags = [
         "--max-request-body",
         "10",
@@ -74,7 +93,7 @@ async fn limits_follow_their_flags_and_answer_with_a_reason() {
         "--max-request-headers",
         "1000",
     ];
-    let _gw = Gateway::start_with(&dir, &flags).await;
+    let (_web, port) = Web::start(&flags).await;
     let ok = send(get(port, "a.test", "/")).await.expect("GET");
     assert_eq!(ok.status, 200, "{}", ok.service());
 
@@ -143,16 +162,7 @@ async fn limits_follow_their_flags_and_answer_with_a_reason() {
 /// another client is served throughout.
 #[tokio::test(flavor = "multi_thread")]
 async fn rapid_reset_ends_the_connection_and_others_are_served() {
-    let echo = echo("web", "web-0");
-    let port = free_port();
-    let dir = TempDir::new();
-    dir.write(
-        "gw.yaml",
-        &(gateway_yaml(port)
-            + &prefix_route("web", "/", "web", "")
-            + &service_yaml("web", echo.port, None)),
-    );
-    let gw = Gateway::start(&dir).await;
+    let (web, port) = Web::start(&[]).await;
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -187,7 +197,7 @@ async fn rapid_reset_ends_the_connection_and_others_are_served() {
         "20,000 resets and the connection still open"
     );
     assert!(served <= 100, "{served} reset streams reached the backend");
-    assert!(gw.logs().len() < 1 << 20, "the log grew past 1 MiB");
+    assert!(web.gw.logs().len() < 1 << 20, "the log grew past 1 MiB");
 }
 
 /// Slowloris: clients that send headers a byte at a time are cut off at
@@ -196,22 +206,13 @@ async fn rapid_reset_ends_the_connection_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_clients_are_cut_off_and_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let echo = echo("web", "web-0");
-    let port = free_port();
-    let dir = TempDir::new();
-    dir.write(
-        "gw.yaml",
-        &(gateway_yaml(port)
-            + &prefix_route("web", "/", "web", "")
-            + &service_yaml("web", echo.port, None)),
-    );
     let flags = [
         "--header-read-timeout",
         "1s",
         "--request-body-timeout",
         "1s",
     ];
-    let _gw = Gateway::start_with(&dir, &flags).await;
+    let (_web, port) = Web::start(&flags).await;
     let start = std::time::Instant::now();
     let slow: Vec<_> = (0..200)
         .map(|_| {
