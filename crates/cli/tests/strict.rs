@@ -263,3 +263,38 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
         "request_body_timeout",
     );
 }
+
+/// An HTTP/2 header list over the limit (64 KiB) is refused on its own
+/// stream; the connection and other clients go on being served.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_header_list_over_the_limit_is_refused() {
+    let (_web, port) = Web::start(&[]).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let huge = "a".repeat(8 * 1024);
+    let mut req = http::Request::get(format!("http://a.test:{port}/"));
+    for i in 0..12 {
+        req = req.header(format!("x-big-{i}"), huge.as_str());
+    }
+    let mut client = client.ready().await.expect("ready");
+    let (response, _) = client
+        .send_request(req.body(()).expect("request"), true)
+        .expect("send");
+    let refused = match response.await {
+        Ok(r) => r.status() == http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        Err(e) => e.is_reset() || e.is_go_away(),
+    };
+    assert!(refused, "96 KiB of headers were not refused");
+    let small = http::Request::get(format!("http://a.test:{port}/"))
+        .body(())
+        .expect("request");
+    let mut client = client.ready().await.expect("the connection goes on");
+    let (response, _) = client.send_request(small, true).expect("send");
+    let status = response.await.expect("answer").status();
+    assert_eq!(status, 200, "a normal request on the same connection");
+    let ok = send(get(port, "a.test", "/")).await.expect("GET");
+    assert_eq!(ok.status, 200, "another client: {}", ok.service());
+}
