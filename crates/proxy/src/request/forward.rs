@@ -198,15 +198,18 @@ impl Forwarder<'_> {
                         why: None,
                     });
                 }
-                (SendError::Failed(e), _) if ClientBodyError::find(&*e).is_some() => {
-                    // The client's fault: the endpoint did nothing wrong,
-                    // and no retry would fare better.
-                    self.finish(try_, endpoint, Outcome::Answered);
-                    let error = ClientBodyError::find(&*e).map(ProxyError::from);
-                    let error = error.unwrap_or(ProxyError::RequestBody);
-                    return Err(TryFailed { error, why: None });
-                }
                 (e, _) => {
+                    let fault = match &e {
+                        SendError::Failed(inner) => ClientBodyError::find(&**inner),
+                        _ => None,
+                    };
+                    if let Some(fault) = fault {
+                        // The client's fault: the endpoint did nothing
+                        // wrong, and no retry would fare better.
+                        self.finish(try_, endpoint, Outcome::Answered);
+                        let error = ProxyError::from(fault);
+                        return Err(TryFailed { error, why: None });
+                    }
                     self.finish(try_, endpoint, Outcome::Failed);
                     // As nginx and HAProxy do: a failed upstream is the operator's business.
                     warn!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
