@@ -119,6 +119,10 @@ TE_VARIANTS = {
     "tab before value": ("Transfer-Encoding:\tchunked", "chunked"),
     "trailing space": ("Transfer-Encoding: chunked ", "chunked"),
     "comma first": ("Transfer-Encoding: ,chunked", "chunked"),
+    # Found by fuzzing: valid lists a lenient back end reads as no framing.
+    "comma last": ("Transfer-Encoding: chunked,", "chunked"),
+    "empty elements": ("Transfer-Encoding: , ,chunked", "chunked"),
+    "mixed case": ("Transfer-Encoding: cHuNkEd", "chunked"),
 }
 for label, (line, kind) in TE_VARIANTS.items():
     bad = kind == "bad"

@@ -30,7 +30,7 @@ fn default_rules() -> Vec<HttpRouteRule> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRouteRule {
     pub name: Option<String>,
-    #[serde(default = "default_matches")]
+    #[serde(default = "default_matches", deserialize_with = "matches_or_default")]
     pub matches: Vec<HttpRouteMatch>,
     #[serde(default)]
     pub filters: Vec<HttpRouteFilter>,
@@ -42,6 +42,19 @@ pub struct HttpRouteRule {
 
 fn default_matches() -> Vec<HttpRouteMatch> {
     vec![HttpRouteMatch::default()]
+}
+
+/// `matches: []` is "no matches specified" too, which the spec makes a
+/// PathPrefix `/` match (as for GRPCRoute), not a rule that never matches.
+fn matches_or_default<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<HttpRouteMatch>, D::Error> {
+    let matches = Vec::<HttpRouteMatch>::deserialize(d)?;
+    Ok(if matches.is_empty() {
+        default_matches()
+    } else {
+        matches
+    })
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -482,6 +482,26 @@ spec:
 }
 
 #[test]
+fn an_empty_match_list_matches_every_request() {
+    // Found by the route_match fuzz target: `matches: []` is no match
+    // specified, which the spec makes PathPrefix `/`, as when it is left out.
+    let (s, _) = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: []
+    backendRefs: [{name: other, port: 80}]
+"#,
+    );
+    assert_eq!(hit(&s, &req(80, "h", "/")), "infra/r#0");
+    assert_eq!(hit(&s, &req(80, "h", "/any/path")), "infra/r#0");
+}
+
+#[test]
 fn gateways_with_their_own_addresses_do_not_conflict() {
     let (s, problems) = snapshot(
         r#"

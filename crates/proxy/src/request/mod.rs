@@ -23,7 +23,7 @@ mod forward;
 mod policy;
 mod respond;
 mod select;
-mod strict;
+pub mod strict;
 mod telemetry;
 
 use crate::answer::{ProxyError, ResponseBody};
