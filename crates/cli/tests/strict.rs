@@ -298,3 +298,64 @@ async fn an_http2_header_list_over_the_limit_is_refused() {
     let ok = send(get(port, "a.test", "/")).await.expect("GET");
     assert_eq!(ok.status, 200, "another client: {}", ok.service());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_upload_still_gets_its_answer() {
+    // A client that sends its whole body before reading, as most uploads
+    // do. Closed with the body unread, the socket would answer the rest
+    // with a reset, and a reset makes the client's kernel drop the answer
+    // it has not read yet: lingering close reads on until the client stops.
+    let (_web, port) = Web::start(&[]).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let body = vec![b'x'; 8 << 20];
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: {}\r\nContent_Length: 5\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        let sent = s.write_all(&body);
+        let mut answer = Vec::new();
+        let read = s.read_to_end(&mut answer);
+        (
+            sent,
+            read.map(|_| String::from_utf8_lossy(&answer).into_owned()),
+        )
+    })
+    .await
+    .expect("client");
+    let (sent, read) = answer;
+    assert!(sent.is_ok(), "the body could not be sent: {sent:?}");
+    let answer = read.expect("the answer was lost to a reset");
+    assert_answer(&answer, "400", "bad_framing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lingering_is_bounded() {
+    // A client that never stops sending after its answer is cut off once
+    // the linger time (5 s) is up, not read from forever.
+    let (_web, port) = Web::start(&[]).await;
+    let started = std::time::Instant::now();
+    let cut = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let head = "POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: 99999999999\r\nContent_Length: 5\r\n\r\n";
+        s.write_all(head.as_bytes()).expect("head");
+        let chunk = vec![b'x'; 64 * 1024];
+        while started.elapsed() < Duration::from_secs(30) {
+            if s.write_all(&chunk).is_err() {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("client");
+    assert!(cut, "the gateway read on for 30 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "cut off after {:?}, before the linger time",
+        started.elapsed()
+    );
+}

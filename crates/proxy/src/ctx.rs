@@ -32,7 +32,7 @@ impl Role {
 }
 
 /// What a connection knows about itself.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     /// The listening socket the connection came in on.
     pub listen: ListenKey,
@@ -47,6 +47,9 @@ pub struct ConnInfo {
     pub original_dst: Option<SocketAddr>,
     /// The SPIFFE ID a sidecar proved with its client certificate.
     pub peer: Option<Arc<str>>,
+    /// Set when a request asks to become a tunnel (an upgrade, a
+    /// sidecar's CONNECT): the connection then closes without lingering.
+    pub tunnel: std::sync::atomic::AtomicBool,
 }
 
 /// The label of a request no listener or route took.

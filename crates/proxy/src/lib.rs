@@ -18,6 +18,7 @@ pub mod dial;
 mod headers;
 pub mod l4;
 pub mod limits;
+pub mod linger;
 pub mod listeners;
 pub mod live;
 pub mod mesh;

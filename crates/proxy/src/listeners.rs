@@ -423,6 +423,7 @@ fn conn_info(
         role: port.role,
         original_dst,
         peer: None,
+        tunnel: Default::default(),
     })
 }
 
@@ -436,6 +437,7 @@ where
     let svc_shared = shared.clone();
     let svc_info = info.clone();
     let service = service_fn(move |req| handle(svc_shared.clone(), svc_info.clone(), req));
+    let io = crate::linger::Linger::new(io, info.clone());
     let conn = port.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -21,6 +21,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use strait_route::{BackendTarget, Cluster, Matched};
 use tracing::debug;
@@ -75,7 +76,10 @@ pub async fn request(
     // An HTTP/1.1 Upgrade is passed through: the upgrade headers survive
     // the hop-by-hop rule, and on a 101 the two connections are joined.
     let upgrade = crate::upgrade::requested(&req);
-    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade.is_some().then(|| {
+        ctx.conn.tunnel.store(true, Ordering::Relaxed);
+        hyper::upgrade::on(&mut req)
+    });
     let (mut parts, body) = req.into_parts();
     let client_version = parts.version;
     if let Some(protocol) = &upgrade {

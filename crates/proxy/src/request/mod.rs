@@ -109,6 +109,9 @@ async fn tunnel(
         listener: ctx.listener.clone(),
         route: ctx.route.clone(),
     };
+    ctx.conn
+        .tunnel
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let result = crate::mesh::connect(shared, sidecar, req, &mut labels).await;
     ctx.listener = labels.listener;
     ctx.route = labels.route;
