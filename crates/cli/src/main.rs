@@ -189,7 +189,8 @@ struct ServeArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
-    /// Seconds in-flight requests get to finish after SIGTERM.
+    /// Seconds in-flight requests and joined connections (WebSockets,
+    /// tunnels, TCP routes) get to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
     /// Joined connections (TCP, TLS passthrough, WebSocket and other

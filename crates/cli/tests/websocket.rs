@@ -246,3 +246,61 @@ async fn websocket_limits_close_joined_connections() {
         "idle limit closed it after {waited:?}"
     );
 }
+
+async fn open_ws(port: u16) -> WebSocketStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (ws, response) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::client_async("ws://ws.example.com/ws", tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+#[tokio::test]
+async fn sigterm_waits_for_open_websockets_until_the_deadline() {
+    let a = echo("a", "a-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port) + &service_yaml("a", a.port, None) + &route("ws", "/ws")),
+    );
+    let mut gw = Gateway::start_with(&dir, &["--drain-timeout", "3"]).await;
+    let (mut closes, mut stays) = (open_ws(port).await, open_ws(port).await);
+    exchange(&mut closes, "before SIGTERM").await;
+    exchange(&mut stays, "before SIGTERM").await;
+
+    gw.signal("TERM");
+    let term = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Draining: no new connections, but the open WebSockets still carry
+    // messages, and one that closes goes cleanly.
+    exchange(&mut closes, "while draining").await;
+    exchange(&mut stays, "while draining").await;
+    closes.close(None).await.expect("close");
+    while let Some(m) = closes.next().await {
+        assert!(matches!(m, Ok(Message::Close(_))), "unclean close: {m:?}");
+    }
+    // The other stays open: the gateway waits for it until the deadline.
+    let Some(status) = gw.proc.exit_within(10).await else {
+        panic!("gateway did not exit:\n{}", gw.logs());
+    };
+    let waited = term.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "exited {waited:?} after SIGTERM, before the drain deadline"
+    );
+    assert!(gw.logs().contains("drain deadline passed"), "{}", gw.logs());
+    let after = tokio::time::timeout(Duration::from_secs(5), stays.next()).await;
+    assert!(
+        !matches!(after, Ok(Some(Ok(Message::Text(_) | Message::Binary(_))))),
+        "{after:?}"
+    );
+}

@@ -300,17 +300,20 @@ fn open_listeners(
     Ok(())
 }
 
-/// Waits, at most `timeout`, for open connections to end.
+/// Waits, at most `timeout`, for open connections to end: requests to be
+/// answered, and joined connections (WebSockets, tunnels) to be closed by
+/// their ends. Past the deadline the process exits and closes the rest.
 async fn drain(shared: &Shared, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while shared.metrics.connections.get() > 0 && Instant::now() < deadline {
+    let open = || (shared.metrics.connections.get(), crate::splice::joined());
+    while open() != (0, 0) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let left = shared.metrics.connections.get();
-    if left > 0 {
-        warn!(connections = left, "drain deadline passed; closing");
-    } else {
-        info!("drained");
+    match open() {
+        (0, 0) => info!("drained"),
+        (connections, joined) => {
+            warn!(connections, joined, "drain deadline passed; closing")
+        }
     }
 }
 

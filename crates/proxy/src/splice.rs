@@ -5,7 +5,7 @@
 //! shut down and the opposite direction goes on.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -18,6 +18,31 @@ pub struct SpliceLimits {
     pub idle: Option<Duration>,
     /// Closed this long after it was joined, busy or not (`STREAM_MAX_DURATION`).
     pub max_duration: Option<Duration>,
+}
+
+/// Joined connections open now in this process (WebSockets, CONNECT
+/// tunnels, TCP and passthrough routes). hyper hands an upgraded
+/// connection over and forgets it, so this is what a drain waits for.
+static JOINED: AtomicUsize = AtomicUsize::new(0);
+
+pub fn joined() -> usize {
+    JOINED.load(Ordering::Relaxed)
+}
+
+/// One joined connection counted while it lives.
+struct Joined;
+
+impl Joined {
+    fn count() -> Joined {
+        JOINED.fetch_add(1, Ordering::Relaxed);
+        Joined
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        JOINED.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Default idle limit of joined connections: Envoy's TCP proxy default.
@@ -59,6 +84,7 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    let _joined = Joined::count();
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let mut a = Tracked {
