@@ -329,29 +329,10 @@ async fn failures_get_their_status_and_reason_in_time() {
         .body(http_body_util::Full::new(bytes::Bytes::from(big)))
         .expect("request");
     let started = Instant::now();
-    match send_with(&fresh, req).await {
-        Ok(r) => assert_eq!((r.status, reason(&r).as_str()), (502, "backend_failed")),
-        // strait answers 502 while the client is still sending; closing
-        // with the rest of the body unread makes the kernel reset the
-        // connection, which can overtake the answer (no lingering close
-        // yet). What strait answered is then read from its metrics.
-        Err(e) => {
-            assert!(
-                e.contains("IncompleteMessage") || e.contains("reset"),
-                "{e}"
-            );
-            let answered = metric(
-                &gw,
-                &[
-                    "strait_requests_total",
-                    "route=\"default/r\"",
-                    "code=\"502\"",
-                ],
-            )
-            .await;
-            assert_eq!(answered, 1.0, "{e}");
-        }
-    }
+    // strait answers while the client is still sending; the connection
+    // lingers, so the rest of the body is read and the answer arrives.
+    let r = send_with(&fresh, req).await.expect("the answer, not a reset");
+    assert_eq!((r.status, reason(&r).as_str()), (502, "backend_failed"));
     assert!(started.elapsed() < Duration::from_secs(3), "no hang");
 
     let r = send_with(&fresh, get(port, "h", "/closed"))
