@@ -331,7 +331,9 @@ async fn failures_get_their_status_and_reason_in_time() {
     let started = Instant::now();
     // strait answers while the client is still sending; the connection
     // lingers, so the rest of the body is read and the answer arrives.
-    let r = send_with(&fresh, req).await.expect("the answer, not a reset");
+    let r = send_with(&fresh, req)
+        .await
+        .expect("the answer, not a reset");
     assert_eq!((r.status, reason(&r).as_str()), (502, "backend_failed"));
     assert!(started.elapsed() < Duration::from_secs(3), "no hang");
 
