@@ -223,6 +223,11 @@ struct ServeArgs {
     /// answered 408 and the connection closed.
     #[arg(long, default_value = "60s", value_parser = go_duration)]
     request_body_timeout: Duration,
+    /// Bytes per second a request body must average, not counting its
+    /// first 5 s of waiting on the client, nor time the backend takes to
+    /// read; slower is answered 408 and the connection closed. 0 is none.
+    #[arg(long, default_value_t = strait_proxy::limits::MIN_BODY_RATE)]
+    min_request_body_rate: u64,
 }
 
 /// A duration as Go and Gateway API write it: `1h`, `30s`, `500ms`.
@@ -480,7 +485,10 @@ impl ServeArgs {
                 headers: self.max_request_headers,
                 body: self.max_request_body,
                 header_read: self.header_read_timeout,
-                body_idle: self.request_body_timeout,
+                body_pace: strait_proxy::limits::BodyPace {
+                    idle: self.request_body_timeout,
+                    min_rate: self.min_request_body_rate,
+                },
             },
             sidecar,
             control,

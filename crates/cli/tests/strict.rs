@@ -264,6 +264,66 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     );
 }
 
+/// Sends a body of `total` bytes in pieces of `piece` every `every`; the
+/// answer's status line and the time it took.
+async fn trickle(port: u16, piece: usize, every: Duration, total: usize) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let head = format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: {total}\r\n\r\n");
+    s.write_all(head.as_bytes()).await.expect("head");
+    let (mut read, mut write) = s.into_split();
+    let sender = tokio::spawn(async move {
+        for _ in 0..total / piece {
+            tokio::time::sleep(every).await;
+            if write.write_all(&vec![b'x'; piece]).await.is_err() {
+                break;
+            }
+        }
+        write
+    });
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(20), read.read(&mut answer))
+        .await
+        .expect("an answer within 20 s")
+        .unwrap_or(0);
+    sender.abort();
+    (
+        String::from_utf8_lossy(&answer[..n]).into_owned(),
+        start.elapsed(),
+    )
+}
+
+/// A body sent in pieces, each well before the idle limit, is cut off once
+/// its average falls under the minimum rate; one sent slowly but above the
+/// rate is served whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_under_the_minimum_rate_is_cut_off() {
+    let flags = [
+        "--min-request-body-rate",
+        "1000",
+        "--request-body-timeout",
+        "2s",
+    ];
+    let (_web, port) = Web::start(&flags).await;
+    let step = Duration::from_millis(100);
+    // 100 bytes/s: under the rate, and a piece every 100 ms.
+    let slow = trickle(port, 10, step, 10_000);
+    // 4,000 bytes/s for 7 s: slow, past the grace, but above the rate.
+    let fine = trickle(port, 400, step, 28_000);
+    let ((slow, slow_took), (fine, fine_took)) = tokio::join!(slow, fine);
+    println!("slow: {slow_took:?}; fine: {fine_took:?}");
+    assert_answer(&slow, "408", "request_body_too_slow");
+    assert!(
+        slow_took > Duration::from_secs(5) && slow_took < Duration::from_secs(8),
+        "cut off after {slow_took:?}: the grace is 5 s"
+    );
+    assert!(fine.starts_with("HTTP/1.1 200"), "{fine}");
+    assert!(fine_took > Duration::from_secs(6), "{fine_took:?}");
+}
+
 /// An HTTP/2 header list over the limit (64 KiB) is refused on its own
 /// stream; the connection and other clients go on being served.
 #[tokio::test(flavor = "multi_thread")]

@@ -19,6 +19,7 @@ impl From<&crate::client_body::ClientBodyError> for ProxyError {
             crate::client_body::ClientBodyError::Malformed(_) => ProxyError::RequestBody,
             crate::client_body::ClientBodyError::TooLarge => ProxyError::BodyTooLarge,
             crate::client_body::ClientBodyError::TimedOut => ProxyError::BodyTimeout,
+            crate::client_body::ClientBodyError::TooSlow => ProxyError::BodyTooSlow,
         }
     }
 }
@@ -57,6 +58,8 @@ pub enum ProxyError {
     BodyTooLarge,
     /// The client stopped sending its body for `--request-body-timeout`.
     BodyTimeout,
+    /// The client's body averaged less than `--min-request-body-rate`.
+    BodyTooSlow,
     /// Method and target are over `--max-request-line`.
     UriTooLong,
     /// A header line, or the headers together, over their limit.
@@ -109,7 +112,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            BodyTimeout | BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             UriTooLong => StatusCode::URI_TOO_LONG,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UnknownCoding => StatusCode::NOT_IMPLEMENTED,
@@ -138,6 +141,7 @@ impl ProxyError {
             RequestBody => "request_body",
             BodyTooLarge => "body_too_large",
             BodyTimeout => "request_body_timeout",
+            BodyTooSlow => "request_body_too_slow",
             UriTooLong => "request_line_too_long",
             HeadersTooLarge => "headers_too_large",
             BadHost => "bad_host",
@@ -166,8 +170,10 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             NoHost | Misdirected | NoRoute | BadTarget | RequestBody | ConnectTarget
-            | DestinationUnknown | BodyTooLarge | BodyTimeout | UriTooLong | HeadersTooLarge
-            | BadHost | BadFraming | UnknownCoding | ConnectRefused => Side::Client,
+            | DestinationUnknown | BodyTooLarge | BodyTimeout | BodyTooSlow | UriTooLong
+            | HeadersTooLarge | BadHost | BadFraming | UnknownCoding | ConnectRefused => {
+                Side::Client
+            }
             Denied { .. } | FaultInjected(_) | Overflow { .. } | NotInMesh => Side::Policy,
             FaultUnresolved | NoBackend | InvalidBackend | NoEndpoints => Side::Config,
             RequestTimeout | Connect(_) | Backend(_) | BackendTimeout | SwitchedUnasked => {
@@ -199,6 +205,7 @@ impl ProxyError {
                 | RequestBody
                 | BodyTooLarge
                 | BodyTimeout
+                | BodyTooSlow
                 | UriTooLong
                 | HeadersTooLarge
                 | UnknownCoding
@@ -222,6 +229,7 @@ impl ProxyError {
             RequestBody => "malformed or incomplete request body",
             BodyTooLarge => "request body over the limit",
             BodyTimeout => "request body timed out",
+            BodyTooSlow => "request body arrived too slowly",
             UriTooLong => "request line over the limit",
             HeadersTooLarge => "request headers over the limit",
             BadHost => "Host must be one host[:port]",

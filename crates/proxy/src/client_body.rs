@@ -4,8 +4,10 @@
 //! error carries that, so the request is answered `400` or `413` and the
 //! connection closed, never `502` blaming the backend, and the backend
 //! connection it was streaming to is dropped, not reused. A client that
-//! stops sending in the middle of a body is cut off after the idle limit
-//! (`408`), so a slow upload cannot hold a backend connection forever.
+//! stops sending in the middle of a body is cut off after the idle limit,
+//! and one that sends it slower than the minimum rate (a byte now and then,
+//! each before the idle limit) is cut off too (`408`), so a slow upload
+//! cannot hold a backend connection forever.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -16,48 +18,87 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
+use crate::limits::{BodyPace, BODY_RATE_GRACE};
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct ClientBody {
     inner: Incoming,
     /// Bytes still allowed; `None`: no limit.
     left: Option<u64>,
-    idle: Duration,
+    pace: BodyPace,
     /// Runs while the client owes the next frame (made at the first wait:
     /// a body that arrives whole never needs one).
     timer: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
+    /// When the current wait on the client began.
+    waiting: Option<Instant>,
+    /// Time spent waiting on the client in earlier waits.
+    waited: Duration,
+    received: u64,
 }
 
 impl ClientBody {
-    pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
+    pub fn new(inner: Incoming, limit: Option<u64>, pace: BodyPace) -> Self {
         ClientBody {
             inner,
             left: limit,
-            idle,
+            pace,
             timer: None,
-            waiting: false,
+            waiting: None,
+            waited: Duration::ZERO,
+            received: 0,
         }
     }
 
-    /// The client has sent nothing for `idle` since this wait began.
-    fn idle_too_long(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.idle.is_zero() {
-            return false;
+    /// When the wait that begins at `now` is too long: the idle limit, or
+    /// the moment the average rate falls under the minimum.
+    fn deadline(&self, now: Instant) -> Option<Instant> {
+        let idle = Some(self.pace.idle)
+            .filter(|d| !d.is_zero())
+            .and_then(|d| now.checked_add(d));
+        let rate = Some(self.pace.min_rate)
+            .filter(|r| *r > 0)
+            .and_then(|rate| {
+                let earned = Duration::from_millis(self.received.saturating_mul(1000) / rate);
+                let left = (BODY_RATE_GRACE + earned).saturating_sub(self.waited);
+                now.checked_add(left)
+            });
+        idle.into_iter().chain(rate).min()
+    }
+
+    /// The client owes the next frame: `Some` once it has owed it too long.
+    fn overdue(&mut self, cx: &mut Context<'_>) -> Option<ClientBodyError> {
+        if self.pace.idle.is_zero() && self.pace.min_rate == 0 {
+            return None;
         }
-        let deadline = Instant::now() + self.idle;
-        let timer = match (&mut self.timer, self.waiting) {
-            (Some(t), true) => t,
-            (Some(t), false) => {
-                t.as_mut().reset(deadline);
-                t
+        let since = match self.waiting {
+            Some(since) => since,
+            None => {
+                let now = Instant::now();
+                let deadline = self.deadline(now)?;
+                self.waiting = Some(now);
+                match &mut self.timer {
+                    Some(t) => t.as_mut().reset(deadline),
+                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                now
             }
-            (None, _) => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
-        self.waiting = true;
-        timer.as_mut().poll(cx).is_ready()
+        self.timer.as_mut()?.as_mut().poll(cx).is_ready().then(|| {
+            let idle = !self.pace.idle.is_zero() && since.elapsed() >= self.pace.idle;
+            match idle {
+                true => ClientBodyError::TimedOut,
+                false => ClientBodyError::TooSlow,
+            }
+        })
+    }
+
+    /// A frame came: the wait, if there was one, is over.
+    fn arrived(&mut self, bytes: u64) {
+        self.received = self.received.saturating_add(bytes);
+        if let Some(since) = self.waiting.take() {
+            self.waited += since.elapsed();
+        }
     }
 }
 
@@ -67,20 +108,14 @@ pub enum ClientBodyError {
     Malformed(hyper::Error),
     TooLarge,
     TimedOut,
+    TooSlow,
 }
 
 impl ClientBodyError {
     /// The client's fault somewhere in `error`'s chain of causes, as the
     /// HTTP client that was sending the body reports it.
     pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
-        let mut cause = Some(error);
-        while let Some(e) = cause {
-            if let Some(fault) = e.downcast_ref::<ClientBodyError>() {
-                return Some(fault);
-            }
-            cause = e.source();
-        }
-        None
+        crate::cause::find(error)
     }
 }
 
@@ -90,6 +125,9 @@ impl std::fmt::Display for ClientBodyError {
             ClientBodyError::Malformed(e) => write!(f, "the client's request body: {e}"),
             ClientBodyError::TooLarge => f.write_str("the client's request body is over the limit"),
             ClientBodyError::TimedOut => f.write_str("the client stopped sending its request body"),
+            ClientBodyError::TooSlow => {
+                f.write_str("the client sent its request body under the minimum rate")
+            }
         }
     }
 }
@@ -98,7 +136,9 @@ impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ClientBodyError::Malformed(e) => Some(e),
-            ClientBodyError::TooLarge | ClientBodyError::TimedOut => None,
+            ClientBodyError::TooLarge | ClientBodyError::TimedOut | ClientBodyError::TooSlow => {
+                None
+            }
         }
     }
 }
@@ -116,22 +156,26 @@ impl Body for ClientBody {
             Poll::Ready(Some(Err(e))) => {
                 return Poll::Ready(Some(Err(Box::new(ClientBodyError::Malformed(e)))))
             }
-            Poll::Pending if this.idle_too_long(cx) => {
-                return Poll::Ready(Some(Err(Box::new(ClientBodyError::TimedOut))))
+            Poll::Pending => {
+                return match this.overdue(cx) {
+                    Some(fault) => Poll::Ready(Some(Err(Box::new(fault)))),
+                    None => Poll::Pending,
+                }
             }
-            other => other,
+            Poll::Ready(polled) => polled,
         };
-        if polled.is_ready() {
-            this.waiting = false;
-        }
-        if let (Some(left), Poll::Ready(Some(Ok(frame)))) = (&mut this.left, &polled) {
-            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+        let n = match &polled {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        this.arrived(n);
+        if let Some(left) = &mut this.left {
             match left.checked_sub(n) {
                 Some(rest) => *left = rest,
                 None => return Poll::Ready(Some(Err(Box::new(ClientBodyError::TooLarge)))),
             }
         }
-        polled.map(|o| o.map(|r| r.map_err(BoxError::from)))
+        Poll::Ready(polled.map(|r| r.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {

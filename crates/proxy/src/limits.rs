@@ -10,6 +10,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the next piece of a request body (`BODY_IDLE_TIMEOUT`):
 /// nginx's `client_body_timeout`. Longer: `408`.
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes per second a request body must average (`MIN_BODY_RATE`), counted
+/// over the time strait waits on the client after `BODY_RATE_GRACE`:
+/// Kestrel's `MinRequestBodyDataRate`. A client that sends a byte just
+/// before each idle limit would otherwise hold a backend connection for
+/// days. Slower: `408`.
+pub const MIN_BODY_RATE: u64 = 240;
+/// Waiting on a client's body that the minimum rate does not count.
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
 /// Method and target, in bytes (`MAX_REQUEST_LINE`): nginx's
 /// `large_client_header_buffers` line. Longer: `414`.
@@ -29,8 +37,7 @@ pub struct HeadLimits {
     pub body: Option<u64>,
     /// Zero: none (as every duration flag).
     pub header_read: Duration,
-    /// Zero: none.
-    pub body_idle: Duration,
+    pub body_pace: BodyPace,
 }
 
 impl Default for HeadLimits {
@@ -41,7 +48,21 @@ impl Default for HeadLimits {
             headers: MAX_REQUEST_HEADERS,
             body: None,
             header_read: HEADER_READ_TIMEOUT,
-            body_idle: BODY_IDLE_TIMEOUT,
+            body_pace: BodyPace {
+                idle: BODY_IDLE_TIMEOUT,
+                min_rate: MIN_BODY_RATE,
+            },
         }
     }
+}
+
+/// How fast a client must send its body (docs/limits.md).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyPace {
+    /// Longest wait for the next frame; zero: none.
+    pub idle: Duration,
+    /// Bytes per second the body must average over the time strait waited
+    /// on the client, past `BODY_RATE_GRACE`; zero: none. Time the backend
+    /// took to read is not counted against the client.
+    pub min_rate: u64,
 }

@@ -24,6 +24,13 @@ use tracing::{debug, info, warn};
 pub const MAX_HEADERS: usize = 100;
 /// Largest HTTP/2 header list accepted, in bytes.
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+/// HTTP/2 streams a client may have open at once on one connection; more
+/// are refused (`REFUSED_STREAM`), and each refusal counts toward
+/// `MAX_LOCAL_ERROR_RESETS`.
+pub const MAX_CONCURRENT_STREAMS: u32 = 200;
+/// HTTP/2 streams strait may refuse or reset for a client's errors before
+/// it ends the connection (GOAWAY `ENHANCE_YOUR_CALM`).
+pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Downstream connections served at once; past it, new connections wait in
 /// the kernel's accept queue instead of exhausting memory or descriptors.
 pub const MAX_CONNECTIONS: usize = 50_000;
@@ -84,6 +91,8 @@ impl ListenerSet {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
             .enable_connect_protocol();
         ListenerSet {
             bind,
@@ -448,7 +457,9 @@ where
         }
     };
     if let Err(e) = result {
-        debug!(client = %info.client, error = %e, "connection ended with an error");
+        let reason = crate::conn_end::reason(&*e);
+        debug!(client = %info.client, error = %e, reason, "connection ended with an error");
+        shared.metrics.connection_error(reason);
     }
     shared.metrics.connections.dec();
 }

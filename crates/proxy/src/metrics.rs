@@ -100,6 +100,7 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     pub tcp: Family<TcpLabels, Counter>,
     pub tls_errors: Family<ReasonLabels, Counter>,
+    pub connection_errors: Family<ReasonLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
     pub overflows: Family<OverflowLabels, Counter>,
     pub ejections: Family<ClusterLabels, Counter>,
@@ -167,6 +168,12 @@ impl Metrics {
             "TLS handshakes refused or failed, by reason",
             tls_errors.clone(),
         );
+        let connection_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connection_errors",
+            "Downstream HTTP connections that ended in an error, by reason (h2_enhance_your_calm: an HTTP/2 client cut off for abuse; docs/metrics.md lists them all)",
+            connection_errors.clone(),
+        );
         let retries = Family::<RetryLabels, Counter>::default();
         registry.register(
             "retries",
@@ -207,6 +214,7 @@ impl Metrics {
             reloads,
             tcp,
             tls_errors,
+            connection_errors,
             retries,
             overflows,
             ejections,
@@ -285,6 +293,12 @@ impl Metrics {
 
     pub fn tls_error(&self, reason: &'static str) {
         self.tls_errors
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn connection_error(&self, reason: &'static str) {
+        self.connection_errors
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }

@@ -88,7 +88,7 @@ pub async fn request(
     let path_and_query = rewritten(matched, &parts.uri)?;
     headers(ctx, own_id, matched, &mut parts, upgrade.as_ref());
     let retries = rule.retry.is_some() && upgrade.is_none();
-    let body = ClientBody::new(body, limits.body, limits.body_idle);
+    let body = ClientBody::new(body, limits.body, limits.body_pace);
     let (mut body, replay) = match retries {
         true => crate::retry::prepare(body).await.map_err(|e| {
             ClientBodyError::find(&*e).map_or(ProxyError::RequestBody, ProxyError::from)
