@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use std::convert::Infallible;
 use std::sync::OnceLock;
 use std::time::Duration;
-use strait_proxy::limits::HeadLimits;
+use strait_proxy::limits::HttpLimits;
 use strait_proxy::request::strict;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -93,7 +93,7 @@ fn assert_unambiguous(req: &Request<Incoming>) {
 async fn serve(data: &[u8]) {
     let (mut client, server) = tokio::io::duplex(1 << 16);
     let service = service_fn(|mut req: Request<Incoming>| async move {
-        let limits = HeadLimits::default();
+        let limits = HttpLimits::default();
         let status = match strict::check(&mut req, None, &limits) {
             Ok(()) => {
                 assert_unambiguous(&req);

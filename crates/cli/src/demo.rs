@@ -194,7 +194,7 @@ fn proxy_options(
         compile: strait_route::CompileOptions::default(),
         drain_timeout: Duration::from_secs(5),
         stream_limits: Default::default(),
-        head_limits: Default::default(),
+        http_limits: Default::default(),
         sidecar,
         control: Some(control),
     }

@@ -228,6 +228,15 @@ struct ServeArgs {
     /// read; slower is answered 408 and the connection closed. 0 is none.
     #[arg(long, default_value_t = strait_proxy::limits::MIN_BODY_RATE)]
     min_request_body_rate: u64,
+    /// Longest a backend may send nothing: before its response headers
+    /// when the route sets no timeout (then 504), and between parts of its
+    /// body (then the response is cut off); 0 is never.
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    backend_idle_timeout: Duration,
+    /// Downstream connections served at once; more wait in the kernel's
+    /// accept queue until one closes.
+    #[arg(long, default_value_t = strait_proxy::limits::MAX_CONNECTIONS)]
+    max_connections: usize,
 }
 
 /// A duration as Go and Gateway API write it: `1h`, `30s`, `500ms`.
@@ -479,7 +488,7 @@ impl ServeArgs {
                 idle: Some(self.stream_idle_timeout).filter(|d| !d.is_zero()),
                 max_duration: Some(self.stream_max_duration).filter(|d| !d.is_zero()),
             },
-            head_limits: strait_proxy::limits::HeadLimits {
+            http_limits: strait_proxy::limits::HttpLimits {
                 request_line: self.max_request_line,
                 header_line: self.max_header_line,
                 headers: self.max_request_headers,
@@ -489,6 +498,8 @@ impl ServeArgs {
                     idle: self.request_body_timeout,
                     min_rate: self.min_request_body_rate,
                 },
+                backend_idle: self.backend_idle_timeout,
+                connections: self.max_connections,
             },
             sidecar,
             control,

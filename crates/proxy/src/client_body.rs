@@ -12,13 +12,13 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::limits::{BodyPace, BODY_RATE_GRACE};
+use crate::wait::Wait;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,11 +27,8 @@ pub struct ClientBody {
     /// Bytes still allowed; `None`: no limit.
     left: Option<u64>,
     pace: BodyPace,
-    /// Runs while the client owes the next frame (made at the first wait:
-    /// a body that arrives whole never needs one).
-    timer: Option<Pin<Box<Sleep>>>,
-    /// When the current wait on the client began.
-    waiting: Option<Instant>,
+    /// Runs while the client owes the next frame.
+    wait: Wait,
     /// Time spent waiting on the client in earlier waits.
     waited: Duration,
     received: u64,
@@ -43,66 +40,49 @@ impl ClientBody {
             inner,
             left: limit,
             pace,
-            timer: None,
-            waiting: None,
+            wait: Wait::default(),
             waited: Duration::ZERO,
             received: 0,
         }
     }
 
-    /// When the wait that begins at `now` is too long: the idle limit, or
+    /// When a wait that begins at `now` is too long: the idle limit, or
     /// the moment the average rate falls under the minimum.
-    fn deadline(&self, now: Instant) -> Option<Instant> {
-        let idle = Some(self.pace.idle)
+    fn deadline(pace: BodyPace, received: u64, waited: Duration, now: Instant) -> Option<Instant> {
+        let idle = Some(pace.idle)
             .filter(|d| !d.is_zero())
             .and_then(|d| now.checked_add(d));
-        let rate = Some(self.pace.min_rate)
-            .filter(|r| *r > 0)
-            .and_then(|rate| {
-                let earned = Duration::from_millis(self.received.saturating_mul(1000) / rate);
-                let left = (BODY_RATE_GRACE + earned).saturating_sub(self.waited);
-                now.checked_add(left)
-            });
+        let rate = Some(pace.min_rate).filter(|r| *r > 0).and_then(|rate| {
+            let earned = Duration::from_millis(received.saturating_mul(1000) / rate);
+            let left = (BODY_RATE_GRACE + earned).saturating_sub(waited);
+            now.checked_add(left)
+        });
         idle.into_iter().chain(rate).min()
     }
 
     /// The client owes the next frame: `Some` once it has owed it too long.
     fn overdue(&mut self, cx: &mut Context<'_>) -> Option<ClientBodyError> {
-        if self.pace.idle.is_zero() && self.pace.min_rate == 0 {
+        let (pace, received, waited) = (self.pace, self.received, self.waited);
+        let Poll::Ready(since) = self
+            .wait
+            .poll(cx, |now| Self::deadline(pace, received, waited, now))
+        else {
             return None;
-        }
-        let since = match self.waiting {
-            Some(since) => since,
-            None => {
-                let now = Instant::now();
-                let deadline = self.deadline(now)?;
-                self.waiting = Some(now);
-                match &mut self.timer {
-                    Some(t) => t.as_mut().reset(deadline),
-                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                }
-                now
-            }
         };
-        self.timer.as_mut()?.as_mut().poll(cx).is_ready().then(|| {
-            let idle = !self.pace.idle.is_zero() && since.elapsed() >= self.pace.idle;
-            match idle {
-                true => ClientBodyError::TimedOut,
-                false => ClientBodyError::TooSlow,
-            }
+        let idle = !pace.idle.is_zero() && since.elapsed() >= pace.idle;
+        Some(match idle {
+            true => ClientBodyError::TimedOut,
+            false => ClientBodyError::TooSlow,
         })
     }
 
     /// A frame came: the wait, if there was one, is over.
     fn arrived(&mut self, bytes: u64) {
         self.received = self.received.saturating_add(bytes);
-        if let Some(since) = self.waiting.take() {
-            self.waited += since.elapsed();
-        }
+        self.waited += self.wait.end();
     }
 }
 
-/// Why the client's body could not be read.
 #[derive(Debug)]
 pub enum ClientBodyError {
     Malformed(hyper::Error),

@@ -37,6 +37,7 @@ pub mod tee;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;
+mod wait;
 
 pub use run::{run, GatewayOptions};
 pub use shared::Shared;

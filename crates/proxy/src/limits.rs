@@ -1,4 +1,5 @@
-//! Limits of an HTTP request's head and body, with their defaults; the
+//! Limits of HTTP exchanges: a request's head and body, the backend's pace
+//! in answering it, connections at once; with their defaults; the
 //! gateway and sidecar flags change them (docs/limits.md).
 
 use std::time::Duration;
@@ -19,6 +20,18 @@ pub const MIN_BODY_RATE: u64 = 240;
 /// Waiting on a client's body that the minimum rate does not count.
 pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
+/// Longest a backend may send nothing (`BACKEND_IDLE_TIMEOUT`): before its
+/// response headers when the rule sets no timeout, and between parts of
+/// its body. Envoy's `stream_idle_timeout`; nginx's `proxy_read_timeout` is
+/// 60 s, which cuts long polls and quiet server streams. Before the
+/// headers: `504`; after them the response is cut off.
+pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Downstream connections served at once (`MAX_CONNECTIONS`); past it,
+/// new connections wait in the kernel's accept queue instead of
+/// exhausting memory or descriptors.
+pub const MAX_CONNECTIONS: usize = 50_000;
+
 /// Method and target, in bytes (`MAX_REQUEST_LINE`): nginx's
 /// `large_client_header_buffers` line. Longer: `414`.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -29,7 +42,7 @@ pub const MAX_HEADER_LINE: usize = 8 * 1024;
 pub const MAX_REQUEST_HEADERS: usize = 32 * 1024;
 
 #[derive(Debug, Clone, Copy)]
-pub struct HeadLimits {
+pub struct HttpLimits {
     pub request_line: usize,
     pub header_line: usize,
     pub headers: usize,
@@ -38,11 +51,15 @@ pub struct HeadLimits {
     /// Zero: none (as every duration flag).
     pub header_read: Duration,
     pub body_pace: BodyPace,
+    /// The backend's side of the exchange; zero: none.
+    pub backend_idle: Duration,
+    /// Downstream connections served at once (`MAX_CONNECTIONS`).
+    pub connections: usize,
 }
 
-impl Default for HeadLimits {
+impl Default for HttpLimits {
     fn default() -> Self {
-        HeadLimits {
+        HttpLimits {
             request_line: MAX_REQUEST_LINE,
             header_line: MAX_HEADER_LINE,
             headers: MAX_REQUEST_HEADERS,
@@ -52,6 +69,8 @@ impl Default for HeadLimits {
                 idle: BODY_IDLE_TIMEOUT,
                 min_rate: MIN_BODY_RATE,
             },
+            backend_idle: BACKEND_IDLE_TIMEOUT,
+            connections: MAX_CONNECTIONS,
         }
     }
 }

@@ -31,9 +31,6 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 200;
 /// HTTP/2 streams strait may refuse or reset for a client's errors before
 /// it ends the connection (GOAWAY `ENHANCE_YOUR_CALM`).
 pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
-/// Downstream connections served at once; past it, new connections wait in
-/// the kernel's accept queue instead of exhausting memory or descriptors.
-pub const MAX_CONNECTIONS: usize = 50_000;
 
 /// What a port serves.
 #[derive(Debug)]
@@ -85,7 +82,7 @@ impl ListenerSet {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Some(shared.head_limits.header_read).filter(|d| !d.is_zero()))
+            .header_read_timeout(Some(shared.http_limits.header_read).filter(|d| !d.is_zero()))
             .max_headers(MAX_HEADERS);
         builder
             .http2()
@@ -94,12 +91,15 @@ impl ListenerSet {
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
             .enable_connect_protocol();
+        // At least one, and no more than a semaphore can count.
+        let connections = shared.http_limits.connections;
+        let connections = connections.clamp(1, Semaphore::MAX_PERMITS);
         ListenerSet {
             bind,
             shared,
             builder: Arc::new(builder),
             running: HashMap::new(),
-            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            connections: Arc::new(Semaphore::new(connections)),
             drain,
         }
     }

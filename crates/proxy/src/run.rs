@@ -34,7 +34,7 @@ pub struct GatewayOptions {
     /// Limits of joined connections (TCP, TLS passthrough, upgrades).
     pub stream_limits: crate::splice::SpliceLimits,
     /// Limits of a request's head and body.
-    pub head_limits: crate::limits::HeadLimits,
+    pub http_limits: crate::limits::HttpLimits,
     /// Run as a sidecar (`strait proxy`) instead of a gateway: the folder's
     /// Gateways are not served, the two sidecar listeners are.
     pub sidecar: Option<crate::sidecar::SidecarOptions>,
@@ -215,7 +215,7 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     let (Loaded { snapshot, problems }, mut changes) = first_load(&opts).await?;
     report(&problems);
     let sidecar = opts.sidecar.clone().map(crate::sidecar::Sidecar::new);
-    let shared = Shared::new(snapshot, (opts.stream_limits, opts.head_limits), sidecar);
+    let shared = Shared::new(snapshot, (opts.stream_limits, opts.http_limits), sidecar);
     let state = Arc::new(AdminState {
         shared: shared.clone(),
         ready: AtomicBool::new(false),

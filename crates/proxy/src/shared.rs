@@ -1,7 +1,7 @@
 //! State shared by every connection, in parts: each phase of the request
 //! path takes the parts it needs.
 
-use crate::limits::HeadLimits;
+use crate::limits::HttpLimits;
 use crate::live::Live;
 use crate::sidecar::Sidecar;
 use crate::{metrics, splice, upstream};
@@ -18,7 +18,7 @@ pub struct Shared {
     /// Limits of joined connections: TCP, TLS passthrough, upgrades.
     pub limits: splice::SpliceLimits,
     /// Limits of a request's head and body.
-    pub head_limits: HeadLimits,
+    pub http_limits: HttpLimits,
     /// Set when this process is a sidecar (`strait proxy`).
     pub sidecar: Option<Sidecar>,
 }
@@ -26,7 +26,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         snapshot: Snapshot,
-        (limits, head_limits): (splice::SpliceLimits, HeadLimits),
+        (limits, http_limits): (splice::SpliceLimits, HttpLimits),
         sidecar: Option<Sidecar>,
     ) -> Arc<Self> {
         let fixed = sidecar.as_ref().map(Sidecar::clusters).unwrap_or_default();
@@ -41,7 +41,7 @@ impl Shared {
                 sidecar.as_ref().and_then(|s| s.options.identity.clone()),
             )),
             limits,
-            head_limits,
+            http_limits,
             sidecar,
         })
     }

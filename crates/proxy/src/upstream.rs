@@ -12,6 +12,7 @@ use crate::conn_limit::{acquire, Got, Overflow};
 use crate::conn_limit::{ConnGate, ConnSlot};
 use crate::dial::{dial, CONNECT_TIMEOUT};
 use crate::tee::{BoxError, UpstreamBody};
+use crate::wait::Wait;
 use bytes::Bytes;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -90,7 +91,22 @@ impl Failed {
 pub struct PooledBody {
     inner: Incoming,
     back: Option<GiveBack>,
+    /// Longest wait for the backend's next frame; `None`: no limit.
+    idle: Option<Duration>,
+    wait: Wait,
 }
+
+/// The backend sent nothing for the idle limit in the middle of its body.
+#[derive(Debug)]
+pub struct BackendIdle(pub Duration);
+
+impl std::fmt::Display for BackendIdle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the backend sent nothing for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for BackendIdle {}
 
 /// Where a finished HTTP/1.1 connection goes back to, and the connection
 /// limit whose waiters may want it.
@@ -111,6 +127,21 @@ impl GiveBack {
 }
 
 impl PooledBody {
+    fn new(inner: Incoming, back: Option<GiveBack>) -> Self {
+        PooledBody {
+            inner,
+            back,
+            idle: None,
+            wait: Wait::default(),
+        }
+    }
+
+    /// Gives up on a backend that sends nothing for `idle` between frames.
+    pub fn idle_limit(mut self, idle: Option<Duration>) -> Self {
+        self.idle = idle;
+        self
+    }
+
     fn give_back(&mut self) {
         if let Some(back) = self.back.take() {
             back.put();
@@ -120,17 +151,35 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.give_back();
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let Some(idle) = this.idle else {
+                    return Poll::Pending;
+                };
+                // Dropped with the error, the connection goes too: its
+                // state is unknown.
+                return match this.wait.poll(cx, |now| now.checked_add(idle)) {
+                    Poll::Ready(_) => {
+                        tracing::warn!(?idle, "the backend stopped in the middle of its response body; the response is cut off");
+                        Poll::Ready(Some(Err(Box::new(BackendIdle(idle)))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            Poll::Ready(polled) => polled,
+        };
+        this.wait.end();
+        if polled.is_none() || this.inner.is_end_stream() {
+            this.give_back();
         }
-        polled
+        Poll::Ready(polled.map(|r| r.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -301,7 +350,7 @@ impl Upstreams {
                     return Err(Failed::unsent(SendError::Connect(e), req));
                 }
                 let response = sender.send_request(req).await.map_err(Failed::sent)?;
-                Ok(response.map(|inner| PooledBody { inner, back: None }))
+                Ok(response.map(|inner| PooledBody::new(inner, None)))
             }
         }
     }
@@ -349,7 +398,7 @@ impl Upstreams {
                             back.put();
                         }
                     }
-                    return Ok(response.map(|inner| PooledBody { inner, back }));
+                    return Ok(response.map(|inner| PooledBody::new(inner, back)));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if was_reused && !fresh_only => {

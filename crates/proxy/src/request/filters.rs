@@ -10,7 +10,7 @@ use crate::client_body::{ClientBody, ClientBodyError};
 use crate::conn_limit::ConnGate;
 use crate::ctx::{RequestCtx, Role};
 use crate::headers::{add_forwarded, strip_hop_by_hop};
-use crate::limits::HeadLimits;
+use crate::limits::HttpLimits;
 use crate::live::Live;
 use crate::tee::UpstreamBody;
 use crate::upstream::Upstreams;
@@ -66,7 +66,7 @@ pub fn redirect<B>(
 /// Applies the rule's filters; `own_id` is a sidecar's SPIFFE ID, for the
 /// certificate header its workload sees.
 pub async fn request(
-    (live, upstreams, limits): (&Live, &Arc<Upstreams>, &HeadLimits),
+    (live, upstreams, limits): (&Live, &Arc<Upstreams>, &HttpLimits),
     ctx: &RequestCtx,
     own_id: Option<&str>,
     matched: &Matched<'_>,

@@ -19,6 +19,7 @@ use crate::tee::UpstreamBody;
 use crate::upstream::{PooledBody, SendError, Upstreams};
 use http::{Request, Response, StatusCode};
 use std::net::SocketAddr;
+use std::time::Duration;
 use strait_route::{Cluster, Matched, Rule, WeightedBackend};
 use tracing::{debug, warn};
 
@@ -31,6 +32,8 @@ pub struct Forwarder<'a> {
     pub upstreams: &'a Upstreams,
     pub metrics: &'a Metrics,
     pub limits: SpliceLimits,
+    /// `BACKEND_IDLE_TIMEOUT`, as the flag sets it; `None`: none.
+    pub backend_idle: Option<Duration>,
 }
 
 /// A try that got no usable answer: the error to answer with, and why, as
@@ -156,7 +159,13 @@ impl Forwarder<'_> {
             let call = self
                 .upstreams
                 .send(cluster, state.gate(), endpoint, authority, req);
-            let result = match rule.timeouts.backend_request {
+            // A rule's own timeouts are the user's word; without them a
+            // backend that never answers is given up after the idle limit.
+            let limit = match rule.timeouts.request {
+                Some(_) => rule.timeouts.backend_request,
+                None => rule.timeouts.backend_request.or(self.backend_idle),
+            };
+            let result = match limit {
                 Some(limit) => tokio::time::timeout(limit, call).await.ok(),
                 None => Some(call.await),
             };
@@ -239,6 +248,7 @@ impl Forwarder<'_> {
         out: &mut Outgoing,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let response = response.map(|body| body.idle_limit(self.backend_idle));
             return Ok(respond::filters(backend, rule, response));
         }
         match (out.client_upgrade.take(), &out.upgrade) {

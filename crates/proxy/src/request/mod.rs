@@ -72,7 +72,7 @@ async fn proxy(
     if let (true, Some(sidecar)) = (select::is_tunnel(&ctx.conn, sidecar, &req), sidecar) {
         return tunnel(shared, sidecar, ctx, req).await;
     }
-    strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.head_limits)?;
+    strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.http_limits)?;
     let conn = ctx.conn.clone();
     let selected = {
         let target = select::Target::of(&req, &conn)?;
@@ -87,13 +87,14 @@ async fn proxy(
     policy::fault(matched.rule).await?;
     let own_id = sidecar.filter(|_| ctx.conn.role == Role::Inbound && ctx.conn.peer.is_some());
     let own_id = own_id.and_then(|s| s.own_id());
-    let at = (&*live, &shared.upstream, &shared.head_limits);
+    let at = (&*live, &shared.upstream, &shared.http_limits);
     let out = filters::request(at, ctx, own_id.as_deref(), &matched, req).await?;
     let forwarder = forward::Forwarder {
         live: &live,
         upstreams: &shared.upstream,
         metrics: &shared.metrics,
         limits: shared.limits,
+        backend_idle: Some(shared.http_limits.backend_idle).filter(|d| !d.is_zero()),
     };
     forwarder.forward(&matched, out).await
 }

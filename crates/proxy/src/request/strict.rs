@@ -9,7 +9,7 @@
 //! is read as a request. docs/limits.md lists every answer.
 
 use crate::answer::ProxyError;
-use crate::limits::HeadLimits;
+use crate::limits::HttpLimits;
 use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{Method, Request, Uri, Version};
 
@@ -20,7 +20,7 @@ use http::{Method, Request, Uri, Version};
 pub fn check<B>(
     req: &mut Request<B>,
     sni: Option<&str>,
-    limits: &HeadLimits,
+    limits: &HttpLimits,
 ) -> Result<(), ProxyError> {
     target(req.method(), req.uri())?;
     if req.version() > Version::HTTP_11 {
@@ -72,7 +72,7 @@ fn target(method: &Method, uri: &Uri) -> Result<(), ProxyError> {
     }
 }
 
-fn request_line<B>(req: &Request<B>, limits: &HeadLimits) -> Result<(), ProxyError> {
+fn request_line<B>(req: &Request<B>, limits: &HttpLimits) -> Result<(), ProxyError> {
     let uri = req.uri();
     let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
         + uri
@@ -85,7 +85,7 @@ fn request_line<B>(req: &Request<B>, limits: &HeadLimits) -> Result<(), ProxyErr
 }
 
 /// Sizes, and no name a lenient backend would fold into a framing one.
-fn fields<'h>(headers: &'h HeaderMap, limits: &HeadLimits) -> Result<Seen<'h>, ProxyError> {
+fn fields<'h>(headers: &'h HeaderMap, limits: &HttpLimits) -> Result<Seen<'h>, ProxyError> {
     let mut seen = Seen {
         hosts: (None, 0),
         content_length: None,
@@ -214,7 +214,7 @@ pub fn authority(text: &str) -> bool {
 /// `413` at once when Content-Length is over the body limit.
 fn body_length(
     content_length: Option<&HeaderValue>,
-    limits: &HeadLimits,
+    limits: &HttpLimits,
 ) -> Result<(), ProxyError> {
     let length = content_length.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match (limits.body, length) {
