@@ -45,7 +45,8 @@ addressType: IPv4
 endpoints: [{addresses: ["127.0.0.1"]}]
 ports: [{port: $B}]
 Y
-STRAIT_LOG=warn valgrind --tool=callgrind --callgrind-out-file=$D/cg.out $BIN gateway --config $D --workers 1 --bind-address 127.0.0.1 >$D/log 2>&1 & V=$!
+# STRAIT_FLAGS: more gateway flags, to measure a setting.
+STRAIT_LOG=warn valgrind --tool=callgrind --callgrind-out-file=$D/cg.out $BIN gateway --config $D --workers 1 --bind-address 127.0.0.1 ${STRAIT_FLAGS:-} >$D/log 2>&1 & V=$!
 python3 - $P $N <<'PY'
 import http.client,sys,time
 p,n=int(sys.argv[1]),int(sys.argv[2])
@@ -60,4 +61,5 @@ for i in range(n):
 PY
 kill -TERM $V; wait $V || true; kill $NG; wait $NG 2>/dev/null || true
 grep -E '^summary|^totals' $D/cg.out | head -1 | awk '{print $2}'
+[ -z "${KEEP:-}" ] || cp $D/cg.out "$KEEP"
 rm -rf $D

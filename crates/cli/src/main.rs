@@ -228,9 +228,9 @@ struct ServeArgs {
     /// read; slower is answered 408 and the connection closed. 0 is none.
     #[arg(long, default_value_t = strait_proxy::limits::MIN_BODY_RATE)]
     min_request_body_rate: u64,
-    /// Longest a backend may send nothing: before its response headers
-    /// when the route sets no timeout (then 504), and between parts of its
-    /// body (then the response is cut off); 0 is never.
+    /// Longest a backend may send nothing in the middle of its response
+    /// body; longer, the response is cut off. 0 is never. (The wait for
+    /// response headers is the route's timeouts.)
     #[arg(long, default_value = "5m", value_parser = go_duration)]
     backend_idle_timeout: Duration,
     /// Downstream connections served at once; more wait in the kernel's

@@ -119,7 +119,12 @@ async fn backends_that_fail_mid_answer_get_their_answers() {
         ("stallbody", Script::StallBody),
     ] {
         let backend = scripted(script).await;
-        yaml += &prefix_route(name, &format!("/{name}"), name, "");
+        // The wait for headers is the route's timeouts.
+        let timeouts = match script {
+            Script::StallHead => "    timeouts: {request: 1s}\n",
+            _ => "",
+        };
+        yaml += &prefix_route(name, &format!("/{name}"), name, timeouts);
         yaml += &service(name, backend);
     }
     dir.write("chaos.yaml", &yaml);
@@ -136,14 +141,13 @@ async fn backends_that_fail_mid_answer_get_their_answers() {
         );
     }
 
-    // A backend that sends nothing, with no timeout on the route: given up
-    // after the idle limit.
+    // A backend that sends nothing: given up at the route's timeout.
     let started = Instant::now();
     let r = send(get(port, "chaos.test", "/stallhead"))
         .await
         .expect("answer");
     let took = started.elapsed();
-    assert_eq!((r.status, r.reason()), (504, Some("backend_timeout")));
+    assert_eq!((r.status, r.reason()), (504, Some("request_timeout")));
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "{took:?}"

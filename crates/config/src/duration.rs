@@ -16,6 +16,10 @@ pub fn parse_go(text: &str) -> Result<Duration, String> {
     if rest.is_empty() {
         return Err("empty duration".into());
     }
+    // As Go's ParseDuration: a bare zero needs no unit.
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -104,5 +108,8 @@ mod tests {
         assert_eq!(parse_go("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_go("100ms"), Ok(Duration::from_millis(100)));
         assert!(parse_go("fast").is_err());
+        // "0 is never", as the flags say: Go takes a bare zero.
+        assert_eq!(parse_go("0"), Ok(Duration::ZERO));
+        assert!(parse_go("5").is_err());
     }
 }

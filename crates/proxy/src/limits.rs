@@ -20,11 +20,13 @@ pub const MIN_BODY_RATE: u64 = 240;
 /// Waiting on a client's body that the minimum rate does not count.
 pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
-/// Longest a backend may send nothing (`BACKEND_IDLE_TIMEOUT`): before its
-/// response headers when the rule sets no timeout, and between parts of
-/// its body. Envoy's `stream_idle_timeout`; nginx's `proxy_read_timeout` is
-/// 60 s, which cuts long polls and quiet server streams. Before the
-/// headers: `504`; after them the response is cut off.
+/// Longest a backend may send nothing in the middle of its response body
+/// (`BACKEND_IDLE_TIMEOUT`): Envoy's `stream_idle_timeout`; nginx's
+/// `proxy_read_timeout` is 60 s, which cuts long polls and quiet server
+/// streams. Longer: the response is cut off. The wait for response headers
+/// is the route's `timeouts` (none by default, as Istio): a timer per
+/// request costs 7 % of a proxied request's instructions, and a backend
+/// may rightly wait for a long upload to end before it answers.
 pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Downstream connections served at once (`MAX_CONNECTIONS`); past it,

@@ -32,7 +32,8 @@ pub struct Forwarder<'a> {
     pub upstreams: &'a Upstreams,
     pub metrics: &'a Metrics,
     pub limits: SpliceLimits,
-    /// `BACKEND_IDLE_TIMEOUT`, as the flag sets it; `None`: none.
+    /// `BACKEND_IDLE_TIMEOUT` (between parts of a response body), as the
+    /// flag sets it; `None`: none.
     pub backend_idle: Option<Duration>,
 }
 
@@ -159,13 +160,7 @@ impl Forwarder<'_> {
             let call = self
                 .upstreams
                 .send(cluster, state.gate(), endpoint, authority, req);
-            // A rule's own timeouts are the user's word; without them a
-            // backend that never answers is given up after the idle limit.
-            let limit = match rule.timeouts.request {
-                Some(_) => rule.timeouts.backend_request,
-                None => rule.timeouts.backend_request.or(self.backend_idle),
-            };
-            let result = match limit {
+            let result = match rule.timeouts.backend_request {
                 Some(limit) => tokio::time::timeout(limit, call).await.ok(),
                 None => Some(call.await),
             };
