@@ -444,7 +444,10 @@ impl Upstreams {
                 Got::Slot(slot) => Some(slot),
             },
         };
-        Ok((connect_h1(key.endpoint, tls, slot).await?, false))
+        // Boxed: a new connection's future (dial, TLS) is large and rare;
+        // inline, every request's future would carry and move its bytes.
+        let connect = Box::pin(connect_h1(key.endpoint, tls, slot));
+        Ok((connect.await?, false))
     }
 
     fn cached_h2(&self, key: PoolKey) -> Option<http2::SendRequest<UpstreamBody>> {
@@ -470,15 +473,8 @@ impl Upstreams {
                 Got::Slot(slot) => Some(slot),
             },
         };
-        let endpoint = key.endpoint;
-        let stream = dial(endpoint).await.map_err(SendError::Connect)?;
-        let sender = match tls {
-            None => handshake_h2(endpoint, stream, slot).await?,
-            Some(tls) => {
-                let stream = tls_connect(endpoint, tls, stream, true).await?;
-                handshake_h2(endpoint, stream, slot).await?
-            }
-        };
+        // Boxed, as a new HTTP/1.1 connection is.
+        let sender = Box::pin(connect_h2(key.endpoint, tls, slot)).await?;
         {
             let mut map = lock(&self.h2c);
             // A connection made with an older certificate of ours goes
@@ -553,6 +549,22 @@ async fn tls_connect(
         Err(_) => Err(SendError::Connect(format!(
             "TLS handshake with {endpoint} timed out"
         ))),
+    }
+}
+
+/// A new HTTP/2 connection, as [`connect_h1`].
+async fn connect_h2(
+    endpoint: SocketAddr,
+    tls: Option<Tls<'_>>,
+    slot: Option<ConnSlot>,
+) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
+    let stream = dial(endpoint).await.map_err(SendError::Connect)?;
+    match tls {
+        None => handshake_h2(endpoint, stream, slot).await,
+        Some(tls) => {
+            let stream = tls_connect(endpoint, tls, stream, true).await?;
+            handshake_h2(endpoint, stream, slot).await
+        }
     }
 }
 
