@@ -190,7 +190,8 @@ struct ServeArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// Seconds in-flight requests and joined connections (WebSockets,
-    /// tunnels, TCP routes) get to finish after SIGTERM.
+    /// tunnels, TCP routes) get to finish after SIGTERM; then WebSockets
+    /// get a close frame (1001, going away).
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
     /// Joined connections (TCP, TLS passthrough, WebSocket and other

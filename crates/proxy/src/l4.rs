@@ -5,7 +5,7 @@
 //! no route or no reachable backend is closed: there is no protocol in
 //! which to say why, so the metric and the log say it.
 
-use crate::splice::splice;
+use crate::splice::{splice, Carried};
 use crate::tls::{hello_error_reason, HANDSHAKE_TIMEOUT};
 use crate::Shared;
 use std::net::SocketAddr;
@@ -91,7 +91,7 @@ pub async fn serve(
         shared.metrics.tcp(&listener, &route, "connect_failed");
         return;
     }
-    let end = splice(stream, upstream, shared.limits).await;
+    let end = splice(stream, upstream, shared.limits, Carried::Bytes).await;
     debug!(%client, %endpoint, ?end, "connection ended");
     shared.metrics.tcp(&listener, &route, end.label());
 }

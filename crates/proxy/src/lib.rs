@@ -38,6 +38,7 @@ pub mod tls;
 pub mod upgrade;
 pub mod upstream;
 mod wait;
+mod ws_frames;
 
 pub use run::{run, GatewayOptions};
 pub use shared::Shared;

@@ -6,7 +6,7 @@
 use crate::answer::{ProxyError, ResponseBody};
 use crate::ctx::unmatched;
 use crate::sidecar::Sidecar;
-use crate::splice::splice;
+use crate::splice::{splice, Carried};
 use crate::Shared;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -130,7 +130,7 @@ pub async fn tcp(
             return;
         }
     };
-    let end = splice(stream, upstream, shared.limits).await;
+    let end = splice(stream, upstream, shared.limits, Carried::Bytes).await;
     debug!(%client, %dst, target = %t.addr, ?end, "opaque connection ended");
     shared.metrics.tcp(&t.listener, &t.route, end.label());
 }
@@ -160,7 +160,7 @@ pub async fn inbound_tcp<S: Io>(
         shared.metrics.tcp(&listener, &route, "connect_failed");
         return;
     };
-    let end = splice(stream, upstream, shared.limits).await;
+    let end = splice(stream, upstream, shared.limits, Carried::Bytes).await;
     debug!(%client, %target, ?end, "inbound opaque connection ended");
     shared.metrics.tcp(&listener, &route, end.label());
 }
@@ -199,7 +199,7 @@ pub async fn connect(
         let _slot = t._slot;
         match on_upgrade.await {
             Ok(client) => {
-                let end = splice(TokioIo::new(client), upstream, limits).await;
+                let end = splice(TokioIo::new(client), upstream, limits, Carried::Bytes).await;
                 debug!(%target, ?end, "CONNECT tunnel ended");
             }
             Err(e) => debug!(error = %e, "CONNECT upgrade failed"),

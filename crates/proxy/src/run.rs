@@ -312,7 +312,13 @@ async fn drain(shared: &Shared, timeout: Duration) {
     match open() {
         (0, 0) => info!("drained"),
         (connections, joined) => {
-            warn!(connections, joined, "drain deadline passed; closing")
+            warn!(connections, joined, "drain deadline passed; closing");
+            // WebSockets get a close frame where they can.
+            crate::splice::close_all();
+            let grace = Instant::now() + Duration::from_millis(500);
+            while crate::splice::joined() > 0 && Instant::now() < grace {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 }

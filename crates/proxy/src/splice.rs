@@ -4,6 +4,7 @@
 //! carried: when one side finishes sending, the other side's write half is
 //! shut down and the opposite direction goes on.
 
+use crate::ws_frames::{self, Frames};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,15 @@ static JOINED: AtomicUsize = AtomicUsize::new(0);
 
 pub fn joined() -> usize {
     JOINED.load(Ordering::Relaxed)
+}
+
+/// Told at the drain deadline: every joined connection ends now, a
+/// WebSocket with a close frame to each side that is between frames.
+static CLOSING: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Ends every joined connection (see [`CLOSING`]).
+pub fn close_all() {
+    CLOSING.notify_waiters();
 }
 
 /// One joined connection counted while it lives.
@@ -65,6 +75,8 @@ pub enum SpliceEnd {
     Error,
     Idle,
     MaxDuration,
+    /// Closed at the drain deadline.
+    Drained,
 }
 
 impl SpliceEnd {
@@ -74,12 +86,23 @@ impl SpliceEnd {
             SpliceEnd::Error => "error",
             SpliceEnd::Idle => "idle_timeout",
             SpliceEnd::MaxDuration => "max_duration",
+            SpliceEnd::Drained => "drained",
         }
     }
 }
 
+/// What a joined connection carries, as far as ending it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// Bytes: ended by closing the sockets.
+    Bytes,
+    /// WebSocket frames, `a` the client and `b` the server: ended with a
+    /// close frame (1001) to each side that is between two frames.
+    WebSocket,
+}
+
 /// Joins `a` and `b` until both directions end or a limit is reached.
-pub async fn splice<A, B>(a: A, b: B, limits: SpliceLimits) -> SpliceEnd
+pub async fn splice<A, B>(a: A, b: B, limits: SpliceLimits, carried: Carried) -> SpliceEnd
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -87,45 +110,74 @@ where
     let _joined = Joined::count();
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
+    let frames = || (carried == Carried::WebSocket).then(Frames::default);
     let mut a = Tracked {
         inner: a,
         start,
         last: last.clone(),
+        written: frames(),
     };
     let mut b = Tracked {
         inner: b,
         start,
         last: last.clone(),
+        written: frames(),
     };
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
-    let lifetime = async {
-        match limits.max_duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    let idle = async {
-        let Some(idle) = limits.idle else {
-            return std::future::pending().await;
-        };
-        loop {
-            let active = Duration::from_millis(last.load(Ordering::Relaxed));
-            let quiet_until = start + active + idle;
-            if Instant::now() >= quiet_until {
-                return;
+    let closing = CLOSING.notified();
+    let end = {
+        let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+        let lifetime = async {
+            match limits.max_duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
             }
-            tokio::time::sleep_until(quiet_until.into()).await;
+        };
+        let idle = async {
+            let Some(idle) = limits.idle else {
+                return std::future::pending().await;
+            };
+            loop {
+                let active = Duration::from_millis(last.load(Ordering::Relaxed));
+                let quiet_until = start + active + idle;
+                if Instant::now() >= quiet_until {
+                    return;
+                }
+                tokio::time::sleep_until(quiet_until.into()).await;
+            }
+        };
+        tokio::select! {
+            r = copy => match r {
+                Ok((ab, ba)) => SpliceEnd::Done(ab, ba),
+                Err(_) => SpliceEnd::Error,
+            },
+            _ = lifetime => SpliceEnd::MaxDuration,
+            _ = idle => SpliceEnd::Idle,
+            _ = closing => SpliceEnd::Drained,
         }
     };
-    tokio::select! {
-        r = copy => match r {
-            Ok((ab, ba)) => SpliceEnd::Done(ab, ba),
-            Err(_) => SpliceEnd::Error,
-        },
-        _ = lifetime => SpliceEnd::MaxDuration,
-        _ = idle => SpliceEnd::Idle,
+    if end == SpliceEnd::Drained {
+        farewell(&mut a, &ws_frames::CLOSE_TO_CLIENT).await;
+        farewell(&mut b, &ws_frames::close_to_server()).await;
     }
+    end
 }
+
+/// Writes `close` to a WebSocket side that is between frames, briefly: a
+/// side that does not take it is closed without it.
+async fn farewell<S: AsyncWrite + Unpin>(side: &mut Tracked<S>, close: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    if !side.written.as_ref().is_some_and(Frames::at_boundary) {
+        return;
+    }
+    let write = async {
+        side.inner.write_all(close).await?;
+        side.inner.flush().await
+    };
+    let _ = tokio::time::timeout(FAREWELL_TIME, write).await;
+}
+
+/// How long a close frame may take to be written at the drain deadline.
+const FAREWELL_TIME: Duration = Duration::from_millis(200);
 
 /// A stream that notes when it last read something.
 struct Tracked<S> {
@@ -133,6 +185,9 @@ struct Tracked<S> {
     start: Instant,
     /// Milliseconds after `start` of the last byte read, either side.
     last: Arc<AtomicU64>,
+    /// Where the WebSocket frames written to this side stand, when it
+    /// carries WebSocket.
+    written: Option<Frames>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -157,7 +212,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let (Some(frames), Poll::Ready(Ok(n))) = (&mut this.written, &written) {
+            frames.feed(&buf[..*n]);
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -6,6 +6,7 @@
 //! backend's `101` reaches the client as the `200` HTTP/2 expects.
 
 use crate::answer::ResponseBody;
+use crate::splice::Carried;
 use crate::upstream::PooledBody;
 use http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
@@ -73,6 +74,10 @@ pub fn join(
 ) -> Response<ResponseBody> {
     let backend = hyper::upgrade::on(&mut response);
     let protocol = response.headers().get(UPGRADE).cloned();
+    let carried = match &protocol {
+        Some(p) if p.as_bytes().eq_ignore_ascii_case(b"websocket") => Carried::WebSocket,
+        _ => Carried::Bytes,
+    };
     tokio::spawn(async move {
         let (client, backend) = match (client.await, backend.await) {
             (Ok(c), Ok(b)) => (c, b),
@@ -85,7 +90,8 @@ pub fn join(
                 return;
             }
         };
-        let end = crate::splice::splice(TokioIo::new(client), TokioIo::new(backend), limits).await;
+        let (client, backend) = (TokioIo::new(client), TokioIo::new(backend));
+        let end = crate::splice::splice(client, backend, limits, carried).await;
         debug!(?end, "upgraded connection ended");
     });
     let mut answer = Response::new(Either::Right(Full::default()));
