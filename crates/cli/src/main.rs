@@ -224,9 +224,10 @@ struct ServeArgs {
     /// answered 408 and the connection closed.
     #[arg(long, default_value = "60s", value_parser = go_duration)]
     request_body_timeout: Duration,
-    /// Bytes per second a request body must average, not counting its
-    /// first 5 s of waiting on the client, nor time the backend takes to
-    /// read; slower is answered 408 and the connection closed. 0 is none.
+    /// Bytes per second an HTTP/1.x request body must average, not
+    /// counting its first 5 s of waiting on the client, nor time the
+    /// backend takes to read; slower is answered 408 and the connection
+    /// closed. Not for gRPC or HTTP/2 streams. 0 is none.
     #[arg(long, default_value_t = strait_proxy::limits::MIN_BODY_RATE)]
     min_request_body_rate: u64,
     /// Longest a backend may send nothing in the middle of its response
@@ -235,7 +236,7 @@ struct ServeArgs {
     #[arg(long, default_value = "5m", value_parser = go_duration)]
     backend_idle_timeout: Duration,
     /// Downstream connections served at once; more wait in the kernel's
-    /// accept queue until one closes.
+    /// accept queue until one closes. 0 is no limit.
     #[arg(long, default_value_t = strait_proxy::limits::MAX_CONNECTIONS)]
     max_connections: usize,
 }

@@ -91,9 +91,11 @@ impl ListenerSet {
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
             .enable_connect_protocol();
-        // At least one, and no more than a semaphore can count.
-        let connections = shared.http_limits.connections;
-        let connections = connections.clamp(1, Semaphore::MAX_PERMITS);
+        // 0: no limit, as every limit flag; never more than a semaphore counts.
+        let connections = match shared.http_limits.connections {
+            0 => Semaphore::MAX_PERMITS,
+            n => n.min(Semaphore::MAX_PERMITS),
+        };
         ListenerSet {
             bind,
             shared,

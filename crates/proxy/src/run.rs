@@ -319,6 +319,9 @@ async fn drain(shared: &Shared, timeout: Duration) {
             while crate::splice::joined() > 0 && Instant::now() < grace {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            // A close frame on an HTTP/2 stream leaves through hyper's
+            // connection task: let it run before the process ends.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -156,24 +156,32 @@ where
         }
     };
     if end == SpliceEnd::Drained {
-        farewell(&mut a, &ws_frames::CLOSE_TO_CLIENT).await;
-        farewell(&mut b, &ws_frames::close_to_server()).await;
+        let to_server = ws_frames::close_to_server();
+        tokio::join!(
+            farewell(&mut a, &ws_frames::CLOSE_TO_CLIENT),
+            farewell(&mut b, &to_server)
+        );
     }
     end
 }
 
-/// Writes `close` to a WebSocket side that is between frames, briefly: a
-/// side that does not take it is closed without it.
-async fn farewell<S: AsyncWrite + Unpin>(side: &mut Tracked<S>, close: &[u8]) {
-    use tokio::io::AsyncWriteExt;
+/// Writes `close` to a WebSocket side that is between frames, then ends
+/// the side and reads until the peer closes too (the closing handshake),
+/// so that the frame is not destroyed by a reset; briefly: a side that
+/// does not take it is closed without it.
+async fn farewell<S: AsyncRead + AsyncWrite + Unpin>(side: &mut Tracked<S>, close: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if !side.written.as_ref().is_some_and(Frames::at_boundary) {
         return;
     }
-    let write = async {
+    let handshake = async {
         side.inner.write_all(close).await?;
-        side.inner.flush().await
+        side.inner.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while side.inner.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
     };
-    let _ = tokio::time::timeout(FAREWELL_TIME, write).await;
+    let _ = tokio::time::timeout(FAREWELL_TIME, handshake).await;
 }
 
 /// How long a close frame may take to be written at the drain deadline.

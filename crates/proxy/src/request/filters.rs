@@ -10,7 +10,7 @@ use crate::client_body::{ClientBody, ClientBodyError};
 use crate::conn_limit::ConnGate;
 use crate::ctx::{RequestCtx, Role};
 use crate::headers::{add_forwarded, strip_hop_by_hop};
-use crate::limits::HttpLimits;
+use crate::limits::{BodyPace, HttpLimits};
 use crate::live::Live;
 use crate::tee::UpstreamBody;
 use crate::upstream::Upstreams;
@@ -63,6 +63,19 @@ pub fn redirect<B>(
     Some(r)
 }
 
+/// How fast the client must send its body. The minimum rate is for
+/// HTTP/1.x uploads: a gRPC stream may rightly send a message and listen
+/// for minutes, and an HTTP/2 stream can be held back by the connection's
+/// window when another stream's backend reads slowly, which is no fault of
+/// its own. The idle limit holds for all.
+fn pace(limits: &HttpLimits, version: http::Version, grpc: bool) -> BodyPace {
+    let mut pace = limits.body_pace;
+    if grpc || version >= http::Version::HTTP_2 {
+        pace.min_rate = 0;
+    }
+    pace
+}
+
 /// Applies the rule's filters; `own_id` is a sidecar's SPIFFE ID, for the
 /// certificate header its workload sees.
 pub async fn request(
@@ -88,7 +101,7 @@ pub async fn request(
     let path_and_query = rewritten(matched, &parts.uri)?;
     headers(ctx, own_id, matched, &mut parts, upgrade.as_ref());
     let retries = rule.retry.is_some() && upgrade.is_none();
-    let body = ClientBody::new(body, limits.body, limits.body_pace);
+    let body = ClientBody::new(body, limits.body, pace(limits, client_version, ctx.grpc));
     let (mut body, replay) = match retries {
         true => crate::retry::prepare(body).await.map_err(|e| {
             ClientBodyError::find(&*e).map_or(ProxyError::RequestBody, ProxyError::from)
