@@ -248,3 +248,27 @@ fn send_mirror(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimum_rate_is_for_http1_uploads_only() {
+        let limits = HttpLimits::default();
+        let rate = |version, grpc| pace(&limits, version, grpc).min_rate;
+        assert_eq!(
+            rate(http::Version::HTTP_11, false),
+            limits.body_pace.min_rate
+        );
+        assert_eq!(
+            rate(http::Version::HTTP_10, false),
+            limits.body_pace.min_rate
+        );
+        assert_eq!(rate(http::Version::HTTP_11, true), 0, "gRPC over HTTP/1.1");
+        assert_eq!(rate(http::Version::HTTP_2, false), 0, "an HTTP/2 stream");
+        // The idle limit holds for all.
+        let idle = pace(&limits, http::Version::HTTP_2, true).idle;
+        assert_eq!(idle, limits.body_pace.idle);
+    }
+}
