@@ -191,6 +191,18 @@ async fn flood(
     sent
 }
 
+/// One abusive connection: `frames` written after the preface until the
+/// server closes; what the server said (how many went is printed).
+async fn abuse(port: u16, frames: impl Iterator<Item = Vec<u8>>) -> Heard {
+    let (mut write, heard) = connect(port).await;
+    let sent = flood(&mut write, &heard, frames).await;
+    let heard = ended(heard).await;
+    // The client goes, so the lingering close ends and the metric counts.
+    drop(write);
+    println!("sent {sent} frames; heard {heard:?}");
+    heard
+}
+
 /// The server's answer to an abusive connection: it must close within 5 s.
 async fn ended(heard: tokio::task::JoinHandle<Heard>) -> Heard {
     tokio::time::timeout(Duration::from_secs(5), heard)
@@ -227,13 +239,9 @@ async fn others_served_and_counted(gw: &Gateway, port: u16, reason: &str) {
 async fn a_continuation_flood_is_cut_off() {
     let setup = gateway().await;
     let (gw, port) = (&setup.gw, setup.port);
-    let (mut write, heard) = connect(port).await;
     let first = frame(HEADERS, END_STREAM, 1, &request_block(false, "/"));
     let more = (0..100_000).map(|i| frame(CONTINUATION, 0, 1, &header("x-more", &i.to_string())));
-    let sent = flood(&mut write, &heard, std::iter::once(first).chain(more)).await;
-    let heard = ended(heard).await;
-    drop(write);
-    println!("sent {sent} frames; heard {heard:?}");
+    let heard = abuse(port, std::iter::once(first).chain(more)).await;
     assert_eq!(heard.goaway, Some(ENHANCE_YOUR_CALM), "{heard:?}");
     others_served_and_counted(gw, port, "h2_enhance_your_calm").await;
 }
@@ -245,15 +253,11 @@ async fn a_continuation_flood_is_cut_off() {
 async fn too_many_streams_are_refused_then_cut_off() {
     let setup = gateway().await;
     let (gw, port) = (&setup.gw, setup.port);
-    let (mut write, heard) = connect(port).await;
     // POSTs whose bodies never come, to a backend that never answers: each
     // stream stays open, and each takes a backend connection of its own.
     let post = request_block(true, "/deaf");
     let opens = (0..5_000u32).map(|i| frame(HEADERS, END_HEADERS, 2 * i + 1, &post));
-    let sent = flood(&mut write, &heard, opens).await;
-    let heard = ended(heard).await;
-    drop(write);
-    println!("opened {sent} streams; heard {heard:?}");
+    let heard = abuse(port, opens).await;
     assert_eq!(heard.goaway, Some(ENHANCE_YOUR_CALM), "{heard:?}");
     assert!(
         heard.resets >= 100,
@@ -278,13 +282,9 @@ async fn too_many_streams_are_refused_then_cut_off() {
 async fn an_empty_data_flood_is_cut_off() {
     let setup = gateway().await;
     let (gw, port) = (&setup.gw, setup.port);
-    let (mut write, heard) = connect(port).await;
     let open = frame(HEADERS, END_HEADERS, 1, &request_block(true, "/"));
     let empties = (0..100_000).map(|_| frame(DATA, 0, 1, &[]));
-    let sent = flood(&mut write, &heard, std::iter::once(open).chain(empties)).await;
-    let heard = ended(heard).await;
-    drop(write);
-    println!("sent {sent} frames; heard {heard:?}");
+    let heard = abuse(port, std::iter::once(open).chain(empties)).await;
     assert_eq!(heard.goaway, Some(ENHANCE_YOUR_CALM), "{heard:?}");
     others_served_and_counted(gw, port, "h2_enhance_your_calm").await;
 }
@@ -294,12 +294,9 @@ async fn an_empty_data_flood_is_cut_off() {
 async fn a_window_overflow_ends_the_connection() {
     let setup = gateway().await;
     let (gw, port) = (&setup.gw, setup.port);
-    let (mut write, heard) = connect(port).await;
     let increment = 0x7fff_ffffu32.to_be_bytes();
     let updates = (0..2).map(|_| frame(WINDOW_UPDATE, 0, 0, &increment));
-    flood(&mut write, &heard, updates).await;
-    let heard = ended(heard).await;
-    drop(write);
+    let heard = abuse(port, updates).await;
     assert_eq!(heard.goaway, Some(FLOW_CONTROL_ERROR), "{heard:?}");
     others_served_and_counted(gw, port, "h2_flow_control_error").await;
 }
@@ -311,15 +308,11 @@ async fn a_window_overflow_ends_the_connection() {
 async fn data_past_the_window_ends_the_connection() {
     let setup = gateway().await;
     let (gw, port) = (&setup.gw, setup.port);
-    let (mut write, heard) = connect(port).await;
     let chunk = vec![b'x'; 16 * 1024];
     let open = frame(HEADERS, END_HEADERS, 1, &request_block(true, "/deaf"));
     // 64 MiB: far past any window and the loopback socket buffers.
     let body = (0..4096).map(|_| frame(DATA, 0, 1, &chunk));
-    let sent = flood(&mut write, &heard, std::iter::once(open).chain(body)).await;
-    let heard = ended(heard).await;
-    drop(write);
-    println!("sent {sent} frames; heard {heard:?}");
+    let heard = abuse(port, std::iter::once(open).chain(body)).await;
     assert_eq!(heard.goaway, Some(FLOW_CONTROL_ERROR), "{heard:?}");
     others_served_and_counted(gw, port, "h2_flow_control_error").await;
 }
