@@ -235,6 +235,11 @@ struct ServeArgs {
     /// response headers is the route's timeouts.)
     #[arg(long, default_value = "5m", value_parser = go_duration)]
     backend_idle_timeout: Duration,
+    /// Longest a client may leave a response unread while there is more
+    /// of it to send (an HTTP/2 window left shut, a TCP window full);
+    /// longer, its connection closes. 0 is never.
+    #[arg(long, default_value = "60s", value_parser = go_duration)]
+    send_timeout: Duration,
     /// Downstream connections served at once; more wait in the kernel's
     /// accept queue until one closes. 0 is no limit.
     #[arg(long, default_value_t = strait_proxy::limits::MAX_CONNECTIONS)]
@@ -501,6 +506,7 @@ impl ServeArgs {
                     min_rate: self.min_request_body_rate,
                 },
                 backend_idle: self.backend_idle_timeout,
+                send: self.send_timeout,
                 connections: self.max_connections,
             },
             sidecar,

@@ -3,7 +3,9 @@
 //! than the server allows, empty DATA floods and flow-control overflow.
 //! Each connection is ended by strait with a GOAWAY naming the abuse,
 //! counted in `strait_connection_errors_total`, and another client is
-//! served throughout. Rapid reset has its test in `strict.rs`.
+//! served throughout. Rapid reset has its test in `strict.rs`. A client
+//! that stops reading is cut off at the send timeout, over HTTP/2 (a
+//! window left shut) and, for comparison, HTTP/1.1 (a TCP window full).
 
 mod common;
 
@@ -27,10 +29,16 @@ const END_HEADERS: u8 = 4;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 const FLOW_CONTROL_ERROR: u32 = 0x3;
 
-/// A gateway routing `/` to an echo and `/deaf` to a backend that accepts
-/// and never reads; its port.
+/// A gateway routing `/` to an echo, `/deaf` to a backend that accepts
+/// and never reads, and `/firehose` to one that answers with an endless
+/// body; its port.
 async fn gateway() -> Setup {
+    gateway_with(&[]).await
+}
+
+async fn gateway_with(flags: &[&str]) -> Setup {
     let echo = echo("web", "web-0");
+    let (firehose_port, let_go) = firehose();
     let deaf = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let deaf_port = deaf.local_addr().expect("addr").port();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -50,16 +58,51 @@ async fn gateway() -> Setup {
             + &prefix_route("web", "/", "web", "")
             + &service_yaml("web", echo.port, None)
             + &prefix_route("deaf", "/deaf", "deaf", "")
-            + &service_yaml("deaf", deaf_port, None)),
+            + &service_yaml("deaf", deaf_port, None)
+            + &prefix_route("firehose", "/firehose", "firehose", "")
+            + &service_yaml("firehose", firehose_port, None)),
     );
-    let gw = Gateway::start(&dir).await;
+    let gw = Gateway::start_with(&dir, flags).await;
     Setup {
         gw,
         _echo: echo,
         _dir: dir,
         port,
         deaf_accepted: accepted,
+        firehose_let_go: let_go,
     }
+}
+
+/// A backend that answers every request with an endless chunked body;
+/// its port, and how many of its connections the gateway let go of.
+fn firehose() -> (u16, Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let let_go = Arc::new(AtomicUsize::new(0));
+    let count = let_go.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if !matches!(conn.read(&mut byte), Ok(1)) {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                let chunk = [b"10000\r\n".as_slice(), &[b'x'; 0x10000], b"\r\n"].concat();
+                while conn.write_all(&out).is_ok() {
+                    out.clone_from(&chunk);
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (port, let_go)
 }
 
 struct Setup {
@@ -69,6 +112,8 @@ struct Setup {
     port: u16,
     /// Connections the deaf backend has accepted.
     deaf_accepted: Arc<AtomicUsize>,
+    /// Firehose connections the gateway closed.
+    firehose_let_go: Arc<AtomicUsize>,
 }
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -124,12 +169,23 @@ fn header(name: &str, value: &str) -> Vec<u8> {
 struct Heard {
     goaway: Option<u32>,
     resets: usize,
+    /// Response body bytes, and streams the server ended.
+    data: usize,
+    ended_streams: usize,
     closed: bool,
 }
 
 /// A raw HTTP/2 connection: the preface and empty SETTINGS sent, the
 /// server's frames read by a task until it closes.
 async fn connect(port: u16) -> (OwnedWriteHalf, tokio::task::JoinHandle<Heard>) {
+    connect_with(port, &[]).await
+}
+
+/// The same, with `settings` (id and value pairs, 6 bytes each).
+async fn connect_with(
+    port: u16,
+    settings: &[u8],
+) -> (OwnedWriteHalf, tokio::task::JoinHandle<Heard>) {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -139,7 +195,7 @@ async fn connect(port: u16) -> (OwnedWriteHalf, tokio::task::JoinHandle<Heard>) 
         .await
         .expect("preface");
     write
-        .write_all(&frame(SETTINGS, 0, 0, &[]))
+        .write_all(&frame(SETTINGS, 0, 0, settings))
         .await
         .expect("settings");
     let heard = tokio::spawn(async move {
@@ -162,7 +218,11 @@ async fn connect(port: u16) -> (OwnedWriteHalf, tokio::task::JoinHandle<Heard>) 
                     heard.goaway = Some(u32::from_be_bytes(code));
                 }
                 RST_STREAM => heard.resets += 1,
+                DATA => heard.data += len,
                 _ => {}
+            }
+            if matches!(head[3], DATA | HEADERS) && head[4] & END_STREAM != 0 {
+                heard.ended_streams += 1;
             }
         }
     });
@@ -315,4 +375,119 @@ async fn data_past_the_window_ends_the_connection() {
     let heard = abuse(port, std::iter::once(open).chain(body)).await;
     assert_eq!(heard.goaway, Some(FLOW_CONTROL_ERROR), "{heard:?}");
     others_served_and_counted(gw, port, "h2_flow_control_error").await;
+}
+
+/// SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent a byte of body
+/// until the client opens its window.
+const SHUT_WINDOWS: [u8; 6] = [0, 4, 0, 0, 0, 0];
+
+fn open_window(stream: u32) -> Vec<u8> {
+    frame(WINDOW_UPDATE, 0, stream, &0xffffu32.to_be_bytes())
+}
+
+/// A client that opens streams and never opens their windows (the "zero
+/// window" and "data dribble" attacks, CVE-2019-9517 and -9511) would hold
+/// a backend connection per stream for as long as it liked; at the send
+/// timeout its connection closes, and the backends are let go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_reads_nothing_is_cut_off_at_the_send_timeout() {
+    let setup = gateway_with(&["--send-timeout", "2s"]).await;
+    let (gw, port) = (&setup.gw, setup.port);
+    let (mut write, heard) = connect_with(setup.port, &SHUT_WINDOWS).await;
+    let began = std::time::Instant::now();
+    let get = request_block(false, "/firehose");
+    for i in 0..20u32 {
+        let open = frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1, &get);
+        write.write_all(&open).await.expect("open a stream");
+    }
+    let heard = tokio::time::timeout(Duration::from_secs(10), heard)
+        .await
+        .expect("the connection is closed within 10 s")
+        .expect("reader");
+    let took = began.elapsed();
+    println!("closed after {took:?}; heard {heard:?}");
+    assert!(heard.closed && heard.data == 0, "{heard:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "closed after {took:?}: the send timeout is 2 s, looked at every 1 s"
+    );
+    drop(write);
+    others_served_and_counted(gw, port, "send_timeout").await;
+    let let_go = &setup.firehose_let_go;
+    eventually(
+        5,
+        || {
+            format!(
+                "{} of 20 backend connections let go",
+                let_go.load(Ordering::SeqCst)
+            )
+        },
+        || async { (let_go.load(Ordering::SeqCst) == 20).then_some(()) },
+    )
+    .await;
+}
+
+/// A client that keeps its windows shut for a while, but less than the
+/// send timeout each time, is served: the timeout is for the client that
+/// stopped, not the slow one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_opens_its_window_in_time_is_served() {
+    let setup = gateway_with(&["--send-timeout", "2s"]).await;
+    let (mut write, heard) = connect_with(setup.port, &SHUT_WINDOWS).await;
+    let get = request_block(false, "/");
+    for stream in [1u32, 3, 5] {
+        let open = frame(HEADERS, END_STREAM | END_HEADERS, stream, &get);
+        write.write_all(&open).await.expect("open a stream");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        write.write_all(&open_window(stream)).await.expect("window");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(write);
+    let heard = ended(heard).await;
+    println!("heard {heard:?}");
+    assert_eq!(heard.ended_streams, 3, "{heard:?}");
+    assert!(heard.data > 0 && heard.goaway.is_none(), "{heard:?}");
+    let metrics = setup.gw.metrics().await;
+    assert!(!metrics.contains("reason=\"send_timeout\""), "{metrics}");
+}
+
+/// The same over HTTP/1.1: a client that asks for a large response and
+/// reads none of it, once the socket buffers between are full.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http1_client_that_reads_nothing_is_cut_off_too() {
+    let setup = gateway_with(&["--send-timeout", "2s"]).await;
+    let (gw, port) = (&setup.gw, setup.port);
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET /firehose HTTP/1.1\r\nhost: a.test\r\n\r\n")
+        .await
+        .expect("request");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Now read: what the buffers held, then the end.
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0usize;
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    println!("read {got} bytes before the end");
+    assert!(
+        drained.is_ok(),
+        "still sending after 15 s: {got} bytes read"
+    );
+    assert!(got > 0, "the response began");
+    others_served_and_counted(gw, port, "send_timeout").await;
+    let let_go = &setup.firehose_let_go;
+    eventually(
+        5,
+        || "the backend connection was not let go".to_string(),
+        || async { (let_go.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
 }

@@ -50,6 +50,8 @@ pub struct ConnInfo {
     /// Set when a request asks to become a tunnel (an upgrade, a
     /// sidecar's CONNECT): the connection then closes without lingering.
     pub tunnel: std::sync::atomic::AtomicBool,
+    /// Its responses, as the send timeout watches them.
+    pub send: Arc<crate::send_watch::SendWatch>,
 }
 
 /// The label of a request no listener or route took.

@@ -30,6 +30,7 @@ pub mod reload;
 pub mod request;
 pub mod retry;
 mod run;
+pub mod send_watch;
 mod shared;
 pub mod sidecar;
 pub mod splice;

@@ -29,6 +29,11 @@ pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 /// may rightly wait for a long upload to end before it answers.
 pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Longest a client may leave a response unread (`SEND_TIMEOUT`) while
+/// strait has more of it to send: nginx's `send_timeout`. Longer, the
+/// connection closes, and with it every response it carries.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Downstream connections served at once (`MAX_CONNECTIONS`); past it,
 /// new connections wait in the kernel's accept queue instead of
 /// exhausting memory or descriptors.
@@ -55,6 +60,8 @@ pub struct HttpLimits {
     pub body_pace: BodyPace,
     /// The backend's side of the exchange; zero: none.
     pub backend_idle: Duration,
+    /// The client's side of a response (`SEND_TIMEOUT`); zero: none.
+    pub send: Duration,
     /// Downstream connections served at once (`MAX_CONNECTIONS`).
     pub connections: usize,
 }
@@ -72,6 +79,7 @@ impl Default for HttpLimits {
                 min_rate: MIN_BODY_RATE,
             },
             backend_idle: BACKEND_IDLE_TIMEOUT,
+            send: SEND_TIMEOUT,
             connections: MAX_CONNECTIONS,
         }
     }

@@ -435,6 +435,7 @@ fn conn_info(
         original_dst,
         peer: None,
         tunnel: Default::default(),
+        send: Default::default(),
     })
 }
 
@@ -450,16 +451,24 @@ where
     let service = service_fn(move |req| handle(svc_shared.clone(), svc_info.clone(), req));
     let io = crate::linger::Linger::new(io, info.clone());
     let conn = port.builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = until_true(&mut drain) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let served = async {
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = until_true(&mut drain) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
     };
-    if let Err(e) = result {
-        let reason = crate::conn_end::reason(&*e);
+    let send_limit = shared.http_limits.send;
+    let result = tokio::select! {
+        r = served => r.map_err(|e| (crate::conn_end::reason(&*e), e)),
+        () = info.send.stalled(send_limit), if !send_limit.is_zero() => {
+            Err(("send_timeout", "the client left a response unread for the send timeout".into()))
+        }
+    };
+    if let Err((reason, e)) = result {
         debug!(client = %info.client, error = %e, reason, "connection ended with an error");
         shared.metrics.connection_error(reason);
     }

@@ -11,6 +11,7 @@
 use crate::conn_limit::{acquire, Got, Overflow};
 use crate::conn_limit::{ConnGate, ConnSlot};
 use crate::dial::{dial, CONNECT_TIMEOUT};
+use crate::send_watch::{SendWatch, Watched};
 use crate::tee::{BoxError, UpstreamBody};
 use crate::wait::Wait;
 use bytes::Bytes;
@@ -94,6 +95,8 @@ pub struct PooledBody {
     /// Longest wait for the backend's next frame; `None`: no limit.
     idle: Option<Duration>,
     wait: Wait,
+    /// The client's side, when the send timeout watches it.
+    send: Option<Watched>,
 }
 
 /// The backend sent nothing for the idle limit in the middle of its body.
@@ -133,12 +136,19 @@ impl PooledBody {
             back,
             idle: None,
             wait: Wait::default(),
+            send: None,
         }
     }
 
     /// Gives up on a backend that sends nothing for `idle` between frames.
     pub fn idle_limit(mut self, idle: Option<Duration>) -> Self {
         self.idle = idle;
+        self
+    }
+
+    /// Counts in the client connection's send timeout.
+    pub fn watched(mut self, watch: &Arc<SendWatch>) -> Self {
+        self.send = Some(Watched::new(watch.clone()));
         self
     }
 
@@ -158,6 +168,9 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(send) = &mut this.send {
+            send.asked();
+        }
         let polled = match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
                 let Some(idle) = this.idle else {
@@ -178,6 +191,8 @@ impl Body for PooledBody {
         this.wait.end();
         if polled.is_none() || this.inner.is_end_stream() {
             this.give_back();
+        } else if let Some(send) = &mut this.send {
+            send.handed();
         }
         Poll::Ready(polled.map(|r| r.map_err(BoxError::from)))
     }

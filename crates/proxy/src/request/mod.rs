@@ -30,6 +30,7 @@ use crate::answer::{ProxyError, ResponseBody};
 use crate::ctx::{ConnInfo, RequestCtx, Role};
 use crate::Shared;
 use http::{Request, Response};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,7 +58,22 @@ pub async fn handle(
         }
     };
     telemetry::record(&shared.metrics, &ctx, &response);
-    Ok(response)
+    Ok(watch_send(response, &shared, &ctx.conn))
+}
+
+/// A streamed response counts in its connection's send timeout.
+fn watch_send(
+    response: Response<ResponseBody>,
+    shared: &Shared,
+    conn: &ConnInfo,
+) -> Response<ResponseBody> {
+    if shared.http_limits.send.is_zero() {
+        return response;
+    }
+    response.map(|body| match body {
+        Either::Left(streamed) => Either::Left(streamed.watched(&conn.send)),
+        whole => whole,
+    })
 }
 
 /// The chart: each line a phase.
