@@ -425,7 +425,8 @@ fn install_listener(mut l: LiveListener, snapshot: &mut Snapshot) {
                 .precedence_cmp(&b.matcher)
                 .then_with(|| ta.cmp(tb))
         });
-        *vhosts.entry(h.as_deref(), Vec::new) = list.into_iter().map(|(_, e)| e).collect();
+        let entries = list.into_iter().map(|(_, e)| e).collect();
+        *vhosts.entry(h.as_deref(), Default::default) = crate::rules::RuleTable::new(entries);
     }
     let routes = ListenerRoutes {
         label: l.label,

@@ -16,6 +16,7 @@ mod matcher;
 mod mesh;
 mod policy;
 mod retry;
+mod rules;
 pub mod security;
 mod snapshot;
 pub mod status;

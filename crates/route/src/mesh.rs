@@ -11,6 +11,7 @@
 use crate::backend::{BackendTarget, Resolver};
 use crate::compile::{compile_rules, route_status, tie_breaks, CompiledRule, TieBreak};
 use crate::matcher::RequestView;
+use crate::rules::RuleTable;
 use crate::snapshot::{Entry, ListenerRoutes, Matched, Rule};
 use crate::status::{Condition, ParentStatus, RouteStatus};
 use std::collections::HashMap;
@@ -41,9 +42,9 @@ struct MeshService {
     /// No route attached: everything to the Service's endpoints.
     default: Arc<Rule>,
     /// Routes of the Service's namespace, in precedence order.
-    producer: Vec<Entry>,
+    producer: RuleTable,
     /// Routes of other namespaces, for callers in those namespaces.
-    consumers: HashMap<String, Vec<Entry>>,
+    consumers: HashMap<String, RuleTable>,
 }
 
 /// What an outbound call resolves to.
@@ -99,18 +100,18 @@ impl MeshTable {
         let Some(service) = self.services.get(&(ns, name, port)) else {
             return MeshLookup::Unknown;
         };
-        let entries = match service.consumers.get(client_ns) {
-            Some(own) => own.as_slice(),
-            None => service.producer.as_slice(),
+        let table = match service.consumers.get(client_ns) {
+            Some(own) => own,
+            None => &service.producer,
         };
-        if entries.is_empty() {
+        if table.entries().is_empty() {
             return MeshLookup::Route(Matched {
                 listener: &service.routes,
                 rule: &service.default,
                 matched_prefix: None,
             });
         }
-        match entries.iter().find(|e| e.matcher.matches(req)) {
+        match table.find(req) {
             Some(entry) => MeshLookup::Route(Matched {
                 listener: &service.routes,
                 rule: &entry.rule,
@@ -145,8 +146,9 @@ impl MeshTable {
             .services
             .values()
             .map(|s| {
-                let rules = |entries: &[Entry]| -> Vec<serde_json::Value> {
-                    entries
+                let rules = |table: &RuleTable| -> Vec<serde_json::Value> {
+                    table
+                        .entries()
                         .iter()
                         .map(|e| {
                             serde_json::json!({
@@ -218,7 +220,7 @@ impl MeshBuilder {
                     MeshService {
                         routes: ListenerRoutes::named(label, port),
                         default,
-                        producer: Vec::new(),
+                        producer: RuleTable::default(),
                         consumers: HashMap::new(),
                     },
                 );
@@ -352,13 +354,13 @@ impl MeshBuilder {
     }
 
     pub fn finish(mut self) -> MeshTable {
-        let sorted = |mut list: Vec<(TieBreak, Entry)>| -> Vec<Entry> {
+        let sorted = |mut list: Vec<(TieBreak, Entry)>| -> RuleTable {
             list.sort_by(|(ta, a), (tb, b)| {
                 a.matcher
                     .precedence_cmp(&b.matcher)
                     .then_with(|| ta.cmp(tb))
             });
-            list.into_iter().map(|(_, e)| e).collect()
+            RuleTable::new(list.into_iter().map(|(_, e)| e).collect())
         };
         for (key, (producer, consumers)) in self.pending {
             if let Some(service) = self.table.services.get_mut(&key) {

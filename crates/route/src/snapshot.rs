@@ -57,7 +57,7 @@ pub struct ListenerRoutes {
     /// `namespace/gateway/listener`, the label used in metrics.
     pub label: Arc<str>,
     pub port: u16,
-    pub(crate) vhosts: HostTable<Vec<Entry>>,
+    pub(crate) vhosts: HostTable<crate::rules::RuleTable>,
 }
 
 impl ListenerRoutes {
@@ -169,8 +169,7 @@ impl Snapshot {
         req: &RequestView<'_>,
     ) -> Option<Matched<'a>> {
         let listener = self.ports.get(&at)?.listeners.get(host)?;
-        let entries = listener.vhosts.get(host)?;
-        let entry = entries.iter().find(|e| e.matcher.matches(req))?;
+        let entry = listener.vhosts.get(host)?.find(req)?;
         let matched_prefix = match &entry.matcher.path {
             PathMatch::Prefix(p) => Some(p.as_str()),
             _ => None,
@@ -188,7 +187,7 @@ impl Snapshot {
     pub fn l4_route(&self, at: ListenKey, sni: Option<&str>) -> Option<Matched<'_>> {
         let host = sni.unwrap_or("");
         let listener = self.ports.get(&at)?.listeners.get(host)?;
-        let entry = listener.vhosts.get(host)?.first()?;
+        let entry = listener.vhosts.get(host)?.entries().first()?;
         Some(Matched {
             listener,
             rule: &entry.rule,
@@ -210,8 +209,9 @@ impl Snapshot {
                         let hosts: Vec<Value> = l
                             .vhosts
                             .iter()
-                            .map(|(h, entries)| {
-                                let rules: Vec<Value> = entries
+                            .map(|(h, table)| {
+                                let rules: Vec<Value> = table
+                                    .entries()
                                     .iter()
                                     .map(|e| {
                                         json!({

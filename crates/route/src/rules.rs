@@ -1,0 +1,181 @@
+//! One hostname's (or one mesh destination's) rules in precedence order,
+//! and the lookup of the first that matches a request.
+//!
+//! A short table is scanned in order. A long one (one large API on one
+//! hostname, thousands of path prefixes) is scanned through an index by
+//! path: only rules whose path could match are tested, and of those the
+//! earliest in precedence order that matches wins, exactly as the scan
+//! would find. A request's path can only be matched by an Exact rule of
+//! that very path, a Prefix rule for the path cut at one of its `/`s (or
+//! whole), or a regular expression; so a lookup costs a hash lookup per
+//! path segment instead of a test per rule.
+
+use crate::matcher::{PathMatch, RequestView};
+use crate::snapshot::Entry;
+use std::collections::HashMap;
+
+/// Tables shorter than this are scanned: an index costs more than it saves.
+const INDEX_FROM: usize = 32;
+
+#[derive(Debug, Default)]
+pub(crate) struct RuleTable {
+    entries: Vec<Entry>,
+    /// Boxed: most tables have none, and a table sits inline in its host's.
+    index: Option<Box<PathIndex>>,
+}
+
+/// Positions in the table, ascending, by what the rule's path is.
+#[derive(Debug, Default)]
+struct PathIndex {
+    exact: HashMap<String, Vec<u32>>,
+    /// Keyed by the prefix without its trailing slash (`""` for `/`).
+    prefix: HashMap<String, Vec<u32>>,
+    regex: Vec<u32>,
+}
+
+impl RuleTable {
+    /// `entries` must be in precedence order.
+    pub fn new(entries: Vec<Entry>) -> Self {
+        let indexed = entries.len() >= INDEX_FROM;
+        Self::build(entries, indexed)
+    }
+
+    fn build(entries: Vec<Entry>, indexed: bool) -> Self {
+        let index = indexed.then(|| Box::new(PathIndex::of(&entries)));
+        RuleTable { entries, index }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The first rule in precedence order that matches `req`.
+    pub fn find(&self, req: &RequestView<'_>) -> Option<&Entry> {
+        match &self.index {
+            None => self.entries.iter().find(|e| e.matcher.matches(req)),
+            Some(index) => index
+                .first_match(req, &self.entries)
+                .map(|i| &self.entries[i]),
+        }
+    }
+}
+
+impl PathIndex {
+    fn of(entries: &[Entry]) -> Self {
+        let mut index = PathIndex::default();
+        for (i, e) in entries.iter().enumerate() {
+            // A table of 4 billion rules is not compiled on any machine.
+            let at = u32::try_from(i).unwrap_or(u32::MAX);
+            match &e.matcher.path {
+                PathMatch::Exact(p) => index.exact.entry(p.clone()).or_default().push(at),
+                PathMatch::Prefix(p) => index.prefix.entry(p.clone()).or_default().push(at),
+                PathMatch::Regex(_) => index.regex.push(at),
+            }
+        }
+        index
+    }
+
+    /// The least position among rules that match `req`.
+    fn first_match(&self, req: &RequestView<'_>, entries: &[Entry]) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        let mut consider = |positions: &[u32]| {
+            for &at in positions {
+                let at = at as usize;
+                if best.is_some_and(|b| b <= at) {
+                    // Ascending: nothing later in this list can win.
+                    return;
+                }
+                if entries[at].matcher.matches(req) {
+                    best = Some(at);
+                    return;
+                }
+            }
+        };
+        let path = req.path;
+        if let Some(list) = self.exact.get(path) {
+            consider(list);
+        }
+        for cut in path
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .chain(std::iter::once(path.len()))
+        {
+            if let Some(list) = self.prefix.get(&path[..cut]) {
+                consider(list);
+            }
+        }
+        consider(&self.regex);
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matcher::RouteMatch;
+    use crate::snapshot::Rule;
+    use http::{HeaderMap, Method};
+    use std::sync::Arc;
+    use strait_config::httproute::{HttpPathMatch, HttpRouteMatch};
+
+    fn entry(kind: &str, value: &str, method: Option<&str>) -> Entry {
+        let m = HttpRouteMatch {
+            path: Some(HttpPathMatch {
+                kind: kind.into(),
+                value: value.into(),
+            }),
+            method: method.map(str::to_string),
+            ..HttpRouteMatch::default()
+        };
+        Entry {
+            matcher: RouteMatch::compile(&m).expect("match"),
+            rule: Arc::new(Rule::to(
+                Arc::from(value),
+                crate::BackendTarget::Invalid(String::new()),
+            )),
+        }
+    }
+
+    const PATHS: [&str; 9] = [
+        "/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/b", "/a//b", "/c/d",
+    ];
+
+    /// Random tables sorted as the compiler sorts them; for random
+    /// requests, the index finds what the scan finds.
+    #[test]
+    fn the_index_finds_what_the_scan_finds() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..500 {
+            let n = rng.usize(1..60);
+            let mut list: Vec<Entry> = (0..n)
+                .map(|_| {
+                    let path = PATHS[rng.usize(..PATHS.len())];
+                    let method = rng.bool().then_some("GET");
+                    match rng.u8(..3) {
+                        0 => entry("Exact", path, method),
+                        1 => entry("PathPrefix", path, method),
+                        _ => entry("RegularExpression", "/a.*", method),
+                    }
+                })
+                .collect();
+            list.sort_by(|a, b| a.matcher.precedence_cmp(&b.matcher));
+            let table = RuleTable::build(std::mem::take(&mut list), true);
+            let headers = HeaderMap::new();
+            for path in PATHS.iter().chain(&["/a/b/c/d", "/x", "/a/bc", ""]) {
+                for method in [Method::GET, Method::POST] {
+                    let req = RequestView {
+                        method: &method,
+                        path,
+                        query: None,
+                        headers: &headers,
+                    };
+                    let by_scan = table.entries.iter().position(|e| e.matcher.matches(&req));
+                    let by_index = table
+                        .find(&req)
+                        .and_then(|e| table.entries.iter().position(|x| std::ptr::eq(x, e)));
+                    assert_eq!(by_index, by_scan, "{method} {path}");
+                }
+            }
+        }
+    }
+}
