@@ -362,7 +362,9 @@ pub struct Live {
     pub snapshot: Arc<Snapshot>,
     /// By the address of each `Arc<Cluster>` the snapshot (or the sidecar)
     /// holds: found without hashing a name.
-    states: HashMap<usize, (Arc<Cluster>, ClusterState)>,
+    /// Looked up on every request: foldhash, not SipHash (the keys are
+    /// the snapshot's own pointers, nothing a client chooses).
+    states: foldhash::HashMap<usize, (Arc<Cluster>, ClusterState)>,
 }
 
 fn key(c: &Arc<Cluster>) -> usize {

@@ -22,7 +22,6 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -212,7 +211,9 @@ type IdleConnection = (Instant, http1::SendRequest<UpstreamBody>);
 /// Idle HTTP/1.1 connections per endpoint, most recent last.
 #[derive(Default)]
 pub struct H1Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<IdleConnection>>>,
+    /// Taken from and given back to on every request: foldhash, not
+    /// SipHash (the keys are configured endpoints, nothing a client chooses).
+    idle: Mutex<foldhash::HashMap<PoolKey, Vec<IdleConnection>>>,
 }
 
 /// Idle connections kept per endpoint.
@@ -265,7 +266,7 @@ pub struct Upstreams {
     h1: Arc<H1Pool>,
     /// One HTTP/2 connection per endpoint. The lock is held only to clone
     /// or replace a handle, never across I/O.
-    h2c: Mutex<HashMap<PoolKey, http2::SendRequest<UpstreamBody>>>,
+    h2c: Mutex<foldhash::HashMap<PoolKey, http2::SendRequest<UpstreamBody>>>,
 }
 
 impl Default for Upstreams {
@@ -289,7 +290,7 @@ impl Upstreams {
         Upstreams {
             identity,
             h1: Arc::new(H1Pool::default()),
-            h2c: Mutex::new(HashMap::new()),
+            h2c: Mutex::default(),
         }
     }
 
