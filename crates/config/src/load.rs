@@ -13,6 +13,7 @@ use crate::traffic::{BackendTrafficPolicySpec, FaultInjectionSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A Kubernetes object with a `spec`.
@@ -132,6 +133,40 @@ impl ResourceSet {
 /// Loads every `*.yaml` / `*.yml` below `dir` (sub-folders included, hidden
 /// entries skipped), in path order so that results are stable.
 pub fn load_dir(dir: &Path) -> ResourceSet {
+    load_dir_cached(dir, &mut ParseCache::default())
+}
+
+/// What each file parsed to, kept so that a reload parses only the files
+/// whose text changed: parsing YAML is two thirds of loading a large
+/// folder (10,000 routes: 0.6 of 0.9 s), and a change is usually one file.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    /// By path: the text's length and hash, and what it parsed to.
+    files: HashMap<PathBuf, (usize, u64, ResourceSet)>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl ParseCache {
+    /// `text`'s resources: parsed, or as they were when `file` last had
+    /// the same text (same length and 64-bit keyed hash).
+    fn parse(&mut self, file: &Path, text: &str) -> ResourceSet {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(text);
+        if let Some((len, h, set)) = self.files.get(file) {
+            if *len == text.len() && *h == hash {
+                return set.clone();
+            }
+        }
+        let set = parse_text(file, text);
+        self.files
+            .insert(file.to_path_buf(), (text.len(), hash, set.clone()));
+        set
+    }
+}
+
+/// [`load_dir`], parsing only files not in `cache` with the same text;
+/// `cache` then holds the folder's files as they are now.
+pub fn load_dir_cached(dir: &Path, cache: &mut ParseCache) -> ResourceSet {
     let mut set = ResourceSet::default();
     let mut files = Vec::new();
     if let Err(e) = collect_files(dir, &mut files) {
@@ -146,9 +181,12 @@ pub fn load_dir(dir: &Path) -> ResourceSet {
         return set;
     }
     files.sort();
+    cache
+        .files
+        .retain(|path, _| files.binary_search(path).is_ok());
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => set.extend(parse_text(&file, &text)),
+            Ok(text) => set.extend(cache.parse(&file, &text)),
             Err(e) => set.problems.push(Problem::error(
                 &Source { file, doc: 0 },
                 "",
@@ -571,5 +609,33 @@ mod tests {
         ] {
             let _ = parse(text);
         }
+    }
+    /// A reload through the cache sees a changed file as changed, one
+    /// left alone as it was, and a removed one as gone.
+    #[test]
+    fn a_cached_folder_sees_every_change() {
+        let dir = std::env::temp_dir().join(format!("strait-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let service = |name: &str| {
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{port: 80}}]}}\n")
+        };
+        let names = |set: &ResourceSet| -> Vec<String> {
+            set.documents
+                .iter()
+                .map(|d| d.resource.metadata().name.clone())
+                .collect()
+        };
+        std::fs::write(dir.join("a.yaml"), service("a")).expect("a");
+        std::fs::write(dir.join("b.yaml"), service("b")).expect("b");
+        let mut cache = ParseCache::default();
+        assert_eq!(names(&load_dir_cached(&dir, &mut cache)), ["a", "b"]);
+        // Same length, other text: parsed again.
+        std::fs::write(dir.join("a.yaml"), service("c")).expect("c");
+        assert_eq!(names(&load_dir_cached(&dir, &mut cache)), ["c", "b"]);
+        std::fs::remove_file(dir.join("b.yaml")).expect("rm");
+        assert_eq!(names(&load_dir_cached(&dir, &mut cache)), ["c"]);
+        assert_eq!(cache.files.len(), 1, "a removed file leaves the cache");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

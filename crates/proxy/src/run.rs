@@ -106,9 +106,12 @@ fn answer_for(
 /// The first configuration: the folder's, or the control plane's — the
 /// cached snapshot when there is one (the control plane may be down), else
 /// the first one it sends.
-async fn first_load(opts: &GatewayOptions) -> anyhow::Result<(Loaded, Changes)> {
+async fn first_load(
+    opts: &GatewayOptions,
+    folder: &reload::Folder,
+) -> anyhow::Result<(Loaded, Changes)> {
     let Some(control) = &opts.control else {
-        let loaded = match reload::load(&opts.config_dir, &opts.compile) {
+        let loaded = match folder.load(&opts.compile) {
             Ok(l) => l,
             Err(problems) => {
                 for p in &problems {
@@ -212,7 +215,8 @@ fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Arc<PortMode>> {
 /// Runs the gateway until `shutdown` completes or SIGTERM/SIGINT arrives,
 /// then drains.
 pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (Loaded { snapshot, problems }, mut changes) = first_load(&opts).await?;
+    let folder = reload::Folder::new(opts.config_dir.clone());
+    let (Loaded { snapshot, problems }, mut changes) = first_load(&opts, &folder).await?;
     report(&problems);
     let sidecar = opts.sidecar.clone().map(crate::sidecar::Sidecar::new);
     let shared = Shared::new(snapshot, (opts.stream_limits, opts.http_limits), sidecar);
@@ -243,15 +247,16 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
                 if opts.control.is_none() {
-                    apply_change(&opts, &state, &mut listeners).await;
+                    apply_change(&opts, &folder, &state, &mut listeners).await;
                 }
             }
             offer = changes.next() => match offer {
-                None => apply_change(&opts, &state, &mut listeners).await,
+                None => apply_change(&opts, &folder, &state, &mut listeners).await,
                 Some(Offer { snapshot, reply }) => {
+                    let began = std::time::Instant::now();
                     let loaded = compile_offer(snapshot, &opts.compile).await;
                     let answer = answer_for(&loaded);
-                    apply_loaded(&opts, &state, &mut listeners, loaded).await;
+                    apply_loaded(&opts, &state, &mut listeners, (loaded, began)).await;
                     let _ = reply.send(answer);
                 }
             },
@@ -353,18 +358,27 @@ fn announce(
         .with_context(|| format!("writing the ports file {}", file.display()))
 }
 
-async fn apply_change(opts: &GatewayOptions, state: &AdminState, listeners: &mut ListenerSet) {
-    let dir = opts.config_dir.clone();
+async fn apply_change(
+    opts: &GatewayOptions,
+    folder: &reload::Folder,
+    state: &AdminState,
+    listeners: &mut ListenerSet,
+) {
+    let folder = folder.clone();
     let compile = opts.compile.clone();
-    let loaded = tokio::task::spawn_blocking(move || reload::load(&dir, &compile)).await;
-    apply_loaded(opts, state, listeners, loaded).await
+    let began = std::time::Instant::now();
+    let loaded = tokio::task::spawn_blocking(move || folder.load(&compile)).await;
+    apply_loaded(opts, state, listeners, (loaded, began)).await
 }
 
 async fn apply_loaded(
     opts: &GatewayOptions,
     state: &AdminState,
     listeners: &mut ListenerSet,
-    loaded: Result<Result<Loaded, Vec<Problem>>, tokio::task::JoinError>,
+    (loaded, began): (
+        Result<Result<Loaded, Vec<Problem>>, tokio::task::JoinError>,
+        std::time::Instant,
+    ),
 ) {
     let shared = &state.shared;
     match loaded {
@@ -381,7 +395,10 @@ async fn apply_loaded(
             state.refused.store(Arc::new(Vec::new()));
             let generation = state.generation.fetch_add(1, Ordering::AcqRel) + 1;
             shared.metrics.reload(true);
-            info!(generation, "configuration reloaded");
+            // From the change noticed to the new tables serving: reading,
+            // compiling and swapping, what a large configuration costs.
+            let took_ms = began.elapsed().as_millis() as u64;
+            info!(generation, took_ms, "configuration reloaded");
         }
         Ok(Err(problems)) => {
             for p in &problems {

@@ -1,5 +1,6 @@
 //! Backends: Services resolved to endpoint addresses through EndpointSlices.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use strait_config::core::{EndpointSliceBody, ServicePort, ServiceSpec, SERVICE_NAME_LABEL};
@@ -118,15 +119,50 @@ pub const MESHED_LABEL: &str = "strait.dev/meshed";
 pub const SERVICE_ACCOUNT_ANNOTATION: &str = "strait.dev/service-account";
 
 /// Builds clusters from Services and EndpointSlices, once per snapshot.
+/// Services and EndpointSlices by namespace and name (a slice's
+/// `kubernetes.io/service-name`).
+type ByName<'a, T> = HashMap<(&'a str, &'a str), T>;
+
 pub(crate) struct Resolver<'a> {
     docs: &'a [Document],
-    cache: std::collections::HashMap<(String, String, i32), Result<Arc<Cluster>, String>>,
+    /// The first Service of each name, and each Service's slices in
+    /// document order: resolving one reads its own, not every document
+    /// (10,000 routes to 1,000 Services: 0.2 s of scanning otherwise).
+    services: ByName<'a, &'a Object<ServiceSpec>>,
+    slices: ByName<'a, Vec<&'a Flat<EndpointSliceBody>>>,
+    /// BackendTrafficPolicies and BackendTLSPolicies, in document order.
+    policies: Vec<&'a Document>,
+    cache: HashMap<(String, String, i32), Result<Arc<Cluster>, String>>,
 }
 
 impl<'a> Resolver<'a> {
     pub fn new(docs: &'a [Document]) -> Self {
+        let mut services: ByName<'a, &'a Object<ServiceSpec>> = HashMap::new();
+        let mut slices: ByName<'a, Vec<&'a Flat<EndpointSliceBody>>> = HashMap::new();
+        let mut policies = Vec::new();
+        for d in docs {
+            match &d.resource {
+                Resource::BackendTrafficPolicy(_) | Resource::BackendTlsPolicy(_) => {
+                    policies.push(d)
+                }
+                Resource::Service(s) => {
+                    let key = (s.metadata.namespace(), s.metadata.name.as_str());
+                    services.entry(key).or_insert(s);
+                }
+                Resource::EndpointSlice(slice) => {
+                    if let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) {
+                        let key = (slice.metadata.namespace(), service.as_str());
+                        slices.entry(key).or_default().push(slice);
+                    }
+                }
+                _ => {}
+            }
+        }
         Resolver {
             docs,
+            services,
+            slices,
+            policies,
             cache: Default::default(),
         }
     }
@@ -166,9 +202,9 @@ impl<'a> Resolver<'a> {
         let only_port = service.spec.ports.len() == 1;
         let found = self.endpoints(namespace, name, service_port, only_port);
         let port_name = service_port.name.as_deref();
-        let traffic = crate::traffic::for_service(self.docs, namespace, name, port_name);
+        let traffic = crate::traffic::for_service(&self.policies, namespace, name, port_name);
         let tls = crate::backend_tls::for_service(
-            self.docs,
+            (self.docs, &self.policies),
             namespace,
             name,
             port_name,
@@ -189,16 +225,9 @@ impl<'a> Resolver<'a> {
 
     /// Service `namespace/name`, or why there is none.
     fn find_service(&self, namespace: &str, name: &str) -> Result<&'a Object<ServiceSpec>, String> {
-        self.docs
-            .iter()
-            .find_map(|d| match &d.resource {
-                Resource::Service(s)
-                    if s.metadata.name == name && s.metadata.namespace() == namespace =>
-                {
-                    Some(s)
-                }
-                _ => None,
-            })
+        self.services
+            .get(&(namespace, name))
+            .copied()
             .ok_or_else(|| format!("Service {namespace}/{name} not found"))
     }
 
@@ -217,20 +246,8 @@ impl<'a> Resolver<'a> {
             meshed: true,
             accounts: Vec::new(),
         };
-        for doc in self.docs {
-            let Resource::EndpointSlice(slice) = &doc.resource else {
-                continue;
-            };
-            if slice.metadata.namespace() != namespace
-                || slice
-                    .metadata
-                    .labels
-                    .get(SERVICE_NAME_LABEL)
-                    .map(String::as_str)
-                    != Some(name)
-            {
-                continue;
-            }
+        let slices = self.slices.get(&(namespace, name)).into_iter().flatten();
+        for slice in slices {
             found.add(slice, namespace, service_port.name.as_deref(), only_port);
         }
         found.endpoints.sort();

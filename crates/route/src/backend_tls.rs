@@ -35,13 +35,13 @@ type Refusal = (&'static str, String);
 /// one naming the port wins over one for the whole Service, then the
 /// oldest, then by name.
 pub(crate) fn for_service(
-    docs: &[Document],
+    (docs, policies): (&[Document], &[&Document]),
     ns: &str,
     name: &str,
     port_name: Option<&str>,
     h2: bool,
 ) -> Option<Result<Arc<UpstreamTls>, String>> {
-    let policies = docs.iter().filter_map(|d| match &d.resource {
+    let policies = policies.iter().filter_map(|d| match &d.resource {
         Resource::BackendTlsPolicy(p) => Some(p),
         _ => None,
     });

@@ -18,12 +18,12 @@ type Finding = (String, String);
 
 /// The settings for Service `ns/name` port `port_name`.
 pub(crate) fn for_service(
-    docs: &[Document],
+    policies: &[&Document],
     ns: &str,
     name: &str,
     port_name: Option<&str>,
 ) -> Traffic {
-    let policies = docs.iter().filter_map(|d| match &d.resource {
+    let policies = policies.iter().filter_map(|d| match &d.resource {
         // A policy with a bad field is reported and not applied.
         Resource::BackendTrafficPolicy(p) if check(&p.spec).is_empty() => Some(p),
         _ => None,
