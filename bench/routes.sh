@@ -23,6 +23,8 @@ CHANGES=${CHANGES:-5}
 STRAIT_BIN=${STRAIT_BIN:-target/release/strait}
 readonly PORT=18480
 cd "$ROOT"
+# Every endpoint is 127.0.0.1 on a port of its own, from 20000 up.
+((20000 + ENDPOINTS <= 65536)) || die "ENDPOINTS=$ENDPOINTS: at most 45536 (one port each on 127.0.0.1)"
 [[ -x $STRAIT_BIN ]] || { log "building strait"; cargo build --release -p strait >&2; }
 BIN=$(absolute_path "$STRAIT_BIN")
 WORK=$(mktemp -d /tmp/strait-routes-bench.XXXXXX)
@@ -101,6 +103,8 @@ done
 AFTER_KB=$(rss_kb "$PID")
 AFTER_STATUS=$(status "$last")
 CHANGED=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: site-0.example.com" "http://127.0.0.1:$PORT/changed-$CHANGES/x")
+[[ $FIRST_STATUS != 404 && $AFTER_STATUS != 404 ]] || die "the last route was not matched (404)"
+[[ $CHANGED != 404 ]] || die "the changed route was not matched (404)"
 SORTED=$(printf '%s\n' "${TOOK[@]}" | sort -n | tr '\n' ' ')
 
 echo "## Gateway with $ROUTES routes, $(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -386,9 +386,9 @@ fn open_window(stream: u32) -> Vec<u8> {
 }
 
 /// A client that opens streams and never opens their windows (the "zero
-/// window" and "data dribble" attacks, CVE-2019-9517 and -9511) would hold
-/// a backend connection per stream for as long as it liked; at the send
-/// timeout its connection closes, and the backends are let go.
+/// window" attack, CVE-2019-9517's kin) would hold a backend connection
+/// per stream for as long as it liked; at the send timeout its connection
+/// closes, and the backends are let go.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_reads_nothing_is_cut_off_at_the_send_timeout() {
     let setup = gateway_with(&["--send-timeout", "2s"]).await;
@@ -408,7 +408,7 @@ async fn a_client_that_reads_nothing_is_cut_off_at_the_send_timeout() {
     println!("closed after {took:?}; heard {heard:?}");
     assert!(heard.closed && heard.data == 0, "{heard:?}");
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
         "closed after {took:?}: the send timeout is 2 s, looked at every 1 s"
     );
     drop(write);

@@ -256,7 +256,7 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
                     let began = std::time::Instant::now();
                     let loaded = compile_offer(snapshot, &opts.compile).await;
                     let answer = answer_for(&loaded);
-                    apply_loaded(&opts, &state, &mut listeners, (loaded, began)).await;
+                    apply_loaded(&opts, &state, &mut listeners, loaded, began).await;
                     let _ = reply.send(answer);
                 }
             },
@@ -368,17 +368,15 @@ async fn apply_change(
     let compile = opts.compile.clone();
     let began = std::time::Instant::now();
     let loaded = tokio::task::spawn_blocking(move || folder.load(&compile)).await;
-    apply_loaded(opts, state, listeners, (loaded, began)).await
+    apply_loaded(opts, state, listeners, loaded, began).await
 }
 
 async fn apply_loaded(
     opts: &GatewayOptions,
     state: &AdminState,
     listeners: &mut ListenerSet,
-    (loaded, began): (
-        Result<Result<Loaded, Vec<Problem>>, tokio::task::JoinError>,
-        std::time::Instant,
-    ),
+    loaded: Result<Result<Loaded, Vec<Problem>>, tokio::task::JoinError>,
+    began: std::time::Instant,
 ) {
     let shared = &state.shared;
     match loaded {
@@ -395,8 +393,9 @@ async fn apply_loaded(
             state.refused.store(Arc::new(Vec::new()));
             let generation = state.generation.fetch_add(1, Ordering::AcqRel) + 1;
             shared.metrics.reload(true);
-            // From the change noticed to the new tables serving: reading,
-            // compiling and swapping, what a large configuration costs.
+            // From the reload's start (after the folder watcher's 100 ms
+            // debounce) to the new tables serving: reading, compiling and
+            // swapping, what a large configuration costs.
             let took_ms = began.elapsed().as_millis() as u64;
             info!(generation, took_ms, "configuration reloaded");
         }

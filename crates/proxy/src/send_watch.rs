@@ -4,11 +4,14 @@
 //! response body for its next piece only once the client has taken the
 //! last one, so a body is *with the client* from when hyper gets it, or
 //! a piece of it, until hyper asks again. A connection that has a body
-//! with the client, and asks no body of its for anything during the send
-//! timeout, is closed: nginx's `send_timeout`, and what Envoy's
-//! `stream_idle_timeout` does to a stream blocked on flow control.
+//! with the client, and neither asks any body of its for anything nor
+//! gets a new one during the send timeout, is closed, with every response
+//! on it: nginx's `send_timeout`. (Envoy's `stream_idle_timeout` resets
+//! only the stream; hyper gives no handle on a stream that is not polled.)
+//! A client that opens its window just enough to take each piece within
+//! the timeout is slow, not stopped, and is served.
 //!
-//! The request path pays two relaxed atomic operations per piece; the
+//! The request path pays three relaxed atomic operations per piece; the
 //! clock is read only by the connection's watchdog, twice per timeout.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -18,7 +21,7 @@ use std::time::Duration;
 /// One connection's responses, as its watchdog sees them.
 #[derive(Debug, Default)]
 pub struct SendWatch {
-    /// Times hyper asked a body for its next piece.
+    /// Times hyper asked a body for its next piece, or got a new one.
     asks: AtomicU64,
     /// Bodies with the client.
     with_client: AtomicU32,
@@ -26,11 +29,12 @@ pub struct SendWatch {
 
 impl SendWatch {
     /// Resolves once the connection has had a body with the client and
-    /// no ask for `limit` (at most half as long again: it looks every
-    /// half limit). Never resolves for a connection that keeps reading,
-    /// or whose bodies are all waiting on their backends.
+    /// no ask nor new body for `limit` (at most half as long again: it
+    /// looks every half limit). Never resolves for a connection that keeps
+    /// reading, or whose bodies are all waiting on their backends.
     pub async fn stalled(&self, limit: Duration) {
-        let mut look = tokio::time::interval(limit / 2);
+        // `interval` refuses a zero period; a nanosecond flag is legal.
+        let mut look = tokio::time::interval((limit / 2).max(Duration::from_millis(1)));
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         look.tick().await;
         let mut seen = self.asks.load(Relaxed);
@@ -59,8 +63,9 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// A body hyper now has.
+    /// A body hyper now has: its wait on the client starts now.
     pub fn new(watch: Arc<SendWatch>) -> Self {
+        watch.asks.fetch_add(1, Relaxed);
         watch.with_client.fetch_add(1, Relaxed);
         Watched {
             watch,
@@ -143,5 +148,28 @@ mod tests {
             () = tokio::time::sleep(LIMIT * 10) => false,
         };
         assert!(!stalled);
+    }
+    /// A response made just before a look still gets the whole limit.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_body_gets_the_whole_limit() {
+        let watch = Arc::new(SendWatch::default());
+        let begun = tokio::time::Instant::now();
+        let stalled = watch.stalled(LIMIT);
+        tokio::pin!(stalled);
+        // The watchdog's first look is at LIMIT / 2; the body comes just before.
+        let _ = tokio::time::timeout(LIMIT / 2 - Duration::from_millis(1), stalled.as_mut()).await;
+        let _body = Watched::new(watch.clone());
+        let made = tokio::time::Instant::now();
+        stalled.await;
+        let waited = made.elapsed();
+        assert!(waited >= LIMIT, "cut {waited:?} after the body was made");
+        assert!(begun.elapsed() <= LIMIT * 2, "{:?}", begun.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_of_a_nanosecond_does_not_panic() {
+        let watch = Arc::new(SendWatch::default());
+        let _body = Watched::new(watch.clone());
+        watch.stalled(Duration::from_nanos(1)).await;
     }
 }

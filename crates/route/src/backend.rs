@@ -118,11 +118,11 @@ pub const MESHED_LABEL: &str = "strait.dev/meshed";
 /// caller's sidecar refuses a server that cannot prove that identity.
 pub const SERVICE_ACCOUNT_ANNOTATION: &str = "strait.dev/service-account";
 
-/// Builds clusters from Services and EndpointSlices, once per snapshot.
 /// Services and EndpointSlices by namespace and name (a slice's
 /// `kubernetes.io/service-name`).
 type ByName<'a, T> = HashMap<(&'a str, &'a str), T>;
 
+/// Builds clusters from Services and EndpointSlices, once per snapshot.
 pub(crate) struct Resolver<'a> {
     docs: &'a [Document],
     /// The first Service of each name, and each Service's slices in

@@ -8,7 +8,9 @@
 //! would find. A request's path can only be matched by an Exact rule of
 //! that very path, a Prefix rule for the path cut at one of its `/`s (or
 //! whole), or a regular expression; so a lookup costs a hash lookup per
-//! path segment instead of a test per rule.
+//! prefix length the table has (cut there if the path has a `/` there),
+//! instead of a test per rule. Cutting at every `/` of the request would
+//! let a path of 64 KiB of slashes hash gigabytes.
 
 use crate::matcher::{PathMatch, RequestView};
 use crate::snapshot::Entry;
@@ -30,6 +32,8 @@ struct PathIndex {
     exact: HashMap<String, Vec<u32>>,
     /// Keyed by the prefix without its trailing slash (`""` for `/`).
     prefix: HashMap<String, Vec<u32>>,
+    /// The lengths of `prefix`'s keys, ascending, each once.
+    prefix_lens: Vec<usize>,
     regex: Vec<u32>,
 }
 
@@ -72,6 +76,9 @@ impl PathIndex {
                 PathMatch::Regex(_) => index.regex.push(at),
             }
         }
+        index.prefix_lens = index.prefix.keys().map(String::len).collect();
+        index.prefix_lens.sort_unstable();
+        index.prefix_lens.dedup();
         index
     }
 
@@ -95,12 +102,15 @@ impl PathIndex {
         if let Some(list) = self.exact.get(path) {
             consider(list);
         }
-        for cut in path
-            .match_indices('/')
-            .map(|(i, _)| i)
-            .chain(std::iter::once(path.len()))
-        {
-            if let Some(list) = self.prefix.get(&path[..cut]) {
+        for &len in &self.prefix_lens {
+            // A prefix matches whole segments: the path ends there or
+            // goes on with a `/` (which also makes `len` a char boundary).
+            let cut = match path.as_bytes().get(len) {
+                None if len == path.len() => path,
+                Some(b'/') => &path[..len],
+                _ => continue,
+            };
+            if let Some(list) = self.prefix.get(cut) {
                 consider(list);
             }
         }
@@ -177,5 +187,27 @@ mod tests {
                 }
             }
         }
+    }
+    /// A path of 64 KiB of slashes costs a lookup per prefix length the
+    /// table has, not per slash, and still finds its rule.
+    #[test]
+    fn a_long_path_is_cut_only_where_prefixes_are() {
+        let list: Vec<Entry> = (0..40)
+            .map(|i| entry("PathPrefix", &format!("/p{i}"), None))
+            .chain([entry("PathPrefix", "/a", None)])
+            .collect();
+        let table = RuleTable::build(list, true);
+        let index = table.index.as_ref().expect("indexed");
+        assert_eq!(index.prefix_lens, [2, 3, 4]);
+        let headers = HeaderMap::new();
+        let path = format!("/a{}", "/".repeat(64 * 1024));
+        let req = RequestView {
+            method: &Method::GET,
+            path: &path,
+            query: None,
+            headers: &headers,
+        };
+        let found = table.find(&req).map(|e| &*e.rule.route);
+        assert_eq!(found, Some("/a"));
     }
 }
