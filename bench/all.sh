@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The performance targets in one Markdown table, from one command: runs
+# the benchmarks below one after another (never two at once: each wants
+# the machine), then prints a summary row per target with strait's figure,
+# the best peer's where there is one, the ratio and the target, followed
+# by every script's own report.
+#
+#   gateway   bench/gateway.sh           HTTP/1.1 hop: CPU per request, rps
+#   https     bench/gateway.sh --https   the same over TLS 1.3 (keep-alive)
+#   callgrind bench/callgrind.sh         instructions and heap allocations per request
+#   lookup    cargo bench (criterion)    route lookup among 10,000 routes
+#   routes    bench/routes.sh            10,000 routes and endpoints: RSS, a change
+#   control   bench/control.sh           control plane: proxies, Services, endpoints
+#   mesh      bench/mesh.sh              the mesh pair's added p99 (builds oha once)
+#
+# Usage (as root, from anywhere): bench/all.sh [--save]
+# SKIP="mesh control" leaves parts out; each script's own settings (DURATION,
+# PROXIES, ...) pass through the environment. About 15 minutes with all.
+set -euo pipefail
+export LC_ALL=C
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+SKIP=${SKIP:-}
+SAVE=""
+[[ ${1:-} == --save ]] && SAVE=1
+PARTS="gateway https callgrind lookup routes control mesh"
+OUT=$(mktemp -d /tmp/strait-all.XXXXXX)
+wanted() { [[ " $SKIP " != *" $1 "* ]]; }
+
+# Calls to malloc in a callgrind profile, from every caller.
+mallocs() {
+    python3 - "$1" <<'PY'
+import re, sys
+names, calls, current = {}, 0, None
+for line in open(sys.argv[1]):
+    m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
+    if m:
+        if m.group(2):
+            names[m.group(1)] = m.group(2).strip()
+        current = names.get(m.group(1), "")
+        continue
+    m = re.match(r"calls=(\d+)", line)
+    if m and current is not None:
+        if current.split(" ")[0] == "malloc":
+            calls += int(m.group(1))
+        current = None
+print(calls)
+PY
+}
+
+[[ -x target/release/strait ]] || cargo build --release -p strait >&2
+for part in $PARTS; do
+    wanted "$part" || continue
+    log "running $part"
+    case $part in
+    gateway) bench/gateway.sh >"$OUT/gateway.md" ;;
+    https) bench/gateway.sh --https >"$OUT/https.md" ;;
+    callgrind)
+        install_missing valgrind nginx >&2
+        a=$(KEEP=$OUT/cg2000.out bench/callgrind.sh target/release/strait 2000 | tail -1)
+        b=$(KEEP=$OUT/cg12000.out bench/callgrind.sh target/release/strait 12000 | tail -1)
+        echo "$a $b $(mallocs "$OUT/cg2000.out") $(mallocs "$OUT/cg12000.out")" >"$OUT/callgrind.txt"
+        ;;
+    lookup) cargo bench -q -p strait-route --bench lookup -- --warm-up-time 1 --measurement-time 3 \
+        routes >"$OUT/lookup.txt" 2>&1 ;;
+    routes) bench/routes.sh >"$OUT/routes.md" ;;
+    control) bench/control.sh >"$OUT/control.md" ;;
+    mesh) bench/mesh.sh >"$OUT/mesh.md" ;;
+    esac
+done
+
+# The strait row of a gateway.sh table, and the best peer's value of column $2.
+row() { grep -m1 "^| $2 |" "$1" | tr -d ' ' | cut -d'|' -f"$3"; }
+best_peer() {
+    local n h
+    n=$(row "$1" nginx "$2")
+    h=$(row "$1" haproxy "$2")
+    awk -v n="$n" -v h="$h" -v hi="$3" 'BEGIN { if (hi) print (n > h ? n : h); else print (n < h ? n : h) }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
+
+{
+    echo "## Performance targets, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)"
+    echo
+    echo "Command: \`${SKIP:+SKIP=\"$SKIP\" }bench/all.sh\` ($(nproc) cores, $(cpu_model))"
+    echo
+    echo "| target | strait | best peer | ratio | must reach |"
+    echo "|---|---:|---:|---:|---|"
+    if [[ -s $OUT/gateway.md ]]; then
+        s=$(row "$OUT/gateway.md" strait 5)
+        p=$(best_peer "$OUT/gateway.md" 5 "")
+        echo "| HTTP/1.1 hop, CPU µs per request | $s | $p | $(ratio "$s" "$p") | ≤ 1.0× |"
+        s=$(row "$OUT/gateway.md" strait 3)
+        p=$(best_peer "$OUT/gateway.md" 3 1)
+        echo "| HTTP/1.1 hop, saturated requests/s | $s | $p | $(ratio "$s" "$p") | ≥ 1.0× |"
+    fi
+    if [[ -s $OUT/https.md ]]; then
+        s=$(row "$OUT/https.md" strait 5)
+        p=$(best_peer "$OUT/https.md" 5 "")
+        echo "| HTTPS keep-alive hop, CPU µs per request | $s | $p | $(ratio "$s" "$p") | ≤ 1.0× |"
+    fi
+    if [[ -s $OUT/callgrind.txt ]]; then
+        read -r a b ma mb <"$OUT/callgrind.txt"
+        echo "| instructions per proxied request (callgrind) | $(((b - a) / 10000)) | — | — | recorded |"
+        echo "| heap allocations per proxied request | $(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.1f", (b - a) / 10000 }') | — | — | recorded; 0 the goal |"
+    fi
+    if [[ -s $OUT/lookup.txt ]]; then
+        worst=$(grep -A1 "one hostname" "$OUT/lookup.txt" | grep -o 'time: *\[[^]]*\]' |
+            awk '{print $4, $5}' | sort -k2,2 -k1,1n | tail -1)
+        echo "| route lookup among 10,000 routes, worst case (criterion) | $worst | — | — | ≤ 1 µs |"
+    fi
+    if [[ -s $OUT/routes.md ]]; then
+        r=$(grep -m1 '^| [0-9]' "$OUT/routes.md")
+        rss=$(cut -d'|' -f5 <<<"$r" | tr -d ' ')
+        change=$(cut -d'|' -f6 <<<"$r" | xargs)
+        echo "| 10,000 routes and endpoints: RSS once ready (MiB) | $rss | — | — | ≤ 40 |"
+        echo "| 10,000 routes and endpoints: a change (ms, each) | $change | — | — | ≤ 200 |"
+    fi
+    [[ -s $OUT/control.md ]] && echo "| control plane | see its report below | | | p99 ≤ 1 s, RSS ≤ 400 MB |"
+    [[ -s $OUT/mesh.md ]] && echo "| mesh pair, added p99 | see its report below | | | ≤ +0.5 ms |"
+    echo
+    for part in gateway https routes control mesh; do
+        [[ -s $OUT/$part.md ]] && { cat "$OUT/$part.md"; echo; }
+    done
+    [[ -s $OUT/lookup.txt ]] && { echo '```'; grep -E "routes|time:" "$OUT/lookup.txt"; echo '```'; }
+} | tee "$OUT/all.md"
+if [[ -n $SAVE ]]; then
+    mkdir -p bench/results
+    cp "$OUT/all.md" "bench/results/all-$(date -u +%Y-%m-%d).md"
+fi
+rm -rf "$OUT"
