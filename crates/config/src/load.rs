@@ -133,7 +133,7 @@ impl ResourceSet {
 /// Loads every `*.yaml` / `*.yml` below `dir` (sub-folders included, hidden
 /// entries skipped), in path order so that results are stable.
 pub fn load_dir(dir: &Path) -> ResourceSet {
-    load_dir_cached(dir, &mut ParseCache::default())
+    read_dir_with(dir, parse_text)
 }
 
 /// What each file parsed to, kept so that a reload parses only the files
@@ -147,17 +147,21 @@ pub struct ParseCache {
 }
 
 impl ParseCache {
-    /// `text`'s resources: parsed, or as they were when `file` last had
-    /// the same text (same length and 64-bit keyed hash).
-    fn parse(&mut self, file: &Path, text: &str) -> ResourceSet {
+    /// `text`'s resources: as they were in `before` when `file` had the
+    /// same text (same length and 64-bit keyed hash), else parsed; kept
+    /// for the next read either way.
+    fn parse(
+        &mut self,
+        before: &mut HashMap<PathBuf, (usize, u64, ResourceSet)>,
+        file: &Path,
+        text: &str,
+    ) -> ResourceSet {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(text);
-        if let Some((len, h, set)) = self.files.get(file) {
-            if *len == text.len() && *h == hash {
-                return set.clone();
-            }
-        }
-        let set = parse_text(file, text);
+        let set = match before.remove(file) {
+            Some((len, h, set)) if len == text.len() && h == hash => set,
+            _ => parse_text(file, text),
+        };
         self.files
             .insert(file.to_path_buf(), (text.len(), hash, set.clone()));
         set
@@ -165,28 +169,35 @@ impl ParseCache {
 }
 
 /// [`load_dir`], parsing only files not in `cache` with the same text;
-/// `cache` then holds the folder's files as they are now.
+/// `cache` then holds the folder's files as they are now (a removed file
+/// leaves it).
 pub fn load_dir_cached(dir: &Path, cache: &mut ParseCache) -> ResourceSet {
+    let mut before = std::mem::take(&mut cache.files);
+    read_dir_with(dir, |file, text| cache.parse(&mut before, file, text))
+}
+
+/// Every YAML file of `dir` in path order, through `parse`, with the
+/// problems of reading them.
+fn read_dir_with(dir: &Path, mut parse: impl FnMut(&Path, &str) -> ResourceSet) -> ResourceSet {
     let mut set = ResourceSet::default();
-    let mut files = Vec::new();
-    if let Err(e) = collect_files(dir, &mut files) {
-        set.problems.push(Problem::error(
-            &Source {
+    let files = match yaml_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            let source = Source {
                 file: dir.to_path_buf(),
                 doc: 0,
-            },
-            "",
-            format!("cannot read folder: {e}"),
-        ));
-        return set;
-    }
-    files.sort();
-    cache
-        .files
-        .retain(|path, _| files.binary_search(path).is_ok());
+            };
+            set.problems.push(Problem::error(
+                &source,
+                "",
+                format!("cannot read folder: {e}"),
+            ));
+            return set;
+        }
+    };
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => set.extend(cache.parse(&file, &text)),
+            Ok(text) => set.extend(parse(&file, &text)),
             Err(e) => set.problems.push(Problem::error(
                 &Source { file, doc: 0 },
                 "",

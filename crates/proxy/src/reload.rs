@@ -17,7 +17,7 @@ pub struct Loaded {
 /// changed since the last read. Clones share the cache.
 #[derive(Clone)]
 pub struct Folder {
-    pub dir: PathBuf,
+    dir: PathBuf,
     cache: Arc<Mutex<ParseCache>>,
 }
 
