@@ -40,13 +40,12 @@ STRAIT_LOG=warn start_daemon control 0 "$BIN" control --config "$WORK/config" --
 wait_until control grep -qs "listening on" "$WORK/control.log" || true
 CONTROL_PID=${DAEMON_PID[control]}
 IDLE_KB=$(rss_kb "$CONTROL_PID")
-start_rss_sampler "$WORK/rss-max" "$CONTROL_PID"
 T0=$(cpu_ticks "$CONTROL_PID")
 log "client: $PROXIES proxies, $CHANGES changes"
 RESULT=$(taskset -c 1 "$SCALE" "127.0.0.1:$PORT" "$WORK/ca/trust-bundle.pem" "$WORK/config" \
     "$PROXIES" "$CHANGES") || die "control_scale failed"
 T1=$(cpu_ticks "$CONTROL_PID")
-PEAK_KB=$(cat "$WORK/rss-max")
+PEAK_KB=$(peak_rss_kb "$CONTROL_PID")
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$RESULT"; }
 P99=$(field p99_ms)
 PEAK_MB=$(mib "$PEAK_KB")

@@ -15,7 +15,6 @@ CLK_TCK=$(getconf CLK_TCK)
 
 SAVE=0
 WORK=""
-SAMPLER_PID=""
 POLICY_RC_CREATED=0
 declare -A DAEMON_PID=() # name -> PID of the process we started
 DAEMON_ORDER=()          # start order, so that cleanup can stop them in reverse
@@ -202,15 +201,15 @@ tree_ticks() {
     cpu_ticks "${pids[@]}"
 }
 
-# VmRSS of process $1 in kB into the variable named $2, with bash builtins
-# only (samplers call it ten times a second and should not fork).
-read_rss() {
+# Field $2 (VmRSS, VmHWM) of /proc/$1/status in kB into the variable named
+# $3, with bash builtins only.
+read_status_kb() {
     local key value
-    printf -v "$2" 0
+    printf -v "$3" 0
     while IFS=: read -r key value; do
-        if [[ $key == VmRSS ]]; then
+        if [[ $key == "$2" ]]; then
             value=${value//[[:space:]]/}
-            printf -v "$2" %s "${value%kB}"
+            printf -v "$3" %s "${value%kB}"
             return 0
         fi
     done <"/proc/$1/status"
@@ -220,37 +219,33 @@ read_rss() {
 rss_kb() {
     local pid total=0 kb
     for pid in "$@"; do
-        read_rss "$pid" kb 2>/dev/null || kb=0
+        read_status_kb "$pid" VmRSS kb 2>/dev/null || kb=0
         total=$((total + kb))
     done
     echo "$total"
 }
 
-# Highest VmRSS (kB) of each PID, sampled every 100 ms into file $1 (one
-# line, a column per PID) until stop_sampler.
-start_rss_sampler() {
-    local file=$1
-    shift
-    (
-        pids=("$@") max=()
-        for i in "${!pids[@]}"; do max[i]=0; done
-        while :; do
-            for i in "${!pids[@]}"; do
-                read_rss "${pids[i]}" kb 2>/dev/null || kb=0
-                ((kb > max[i])) && max[i]=$kb
-            done
-            echo "${max[*]}" >"$file"
-            sleep 0.1
-        done
-    ) &
-    SAMPLER_PID=$!
+# Peak RSS is the kernel's own high-water mark (VmHWM), not a sampler: a
+# sampler misses short peaks, and one that forks (`sleep`) ten times a
+# second on the load core put 1-1.5 ms on the p99 of every phase it ran in.
+# reset_peak_rss PID...: start the high-water mark again from the current
+# RSS (as root: /proc/PID/clear_refs).
+reset_peak_rss() {
+    local pid
+    for pid in "$@"; do
+        echo 5 >"/proc/$pid/clear_refs" || die "cannot reset the peak RSS of $pid (run as root)"
+    done
 }
 
-stop_sampler() {
-    [[ -n $SAMPLER_PID ]] || return 0
-    kill "$SAMPLER_PID" 2>/dev/null || true
-    wait "$SAMPLER_PID" 2>/dev/null || true
-    SAMPLER_PID=""
+# The highest VmRSS (kB) of each PID since it started or since
+# reset_peak_rss, on one line.
+peak_rss_kb() {
+    local pid kb out=()
+    for pid in "$@"; do
+        read_status_kb "$pid" VmHWM kb 2>/dev/null || kb=0
+        out+=("$kb")
+    done
+    echo "${out[*]}"
 }
 
 # --- daemons ----------------------------------------------------------------
@@ -284,7 +279,6 @@ stop_daemon() {
 # not left with a dead one.
 cleanup() {
     local i
-    stop_sampler
     for ((i = ${#DAEMON_ORDER[@]} - 1; i >= 0; i--)); do stop_daemon "${DAEMON_ORDER[i]}"; done
     allow_service_starts
     if [[ -n $WORK && -d $WORK ]]; then rm -rf "$WORK"; fi

@@ -9,7 +9,7 @@
 #              certificates from `strait control` and speak mutual TLS
 #              (MTLS=1, the default)
 # and reports p50/p99/max of each and the latency each sidecar pair ADDS
-# (vs direct), with each sidecar's RSS (idle, and the highest sampled under
+# (vs direct), with each sidecar's RSS (idle, and the peak under
 # load) and its CPU time per 1,000 requests; then what mutual TLS adds over
 # the plaintext hop (p99 and CPU per request), and full mutual-TLS 1.3
 # handshakes: the mTLS callee's inbound listener against nginx with
@@ -31,7 +31,7 @@
 #     phase has a WARMUP at the same rate first, not measured.
 # Pinning (2 cores): both sidecars on core 0 (a sidecar is meant to be a
 # small share of a core; at 1,000 req/s the pair uses a few percent of it);
-# oha, nginx and the RSS sampler on core 1. The direct phase has the same
+# oha and nginx on core 1. The direct phase has the same
 # client and backend on the same core, so the difference is the two hops.
 #
 # Usage (as root, from anywhere in the repo):
@@ -81,7 +81,7 @@ PROXY_CORE=${PROXY_CORE:-0} # both sidecars (env: the core to pin them on)
 # sidecars speak HTTP/2 to each other; "false": HTTP/1.1 keep-alive pools.
 MESHED=${MESHED:-false}
 [[ $MTLS == 1 ]] && MESHED=true
-readonly LOAD_CORE=1  # oha, nginx and the sampler: only 2 cores here
+readonly LOAD_CORE=1  # oha and nginx: only 2 cores here
 readonly SERVICE_HOST=payment.shop
 readonly MTLS_HOST=payment-m.shop
 # Targets of issue 4, shown in the report.
@@ -239,13 +239,6 @@ requests_counted() {
         awk '/^strait_requests_total[{ ]/ { n += $NF } END { printf "%d", n }'
 }
 
-# Highest VmRSS of the two sidecars, sampled on the load core into
-# $WORK/rss-max (one line: caller_kb callee_kb).
-start_sampler() {
-    start_rss_sampler "$WORK/rss-max" "$1" "$2"
-    taskset -pc "$LOAD_CORE" "$SAMPLER_PID" >/dev/null
-}
-
 # CPU s per 1,000 requests: $1 ticks over $2 responses.
 cpu_s_per_1000() {
     awk -v d="$1" -v t="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.4f", d / t / n * 1000 }'
@@ -278,7 +271,7 @@ declare -A ADMIN_OF=([caller]=$CALLER_ADMIN [callee]=$CALLEE_ADMIN [mcaller]=$MC
 # measure PHASE URL [oha args...]: warm-up, then the measured run; for the
 # mesh phase also the sidecars' CPU ticks and peak RSS over it.
 measure() {
-    local phase=$1 url=$2 json ca0 ca1 cb0 cb1 na0 nb0 bk0 bk1 responses a="" b=""
+    local phase=$1 url=$2 json max ca0 ca1 cb0 cb1 na0 nb0 bk0 bk1 responses a="" b=""
     shift 2
     if [[ $phase == mesh* ]]; then a=${PAIR_CALLER[$phase]} b=${PAIR_CALLEE[$phase]}; fi
     json=$WORK/$phase.json
@@ -288,7 +281,7 @@ measure() {
     if [[ -n $a ]]; then
         na0=$(requests_counted "${ADMIN_OF[$a]}")
         nb0=$(requests_counted "${ADMIN_OF[$b]}")
-        start_sampler "${DAEMON_PID[$a]}" "${DAEMON_PID[$b]}"
+        reset_peak_rss "${DAEMON_PID[$a]}" "${DAEMON_PID[$b]}"
         ca0=$(cpu_ticks "${DAEMON_PID[$a]}")
         cb0=$(cpu_ticks "${DAEMON_PID[$b]}")
     fi
@@ -298,7 +291,7 @@ measure() {
     if [[ -n $a ]]; then
         ca1=$(cpu_ticks "${DAEMON_PID[$a]}")
         cb1=$(cpu_ticks "${DAEMON_PID[$b]}")
-        stop_sampler
+        read -r -a max < <(peak_rss_kb "${DAEMON_PID[$a]}" "${DAEMON_PID[$b]}")
         R_COUNTED[$a]=$(($(requests_counted "${ADMIN_OF[$a]}") - na0))
         R_COUNTED[$b]=$(($(requests_counted "${ADMIN_OF[$b]}") - nb0))
     fi
@@ -326,11 +319,10 @@ measure() {
 
     R_TICKS[$a]=$((ca1 - ca0))
     R_TICKS[$b]=$((cb1 - cb0))
-    local name max
+    local name
     for name in "$a" "$b"; do
         R_CPU[$name]=$(cpu_s_per_1000 "${R_TICKS[$name]}" "$responses")
     done
-    read -r -a max <"$WORK/rss-max"
     R_RSS_LOAD[$a]=${max[0]}
     R_RSS_LOAD[$b]=${max[1]}
 }
@@ -464,8 +456,8 @@ report() {
             "$(mib "${R_RSS_LOAD[mcallee]}")" "${R_TICKS[mcallee]}" "${R_CPU[mcallee]}" "${R_COUNTED[mcallee]}"
     fi
     echo
-    echo "RSS idle: VmRSS after /ready, before any request. Peak: highest VmRSS sampled every 100 ms" \
-        "during the measured mesh run. CPU: utime+stime from /proc/PID/stat over the measured mesh run" \
+    echo "RSS idle: VmRSS after /ready, before any request. Peak: VmHWM after the measured mesh run," \
+        "the high-water mark reset (clear_refs) just before it. CPU: utime+stime from /proc/PID/stat over the measured mesh run" \
         "(CLK_TCK $CLK_TCK, so ±1 tick = $(awk -v t="$CLK_TCK" 'BEGIN { printf "%g", 1000 / t }') ms)" \
         "÷ responses × 1,000; 0.0300 s per 1,000 req is 30 µs per request." \
         "Requests it counted: the rise of its strait_requests_total (admin /metrics) over the measured run;" \
