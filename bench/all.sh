@@ -7,6 +7,7 @@
 #
 #   gateway   bench/gateway.sh           HTTP/1.1 hop: CPU per request, rps
 #   https     bench/gateway.sh --https   the same over TLS 1.3 (keep-alive)
+#   h2        bench/h2.sh                HTTP/2 and gRPC hops: CPU per request
 #   callgrind bench/callgrind.sh         instructions and heap allocations per request
 #   lookup    cargo bench (criterion)    route lookup among 10,000 routes
 #   routes    bench/routes.sh            10,000 routes and endpoints: RSS, a change
@@ -24,7 +25,7 @@ cd "$ROOT"
 SKIP=${SKIP:-}
 SAVE=""
 [[ ${1:-} == --save ]] && SAVE=1
-PARTS="gateway https callgrind lookup routes control mesh"
+PARTS="gateway https h2 callgrind lookup routes control mesh"
 OUT=$(mktemp -d /tmp/strait-all.XXXXXX)
 wanted() { [[ " $SKIP " != *" $1 "* ]]; }
 
@@ -56,6 +57,7 @@ for part in $PARTS; do
     case $part in
     gateway) bench/gateway.sh >"$OUT/gateway.md" ;;
     https) bench/gateway.sh --https >"$OUT/https.md" ;;
+    h2) bench/h2.sh >"$OUT/h2.md" ;;
     callgrind)
         install_missing valgrind nginx >&2
         a=$(KEEP=$OUT/cg2000.out bench/callgrind.sh target/release/strait 2000 | tail -1)
@@ -72,13 +74,12 @@ done
 
 # The strait row of a gateway.sh table, and the best peer's value of column $2.
 row() { grep -m1 "^| $2 |" "$1" | tr -d ' ' | cut -d'|' -f"$3"; }
-best_peer() {
+best_in_column() {
     local n h
     n=$(row "$1" nginx "$2")
     h=$(row "$1" haproxy "$2")
     awk -v n="$n" -v h="$h" -v hi="$3" 'BEGIN { if (hi) print (n > h ? n : h); else print (n < h ? n : h) }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
 
 {
     echo "## Performance targets, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)"
@@ -89,16 +90,25 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; el
     echo "|---|---:|---:|---:|---|"
     if [[ -s $OUT/gateway.md ]]; then
         s=$(row "$OUT/gateway.md" strait 5)
-        p=$(best_peer "$OUT/gateway.md" 5 "")
+        p=$(best_in_column "$OUT/gateway.md" 5 "")
         echo "| HTTP/1.1 hop, CPU µs per request | $s | $p | $(ratio "$s" "$p") | ≤ 1.0× |"
         s=$(row "$OUT/gateway.md" strait 3)
-        p=$(best_peer "$OUT/gateway.md" 3 1)
+        p=$(best_in_column "$OUT/gateway.md" 3 1)
         echo "| HTTP/1.1 hop, saturated requests/s | $s | $p | $(ratio "$s" "$p") | ≥ 1.0× |"
     fi
     if [[ -s $OUT/https.md ]]; then
         s=$(row "$OUT/https.md" strait 5)
-        p=$(best_peer "$OUT/https.md" 5 "")
+        p=$(best_in_column "$OUT/https.md" 5 "")
         echo "| HTTPS keep-alive hop, CPU µs per request | $s | $p | $(ratio "$s" "$p") | ≤ 1.0× |"
+    fi
+    if [[ -s $OUT/h2.md ]]; then
+        for load in http2 grpc; do
+            # | proxy | load | rps | mean | CPU µs | ...
+            cpu() { awk -F'|' -v p="$1" -v l="$load" '{ gsub(/ /, "") } $2 == p && $3 == l { print $6 }' "$OUT/h2.md"; }
+            s=$(cpu strait)
+            p=$(printf '%s\n' "$(cpu nginx)" "$(cpu haproxy)" | grep . | sort -g | head -1)
+            [[ -n $s ]] && echo "| $load hop (h2load), CPU µs per request | $s | $p | $(ratio "$s" "$p") | ≤ 1.0× |"
+        done
     fi
     if [[ -s $OUT/callgrind.txt ]]; then
         read -r a b ma mb <"$OUT/callgrind.txt"
@@ -120,7 +130,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; el
     [[ -s $OUT/control.md ]] && echo "| control plane | see its report below | | | p99 ≤ 1 s, RSS ≤ 400 MB |"
     [[ -s $OUT/mesh.md ]] && echo "| mesh pair, added p99 | see its report below | | | ≤ +0.5 ms |"
     echo
-    for part in gateway https routes control mesh; do
+    for part in gateway https h2 routes control mesh; do
         [[ -s $OUT/$part.md ]] && { cat "$OUT/$part.md"; echo; }
     done
     [[ -s $OUT/lookup.txt ]] && { echo '```'; grep -E "routes|time:" "$OUT/lookup.txt"; echo '```'; }

@@ -97,17 +97,6 @@ readonly PROXY_URL=$SCHEME://127.0.0.1:$PROXY_PORT/
 
 # --- helpers ----------------------------------------------------------------
 
-# wrk prints latencies as 812.34us / 1.23ms / 2.00s; convert to ms.
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/)      printf "%.3f", v / 1000
-        else if (v ~ /ms$/) printf "%.3f", v + 0
-        else if (v ~ /m$/)  printf "%.3f", v * 60000
-        else if (v ~ /s$/)  printf "%.3f", v * 1000
-        else                printf "?"
-    }'
-}
-
 # Whole seconds of a duration written 10, 10s or 2m (openssl s_time -time).
 to_seconds() {
     case $1 in
@@ -473,28 +462,6 @@ versions() {
         echo "- clients (wrk, openssl s_time): $(openssl version)"
     fi
     return 0
-}
-
-# Lower of nginx's and HAProxy's value in the named result array, or "".
-best_peer() {
-    local -n values=$1
-    local name best=""
-    for name in nginx haproxy; do
-        [[ -n ${values[$name]:-} ]] || continue
-        if [[ -z $best ]] || awk -v a="${values[$name]}" -v b="$best" 'BEGIN { exit !(a < b) }'; then
-            best=${values[$name]}
-        fi
-    done
-    echo "$best"
-}
-
-# "1.23×" = $1 / $2, or "n/a" without a peer.
-ratio() {
-    if [[ -n $2 ]]; then
-        echo "$(quotient "$1" "$2")×"
-    else
-        echo "n/a"
-    fi
 }
 
 report() {

@@ -410,6 +410,39 @@ verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "met" : "missed") }
 
 # --- the report -------------------------------------------------------------
 
+# wrk and h2load print times as 812.34us / 1.23ms / 2.00s; convert to ms.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/)      printf "%.3f", v / 1000
+        else if (v ~ /ms$/) printf "%.3f", v + 0
+        else if (v ~ /m$/)  printf "%.3f", v * 60000
+        else if (v ~ /s$/)  printf "%.3f", v * 1000
+        else                printf "?"
+    }'
+}
+
+# Lower of nginx's and HAProxy's value in the named result array, or "";
+# with $2, the keys are nginx$2 and haproxy$2.
+best_peer() {
+    local -n values=$1
+    local name best="" v
+    for name in nginx haproxy; do
+        v=${values[$name${2:-}]:-}
+        [[ -n $v ]] || continue
+        if [[ -z $best ]] || awk -v a="$v" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$v; fi
+    done
+    echo "$best"
+}
+
+# "1.23×" = $1 / $2, or "n/a" without a peer.
+ratio() {
+    if [[ -n $2 ]]; then
+        echo "$(quotient "$1" "$2")×"
+    else
+        echo "n/a"
+    fi
+}
+
 # save_report STEM TEXT: bench/results/STEM-DATE.md; a second run on the same
 # day gets the time in its name too, so no report is overwritten.
 save_report() {
