@@ -40,6 +40,10 @@
 #   WARMUP       wrk duration of the warm-up    (default 3s)
 #   HS_DURATION  https: handshake run, whole seconds (default: DURATION)
 #   HS_CLIENTS   https: parallel s_time processes   (default 8)
+#   OPEN_RATE    http: after the wrk run, an open-loop run of oha at this many
+#                requests/s for DURATION, latency-corrected: p50/p99/max
+#                (default 5000; 0 leaves it out). oha is built with
+#                `cargo install oha --locked` when missing (~6 CPU-minutes).
 #   STRAIT_BIN   strait binary, relative paths from the repo root
 #                                               (default target/release/strait)
 set -euo pipefail
@@ -64,6 +68,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 WARMUP=${WARMUP:-3s}
 HS_DURATION=${HS_DURATION:-$DURATION}
 HS_CLIENTS=${HS_CLIENTS:-8}
+OPEN_RATE=${OPEN_RATE:-5000}
 STRAIT_BIN=${STRAIT_BIN:-target/release/strait}
 
 SCRIPT_ARGS="$*"
@@ -85,6 +90,7 @@ for p in $PROXIES; do
 done
 [[ -n ${PROXIES// /} ]] || die "PROXIES is empty"
 [[ $CONNECTIONS =~ ^[0-9]+$ ]] || die "CONNECTIONS must be a number, got '$CONNECTIONS'"
+[[ $OPEN_RATE =~ ^[0-9]+$ ]] || die "OPEN_RATE must be a number (0: no open-loop run), got '$OPEN_RATE'"
 [[ $HS_CLIENTS =~ ^[1-9][0-9]*$ ]] || die "HS_CLIENTS must be a positive number, got '$HS_CLIENTS'"
 [[ $HS_DURATION =~ ^[1-9][0-9]*[sm]?$ ]] || die "HS_DURATION must be whole seconds or minutes (10, 10s, 2m), got '$HS_DURATION'"
 case $SCENARIO in
@@ -111,8 +117,9 @@ to_seconds() {
 
 # nginx, haproxy, wrk (and curl for readiness probes) when missing.
 install_tools() {
-    install_missing nginx haproxy wrk curl taskset:util-linux \
+    install_missing nginx haproxy wrk curl jq taskset:util-linux \
         openssl # https: certificate, s_time
+    if [[ $SCENARIO == http && $OPEN_RATE -gt 0 ]]; then install_oha; fi
 }
 
 # STRAIT_BIN, built when it is the default path and still missing.
@@ -434,9 +441,34 @@ run_proxy() {
     "start_$name"
     if [[ $SCENARIO == https ]]; then check_tls "$name"; fi
     measure "$name"
+    if [[ $SCENARIO == http && $OPEN_RATE -gt 0 ]]; then measure_open_loop "$name"; fi
     if [[ $SCENARIO == https ]]; then measure_handshakes "$name"; fi
     stop_daemon "$name"
     wait_port_free
+}
+
+declare -A R_OL_P50=() R_OL_P99=() R_OL_MAX=() R_OL_BAD=()
+
+# The open-loop run: oha sends OPEN_RATE requests/s whatever the answers'
+# pace, and counts each latency from when its request was due (latency
+# correction), so queueing in the proxy shows in the percentiles.
+oha_cmd() { echo "taskset -c $LOAD_CORE oha -z $DURATION -q $OPEN_RATE --latency-correction -c $CONNECTIONS --no-tui --output-format json $PROXY_URL"; }
+measure_open_loop() {
+    local name=$1 json=$WORK/$1-oha.json cmd
+    cmd=$(oha_cmd)
+    log "$name: open loop at $OPEN_RATE req/s ($DURATION, after a $WARMUP warm-up)"
+    # shellcheck disable=SC2046 # a flat list of words
+    taskset -c "$LOAD_CORE" oha -z "$WARMUP" -q "$OPEN_RATE" --latency-correction -c "$CONNECTIONS" \
+        --no-tui --output-format json "$PROXY_URL" >/dev/null 2>&1 || die "$name: oha warm-up failed"
+    # shellcheck disable=SC2086 # $cmd is a flat list of words
+    $cmd >"$json" 2>"$json.err" || die "$name: oha failed: $(tail -c 500 "$json.err")"
+    R_OL_P50[$name]=$(jq -r '.latencyPercentiles.p50 * 1000 | . * 1000 | round / 1000' "$json")
+    R_OL_P99[$name]=$(jq -r '.latencyPercentiles.p99 * 1000 | . * 1000 | round / 1000' "$json")
+    R_OL_MAX[$name]=$(jq -r '.summary.slowest * 1000 | . * 1000 | round / 1000' "$json")
+    # Requests still in flight when the run ends are "aborted due to deadline": not failures.
+    R_OL_BAD[$name]=$(jq -r '([.statusCodeDistribution | to_entries[] | select(.key | startswith("2") | not) | .value] | add // 0)
+        + ([.errorDistribution // {} | to_entries[] | select(.key | test("deadline") | not) | .value] | add // 0)' "$json")
+    log "$name: open loop p50 ${R_OL_P50[$name]} ms, p99 ${R_OL_P99[$name]} ms, ${R_OL_BAD[$name]} failed"
 }
 
 # --- report -----------------------------------------------------------------
@@ -464,10 +496,26 @@ versions() {
     return 0
 }
 
+open_loop_report() {
+    local name best
+    best=$(best_peer R_OL_P99)
+    echo
+    echo "### Open loop at $OPEN_RATE requests/s"
+    echo
+    echo "Load per proxy: \`$(oha_cmd)\` after a $WARMUP warm-up at the same rate; latencies from when each request was due."
+    echo
+    echo "| proxy | p50 (ms) | p99 (ms) | max (ms) | failed | p99 vs best peer |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for name in $PROXIES; do
+        echo "| $name | ${R_OL_P50[$name]} | ${R_OL_P99[$name]} | ${R_OL_MAX[$name]} | ${R_OL_BAD[$name]} | $(ratio "${R_OL_P99[$name]}" "$best") |"
+    done
+}
+
 report() {
     local name best best_hs env_line
     best=$(best_peer R_CPU)
     env_line="PROXIES=\"$PROXIES\" DURATION=$DURATION CONNECTIONS=$CONNECTIONS WARMUP=$WARMUP"
+    [[ $SCENARIO == http ]] && env_line+=" OPEN_RATE=$OPEN_RATE"
     if [[ $SCENARIO == https ]]; then
         [[ " $SCRIPT_ARGS " == *" --https "* ]] || env_line="SCENARIO=https $env_line"
         env_line+=" HS_DURATION=$HS_DURATION HS_CLIENTS=$HS_CLIENTS"
@@ -517,6 +565,7 @@ report() {
     echo
     echo "CPU µs/req: utime+stime of all the proxy's processes over the measured run ÷ completed requests." \
         "Best peer: the lower CPU µs/req of nginx and HAProxy in this run. RSS: sum of VmRSS after the run."
+    if [[ $SCENARIO == http && $OPEN_RATE -gt 0 ]]; then open_loop_report; fi
     [[ $SCENARIO == https ]] || return 0
 
     best_hs=$(best_peer R_HS_CPU)

@@ -116,6 +116,16 @@ install_missing() {
     done
 }
 
+# oha is no Debian package (bookworm): build it with cargo, once.
+install_oha() {
+    export PATH=$PATH:$HOME/.cargo/bin # where cargo install puts it
+    command -v oha >/dev/null && return 0
+    command -v cargo >/dev/null || die "oha is missing and so is cargo to install it (cargo install oha --locked)"
+    log "installing oha (cargo install oha --locked; several CPU-minutes, once)"
+    cargo install oha --locked >&2 || die "cargo install oha --locked failed"
+    command -v oha >/dev/null || die "oha still not on PATH after cargo install"
+}
+
 build_strait() {
     log "building strait (cargo build --release -p strait)"
     cargo build --release -p strait >&2 || die "cargo build --release -p strait failed"

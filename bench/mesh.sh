@@ -99,7 +99,6 @@ export STRAIT_LOG=${STRAIT_LOG:-warn} # per-request logging stays out of the fig
 
 SCRIPT_ARGS="$*"
 cd "$ROOT" # STRAIT_BIN and bench/results are relative to the repo root
-export PATH=$PATH:$HOME/.cargo/bin # where cargo install puts oha
 
 for arg in "$@"; do common_option "$arg"; done
 
@@ -113,15 +112,6 @@ duration_re='^[1-9][0-9]*(s|m)$'
 
 # nginx, curl, jq and taskset from Debian when missing.
 install_packages() { install_missing nginx curl jq taskset:util-linux; }
-
-# oha is no Debian package (bookworm): build it with cargo, once.
-install_oha() {
-    command -v oha >/dev/null && return 0
-    command -v cargo >/dev/null || die "oha is missing and so is cargo to install it (cargo install oha --locked)"
-    log "installing oha (cargo install oha --locked; several CPU-minutes, once)"
-    cargo install oha --locked >&2 || die "cargo install oha --locked failed"
-    command -v oha >/dev/null || die "oha still not on PATH after cargo install"
-}
 
 # STRAIT_BIN, and with MTLS=1 the handshake client.
 ensure_strait() {
