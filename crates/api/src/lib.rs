@@ -5,6 +5,7 @@
 //! noticing a folder's changes (`watch`).
 
 pub mod client;
+pub mod codec;
 pub mod snapshot;
 pub mod watch;
 

@@ -4,6 +4,12 @@
 //! generic over any gRPC service (no tonic transport).
 
 pub fn compile(protos: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+    compile_with_codec(protos, "tonic_prost::ProstCodec")
+}
+
+/// As [`compile`], with the generated code encoding and decoding through
+/// `codec` (a path to a type like `tonic_prost::ProstCodec<T, U>`).
+pub fn compile_with_codec(protos: &[&str], codec: &str) -> Result<(), Box<dyn std::error::Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
@@ -12,6 +18,7 @@ pub fn compile(protos: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .build_transport(false)
+        .codec_path(codec)
         .compile_fds(fds)?;
     Ok(())
 }
