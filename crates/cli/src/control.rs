@@ -112,7 +112,7 @@ pub fn tokens(dir: &Path, trust_domain: &str) -> Tokens {
     let set = strait_config::load_dir(dir);
     let mut out = Tokens::new();
     for doc in &set.documents {
-        let Resource::Secret(secret) = &doc.resource else {
+        let Resource::Secret(secret) = &*doc.resource else {
             continue;
         };
         if secret.body.kind.as_deref() != Some("kubernetes.io/service-account-token") {
@@ -154,7 +154,7 @@ async fn ca_from_secret(
     let secret = set
         .documents
         .iter()
-        .find_map(|d| match &d.resource {
+        .find_map(|d| match &*d.resource {
             Resource::Secret(s) if s.metadata.namespace() == ns && s.metadata.name == name => {
                 Some(s)
             }

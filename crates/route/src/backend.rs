@@ -141,7 +141,7 @@ impl<'a> Resolver<'a> {
         let mut slices: ByName<'a, Vec<&'a Flat<EndpointSliceBody>>> = HashMap::new();
         let mut policies = Vec::new();
         for d in docs {
-            match &d.resource {
+            match &*d.resource {
                 Resource::BackendTrafficPolicy(_) | Resource::BackendTlsPolicy(_) => {
                     policies.push(d)
                 }

@@ -41,7 +41,7 @@ pub(crate) fn for_service(
     port_name: Option<&str>,
     h2: bool,
 ) -> Option<Result<Arc<UpstreamTls>, String>> {
-    let policies = policies.iter().filter_map(|d| match &d.resource {
+    let policies = policies.iter().filter_map(|d| match &*d.resource {
         Resource::BackendTlsPolicy(p) => Some(p),
         _ => None,
     });
@@ -219,7 +219,7 @@ impl ServerCertVerifier for AnyOfNames {
 pub(crate) fn policy_statuses(docs: &[Document], problems: &mut Vec<Problem>) -> Vec<RouteStatus> {
     let mut out = Vec::new();
     for doc in docs {
-        let Resource::BackendTlsPolicy(policy) = &doc.resource else {
+        let Resource::BackendTlsPolicy(policy) = &*doc.resource else {
             continue;
         };
         let ns = policy.metadata.namespace();
@@ -230,7 +230,7 @@ pub(crate) fn policy_statuses(docs: &[Document], problems: &mut Vec<Problem>) ->
         let mut parents = Vec::new();
         for (i, t) in policy.spec.target_refs.iter().enumerate() {
             let mut conditions = Vec::new();
-            let service = docs.iter().find_map(|d| match &d.resource {
+            let service = docs.iter().find_map(|d| match &*d.resource {
                 Resource::Service(s)
                     if s.metadata.namespace() == ns && s.metadata.name == t.name =>
                 {

@@ -54,7 +54,7 @@ pub(crate) fn of_rule(
                 .as_str()
                 .map(str::to_string)
         })?;
-    let found = docs.iter().find_map(|d| match &d.resource {
+    let found = docs.iter().find_map(|d| match &*d.resource {
         Resource::FaultInjection(f) if f.metadata.namespace() == ns && f.metadata.name == name => {
             Some(f)
         }

@@ -189,7 +189,7 @@ impl MeshBuilder {
     pub fn new(docs: &[Document], resolver: &mut Resolver) -> Self {
         let mut table = MeshTable::default();
         for doc in docs {
-            let Resource::Service(s) = &doc.resource else {
+            let Resource::Service(s) = &*doc.resource else {
                 continue;
             };
             let (ns, name) = (s.metadata.namespace(), s.metadata.name.as_str());

@@ -44,7 +44,10 @@ impl RuleTable {
         Self::build(entries, indexed)
     }
 
-    fn build(entries: Vec<Entry>, indexed: bool) -> Self {
+    fn build(mut entries: Vec<Entry>, indexed: bool) -> Self {
+        // Collected in place from a list of bigger items, the vector keeps
+        // their room: 10,000 one-route hosts held 7 MiB for 1 MiB of rules.
+        entries.shrink_to_fit();
         let index = indexed.then(|| Box::new(PathIndex::of(&entries)));
         RuleTable { entries, index }
     }

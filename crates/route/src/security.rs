@@ -149,7 +149,7 @@ impl SecurityTable {
         let mut peer: Vec<(&Object<PeerAuthenticationSpec>, PeerMode)> = Vec::new();
         let mut authz = Vec::new();
         for doc in docs {
-            match &doc.resource {
+            match &*doc.resource {
                 Resource::PeerAuthentication(p) => {
                     if let Some(mode) = peer_mode(&p.spec.mode) {
                         if check_targets(&p.spec.target_refs, false).is_empty() {
@@ -481,7 +481,7 @@ fn check_authz(spec: &AuthorizationPolicySpec) -> Vec<Finding> {
 /// Every security policy's problems, with file and field path.
 pub(crate) fn problems(docs: &[Document], out: &mut Vec<Problem>) {
     for doc in docs {
-        match &doc.resource {
+        match &*doc.resource {
             Resource::PeerAuthentication(p) => {
                 let mut found = check_targets(&p.spec.target_refs, false);
                 if peer_mode(&p.spec.mode).is_none() {

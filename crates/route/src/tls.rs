@@ -139,7 +139,7 @@ fn secret_pem(
 ) -> Result<PemPair, (&'static str, String)> {
     let (secret, source) = docs
         .iter()
-        .find_map(|d| match &d.resource {
+        .find_map(|d| match &*d.resource {
             Resource::Secret(s) if s.metadata.name == r.name && s.metadata.namespace() == ns => {
                 Some((s, &d.source))
             }
@@ -193,7 +193,7 @@ pub(crate) fn ca_bundle(
                 format!("{kind} {ns}/{} may not be used from {owner_ns}", r.name),
             ));
         }
-        let pem = docs.iter().find_map(|d| match &d.resource {
+        let pem = docs.iter().find_map(|d| match &*d.resource {
             Resource::ConfigMap(c)
                 if kind == "ConfigMap"
                     && c.metadata.name == r.name

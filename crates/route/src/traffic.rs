@@ -23,7 +23,7 @@ pub(crate) fn for_service(
     name: &str,
     port_name: Option<&str>,
 ) -> Traffic {
-    let policies = policies.iter().filter_map(|d| match &d.resource {
+    let policies = policies.iter().filter_map(|d| match &*d.resource {
         // A policy with a bad field is reported and not applied.
         Resource::BackendTrafficPolicy(p) if check(&p.spec).is_empty() => Some(p),
         _ => None,
@@ -209,7 +209,7 @@ fn check_outlier(o: &OutlierDetection, out: &mut Vec<Finding>) {
 /// Every BackendTrafficPolicy's problems; a policy with any is not applied.
 pub(crate) fn problems(docs: &[Document], out: &mut Vec<Problem>) {
     for doc in docs {
-        if let Resource::BackendTrafficPolicy(p) = &doc.resource {
+        if let Resource::BackendTrafficPolicy(p) = &*doc.resource {
             for (path, msg) in check(&p.spec) {
                 out.push(Problem::error(
                     &doc.source,
