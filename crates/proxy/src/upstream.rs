@@ -22,6 +22,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -297,76 +298,81 @@ impl Upstreams {
     /// Sends `req` (origin-form URI, `Host` header set) to `endpoint` of
     /// `cluster`, over TLS when the cluster has a BackendTLSPolicy, under
     /// the cluster's connection limit `gate` if it has one.
-    pub async fn send(
-        &self,
-        cluster: &Cluster,
-        gate: Option<&Arc<ConnGate>>,
+    // Not `async fn`, as `send_h1`: a `mut` argument would be kept twice in
+    // the future, which is moved for every request.
+    #[allow(clippy::manual_async_fn)]
+    pub fn send<'s>(
+        &'s self,
+        cluster: &'s Cluster,
+        gate: Option<&'s Arc<ConnGate>>,
         endpoint: SocketAddr,
-        endpoint_authority: &Authority,
+        endpoint_authority: &'s Authority,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, Failed> {
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        // Sidecar to sidecar, with a workload certificate: mutual TLS.
-        let mesh = match &self.identity {
-            Some(agent) if cluster.meshed => agent.tls(),
-            _ => None,
-        };
-        let tls = match (&mesh, cluster.tls.as_deref()) {
-            (Some(m), _) => Some(Tls::Mesh(m, cluster)),
-            (None, Some(t)) => Some(Tls::Backend(t)),
-            (None, None) => None,
-        };
-        let key = PoolKey {
-            endpoint,
-            tls: match tls {
-                Some(Tls::Mesh(m, _)) => crate::mtls::pool_id(m),
-                Some(Tls::Backend(t)) => t.id,
-                None => 0,
-            },
-        };
-        // An HTTP/1.1 upgrade (WebSocket) has no HTTP/2 form to a backend:
-        // it goes over HTTP/1.1 whatever the cluster's protocol.
-        let upgrade = req.headers().contains_key(http::header::UPGRADE);
-        let protocol = if upgrade {
-            UpstreamProtocol::Http1
-        } else {
-            cluster.protocol
-        };
-        match protocol {
-            UpstreamProtocol::Http1 => {
-                // Only an HTTP/1.0 client may have sent none (the strict
-                // phase refuses the rest): the backend's own authority.
-                if !req.headers().contains_key(HOST) {
-                    if let Ok(v) = http::HeaderValue::from_str(endpoint_authority.as_str()) {
-                        req.headers_mut().insert(HOST, v);
+    ) -> impl Future<Output = Result<Response<PooledBody>, Failed>> + use<'s> {
+        async move {
+            let path_and_query = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            // Sidecar to sidecar, with a workload certificate: mutual TLS.
+            let mesh = match &self.identity {
+                Some(agent) if cluster.meshed => agent.tls(),
+                _ => None,
+            };
+            let tls = match (&mesh, cluster.tls.as_deref()) {
+                (Some(m), _) => Some(Tls::Mesh(m, cluster)),
+                (None, Some(t)) => Some(Tls::Backend(t)),
+                (None, None) => None,
+            };
+            let key = PoolKey {
+                endpoint,
+                tls: match tls {
+                    Some(Tls::Mesh(m, _)) => crate::mtls::pool_id(m),
+                    Some(Tls::Backend(t)) => t.id,
+                    None => 0,
+                },
+            };
+            // An HTTP/1.1 upgrade (WebSocket) has no HTTP/2 form to a backend:
+            // it goes over HTTP/1.1 whatever the cluster's protocol.
+            let upgrade = req.headers().contains_key(http::header::UPGRADE);
+            let protocol = if upgrade {
+                UpstreamProtocol::Http1
+            } else {
+                cluster.protocol
+            };
+            match protocol {
+                UpstreamProtocol::Http1 => {
+                    // Only an HTTP/1.0 client may have sent none (the strict
+                    // phase refuses the rest): the backend's own authority.
+                    if !req.headers().contains_key(HOST) {
+                        if let Ok(v) = http::HeaderValue::from_str(endpoint_authority.as_str()) {
+                            req.headers_mut().insert(HOST, v);
+                        }
                     }
+                    *req.uri_mut() = Uri::from(path_and_query);
+                    *req.version_mut() = Version::HTTP_11;
+                    self.send_h1(cluster, gate, key, tls, req).await
                 }
-                *req.uri_mut() = Uri::from(path_and_query);
-                *req.version_mut() = Version::HTTP_11;
-                self.send_h1(cluster, gate, key, tls, req).await
-            }
-            UpstreamProtocol::H2c => {
-                let authority = req
-                    .headers_mut()
-                    .remove(HOST)
-                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-                    .unwrap_or_else(|| endpoint_authority.clone());
-                *req.uri_mut() = absolute_uri(authority, path_and_query);
-                *req.version_mut() = Version::HTTP_2;
-                let mut sender = match self.h2_sender(gate, key, tls).await {
-                    Ok(sender) => sender,
-                    Err(e) => return Err(Failed::unsent(e, req)),
-                };
-                if let Err(e) = sender.ready().await {
-                    let e = format!("HTTP/2 connection to {endpoint} closed before use: {e}");
-                    return Err(Failed::unsent(SendError::Connect(e), req));
+                UpstreamProtocol::H2c => {
+                    let authority = req
+                        .headers_mut()
+                        .remove(HOST)
+                        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                        .unwrap_or_else(|| endpoint_authority.clone());
+                    *req.uri_mut() = absolute_uri(authority, path_and_query);
+                    *req.version_mut() = Version::HTTP_2;
+                    let mut sender = match self.h2_sender(gate, key, tls).await {
+                        Ok(sender) => sender,
+                        Err(e) => return Err(Failed::unsent(e, req)),
+                    };
+                    if let Err(e) = sender.ready().await {
+                        let e = format!("HTTP/2 connection to {endpoint} closed before use: {e}");
+                        return Err(Failed::unsent(SendError::Connect(e), req));
+                    }
+                    let response = sender.send_request(req).await.map_err(Failed::sent)?;
+                    Ok(response.map(|inner| PooledBody::new(inner, None)))
                 }
-                let response = sender.send_request(req).await.map_err(Failed::sent)?;
-                Ok(response.map(|inner| PooledBody::new(inner, None)))
             }
         }
     }
@@ -375,59 +381,63 @@ impl Upstreams {
     /// closed while it sat idle gives the request back unsent; it is then
     /// retried once on a fresh connection, so an idle close never fails a
     /// request.
-    async fn send_h1(
-        &self,
-        cluster: &Cluster,
-        gate: Option<&Arc<ConnGate>>,
+    #[allow(clippy::manual_async_fn)]
+    fn send_h1<'s>(
+        &'s self,
+        cluster: &'s Cluster,
+        gate: Option<&'s Arc<ConnGate>>,
         endpoint: PoolKey,
-        tls: Option<Tls<'_>>,
+        tls: Option<Tls<'s>>,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, Failed> {
-        let mut fresh_only = false;
-        loop {
-            let (mut sender, was_reused) = match self
-                .h1_connection(cluster, gate, endpoint, tls, !fresh_only)
-                .await
-            {
-                Ok(got) => got,
-                Err(e) => return Err(Failed::unsent(e, req)),
-            };
-            if sender.ready().await.is_err() {
-                if was_reused {
-                    continue;
+    ) -> impl Future<Output = Result<Response<PooledBody>, Failed>> + use<'s> {
+        async move {
+            let mut fresh_only = false;
+            loop {
+                let (mut sender, was_reused) = match self
+                    .h1_connection(cluster, gate, endpoint, tls, !fresh_only)
+                    .await
+                {
+                    Ok(got) => got,
+                    Err(e) => return Err(Failed::unsent(e, req)),
+                };
+                if sender.ready().await.is_err() {
+                    if was_reused {
+                        continue;
+                    }
+                    let e = format!("connection to {} closed before use", endpoint.endpoint);
+                    return Err(Failed::unsent(SendError::Connect(e), req));
                 }
-                let e = format!("connection to {} closed before use", endpoint.endpoint);
-                return Err(Failed::unsent(SendError::Connect(e), req));
-            }
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    // A connection switched to another protocol is no longer HTTP.
-                    let mut back = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-                        .then(|| GiveBack {
-                            pool: self.h1.clone(),
-                            key: endpoint,
-                            sender,
-                            gate: gate.cloned(),
-                        });
-                    if response.body().is_end_stream() {
-                        if let Some(back) = back.take() {
-                            back.put();
+                match sender.try_send_request(req).await {
+                    Ok(response) => {
+                        // A connection switched to another protocol is no longer HTTP.
+                        let mut back = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+                            .then(|| GiveBack {
+                                pool: self.h1.clone(),
+                                key: endpoint,
+                                sender,
+                                gate: gate.cloned(),
+                            });
+                        if response.body().is_end_stream() {
+                            if let Some(back) = back.take() {
+                                back.put();
+                            }
                         }
+                        return Ok(response.map(|inner| PooledBody::new(inner, back)));
                     }
-                    return Ok(response.map(|inner| PooledBody::new(inner, back)));
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if was_reused && !fresh_only => {
+                            req = unsent;
+                            fresh_only = true;
+                        }
+                        // A fresh connection that took nothing: as good as refused.
+                        Some(unsent) => {
+                            let e =
+                                SendError::Connect(format!("{}: {}", endpoint.endpoint, e.error()));
+                            return Err(Failed::unsent(e, unsent));
+                        }
+                        None => return Err(Failed::sent(e.into_error())),
+                    },
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if was_reused && !fresh_only => {
-                        req = unsent;
-                        fresh_only = true;
-                    }
-                    // A fresh connection that took nothing: as good as refused.
-                    Some(unsent) => {
-                        let e = SendError::Connect(format!("{}: {}", endpoint.endpoint, e.error()));
-                        return Err(Failed::unsent(e, unsent));
-                    }
-                    None => return Err(Failed::sent(e.into_error())),
-                },
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::splice::SpliceLimits;
 use crate::tee::UpstreamBody;
 use crate::upstream::{PooledBody, SendError, Upstreams};
 use http::{Request, Response, StatusCode};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use strait_route::{Cluster, Matched, Rule, WeightedBackend};
@@ -54,7 +55,7 @@ impl TryFailed {
     }
 }
 
-impl Forwarder<'_> {
+impl<'f> Forwarder<'f> {
     /// Forwards within the rule's request timeout.
     pub async fn forward(
         &self,
@@ -70,157 +71,166 @@ impl Forwarder<'_> {
         }
     }
 
-    async fn tries(
-        &self,
-        rule: &Rule,
+    // Not `async fn`: its `mut` argument would be kept twice in the
+    // future (once as the argument, once as the binding), and this future
+    // is moved for every request. Likewise `to_cluster`.
+    #[allow(clippy::manual_async_fn)]
+    fn tries<'s>(
+        &'s self,
+        rule: &'s Rule,
         mut out: Outgoing,
-    ) -> Result<Response<ResponseBody>, ProxyError> {
-        let retry = rule.retry.as_ref().filter(|_| out.upgrade.is_none());
-        let mut first = Some(std::mem::replace(
-            &mut out.body,
-            UpstreamBody::whole(Default::default()),
-        ));
-        let mut tried: Vec<SocketAddr> = Vec::new();
-        let mut tries: u32 = 0;
-        loop {
-            let (backend, cluster) = backend::weighted(rule)?;
-            let state = self.live.state(cluster);
-            if tries == 0 {
-                // The budget counts the requests a Service gets; retries
-                // are charged to the Service that failed.
-                state.budget.request();
-            }
-            // A second try is only made with a kept body.
-            let body = first
-                .take()
-                .unwrap_or_else(|| UpstreamBody::whole(out.replay.clone().unwrap_or_default()));
-            // Only a rule with retries pays for a copy of the request head.
-            let parts = match retry {
-                Some(_) => out.parts.clone(),
-                None => std::mem::replace(&mut out.parts, Request::new(()).into_parts().0),
-            };
-            let req = Request::from_parts(parts, body);
-            let at = (backend, &**cluster, &*state);
-            let result = self.to_cluster(rule, at, req, &mut tried).await;
-            let failed = match &result {
-                Err(f) => f.why,
-                Ok(r) => retry
-                    .filter(|p| p.codes.contains(&r.status().as_u16()))
-                    .map(|_| Failure::Status),
-            };
-            if let (Some(why), Some(policy)) = (failed, retry) {
-                let again = tries < policy.attempts
-                    && out.replay.is_some()
-                    && why.retriable(&out.parts.method);
-                if again && state.budget.try_retry() {
-                    tries += 1;
-                    self.metrics.retry(&rule.route, why.label());
-                    debug!(
-                        route = &*rule.route,
-                        reason = why.label(),
-                        tries,
-                        "retrying"
-                    );
-                    tokio::time::sleep(crate::retry::wait(policy, tries)).await;
-                    continue;
+    ) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + use<'s, 'f> {
+        async move {
+            let retry = rule.retry.as_ref().filter(|_| out.upgrade.is_none());
+            let mut first = Some(std::mem::replace(
+                &mut out.body,
+                UpstreamBody::whole(Default::default()),
+            ));
+            let mut tried: Vec<SocketAddr> = Vec::new();
+            let mut tries: u32 = 0;
+            loop {
+                let (backend, cluster) = backend::weighted(rule)?;
+                let state = self.live.state(cluster);
+                if tries == 0 {
+                    // The budget counts the requests a Service gets; retries
+                    // are charged to the Service that failed.
+                    state.budget.request();
                 }
-                if again {
-                    self.metrics.retry(&rule.route, "budget_exhausted");
+                // A second try is only made with a kept body.
+                let body = first
+                    .take()
+                    .unwrap_or_else(|| UpstreamBody::whole(out.replay.clone().unwrap_or_default()));
+                // Only a rule with retries pays for a copy of the request head.
+                let parts = match retry {
+                    Some(_) => out.parts.clone(),
+                    None => std::mem::replace(&mut out.parts, Request::new(()).into_parts().0),
+                };
+                let req = Request::from_parts(parts, body);
+                let at = (backend, &**cluster, &*state);
+                let result = self.to_cluster(rule, at, req, &mut tried).await;
+                let failed = match &result {
+                    Err(f) => f.why,
+                    Ok(r) => retry
+                        .filter(|p| p.codes.contains(&r.status().as_u16()))
+                        .map(|_| Failure::Status),
+                };
+                if let (Some(why), Some(policy)) = (failed, retry) {
+                    let again = tries < policy.attempts
+                        && out.replay.is_some()
+                        && why.retriable(&out.parts.method);
+                    if again && state.budget.try_retry() {
+                        tries += 1;
+                        self.metrics.retry(&rule.route, why.label());
+                        debug!(
+                            route = &*rule.route,
+                            reason = why.label(),
+                            tries,
+                            "retrying"
+                        );
+                        tokio::time::sleep(crate::retry::wait(policy, tries)).await;
+                        continue;
+                    }
+                    if again {
+                        self.metrics.retry(&rule.route, "budget_exhausted");
+                    }
                 }
+                let response = result.map_err(|f| f.error)?;
+                return self.answered(backend, rule, response, &mut out);
             }
-            let response = result.map_err(|f| f.error)?;
-            return self.answered(backend, rule, response, &mut out);
         }
     }
 
     /// One try at `cluster`: an endpoint, and others after it while
     /// connections cannot be made.
-    async fn to_cluster(
-        &self,
-        rule: &Rule,
-        (backend, cluster, state): (&WeightedBackend, &Cluster, &ClusterState),
+    #[allow(clippy::manual_async_fn)]
+    fn to_cluster<'s>(
+        &'s self,
+        rule: &'s Rule,
+        (backend, cluster, state): (&'s WeightedBackend, &'s Cluster, &'s ClusterState),
         mut req: Request<UpstreamBody>,
-        tried: &mut Vec<SocketAddr>,
-    ) -> Result<Response<PooledBody>, TryFailed> {
-        // Backend-level filters belong to this backend only, not to mirrors.
-        if let Some(ops) = &backend.request_headers {
-            ops.apply(req.headers_mut());
-        }
-        let mut connect_retries = 0;
-        loop {
-            let try_ =
-                backend::endpoint(cluster, state, req.headers(), tried).map_err(|error| {
-                    if let ProxyError::Overflow { limit, .. } = &error {
-                        self.metrics.overflow(&cluster.name, limit);
+        tried: &'s mut Vec<SocketAddr>,
+    ) -> impl Future<Output = Result<Response<PooledBody>, TryFailed>> + use<'s, 'f> {
+        async move {
+            // Backend-level filters belong to this backend only, not to mirrors.
+            if let Some(ops) = &backend.request_headers {
+                ops.apply(req.headers_mut());
+            }
+            let mut connect_retries = 0;
+            loop {
+                let try_ =
+                    backend::endpoint(cluster, state, req.headers(), tried).map_err(|error| {
+                        if let ProxyError::Overflow { limit, .. } = &error {
+                            self.metrics.overflow(&cluster.name, limit);
+                        }
+                        TryFailed { error, why: None }
+                    })?;
+                let (endpoint, authority) = try_.endpoint();
+                tried.push(endpoint);
+                let call = self
+                    .upstreams
+                    .send(cluster, state.gate(), endpoint, authority, req);
+                let result = match rule.timeouts.backend_request {
+                    Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+                    None => Some(call.await),
+                };
+                let failed = match result {
+                    Some(Ok(response)) => {
+                        let outcome = match response.status().is_server_error() {
+                            true => Outcome::ServerError,
+                            false => Outcome::Answered,
+                        };
+                        self.finish(try_, endpoint, outcome);
+                        return Ok(response);
                     }
-                    TryFailed { error, why: None }
-                })?;
-            let (endpoint, authority) = try_.endpoint();
-            tried.push(endpoint);
-            let call = self
-                .upstreams
-                .send(cluster, state.gate(), endpoint, authority, req);
-            let result = match rule.timeouts.backend_request {
-                Some(limit) => tokio::time::timeout(limit, call).await.ok(),
-                None => Some(call.await),
-            };
-            let failed = match result {
-                Some(Ok(response)) => {
-                    let outcome = match response.status().is_server_error() {
-                        true => Outcome::ServerError,
-                        false => Outcome::Answered,
-                    };
-                    self.finish(try_, endpoint, outcome);
-                    return Ok(response);
-                }
-                None => {
-                    self.finish(try_, endpoint, Outcome::Failed);
-                    return Err(TryFailed::new(ProxyError::BackendTimeout, Failure::Timeout));
-                }
-                Some(Err(failed)) => failed,
-            };
-            match (failed.error, failed.unsent) {
-                (SendError::Connect(e), Some(unsent)) => {
-                    self.finish(try_, endpoint, Outcome::ConnectFailed);
-                    let another = connect_retries < CONNECT_RETRIES
-                        && tried.len() < cluster.endpoints.len()
-                        && state.budget.try_retry();
-                    if !another {
-                        warn!(cluster = cluster.name, %endpoint, error = %e, "upstream connection failed");
-                        return Err(TryFailed::new(ProxyError::Connect(e), Failure::Connect));
+                    None => {
+                        self.finish(try_, endpoint, Outcome::Failed);
+                        return Err(TryFailed::new(ProxyError::BackendTimeout, Failure::Timeout));
                     }
-                    connect_retries += 1;
-                    self.metrics.retry(&rule.route, Failure::Connect.label());
-                    debug!(cluster = cluster.name, %endpoint, error = %e, "connection failed; another endpoint");
-                    req = unsent;
-                }
-                (SendError::Overflow(o), _) => {
-                    drop(try_);
-                    self.metrics.overflow(&cluster.name, o.limit().0);
-                    return Err(TryFailed {
-                        error: ProxyError::overflow(o, cluster),
-                        why: None,
-                    });
-                }
-                (e, _) => {
-                    let fault = match &e {
-                        SendError::Failed(inner) => ClientBodyError::find(&**inner),
-                        _ => None,
-                    };
-                    if let Some(fault) = fault {
-                        // The client's fault: the endpoint did nothing
-                        // wrong, and no retry would fare better.
-                        self.finish(try_, endpoint, Outcome::Answered);
-                        let error = ProxyError::from(fault);
-                        return Err(TryFailed { error, why: None });
+                    Some(Err(failed)) => failed,
+                };
+                match (failed.error, failed.unsent) {
+                    (SendError::Connect(e), Some(unsent)) => {
+                        self.finish(try_, endpoint, Outcome::ConnectFailed);
+                        let another = connect_retries < CONNECT_RETRIES
+                            && tried.len() < cluster.endpoints.len()
+                            && state.budget.try_retry();
+                        if !another {
+                            warn!(cluster = cluster.name, %endpoint, error = %e, "upstream connection failed");
+                            return Err(TryFailed::new(ProxyError::Connect(e), Failure::Connect));
+                        }
+                        connect_retries += 1;
+                        self.metrics.retry(&rule.route, Failure::Connect.label());
+                        debug!(cluster = cluster.name, %endpoint, error = %e, "connection failed; another endpoint");
+                        req = unsent;
                     }
-                    self.finish(try_, endpoint, Outcome::Failed);
-                    // As nginx and HAProxy do: a failed upstream is the operator's business.
-                    warn!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
-                    return Err(TryFailed::new(
-                        ProxyError::Backend(e.to_string()),
-                        Failure::Backend,
-                    ));
+                    (SendError::Overflow(o), _) => {
+                        drop(try_);
+                        self.metrics.overflow(&cluster.name, o.limit().0);
+                        return Err(TryFailed {
+                            error: ProxyError::overflow(o, cluster),
+                            why: None,
+                        });
+                    }
+                    (e, _) => {
+                        let fault = match &e {
+                            SendError::Failed(inner) => ClientBodyError::find(&**inner),
+                            _ => None,
+                        };
+                        if let Some(fault) = fault {
+                            // The client's fault: the endpoint did nothing
+                            // wrong, and no retry would fare better.
+                            self.finish(try_, endpoint, Outcome::Answered);
+                            let error = ProxyError::from(fault);
+                            return Err(TryFailed { error, why: None });
+                        }
+                        self.finish(try_, endpoint, Outcome::Failed);
+                        // As nginx and HAProxy do: a failed upstream is the operator's business.
+                        warn!(cluster = cluster.name, %endpoint, error = %e, "upstream request failed");
+                        return Err(TryFailed::new(
+                            ProxyError::Backend(e.to_string()),
+                            Failure::Backend,
+                        ));
+                    }
                 }
             }
         }

@@ -76,43 +76,48 @@ fn watch_send(
     })
 }
 
-/// The chart: each line a phase.
-async fn proxy(
-    shared: &Shared,
-    ctx: &mut RequestCtx,
+/// The chart: each line a phase. (Not `async fn`: its `mut` argument
+/// would be kept twice in the future, as the argument and as the binding,
+/// and this future is moved for every request.)
+#[allow(clippy::manual_async_fn)]
+fn proxy<'s>(
+    shared: &'s Shared,
+    ctx: &'s mut RequestCtx,
     mut req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    let live = shared.live.load_full();
-    let snapshot = &live.snapshot;
-    let sidecar = shared.sidecar.as_ref();
-    if let (true, Some(sidecar)) = (select::is_tunnel(&ctx.conn, sidecar, &req), sidecar) {
-        return tunnel(shared, sidecar, ctx, req).await;
-    }
-    strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.http_limits)?;
-    let conn = ctx.conn.clone();
-    let selected = {
-        let target = select::Target::of(&req, &conn)?;
-        let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
-        policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
-        if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
-            return Ok(redirect);
+) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + use<'s> {
+    async move {
+        let live = shared.live.load_full();
+        let snapshot = &live.snapshot;
+        let sidecar = shared.sidecar.as_ref();
+        if let (true, Some(sidecar)) = (select::is_tunnel(&ctx.conn, sidecar, &req), sidecar) {
+            return tunnel(shared, sidecar, ctx, req).await;
         }
-        selected
-    };
-    let matched = selected.matched();
-    policy::fault(matched.rule).await?;
-    let own_id = sidecar.filter(|_| ctx.conn.role == Role::Inbound && ctx.conn.peer.is_some());
-    let own_id = own_id.and_then(|s| s.own_id());
-    let at = (&*live, &shared.upstream, &shared.http_limits);
-    let out = filters::request(at, ctx, own_id.as_deref(), &matched, req).await?;
-    let forwarder = forward::Forwarder {
-        live: &live,
-        upstreams: &shared.upstream,
-        metrics: &shared.metrics,
-        limits: shared.limits,
-        backend_idle: Some(shared.http_limits.backend_idle).filter(|d| !d.is_zero()),
-    };
-    forwarder.forward(&matched, out).await
+        strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.http_limits)?;
+        let conn = ctx.conn.clone();
+        let selected = {
+            let target = select::Target::of(&req, &conn)?;
+            let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
+            policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
+            if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
+                return Ok(redirect);
+            }
+            selected
+        };
+        let matched = selected.matched();
+        policy::fault(matched.rule).await?;
+        let own_id = sidecar.filter(|_| ctx.conn.role == Role::Inbound && ctx.conn.peer.is_some());
+        let own_id = own_id.and_then(|s| s.own_id());
+        let at = (&*live, &shared.upstream, &shared.http_limits);
+        let out = filters::request(at, ctx, own_id.as_deref(), &matched, req).await?;
+        let forwarder = forward::Forwarder {
+            live: &live,
+            upstreams: &shared.upstream,
+            metrics: &shared.metrics,
+            limits: shared.limits,
+            backend_idle: Some(shared.http_limits.backend_idle).filter(|d| !d.is_zero()),
+        };
+        forwarder.forward(&matched, out).await
+    }
 }
 
 /// A sidecar's outbound `CONNECT`: a byte tunnel, counted like a request.
