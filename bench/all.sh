@@ -81,6 +81,9 @@ best_in_column() {
     awk -v n="$n" -v h="$h" -v hi="$3" 'BEGIN { if (hi) print (n > h ? n : h); else print (n < h ? n : h) }'
 }
 
+# The lowest of the numbers given; empty ones are left out.
+lowest() { printf '%s\n' "$@" | grep . | sort -g | head -1; }
+
 {
     echo "## Performance targets, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)"
     echo
@@ -98,7 +101,7 @@ best_in_column() {
         # The open-loop table: | proxy | p50 | p99 | ...
         p99() { sed -n '/^### Open loop/,$p' "$OUT/gateway.md" | awk -F'|' -v p="$1" '{ gsub(/ /, "") } $2 == p { print $4 }'; }
         s=$(p99 strait)
-        p=$(printf '%s\n' "$(p99 nginx)" "$(p99 haproxy)" | grep . | sort -g | head -1)
+        p=$(lowest "$(p99 nginx)" "$(p99 haproxy)")
         [[ -n $s ]] && echo "| HTTP/1.1 hop, p99 ms at ${OPEN_RATE:-5000} req/s open loop (oha) | $s | $p | $(ratio "$s" "$p") | ≤ 1.0× |"
     fi
     if [[ -s $OUT/https.md ]]; then
@@ -111,7 +114,7 @@ best_in_column() {
             # | proxy | load | rps | mean | CPU µs | ...
             cpu() { awk -F'|' -v p="$1" -v l="$load" '{ gsub(/ /, "") } $2 == p && $3 == l { print $6 }' "$OUT/h2.md"; }
             s=$(cpu strait)
-            p=$(printf '%s\n' "$(cpu nginx)" "$(cpu haproxy)" | grep . | sort -g | head -1)
+            p=$(lowest "$(cpu nginx)" "$(cpu haproxy)")
             [[ -n $s ]] && echo "| $load hop (h2load), CPU µs per request | $s | $p | $(ratio "$s" "$p") | ≤ 1.0× |"
         done
     fi

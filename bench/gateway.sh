@@ -253,18 +253,9 @@ data:
   tls.crt: $(base64 -w0 "$TLS/cert.pem")
   tls.key: $(base64 -w0 "$TLS/key.pem")"
     fi
-    cat >"$dir/bench.yaml" <<EOF
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: strait}
-spec: {controllerName: strait.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench}
-spec:
-  gatewayClassName: strait
-  listeners: [$listener]
+    {
+        gateway_yaml "$listener"
+        cat <<EOF
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -272,36 +263,14 @@ metadata: {name: bench}
 spec:
   parentRefs: [{name: bench}]
   rules: [{backendRefs: [{name: backend, port: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend}
-spec: {ports: [{port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: backend, labels: {kubernetes.io/service-name: backend}}
-addressType: IPv4
-endpoints: [{addresses: ["127.0.0.1"]}]
-ports: [{port: $BACKEND_PORT}]
-$secret
 EOF
-    # Logging at warn keeps per-request work out of the measurement.
-    STRAIT_LOG=${STRAIT_LOG:-warn} start_daemon strait "$PROXY_CORE" "$STRAIT_BIN" gateway \
-        --config "$dir" --workers 1 --bind-address 127.0.0.1 --admin "127.0.0.1:$ADMIN_PORT"
-    wait_ready strait "$ADMIN_PORT"
+        backend_yaml backend "$BACKEND_PORT"
+        echo "$secret"
+    } >"$dir/bench.yaml"
+    start_bench_gateway "$dir"
     wait_http_ok strait "$PROXY_URL"
 }
 
-# Wait until the proxy port is released, so the next proxy can bind it.
-wait_port_free() {
-    local _
-    for _ in $(seq 50); do
-        port_open "$PROXY_PORT" || return 0
-        sleep 0.1
-    done
-    die "port $PROXY_PORT still busy after stopping the previous proxy"
-}
 
 # --- measurement ------------------------------------------------------------
 
@@ -444,7 +413,7 @@ run_proxy() {
     if [[ $SCENARIO == http && $OPEN_RATE -gt 0 ]]; then measure_open_loop "$name"; fi
     if [[ $SCENARIO == https ]]; then measure_handshakes "$name"; fi
     stop_daemon "$name"
-    wait_port_free
+    wait_ports_free "$PROXY_PORT"
 }
 
 declare -A R_OL_P50=() R_OL_P99=() R_OL_MAX=() R_OL_BAD=()
@@ -452,16 +421,15 @@ declare -A R_OL_P50=() R_OL_P99=() R_OL_MAX=() R_OL_BAD=()
 # The open-loop run: oha sends OPEN_RATE requests/s whatever the answers'
 # pace, and counts each latency from when its request was due (latency
 # correction), so queueing in the proxy shows in the percentiles.
-oha_cmd() { echo "taskset -c $LOAD_CORE oha -z $DURATION -q $OPEN_RATE --latency-correction -c $CONNECTIONS --no-tui --output-format json $PROXY_URL"; }
+# oha's command for a run of $1 (the warm-up's and the measured run's).
+oha_cmd() { echo "taskset -c $LOAD_CORE oha -z $1 -q $OPEN_RATE --latency-correction -c $CONNECTIONS --no-tui --output-format json $PROXY_URL"; }
 measure_open_loop() {
-    local name=$1 json=$WORK/$1-oha.json cmd
-    cmd=$(oha_cmd)
+    local name=$1 json=$WORK/$1-oha.json
     log "$name: open loop at $OPEN_RATE req/s ($DURATION, after a $WARMUP warm-up)"
-    # shellcheck disable=SC2046 # a flat list of words
-    taskset -c "$LOAD_CORE" oha -z "$WARMUP" -q "$OPEN_RATE" --latency-correction -c "$CONNECTIONS" \
-        --no-tui --output-format json "$PROXY_URL" >/dev/null 2>&1 || die "$name: oha warm-up failed"
-    # shellcheck disable=SC2086 # $cmd is a flat list of words
-    $cmd >"$json" 2>"$json.err" || die "$name: oha failed: $(tail -c 500 "$json.err")"
+    # shellcheck disable=SC2046 # oha_cmd is a flat list of words
+    $(oha_cmd "$WARMUP") >/dev/null 2>&1 || die "$name: oha warm-up failed"
+    # shellcheck disable=SC2046
+    $(oha_cmd "$DURATION") >"$json" 2>"$json.err" || die "$name: oha failed: $(tail -c 500 "$json.err")"
     R_OL_P50[$name]=$(jq -r '.latencyPercentiles.p50 * 1000 | . * 1000 | round / 1000' "$json")
     R_OL_P99[$name]=$(jq -r '.latencyPercentiles.p99 * 1000 | . * 1000 | round / 1000' "$json")
     R_OL_MAX[$name]=$(jq -r '.summary.slowest * 1000 | . * 1000 | round / 1000' "$json")
@@ -502,7 +470,7 @@ open_loop_report() {
     echo
     echo "### Open loop at $OPEN_RATE requests/s"
     echo
-    echo "Load per proxy: \`$(oha_cmd)\` after a $WARMUP warm-up at the same rate; latencies from when each request was due."
+    echo "Load per proxy: \`$(oha_cmd "$DURATION")\` after a $WARMUP warm-up at the same rate; latencies from when each request was due."
     echo
     echo "| proxy | p50 (ms) | p99 (ms) | max (ms) | failed | p99 vs best peer |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"

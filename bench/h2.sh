@@ -123,43 +123,13 @@ EOF
     start_daemon haproxy "$PROXY_CORE" haproxy -db -f "$dir/haproxy.cfg"
 }
 
-# service_yaml NAME PORT [APP_PROTOCOL]: a Service with one endpoint.
-service_yaml() {
-    local app=${3:+, appProtocol: $3}
-    cat <<EOF
----
-apiVersion: v1
-kind: Service
-metadata: {name: $1}
-spec: {ports: [{port: 80$app}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: $1, labels: {kubernetes.io/service-name: $1}}
-addressType: IPv4
-endpoints: [{addresses: ["127.0.0.1"]}]
-ports: [{port: $2$app}]
-EOF
-}
-
 start_strait() {
     local dir=$WORK/strait
     mkdir -p "$dir"
     {
+        gateway_yaml "{name: http2, port: $HTTP2_PORT, protocol: HTTP}" \
+            "{name: grpc, port: $GRPC_PORT, protocol: HTTP}"
         cat <<EOF
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: strait}
-spec: {controllerName: strait.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench}
-spec:
-  gatewayClassName: strait
-  listeners:
-  - {name: http2, port: $HTTP2_PORT, protocol: HTTP}
-  - {name: grpc, port: $GRPC_PORT, protocol: HTTP}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -175,12 +145,10 @@ spec:
   parentRefs: [{name: bench, sectionName: grpc}]
   rules: [{backendRefs: [{name: grpc, port: 80}]}]
 EOF
-        service_yaml backend "$BACKEND_PORT"
-        service_yaml grpc "$ECHO_PORT" kubernetes.io/h2c
+        backend_yaml backend "$BACKEND_PORT"
+        backend_yaml grpc "$ECHO_PORT" kubernetes.io/h2c
     } >"$dir/bench.yaml"
-    STRAIT_LOG=warn start_daemon strait "$PROXY_CORE" "$STRAIT_BIN" gateway \
-        --config "$dir" --workers 1 --bind-address 127.0.0.1 --admin "127.0.0.1:$ADMIN_PORT"
-    wait_ready strait "$ADMIN_PORT"
+    start_bench_gateway "$dir"
 }
 
 # One call of each load through the proxy must succeed before it is loaded.
@@ -240,18 +208,7 @@ run_proxy() {
     check_proxy "$name"
     for load in $LOADS; do measure "$name" "$load"; done
     stop_daemon "$name"
-    wait_until_free "$HTTP2_PORT" "$GRPC_PORT"
-}
-
-wait_until_free() {
-    local _ port
-    for port in "$@"; do
-        for _ in $(seq 50); do
-            port_open "$port" || continue 2
-            sleep 0.1
-        done
-        die "port $port still busy after stopping the previous proxy"
-    done
+    wait_ports_free "$HTTP2_PORT" "$GRPC_PORT"
 }
 
 # --- report -----------------------------------------------------------------

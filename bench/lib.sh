@@ -349,6 +349,69 @@ wait_ready() {
         daemon_failed "$name" "$url did not answer 200 within 10 s (last: '$HTTP_GOT')"
 }
 
+# --- strait gateway ---------------------------------------------------------
+
+# The head of a bench folder: GatewayClass `strait` and Gateway `bench`
+# with the listeners given, one flow-style YAML map each.
+gateway_yaml() {
+    local l
+    cat <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: strait}
+spec: {controllerName: strait.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench}
+spec:
+  gatewayClassName: strait
+  listeners:
+EOF
+    for l in "$@"; do echo "  - $l"; done
+}
+
+# backend_yaml NAME PORT [APP_PROTOCOL]: a Service whose one endpoint is
+# 127.0.0.1:PORT.
+backend_yaml() {
+    local app=${3:+, appProtocol: $3}
+    cat <<EOF
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $1}
+spec: {ports: [{port: 80$app}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: $1, labels: {kubernetes.io/service-name: $1}}
+addressType: IPv4
+endpoints: [{addresses: ["127.0.0.1"]}]
+ports: [{port: $2$app}]
+EOF
+}
+
+# `strait gateway` on folder $1, one worker on PROXY_CORE, admin on
+# ADMIN_PORT, logging at warn (per-request work stays out of the
+# figures); returns once it is ready.
+start_bench_gateway() {
+    STRAIT_LOG=${STRAIT_LOG:-warn} start_daemon strait "$PROXY_CORE" "$STRAIT_BIN" gateway \
+        --config "$1" --workers 1 --bind-address 127.0.0.1 --admin "127.0.0.1:$ADMIN_PORT"
+    wait_ready strait "$ADMIN_PORT"
+}
+
+# Wait until every port given is released (the next proxy binds them).
+wait_ports_free() {
+    local _ port
+    for port in "$@"; do
+        for _ in $(seq 50); do
+            port_open "$port" || continue 2
+            sleep 0.1
+        done
+        die "port $port still busy after stopping the previous proxy"
+    done
+}
+
 # --- nginx ------------------------------------------------------------------
 
 # $1/nginx.conf: one worker in the foreground with its files in $1, and in
