@@ -303,6 +303,13 @@ fn source_given(command: &Command) -> Result<(), clap::Error> {
     ))
 }
 
+/// jemalloc, whose background thread hands memory a peak freed back to the
+/// system within a second: glibc's allocator kept a reload's peak resident
+/// (holes among the live tables it cannot return), 80 MiB at 10,000 routes
+/// that live in 25 (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Err(e) = source_given(&cli.command) {

@@ -22,7 +22,7 @@ const GATEWAY_API: &str = "gateway.networking.k8s.io";
 pub struct StatusWriter {
     written: HashMap<String, Value>,
     /// When each condition (object, parent, type) last changed.
-    since: HashMap<(String, String, &'static str), (bool, String, String)>,
+    since: HashMap<(String, String, &'static str), (bool, &'static str, String)>,
 }
 
 fn now() -> String {
@@ -66,7 +66,7 @@ impl StatusWriter {
             .map(|c| {
                 let status = if c.status { "True" } else { "False" };
                 let at = (key.to_string(), parent.to_string(), c.kind);
-                let state = (c.status, c.reason.clone(), c.message.clone());
+                let state = (c.status, c.reason, c.message.clone());
                 let time = match self.since.get(&at) {
                     Some((s, r, t)) if *s == c.status && *r == c.reason => t.clone(),
                     _ => now(),

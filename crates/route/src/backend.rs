@@ -104,8 +104,9 @@ fn cluster_name<S: serde::Serializer>(c: &Arc<Cluster>, s: S) -> Result<S::Ok, S
 pub struct WeightedBackend {
     pub weight: u32,
     pub target: BackendTarget,
-    pub request_headers: Option<crate::HeaderOps>,
-    pub response_headers: Option<crate::HeaderOps>,
+    // Boxed, as a rule's: most backends have none.
+    pub request_headers: Option<Box<crate::HeaderOps>>,
+    pub response_headers: Option<Box<crate::HeaderOps>>,
 }
 
 /// An EndpointSlice label saying its endpoints are sidecars' inbound

@@ -395,12 +395,12 @@ fn listener_port(
 }
 
 /// A listener's conditions when another took its port first.
-fn conflicted(reason: &str, message: String) -> Vec<Condition> {
+fn conflicted(reason: &'static str, message: String) -> Vec<Condition> {
     vec![
         Condition {
             kind: "Conflicted",
             status: true,
-            reason: reason.into(),
+            reason,
             message: message.clone(),
         },
         Condition::failed("Programmed", "Invalid", message),
@@ -824,7 +824,7 @@ struct RuleCompiler<'c, 'd> {
 }
 
 impl RuleCompiler<'_, '_> {
-    fn fail(&mut self, path: String, reason: &str, msg: String) {
+    fn fail(&mut self, path: String, reason: &'static str, msg: String) {
         self.problems
             .push(Problem::error(self.source, path, msg.clone()));
         if self.resolved.status {
@@ -881,8 +881,8 @@ impl RuleCompiler<'_, '_> {
             total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
             backends,
             timeouts: timeouts(rule.timeouts.as_ref()),
-            retry: rule.retry.as_ref().map(retry_policy),
-            fault,
+            retry: rule.retry.as_ref().map(|r| Box::new(retry_policy(r))),
+            fault: fault.map(Box::new),
         };
         Some((matches, Arc::new(rule)))
     }
@@ -979,10 +979,10 @@ fn retry_policy(r: &strait_config::httproute::HttpRouteRetry) -> crate::RetryPol
 }
 
 type Filters = (
-    Option<HeaderOps>,
-    Option<HeaderOps>,
-    Option<Redirect>,
-    Option<Rewrite>,
+    Option<Box<HeaderOps>>,
+    Option<Box<HeaderOps>>,
+    Option<Box<Redirect>>,
+    Option<Box<Rewrite>>,
 );
 
 /// The non-mirror filters of a list (validated: each kind at most once).
@@ -990,13 +990,13 @@ fn header_filters(filters: &[HttpRouteFilter]) -> Filters {
     let mut out: Filters = (None, None, None, None);
     for f in filters {
         if let Some(h) = &f.request_header_modifier {
-            out.0 = HeaderOps::compile(h).ok();
+            out.0 = HeaderOps::compile(h).ok().map(Box::new);
         }
         if let Some(h) = &f.response_header_modifier {
-            out.1 = HeaderOps::compile(h).ok();
+            out.1 = HeaderOps::compile(h).ok().map(Box::new);
         }
         if let Some(r) = &f.request_redirect {
-            out.2 = Some(Redirect {
+            out.2 = Some(Box::new(Redirect {
                 scheme: r.scheme.clone(),
                 hostname: r.hostname.clone(),
                 port: r.port.and_then(|p| u16::try_from(p).ok()),
@@ -1005,13 +1005,13 @@ fn header_filters(filters: &[HttpRouteFilter]) -> Filters {
                     .status_code
                     .and_then(|c| u16::try_from(c).ok())
                     .unwrap_or(302),
-            });
+            }));
         }
         if let Some(r) = &f.url_rewrite {
-            out.3 = Some(Rewrite {
+            out.3 = Some(Box::new(Rewrite {
                 hostname: r.hostname.as_deref().and_then(|h| h.parse().ok()),
                 path: r.path.as_ref().and_then(PathModifier::compile),
-            });
+            }));
         }
     }
     out

@@ -90,17 +90,19 @@ pub struct Rule {
     /// `namespace/name` of the route, the label used in metrics.
     pub route: Arc<str>,
     pub index: usize,
-    pub request_headers: Option<HeaderOps>,
-    pub response_headers: Option<HeaderOps>,
-    pub redirect: Option<Redirect>,
-    pub rewrite: Option<Rewrite>,
+    // The filters most rules lack are boxed: a rule is 160 bytes instead
+    // of 544 (10,000 routes: 3.6 MiB).
+    pub request_headers: Option<Box<HeaderOps>>,
+    pub response_headers: Option<Box<HeaderOps>>,
+    pub redirect: Option<Box<Redirect>>,
+    pub rewrite: Option<Box<Rewrite>>,
     pub mirrors: Vec<Mirror>,
     pub backends: Vec<WeightedBackend>,
     pub total_weight: u64,
     pub timeouts: Timeouts,
-    pub retry: Option<crate::RetryPolicy>,
+    pub retry: Option<Box<crate::RetryPolicy>>,
     /// Fault injection, or why the rule's FaultInjection cannot apply (500).
-    pub fault: Option<Result<crate::Fault, String>>,
+    pub fault: Option<Box<Result<crate::Fault, String>>>,
 }
 
 impl Rule {
@@ -252,5 +254,18 @@ impl Snapshot {
             "gateways": self.gateways,
             "routes": self.routes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// 10,000 routes hold 10,000 rules and their backends: the filters
+    /// most lack stay boxed, so a new inline field shows up here.
+    #[test]
+    fn rules_and_backends_stay_small() {
+        let rule = std::mem::size_of::<super::Rule>();
+        let backend = std::mem::size_of::<crate::WeightedBackend>();
+        assert!(backend <= 48, "WeightedBackend is {backend} bytes");
+        assert!(rule <= 160, "Rule is {rule} bytes");
     }
 }

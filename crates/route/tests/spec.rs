@@ -560,11 +560,7 @@ spec:
         .expect("status");
     let conflicted = &third.listeners[0].conditions[0];
     assert_eq!(
-        (
-            conflicted.kind,
-            conflicted.status,
-            conflicted.reason.as_str()
-        ),
+        (conflicted.kind, conflicted.status, conflicted.reason),
         ("Conflicted", true, "HostnameConflict")
     );
     assert!(
@@ -673,7 +669,7 @@ spec:
 
     let reason = |name: &str| {
         let r = s.routes.iter().find(|r| r.name == name).expect("status");
-        r.parents[0].conditions[0].reason.clone()
+        r.parents[0].conditions[0].reason
     };
     assert_eq!(reason("db"), "Accepted");
     assert_eq!(reason("to-tls"), "NotAllowedByListeners");
@@ -684,16 +680,11 @@ spec:
             .iter()
             .find(|g| g.name == "l4")
             .and_then(|g| g.listeners.iter().find(|l| l.name == name))
-            .map(|l| {
-                l.conditions
-                    .iter()
-                    .map(|c| c.reason.clone())
-                    .collect::<Vec<_>>()
-            })
+            .map(|l| l.conditions.iter().map(|c| c.reason).collect::<Vec<_>>())
             .expect("listener")
     };
-    assert!(listener("clash").contains(&"ProtocolConflict".to_string()));
-    assert!(listener("term").contains(&"UnsupportedValue".to_string()));
+    assert!(listener("clash").contains(&"ProtocolConflict"));
+    assert!(listener("term").contains(&"UnsupportedValue"));
     assert!(problems
         .iter()
         .any(|p| p.path == "spec.listeners[3].tls.mode"));

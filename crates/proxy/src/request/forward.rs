@@ -81,7 +81,7 @@ impl<'f> Forwarder<'f> {
         mut out: Outgoing,
     ) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + use<'s, 'f> {
         async move {
-            let retry = rule.retry.as_ref().filter(|_| out.upgrade.is_none());
+            let retry = rule.retry.as_deref().filter(|_| out.upgrade.is_none());
             let mut first = Some(std::mem::replace(
                 &mut out.body,
                 UpstreamBody::whole(Default::default()),

@@ -30,7 +30,7 @@ pub fn authorize<B>(
 
 /// A rule's FaultInjection: a delay, then perhaps an abort.
 pub async fn fault(rule: &Rule) -> Result<(), ProxyError> {
-    let Some(fault) = &rule.fault else {
+    let Some(fault) = rule.fault.as_deref() else {
         return Ok(());
     };
     let fault = fault.as_ref().map_err(|_| ProxyError::FaultUnresolved)?;
