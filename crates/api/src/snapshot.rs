@@ -4,7 +4,7 @@
 
 use crate::pb;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use strait_config::{Problem, ResourceSet, Source};
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,7 +48,7 @@ pub fn resources<'a>(entries: impl IntoIterator<Item = &'a pb::Entry>) -> Resour
     let mut set = ResourceSet::default();
     for e in entries {
         let source = Source {
-            file: PathBuf::from(&e.file),
+            file: Path::new(&e.file).into(),
             doc: e.doc as usize,
         };
         match serde_json::from_str(&e.json) {

@@ -188,12 +188,13 @@ impl Kept {
     /// back (then the file is parsed again).
     fn restore(&self, file: &Path) -> Option<ResourceSet> {
         let documents: Vec<(usize, Resource)> = serde_json::from_slice(&self.documents).ok()?;
+        let file: std::sync::Arc<Path> = file.into();
         Some(ResourceSet {
             documents: documents
                 .into_iter()
                 .map(|(doc, resource)| Document {
                     source: Source {
-                        file: file.to_path_buf(),
+                        file: file.clone(),
                         doc,
                     },
                     resource: std::sync::Arc::new(resource),
@@ -275,7 +276,7 @@ fn read_dir_with(dir: &Path, mut parse: impl FnMut(&Path, &str) -> ResourceSet) 
         Ok(files) => files,
         Err(e) => {
             let source = Source {
-                file: dir.to_path_buf(),
+                file: dir.into(),
                 doc: 0,
             };
             set.problems.push(Problem::error(
@@ -290,7 +291,10 @@ fn read_dir_with(dir: &Path, mut parse: impl FnMut(&Path, &str) -> ResourceSet) 
         match std::fs::read_to_string(&file) {
             Ok(text) => set.extend(parse(&file, &text)),
             Err(e) => set.problems.push(Problem::error(
-                &Source { file, doc: 0 },
+                &Source {
+                    file: file.into(),
+                    doc: 0,
+                },
                 "",
                 format!("cannot read file: {e}"),
             )),
@@ -379,19 +383,20 @@ pub fn split_text(file: &Path, text: &str) -> Result<Vec<(Source, Value)>, Probl
             let reason = without_position(text.lines().next().unwrap_or(""));
             Problem::error(
                 &Source {
-                    file: file.to_path_buf(),
+                    file: file.into(),
                     doc: 0,
                 },
                 "",
                 format!("not valid YAML: {at}{reason}"),
             )
         })?;
+    let file: std::sync::Arc<Path> = file.into();
     Ok(docs
         .into_iter()
         .enumerate()
         .map(|(i, value)| {
             let source = Source {
-                file: file.to_path_buf(),
+                file: file.clone(),
                 doc: i + 1,
             };
             (source, value)

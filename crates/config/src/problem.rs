@@ -1,10 +1,12 @@
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 /// Where a resource came from: a file and the document's number in it (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct Source {
-    pub file: PathBuf,
+    /// Shared by a file's documents and what is compiled from them.
+    pub file: Arc<Path>,
     pub doc: usize,
 }
 

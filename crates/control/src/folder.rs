@@ -29,7 +29,7 @@ impl Folder {
         let unreadable = |file: &Path, e: std::io::Error| {
             Arc::new(Err(Problem::error(
                 &Source {
-                    file: file.to_path_buf(),
+                    file: file.into(),
                     doc: 0,
                 },
                 "",

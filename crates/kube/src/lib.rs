@@ -115,7 +115,7 @@ pub async fn secret(
     value["apiVersion"] = "v1".into();
     value["kind"] = "Secret".into();
     let source = strait_config::Source {
-        file: format!("Secret/{ns}/{name}").into(),
+        file: std::path::Path::new(&format!("Secret/{ns}/{name}")).into(),
         doc: 0,
     };
     Ok(strait_config::parse_value(&source, "", value))

@@ -300,7 +300,7 @@ impl Cluster {
                 Some((old, made)) if old == value => made.clone(),
                 _ => {
                     let source = strait_config::Source {
-                        file: key.into(),
+                        file: std::path::Path::new(&key).into(),
                         doc: 0,
                     };
                     let made = Arc::new(Ok(vec![index::document(&source, "", value.clone())]));

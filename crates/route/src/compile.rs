@@ -505,7 +505,7 @@ fn attach_route(
         let refusal = attach_to_parent(gateways, parent, route_ref, &rules, &tie, &mut attached_to);
         status.parents.push(ParentStatus {
             parent: parent_label(parent, ns),
-            reference: Some(parent.clone()),
+            reference: Some(Box::new(parent.clone())),
             conditions: vec![accepted(doc, i, refusal, problems), resolved.clone()],
         });
     }
@@ -578,7 +578,7 @@ fn refuse_invalid(
     for (_, p) in parents {
         status.parents.push(ParentStatus {
             parent: parent_label(p, ns),
-            reference: Some((*p).clone()),
+            reference: Some(Box::new((*p).clone())),
             conditions: vec![Condition::failed(
                 "Accepted",
                 "UnsupportedValue",

@@ -278,7 +278,7 @@ impl MeshBuilder {
             let accepted = self.attach_parent(doc, ns, (i, parent), &rules, &tie, problems);
             status.parents.push(ParentStatus {
                 parent: label(parent, ns),
-                reference: Some(parent.clone()),
+                reference: Some(Box::new(parent.clone())),
                 conditions: vec![accepted, resolved.clone()],
             });
         }
@@ -405,7 +405,7 @@ fn refuse_invalid(
     for (_, p) in parents {
         status.parents.push(ParentStatus {
             parent: label(p, ns),
-            reference: Some((*p).clone()),
+            reference: Some(Box::new((*p).clone())),
             conditions: vec![Condition::failed(
                 "Accepted",
                 "UnsupportedValue",
