@@ -242,7 +242,7 @@ async fn a_snapshot_the_proxy_cannot_apply_is_refused_and_reported() {
     let gateway = Gateway::launch(&dir, &flags).await;
     let r = send(get(gw_port, "shop.example.com", "/"))
         .await
-        .expect("answer");
+        .unwrap_or_else(|e| panic!("answer: {e}\n{}", gateway.logs()));
     assert_eq!(r.headers["x-version"], "1");
 
     // An object added that the proxy's schema refuses.
