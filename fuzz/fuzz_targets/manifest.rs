@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let file = Path::new("fuzz.yaml");
     let set = strait_config::parse_text(file, text);
     for p in &set.problems {
-        assert_eq!(p.source.file, file, "a problem must name its file: {p}");
+        assert_eq!(&*p.source.file, file, "a problem must name its file: {p}");
     }
     let options = CompileOptions {
         controller_name: strait_config::DEFAULT_CONTROLLER_NAME.to_string(),
