@@ -8,6 +8,8 @@
 # Needs valgrind, nginx and python3.
 set -euo pipefail
 [[ $# -eq 2 ]] || { sed -n "2,8p" "$0"; exit 2; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 BIN=$1; N=$2; D=$(mktemp -d)
 P=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 B=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
@@ -17,34 +19,11 @@ daemon off; master_process off; worker_processes 1; error_log $nginx_dir/e.log; 
 events {} http { access_log off; server { listen 127.0.0.1:$B; location / { return 200 "ok"; } } }
 NG
 nginx -c $nginx_dir/n.conf -p $nginx_dir & NG=$!
-cat > $D/gw.yaml <<Y
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: strait}
-spec: {controllerName: strait.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw}
-spec: {gatewayClassName: strait, listeners: [{name: http, port: $P, protocol: HTTP}]}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r}
-spec: {parentRefs: [{name: gw}], rules: [{backendRefs: [{name: b, port: 80}]}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: b}
-spec: {ports: [{port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: b, labels: {kubernetes.io/service-name: b}}
-addressType: IPv4
-endpoints: [{addresses: ["127.0.0.1"]}]
-ports: [{port: $B}]
-Y
+{
+    gateway_yaml "{name: http, port: $P, protocol: HTTP}"
+    route_yaml r b
+    backend_yaml b "$B"
+} > $D/gw.yaml
 # STRAIT_FLAGS: more gateway flags, to measure a setting.
 STRAIT_LOG=warn valgrind --tool=callgrind --callgrind-out-file=$D/cg.out $BIN gateway --config $D --workers 1 --bind-address 127.0.0.1 ${STRAIT_FLAGS:-} >$D/log 2>&1 & V=$!
 python3 - $P $N <<'PY'

@@ -255,15 +255,7 @@ data:
     fi
     {
         gateway_yaml "$listener"
-        cat <<EOF
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: bench}
-spec:
-  parentRefs: [{name: bench}]
-  rules: [{backendRefs: [{name: backend, port: 80}]}]
-EOF
+        route_yaml bench backend
         backend_yaml backend "$BACKEND_PORT"
         echo "$secret"
     } >"$dir/bench.yaml"

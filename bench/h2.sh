@@ -129,14 +129,8 @@ start_strait() {
     {
         gateway_yaml "{name: http2, port: $HTTP2_PORT, protocol: HTTP}" \
             "{name: grpc, port: $GRPC_PORT, protocol: HTTP}"
+        route_yaml http2 backend http2
         cat <<EOF
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: http2}
-spec:
-  parentRefs: [{name: bench, sectionName: http2}]
-  rules: [{backendRefs: [{name: backend, port: 80}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute

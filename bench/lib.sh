@@ -371,6 +371,21 @@ EOF
     for l in "$@"; do echo "  - $l"; done
 }
 
+# route_yaml NAME SERVICE [LISTENER]: an HTTPRoute on Gateway `bench` (or
+# only its listener LISTENER) sending everything to SERVICE's port 80.
+route_yaml() {
+    local section=${3:+, sectionName: $3}
+    cat <<EOF
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: $1}
+spec:
+  parentRefs: [{name: bench$section}]
+  rules: [{backendRefs: [{name: $2, port: 80}]}]
+EOF
+}
+
 # backend_yaml NAME PORT [APP_PROTOCOL]: a Service whose one endpoint is
 # 127.0.0.1:PORT.
 backend_yaml() {

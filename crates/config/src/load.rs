@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// A Kubernetes object with a `spec`.
@@ -171,7 +172,8 @@ impl Kept {
             if i > 0 {
                 json.push(b',');
             }
-            json.extend_from_slice(format!("[{},", d.source.doc).as_bytes());
+            // Writing to a Vec cannot fail.
+            let _ = write!(json, "[{},", d.source.doc);
             json.extend_from_slice(&compact_json(&d.resource)?);
             json.push(b']');
         }
@@ -307,12 +309,13 @@ fn read_dir_with(dir: &Path, mut parse: impl FnMut(&Path, &str) -> ResourceSet) 
 /// path order.
 pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    collect_files(dir, &mut files)?;
+    collect_files(dir, &["yaml", "yml"], &mut files)?;
     files.sort();
     Ok(files)
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// The files below `dir` with one of `extensions`, hidden entries skipped.
+fn collect_files(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let hidden = path
@@ -323,11 +326,12 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             continue;
         }
         if path.is_dir() {
-            collect_files(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
+            collect_files(&path, extensions, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| extensions.contains(&e))
+        {
             out.push(path);
         }
     }
@@ -723,20 +727,18 @@ mod tests {
     #[test]
     fn kept_documents_read_back_as_parsed() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut texts: Vec<(PathBuf, String)> = Vec::new();
-        for dir in ["examples"] {
-            let mut files = Vec::new();
-            collect_files(&root.join(dir), &mut files).expect(dir);
-            for f in files {
-                texts.push((f.clone(), std::fs::read_to_string(&f).expect("text")));
-            }
-        }
+        let read = |f: &PathBuf| std::fs::read_to_string(f).expect("text");
+        let mut texts: Vec<(PathBuf, String)> = yaml_files(&root.join("examples"))
+            .expect("examples")
+            .into_iter()
+            .map(|f| (f.clone(), read(&f)))
+            .collect();
         let mut sources = Vec::new();
         for dir in ["crates", "tests"] {
-            rust_files(&root.join(dir), &mut sources);
+            collect_files(&root.join(dir), &["rs"], &mut sources).expect(dir);
         }
         for f in sources {
-            let text = std::fs::read_to_string(&f).expect("source");
+            let text = read(&f);
             for raw in text
                 .split("r#\"")
                 .skip(1)
@@ -771,17 +773,6 @@ mod tests {
             17,
             "every kind read back at least once: {kinds:?}"
         );
-    }
-
-    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                rust_files(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
     }
 
     /// A reload through the cache sees a changed file as changed, one
