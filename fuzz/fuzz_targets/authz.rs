@@ -250,7 +250,7 @@ fuzz_target!(|input: Input| {
     let mut set = strait_config::ResourceSet::default();
     for (i, d) in policies.iter().enumerate() {
         let source = Source {
-            file: "fuzz.yaml".into(),
+            file: std::path::Path::new("fuzz.yaml").into(),
             doc: i,
         };
         set.extend(strait_config::parse_value(&source, "", d.clone()));

@@ -178,7 +178,7 @@ fn documents(routes: &[Vec<Vec<Written>>]) -> strait_config::ResourceSet {
     let mut set = strait_config::ResourceSet::default();
     for (i, d) in docs.into_iter().enumerate() {
         let source = Source {
-            file: "fuzz.yaml".into(),
+            file: std::path::Path::new("fuzz.yaml").into(),
             doc: i,
         };
         set.extend(strait_config::parse_value(&source, "", d));
