@@ -10,12 +10,15 @@ use tokio::sync::mpsc;
 /// editor's or `kubectl`'s burst of writes becomes one reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
-/// Watches `dir` (recursively); each burst of changes sends one `()`.
+/// Watches `dir` (recursively); each burst of changes that may touch a
+/// manifest sends one `()` (files of other kinds are not looked at).
 pub fn watch(dir: &Path) -> notify::Result<(RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(e) = event {
-            if !e.kind.is_access() {
+            let manifests =
+                e.paths.is_empty() || e.paths.iter().any(|p| strait_config::may_hold_manifests(p));
+            if !e.kind.is_access() && manifests {
                 let _ = tx.send(());
             }
         }

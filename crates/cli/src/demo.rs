@@ -124,12 +124,17 @@ pub async fn run(dir: &DemoDir) -> anyhow::Result<()> {
     for w in &WORKLOADS {
         start_workload(w, &dir.0, &ca, failed_tx.clone()).await?;
     }
-    let opts = proxy_options(
+    let mut opts = proxy_options(
         &dir.0,
         Some(localhost(ADMIN_PORT)),
         None,
         ca.control(&dir.0, "gateway", "gateway"),
     );
+    opts.access_log = Some(strait_proxy::access_log::Options {
+        target: access_log(&dir.0).display().to_string(),
+        format: strait_proxy::access_log::Format::Json,
+        sample: 1.0,
+    });
     // The proxy stops on Ctrl-C (SIGINT) and SIGTERM by itself.
     let gateway = strait_proxy::run(opts, std::future::pending());
     tokio::pin!(gateway);
@@ -197,6 +202,7 @@ fn proxy_options(
         http_limits: Default::default(),
         sidecar,
         control: Some(control),
+        access_log: None,
     }
 }
 
@@ -289,17 +295,24 @@ fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path) {
          \x20 curl -s -x http://127.0.0.1:15102 http://user-service.shop/users/1   # cart-api → user-service: one retry hides its failures\n\
          \x20 curl -s -x http://127.0.0.1:15102 'http://user-service.shop/slow?delay=3s' -i  # 504 after the 2 s timeout\n\
          \x20 curl -s -x http://127.0.0.1:15102 http://payment-service.shop/pay -i  # 403: only checkout-api may call payment\n\
-         \x20 curl -s http://127.0.0.1:15201/metrics                                # a sidecar's metrics (checkout-api)\n\
+         \x20 curl -s http://127.0.0.1:15201/metrics | grep '^strait_requests_total'  # checkout-api's calls, by caller and callee\n\
+         \x20 tail -f {}                               # the gateway's access log (JSON lines)\n\
          Sidecar admin ports (/metrics, /ready, /config): {}\n\
          One control plane on 127.0.0.1:{CA_PORT} feeds the gateway and every sidecar their configuration\n\
          and signs the sidecars' certificates; sidecars talk mutual TLS (root in {}/ca).\n\n\
          Edit the files in {} and watch strait reload them. Ctrl-C stops.\n",
         dir.display(),
         ca_file.display(),
+        access_log(dir).display(),
         admins.join(", "),
         dir.display(),
         dir.display()
     );
+}
+
+/// The gateway's access log, one JSON object per request.
+fn access_log(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("access.log")
 }
 
 /// Where the demo's mesh CA listens.

@@ -244,6 +244,24 @@ struct ServeArgs {
     /// accept queue until one closes. 0 is no limit.
     #[arg(long, default_value_t = strait_proxy::limits::MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Write an access log, one line per request: `-` for stdout, or a
+    /// file appended to. Off when unset (strait's own failures are logged
+    /// as warnings either way).
+    #[arg(long)]
+    access_log: Option<String>,
+    /// The access log's format: json (one object per line) or text.
+    #[arg(long, default_value = "json")]
+    access_log_format: strait_proxy::access_log::Format,
+    /// The share of requests the access log writes, 0.0 to 1.0.
+    #[arg(long, default_value_t = 1.0, value_parser = share)]
+    access_log_sample: f64,
+}
+
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{text:?}: a share is a number from 0.0 to 1.0")),
+    }
 }
 
 /// A duration as Go and Gateway API write it: `1h`, `30s`, `500ms`.
@@ -518,6 +536,13 @@ impl ServeArgs {
             },
             sidecar,
             control,
+            access_log: self
+                .access_log
+                .map(|target| strait_proxy::access_log::Options {
+                    target,
+                    format: self.access_log_format,
+                    sample: self.access_log_sample,
+                }),
         })
     }
 }

@@ -279,7 +279,9 @@ ports: [{name: pg, port: 9102}]
         .run(&["curl", "-s", "http://127.0.0.1:15000/metrics"])
         .expect("metrics");
     assert!(
-        metrics.contains("strait_requests_total{listener=\"inbound|shop/checkout\""),
+        metrics.contains(
+            "strait_requests_total{reporter=\"destination\",listener=\"inbound|shop/checkout\""
+        ),
         "the inbound call to the app port was served as HTTP:\n{metrics}"
     );
     assert!(
@@ -287,7 +289,7 @@ ports: [{name: pg, port: 9102}]
         "the inbound call to port 9103 was carried as TCP:\n{metrics}"
     );
     assert!(
-        metrics.contains("strait_requests_total{listener=\"shop/payment:80\""),
+        metrics.contains("strait_requests_total{reporter=\"source\",listener=\"shop/payment:80\""),
         "the HTTP call was routed as HTTP:\n{metrics}"
     );
     assert!(

@@ -19,8 +19,8 @@ pub mod traffic;
 pub mod validate;
 
 pub use load::{
-    load_dir, load_dir_cached, parse_text, parse_value, split_text, yaml_files, Document, Flat,
-    Object, ParseCache, Resource, ResourceSet,
+    load_dir, load_dir_cached, may_hold_manifests, parse_text, parse_value, split_text, yaml_files,
+    Document, Flat, Object, ParseCache, Resource, ResourceSet,
 };
 pub use problem::{Problem, Severity, Source};
 

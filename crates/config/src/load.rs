@@ -305,11 +305,28 @@ fn read_dir_with(dir: &Path, mut parse: impl FnMut(&Path, &str) -> ResourceSet) 
     set
 }
 
+/// The extensions of the files [`load_dir`] reads.
+pub const MANIFEST_EXTENSIONS: [&str; 2] = ["yaml", "yml"];
+
+/// Whether a change to `path` can change what [`load_dir`] reads: not a
+/// file of another kind (a log, an editor's swap file), whose writes
+/// would otherwise keep a watched folder from ever settling. Hidden
+/// names count: Kubernetes swaps a mounted ConfigMap's `..data`.
+pub fn may_hold_manifests(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return true;
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) if !name.starts_with('.') => MANIFEST_EXTENSIONS.contains(&ext),
+        _ => true,
+    }
+}
+
 /// The `*.yaml` / `*.yml` files below `dir` that [`load_dir`] reads, in
 /// path order.
 pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    collect_files(dir, &["yaml", "yml"], &mut files)?;
+    collect_files(dir, &MANIFEST_EXTENSIONS, &mut files)?;
     files.sort();
     Ok(files)
 }
@@ -624,6 +641,28 @@ fn for_people(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_manifests_and_folders_make_a_change() {
+        for path in [
+            "a/routes.yaml",
+            "b.yml",
+            "dir",
+            "..data",
+            ".hidden.swp",
+            "x/",
+        ] {
+            assert!(may_hold_manifests(Path::new(path)), "{path}");
+        }
+        for path in [
+            "access.log",
+            "notes.txt",
+            "a/routes.yaml~",
+            "routes.yaml.swp",
+        ] {
+            assert!(!may_hold_manifests(Path::new(path)), "{path}");
+        }
+    }
 
     fn parse(text: &str) -> ResourceSet {
         parse_text(Path::new("t.yaml"), text)

@@ -2,6 +2,7 @@
 //! when it is accepted, and of one request ([`RequestCtx`]), filled in by
 //! the phases as they go and read by telemetry at the end.
 
+use crate::peer::Named;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
 use std::net::SocketAddr;
@@ -71,6 +72,46 @@ pub struct RequestCtx {
     pub route: Arc<str>,
     /// Why strait answered itself, when it did.
     pub reason: Option<&'static str>,
+    /// What the phases learned that telemetry reports.
+    pub seen: Seen,
+}
+
+/// Filled in by the phases as they learn it; read once, by telemetry.
+#[derive(Default)]
+pub struct Seen {
+    /// The caller's workload, as a meshed caller's sidecar names it.
+    pub source: Option<Arc<Named>>,
+    /// The callee's workload, as a meshed callee's sidecar names it.
+    pub destination: Option<Arc<Named>>,
+    /// The Service the request was sent to.
+    pub service: Option<Arc<Named>>,
+    /// The endpoint of the last try.
+    pub endpoint: Option<SocketAddr>,
+    /// Tries after the first, of every kind.
+    pub retries: u32,
+    /// The backend's endpoints are sidecars: what their answer says of
+    /// them can be believed.
+    pub meshed: bool,
+    /// The call to the backend went over the mesh's mutual TLS.
+    pub mtls: bool,
+    /// The request body's declared length (`Content-Length`), else 0.
+    pub request_bytes: u64,
+    /// From the first try's start to the response's headers.
+    pub upstream: Option<std::time::Duration>,
+    /// The request as the access log writes it, when it is to be written.
+    pub line: Option<Box<RequestLine>>,
+}
+
+/// The request's first line and the headers an access log shows, kept
+/// only for requests that are logged.
+pub struct RequestLine {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub authority: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub request_id: Option<HeaderValue>,
+    pub started: std::time::SystemTime,
 }
 
 impl RequestCtx {
@@ -82,6 +123,7 @@ impl RequestCtx {
             listener: unmatched(),
             route: unmatched(),
             reason: None,
+            seen: Seen::default(),
         }
     }
 }

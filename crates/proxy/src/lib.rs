@@ -7,6 +7,7 @@
 //! Configuration is read lock-free from an `ArcSwap<Snapshot>`; a request
 //! keeps the snapshot it started with until it ends.
 
+pub mod access_log;
 pub mod admin;
 pub mod answer;
 pub mod authz;
@@ -25,7 +26,10 @@ pub mod listeners;
 pub mod live;
 pub mod mesh;
 pub mod metrics;
+pub mod metrics_requests;
 pub mod mtls;
+pub mod peer;
+pub mod process;
 pub mod reload;
 pub mod request;
 pub mod retry;

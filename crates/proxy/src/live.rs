@@ -131,6 +131,8 @@ pub struct ClusterState {
     next: AtomicU64,
     pub budget: Arc<RetryBudget>,
     gate: Option<Arc<ConnGate>>,
+    /// The Service, as request metrics label it.
+    pub service: Arc<crate::peer::Named>,
 }
 
 impl ClusterState {
@@ -179,6 +181,10 @@ impl ClusterState {
             next: AtomicU64::new(0),
             budget,
             gate,
+            service: old.map_or_else(
+                || crate::peer::Named::service_of(&cluster.name),
+                |(_, s)| s.service.clone(),
+            ),
         }
     }
 

@@ -4,22 +4,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub listener: Arc<str>,
-    pub route: Arc<str>,
-    pub code: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub listener: Arc<str>,
-    pub route: Arc<str>,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TcpLabels {
@@ -72,30 +58,9 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
-/// Series handles each thread keeps at hand (see [`Metrics::record`]).
-const SERIES_CACHE: usize = 256;
-
-struct Handles {
-    owner: usize,
-    listener: Arc<str>,
-    route: Arc<str>,
-    code: u16,
-    requests: Counter,
-    latency: Histogram,
-}
-
-thread_local! {
-    static CACHE: std::cell::RefCell<Vec<Handles>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 pub struct Metrics {
-    /// Tells this registry's cached handles from another's in the same thread.
-    id: usize,
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub latency: Family<RouteLabels, Histogram>,
+    pub requests: crate::metrics_requests::Requests,
     pub connections: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
     pub tcp: Family<TcpLabels, Counter>,
@@ -106,6 +71,8 @@ pub struct Metrics {
     pub ejections: Family<ClusterLabels, Counter>,
     pub inbound: Family<InboundLabels, Counter>,
     pub authz: Family<AuthzLabels, Counter>,
+    pub access_log_dropped: Counter,
+    pub process: crate::process::Process,
     /// Only a proxy with a workload certificate reports on it: a zero
     /// expiry from a gateway with none would set off the alarm it is for.
     identity: Option<IdentityMetrics>,
@@ -127,25 +94,9 @@ impl Metrics {
     /// The registry; `identity` when this proxy has a certificate agent.
     pub fn new(identity: bool) -> Self {
         let mut registry = Registry::with_prefix("strait");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ])
-        });
+        let requests = crate::metrics_requests::Requests::register(&mut registry);
         let connections = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "HTTP requests answered, by listener, route and status code",
-            requests.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Time from request headers to response headers",
-            latency.clone(),
-        );
         registry.register(
             "connections_active",
             "Downstream connections open now",
@@ -204,12 +155,17 @@ impl Metrics {
             "Calls a sidecar authorized, by the AuthorizationPolicy rule that decided and the decision",
             authz.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer was behind by more than its queue",
+            access_log_dropped.clone(),
+        );
+        let process = crate::process::Process::new(&mut registry);
         let identity = identity.then(|| IdentityMetrics::register(&mut registry));
         Metrics {
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry,
             requests,
-            latency,
             connections,
             reloads,
             tcp,
@@ -220,6 +176,8 @@ impl Metrics {
             ejections,
             inbound,
             authz,
+            access_log_dropped,
+            process,
             identity,
         }
     }
@@ -303,48 +261,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one request. The label lookup (hashing two strings under a
-    /// lock) is paid once per thread and series: handles are then found by
-    /// pointer in a small per-thread cache. The cache holds the label `Arc`s,
-    /// so their addresses cannot be reused by another label while cached.
-    pub fn record(&self, listener: &Arc<str>, route: &Arc<str>, code: u16, seconds: f64) {
-        CACHE.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            let hit = cache.iter().find(|h| {
-                h.owner == self.id
-                    && h.code == code
-                    && Arc::ptr_eq(&h.route, route)
-                    && Arc::ptr_eq(&h.listener, listener)
-            });
-            if let Some(h) = hit {
-                h.requests.inc();
-                h.latency.observe(seconds);
-                return;
-            }
-            if cache.len() >= SERIES_CACHE {
-                cache.clear();
-            }
-            let handles = Handles {
-                owner: self.id,
-                listener: listener.clone(),
-                route: route.clone(),
-                code,
-                requests: self.requests.get_or_create_owned(&RequestLabels {
-                    listener: listener.clone(),
-                    route: route.clone(),
-                    code,
-                }),
-                latency: self.latency.get_or_create_owned(&RouteLabels {
-                    listener: listener.clone(),
-                    route: route.clone(),
-                }),
-            };
-            handles.requests.inc();
-            handles.latency.observe(seconds);
-            cache.push(handles);
-        });
-    }
-
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
@@ -352,6 +268,7 @@ impl Metrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        self.process.encode(&mut out);
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

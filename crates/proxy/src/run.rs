@@ -41,6 +41,8 @@ pub struct GatewayOptions {
     /// Take the configuration from the control plane instead of
     /// `config_dir`.
     pub control: Option<strait_api::client::ControlOptions>,
+    /// Write an access log; `None`: none.
+    pub access_log: Option<crate::access_log::Options>,
 }
 
 /// Where configuration changes come from.
@@ -220,6 +222,14 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     report(&problems);
     let sidecar = opts.sidecar.clone().map(crate::sidecar::Sidecar::new);
     let shared = Shared::new(snapshot, (opts.stream_limits, opts.http_limits), sidecar);
+    if let Some(log) = &opts.access_log {
+        let dropped = shared.metrics.access_log_dropped.clone();
+        let log = crate::access_log::AccessLog::open(log, dropped)
+            .map_err(|e| anyhow::anyhow!("access log {}: {e}", log.target))?;
+        // Only now shared: set before any listener takes a request.
+        let _ = shared.access_log.set(log);
+    }
+    shared.metrics.process.configured(1);
     let state = Arc::new(AdminState {
         shared: shared.clone(),
         ready: AtomicBool::new(false),
@@ -393,6 +403,7 @@ async fn apply_loaded(
             state.refused.store(Arc::new(Vec::new()));
             let generation = state.generation.fetch_add(1, Ordering::AcqRel) + 1;
             shared.metrics.reload(true);
+            shared.metrics.process.configured(generation);
             // From the reload's start (after the folder watcher's 100 ms
             // debounce) to the new tables serving: reading, compiling and
             // swapping, what a large configuration costs.

@@ -21,6 +21,8 @@ pub struct Shared {
     pub http_limits: HttpLimits,
     /// Set when this process is a sidecar (`strait proxy`).
     pub sidecar: Option<Sidecar>,
+    /// Set once at start when there is one.
+    pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
 }
 
 impl Shared {
@@ -43,6 +45,7 @@ impl Shared {
             limits,
             http_limits,
             sidecar,
+            access_log: std::sync::OnceLock::new(),
         })
     }
 }

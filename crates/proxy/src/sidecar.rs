@@ -10,6 +10,8 @@
 //! REGISTRY_ONLY).
 
 use crate::answer::ProxyError;
+use crate::peer::Named;
+use http::HeaderValue;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use strait_route::{BackendTarget, Cluster, ListenerRoutes, Matched, Rule, UpstreamProtocol};
@@ -38,6 +40,12 @@ pub struct Sidecar {
     inbound_rule: Arc<Rule>,
     /// gRPC to the app goes over HTTP/2 (h2c), whatever reached the sidecar.
     inbound_grpc_rule: Arc<Rule>,
+    /// The workload, as telemetry labels it and tells its peers
+    /// ([`crate::peer`]).
+    pub me: Arc<Named>,
+    pub me_header: Option<HeaderValue>,
+    /// Its SPIFFE ID, `unknown` without a certificate agent.
+    pub principal: Arc<str>,
 }
 
 /// A rule that sends everything to one cluster.
@@ -54,7 +62,15 @@ impl Sidecar {
         let app = SocketAddr::from(([127, 0, 0, 1], options.app_port));
         let cluster = Cluster::new(label.to_string(), vec![app], UpstreamProtocol::Http1, None);
         let grpc = Cluster::new(label.to_string(), vec![app], UpstreamProtocol::H2c, None);
+        let me = Named::new(&options.namespace, &options.workload);
+        let principal = match &options.identity {
+            Some(agent) => Arc::from(agent.id.to_string()),
+            None => Arc::from("unknown"),
+        };
         Sidecar {
+            me_header: me.header(),
+            me,
+            principal,
             inbound_routes: ListenerRoutes::named(label.clone(), options.inbound.port()),
             inbound_rule: rule_to(&label, cluster),
             inbound_grpc_rule: rule_to(&label, grpc),
@@ -88,8 +104,8 @@ impl Sidecar {
     }
 
     /// This sidecar's own SPIFFE ID, when it has a certificate agent.
-    pub fn own_id(&self) -> Option<String> {
-        self.options.identity.as_ref().map(|a| a.id.to_string())
+    pub fn own_id(&self) -> Option<&str> {
+        self.options.identity.as_ref().map(|_| &*self.principal)
     }
 
     /// The address an unknown destination names, unless passthrough is off.

@@ -97,6 +97,30 @@ pub struct PooledBody {
     wait: Wait,
     /// The client's side, when the send timeout watches it.
     send: Option<Watched>,
+    /// Telemetry's, told when the body ends.
+    on_end: Option<Box<dyn OnEnd>>,
+    sent: u64,
+    grpc_status: Option<u8>,
+}
+
+/// How a response body ended, for telemetry.
+pub struct BodyEnd {
+    /// Bytes of data handed on.
+    pub sent: u64,
+    /// `grpc-status` of its trailers.
+    pub grpc_status: Option<u8>,
+    /// It reached its end: it was not dropped or cut off before.
+    pub complete: bool,
+}
+
+/// Told once, when a response body ends or is dropped before its end.
+pub trait OnEnd: Send + Sync {
+    fn ended(self: Box<Self>, end: BodyEnd);
+}
+
+/// A gRPC status code, as headers or trailers carry it.
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<u8> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 /// The backend sent nothing for the idle limit in the middle of its body.
@@ -137,6 +161,9 @@ impl PooledBody {
             idle: None,
             wait: Wait::default(),
             send: None,
+            on_end: None,
+            sent: 0,
+            grpc_status: None,
         }
     }
 
@@ -150,6 +177,21 @@ impl PooledBody {
     pub fn watched(mut self, watch: &Arc<SendWatch>) -> Self {
         self.send = Some(Watched::new(watch.clone()));
         self
+    }
+
+    /// Tells `on_end` how the body ends.
+    pub fn on_end(&mut self, on_end: Box<dyn OnEnd>) {
+        self.on_end = Some(on_end);
+    }
+
+    fn ended(&mut self, complete: bool) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end.ended(BodyEnd {
+                sent: self.sent,
+                grpc_status: self.grpc_status,
+                complete,
+            });
+        }
     }
 
     fn give_back(&mut self) {
@@ -189,8 +231,17 @@ impl Body for PooledBody {
             Poll::Ready(polled) => polled,
         };
         this.wait.end();
+        match &polled {
+            Some(Ok(frame)) => match frame.data_ref() {
+                Some(data) => this.sent += data.len() as u64,
+                None => this.grpc_status = frame.trailers_ref().and_then(grpc_status),
+            },
+            Some(Err(_)) => this.ended(false),
+            None => {}
+        }
         if polled.is_none() || this.inner.is_end_stream() {
             this.give_back();
+            this.ended(true);
         } else if let Some(send) = &mut this.send {
             send.handed();
         }
@@ -203,6 +254,12 @@ impl Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        self.ended(false);
     }
 }
 
@@ -293,6 +350,11 @@ impl Upstreams {
             h1: Arc::new(H1Pool::default()),
             h2c: Mutex::default(),
         }
+    }
+
+    /// Whether calls to `cluster` go over the mesh's mutual TLS.
+    pub fn mesh_tls(&self, cluster: &Cluster) -> bool {
+        cluster.meshed && self.identity.is_some()
     }
 
     /// Sends `req` (origin-form URI, `Host` header set) to `endpoint` of

@@ -12,6 +12,8 @@ use crate::ctx::{RequestCtx, Role};
 use crate::headers::{add_forwarded, strip_hop_by_hop};
 use crate::limits::{BodyPace, HttpLimits};
 use crate::live::Live;
+use crate::peer::PEER;
+use crate::sidecar::Sidecar;
 use crate::tee::UpstreamBody;
 use crate::upstream::Upstreams;
 use bytes::Bytes;
@@ -76,12 +78,12 @@ fn pace(limits: &HttpLimits, version: http::Version, grpc: bool) -> BodyPace {
     pace
 }
 
-/// Applies the rule's filters; `own_id` is a sidecar's SPIFFE ID, for the
-/// certificate header its workload sees.
+/// Applies the rule's filters; a sidecar adds what its workload or its
+/// peer is to learn of the call.
 pub async fn request(
     (live, upstreams, limits): (&Live, &Arc<Upstreams>, &HttpLimits),
     ctx: &RequestCtx,
-    own_id: Option<&str>,
+    sidecar: Option<&Sidecar>,
     matched: &Matched<'_>,
     mut req: Request<Incoming>,
 ) -> Result<Outgoing, ProxyError> {
@@ -99,7 +101,7 @@ pub async fn request(
         crate::upgrade::connect_as_http1(&mut parts, protocol);
     }
     let path_and_query = rewritten(matched, &parts.uri)?;
-    headers(ctx, own_id, matched, &mut parts, upgrade.as_ref());
+    headers(ctx, sidecar, matched, &mut parts, upgrade.as_ref());
     let retries = rule.retry.is_some() && upgrade.is_none();
     let body = ClientBody::new(body, limits.body, pace(limits, client_version, ctx.grpc));
     let (mut body, replay) = match retries {
@@ -145,7 +147,7 @@ fn rewritten(matched: &Matched<'_>, uri: &Uri) -> Result<PathAndQuery, ProxyErro
 /// Rule-level header changes, which apply to the request and its mirrors alike.
 fn headers(
     ctx: &RequestCtx,
-    own_id: Option<&str>,
+    sidecar: Option<&Sidecar>,
     matched: &Matched<'_>,
     parts: &mut http::request::Parts,
     upgrade: Option<&HeaderValue>,
@@ -178,8 +180,23 @@ fn headers(
         }
     }
     add_forwarded(headers, &ctx.conn.client_ip, ctx.conn.scheme);
-    if ctx.conn.role == Role::Inbound {
-        crate::headers::client_cert(headers, own_id, ctx.conn.peer.as_deref());
+    // Whatever arrived under the peer header goes: only a sidecar speaks it.
+    headers.remove(PEER);
+    match (ctx.conn.role, sidecar) {
+        (Role::Inbound, _) => {
+            let own_id = sidecar.and_then(Sidecar::own_id);
+            crate::headers::client_cert(headers, own_id, ctx.conn.peer.as_deref());
+        }
+        (
+            Role::Outbound,
+            Some(Sidecar {
+                me_header: Some(me),
+                ..
+            }),
+        ) => {
+            headers.insert(PEER, me.clone());
+        }
+        _ => {}
     }
     let rule = matched.rule;
     if let Some(ops) = &rule.request_headers {

@@ -11,6 +11,7 @@ use super::filters::Outgoing;
 use super::respond;
 use crate::answer::{ProxyError, ResponseBody};
 use crate::client_body::ClientBodyError;
+use crate::ctx::Seen;
 use crate::live::{ClusterState, Live, Outcome};
 use crate::metrics::Metrics;
 use crate::retry::Failure;
@@ -57,12 +58,14 @@ impl TryFailed {
 
 impl<'f> Forwarder<'f> {
     /// Forwards within the rule's request timeout.
+    /// What it learns on the way (Service, endpoint, tries) goes to `seen`.
     pub async fn forward(
         &self,
         matched: &Matched<'_>,
         out: Outgoing,
+        seen: &mut Seen,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        let tries = self.tries(matched.rule, out);
+        let tries = self.tries(matched.rule, out, seen);
         match matched.rule.timeouts.request {
             Some(limit) => tokio::time::timeout(limit, tries)
                 .await
@@ -79,8 +82,10 @@ impl<'f> Forwarder<'f> {
         &'s self,
         rule: &'s Rule,
         mut out: Outgoing,
+        seen: &'s mut Seen,
     ) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + use<'s, 'f> {
         async move {
+            let started = std::time::Instant::now();
             let retry = rule.retry.as_deref().filter(|_| out.upgrade.is_none());
             let mut first = Some(std::mem::replace(
                 &mut out.body,
@@ -106,8 +111,14 @@ impl<'f> Forwarder<'f> {
                     None => std::mem::replace(&mut out.parts, Request::new(()).into_parts().0),
                 };
                 let req = Request::from_parts(parts, body);
+                seen.service = Some(state.service.clone());
+                seen.meshed = cluster.meshed;
+                seen.mtls = self.upstreams.mesh_tls(cluster);
                 let at = (backend, &**cluster, &*state);
                 let result = self.to_cluster(rule, at, req, &mut tried).await;
+                // Every try, of either kind, took an endpoint.
+                seen.endpoint = tried.last().copied();
+                seen.retries = tried.len().saturating_sub(1) as u32;
                 let failed = match &result {
                     Err(f) => f.why,
                     Ok(r) => retry
@@ -135,6 +146,7 @@ impl<'f> Forwarder<'f> {
                     }
                 }
                 let response = result.map_err(|f| f.error)?;
+                seen.upstream = Some(started.elapsed());
                 return self.answered(backend, rule, response, &mut out);
             }
         }

@@ -27,7 +27,7 @@ pub mod strict;
 mod telemetry;
 
 use crate::answer::{ProxyError, ResponseBody};
-use crate::ctx::{ConnInfo, RequestCtx, Role};
+use crate::ctx::{ConnInfo, RequestCtx};
 use crate::Shared;
 use http::{Request, Response};
 use http_body_util::Either;
@@ -42,6 +42,10 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let mut ctx = RequestCtx::new(conn, req.headers());
+    ctx.seen.request_bytes = http_body::Body::size_hint(req.body()).exact().unwrap_or(0);
+    if shared.access_log.get().is_some_and(|log| log.sampled()) {
+        ctx.seen.line = Some(telemetry::line(&req));
+    }
     let http1 = req.version() <= http::Version::HTTP_11;
     let response = match proxy(&shared, &mut ctx, req).await {
         Ok(response) => response,
@@ -57,8 +61,8 @@ pub async fn handle(
             response
         }
     };
-    telemetry::record(&shared.metrics, &ctx, &response);
-    Ok(watch_send(response, &shared, &ctx.conn))
+    let response = watch_send(response, &shared, &ctx.conn);
+    Ok(telemetry::record(&shared, ctx, response))
 }
 
 /// A streamed response counts in its connection's send timeout.
@@ -93,6 +97,7 @@ fn proxy<'s>(
             return tunnel(shared, sidecar, ctx, req).await;
         }
         strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.http_limits)?;
+        telemetry::caller(sidecar, ctx, req.headers());
         let conn = ctx.conn.clone();
         let selected = {
             let target = select::Target::of(&req, &conn)?;
@@ -105,10 +110,8 @@ fn proxy<'s>(
         };
         let matched = selected.matched();
         policy::fault(matched.rule).await?;
-        let own_id = sidecar.filter(|_| ctx.conn.role == Role::Inbound && ctx.conn.peer.is_some());
-        let own_id = own_id.and_then(|s| s.own_id());
         let at = (&*live, &shared.upstream, &shared.http_limits);
-        let out = filters::request(at, ctx, own_id.as_deref(), &matched, req).await?;
+        let out = filters::request(at, ctx, sidecar, &matched, req).await?;
         let forwarder = forward::Forwarder {
             live: &live,
             upstreams: &shared.upstream,
@@ -116,7 +119,7 @@ fn proxy<'s>(
             limits: shared.limits,
             backend_idle: Some(shared.http_limits.backend_idle).filter(|d| !d.is_zero()),
         };
-        forwarder.forward(&matched, out).await
+        forwarder.forward(&matched, out, &mut ctx.seen).await
     }
 }
 

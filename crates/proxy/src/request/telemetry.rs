@@ -1,16 +1,310 @@
 //! Phase 7, telemetry: one record per request, in one place — whatever
-//! phase answered it, strait or the backend.
+//! phase answered it, strait or the backend. A streamed response is
+//! recorded when its body ends (its size and gRPC status are known only
+//! then); the rest at once. Each record counts in the request metrics, is
+//! an access log line when the log is on and samples it, and — when strait
+//! answered with an error of its own — a warning, however the log is set.
 
+use crate::access_log::Entry;
 use crate::answer::ResponseBody;
-use crate::ctx::RequestCtx;
-use crate::metrics::Metrics;
-use http::Response;
+use crate::ctx::{RequestCtx, RequestLine, Role};
+use crate::metrics_requests::{Measured, RequestLabels};
+use crate::peer::{self, Named, PEER};
+use crate::shared::Shared;
+use crate::sidecar::Sidecar;
+use crate::upstream::{grpc_status, BodyEnd, OnEnd};
+use http::{HeaderMap, Request, Response};
+use http_body::Body;
+use http_body_util::Either;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-pub fn record(metrics: &Metrics, ctx: &RequestCtx, response: &Response<ResponseBody>) {
-    metrics.record(
-        &ctx.listener,
-        &ctx.route,
-        response.status().as_u16(),
-        ctx.start.elapsed().as_secs_f64(),
+/// A meshed caller's workload, from its sidecar's header: believed over
+/// mutual TLS, or where this sidecar has no identity to check one with.
+pub fn caller(sidecar: Option<&Sidecar>, ctx: &mut RequestCtx, headers: &HeaderMap) {
+    let Some(sidecar) = sidecar.filter(|_| ctx.conn.role == Role::Inbound) else {
+        return;
+    };
+    if ctx.conn.peer.is_some() || sidecar.options.identity.is_none() {
+        ctx.seen.source = headers.get(PEER).and_then(peer::parse);
+    }
+}
+
+/// What the access log keeps of the request.
+pub fn line<B>(req: &Request<B>) -> Box<RequestLine> {
+    let header = |name| req.headers().get(name).cloned();
+    let authority = req
+        .uri()
+        .authority()
+        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| header(http::header::HOST));
+    Box::new(RequestLine {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        authority,
+        user_agent: header(http::header::USER_AGENT),
+        request_id: header(http::HeaderName::from_static("x-request-id")),
+        started: std::time::SystemTime::now(),
+    })
+}
+
+/// Records the request once its response is through, and hands the
+/// response on.
+pub fn record(
+    shared: &Arc<Shared>,
+    mut ctx: RequestCtx,
+    mut response: Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    exchange(shared.sidecar.as_ref(), &mut ctx, response.headers_mut());
+    let done = Done {
+        shared: shared.clone(),
+        status: response.status().as_u16(),
+        grpc_status: grpc_status(response.headers()),
+        request_bytes: ctx.seen.request_bytes,
+        ctx,
+    };
+    match response.body_mut() {
+        Either::Left(streamed) if !streamed.is_end_stream() => streamed.on_end(Box::new(done)),
+        body => {
+            let sent = body.size_hint().exact().unwrap_or(0);
+            done.finish(BodyEnd {
+                sent,
+                grpc_status: None,
+                complete: true,
+            })
+        }
+    }
+    response
+}
+
+/// The response side of [`crate::peer`]: a sidecar's inbound side names
+/// its workload to the caller; the caller's side (or the gateway) learns
+/// the callee's from a meshed Service. Neither workload nor client sees it.
+fn exchange(sidecar: Option<&Sidecar>, ctx: &mut RequestCtx, headers: &mut HeaderMap) {
+    let theirs = headers.remove(PEER);
+    match (ctx.conn.role, sidecar) {
+        (Role::Inbound, Some(sidecar)) => {
+            if let Some(me) = &sidecar.me_header {
+                headers.insert(PEER, me.clone());
+            }
+        }
+        _ if ctx.seen.meshed => ctx.seen.destination = theirs.as_ref().and_then(peer::parse),
+        _ => {}
+    }
+}
+
+/// A request waiting for its response body's end.
+struct Done {
+    shared: Arc<Shared>,
+    ctx: RequestCtx,
+    status: u16,
+    grpc_status: Option<u8>,
+    request_bytes: u64,
+}
+
+impl OnEnd for Done {
+    fn ended(self: Box<Self>, end: BodyEnd) {
+        (*self).finish(end)
+    }
+}
+
+impl Done {
+    fn finish(self, end: BodyEnd) {
+        let seconds = self.ctx.start.elapsed().as_secs_f64();
+        let labels = self.labels(end.grpc_status);
+        let measured = Measured {
+            seconds,
+            request_bytes: self.request_bytes,
+            response_bytes: end.sent,
+        };
+        self.shared
+            .metrics
+            .requests
+            .record(labels.clone(), &measured);
+        if let Some(reason) = self.ctx.reason {
+            warn_failure(&self.ctx, self.status, reason);
+        }
+        if let (Some(log), Some(line)) = (self.shared.access_log.get(), &self.ctx.seen.line) {
+            log.write(&self.entry(line, &labels, &measured, &end));
+        }
+    }
+
+    fn labels(&self, trailer_status: Option<u8>) -> RequestLabels {
+        let ctx = &self.ctx;
+        let sidecar = self.shared.sidecar.as_ref();
+        let unknown = Named::unknown;
+        let principal = |p: Option<&Arc<str>>| p.cloned().unwrap_or_else(unknown_principal);
+        let (reporter, source, source_principal, destination) = match (ctx.conn.role, sidecar) {
+            (Role::Inbound, Some(s)) => (
+                "destination",
+                ctx.seen.source.clone().unwrap_or_else(unknown),
+                principal(ctx.conn.peer.as_ref()),
+                s.me.clone(),
+            ),
+            (Role::Outbound, Some(s)) => (
+                "source",
+                s.me.clone(),
+                s.principal.clone(),
+                ctx.seen.destination.clone().unwrap_or_else(unknown),
+            ),
+            _ => (
+                "gateway",
+                unknown(),
+                principal(ctx.conn.peer.as_ref()),
+                ctx.seen.destination.clone().unwrap_or_else(unknown),
+            ),
+        };
+        let mtls = match ctx.conn.role {
+            Role::Inbound => ctx.conn.peer.is_some(),
+            _ => ctx.seen.mtls,
+        };
+        RequestLabels {
+            reporter,
+            listener: ctx.listener.clone(),
+            route: ctx.route.clone(),
+            source,
+            source_principal,
+            destination,
+            service: ctx.seen.service.clone().unwrap_or_else(unknown),
+            code: self.status,
+            grpc_status: self.grpc_status.or(trailer_status),
+            reason: ctx.reason,
+            mtls,
+        }
+    }
+
+    fn entry<'a>(
+        &'a self,
+        line: &'a RequestLine,
+        labels: &'a RequestLabels,
+        measured: &Measured,
+        end: &BodyEnd,
+    ) -> Entry<'a> {
+        let ctx = &self.ctx;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Entry {
+            start_time: crate::access_log::rfc3339(line.started),
+            duration_ms: measured.seconds * 1e3,
+            upstream_ms: ctx.seen.upstream.map(ms),
+            method: line.method.as_str(),
+            authority: line
+                .authority
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("-"),
+            path: line.uri.path_and_query().map_or("/", |p| p.as_str()),
+            protocol: protocol(line.version),
+            status: self.status,
+            grpc_status: labels.grpc_status,
+            reason: ctx.reason,
+            bytes_received: measured.request_bytes,
+            bytes_sent: measured.response_bytes,
+            incomplete: !end.complete,
+            reporter: labels.reporter,
+            listener: &ctx.listener,
+            route: &ctx.route,
+            upstream_host: ctx.seen.endpoint.map(|e| e.to_string()),
+            retries: ctx.seen.retries,
+            source_workload: qualified(&labels.source),
+            source_principal: &labels.source_principal,
+            destination_workload: qualified(&labels.destination),
+            destination_service: qualified(&labels.service),
+            mtls: labels.mtls,
+            client_address: ctx.conn.client.to_string(),
+            user_agent: line.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            request_id: line.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            trace_id: None,
+        }
+    }
+}
+
+fn unknown_principal() -> Arc<str> {
+    static UNKNOWN: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    UNKNOWN.get_or_init(|| Arc::from("unknown")).clone()
+}
+
+/// `namespace/name`, or `unknown`.
+fn qualified(named: &Named) -> String {
+    if *named.name == *"unknown" {
+        return "unknown".into();
+    }
+    format!("{}/{}", named.namespace, named.name)
+}
+
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Warnings of strait's own failures allowed per second; the rest are
+/// counted and their number told with the next one let through, so a
+/// flood of bad requests cannot flood the log.
+const WARNINGS_PER_SECOND: u64 = 10;
+
+/// The second of the last warning (since the Unix epoch) and how many
+/// were let through in it, packed as `second << 16 | count`.
+static WARNED: AtomicU64 = AtomicU64::new(0);
+static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+
+fn warn_failure(ctx: &RequestCtx, status: u16, reason: &'static str) {
+    // A 4xx is only strait's business when the request was malformed; a
+    // route's own 404, a denial or a redirect is not a failure.
+    let malformed = matches!(status, 400 | 408 | 413 | 414 | 431);
+    if status < 500 && !malformed {
+        return;
+    }
+    if !let_through() {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    tracing::warn!(
+        status,
+        reason,
+        listener = &*ctx.listener,
+        route = &*ctx.route,
+        client = %ctx.conn.client,
+        suppressed,
+        "strait answered a request itself"
     );
+}
+
+fn let_through() -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut seen = WARNED.load(Ordering::Relaxed);
+    loop {
+        let (second, count) = (seen >> 16, seen & 0xffff);
+        let next = match second == now {
+            true if count >= WARNINGS_PER_SECOND => return false,
+            true => seen + 1,
+            false => (now << 16) | 1,
+        };
+        match WARNED.compare_exchange_weak(seen, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(actual) => seen = actual,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_limited_per_second() {
+        let allowed = (0..100).filter(|_| let_through()).count() as u64;
+        // The test may straddle a second boundary.
+        assert!(
+            (WARNINGS_PER_SECOND..=2 * WARNINGS_PER_SECOND).contains(&allowed),
+            "{allowed}"
+        );
+    }
 }
