@@ -46,6 +46,7 @@
 #                `cargo install oha --locked` when missing (~6 CPU-minutes).
 #   STRAIT_BIN   strait binary, relative paths from the repo root
 #                                               (default target/release/strait)
+#   STRAIT_FLAGS more flags for strait, e.g. "--access-log /tmp/a.log"
 set -euo pipefail
 export LC_ALL=C # wrk's numbers and our printf/awk use '.' decimals
 # shellcheck source=bench/lib.sh
@@ -481,6 +482,7 @@ report() {
         env_line+=" HS_DURATION=$HS_DURATION HS_CLIENTS=$HS_CLIENTS"
     fi
     [[ " $PROXIES " == *" strait "* ]] && env_line+=" STRAIT_BIN=$STRAIT_BIN"
+    [[ -n ${STRAIT_FLAGS:-} ]] && env_line+=" STRAIT_FLAGS=\"$STRAIT_FLAGS\""
 
     if [[ $SCENARIO == https ]]; then
         echo "## Gateway benchmark, HTTPS (TLS 1.3), $(date -u '+%Y-%m-%d %H:%M UTC')"

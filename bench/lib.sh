@@ -409,9 +409,12 @@ EOF
 # `strait gateway` on folder $1, one worker on PROXY_CORE, admin on
 # ADMIN_PORT, logging at warn (per-request work stays out of the
 # figures); returns once it is ready.
+# STRAIT_FLAGS: more gateway flags (word-split), to measure a setting.
 start_bench_gateway() {
+    # shellcheck disable=SC2086
     STRAIT_LOG=${STRAIT_LOG:-warn} start_daemon strait "$PROXY_CORE" "$STRAIT_BIN" gateway \
-        --config "$1" --workers 1 --bind-address 127.0.0.1 --admin "127.0.0.1:$ADMIN_PORT"
+        --config "$1" --workers 1 --bind-address 127.0.0.1 --admin "127.0.0.1:$ADMIN_PORT" \
+        ${STRAIT_FLAGS:-}
     wait_ready strait "$ADMIN_PORT"
 }
 

@@ -164,20 +164,25 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     .await;
 
     // The gateway's access log, where the banner says, one JSON object
-    // per request: the calls above are in it.
+    // per request (written within a second): the calls above are in it.
     let log = std::path::Path::new(dir).join("access.log");
     assert!(banner.contains(&log.display().to_string()), "{banner}");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .expect("the access log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l["path"] == "/new" && l["status"] == 200 && l["reporter"] == "gateway"),
-        "{lines:?}"
-    );
+    eventually(
+        5,
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        || async {
+            let text = std::fs::read_to_string(&log).ok()?;
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                .collect();
+            lines
+                .iter()
+                .any(|l| l["path"] == "/new" && l["status"] == 200 && l["reporter"] == "gateway")
+                .then_some(())
+        },
+    )
+    .await;
 
     let pid = demo.0.id().to_string();
     let ok = Command::new("sh")

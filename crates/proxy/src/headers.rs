@@ -22,9 +22,11 @@ pub fn client_cert(headers: &mut HeaderMap, own: Option<&str>, peer: Option<&str
     }
 }
 
-/// The fixed hop-by-hop names. A match on the lower-case name (which is
-/// what a `HeaderName` holds) costs a length test and a compare, where
-/// comparing against seven `HeaderName`s cost one comparison each.
+/// The fixed hop-by-hop names, and strait's own one-hop header (the
+/// sidecars' peer exchange, read before it goes: [`crate::peer`]). A
+/// match on the lower-case name (which is what a `HeaderName` holds)
+/// costs a length test and a compare, where comparing against eight
+/// `HeaderName`s cost one comparison each.
 fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
@@ -35,6 +37,7 @@ fn is_hop_by_hop(name: &str) -> bool {
             | "trailer"
             | "transfer-encoding"
             | "upgrade"
+            | "x-strait-peer"
     )
 }
 

@@ -158,7 +158,7 @@ impl Metrics {
         let access_log_dropped = Counter::default();
         registry.register(
             "access_log_dropped",
-            "Access log lines dropped because the writer was behind by more than its queue",
+            "Access log lines dropped because 4 MiB of lines were already waiting to be written",
             access_log_dropped.clone(),
         );
         let process = crate::process::Process::new(&mut registry);

@@ -210,7 +210,7 @@ impl Requests {
     /// Counts one request. Finding a series (hashing eleven labels under a
     /// lock) is paid once per thread and series: handles are then found by
     /// the labels' addresses in a per-thread map.
-    pub fn record(&self, labels: RequestLabels, m: &Measured) {
+    pub fn record(&self, labels: &RequestLabels, m: &Measured) {
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
             let key = labels.key(self.id);
@@ -220,7 +220,7 @@ impl Requests {
                     if cache.len() >= THREAD_CACHE {
                         cache.clear();
                     }
-                    let handles = self.handles(labels);
+                    let handles = self.handles(labels.clone());
                     cache.entry(key).or_insert(handles)
                 }
             };
@@ -300,8 +300,8 @@ mod tests {
     fn a_request_is_counted_under_its_labels() {
         let mut registry = Registry::with_prefix("strait");
         let requests = Requests::register(&mut registry);
-        requests.record(labels("shop/pay"), &measured());
-        requests.record(labels("shop/pay"), &measured());
+        requests.record(&labels("shop/pay"), &measured());
+        requests.record(&labels("shop/pay"), &measured());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
         let line = text
@@ -331,7 +331,7 @@ mod tests {
         let mut registry = Registry::with_prefix("strait");
         let requests = Requests::register(&mut registry);
         for i in 0..MAX_SERIES + 5 {
-            requests.record(labels(&format!("shop/r{i}")), &measured());
+            requests.record(&labels(&format!("shop/r{i}")), &measured());
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");

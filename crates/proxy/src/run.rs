@@ -278,6 +278,9 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     listeners.close_all();
     let _ = drain_tx.send(true);
     drain(&shared, opts.drain_timeout).await;
+    if let Some(log) = shared.access_log.get() {
+        log.flush();
+    }
     Ok(())
 }
 

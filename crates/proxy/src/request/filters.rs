@@ -180,8 +180,8 @@ fn headers(
         }
     }
     add_forwarded(headers, &ctx.conn.client_ip, ctx.conn.scheme);
-    // Whatever arrived under the peer header goes: only a sidecar speaks it.
-    headers.remove(PEER);
+    // Whatever arrived under the peer header went with the hop-by-hop
+    // ones: only a sidecar speaks it.
     match (ctx.conn.role, sidecar) {
         (Role::Inbound, _) => {
             let own_id = sidecar.and_then(Sidecar::own_id);

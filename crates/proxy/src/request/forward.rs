@@ -85,7 +85,8 @@ impl<'f> Forwarder<'f> {
         seen: &'s mut Seen,
     ) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + use<'s, 'f> {
         async move {
-            let started = std::time::Instant::now();
+            // Only the access log shows the backend's time.
+            let started = seen.line.as_ref().map(|_| std::time::Instant::now());
             let retry = rule.retry.as_deref().filter(|_| out.upgrade.is_none());
             let mut first = Some(std::mem::replace(
                 &mut out.body,
@@ -146,8 +147,8 @@ impl<'f> Forwarder<'f> {
                     }
                 }
                 let response = result.map_err(|f| f.error)?;
-                seen.upstream = Some(started.elapsed());
-                return self.answered(backend, rule, response, &mut out);
+                seen.upstream = started.map(|t| t.elapsed());
+                return self.answered((backend, rule), response, &mut out, seen);
             }
         }
     }
@@ -259,14 +260,14 @@ impl<'f> Forwarder<'f> {
     /// The backend's answer: joined if it switched protocols, else filtered.
     fn answered(
         &self,
-        backend: &WeightedBackend,
-        rule: &Rule,
+        (backend, rule): (&WeightedBackend, &Rule),
         response: Response<PooledBody>,
         out: &mut Outgoing,
+        seen: &mut Seen,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             let response = response.map(|body| body.idle_limit(self.backend_idle));
-            return Ok(respond::filters(backend, rule, response));
+            return Ok(respond::filters(backend, rule, response, seen));
         }
         match (out.client_upgrade.take(), &out.upgrade) {
             (Some(client), Some(_)) => Ok(crate::upgrade::join(

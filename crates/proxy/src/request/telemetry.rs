@@ -5,7 +5,7 @@
 //! an access log line when the log is on and samples it, and — when strait
 //! answered with an error of its own — a warning, however the log is set.
 
-use crate::access_log::Entry;
+use crate::access_log::{self, Entry, Qualified};
 use crate::answer::ResponseBody;
 use crate::ctx::{RequestCtx, RequestLine, Role};
 use crate::metrics_requests::{Measured, RequestLabels};
@@ -53,14 +53,16 @@ pub fn line<B>(req: &Request<B>) -> Box<RequestLine> {
 /// response on.
 pub fn record(
     shared: &Arc<Shared>,
-    mut ctx: RequestCtx,
+    ctx: RequestCtx,
     mut response: Response<ResponseBody>,
 ) -> Response<ResponseBody> {
-    exchange(shared.sidecar.as_ref(), &mut ctx, response.headers_mut());
+    if let (Role::Inbound, Some(me)) = (ctx.conn.role, me_header(shared)) {
+        response.headers_mut().insert(PEER, me.clone());
+    }
     let done = Done {
         shared: shared.clone(),
         status: response.status().as_u16(),
-        grpc_status: grpc_status(response.headers()),
+        grpc_status: ctx.grpc.then(|| grpc_status(response.headers())).flatten(),
         request_bytes: ctx.seen.request_bytes,
         ctx,
     };
@@ -79,19 +81,10 @@ pub fn record(
 }
 
 /// The response side of [`crate::peer`]: a sidecar's inbound side names
-/// its workload to the caller; the caller's side (or the gateway) learns
-/// the callee's from a meshed Service. Neither workload nor client sees it.
-fn exchange(sidecar: Option<&Sidecar>, ctx: &mut RequestCtx, headers: &mut HeaderMap) {
-    let theirs = headers.remove(PEER);
-    match (ctx.conn.role, sidecar) {
-        (Role::Inbound, Some(sidecar)) => {
-            if let Some(me) = &sidecar.me_header {
-                headers.insert(PEER, me.clone());
-            }
-        }
-        _ if ctx.seen.meshed => ctx.seen.destination = theirs.as_ref().and_then(peer::parse),
-        _ => {}
-    }
+/// its workload to the caller, on the backend's answers and its own.
+/// (The caller's side reads it in the response filters.)
+fn me_header(shared: &Shared) -> Option<&http::HeaderValue> {
+    shared.sidecar.as_ref()?.me_header.as_ref()
 }
 
 /// A request waiting for its response body's end.
@@ -118,10 +111,7 @@ impl Done {
             request_bytes: self.request_bytes,
             response_bytes: end.sent,
         };
-        self.shared
-            .metrics
-            .requests
-            .record(labels.clone(), &measured);
+        self.shared.metrics.requests.record(&labels, &measured);
         if let Some(reason) = self.ctx.reason {
             warn_failure(&self.ctx, self.status, reason);
         }
@@ -182,11 +172,11 @@ impl Done {
         end: &BodyEnd,
     ) -> Entry<'a> {
         let ctx = &self.ctx;
-        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let elapsed = std::time::Duration::from_secs_f64(measured.seconds);
         Entry {
-            start_time: crate::access_log::rfc3339(line.started),
-            duration_ms: measured.seconds * 1e3,
-            upstream_ms: ctx.seen.upstream.map(ms),
+            start_time: access_log::rfc3339(line.started),
+            duration_ms: access_log::millis(elapsed),
+            upstream_ms: ctx.seen.upstream.map(access_log::millis),
             method: line.method.as_str(),
             authority: line
                 .authority
@@ -204,14 +194,14 @@ impl Done {
             reporter: labels.reporter,
             listener: &ctx.listener,
             route: &ctx.route,
-            upstream_host: ctx.seen.endpoint.map(|e| e.to_string()),
+            upstream_host: ctx.seen.endpoint.map(access_log::address),
             retries: ctx.seen.retries,
-            source_workload: qualified(&labels.source),
+            source_workload: Qualified(&labels.source),
             source_principal: &labels.source_principal,
-            destination_workload: qualified(&labels.destination),
-            destination_service: qualified(&labels.service),
+            destination_workload: Qualified(&labels.destination),
+            destination_service: Qualified(&labels.service),
             mtls: labels.mtls,
-            client_address: ctx.conn.client.to_string(),
+            client_address: access_log::address(ctx.conn.client),
             user_agent: line.user_agent.as_ref().and_then(|v| v.to_str().ok()),
             request_id: line.request_id.as_ref().and_then(|v| v.to_str().ok()),
             trace_id: None,
@@ -222,14 +212,6 @@ impl Done {
 fn unknown_principal() -> Arc<str> {
     static UNKNOWN: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
     UNKNOWN.get_or_init(|| Arc::from("unknown")).clone()
-}
-
-/// `namespace/name`, or `unknown`.
-fn qualified(named: &Named) -> String {
-    if *named.name == *"unknown" {
-        return "unknown".into();
-    }
-    format!("{}/{}", named.namespace, named.name)
 }
 
 fn protocol(version: http::Version) -> &'static str {
