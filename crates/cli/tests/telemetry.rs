@@ -23,6 +23,18 @@ fn series(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Only checkout-api may call payment.
+const PAYMENT_CALLERS: &str = r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: payment-callers, namespace: shop}
+spec:
+  targetRefs: [{group: apps, kind: Deployment, name: payment}]
+  action: ALLOW
+  rules:
+  - from: [{serviceAccounts: [checkout-api]}]
+"#;
+
 struct Shop {
     dir: TempDir,
     _control: Control,
@@ -31,6 +43,7 @@ struct Shop {
     port: u16,
     checkout: Sidecar,
     payment: Sidecar,
+    payment_in: u16,
     access_log: std::path::PathBuf,
 }
 
@@ -45,7 +58,8 @@ async fn shop() -> Shop {
             // Its sidecar's inbound port is closed: calls fail to connect.
             + &meshed_service("ledger", "ledger", free_port())
             + &token_secret("checkout-api")
-            + &token_secret("payment")),
+            + &token_secret("payment")
+            + PAYMENT_CALLERS),
     );
     dir.write(
         "route.yaml",
@@ -93,6 +107,7 @@ spec:
         port,
         checkout,
         payment,
+        payment_in,
         access_log,
     }
 }
@@ -304,4 +319,156 @@ async fn strait_s_own_failures_are_warnings_without_an_access_log() {
         1.0,
         "{checkout}"
     );
+}
+
+/// A Prometheus server (Debian's `prometheus`) scraping `targets` every
+/// second, on a free port, its data in `dir`.
+struct Prometheus {
+    port: u16,
+    _proc: Proc,
+}
+
+impl Prometheus {
+    fn start(dir: &TempDir, targets: &[u16]) -> Option<Prometheus> {
+        let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        let config = dir.path().with_extension("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s}}\nscrape_configs:\n- job_name: strait\n  static_configs: [{{targets: [{}]}}]\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("prometheus config");
+        let port = free_port();
+        let child = std::process::Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().with_extension("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn prometheus");
+        Some(Prometheus {
+            port,
+            _proc: Proc(child),
+        })
+    }
+
+    /// The value of an instant query's one result, if there is one.
+    async fn query(&self, promql: &str) -> Option<f64> {
+        let q: String = url_encode(promql);
+        let r = send(get(
+            self.port,
+            "127.0.0.1",
+            &format!("/api/v1/query?query={q}"),
+        ))
+        .await
+        .ok()?;
+        let json = r.json();
+        let value = &json["data"]["result"][0]["value"][1];
+        value.as_str()?.parse().ok()
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn prometheus_sees_each_edge_as_a_user_s_promql_asks() {
+    let shop = shop().await;
+    let targets = [shop.gateway.admin, shop.checkout.admin, shop.payment.admin];
+    let Some(prometheus) = Prometheus::start(&shop.dir, &targets) else {
+        eprintln!("SKIPPED: prometheus is not installed (.ci/run installs Debian's)");
+        return;
+    };
+    // Known traffic: 10 through the gateway to checkout, 20 from checkout
+    // to payment, 3 from checkout to a Service whose pod is down, and one
+    // call to payment from outside the mesh, which its policy denies.
+    for _ in 0..10 {
+        let r = send(get(shop.port, "shop.example.com", "/checkout/x")).await;
+        assert_eq!(r.map(|r| r.status).ok(), Some(200));
+    }
+    for _ in 0..20 {
+        let r = call(shop.checkout.outbound, "http://payment.shop/pay", &[]).await;
+        assert_eq!(r.status, 200);
+    }
+    for _ in 0..3 {
+        let r = call(shop.checkout.outbound, "http://ledger.shop/", &[]).await;
+        assert_eq!(r.status, 502);
+    }
+    let denied = send(get(shop.payment_in, "payment.shop", "/pay")).await;
+    assert_eq!(denied.map(|r| r.status).ok(), Some(403));
+
+    let expect = [
+        // Every hop of gateway -> checkout, as each reporter saw it.
+        (
+            r#"sum(strait_requests_total{reporter="gateway",destination_workload="checkout-api",code="200"})"#,
+            10.0,
+        ),
+        (
+            r#"sum(strait_requests_total{reporter="destination",destination_workload="checkout-api",source_workload="unknown"})"#,
+            10.0,
+        ),
+        // checkout -> payment, from both sides, over mutual TLS.
+        (
+            r#"sum(strait_requests_total{reporter="source",source_workload="checkout-api",destination_service_name="payment",connection_security_policy="mutual_tls"})"#,
+            20.0,
+        ),
+        (
+            r#"sum(strait_requests_total{reporter="destination",source_workload="checkout-api",destination_workload="payment",code="200"})"#,
+            20.0,
+        ),
+        // Its success rate: all of them.
+        (
+            r#"sum(strait_requests_total{reporter="source",source_workload="checkout-api",destination_service_name="payment",code!~"5.."}) / sum(strait_requests_total{reporter="source",source_workload="checkout-api",destination_service_name="payment"})"#,
+            1.0,
+        ),
+        // The failing edge, with strait's reason.
+        (
+            r#"sum(strait_requests_total{reporter="source",destination_service_name="ledger",code="502",reason="connect_failed"})"#,
+            3.0,
+        ),
+        // The denied call, seen by the callee.
+        (
+            r#"sum(strait_requests_total{reporter="destination",destination_workload="payment",code="403",reason="authz_denied",source_principal="unknown"})"#,
+            1.0,
+        ),
+        // Histograms, as a latency panel reads them.
+        (
+            r#"sum(strait_request_duration_seconds_count{reporter="source",destination_service_name="payment"})"#,
+            20.0,
+        ),
+    ];
+    for (promql, want) in expect {
+        let got = eventually(
+            30,
+            || format!("{promql} never became {want}"),
+            || async {
+                let got = prometheus.query(promql).await?;
+                ((got - want).abs() < 1e-9).then_some(got)
+            },
+        )
+        .await;
+        assert_eq!(got, want, "{promql}");
+    }
+    let p99 = prometheus
+        .query(r#"histogram_quantile(0.99, sum by (le) (strait_request_duration_seconds_bucket{reporter="source",destination_service_name="payment"}))"#)
+        .await
+        .expect("a p99");
+    assert!(p99 > 0.0 && p99 <= 10.0, "{p99}");
 }
