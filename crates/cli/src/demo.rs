@@ -203,6 +203,7 @@ fn proxy_options(
         sidecar,
         control: Some(control),
         access_log: None,
+        traces: None,
     }
 }
 

@@ -255,6 +255,18 @@ struct ServeArgs {
     /// The share of requests the access log writes, 0.0 to 1.0.
     #[arg(long, default_value_t = 1.0, value_parser = share)]
     access_log_sample: f64,
+    /// Export a span per request over OTLP to this collector, e.g.
+    /// http://127.0.0.1:4317 (gRPC) or http://127.0.0.1:4318/v1/traces
+    /// (HTTP). Off when unset: `traceparent` then passes untouched.
+    #[arg(long)]
+    tracing_endpoint: Option<String>,
+    /// The OTLP protocol: grpc or http/protobuf.
+    #[arg(long, default_value = "grpc")]
+    tracing_protocol: strait_proxy::traces::Protocol,
+    /// The share of new traces sampled, 0.0 to 1.0; a caller's sampling
+    /// decision (in `traceparent` or B3) is kept.
+    #[arg(long, default_value_t = 1.0, value_parser = share)]
+    tracing_sample: f64,
 }
 
 fn share(text: &str) -> Result<f64, String> {
@@ -480,6 +492,11 @@ impl ServeArgs {
         compile: strait_route::CompileOptions,
         sidecar: Option<strait_proxy::sidecar::SidecarOptions>,
     ) -> anyhow::Result<strait_proxy::GatewayOptions> {
+        // Spans name a sidecar's workload, as Istio's name its app.
+        let service = match &sidecar {
+            Some(s) => (s.workload.clone(), Some(s.namespace.clone())),
+            None => ("strait-gateway".to_string(), None),
+        };
         let (node, role) = match &sidecar {
             Some(s) => (format!("{}/{}", s.namespace, s.workload), "sidecar"),
             // A pod's name in a cluster.
@@ -542,6 +559,15 @@ impl ServeArgs {
                     target,
                     format: self.access_log_format,
                     sample: self.access_log_sample,
+                }),
+            traces: self
+                .tracing_endpoint
+                .map(|endpoint| strait_proxy::traces::Options {
+                    endpoint,
+                    protocol: self.tracing_protocol,
+                    sample: self.tracing_sample,
+                    service: service.0,
+                    namespace: service.1,
                 }),
         })
     }

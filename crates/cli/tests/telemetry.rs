@@ -48,6 +48,12 @@ struct Shop {
 }
 
 async fn shop() -> Shop {
+    shop_with(&[], &[], None).await
+}
+
+/// The shop with more flags for the gateway and for the sidecars, and
+/// checkout's app on `checkout_app` instead of an echo.
+async fn shop_with(gateway_flags: &[&str], sidecar_flags: &[&str], relay: Option<u16>) -> Shop {
     let dir = TempDir::new();
     let (checkout_in, payment_in, port) = (free_port(), free_port(), free_port());
     dir.write(
@@ -87,18 +93,14 @@ spec:
     let control = Control::start(&dir, "127.0.0.1:0", &["--cert-ttl", "1h"]);
     let checkout_app = echo("checkout", "checkout-0");
     let payment_app = echo("payment", "payment-0");
-    let checkout = sidecar(
-        &dir,
-        &control,
-        "checkout-api",
-        checkout_app.port,
-        checkout_in,
-    )
-    .await;
-    let payment = sidecar(&dir, &control, "payment", payment_app.port, payment_in).await;
+    let at = (&dir, &control, sidecar_flags);
+    let app = relay.unwrap_or(checkout_app.port);
+    let checkout = flagged_sidecar(at, "checkout-api", app, checkout_in).await;
+    let payment = flagged_sidecar(at, "payment", payment_app.port, payment_in).await;
     let access_log = dir.path().with_extension("access.log");
     let log = access_log.to_string_lossy().into_owned();
-    let gateway = Gateway::start_with(&dir, &["--access-log", &log]).await;
+    let flags = [&["--access-log", log.as_str()], gateway_flags].concat();
+    let gateway = Gateway::start_with(&dir, &flags).await;
     Shop {
         dir,
         _control: control,
@@ -471,4 +473,233 @@ async fn prometheus_sees_each_edge_as_a_user_s_promql_asks() {
         .await
         .expect("a p99");
     assert!(p99 > 0.0 && p99 <= 10.0, "{p99}");
+}
+
+/// A sidecar with the identity `sa` and `extra` flags.
+async fn flagged_sidecar(
+    (dir, control, extra): (&TempDir, &Control, &[&str]),
+    sa: &str,
+    app: u16,
+    inbound: u16,
+) -> Sidecar {
+    let mut flags = identity_flags(dir, control, sa);
+    flags.extend(extra.iter().map(|f| f.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Sidecar::start(dir, &format!("shop/{sa}"), app, inbound, &flags).await
+}
+
+/// checkout's app as an instrumented app is: each request it gets, it
+/// calls payment through its sidecar, handing on the `traceparent` it was
+/// given, and answers with payment's answer.
+async fn relaying_app(outbound: std::sync::Arc<std::sync::OnceLock<u16>>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the app");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let outbound = outbound.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let outbound = outbound.get().copied();
+                        async move {
+                            let parent = req
+                                .headers()
+                                .get("traceparent")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            let headers: Vec<(&str, &str)> =
+                                parent.iter().map(|p| ("traceparent", p.as_str())).collect();
+                            let r =
+                                call(outbound.unwrap_or(1), "http://payment.shop/pay", &headers)
+                                    .await;
+                            let mut answer = http::Response::new(http_body_util::Full::new(r.body));
+                            *answer.status_mut() =
+                                http::StatusCode::from_u16(r.status).unwrap_or_default();
+                            Ok::<_, std::convert::Infallible>(answer)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn one_call_through_three_hops_is_one_trace() {
+    let receiver = common::otlp::Receiver::start().await;
+    let grpc = format!("http://127.0.0.1:{}", receiver.port);
+    let http = format!("http://127.0.0.1:{}/v1/traces", receiver.port);
+    // The gateway exports over HTTP/protobuf, the sidecars over gRPC.
+    let gateway_flags = [
+        "--tracing-endpoint",
+        &http,
+        "--tracing-protocol",
+        "http/protobuf",
+    ];
+    let sidecar_flags = ["--tracing-endpoint", grpc.as_str()];
+    let outbound = std::sync::Arc::new(std::sync::OnceLock::new());
+    let app = relaying_app(outbound.clone()).await;
+    let shop = shop_with(&gateway_flags, &sidecar_flags, Some(app)).await;
+    let _ = outbound.set(shop.checkout.outbound);
+
+    // A client with no trace context: the gateway starts the trace.
+    let r = send(get(shop.port, "shop.example.com", "/checkout/pay"))
+        .await
+        .expect("gateway answers");
+    assert_eq!(r.status, 200, "{}", shop.gateway.logs());
+    // payment's app saw a traceparent: the trace's ID, sampled.
+    let seen = r.json();
+    let parent = seen["headers"]["Traceparent"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("payment's app saw no traceparent: {seen}"))
+        .to_string();
+    let fields: Vec<&str> = parent.split('-').collect();
+    assert_eq!(fields.len(), 4, "{parent}");
+    assert_eq!(fields[3], "01", "sampled: {parent}");
+    let trace = fields[1].to_string();
+
+    let spans = eventually(
+        10,
+        || format!("four spans never arrived: {:?}", receiver.spans()),
+        || async {
+            let spans: Vec<_> = receiver
+                .spans()
+                .into_iter()
+                .filter(|s| s.trace_id == trace)
+                .collect();
+            (spans.len() >= 4).then_some(spans)
+        },
+    )
+    .await;
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let by = |service: &str, kind: i32| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.kind == kind)
+            .unwrap_or_else(|| panic!("no {service} span of kind {kind}: {spans:#?}"))
+    };
+    // Kinds: 2 server, 3 client.
+    let gateway = by("strait-gateway", 2);
+    let checkout_in = by("checkout-api", 2);
+    let checkout_out = by("checkout-api", 3);
+    let payment_in = by("payment", 2);
+    assert_eq!(gateway.parent_span_id, "", "the gateway started the trace");
+    assert_eq!(checkout_in.parent_span_id, gateway.span_id);
+    assert_eq!(
+        checkout_out.parent_span_id, checkout_in.span_id,
+        "through the app's traceparent"
+    );
+    assert_eq!(payment_in.parent_span_id, checkout_out.span_id);
+    assert_eq!(
+        fields[2], payment_in.span_id,
+        "the app's parent is payment's inbound span"
+    );
+    assert_eq!(gateway.name, "GET default/checkout");
+    assert_eq!(gateway.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(
+        gateway.attribute("strait.destination.workload"),
+        Some("shop/checkout-api")
+    );
+    assert_eq!(
+        checkout_out.attribute("strait.destination.service"),
+        Some("shop/payment")
+    );
+    assert_eq!(checkout_out.attribute("strait.mtls"), Some("true"));
+    assert_eq!(
+        payment_in.attribute("strait.source.principal"),
+        Some("spiffe://cluster.local/ns/shop/sa/checkout-api")
+    );
+    // The access log names the trace.
+    let logged = eventually(
+        5,
+        || "no access log line".into(),
+        || async {
+            let text = std::fs::read_to_string(&shop.access_log).ok()?;
+            text.lines().find(|l| l.contains(&trace)).map(str::to_owned)
+        },
+    )
+    .await;
+    assert!(logged.contains("\"trace_id\""), "{logged}");
+}
+
+#[tokio::test]
+async fn a_caller_s_context_and_its_sampling_decision_are_kept() {
+    let receiver = common::otlp::Receiver::start().await;
+    let grpc = format!("http://127.0.0.1:{}", receiver.port);
+    let shop = shop_with(&["--tracing-endpoint", &grpc], &[], None).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let call_with = |header: &'static str, value: String| {
+        let mut req = get(shop.port, "shop.example.com", "/checkout/x");
+        req.headers_mut()
+            .insert(header, http::HeaderValue::from_str(&value).expect("value"));
+        send(req)
+    };
+    // W3C, sampled: the gateway's span is the caller's child.
+    let r = call_with("traceparent", format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    let seen = r.expect("answer").json();
+    let parent = seen["headers"]["Traceparent"][0]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(parent.starts_with(&format!("00-{trace}-")), "{seen}");
+    assert!(
+        !parent.contains("00f067aa0ba902b7"),
+        "a new parent: this hop's span"
+    );
+    // B3 (single header), sampled: taken as the parent, handed on as W3C.
+    let b3 = "80f198ee56343ba864fe8b2a57d3eff7";
+    let r = call_with("b3", format!("{b3}-e457b5a2e4d86bd1-1")).await;
+    let seen = r.expect("answer").json();
+    let parent = seen["headers"]["Traceparent"][0]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(parent.starts_with(&format!("00-{b3}-")), "{seen}");
+    // Not sampled by the caller: handed on unsampled, and not exported.
+    let quiet = "0af7651916cd43dd8448eb211c80319c";
+    let r = call_with("traceparent", format!("00-{quiet}-b7ad6b7169203331-00")).await;
+    let seen = r.expect("answer").json();
+    let parent = seen["headers"]["Traceparent"][0]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        parent.starts_with(&format!("00-{quiet}-")) && parent.ends_with("-00"),
+        "{seen}"
+    );
+    let spans = eventually(
+        10,
+        || format!("spans: {:?}", receiver.spans()),
+        || async {
+            let spans = receiver.spans();
+            let both = [trace, b3].iter().all(|t| {
+                spans
+                    .iter()
+                    .any(|s| s.trace_id == *t && s.service == "strait-gateway")
+            });
+            both.then_some(spans)
+        },
+    )
+    .await;
+    let gateway = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.service == "strait-gateway")
+        .expect("span");
+    assert_eq!(gateway.parent_span_id, "00f067aa0ba902b7");
+    let b3_span = spans.iter().find(|s| s.trace_id == b3).expect("span");
+    assert_eq!(b3_span.parent_span_id, "e457b5a2e4d86bd1");
+    // A second for the batch to go out, then: nothing of the quiet trace.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !receiver.spans().iter().any(|s| s.trace_id == quiet),
+        "an unsampled trace was exported"
+    );
 }

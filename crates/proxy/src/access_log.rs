@@ -219,7 +219,7 @@ pub struct Entry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<&'a str>,
+    pub trace_id: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

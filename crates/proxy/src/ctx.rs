@@ -100,6 +100,8 @@ pub struct Seen {
     pub upstream: Option<std::time::Duration>,
     /// The request as the access log writes it, when it is to be written.
     pub line: Option<Box<RequestLine>>,
+    /// Its span, when traces are exported.
+    pub span: Option<Box<crate::traces::RequestSpan>>,
 }
 
 /// The request's first line and the headers an access log shows, kept

@@ -40,6 +40,7 @@ pub mod sidecar;
 pub mod splice;
 pub mod tee;
 pub mod tls;
+pub mod traces;
 pub mod upgrade;
 pub mod upstream;
 mod wait;

@@ -43,6 +43,8 @@ pub struct GatewayOptions {
     pub control: Option<strait_api::client::ControlOptions>,
     /// Write an access log; `None`: none.
     pub access_log: Option<crate::access_log::Options>,
+    /// Export traces; `None`: none (`traceparent` passes untouched).
+    pub traces: Option<crate::traces::Options>,
 }
 
 /// Where configuration changes come from.
@@ -229,6 +231,9 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
         // Only now shared: set before any listener takes a request.
         let _ = shared.access_log.set(log);
     }
+    if let Some(traces) = &opts.traces {
+        let _ = shared.traces.set(crate::traces::Traces::start(traces)?);
+    }
     shared.metrics.process.configured(1);
     let state = Arc::new(AdminState {
         shared: shared.clone(),
@@ -281,6 +286,14 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     if let Some(log) = shared.access_log.get() {
         log.flush();
     }
+    // The export waits on this runtime: wait for it from another thread.
+    let flushing = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(traces) = flushing.traces.get() {
+            traces.flush();
+        }
+    })
+    .await;
     Ok(())
 }
 

@@ -23,6 +23,8 @@ pub struct Shared {
     pub sidecar: Option<Sidecar>,
     /// Set once at start when there is one.
     pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
+    /// Set once at start when traces are exported.
+    pub traces: std::sync::OnceLock<crate::traces::Traces>,
 }
 
 impl Shared {
@@ -46,6 +48,7 @@ impl Shared {
             http_limits,
             sidecar,
             access_log: std::sync::OnceLock::new(),
+            traces: std::sync::OnceLock::new(),
         })
     }
 }

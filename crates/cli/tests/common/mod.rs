@@ -4,6 +4,7 @@
 
 pub mod identity;
 pub mod kube_api;
+pub mod otlp;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request};

@@ -198,6 +198,9 @@ fn headers(
         }
         _ => {}
     }
+    if let Some(span) = &ctx.seen.span {
+        span.inject(headers);
+    }
     let rule = matched.rule;
     if let Some(ops) = &rule.request_headers {
         ops.apply(headers);

@@ -19,6 +19,7 @@ use crate::splice::SpliceLimits;
 use crate::tee::UpstreamBody;
 use crate::upstream::{PooledBody, SendError, Upstreams};
 use http::{Request, Response, StatusCode};
+use opentelemetry::KeyValue;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -133,6 +134,9 @@ impl<'f> Forwarder<'f> {
                     if again && state.budget.try_retry() {
                         tries += 1;
                         self.metrics.retry(&rule.route, why.label());
+                        if let Some(span) = &seen.span {
+                            span.event("retry", vec![KeyValue::new("reason", why.label())]);
+                        }
                         debug!(
                             route = &*rule.route,
                             reason = why.label(),

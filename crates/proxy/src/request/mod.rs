@@ -46,6 +46,9 @@ pub async fn handle(
     if shared.access_log.get().is_some_and(|log| log.sampled()) {
         ctx.seen.line = Some(telemetry::line(&req));
     }
+    if let Some(traces) = shared.traces.get() {
+        ctx.seen.span = Some(telemetry::span(traces, &ctx, &req));
+    }
     let http1 = req.version() <= http::Version::HTTP_11;
     let response = match proxy(&shared, &mut ctx, req).await {
         Ok(response) => response,

@@ -12,10 +12,13 @@ use crate::metrics_requests::{Measured, RequestLabels};
 use crate::peer::{self, Named, PEER};
 use crate::shared::Shared;
 use crate::sidecar::Sidecar;
+use crate::traces::{RequestSpan, Traces};
 use crate::upstream::{grpc_status, BodyEnd, OnEnd};
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::Either;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -47,6 +50,19 @@ pub fn line<B>(req: &Request<B>) -> Box<RequestLine> {
         request_id: header(http::HeaderName::from_static("x-request-id")),
         started: std::time::SystemTime::now(),
     })
+}
+
+/// The request's span: a server span where strait receives a call (a
+/// gateway, a sidecar's inbound side), a client span where a workload's
+/// call leaves (a sidecar's outbound side).
+pub fn span<B>(traces: &Traces, ctx: &RequestCtx, req: &Request<B>) -> Box<RequestSpan> {
+    let kind = match ctx.conn.role {
+        Role::Outbound => SpanKind::Client,
+        Role::Gateway | Role::Inbound => SpanKind::Server,
+    };
+    let mut span = traces.begin(req.headers(), kind, ctx.conn.role.name());
+    span.start(req.method(), req.uri());
+    span
 }
 
 /// Records the request once its response is through, and hands the
@@ -103,7 +119,7 @@ impl OnEnd for Done {
 }
 
 impl Done {
-    fn finish(self, end: BodyEnd) {
+    fn finish(mut self, end: BodyEnd) {
         let seconds = self.ctx.start.elapsed().as_secs_f64();
         let labels = self.labels(end.grpc_status);
         let measured = Measured {
@@ -117,6 +133,9 @@ impl Done {
         }
         if let (Some(log), Some(line)) = (self.shared.access_log.get(), &self.ctx.seen.line) {
             log.write(&self.entry(line, &labels, &measured, &end));
+        }
+        if let Some(span) = self.ctx.seen.span.take() {
+            end_span(*span, &self.ctx, &labels, &end);
         }
     }
 
@@ -204,9 +223,61 @@ impl Done {
             client_address: access_log::address(ctx.conn.client),
             user_agent: line.user_agent.as_ref().and_then(|v| v.to_str().ok()),
             request_id: line.request_id.as_ref().and_then(|v| v.to_str().ok()),
-            trace_id: None,
+            trace_id: ctx.seen.span.as_ref().map(|s| s.trace_id()),
         }
     }
+}
+
+/// What became of the request, on its span (OpenTelemetry's HTTP names
+/// where there is one, `strait.*` for the rest).
+fn end_span(span: RequestSpan, ctx: &RequestCtx, labels: &RequestLabels, end: &BodyEnd) {
+    if !span.sampled() {
+        return span.end(String::new(), Vec::new(), None);
+    }
+    let text = |k: &'static str, v: &str| KeyValue::new(k, v.to_string());
+    let mut attributes = vec![
+        KeyValue::new("http.response.status_code", i64::from(labels.code)),
+        text("http.route", &labels.route),
+        text("strait.reporter", labels.reporter),
+        text("strait.listener", &labels.listener),
+        text(
+            "strait.source.workload",
+            &Qualified(&labels.source).to_string(),
+        ),
+        text("strait.source.principal", &labels.source_principal),
+        text(
+            "strait.destination.workload",
+            &Qualified(&labels.destination).to_string(),
+        ),
+        text(
+            "strait.destination.service",
+            &Qualified(&labels.service).to_string(),
+        ),
+        KeyValue::new("strait.mtls", labels.mtls),
+        KeyValue::new("strait.retries", i64::from(ctx.seen.retries)),
+        KeyValue::new("http.response.body.size", end.sent as i64),
+        text("client.address", &ctx.conn.client.ip().to_string()),
+    ];
+    if let Some(endpoint) = ctx.seen.endpoint {
+        attributes.push(text("network.peer.address", &endpoint.ip().to_string()));
+        attributes.push(KeyValue::new(
+            "network.peer.port",
+            i64::from(endpoint.port()),
+        ));
+    }
+    if let Some(status) = labels.grpc_status {
+        attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(status)));
+    }
+    if let Some(reason) = labels.reason {
+        attributes.push(text("strait.reason", reason));
+    }
+    let error = match (labels.code >= 500, labels.reason) {
+        (true, reason) => Some(reason.unwrap_or("5xx")),
+        (false, _) if !end.complete => Some("incomplete"),
+        _ => None,
+    };
+    let name = span.name(&labels.route);
+    span.end(name, attributes, error);
 }
 
 fn unknown_principal() -> Arc<str> {

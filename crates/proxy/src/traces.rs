@@ -1,0 +1,232 @@
+//! Distributed tracing: a span per request at every strait hop, its
+//! context read from the caller (W3C `traceparent`/`tracestate`, or B3)
+//! and handed on in `traceparent`, exported over OTLP (gRPC or
+//! HTTP/protobuf) by the OpenTelemetry SDK. A request without a context
+//! starts a trace here; one with a context keeps its sampling decision.
+//!
+//! Spans are exported in batches by the SDK's own thread from a bounded
+//! queue (2,048 spans; more are dropped, counted by the SDK): a slow or
+//! dead collector never slows a request, nor grows memory.
+
+use http::HeaderMap;
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
+    SpanExporter,
+};
+use opentelemetry_sdk::Resource;
+use std::time::Duration;
+
+/// The OTLP protocols, as OpenTelemetry's `OTEL_EXPORTER_OTLP_PROTOCOL`
+/// names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Grpc,
+    HttpProtobuf,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            other => Err(format!(
+                "{other:?}: the OTLP protocol is grpc or http/protobuf"
+            )),
+        }
+    }
+}
+
+/// Where spans go, and how many requests start a trace.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The collector: `http://host:4317` (gRPC) or
+    /// `http://host:4318/v1/traces` (HTTP).
+    pub endpoint: String,
+    pub protocol: Protocol,
+    /// The share of new traces sampled, 0.0 to 1.0; a caller's decision
+    /// is kept.
+    pub sample: f64,
+    /// `service.name` of the spans: the workload, or `strait-gateway`.
+    pub service: String,
+    pub namespace: Option<String>,
+}
+
+/// Spans waiting for export before new ones are dropped.
+pub const QUEUE: usize = 2048;
+
+pub struct Traces {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+    propagator: TextMapCompositePropagator,
+}
+
+impl Traces {
+    /// Starts the exporter (in the runtime this is called from).
+    pub fn start(options: &Options) -> anyhow::Result<Traces> {
+        let runtime = tokio::runtime::Handle::current();
+        let builder = opentelemetry_otlp::SpanExporter::builder();
+        let endpoint = options.endpoint.clone();
+        let exporter = match options.protocol {
+            Protocol::Grpc => builder.with_tonic().with_endpoint(endpoint).build()?,
+            Protocol::HttpProtobuf => builder.with_http().with_endpoint(endpoint).build()?,
+        };
+        let batch = BatchConfigBuilder::default()
+            .with_max_queue_size(QUEUE)
+            .with_scheduled_delay(Duration::from_millis(500))
+            .build();
+        let processor = BatchSpanProcessor::builder(OnRuntime { exporter, runtime })
+            .with_batch_config(batch)
+            .build();
+        let mut resource = Resource::builder().with_service_name(options.service.clone());
+        if let Some(ns) = &options.namespace {
+            resource = resource.with_attribute(KeyValue::new("k8s.namespace.name", ns.clone()));
+        }
+        let ratio = Sampler::TraceIdRatioBased(options.sample.clamp(0.0, 1.0));
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_sampler(Sampler::ParentBased(Box::new(ratio)))
+            .with_resource(resource.build())
+            .build();
+        let tracer = provider.tracer("strait");
+        let propagator = TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(opentelemetry_propagator_b3::Propagator::with_encoding(
+                opentelemetry_propagator_b3::B3Encoding::SingleAndMultiHeader,
+            )),
+        ]);
+        Ok(Traces {
+            provider,
+            tracer,
+            propagator,
+        })
+    }
+
+    /// The span of a request that arrived with `headers`: a child of the
+    /// caller's context if it sent one.
+    pub fn begin(
+        &self,
+        headers: &HeaderMap,
+        kind: SpanKind,
+        name: &'static str,
+    ) -> Box<RequestSpan> {
+        let parent = self.propagator.extract(&HeaderExtractor(headers));
+        let span = self
+            .tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .start_with_context(&self.tracer, &parent);
+        Box::new(RequestSpan {
+            cx: parent.with_span(span),
+            method: http::Method::GET,
+        })
+    }
+
+    /// Exports what is waiting (at shutdown). It waits for the export, so
+    /// it is called off the runtime's threads (`spawn_blocking`).
+    pub fn flush(&self) {
+        let _ = self.provider.force_flush();
+    }
+}
+
+/// One request's span.
+pub struct RequestSpan {
+    cx: Context,
+    method: http::Method,
+}
+
+impl RequestSpan {
+    /// The request's method and target, as OpenTelemetry names them.
+    pub fn start(&mut self, method: &http::Method, uri: &http::Uri) {
+        self.method = method.clone();
+        let span = self.cx.span();
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new("http.request.method", method.to_string()));
+            span.set_attribute(KeyValue::new("url.path", uri.path().to_string()));
+        }
+    }
+
+    /// `METHOD route`, OpenTelemetry's HTTP span name.
+    pub fn name(&self, route: &str) -> String {
+        format!("{} {route}", self.method)
+    }
+
+    /// Sets `traceparent` (and `tracestate`) on a request going on: this
+    /// span is the next hop's parent.
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        TraceContextPropagator::new().inject_context(&self.cx, &mut HeaderInjector(headers));
+    }
+
+    /// The trace's ID, as logs show it.
+    pub fn trace_id(&self) -> String {
+        self.cx.span().span_context().trace_id().to_string()
+    }
+
+    pub fn sampled(&self) -> bool {
+        self.cx.span().span_context().is_sampled()
+    }
+
+    pub fn event(&self, name: &'static str, attributes: Vec<KeyValue>) {
+        self.cx.span().add_event(name, attributes);
+    }
+
+    /// Ends the span with what became of the request.
+    pub fn end(self, name: String, attributes: Vec<KeyValue>, error: Option<&'static str>) {
+        let span = self.cx.span();
+        if !name.is_empty() {
+            span.update_name(name);
+        }
+        span.set_attributes(attributes);
+        if let Some(why) = error {
+            span.set_status(Status::error(why));
+        }
+        span.end();
+    }
+}
+
+/// An exporter run on the proxy's runtime: the SDK exports from a thread
+/// of its own, and the exporters' connections are tokio's. (That thread
+/// is no runtime's, so it may wait on one; the runtime keeps being driven
+/// by its own threads meanwhile.)
+#[derive(Debug)]
+struct OnRuntime {
+    exporter: opentelemetry_otlp::SpanExporter,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SpanExporter for OnRuntime {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.runtime.block_on(self.exporter.export(batch))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.exporter.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_is_named_as_opentelemetry_names_it() {
+        assert_eq!("grpc".parse::<Protocol>(), Ok(Protocol::Grpc));
+        assert_eq!(
+            "http/protobuf".parse::<Protocol>(),
+            Ok(Protocol::HttpProtobuf)
+        );
+        assert!("http/json".parse::<Protocol>().is_err());
+    }
+}
