@@ -42,6 +42,7 @@
 #   RATE         requests per second, oha -q        (default 1000)
 #   WARMUP       unmeasured run before each phase   (default 3s)
 #   CONNECTIONS  oha -c (connections it may use)    (default 50)
+#   STRAIT_FLAGS more flags for every sidecar, e.g. "--access-log /tmp/a.log"
 #   STRAIT_BIN   strait binary, relative paths from the repo root
 #                (default target/release/strait, rebuilt with cargo when cargo
 #                is there; any other value is used as it is)
@@ -193,13 +194,15 @@ identity_flags() {
 }
 
 # start_sidecar NAME WORKLOAD APP_PORT INBOUND OUTBOUND ADMIN [FLAGS...]
+# (and STRAIT_FLAGS, word-split, for every sidecar)
+# shellcheck disable=SC2086
 start_sidecar() {
     local name=$1 workload=$2 app=$3 in=$4 out=$5 admin=$6
     shift 6
     start_daemon "$name" "$PROXY_CORE" "$STRAIT_BIN" proxy --config "$WORK/config" \
         --workload "$workload" --app-port "$app" \
         --inbound-listen "127.0.0.1:$in" --outbound-listen "127.0.0.1:$out" \
-        --admin "127.0.0.1:$admin" --workers 1 "$@"
+        --admin "127.0.0.1:$admin" --workers 1 "$@" ${STRAIT_FLAGS:-}
     wait_ready "$name" "$admin"
 }
 
