@@ -116,13 +116,28 @@ const BACKENDS: [(&str, &str, u16); 3] = [
     ("product-api", "product-api-9x3k1", 9103),
 ];
 
-pub async fn run(dir: &DemoDir) -> anyhow::Result<()> {
+/// Where spans go, when the demo is given a collector.
+pub type Tracing = Option<(String, strait_proxy::traces::Protocol)>;
+
+/// The trace options of one proxy: `service` (a workload, or the gateway).
+fn traces(tracing: &Tracing, service: &str) -> Option<strait_proxy::traces::Options> {
+    let (endpoint, protocol) = tracing.clone()?;
+    Some(strait_proxy::traces::Options {
+        endpoint,
+        protocol,
+        sample: 1.0,
+        service: service.into(),
+        namespace: Some("shop".into()),
+    })
+}
+
+pub async fn run(dir: &DemoDir, tracing: Tracing) -> anyhow::Result<()> {
     let ca_file = write_config(&dir.0)?;
     start_backends().await?;
     let ca = start_ca(&dir.0, localhost(CA_PORT)).await?;
     let (failed_tx, mut failed) = tokio::sync::mpsc::channel::<anyhow::Error>(WORKLOADS.len());
     for w in &WORKLOADS {
-        start_workload(w, &dir.0, &ca, failed_tx.clone()).await?;
+        start_workload(w, &dir.0, &ca, failed_tx.clone(), &tracing).await?;
     }
     let mut opts = proxy_options(
         &dir.0,
@@ -135,6 +150,7 @@ pub async fn run(dir: &DemoDir) -> anyhow::Result<()> {
         format: strait_proxy::access_log::Format::Json,
         sample: 1.0,
     });
+    opts.traces = traces(&tracing, "strait-gateway");
     // The proxy stops on Ctrl-C (SIGINT) and SIGTERM by itself.
     let gateway = strait_proxy::run(opts, std::future::pending());
     tokio::pin!(gateway);
@@ -145,7 +161,7 @@ pub async fn run(dir: &DemoDir) -> anyhow::Result<()> {
         Some(e) = failed.recv() => return Err(e),
         ready = all_ready() => ready?,
     }
-    print_banner(&dir.0, &ca_file);
+    print_banner(&dir.0, &ca_file, &tracing);
     tokio::spawn(show_the_mesh());
     tokio::select! {
         result = gateway => result,
@@ -214,6 +230,7 @@ async fn start_workload(
     dir: &std::path::Path,
     ca: &DemoCa,
     failed: tokio::sync::mpsc::Sender<anyhow::Error>,
+    tracing: &Tracing,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(localhost(w.app))
         .await
@@ -245,7 +262,8 @@ async fn start_workload(
         refuse_unknown: false,
     };
     let control = ca.control(dir, &format!("shop/{}", w.pod), "sidecar");
-    let opts = proxy_options(dir, Some(localhost(w.admin)), Some(sidecar), control);
+    let mut opts = proxy_options(dir, Some(localhost(w.admin)), Some(sidecar), control);
+    opts.traces = traces(tracing, w.service);
     let service = w.service;
     tokio::spawn(async move {
         // Ok is a stop on Ctrl-C, as the gateway's.
@@ -276,7 +294,7 @@ async fn all_ready() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path) {
+fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path, tracing: &Tracing) {
     let admins: Vec<String> = WORKLOADS
         .iter()
         .map(|w| format!("{} {}", w.pod, w.admin))
@@ -297,17 +315,33 @@ fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path) {
          \x20 curl -s -x http://127.0.0.1:15102 'http://user-service.shop/slow?delay=3s' -i  # 504 after the 2 s timeout\n\
          \x20 curl -s -x http://127.0.0.1:15102 http://payment-service.shop/pay -i  # 403: only checkout-api may call payment\n\
          \x20 curl -s http://127.0.0.1:15201/metrics | grep '^strait_requests_total'  # checkout-api's calls, by caller and callee\n\
-         \x20 tail -f {}                               # the gateway's access log (JSON lines)\n\
          Sidecar admin ports (/metrics, /ready, /config): {}\n\
          One control plane on 127.0.0.1:{CA_PORT} feeds the gateway and every sidecar their configuration\n\
          and signs the sidecars' certificates; sidecars talk mutual TLS (root in {}/ca).\n\n\
          Edit the files in {} and watch strait reload them. Ctrl-C stops.\n",
         dir.display(),
         ca_file.display(),
-        access_log(dir).display(),
         admins.join(", "),
         dir.display(),
         dir.display()
+    );
+    print_telemetry(dir, tracing);
+}
+
+/// Where to look at the demo's metrics, access log and traces.
+fn print_telemetry(dir: &std::path::Path, tracing: &Tracing) {
+    let edge = r#"reporter="source",source_workload="checkout-api",destination_service_name="payment-service""#;
+    let traces = match tracing {
+        Some((endpoint, _)) => format!("every hop's span goes to {endpoint} (OTLP)"),
+        None => "off; `strait demo --tracing-endpoint http://127.0.0.1:4317` sends every hop's span to your OpenTelemetry collector".into(),
+    };
+    println!(
+        "Telemetry (docs/observability.md):\n\
+         \x20 metrics: http://127.0.0.1:{ADMIN_PORT}/metrics and each sidecar's admin port; checkout-api → payment-service's success rate, in PromQL:\n\
+         \x20   sum(rate(strait_requests_total{{{edge},code!~\"5..\"}}[1m])) / sum(rate(strait_requests_total{{{edge}}}[1m]))\n\
+         \x20 access log: tail -f {}   # the gateway's, one JSON line per request\n\
+         \x20 traces: {traces}\n",
+        access_log(dir).display(),
     );
 }
 

@@ -61,7 +61,15 @@ enum Command {
     Echo(EchoArgs),
     /// Run the reference shop on 127.0.0.1: a gateway, a control plane,
     /// sidecars and echo backends; prints what to try.
-    Demo,
+    Demo {
+        /// Send every hop's spans over OTLP to this collector (e.g.
+        /// http://127.0.0.1:4317); off when unset.
+        #[arg(long)]
+        tracing_endpoint: Option<String>,
+        /// The OTLP protocol: grpc or http/protobuf.
+        #[arg(long, default_value = "grpc")]
+        tracing_protocol: strait_proxy::traces::Protocol,
+    },
 }
 
 #[derive(clap::Args)]
@@ -368,10 +376,14 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
         } => return Ok(check::run(&dir, &controller_name)),
         Command::Install(args) => return install::run(args),
         Command::Echo(args) => echo(args)?,
-        Command::Demo => {
+        Command::Demo {
+            tracing_endpoint,
+            tracing_protocol,
+        } => {
             let dir = demo::DemoDir::new();
             let rt = runtime(None)?;
-            let result = rt.block_on(demo::run(&dir));
+            let tracing = tracing_endpoint.map(|e| (e, tracing_protocol));
+            let result = rt.block_on(demo::run(&dir, tracing));
             // Every task stops before the folder goes.
             drop(rt);
             drop(dir);

@@ -83,7 +83,13 @@ impl Traces {
             .with_max_queue_size(QUEUE)
             .with_scheduled_delay(Duration::from_millis(500))
             .build();
-        let processor = BatchSpanProcessor::builder(OnRuntime { exporter, runtime })
+        let on_runtime = OnRuntime {
+            exporter,
+            runtime,
+            endpoint: options.endpoint.clone(),
+            warned: Default::default(),
+        };
+        let processor = BatchSpanProcessor::builder(on_runtime)
             .with_batch_config(batch)
             .build();
         let mut resource = Resource::builder().with_service_name(options.service.clone());
@@ -200,11 +206,26 @@ impl RequestSpan {
 struct OnRuntime {
     exporter: opentelemetry_otlp::SpanExporter,
     runtime: tokio::runtime::Handle,
+    endpoint: String,
+    /// When a failed export was last told (once a minute at most).
+    warned: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a collector that keeps failing is told of.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 impl SpanExporter for OnRuntime {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.runtime.block_on(self.exporter.export(batch))
+        let spans = batch.len();
+        let result = self.runtime.block_on(self.exporter.export(batch));
+        if let Err(e) = &result {
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                *warned = Some(std::time::Instant::now());
+                tracing::warn!(endpoint = %self.endpoint, spans, error = %e, "traces: the collector refused or missed a batch; its spans are lost (told once a minute)");
+            }
+        }
+        result
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
