@@ -473,6 +473,102 @@ async fn prometheus_sees_each_edge_as_a_user_s_promql_asks() {
         .await
         .expect("a p99");
     assert!(p99 > 0.0 && p99 <= 10.0, "{p99}");
+    dashboard_answers(&prometheus, &shop).await;
+}
+
+/// deploy/grafana's dashboard asks Prometheus what these proxies export:
+/// every metric it names is one they expose (or, for a family with no
+/// series yet, one docs/metrics.md lists), and every panel but the one
+/// of retries, overflows and ejections (none happened) has data.
+async fn dashboard_answers(prometheus: &Prometheus, shop: &Shop) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/grafana/strait.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let exposed = [
+        shop.gateway.metrics().await,
+        shop.checkout.metrics().await,
+        shop.payment.metrics().await,
+    ]
+    .concat();
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+    let docs = std::fs::read_to_string(docs).expect("docs/metrics.md");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 6, "{dashboard}");
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap_or("?");
+        let exprs: Vec<String> = panel["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|t| {
+                t["expr"]
+                    .as_str()
+                    .expect("expr")
+                    .replace("$__rate_interval", "1m")
+            })
+            .collect();
+        for expr in &exprs {
+            for name in metric_names(expr) {
+                let base = ["_total", "_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name);
+                let known = exposed.contains(&format!("# TYPE {base} "))
+                    || docs.contains(&format!("`{name}`"));
+                assert!(known, "{title}: {name} is neither exported nor documented");
+            }
+        }
+        if title.starts_with("Retries") {
+            continue;
+        }
+        let q = |e: String| async move { vector(prometheus, &e).await };
+        let mut answered = false;
+        for _ in 0..30 {
+            for expr in &exprs {
+                answered |= q(expr.clone()).await > 0;
+            }
+            if answered {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        assert!(answered, "the panel {title:?} has no data: {exprs:?}");
+    }
+}
+
+/// The metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for prefix in ["strait_", "process_"] {
+        let mut rest = expr;
+        while let Some(i) = rest.find(prefix) {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    names
+}
+
+/// How many series an instant query returns.
+async fn vector(prometheus: &Prometheus, promql: &str) -> usize {
+    let q = url_encode(promql);
+    let Ok(r) = send(get(
+        prometheus.port,
+        "127.0.0.1",
+        &format!("/api/v1/query?query={q}"),
+    ))
+    .await
+    else {
+        return 0;
+    };
+    r.json()["data"]["result"].as_array().map_or(0, Vec::len)
 }
 
 /// A sidecar with the identity `sa` and `extra` flags.
