@@ -799,3 +799,78 @@ async fn a_caller_s_context_and_its_sampling_decision_are_kept() {
         "an unsampled trace was exported"
     );
 }
+
+#[tokio::test]
+async fn a_tunnel_counts_its_connection_and_bytes_at_both_sidecars() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let shop = shop().await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", shop.checkout.outbound))
+        .await
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(tcp))
+    .await
+    .expect("handshake");
+    tokio::spawn(conn.with_upgrades());
+    let req = http::Request::connect("payment.shop:80")
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let mut r = send.send_request(req).await.expect("CONNECT answer");
+    assert_eq!(r.status(), 200, "{}", shop.checkout.logs());
+    let tunnel = hyper::upgrade::on(&mut r).await.expect("tunnel");
+    let mut tunnel = hyper_util::rt::TokioIo::new(tunnel);
+    let ask = b"GET /through HTTP/1.1\r\nhost: payment\r\nconnection: close\r\n\r\n";
+    tunnel.write_all(ask).await.expect("write");
+    let mut answer = Vec::new();
+    tunnel.read_to_end(&mut answer).await.expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(tunnel);
+    let (sent, got) = (ask.len() as f64, answer.len() as f64);
+    let caller = [
+        ("reporter", "source"),
+        ("source_workload", "checkout-api"),
+        ("destination_service_name", "payment"),
+        ("connection_security_policy", "mutual_tls"),
+    ];
+    let callee = [
+        ("reporter", "destination"),
+        ("destination_workload", "payment"),
+        (
+            "source_principal",
+            "spiffe://cluster.local/ns/shop/sa/checkout-api",
+        ),
+        ("connection_security_policy", "mutual_tls"),
+    ];
+    for (sidecar, labels) in [(&shop.checkout, &caller), (&shop.payment, &callee)] {
+        let m = eventually(
+            5,
+            || "the connection never closed".into(),
+            || async {
+                let m = sidecar.metrics().await;
+                (series(&m, "strait_tcp_connections_closed_total", labels) == 1.0).then_some(m)
+            },
+        )
+        .await;
+        assert_eq!(
+            series(&m, "strait_tcp_connections_opened_total", labels),
+            1.0,
+            "{m}"
+        );
+        assert_eq!(
+            series(&m, "strait_tcp_received_bytes_total", labels),
+            sent,
+            "{m}"
+        );
+        assert_eq!(
+            series(&m, "strait_tcp_sent_bytes_total", labels),
+            got,
+            "{m}"
+        );
+    }
+}

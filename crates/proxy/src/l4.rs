@@ -5,6 +5,8 @@
 //! no route or no reachable backend is closed: there is no protocol in
 //! which to say why, so the metric and the log say it.
 
+use crate::metrics_tcp::TcpEdge;
+use crate::peer::Named;
 use crate::splice::{splice, Carried};
 use crate::tls::{hello_error_reason, HANDSHAKE_TIMEOUT};
 use crate::Shared;
@@ -91,9 +93,20 @@ pub async fn serve(
         shared.metrics.tcp(&listener, &route, "connect_failed");
         return;
     }
-    let end = splice(stream, upstream, shared.limits, Carried::Bytes).await;
-    debug!(%client, %endpoint, ?end, "connection ended");
-    shared.metrics.tcp(&listener, &route, end.label());
+    // A gateway knows the Service, not who is at either end.
+    let edge = TcpEdge {
+        reporter: "gateway",
+        source: Named::unknown(),
+        source_principal: Arc::from("unknown"),
+        destination: Named::unknown(),
+        service: cluster.map_or_else(Named::unknown, |c| Named::service_of(&c.name)),
+        mtls: false,
+    };
+    shared.metrics.tcp_edges.opened(&edge);
+    let spliced = splice(stream, upstream, shared.limits, Carried::Bytes).await;
+    debug!(%client, %endpoint, ?spliced, "connection ended");
+    shared.metrics.tcp(&listener, &route, spliced.end.label());
+    shared.metrics.tcp_edges.closed(&edge, &spliced);
 }
 
 /// Reads until a whole ClientHello has arrived; returns the bytes read (to

@@ -27,6 +27,7 @@ pub mod live;
 pub mod mesh;
 pub mod metrics;
 pub mod metrics_requests;
+pub mod metrics_tcp;
 pub mod mtls;
 pub mod peer;
 pub mod process;

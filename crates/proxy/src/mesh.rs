@@ -5,6 +5,8 @@
 
 use crate::answer::{ProxyError, ResponseBody};
 use crate::ctx::unmatched;
+use crate::metrics_tcp::TcpEdge;
+use crate::peer::Named;
 use crate::sidecar::Sidecar;
 use crate::splice::{splice, Carried};
 use crate::Shared;
@@ -130,9 +132,14 @@ pub async fn tcp(
             return;
         }
     };
-    let end = splice(stream, upstream, shared.limits, Carried::Bytes).await;
-    debug!(%client, %dst, target = %t.addr, ?end, "opaque connection ended");
-    shared.metrics.tcp(&t.listener, &t.route, end.label());
+    let edge = outbound_edge(&shared, sidecar, &t);
+    shared.metrics.tcp_edges.opened(&edge);
+    let spliced = splice(stream, upstream, shared.limits, Carried::Bytes).await;
+    debug!(%client, %dst, target = %t.addr, ?spliced, "opaque connection ended");
+    shared
+        .metrics
+        .tcp(&t.listener, &t.route, spliced.end.label());
+    shared.metrics.tcp_edges.closed(&edge, &spliced);
 }
 
 /// An inbound connection that is not HTTP for the app (captured for
@@ -160,9 +167,36 @@ pub async fn inbound_tcp<S: Io>(
         shared.metrics.tcp(&listener, &route, "connect_failed");
         return;
     };
-    let end = splice(stream, upstream, shared.limits, Carried::Bytes).await;
-    debug!(%client, %target, ?end, "inbound opaque connection ended");
-    shared.metrics.tcp(&listener, &route, end.label());
+    let edge = TcpEdge {
+        reporter: "destination",
+        source: Named::unknown(),
+        source_principal: Arc::from(peer.unwrap_or("unknown")),
+        destination: sidecar.me.clone(),
+        service: Named::unknown(),
+        mtls: peer.is_some(),
+    };
+    shared.metrics.tcp_edges.opened(&edge);
+    let spliced = splice(stream, upstream, shared.limits, Carried::Bytes).await;
+    debug!(%client, %target, ?spliced, "inbound opaque connection ended");
+    shared.metrics.tcp(&listener, &route, spliced.end.label());
+    shared.metrics.tcp_edges.closed(&edge, &spliced);
+}
+
+/// A connection a workload makes, as its sidecar reports it: the
+/// Service from the route (`namespace/service:port`), the callee unknown
+/// (no header carries it on a byte stream).
+fn outbound_edge(shared: &Shared, sidecar: &Sidecar, t: &TcpTarget) -> TcpEdge {
+    TcpEdge {
+        reporter: "source",
+        source: sidecar.me.clone(),
+        source_principal: sidecar.principal.clone(),
+        destination: Named::unknown(),
+        service: Named::service_of(&t.route),
+        mtls: t
+            .meshed
+            .as_ref()
+            .is_some_and(|c| shared.upstream.mesh_tls(c)),
+    }
 }
 
 /// The labels a tunnel is counted under.
@@ -195,12 +229,16 @@ pub async fn connect(
     })?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let limits = shared.limits;
+    let edge = outbound_edge(shared, sidecar, &t);
+    shared.metrics.tcp_edges.opened(&edge);
+    let edges = shared.metrics.tcp_edges.clone();
     tokio::spawn(async move {
         let _slot = t._slot;
         match on_upgrade.await {
             Ok(client) => {
-                let end = splice(TokioIo::new(client), upstream, limits, Carried::Bytes).await;
-                debug!(%target, ?end, "CONNECT tunnel ended");
+                let spliced = splice(TokioIo::new(client), upstream, limits, Carried::Bytes).await;
+                debug!(%target, ?spliced, "CONNECT tunnel ended");
+                edges.closed(&edge, &spliced);
             }
             Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
         }

@@ -61,6 +61,7 @@ pub struct ReloadLabels {
 pub struct Metrics {
     registry: Registry,
     pub requests: crate::metrics_requests::Requests,
+    pub tcp_edges: crate::metrics_tcp::TcpEdges,
     pub connections: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
     pub tcp: Family<TcpLabels, Counter>,
@@ -95,6 +96,7 @@ impl Metrics {
     pub fn new(identity: bool) -> Self {
         let mut registry = Registry::with_prefix("strait");
         let requests = crate::metrics_requests::Requests::register(&mut registry);
+        let tcp_edges = crate::metrics_tcp::TcpEdges::register(&mut registry);
         let connections = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
@@ -166,6 +168,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            tcp_edges,
             connections,
             reloads,
             tcp,

@@ -70,8 +70,8 @@ impl Default for SpliceLimits {
 /// How a joined connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpliceEnd {
-    /// Both sides finished; bytes copied (from a to b, from b to a).
-    Done(u64, u64),
+    /// Both sides finished.
+    Done,
     Error,
     Idle,
     MaxDuration,
@@ -82,7 +82,7 @@ pub enum SpliceEnd {
 impl SpliceEnd {
     pub fn label(self) -> &'static str {
         match self {
-            SpliceEnd::Done(..) => "closed",
+            SpliceEnd::Done => "closed",
             SpliceEnd::Error => "error",
             SpliceEnd::Idle => "idle_timeout",
             SpliceEnd::MaxDuration => "max_duration",
@@ -101,8 +101,19 @@ pub enum Carried {
     WebSocket,
 }
 
+/// A joined connection's end, and the bytes it carried each way, however
+/// it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spliced {
+    pub end: SpliceEnd,
+    /// Read from `a` (the client), for `b`.
+    pub from_a: u64,
+    /// Read from `b` (the backend), for `a`.
+    pub from_b: u64,
+}
+
 /// Joins `a` and `b` until both directions end or a limit is reached.
-pub async fn splice<A, B>(a: A, b: B, limits: SpliceLimits, carried: Carried) -> SpliceEnd
+pub async fn splice<A, B>(a: A, b: B, limits: SpliceLimits, carried: Carried) -> Spliced
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -116,12 +127,14 @@ where
         start,
         last: last.clone(),
         written: frames(),
+        read: 0,
     };
     let mut b = Tracked {
         inner: b,
         start,
         last: last.clone(),
         written: frames(),
+        read: 0,
     };
     let closing = CLOSING.notified();
     let end = {
@@ -147,7 +160,7 @@ where
         };
         tokio::select! {
             r = copy => match r {
-                Ok((ab, ba)) => SpliceEnd::Done(ab, ba),
+                Ok(_) => SpliceEnd::Done,
                 Err(_) => SpliceEnd::Error,
             },
             _ = lifetime => SpliceEnd::MaxDuration,
@@ -162,7 +175,11 @@ where
             farewell(&mut b, &to_server)
         );
     }
-    end
+    Spliced {
+        end,
+        from_a: a.read,
+        from_b: b.read,
+    }
 }
 
 /// Writes `close` to a WebSocket side that is between frames, then ends
@@ -196,6 +213,8 @@ struct Tracked<S> {
     /// Where the WebSocket frames written to this side stand, when it
     /// carries WebSocket.
     written: Option<Frames>,
+    /// Bytes read from this side.
+    read: u64,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -207,6 +226,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
+            self.read += (buf.filled().len() - before) as u64;
             let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
             self.last.store(ms, Ordering::Relaxed);
         }

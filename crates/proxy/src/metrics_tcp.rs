@@ -1,0 +1,162 @@
+//! TCP connections (TCP and TLS passthrough routes, a sidecar's opaque
+//! and tunnelled connections) by who called whom, with the bytes each
+//! way: Istio's `tcp_*` metrics, under the request metrics' label names.
+//! Bytes are counted when a connection ends; a connection open for hours
+//! shows its bytes when it closes.
+
+use crate::peer::Named;
+use crate::splice::Spliced;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// The two ends of a TCP connection, as the reporter knows them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct TcpEdge {
+    pub reporter: &'static str,
+    pub source: Arc<Named>,
+    pub source_principal: Arc<str>,
+    pub destination: Arc<Named>,
+    pub service: Arc<Named>,
+    pub mtls: bool,
+}
+
+impl EncodeLabelSet for TcpEdge {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let security = if self.mtls { "mutual_tls" } else { "none" };
+        let pairs: [(&str, &str); 9] = [
+            ("reporter", self.reporter),
+            ("source_workload", &self.source.name),
+            ("source_workload_namespace", &self.source.namespace),
+            ("source_principal", &self.source_principal),
+            ("destination_workload", &self.destination.name),
+            (
+                "destination_workload_namespace",
+                &self.destination.namespace,
+            ),
+            ("destination_service_name", &self.service.name),
+            ("destination_service_namespace", &self.service.namespace),
+            ("connection_security_policy", security),
+        ];
+        for pair in &pairs {
+            pair.encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct TcpEdges {
+    opened: Family<TcpEdge, Counter>,
+    closed: Family<TcpEdge, Counter>,
+    /// Bytes from the client, toward the server.
+    received: Family<TcpEdge, Counter>,
+    /// Bytes from the server, toward the client.
+    sent: Family<TcpEdge, Counter>,
+}
+
+impl TcpEdges {
+    pub fn register(registry: &mut Registry) -> Self {
+        let edges = TcpEdges {
+            opened: Family::default(),
+            closed: Family::default(),
+            received: Family::default(),
+            sent: Family::default(),
+        };
+        let families = [
+            (
+                "tcp_connections_opened",
+                "TCP connections opened to a backend, by caller and callee",
+                &edges.opened,
+            ),
+            (
+                "tcp_connections_closed",
+                "TCP connections closed, by caller and callee",
+                &edges.closed,
+            ),
+            (
+                "tcp_received_bytes",
+                "Bytes from the client of a TCP connection, counted when it closes",
+                &edges.received,
+            ),
+            (
+                "tcp_sent_bytes",
+                "Bytes to the client of a TCP connection, counted when it closes",
+                &edges.sent,
+            ),
+        ];
+        for (name, help, family) in families {
+            registry.register(name, help, family.clone());
+        }
+        edges
+    }
+
+    /// A connection reached its backend.
+    pub fn opened(&self, edge: &TcpEdge) {
+        self.opened.get_or_create(edge).inc();
+    }
+
+    /// It ended: `spliced.from_a` came from the client.
+    pub fn closed(&self, edge: &TcpEdge, spliced: &Spliced) {
+        self.closed.get_or_create(edge).inc();
+        self.received.get_or_create(edge).inc_by(spliced.from_a);
+        self.sent.get_or_create(edge).inc_by(spliced.from_b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::splice::SpliceEnd;
+
+    #[test]
+    fn a_connection_counts_once_each_way() {
+        let mut registry = Registry::with_prefix("strait");
+        let edges = TcpEdges::register(&mut registry);
+        let edge = TcpEdge {
+            reporter: "source",
+            source: Named::new("shop", "checkout"),
+            source_principal: Arc::from("spiffe://cluster.local/ns/shop/sa/checkout"),
+            destination: Named::unknown(),
+            service: Named::new("shop", "db"),
+            mtls: true,
+        };
+        edges.opened(&edge);
+        let spliced = Spliced {
+            end: SpliceEnd::Done,
+            from_a: 300,
+            from_b: 4000,
+        };
+        edges.closed(&edge, &spliced);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
+        let value = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name}{{")))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            value("strait_tcp_connections_opened_total").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            value("strait_tcp_connections_closed_total").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            value("strait_tcp_received_bytes_total").as_deref(),
+            Some("300")
+        );
+        assert_eq!(
+            value("strait_tcp_sent_bytes_total").as_deref(),
+            Some("4000")
+        );
+        assert!(
+            text.contains("destination_service_name=\"db\",destination_service_namespace=\"shop\",connection_security_policy=\"mutual_tls\""),
+            "{text}"
+        );
+    }
+}
