@@ -322,9 +322,9 @@ spec:
 
     let metrics = sidecar.metrics().await;
     for needle in [
-        "strait_retries_total{route=\"shop/ledger\",reason=\"status\"}",
-        "strait_outlier_ejections_total{cluster=\"shop/audit:80\"} 1",
-        "strait_breaker_overflows_total{cluster=\"shop/report:80\",limit=\"maxRequests\"} 3",
+        "strait_retries_total{route=\"shop/ledger\",destination_service_name=\"ledger\",destination_service_namespace=\"shop\",reason=\"status\"}",
+        "strait_outlier_ejections_total{cluster=\"shop/audit:80\",destination_service_name=\"audit\",destination_service_namespace=\"shop\"} 1",
+        "strait_breaker_overflows_total{cluster=\"shop/report:80\",destination_service_name=\"report\",destination_service_namespace=\"shop\",limit=\"maxRequests\"} 3",
     ] {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
     }

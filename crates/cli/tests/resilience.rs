@@ -333,6 +333,16 @@ async fn failures_get_their_status_and_reason_in_time() {
         took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
         "two tries of 300 ms took {took:?}"
     );
+    let needles = [
+        "strait_timeouts_total{",
+        "destination_service_name=\"silent\"",
+        "timeout=\"backend_request\"",
+    ];
+    assert_eq!(
+        metric(&gw, &needles).await,
+        2.0,
+        "each try's timeout is counted"
+    );
 
     // A body the backend reset mid-way: 502, never a hang.
     let big = vec![b'x'; 1 << 20];

@@ -1,5 +1,6 @@
 //! Prometheus metrics, named as the field names them.
 
+use crate::peer::Named;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,17 +34,32 @@ pub struct AuthzLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RetryLabels {
     pub route: Arc<str>,
+    pub destination_service_name: Arc<str>,
+    pub destination_service_namespace: Arc<str>,
     pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    pub route: Arc<str>,
+    pub destination_service_name: Arc<str>,
+    pub destination_service_namespace: Arc<str>,
+    /// `request` (the rule's whole request) or `backend_request` (a try).
+    pub timeout: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
     pub cluster: String,
+    pub destination_service_name: Arc<str>,
+    pub destination_service_namespace: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OverflowLabels {
     pub cluster: String,
+    pub destination_service_name: Arc<str>,
+    pub destination_service_namespace: Arc<str>,
     /// The breaker field reached: maxRequests, maxConnections, maxPendingRequests.
     pub limit: &'static str,
 }
@@ -68,6 +84,7 @@ pub struct Metrics {
     pub tls_errors: Family<ReasonLabels, Counter>,
     pub connection_errors: Family<ReasonLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
+    pub timeouts: Family<TimeoutLabels, Counter>,
     pub overflows: Family<OverflowLabels, Counter>,
     pub ejections: Family<ClusterLabels, Counter>,
     pub inbound: Family<InboundLabels, Counter>,
@@ -133,6 +150,12 @@ impl Metrics {
             "Retries made, by route and why (connect, backend, timeout, status), and retries the budget refused (budget_exhausted)",
             retries.clone(),
         );
+        let timeouts = Family::<TimeoutLabels, Counter>::default();
+        registry.register(
+            "timeouts",
+            "Timeouts that fired, by route, destination Service and which: the rule's request timeout, or a try's backend request timeout",
+            timeouts.clone(),
+        );
         let overflows = Family::<OverflowLabels, Counter>::default();
         registry.register(
             "breaker_overflows",
@@ -175,6 +198,7 @@ impl Metrics {
             tls_errors,
             connection_errors,
             retries,
+            timeouts,
             overflows,
             ejections,
             inbound,
@@ -217,27 +241,46 @@ impl Metrics {
     }
 
     pub fn overflow(&self, cluster: &str, limit: &'static str) {
+        let service = Named::service_of(cluster);
         self.overflows
             .get_or_create(&OverflowLabels {
                 cluster: cluster.to_string(),
+                destination_service_name: service.name.clone(),
+                destination_service_namespace: service.namespace.clone(),
                 limit,
             })
             .inc();
     }
 
     pub fn ejection(&self, cluster: &str) {
+        let service = Named::service_of(cluster);
         self.ejections
             .get_or_create(&ClusterLabels {
                 cluster: cluster.to_string(),
+                destination_service_name: service.name.clone(),
+                destination_service_namespace: service.namespace.clone(),
             })
             .inc();
     }
 
-    pub fn retry(&self, route: &Arc<str>, reason: &'static str) {
+    pub fn retry(&self, route: &Arc<str>, service: &Named, reason: &'static str) {
         self.retries
             .get_or_create(&RetryLabels {
                 route: route.clone(),
+                destination_service_name: service.name.clone(),
+                destination_service_namespace: service.namespace.clone(),
                 reason,
+            })
+            .inc();
+    }
+
+    pub fn timeout(&self, route: &Arc<str>, service: &Named, timeout: &'static str) {
+        self.timeouts
+            .get_or_create(&TimeoutLabels {
+                route: route.clone(),
+                destination_service_name: service.name.clone(),
+                destination_service_namespace: service.namespace.clone(),
+                timeout,
             })
             .inc();
     }

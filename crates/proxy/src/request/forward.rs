@@ -14,6 +14,7 @@ use crate::client_body::ClientBodyError;
 use crate::ctx::Seen;
 use crate::live::{ClusterState, Live, Outcome};
 use crate::metrics::Metrics;
+use crate::peer::Named;
 use crate::retry::Failure;
 use crate::splice::SpliceLimits;
 use crate::tee::UpstreamBody;
@@ -66,12 +67,17 @@ impl<'f> Forwarder<'f> {
         out: Outgoing,
         seen: &mut Seen,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        let tries = self.tries(matched.rule, out, seen);
-        match matched.rule.timeouts.request {
-            Some(limit) => tokio::time::timeout(limit, tries)
-                .await
-                .map_err(|_| ProxyError::RequestTimeout)?,
-            None => tries.await,
+        let rule = matched.rule;
+        let Some(limit) = rule.timeouts.request else {
+            return self.tries(rule, out, seen).await;
+        };
+        match tokio::time::timeout(limit, self.tries(rule, out, &mut *seen)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let service = seen.service.clone().unwrap_or_else(Named::unknown);
+                self.metrics.timeout(&rule.route, &service, "request");
+                Err(ProxyError::RequestTimeout)
+            }
         }
     }
 
@@ -133,7 +139,7 @@ impl<'f> Forwarder<'f> {
                         && why.retriable(&out.parts.method);
                     if again && state.budget.try_retry() {
                         tries += 1;
-                        self.metrics.retry(&rule.route, why.label());
+                        self.metrics.retry(&rule.route, &state.service, why.label());
                         if let Some(span) = &seen.span {
                             span.event("retry", vec![KeyValue::new("reason", why.label())]);
                         }
@@ -147,7 +153,8 @@ impl<'f> Forwarder<'f> {
                         continue;
                     }
                     if again {
-                        self.metrics.retry(&rule.route, "budget_exhausted");
+                        self.metrics
+                            .retry(&rule.route, &state.service, "budget_exhausted");
                     }
                 }
                 let response = result.map_err(|f| f.error)?;
@@ -201,6 +208,9 @@ impl<'f> Forwarder<'f> {
                     }
                     None => {
                         self.finish(try_, endpoint, Outcome::Failed);
+                        let route = &rule.route;
+                        self.metrics
+                            .timeout(route, &state.service, "backend_request");
                         return Err(TryFailed::new(ProxyError::BackendTimeout, Failure::Timeout));
                     }
                     Some(Err(failed)) => failed,
@@ -216,7 +226,8 @@ impl<'f> Forwarder<'f> {
                             return Err(TryFailed::new(ProxyError::Connect(e), Failure::Connect));
                         }
                         connect_retries += 1;
-                        self.metrics.retry(&rule.route, Failure::Connect.label());
+                        let connect = Failure::Connect.label();
+                        self.metrics.retry(&rule.route, &state.service, connect);
                         debug!(cluster = cluster.name, %endpoint, error = %e, "connection failed; another endpoint");
                         req = unsent;
                     }
