@@ -241,6 +241,87 @@ impl SpanExporter for OnRuntime {
 mod tests {
     use super::*;
 
+    /// Traces exported to a port nothing listens on: spans are made, and
+    /// what becomes of them does not matter here.
+    fn traces() -> (tokio::runtime::Runtime, Traces) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let options = Options {
+            endpoint: "http://127.0.0.1:9".into(),
+            protocol: Protocol::Grpc,
+            sample: 1.0,
+            service: "test".into(),
+            namespace: None,
+        };
+        let traces = rt
+            .block_on(async { Traces::start(&options) })
+            .expect("traces");
+        (rt, traces)
+    }
+
+    fn child_of(traces: &Traces, headers: &[(&'static str, &str)]) -> String {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, http::HeaderValue::from_str(v).expect("value"));
+        }
+        let span = traces.begin(&map, SpanKind::Server, "test");
+        let mut out = HeaderMap::new();
+        span.inject(&mut out);
+        let parent = out
+            .get("traceparent")
+            .expect("traceparent")
+            .to_str()
+            .expect("text");
+        parent.to_string()
+    }
+
+    #[test]
+    fn a_context_is_taken_from_w3c_or_b3_and_garbage_starts_a_trace() {
+        let (_rt, traces) = traces();
+        let w3c = child_of(
+            &traces,
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+        );
+        assert!(
+            w3c.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && w3c.ends_with("-01"),
+            "{w3c}"
+        );
+        let b3 = child_of(
+            &traces,
+            &[
+                ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "1"),
+            ],
+        );
+        assert!(
+            b3.starts_with("00-80f198ee56343ba864fe8b2a57d3eff7-"),
+            "{b3}"
+        );
+        for garbage in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-xyz-00f067aa0ba902b7-01",
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra-extra",
+        ] {
+            let fresh = child_of(&traces, &[("traceparent", garbage), ("b3", "not-a-b3")]);
+            let fields: Vec<&str> = fresh.split('-').collect();
+            assert_eq!(fields.len(), 4, "{garbage:?} → {fresh}");
+            assert_ne!(
+                fields[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{garbage:?} was taken"
+            );
+            assert_ne!(fields[1], "00000000000000000000000000000000", "{garbage:?}");
+        }
+    }
+
     #[test]
     fn the_protocol_is_named_as_opentelemetry_names_it() {
         assert_eq!("grpc".parse::<Protocol>(), Ok(Protocol::Grpc));
