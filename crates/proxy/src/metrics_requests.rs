@@ -7,7 +7,7 @@
 //! past [`MAX_SERIES`] label sets a new one is counted under `overflow`.
 
 use crate::peer::Named;
-use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -45,31 +45,74 @@ pub struct RequestLabels {
 
 impl EncodeLabelSet for RequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        use prometheus_client::encoding::EncodeLabel;
         let grpc = self.grpc_status.map(|s| s.to_string()).unwrap_or_default();
-        let security = if self.mtls { "mutual_tls" } else { "none" };
-        let pairs: [(&str, &str); 13] = [
+        let [a, b, c] = [
             ("reporter", self.reporter),
-            ("listener", &self.listener),
-            ("route", &self.route),
-            ("source_workload", &self.source.name),
-            ("source_workload_namespace", &self.source.namespace),
-            ("source_principal", &self.source_principal),
-            ("destination_workload", &self.destination.name),
-            (
-                "destination_workload_namespace",
-                &self.destination.namespace,
-            ),
-            ("destination_service_name", &self.service.name),
-            ("destination_service_namespace", &self.service.namespace),
-            ("grpc_response_status", &grpc),
-            ("reason", self.reason.unwrap_or("")),
-            ("connection_security_policy", security),
+            ("listener", &*self.listener),
+            ("route", &*self.route),
         ];
-        for pair in &pairs {
-            pair.encode(encoder.encode_label())?;
-        }
+        let parties = Parties {
+            source: &self.source,
+            source_principal: &self.source_principal,
+            destination: &self.destination,
+            service: &self.service,
+        };
+        let rest = [
+            ("grpc_response_status", grpc.as_str()),
+            ("reason", self.reason.unwrap_or("")),
+            ("connection_security_policy", security(self.mtls)),
+        ];
+        encode_pairs(encoder, &[a, b, c])?;
+        parties.encode(encoder)?;
+        encode_pairs(encoder, &rest)?;
         ("code", self.code).encode(encoder.encode_label())
+    }
+}
+
+/// The caller and the callee, as request and TCP metrics both label them.
+pub struct Parties<'a> {
+    pub source: &'a Named,
+    pub source_principal: &'a str,
+    pub destination: &'a Named,
+    pub service: &'a Named,
+}
+
+impl Parties<'_> {
+    pub fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        encode_pairs(
+            encoder,
+            &[
+                ("source_workload", &self.source.name),
+                ("source_workload_namespace", &self.source.namespace),
+                ("source_principal", self.source_principal),
+                ("destination_workload", &self.destination.name),
+                (
+                    "destination_workload_namespace",
+                    &self.destination.namespace,
+                ),
+                ("destination_service_name", &self.service.name),
+                ("destination_service_namespace", &self.service.namespace),
+            ],
+        )
+    }
+}
+
+pub fn encode_pairs(
+    encoder: &mut LabelSetEncoder,
+    pairs: &[(&str, &str)],
+) -> Result<(), std::fmt::Error> {
+    for pair in pairs {
+        pair.encode(encoder.encode_label())?;
+    }
+    Ok(())
+}
+
+/// Istio's `connection_security_policy` value.
+pub fn security(mtls: bool) -> &'static str {
+    if mtls {
+        "mutual_tls"
+    } else {
+        "none"
     }
 }
 

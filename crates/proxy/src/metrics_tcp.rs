@@ -4,9 +4,10 @@
 //! Bytes are counted when a connection ends; a connection open for hours
 //! shows its bytes when it closes.
 
+use crate::metrics_requests::{encode_pairs, security, Parties};
 use crate::peer::Named;
 use crate::splice::Spliced;
-use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -25,25 +26,16 @@ pub struct TcpEdge {
 
 impl EncodeLabelSet for TcpEdge {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        let security = if self.mtls { "mutual_tls" } else { "none" };
-        let pairs: [(&str, &str); 9] = [
-            ("reporter", self.reporter),
-            ("source_workload", &self.source.name),
-            ("source_workload_namespace", &self.source.namespace),
-            ("source_principal", &self.source_principal),
-            ("destination_workload", &self.destination.name),
-            (
-                "destination_workload_namespace",
-                &self.destination.namespace,
-            ),
-            ("destination_service_name", &self.service.name),
-            ("destination_service_namespace", &self.service.namespace),
-            ("connection_security_policy", security),
-        ];
-        for pair in &pairs {
-            pair.encode(encoder.encode_label())?;
-        }
-        Ok(())
+        let parties = Parties {
+            source: &self.source,
+            source_principal: &self.source_principal,
+            destination: &self.destination,
+            service: &self.service,
+        };
+        encode_pairs(encoder, &[("reporter", self.reporter)])?;
+        parties.encode(encoder)?;
+        let security = ("connection_security_policy", security(self.mtls));
+        encode_pairs(encoder, &[security])
     }
 }
 
