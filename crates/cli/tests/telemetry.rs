@@ -151,6 +151,7 @@ async fn every_hop_counts_the_call_by_caller_and_callee() {
         ("destination_service_name", "checkout"),
         ("destination_service_namespace", "shop"),
         ("route", "default/checkout"),
+        ("rule", "0"),
         ("connection_security_policy", "none"),
         ("code", "200"),
     ];
@@ -258,6 +259,7 @@ async fn the_gateway_writes_an_access_log_line_per_request() {
         assert_eq!(ok[field], value, "{field} in {ok}");
     }
     assert_eq!(ok["status"], 200);
+    assert_eq!(ok["rule"], 0, "{ok}");
     assert_eq!(ok["bytes_sent"], r.body.len() as u64, "{ok}");
     assert!(ok["duration_ms"].as_f64() > Some(0.0), "{ok}");
     assert!(ok["upstream_ms"].as_f64() > Some(0.0), "{ok}");

@@ -204,6 +204,9 @@ pub struct Entry<'a> {
     pub reporter: &'static str,
     pub listener: &'a str,
     pub route: &'a str,
+    /// The rule's place in its route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_host: Option<String>,
     #[serde(skip_serializing_if = "is_zero")]
@@ -291,13 +294,13 @@ impl Entry<'_> {
     /// Envoy's default text format, with strait's fields after it:
     /// `[start] "METHOD PATH PROTOCOL" STATUS REASON BYTES_IN BYTES_OUT
     /// DURATION UPSTREAM_TIME "USER-AGENT" "REQUEST-ID" "AUTHORITY"
-    /// "UPSTREAM" route=… source=… destination=… service=… retries=…`.
+    /// "UPSTREAM" route=… rule=… source=… destination=… service=… retries=…`.
     fn text(&self, out: &mut Vec<u8>) {
         let dash = |s: Option<&str>| s.unwrap_or("-").replace('"', "\\\"");
         let upstream_ms = self.upstream_ms.map_or("-".into(), |ms| format!("{ms:.3}"));
         let _ = write!(
             out,
-            "[{}] \"{} {} {}\" {} {} {} {} {:.3} {} \"{}\" \"{}\" \"{}\" \"{}\" route={} source={} principal={} destination={} service={} mtls={} retries={} client={}",
+            "[{}] \"{} {} {}\" {} {} {} {} {:.3} {} \"{}\" \"{}\" \"{}\" \"{}\" route={} rule={} source={} principal={} destination={} service={} mtls={} retries={} client={}",
             self.start_time,
             self.method,
             self.path.replace('"', "%22"),
@@ -313,6 +316,7 @@ impl Entry<'_> {
             dash(Some(self.authority)),
             self.upstream_host.as_deref().unwrap_or("-"),
             self.route,
+            self.rule.map_or("-".into(), |r| r.to_string()),
             self.source_workload,
             self.source_principal,
             self.destination_workload,
@@ -402,6 +406,7 @@ mod tests {
             reporter: "gateway",
             listener: "default/gw/http",
             route: "default/r",
+            rule: Some(0),
             upstream_host: Some("127.0.0.1:9000".into()),
             retries: 0,
             source_workload: Qualified(named),
@@ -458,7 +463,7 @@ mod tests {
         );
         let (text, _) = logged(Format::Text, 1.0, 1);
         assert!(
-            text.starts_with("[2026-12-06T11:04:26.007Z] \"GET /a?%22b%22 HTTP/1.1\" 200 - 0 12 1.500 1.250 \"curl/8\" \"-\" \"shop.example.com\" \"127.0.0.1:9000\" route=default/r source=shop/checkout"),
+            text.starts_with("[2026-12-06T11:04:26.007Z] \"GET /a?%22b%22 HTTP/1.1\" 200 - 0 12 1.500 1.250 \"curl/8\" \"-\" \"shop.example.com\" \"127.0.0.1:9000\" route=default/r rule=0 source=shop/checkout"),
             "{text}"
         );
     }

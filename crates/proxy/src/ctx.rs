@@ -70,6 +70,8 @@ pub struct RequestCtx {
     /// Metric labels of the listener and route that took the request.
     pub listener: Arc<str>,
     pub route: Arc<str>,
+    /// The rule of the route that took it (its place in the route).
+    pub rule: Option<u16>,
     /// Why strait answered itself, when it did.
     pub reason: Option<&'static str>,
     /// What the phases learned that telemetry reports.
@@ -124,6 +126,7 @@ impl RequestCtx {
             grpc: is_grpc(headers),
             listener: unmatched(),
             route: unmatched(),
+            rule: None,
             reason: None,
             seen: Seen::default(),
         }

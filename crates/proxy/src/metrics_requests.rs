@@ -30,6 +30,8 @@ pub struct RequestLabels {
     pub reporter: Reporter,
     pub listener: Arc<str>,
     pub route: Arc<str>,
+    /// The rule's place in its route.
+    pub rule: Option<u16>,
     pub source: Arc<Named>,
     /// The caller's SPIFFE ID, `unknown` when it proved none.
     pub source_principal: Arc<str>,
@@ -46,10 +48,12 @@ pub struct RequestLabels {
 impl EncodeLabelSet for RequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         let grpc = self.grpc_status.map(|s| s.to_string()).unwrap_or_default();
-        let [a, b, c] = [
+        let rule = self.rule.map(|r| r.to_string()).unwrap_or_default();
+        let [a, b, c, d] = [
             ("reporter", self.reporter),
             ("listener", &*self.listener),
             ("route", &*self.route),
+            ("rule", rule.as_str()),
         ];
         let parties = Parties {
             source: &self.source,
@@ -62,7 +66,7 @@ impl EncodeLabelSet for RequestLabels {
             ("reason", self.reason.unwrap_or("")),
             ("connection_security_policy", security(self.mtls)),
         ];
-        encode_pairs(encoder, &[a, b, c])?;
+        encode_pairs(encoder, &[a, b, c, d])?;
         parties.encode(encoder)?;
         encode_pairs(encoder, &rest)?;
         ("code", self.code).encode(encoder.encode_label())
@@ -151,6 +155,7 @@ impl RequestLabels {
                 self.reason.map_or(0, |r| r.as_ptr() as usize),
             ],
             code: self.code,
+            rule: self.rule,
             grpc_status: self.grpc_status,
             mtls: self.mtls,
         }
@@ -162,6 +167,7 @@ struct Key {
     owner: usize,
     pointers: [usize; 8],
     code: u16,
+    rule: Option<u16>,
     grpc_status: Option<u8>,
     mtls: bool,
 }
@@ -320,6 +326,7 @@ mod tests {
             reporter: "gateway",
             listener: Arc::from("default/gw/http"),
             route: Arc::from(route),
+            rule: Some(1),
             source: Named::unknown(),
             source_principal: Arc::from("unknown"),
             destination: Named::new("shop", "payment-v1"),
@@ -353,7 +360,7 @@ mod tests {
             .expect("a series");
         assert_eq!(
             line,
-            "strait_requests_total{reporter=\"gateway\",listener=\"default/gw/http\",route=\"shop/pay\",\
+            "strait_requests_total{reporter=\"gateway\",listener=\"default/gw/http\",route=\"shop/pay\",rule=\"1\",\
              source_workload=\"unknown\",source_workload_namespace=\"unknown\",source_principal=\"unknown\",\
              destination_workload=\"payment-v1\",destination_workload_namespace=\"shop\",\
              destination_service_name=\"payment\",destination_service_namespace=\"shop\",\

@@ -106,6 +106,7 @@ pub async fn route<'s, B>(
     let m = selected.matched();
     ctx.listener = m.listener.label.clone();
     ctx.route = m.rule.route.clone();
+    ctx.rule = u16::try_from(m.rule.index).ok();
     Ok(selected)
 }
 

@@ -172,6 +172,7 @@ impl Done {
             reporter,
             listener: ctx.listener.clone(),
             route: ctx.route.clone(),
+            rule: ctx.rule,
             source,
             source_principal,
             destination,
@@ -213,6 +214,7 @@ impl Done {
             reporter: labels.reporter,
             listener: &ctx.listener,
             route: &ctx.route,
+            rule: ctx.rule,
             upstream_host: ctx.seen.endpoint.map(access_log::address),
             retries: ctx.seen.retries,
             source_workload: Qualified(&labels.source),
@@ -270,6 +272,9 @@ fn end_span(span: RequestSpan, ctx: &RequestCtx, labels: &RequestLabels, end: &B
     }
     if let Some(reason) = labels.reason {
         attributes.push(text("strait.reason", reason));
+    }
+    if let Some(rule) = labels.rule {
+        attributes.push(KeyValue::new("strait.rule", i64::from(rule)));
     }
     let error = match (labels.code >= 500, labels.reason) {
         (true, reason) => Some(reason.unwrap_or("5xx")),
