@@ -12,7 +12,6 @@ use crate::ctx::{RequestCtx, Role};
 use crate::headers::{add_forwarded, strip_hop_by_hop};
 use crate::limits::{BodyPace, HttpLimits};
 use crate::live::Live;
-use crate::peer::PEER;
 use crate::sidecar::Sidecar;
 use crate::tee::UpstreamBody;
 use crate::upstream::Upstreams;
@@ -181,22 +180,11 @@ fn headers(
     }
     add_forwarded(headers, &ctx.conn.client_ip, ctx.conn.scheme);
     // Whatever arrived under the peer header went with the hop-by-hop
-    // ones: only a sidecar speaks it.
-    match (ctx.conn.role, sidecar) {
-        (Role::Inbound, _) => {
-            let own_id = sidecar.and_then(Sidecar::own_id);
-            crate::headers::client_cert(headers, own_id, ctx.conn.peer.as_deref());
-        }
-        (
-            Role::Outbound,
-            Some(Sidecar {
-                me_header: Some(me),
-                ..
-            }),
-        ) => {
-            headers.insert(PEER, me.clone());
-        }
-        _ => {}
+    // ones: only a sidecar speaks it (forwarding adds this one's, for a
+    // meshed backend).
+    if ctx.conn.role == Role::Inbound {
+        let own_id = sidecar.and_then(Sidecar::own_id);
+        crate::headers::client_cert(headers, own_id, ctx.conn.peer.as_deref());
     }
     if let Some(span) = &ctx.seen.span {
         span.inject(headers);

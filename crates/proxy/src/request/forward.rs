@@ -39,6 +39,10 @@ pub struct Forwarder<'a> {
     /// `BACKEND_IDLE_TIMEOUT` (between parts of a response body), as the
     /// flag sets it; `None`: none.
     pub backend_idle: Option<Duration>,
+    /// A sidecar's outbound side: its workload's peer header, for
+    /// backends that are sidecars too (never for others: the workload's
+    /// name is the mesh's business).
+    pub peer: Option<&'a http::HeaderValue>,
 }
 
 /// A try that got no usable answer: the error to answer with, and why, as
@@ -178,6 +182,9 @@ impl<'f> Forwarder<'f> {
             // Backend-level filters belong to this backend only, not to mirrors.
             if let Some(ops) = &backend.request_headers {
                 ops.apply(req.headers_mut());
+            }
+            if let Some(me) = self.peer.filter(|_| cluster.meshed) {
+                req.headers_mut().insert(crate::peer::PEER, me.clone());
             }
             let mut connect_retries = 0;
             loop {

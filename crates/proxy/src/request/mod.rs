@@ -27,7 +27,7 @@ pub mod strict;
 mod telemetry;
 
 use crate::answer::{ProxyError, ResponseBody};
-use crate::ctx::{ConnInfo, RequestCtx};
+use crate::ctx::{ConnInfo, RequestCtx, Role};
 use crate::Shared;
 use http::{Request, Response};
 use http_body_util::Either;
@@ -121,6 +121,9 @@ fn proxy<'s>(
             metrics: &shared.metrics,
             limits: shared.limits,
             backend_idle: Some(shared.http_limits.backend_idle).filter(|d| !d.is_zero()),
+            peer: sidecar
+                .filter(|_| ctx.conn.role == Role::Outbound)
+                .and_then(|s| s.me_header.as_ref()),
         };
         forwarder.forward(&matched, out, &mut ctx.seen).await
     }
