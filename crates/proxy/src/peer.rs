@@ -1,7 +1,8 @@
 //! Who is at the other end of a meshed call, for telemetry: each sidecar
 //! tells the other its workload in an `x-strait-peer` header (`namespace/
-//! name`), on the request (the caller's outbound side) and on the response
-//! (the callee's inbound side), as Istio's metadata exchange does. The
+//! name`), on the request (the caller's outbound side, to a meshed Service
+//! only) and on the response (the callee's inbound side), as Istio's
+//! metadata exchange does. The
 //! header never reaches a workload or a client: each side removes what
 //! arrived under that name before it adds its own, so a workload cannot
 //! speak for another. A sidecar believes a caller's header only over
