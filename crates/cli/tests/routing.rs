@@ -226,7 +226,11 @@ async fn matches_and_precedence() {
     }
     let metrics = s.gw.metrics().await;
     assert!(
-        metrics.contains(r#"route="default/matches",code="200"}"#),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("strait_requests_total{")
+                && l.contains(r#"route="default/matches""#)
+                && l.contains(r#"code="200"}"#)),
         "{metrics}"
     );
 }
