@@ -61,19 +61,26 @@ pub async fn serve(
     };
     // Held while the connection lasts.
     let mut _slot = None;
+    let mut service = Named::unknown();
     let endpoint = match &cluster {
-        Some(c) => match crate::conn_limit::tcp_slot(live.state(c).gate()) {
-            Ok(slot) => {
-                _slot = slot;
-                live.next_endpoint(c)
+        Some(c) => {
+            let state = live.state(c);
+            match crate::conn_limit::tcp_slot(state.gate()) {
+                Ok(slot) => {
+                    _slot = slot;
+                    service = state.service.clone();
+                    live.next_endpoint(c)
+                }
+                Err(o) => {
+                    shared
+                        .metrics
+                        .overflow(&c.name, &state.service, o.limit().0);
+                    debug!(%client, %route, "connection limit reached; connection closed");
+                    shared.metrics.tcp(&listener, &route, "overflow");
+                    return;
+                }
             }
-            Err(o) => {
-                shared.metrics.overflow(&c.name, o.limit().0);
-                debug!(%client, %route, "connection limit reached; connection closed");
-                shared.metrics.tcp(&listener, &route, "overflow");
-                return;
-            }
-        },
+        }
         None => None,
     };
     let Some(endpoint) = endpoint else {
@@ -97,9 +104,9 @@ pub async fn serve(
     let edge = TcpEdge {
         reporter: "gateway",
         source: Named::unknown(),
-        source_principal: Arc::from("unknown"),
+        source_principal: Named::unknown_principal(),
         destination: Named::unknown(),
-        service: cluster.map_or_else(Named::unknown, |c| Named::service_of(&c.name)),
+        service,
         mtls: false,
     };
     shared.metrics.tcp_edges.opened(&edge);

@@ -39,16 +39,21 @@ async fn tcp_target(
         else {
             return Err(ProxyError::NoEndpoints);
         };
-        let slot = crate::conn_limit::tcp_slot(live.state(c).gate()).map_err(|o| {
-            shared.metrics.overflow(&c.name, o.limit().0);
+        let state = live.state(c);
+        let slot = crate::conn_limit::tcp_slot(state.gate()).map_err(|o| {
+            shared
+                .metrics
+                .overflow(&c.name, &state.service, o.limit().0);
             crate::answer::ProxyError::overflow(o, c)
         })?;
+        let service = state.service.clone();
         let addr = live.next_endpoint(c).ok_or(ProxyError::NoEndpoints)?;
         return Ok(TcpTarget {
             addr,
             listener: m.listener.label.clone(),
             route: m.rule.route.clone(),
             meshed: c.meshed.then(|| c.clone()),
+            service,
             _slot: slot,
         });
     }
@@ -62,6 +67,7 @@ async fn tcp_target(
         listener: Arc::from("passthrough"),
         route: Arc::from("passthrough"),
         meshed: None,
+        service: Named::unknown(),
         _slot: None,
     })
 }
@@ -99,6 +105,8 @@ struct TcpTarget {
     route: Arc<str>,
     /// The Service's cluster when its endpoints are sidecars.
     meshed: Option<Arc<strait_route::Cluster>>,
+    /// The Service, as metrics label it (unknown when passed through).
+    service: Arc<Named>,
     _slot: Option<crate::conn_limit::ConnSlot>,
 }
 
@@ -170,7 +178,7 @@ pub async fn inbound_tcp<S: Io>(
     let edge = TcpEdge {
         reporter: "destination",
         source: Named::unknown(),
-        source_principal: Arc::from(peer.unwrap_or("unknown")),
+        source_principal: peer.map_or_else(Named::unknown_principal, Arc::from),
         destination: sidecar.me.clone(),
         service: Named::unknown(),
         mtls: peer.is_some(),
@@ -182,16 +190,15 @@ pub async fn inbound_tcp<S: Io>(
     shared.metrics.tcp_edges.closed(&edge, &spliced);
 }
 
-/// A connection a workload makes, as its sidecar reports it: the
-/// Service from the route (`namespace/service:port`), the callee unknown
-/// (no header carries it on a byte stream).
+/// A connection a workload makes, as its sidecar reports it: the callee
+/// unknown (no header carries it on a byte stream).
 fn outbound_edge(shared: &Shared, sidecar: &Sidecar, t: &TcpTarget) -> TcpEdge {
     TcpEdge {
         reporter: "source",
         source: sidecar.me.clone(),
         source_principal: sidecar.principal.clone(),
         destination: Named::unknown(),
-        service: Named::service_of(&t.route),
+        service: t.service.clone(),
         mtls: t
             .meshed
             .as_ref()

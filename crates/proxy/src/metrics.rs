@@ -240,8 +240,7 @@ impl Metrics {
         catch_up(&m.failures, agent.failures.load(Relaxed));
     }
 
-    pub fn overflow(&self, cluster: &str, limit: &'static str) {
-        let service = Named::service_of(cluster);
+    pub fn overflow(&self, cluster: &str, service: &Named, limit: &'static str) {
         self.overflows
             .get_or_create(&OverflowLabels {
                 cluster: cluster.to_string(),
@@ -252,8 +251,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn ejection(&self, cluster: &str) {
-        let service = Named::service_of(cluster);
+    pub fn ejection(&self, cluster: &str, service: &Named) {
         self.ejections
             .get_or_create(&ClusterLabels {
                 cluster: cluster.to_string(),

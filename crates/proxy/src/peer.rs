@@ -39,6 +39,12 @@ impl Named {
             .clone()
     }
 
+    /// The principal of a peer that proved no identity.
+    pub fn unknown_principal() -> Arc<str> {
+        static UNKNOWN: OnceLock<Arc<str>> = OnceLock::new();
+        UNKNOWN.get_or_init(|| Arc::from("unknown")).clone()
+    }
+
     /// The Service of a cluster named `namespace/service:port`; unknown for
     /// a sidecar's own inbound cluster and for passthrough destinations.
     pub fn service_of(cluster: &str) -> Arc<Named> {

@@ -36,8 +36,7 @@ pub struct Process {
 
 impl Process {
     pub fn new(strait: &mut Registry) -> Self {
-        let mut registry = Registry::default();
-        let p = Process {
+        let mut p = Process {
             registry: Registry::default(),
             rss: Gauge::default(),
             cpu: Counter::default(),
@@ -47,6 +46,7 @@ impl Process {
             config_age: FloatGauge::default(),
             config_at_ms: AtomicU64::new(0),
         };
+        let registry = &mut p.registry;
         registry.register(
             "process_resident_memory_bytes",
             "Resident memory size in bytes",
@@ -83,7 +83,7 @@ impl Process {
             "Time since the configuration serving now was accepted",
             p.config_age.clone(),
         );
-        Process { registry, ..p }
+        p
     }
 
     /// A configuration was accepted: the `generation`th since start.

@@ -65,7 +65,7 @@ impl Sidecar {
         let me = Named::new(&options.namespace, &options.workload);
         let principal = match &options.identity {
             Some(agent) => Arc::from(agent.id.to_string()),
-            None => Arc::from("unknown"),
+            None => Named::unknown_principal(),
         };
         Sidecar {
             me_header: me.header(),

@@ -97,6 +97,11 @@ pub struct InFlight<'c> {
 }
 
 impl<'c> InFlight<'c> {
+    /// The Service, as metrics label it.
+    pub fn service(&self) -> &'c std::sync::Arc<crate::peer::Named> {
+        &self.state.service
+    }
+
     pub fn endpoint(&self) -> (SocketAddr, &'c Authority) {
         self.endpoint
     }

@@ -191,7 +191,7 @@ impl<'f> Forwarder<'f> {
                 let try_ =
                     backend::endpoint(cluster, state, req.headers(), tried).map_err(|error| {
                         if let ProxyError::Overflow { limit, .. } = &error {
-                            self.metrics.overflow(&cluster.name, limit);
+                            self.metrics.overflow(&cluster.name, &state.service, limit);
                         }
                         TryFailed { error, why: None }
                     })?;
@@ -240,7 +240,8 @@ impl<'f> Forwarder<'f> {
                     }
                     (SendError::Overflow(o), _) => {
                         drop(try_);
-                        self.metrics.overflow(&cluster.name, o.limit().0);
+                        let limit = o.limit().0;
+                        self.metrics.overflow(&cluster.name, &state.service, limit);
                         return Err(TryFailed {
                             error: ProxyError::overflow(o, cluster),
                             why: None,
@@ -272,10 +273,10 @@ impl<'f> Forwarder<'f> {
     }
 
     fn finish(&self, try_: InFlight<'_>, endpoint: SocketAddr, outcome: Outcome) {
-        let cluster = try_.cluster;
+        let (cluster, service) = (try_.cluster, try_.service().clone());
         if try_.finish(outcome) {
             warn!(cluster = cluster.name, %endpoint, "endpoint ejected after failures");
-            self.metrics.ejection(&cluster.name);
+            self.metrics.ejection(&cluster.name, &service);
         }
     }
 

@@ -143,7 +143,7 @@ impl Done {
         let ctx = &self.ctx;
         let sidecar = self.shared.sidecar.as_ref();
         let unknown = Named::unknown;
-        let principal = |p: Option<&Arc<str>>| p.cloned().unwrap_or_else(unknown_principal);
+        let principal = |p: Option<&Arc<str>>| p.cloned().unwrap_or_else(Named::unknown_principal);
         let (reporter, source, source_principal, destination) = match (ctx.conn.role, sidecar) {
             (Role::Inbound, Some(s)) => (
                 "destination",
@@ -283,11 +283,6 @@ fn end_span(span: RequestSpan, ctx: &RequestCtx, labels: &RequestLabels, end: &B
     };
     let name = span.name(&labels.route);
     span.end(name, attributes, error);
-}
-
-fn unknown_principal() -> Arc<str> {
-    static UNKNOWN: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-    UNKNOWN.get_or_init(|| Arc::from("unknown")).clone()
 }
 
 fn protocol(version: http::Version) -> &'static str {
