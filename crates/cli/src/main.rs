@@ -253,14 +253,16 @@ struct ServeArgs {
     #[arg(long, default_value_t = strait_proxy::limits::MAX_CONNECTIONS)]
     max_connections: usize,
     /// Write an access log, one line per request: `-` for stdout, or a
-    /// file appended to. Off when unset (strait's own failures are logged
-    /// as warnings either way).
+    /// file appended to. Off when unset, except where a TelemetryPolicy
+    /// turns it on (to stdout); strait's own failures are logged as
+    /// warnings either way.
     #[arg(long)]
     access_log: Option<String>,
     /// The access log's format: json (one object per line) or text.
     #[arg(long, default_value = "json")]
     access_log_format: strait_proxy::access_log::Format,
-    /// The share of requests the access log writes, 0.0 to 1.0.
+    /// The share of requests the access log writes, 0.0 to 1.0, where no
+    /// TelemetryPolicy says otherwise.
     #[arg(long, default_value_t = 1.0, value_parser = share)]
     access_log_sample: f64,
     /// Export a span per request over OTLP to this collector, e.g.
@@ -271,8 +273,9 @@ struct ServeArgs {
     /// The OTLP protocol: grpc or http/protobuf.
     #[arg(long, default_value = "grpc")]
     tracing_protocol: strait_proxy::traces::Protocol,
-    /// The share of new traces sampled, 0.0 to 1.0; a caller's sampling
-    /// decision (in `traceparent` or B3) is kept.
+    /// The share of new traces sampled, 0.0 to 1.0, where no
+    /// TelemetryPolicy says otherwise; a caller's sampling decision (in
+    /// `traceparent` or B3) is kept.
     #[arg(long, default_value_t = 1.0, value_parser = share)]
     tracing_sample: f64,
 }

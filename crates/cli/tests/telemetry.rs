@@ -641,6 +641,27 @@ async fn relaying_app(outbound: std::sync::Arc<std::sync::OnceLock<u16>>) -> u16
     port
 }
 
+/// The spans of `trace` the receiver has, once it has at least `n`.
+async fn spans_of(
+    receiver: &common::otlp::Receiver,
+    trace: &str,
+    n: usize,
+) -> Vec<common::otlp::Received> {
+    eventually(
+        10,
+        || format!("fewer than {n} spans of {trace}: {:?}", receiver.spans()),
+        || async {
+            let spans: Vec<_> = receiver
+                .spans()
+                .into_iter()
+                .filter(|s| s.trace_id == trace)
+                .collect();
+            (spans.len() >= n).then_some(spans)
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn one_call_through_three_hops_is_one_trace() {
     let receiver = common::otlp::Receiver::start().await;
@@ -675,19 +696,7 @@ async fn one_call_through_three_hops_is_one_trace() {
     assert_eq!(fields[3], "01", "sampled: {parent}");
     let trace = fields[1].to_string();
 
-    let spans = eventually(
-        10,
-        || format!("four spans never arrived: {:?}", receiver.spans()),
-        || async {
-            let spans: Vec<_> = receiver
-                .spans()
-                .into_iter()
-                .filter(|s| s.trace_id == trace)
-                .collect();
-            (spans.len() >= 4).then_some(spans)
-        },
-    )
-    .await;
+    let spans = spans_of(&receiver, &trace, 4).await;
     assert_eq!(spans.len(), 4, "{spans:#?}");
     let by = |service: &str, kind: i32| {
         spans
@@ -886,4 +895,169 @@ async fn a_tunnel_counts_its_connection_and_bytes_at_both_sidecars() {
             "{m}"
         );
     }
+}
+
+fn telemetry_policy(name: &str, namespace: &str, spec: &str) -> String {
+    format!("---\napiVersion: policy.strait.dev/v1alpha1\nkind: TelemetryPolicy\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{spec}\n")
+}
+
+/// Waits until `out()` holds a line with `mark`, and returns every line.
+async fn lines_until(out: impl Fn() -> String, mark: &str) -> Vec<String> {
+    eventually(
+        5,
+        || format!("no line with {mark} in {:?}", out()),
+        || async {
+            let text = out();
+            text.contains(mark)
+                .then(|| text.lines().map(str::to_owned).collect())
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn telemetry_policies_set_each_listener_s_access_log() {
+    let dir = TempDir::new();
+    let app = echo("shop", "shop-0");
+    let (web, api) = (free_port(), free_port());
+    let listeners = format!(
+        "  - {{name: web, port: {web}, protocol: HTTP}}\n  - {{name: api, port: {api}, protocol: HTTP}}\n"
+    );
+    dir.write(
+        "gw.yaml",
+        &(gateway_with(&listeners)
+            + &service_yaml("shop", app.port, None)
+            + &prefix_route("all", "/", "shop", "")),
+    );
+    let gw_target = "group: gateway.networking.k8s.io, kind: Gateway, name: gw";
+    dir.write(
+        "telemetry.yaml",
+        &(telemetry_policy(
+            "edge",
+            "default",
+            &format!("  targetRefs: [{{{gw_target}}}]\n  accessLog: {{format: text}}"),
+        ) + &telemetry_policy(
+            "quiet-api",
+            "default",
+            &format!("  targetRefs: [{{{gw_target}, sectionName: api}}]\n  accessLog: {{enabled: false}}"),
+        )),
+    );
+    // No --access-log: a policy's log goes to stdout.
+    let gw = Gateway::start(&dir).await;
+    let ok = |r: Result<Resp, String>| assert_eq!(r.expect("answer").status, 200);
+    ok(send(get(api, "shop.example.com", "/not-logged")).await);
+    ok(send(get(web, "shop.example.com", "/logged")).await);
+    let lines = lines_until(|| gw.stdout(), "/logged").await;
+    assert_eq!(lines.len(), 1, "only web's request, in text: {lines:?}");
+    assert!(
+        lines[0].contains("\"GET /logged HTTP/1.1\" 200"),
+        "{lines:?}"
+    );
+
+    // The policies change: api logs (JSON, the default), web stops.
+    dir.write(
+        "telemetry.yaml",
+        &(telemetry_policy(
+            "edge",
+            "default",
+            &format!("  targetRefs: [{{{gw_target}}}]\n  accessLog: {{samplingPercentage: 0}}"),
+        ) + &telemetry_policy(
+            "loud-api",
+            "default",
+            &format!("  targetRefs: [{{{gw_target}, sectionName: api}}]\n  accessLog: {{}}"),
+        )),
+    );
+    gw.wait_generation(2).await;
+    ok(send(get(web, "shop.example.com", "/not-logged-either")).await);
+    ok(send(get(api, "shop.example.com", "/logged-in-json")).await);
+    let lines = lines_until(|| gw.stdout(), "/logged-in-json").await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let line: serde_json::Value = serde_json::from_str(&lines[1]).expect("JSON");
+    assert_eq!(line["path"], "/logged-in-json", "{line}");
+    assert_eq!(line["listener"], "default/gw/api", "{line}");
+
+    // A bad policy is refused with its field and not applied; the rest
+    // keeps serving as it was.
+    dir.write(
+        "bad.yaml",
+        &telemetry_policy("bad", "default", "  accessLog: {samplingPercentage: 250}"),
+    );
+    gw.wait_generation(3).await;
+    let config = gw.config().await;
+    assert!(
+        config
+            .to_string()
+            .contains("spec.accessLog.samplingPercentage"),
+        "{config}"
+    );
+    ok(send(get(api, "shop.example.com", "/still-logged")).await);
+    lines_until(|| gw.stdout(), "/still-logged").await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn a_workload_s_policy_samples_its_traces_and_logs_its_requests() {
+    let receiver = common::otlp::Receiver::start().await;
+    let grpc = format!("http://127.0.0.1:{}", receiver.port);
+    // Nothing is sampled by the flags, anywhere.
+    let flags = ["--tracing-endpoint", grpc.as_str(), "--tracing-sample", "0"];
+    let shop = shop_with(&flags, &flags, None).await;
+    shop.dir.write(
+        "telemetry.yaml",
+        &telemetry_policy(
+            "checkout",
+            "shop",
+            "  targetRefs: [{group: apps, kind: Deployment, name: checkout-api}]\n  tracing: {samplingPercentage: 100}\n  accessLog: {}",
+        ),
+    );
+    for sidecar in [&shop.checkout, &shop.payment] {
+        eventually(
+            10,
+            || sidecar.logs(),
+            || async {
+                let metrics = sidecar.metrics().await;
+                let generation = metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix("strait_config_generation "))
+                    .and_then(|n| n.parse::<u64>().ok());
+                (generation >= Some(2)).then_some(())
+            },
+        )
+        .await;
+    }
+    // checkout's call to payment: sampled by checkout's policy, and payment
+    // keeps the decision of its caller.
+    let r = call(shop.checkout.outbound, "http://payment.shop/pay", &[]).await;
+    assert_eq!(r.status, 200, "{}", shop.checkout.logs());
+    let parent = r.json()["headers"]["Traceparent"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(parent.ends_with("-01"), "sampled: {parent}");
+    let trace = parent.split('-').nth(1).unwrap_or_default().to_string();
+    let spans = spans_of(&receiver, &trace, 2).await;
+    let services: Vec<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+    assert!(
+        services.contains(&"checkout-api") && services.contains(&"payment"),
+        "{services:?}"
+    );
+    // The gateway samples nothing: its call through checkout is not traced.
+    let r = send(get(shop.port, "shop.example.com", "/checkout/x")).await;
+    let seen = r.expect("answer").json();
+    let quiet = seen["headers"]["Traceparent"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(quiet.ends_with("-00"), "unsampled: {quiet}");
+    // checkout's sidecar logs both calls (on stdout: it has no log flag);
+    // payment's logs nothing.
+    let lines = lines_until(|| shop.checkout.stdout(), "/checkout/x").await;
+    assert!(lines.iter().any(|l| l.contains("\"/pay\"")), "{lines:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let quiet_trace = quiet.split('-').nth(1).unwrap_or_default();
+    assert!(
+        !receiver.spans().iter().any(|s| s.trace_id == quiet_trace),
+        "an unsampled trace was exported"
+    );
+    assert_eq!(shop.payment.stdout(), "", "payment has no policy");
 }

@@ -15,6 +15,7 @@ mod load;
 pub mod meta;
 mod problem;
 pub mod security;
+pub mod telemetry;
 pub mod traffic;
 pub mod validate;
 

@@ -9,6 +9,7 @@ use crate::l4route::{TcpRouteSpec, TlsRouteSpec};
 use crate::meta::ObjectMeta;
 use crate::problem::{Problem, Source};
 use crate::security::{AuthorizationPolicySpec, PeerAuthenticationSpec};
+use crate::telemetry::TelemetryPolicySpec;
 use crate::traffic::{BackendTrafficPolicySpec, FaultInjectionSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,7 @@ pub enum Resource {
     FaultInjection(Object<FaultInjectionSpec>),
     PeerAuthentication(Object<PeerAuthenticationSpec>),
     AuthorizationPolicy(Object<AuthorizationPolicySpec>),
+    TelemetryPolicy(Object<TelemetryPolicySpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
@@ -76,6 +78,7 @@ impl Resource {
             Resource::FaultInjection(o) => &o.metadata,
             Resource::PeerAuthentication(o) => &o.metadata,
             Resource::AuthorizationPolicy(o) => &o.metadata,
+            Resource::TelemetryPolicy(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
@@ -98,6 +101,7 @@ impl Resource {
             Resource::FaultInjection(_) => "FaultInjection",
             Resource::PeerAuthentication(_) => "PeerAuthentication",
             Resource::AuthorizationPolicy(_) => "AuthorizationPolicy",
+            Resource::TelemetryPolicy(_) => "TelemetryPolicy",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
@@ -537,6 +541,9 @@ fn typed_resource(
         }
         ("policy.strait.dev", "v1alpha1", "AuthorizationPolicy") => {
             typed(source, prefix, value, Resource::AuthorizationPolicy)
+        }
+        ("policy.strait.dev", "v1alpha1", "TelemetryPolicy") => {
+            typed(source, prefix, value, Resource::TelemetryPolicy)
         }
         (_, "v1" | "v1alpha3", "BackendTLSPolicy") if group == "gateway.networking.k8s.io" => {
             typed(source, prefix, value, Resource::BackendTlsPolicy)

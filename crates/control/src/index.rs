@@ -316,6 +316,7 @@ fn classify(resource: &Resource) -> Class {
         },
         Resource::BackendTrafficPolicy(_)
         | Resource::FaultInjection(_)
+        | Resource::TelemetryPolicy(_)
         | Resource::Service(_)
         | Resource::EndpointSlice(_)
         | Resource::Namespace(_)

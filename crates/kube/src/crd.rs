@@ -6,6 +6,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use strait_config::security::{AuthorizationPolicy, PeerAuthentication};
+use strait_config::telemetry::TelemetryPolicy;
 use strait_config::traffic::{BackendTrafficPolicy, FaultInjection};
 
 /// Every CRD strait defines.
@@ -15,6 +16,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         FaultInjection::crd(),
         PeerAuthentication::crd(),
         AuthorizationPolicy::crd(),
+        TelemetryPolicy::crd(),
     ]
 }
 
@@ -35,7 +37,8 @@ mod tests {
                 "backendtrafficpolicies.policy.strait.dev",
                 "faultinjections.policy.strait.dev",
                 "peerauthentications.policy.strait.dev",
-                "authorizationpolicies.policy.strait.dev"
+                "authorizationpolicies.policy.strait.dev",
+                "telemetrypolicies.policy.strait.dev"
             ]
         );
         let schema = serde_json::to_value(&crds[0].spec.versions[0].schema).expect("json");

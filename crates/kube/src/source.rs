@@ -87,6 +87,12 @@ const KINDS: &[Kind] = &[
         "AuthorizationPolicy",
         "authorizationpolicies",
     ),
+    kind(
+        POLICY,
+        &["v1alpha1"],
+        "TelemetryPolicy",
+        "telemetrypolicies",
+    ),
     kind("", &["v1"], "Namespace", "namespaces"),
     kind("", &["v1"], "Service", "services"),
     kind(

@@ -13,23 +13,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    #[default]
-    Json,
-    Text,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "json" => Ok(Format::Json),
-            "text" => Ok(Format::Text),
-            other => Err(format!("{other:?}: the access log format is json or text")),
-        }
-    }
-}
+pub use strait_route::telemetry::LogFormat as Format;
+use strait_route::telemetry::Telemetry;
 
 /// Where and how, as the flags say.
 #[derive(Debug, Clone)]
@@ -104,16 +89,23 @@ impl AccessLog {
         })
     }
 
-    /// Whether this request is one of the sample.
-    pub fn sampled(&self) -> bool {
-        self.per_million >= 1_000_000 || fastrand::u32(..1_000_000) < self.per_million
+    /// Whether this request is one of the sample: as a TelemetryPolicy
+    /// says, else as the flags do.
+    pub fn sampled(&self, policy: &Telemetry) -> bool {
+        let n = policy.log_per_million.unwrap_or(self.per_million);
+        n >= 1_000_000 || (n > 0 && fastrand::u32(..1_000_000) < n)
     }
 
-    pub fn write(&self, entry: &Entry<'_>) {
+    /// The form of a line: as a TelemetryPolicy says, else the flags.
+    pub fn format(&self, policy: &Telemetry) -> Format {
+        policy.log_format.unwrap_or(self.format)
+    }
+
+    pub fn write(&self, entry: &Entry<'_>, format: Format) {
         LINE.with(|line| {
             let mut line = line.borrow_mut();
             line.clear();
-            match self.format {
+            match format {
                 Format::Json => {
                     if serde_json::to_writer(&mut *line, entry).is_err() {
                         return;
@@ -436,8 +428,8 @@ mod tests {
         let log = AccessLog::open(&options, dropped.clone()).expect("opened");
         let named = crate::peer::Named::new("shop", "checkout");
         for _ in 0..lines {
-            if log.sampled() {
-                log.write(&entry(&named));
+            if log.sampled(&Telemetry::default()) {
+                log.write(&entry(&named), format);
             }
         }
         log.flush();

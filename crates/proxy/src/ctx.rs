@@ -116,6 +116,7 @@ pub struct RequestLine {
     pub user_agent: Option<HeaderValue>,
     pub request_id: Option<HeaderValue>,
     pub started: std::time::SystemTime,
+    pub format: crate::access_log::Format,
 }
 
 impl RequestCtx {

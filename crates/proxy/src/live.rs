@@ -371,6 +371,8 @@ pub struct Live {
     /// Looked up on every request: foldhash, not SipHash (the keys are
     /// the snapshot's own pointers, nothing a client chooses).
     states: foldhash::HashMap<usize, (Arc<Cluster>, ClusterState)>,
+    /// A sidecar's: what TelemetryPolicies say for its workload.
+    pub telemetry: strait_route::telemetry::Telemetry,
 }
 
 fn key(c: &Arc<Cluster>) -> usize {
@@ -393,7 +395,11 @@ impl Live {
                 (key(c), (c.clone(), ClusterState::carried(c, was)))
             })
             .collect();
-        Live { snapshot, states }
+        Live {
+            snapshot,
+            states,
+            telemetry: Default::default(),
+        }
     }
 
     /// The state of `cluster`, one of the snapshot's or a fixed one; a

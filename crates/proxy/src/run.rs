@@ -216,6 +216,31 @@ fn ports(snapshot: &Snapshot) -> BTreeMap<ListenKey, Arc<PortMode>> {
     out
 }
 
+/// A TelemetryPolicy that turns an access log on where the flags did not
+/// opens one on stdout (JSON, and only where a policy says); one that
+/// samples traces where none are exported is said once per configuration.
+fn policy_sinks(shared: &Shared) {
+    let live = shared.live.load();
+    let policies = &live.snapshot.telemetry;
+    if policies.logs() && shared.access_log.get().is_none() {
+        let options = crate::access_log::Options {
+            target: "-".into(),
+            format: Default::default(),
+            sample: 0.0,
+        };
+        let dropped = shared.metrics.access_log_dropped.clone();
+        match crate::access_log::AccessLog::open(&options, dropped) {
+            Ok(log) => {
+                let _ = shared.access_log.set(log);
+            }
+            Err(e) => error!(error = %e, "cannot open an access log on stdout"),
+        }
+    }
+    if policies.traces() && shared.traces.get().is_none() {
+        warn!("a TelemetryPolicy samples traces, but this process exports none: start it with --tracing-endpoint");
+    }
+}
+
 /// Runs the gateway until `shutdown` completes or SIGTERM/SIGINT arrives,
 /// then drains.
 pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -234,6 +259,7 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     if let Some(traces) = &opts.traces {
         let _ = shared.traces.set(crate::traces::Traces::start(traces)?);
     }
+    policy_sinks(&shared);
     shared.metrics.process.configured(1);
     let state = Arc::new(AdminState {
         shared: shared.clone(),
@@ -409,6 +435,7 @@ async fn apply_loaded(
         Ok(Ok(Loaded { snapshot, problems })) => {
             let wanted = ports(&snapshot);
             shared.install(snapshot);
+            policy_sinks(shared);
             if opts.sidecar.is_none() {
                 for (addr, e) in listeners.reconcile(&wanted) {
                     error!(%addr, error = %e, "cannot listen; routes on this address are not served");

@@ -33,9 +33,8 @@ impl Shared {
         (limits, http_limits): (splice::SpliceLimits, HttpLimits),
         sidecar: Option<Sidecar>,
     ) -> Arc<Self> {
-        let fixed = sidecar.as_ref().map(Sidecar::clusters).unwrap_or_default();
         Arc::new(Shared {
-            live: ArcSwap::from_pointee(Live::new(Arc::new(snapshot), &fixed, None)),
+            live: ArcSwap::from_pointee(live(snapshot, sidecar.as_ref(), None)),
             metrics: metrics::Metrics::new(
                 sidecar
                     .as_ref()
@@ -57,13 +56,19 @@ impl Shared {
     /// Serves `snapshot` from now on, keeping what is known of the
     /// endpoints that remain.
     pub fn install(&self, snapshot: Snapshot) {
-        let fixed = self
-            .sidecar
-            .as_ref()
-            .map(Sidecar::clusters)
-            .unwrap_or_default();
         let old = self.live.load();
-        let live = Live::new(Arc::new(snapshot), &fixed, Some(&old));
+        let live = live(snapshot, self.sidecar.as_ref(), Some(&old));
         self.live.store(Arc::new(live));
     }
+}
+
+/// `snapshot` with a sidecar's own clusters, and its workload's telemetry.
+fn live(snapshot: Snapshot, sidecar: Option<&Sidecar>, old: Option<&Live>) -> Live {
+    let fixed = sidecar.map(Sidecar::clusters).unwrap_or_default();
+    let mut live = Live::new(Arc::new(snapshot), &fixed, old);
+    if let Some(s) = sidecar {
+        let (ns, workload) = (&s.options.namespace, &s.options.workload);
+        live.telemetry = live.snapshot.telemetry.workload(ns, workload);
+    }
+    live
 }

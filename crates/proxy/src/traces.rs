@@ -7,18 +7,24 @@
 //! Spans are exported in batches by the SDK's own thread from a bounded
 //! queue (2,048 spans; more are dropped, counted by the SDK): a slow or
 //! dead collector never slows a request, nor grows memory.
+//!
+//! A TelemetryPolicy may set the share of new traces for a listener or a
+//! workload: its ratio rides in the context the span starts with, where
+//! [`PolicySampler`] finds it.
 
 use http::HeaderMap;
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Link, SpanKind, Status, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
-    SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingResult, SdkTracer, SdkTracerProvider,
+    ShouldSample, SpanData, SpanExporter,
 };
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
@@ -96,10 +102,11 @@ impl Traces {
         if let Some(ns) = &options.namespace {
             resource = resource.with_attribute(KeyValue::new("k8s.namespace.name", ns.clone()));
         }
-        let ratio = Sampler::TraceIdRatioBased(options.sample.clamp(0.0, 1.0));
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
-            .with_sampler(Sampler::ParentBased(Box::new(ratio)))
+            .with_sampler(PolicySampler {
+                flags: parent_based(options.sample),
+            })
             .with_resource(resource.build())
             .build();
         let tracer = provider.tracer("strait");
@@ -117,14 +124,19 @@ impl Traces {
     }
 
     /// The span of a request that arrived with `headers`: a child of the
-    /// caller's context if it sent one.
+    /// caller's context if it sent one. `ratio`: a TelemetryPolicy's
+    /// share of new traces, over the flag's.
     pub fn begin(
         &self,
         headers: &HeaderMap,
         kind: SpanKind,
         name: &'static str,
+        ratio: Option<f64>,
     ) -> Box<RequestSpan> {
-        let parent = self.propagator.extract(&HeaderExtractor(headers));
+        let mut parent = self.propagator.extract(&HeaderExtractor(headers));
+        if let Some(ratio) = ratio {
+            parent = parent.with_value(PolicyRatio(ratio));
+        }
         let span = self
             .tracer
             .span_builder(name)
@@ -140,6 +152,41 @@ impl Traces {
     /// it is called off the runtime's threads (`spawn_blocking`).
     pub fn flush(&self) {
         let _ = self.provider.force_flush();
+    }
+}
+
+fn parent_based(ratio: f64) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio.clamp(0.0, 1.0))))
+}
+
+/// A TelemetryPolicy's share of new traces, in a span's starting context.
+struct PolicyRatio(f64);
+
+/// The caller's decision when it made one; else a policy's ratio when one
+/// is in the context, else the flag's.
+#[derive(Debug, Clone)]
+struct PolicySampler {
+    flags: Sampler,
+}
+
+impl ShouldSample for PolicySampler {
+    fn should_sample(
+        &self,
+        parent: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        match parent.and_then(|cx| cx.get::<PolicyRatio>()) {
+            Some(PolicyRatio(ratio)) => {
+                parent_based(*ratio).should_sample(parent, trace_id, name, kind, attributes, links)
+            }
+            None => self
+                .flags
+                .should_sample(parent, trace_id, name, kind, attributes, links),
+        }
     }
 }
 
@@ -262,11 +309,15 @@ mod tests {
     }
 
     fn child_of(traces: &Traces, headers: &[(&'static str, &str)]) -> String {
+        child_with(traces, headers, None)
+    }
+
+    fn child_with(traces: &Traces, headers: &[(&'static str, &str)], ratio: Option<f64>) -> String {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.insert(*k, http::HeaderValue::from_str(v).expect("value"));
         }
-        let span = traces.begin(&map, SpanKind::Server, "test");
+        let span = traces.begin(&map, SpanKind::Server, "test", ratio);
         let mut out = HeaderMap::new();
         span.inject(&mut out);
         let parent = out
@@ -320,6 +371,20 @@ mod tests {
             );
             assert_ne!(fields[1], "00000000000000000000000000000000", "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn a_policys_ratio_decides_new_traces_and_the_callers_decision_stands() {
+        let (_rt, traces) = traces();
+        let sampled = |headers: &[(&'static str, &str)], ratio| {
+            child_with(&traces, headers, ratio).ends_with("-01")
+        };
+        assert!(sampled(&[], None), "the flag's 100 %");
+        assert!(!sampled(&[], Some(0.0)), "the policy's 0 %");
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let wanted = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(!sampled(&[("traceparent", unsampled)], Some(1.0)));
+        assert!(sampled(&[("traceparent", wanted)], Some(0.0)));
     }
 
     #[test]

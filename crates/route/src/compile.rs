@@ -107,6 +107,8 @@ pub fn compile(
         snapshot.routes.extend(route_status);
     }
 
+    snapshot.telemetry = crate::telemetry::TelemetryTable::new(docs);
+    crate::telemetry::problems(docs, &mut problems);
     for l in gateways.live {
         install_listener(l, &mut snapshot);
     }
@@ -429,10 +431,14 @@ fn install_listener(mut l: LiveListener, snapshot: &mut Snapshot) {
         let entries = list.into_iter().map(|(_, e)| e).collect();
         *vhosts.entry(h.as_deref(), Default::default) = crate::rules::RuleTable::new(entries);
     }
+    let telemetry = snapshot
+        .telemetry
+        .listener(l.gateway_ns, l.gateway, &l.spec.name);
     let routes = ListenerRoutes {
         label: l.label,
         port: l.key.port,
         vhosts,
+        telemetry,
     };
     let protocol = l.protocol;
     let table = snapshot.ports.entry(l.key).or_insert_with(|| PortTable {

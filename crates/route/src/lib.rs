@@ -20,6 +20,7 @@ mod rules;
 pub mod security;
 mod snapshot;
 pub mod status;
+pub mod telemetry;
 mod tls;
 mod traffic;
 

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub mesh: crate::mesh::MeshTable,
     /// PeerAuthentication and AuthorizationPolicy, for sidecars.
     pub security: crate::security::SecurityTable,
+    /// TelemetryPolicies, for sidecars (a listener's are in its routes).
+    pub telemetry: crate::telemetry::TelemetryTable,
     pub clusters: Vec<Arc<Cluster>>,
 }
 
@@ -58,6 +60,8 @@ pub struct ListenerRoutes {
     pub label: Arc<str>,
     pub port: u16,
     pub(crate) vhosts: HostTable<crate::rules::RuleTable>,
+    /// What TelemetryPolicies say for this listener.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl ListenerRoutes {
@@ -68,6 +72,7 @@ impl ListenerRoutes {
             label,
             port,
             vhosts: HostTable::default(),
+            telemetry: Default::default(),
         }
     }
 }

@@ -246,7 +246,7 @@ impl Gateway {
             .arg("--ports-file")
             .arg(&ports)
             .env("STRAIT_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(log.with_extension("out")).expect("stdout file"))
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn gateway");
@@ -257,6 +257,11 @@ impl Gateway {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What it wrote on stdout (an access log without a file of its own).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
     }
 
     pub async fn config(&self) -> serde_json::Value {
@@ -660,7 +665,7 @@ impl Sidecar {
             .arg(&ports)
             .args(args)
             .env("STRAIT_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(log.with_extension("out")).expect("stdout file"))
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("spawn proxy");
@@ -676,6 +681,11 @@ impl Sidecar {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What it wrote on stdout (an access log without a file of its own).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
     }
 
     pub async fn metrics(&self) -> String {

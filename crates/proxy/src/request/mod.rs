@@ -28,6 +28,7 @@ mod telemetry;
 
 use crate::answer::{ProxyError, ResponseBody};
 use crate::ctx::{ConnInfo, RequestCtx, Role};
+use crate::live::Live;
 use crate::Shared;
 use http::{Request, Response};
 use http_body_util::Either;
@@ -43,14 +44,10 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let mut ctx = RequestCtx::new(conn, req.headers());
     ctx.seen.request_bytes = http_body::Body::size_hint(req.body()).exact().unwrap_or(0);
-    if shared.access_log.get().is_some_and(|log| log.sampled()) {
-        ctx.seen.line = Some(telemetry::line(&req));
-    }
-    if let Some(traces) = shared.traces.get() {
-        ctx.seen.span = Some(telemetry::span(traces, &ctx, &req));
-    }
+    let live = shared.live.load_full();
+    telemetry::begin(&shared, &live, &mut ctx, &req);
     let http1 = req.version() <= http::Version::HTTP_11;
-    let response = match proxy(&shared, &mut ctx, req).await {
+    let response = match proxy(&shared, live, &mut ctx, req).await {
         Ok(response) => response,
         Err(e) => {
             ctx.reason = Some(e.reason());
@@ -89,11 +86,11 @@ fn watch_send(
 #[allow(clippy::manual_async_fn)]
 fn proxy<'s>(
     shared: &'s Shared,
+    live: Arc<Live>,
     ctx: &'s mut RequestCtx,
     mut req: Request<Incoming>,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + use<'s> {
     async move {
-        let live = shared.live.load_full();
         let snapshot = &live.snapshot;
         let sidecar = shared.sidecar.as_ref();
         if let (true, Some(sidecar)) = (select::is_tunnel(&ctx.conn, sidecar, &req), sidecar) {

@@ -5,9 +5,11 @@
 //! an access log line when the log is on and samples it, and — when strait
 //! answered with an error of its own — a warning, however the log is set.
 
-use crate::access_log::{self, Entry, Qualified};
+use super::select;
+use crate::access_log::{self, Entry, Format, Qualified};
 use crate::answer::ResponseBody;
-use crate::ctx::{RequestCtx, RequestLine, Role};
+use crate::ctx::{ConnInfo, RequestCtx, RequestLine, Role};
+use crate::live::Live;
 use crate::metrics_requests::{Measured, RequestLabels};
 use crate::peer::{self, Named, PEER};
 use crate::shared::Shared;
@@ -21,6 +23,7 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use strait_route::telemetry::Telemetry;
 
 /// A meshed caller's workload, from its sidecar's header: believed over
 /// mutual TLS, or where this sidecar has no identity to check one with.
@@ -33,8 +36,38 @@ pub fn caller(sidecar: Option<&Sidecar>, ctx: &mut RequestCtx, headers: &HeaderM
     }
 }
 
+/// The request's access log line (when the log samples it) and span
+/// (when traces are exported), as TelemetryPolicies and flags say.
+pub fn begin<B>(shared: &Shared, live: &Live, ctx: &mut RequestCtx, req: &Request<B>) {
+    let policy = policy(shared.sidecar.as_ref(), live, &ctx.conn, req);
+    if let Some(log) = shared.access_log.get().filter(|log| log.sampled(&policy)) {
+        ctx.seen.line = Some(line(req, log.format(&policy)));
+    }
+    if let Some(traces) = shared.traces.get() {
+        ctx.seen.span = Some(span(traces, ctx, req, policy.trace_ratio));
+    }
+}
+
+/// A sidecar's workload's, else the request's listener's.
+fn policy<B>(
+    sidecar: Option<&Sidecar>,
+    live: &Live,
+    conn: &ConnInfo,
+    req: &Request<B>,
+) -> Telemetry {
+    let snapshot = &live.snapshot;
+    if sidecar.is_some() || snapshot.telemetry.is_empty() {
+        return live.telemetry;
+    }
+    select::Target::of(req, conn)
+        .ok()
+        .and_then(|target| snapshot.listener(conn.listen, &target.host))
+        .map(|listener| listener.telemetry)
+        .unwrap_or_default()
+}
+
 /// What the access log keeps of the request.
-pub fn line<B>(req: &Request<B>) -> Box<RequestLine> {
+fn line<B>(req: &Request<B>, format: Format) -> Box<RequestLine> {
     let header = |name| req.headers().get(name).cloned();
     let authority = req
         .uri()
@@ -49,18 +82,24 @@ pub fn line<B>(req: &Request<B>) -> Box<RequestLine> {
         user_agent: header(http::header::USER_AGENT),
         request_id: header(http::HeaderName::from_static("x-request-id")),
         started: std::time::SystemTime::now(),
+        format,
     })
 }
 
 /// The request's span: a server span where strait receives a call (a
 /// gateway, a sidecar's inbound side), a client span where a workload's
 /// call leaves (a sidecar's outbound side).
-pub fn span<B>(traces: &Traces, ctx: &RequestCtx, req: &Request<B>) -> Box<RequestSpan> {
+fn span<B>(
+    traces: &Traces,
+    ctx: &RequestCtx,
+    req: &Request<B>,
+    ratio: Option<f64>,
+) -> Box<RequestSpan> {
     let kind = match ctx.conn.role {
         Role::Outbound => SpanKind::Client,
         Role::Gateway | Role::Inbound => SpanKind::Server,
     };
-    let mut span = traces.begin(req.headers(), kind, ctx.conn.role.name());
+    let mut span = traces.begin(req.headers(), kind, ctx.conn.role.name(), ratio);
     span.start(req.method(), req.uri());
     span
 }
@@ -132,7 +171,7 @@ impl Done {
             warn_failure(&self.ctx, self.status, reason);
         }
         if let (Some(log), Some(line)) = (self.shared.access_log.get(), &self.ctx.seen.line) {
-            log.write(&self.entry(line, &labels, &measured, &end));
+            log.write(&self.entry(line, &labels, &measured, &end), line.format);
         }
         if let Some(span) = self.ctx.seen.span.take() {
             end_span(*span, &self.ctx, &labels, &end);
