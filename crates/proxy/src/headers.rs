@@ -38,6 +38,7 @@ fn is_hop_by_hop(name: &str) -> bool {
             | "transfer-encoding"
             | "upgrade"
             | "x-strait-peer"
+            | "x-strait-peer-service"
     )
 }
 

@@ -133,6 +133,15 @@ pub struct ClusterState {
     gate: Option<Arc<ConnGate>>,
     /// The Service, as request metrics label it.
     pub service: Arc<crate::peer::Named>,
+    /// Its `x-strait-peer-service` value; `None` where the Service is
+    /// unknown (a sidecar's own inbound cluster, passthrough).
+    pub service_header: Option<http::HeaderValue>,
+}
+
+/// A known Service's `x-strait-peer-service` value.
+fn service_header(service: &Arc<crate::peer::Named>) -> Option<http::HeaderValue> {
+    let unknown = Arc::ptr_eq(service, &crate::peer::Named::unknown());
+    (!unknown).then(|| service.header()).flatten()
 }
 
 impl ClusterState {
@@ -174,6 +183,10 @@ impl ClusterState {
             (_, Some((max, pending))) => Some(Arc::new(ConnGate::new(max, pending))),
             (_, None) => None,
         };
+        let service = old.map_or_else(
+            || crate::peer::Named::service_of(&cluster.name),
+            |(_, s)| s.service.clone(),
+        );
         ClusterState {
             stats,
             keys: cluster.endpoints.iter().map(endpoint_key).collect(),
@@ -181,10 +194,8 @@ impl ClusterState {
             next: AtomicU64::new(0),
             budget,
             gate,
-            service: old.map_or_else(
-                || crate::peer::Named::service_of(&cluster.name),
-                |(_, s)| s.service.clone(),
-            ),
+            service_header: service_header(&service),
+            service,
         }
     }
 

@@ -2,9 +2,11 @@
 //! tells the other its workload in an `x-strait-peer` header (`namespace/
 //! name`), on the request (the caller's outbound side, to a meshed Service
 //! only) and on the response (the callee's inbound side), as Istio's
-//! metadata exchange does. The
-//! header never reaches a workload or a client: each side removes what
-//! arrived under that name before it adds its own, so a workload cannot
+//! metadata exchange does. A request to a meshed Service also names
+//! that Service (`x-strait-peer-service`), which the callee's side cannot
+//! know (several Services may select one workload). The
+//! headers never reach a workload or a client: each side removes what
+//! arrived under those names before it adds its own, so a workload cannot
 //! speak for another. A sidecar believes a caller's header only over
 //! mutual TLS (or in a mesh without identities, where nothing is proved);
 //! the gateway and a caller's sidecar believe a response's only from a
@@ -15,6 +17,7 @@ use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 
 pub const PEER: HeaderName = HeaderName::from_static("x-strait-peer");
+pub const PEER_SERVICE: HeaderName = HeaderName::from_static("x-strait-peer-service");
 
 /// A workload or a Service, as metrics label it.
 #[derive(Debug, PartialEq, Eq, Hash)]

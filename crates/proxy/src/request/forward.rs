@@ -123,7 +123,11 @@ impl<'f> Forwarder<'f> {
                     None => std::mem::replace(&mut out.parts, Request::new(()).into_parts().0),
                 };
                 let req = Request::from_parts(parts, body);
-                seen.service = Some(state.service.clone());
+                // A sidecar's inbound cluster has no Service of its own:
+                // the one its caller named stays.
+                if state.service_header.is_some() || seen.service.is_none() {
+                    seen.service = Some(state.service.clone());
+                }
                 seen.meshed = cluster.meshed;
                 seen.mtls = self.upstreams.mesh_tls(cluster);
                 let at = (backend, &**cluster, &*state);
@@ -183,8 +187,14 @@ impl<'f> Forwarder<'f> {
             if let Some(ops) = &backend.request_headers {
                 ops.apply(req.headers_mut());
             }
-            if let Some(me) = self.peer.filter(|_| cluster.meshed) {
-                req.headers_mut().insert(crate::peer::PEER, me.clone());
+            if cluster.meshed {
+                let headers = req.headers_mut();
+                if let Some(me) = self.peer {
+                    headers.insert(crate::peer::PEER, me.clone());
+                }
+                if let Some(service) = &state.service_header {
+                    headers.insert(crate::peer::PEER_SERVICE, service.clone());
+                }
             }
             let mut connect_retries = 0;
             loop {

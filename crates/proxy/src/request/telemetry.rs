@@ -11,7 +11,7 @@ use crate::answer::ResponseBody;
 use crate::ctx::{ConnInfo, RequestCtx, RequestLine, Role};
 use crate::live::Live;
 use crate::metrics_requests::{Measured, RequestLabels};
-use crate::peer::{self, Named, PEER};
+use crate::peer::{self, Named, PEER, PEER_SERVICE};
 use crate::shared::Shared;
 use crate::sidecar::Sidecar;
 use crate::traces::{RequestSpan, Traces};
@@ -25,14 +25,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use strait_route::telemetry::Telemetry;
 
-/// A meshed caller's workload, from its sidecar's header: believed over
-/// mutual TLS, or where this sidecar has no identity to check one with.
+/// A meshed caller's workload, and the Service it called, from its
+/// sidecar's headers: believed over mutual TLS, or where this sidecar has
+/// no identity to check one with.
 pub fn caller(sidecar: Option<&Sidecar>, ctx: &mut RequestCtx, headers: &HeaderMap) {
     let Some(sidecar) = sidecar.filter(|_| ctx.conn.role == Role::Inbound) else {
         return;
     };
     if ctx.conn.peer.is_some() || sidecar.options.identity.is_none() {
         ctx.seen.source = headers.get(PEER).and_then(peer::parse);
+        ctx.seen.service = headers.get(PEER_SERVICE).and_then(peer::parse);
     }
 }
 
