@@ -350,7 +350,7 @@ async fn tls_passthrough_routes_by_sni_without_terminating() {
             tls_route("to-b", "*.example.com", "b"),
         ),
     );
-    let gw = Gateway::start(&dir).await;
+    let gw = Gateway::start_with(&dir, &["--access-log", "-"]).await;
     let roots = [a.cert.clone(), b.cert.clone()];
 
     // Each backend's own certificate comes back: the gateway did not terminate.
@@ -393,6 +393,43 @@ async fn tls_passthrough_routes_by_sni_without_terminating() {
         routes.iter().filter(|r| r["kind"] == "TLSRoute").count() == 2,
         "{config:#}"
     );
+    // An access log line per connection carried, with its server name;
+    // none for the one with no route.
+    let lines: Vec<serde_json::Value> = eventually(
+        5,
+        || format!("three TCP lines? {}", gw.stdout()),
+        || async {
+            let out = gw.stdout();
+            let lines: Vec<serde_json::Value> = out
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            (lines.len() >= 3).then_some(lines)
+        },
+    )
+    .await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (sni, route) in [
+        ("a.example.com", "default/to-a"),
+        ("b.example.com", "default/to-b"),
+        ("c.example.com", "default/to-b"),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l["authority"] == sni)
+            .unwrap_or_else(|| panic!("no line for {sni}: {lines:?}"));
+        assert_eq!(line["protocol"], "TCP", "{line}");
+        assert_eq!(line["route"], route, "{line}");
+        assert_eq!(line["reporter"], "gateway", "{line}");
+        assert!(
+            line["bytes_received"].as_u64() > Some(100),
+            "the hello: {line}"
+        );
+        assert!(
+            line["bytes_sent"].as_u64() > Some(100),
+            "the backend's: {line}"
+        );
+    }
 }
 
 /// Bytes that are not a ClientHello, and ClientHellos cut short or too big:

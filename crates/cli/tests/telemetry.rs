@@ -829,6 +829,10 @@ async fn a_caller_s_context_and_its_sampling_decision_are_kept() {
 async fn a_tunnel_counts_its_connection_and_bytes_at_both_sidecars() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let shop = shop().await;
+    // Every workload of the namespace logs (to stdout: no log flag).
+    let policy = telemetry_policy("all", "shop", "  accessLog: {}");
+    shop.dir.write("telemetry.yaml", &policy);
+    reloaded(&[&shop.checkout, &shop.payment]).await;
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", shop.checkout.outbound))
         .await
         .expect("connect");
@@ -898,6 +902,56 @@ async fn a_tunnel_counts_its_connection_and_bytes_at_both_sidecars() {
             "{m}"
         );
     }
+    // One access log line per connection, at each end.
+    for (sidecar, field, value) in [
+        (&shop.checkout, "destination_service", "shop/payment"),
+        (
+            &shop.payment,
+            "source_principal",
+            "spiffe://cluster.local/ns/shop/sa/checkout-api",
+        ),
+    ] {
+        let lines = eventually(
+            5,
+            || format!("no TCP line in {:?}", sidecar.stdout()),
+            || async { Some(tcp_lines(&sidecar.stdout())).filter(|l| !l.is_empty()) },
+        )
+        .await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line[field], value, "{line}");
+        assert_eq!(line["bytes_received"], sent as u64, "{line}");
+        assert_eq!(line["bytes_sent"], got as u64, "{line}");
+        assert_eq!(line["mtls"], true, "{line}");
+        assert!(line.get("method").is_none() && line.get("status") == Some(&0.into()));
+    }
+}
+
+/// Waits until each sidecar serves its second configuration.
+async fn reloaded(sidecars: &[&Sidecar]) {
+    for sidecar in sidecars {
+        eventually(
+            10,
+            || sidecar.logs(),
+            || async {
+                let metrics = sidecar.metrics().await;
+                let generation = metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix("strait_config_generation "))
+                    .and_then(|n| n.parse::<u64>().ok());
+                (generation >= Some(2)).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// The JSON lines of TCP connections in `out`.
+fn tcp_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["protocol"] == "TCP")
+        .collect()
 }
 
 fn telemetry_policy(name: &str, namespace: &str, spec: &str) -> String {
@@ -1013,21 +1067,7 @@ async fn a_workload_s_policy_samples_its_traces_and_logs_its_requests() {
             "  targetRefs: [{group: apps, kind: Deployment, name: checkout-api}]\n  tracing: {samplingPercentage: 100}\n  accessLog: {}",
         ),
     );
-    for sidecar in [&shop.checkout, &shop.payment] {
-        eventually(
-            10,
-            || sidecar.logs(),
-            || async {
-                let metrics = sidecar.metrics().await;
-                let generation = metrics
-                    .lines()
-                    .find_map(|l| l.strip_prefix("strait_config_generation "))
-                    .and_then(|n| n.parse::<u64>().ok());
-                (generation >= Some(2)).then_some(())
-            },
-        )
-        .await;
-    }
+    reloaded(&[&shop.checkout, &shop.payment]).await;
     // checkout's call to payment: sampled by checkout's policy, and payment
     // keeps the decision of its caller.
     let r = call(shop.checkout.outbound, "http://payment.shop/pay", &[]).await;

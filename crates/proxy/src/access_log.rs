@@ -26,6 +26,7 @@ pub struct Options {
     pub sample: f64,
 }
 
+#[derive(Clone)]
 pub struct AccessLog {
     shared: Arc<Lines>,
     format: Format,
@@ -168,8 +169,10 @@ impl Lines {
     }
 }
 
-/// One request's line. Field names follow Envoy's and OpenTelemetry's
-/// where they have one (`docs/observability.md` lists them).
+/// One request's line, or one TCP connection's (no method, path or
+/// status; `authority` is its TLS server name, if it had one). Field names
+/// follow Envoy's and OpenTelemetry's where they have one
+/// (`docs/observability.md` lists them).
 #[derive(Serialize)]
 pub struct Entry<'a> {
     pub start_time: String,
@@ -178,9 +181,12 @@ pub struct Entry<'a> {
     /// The first try's start to the response's headers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_ms: Option<f64>,
-    pub method: &'a str,
-    pub authority: &'a str,
-    pub path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a str>,
     pub protocol: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,8 +300,8 @@ impl Entry<'_> {
             out,
             "[{}] \"{} {} {}\" {} {} {} {} {:.3} {} \"{}\" \"{}\" \"{}\" \"{}\" route={} rule={} source={} principal={} destination={} service={} mtls={} retries={} client={}",
             self.start_time,
-            self.method,
-            self.path.replace('"', "%22"),
+            self.method.unwrap_or("-"),
+            self.path.unwrap_or("-").replace('"', "%22"),
             self.protocol,
             self.status,
             self.reason.unwrap_or("-"),
@@ -305,7 +311,7 @@ impl Entry<'_> {
             upstream_ms,
             dash(self.user_agent),
             dash(self.request_id),
-            dash(Some(self.authority)),
+            dash(self.authority),
             self.upstream_host.as_deref().unwrap_or("-"),
             self.route,
             self.rule.map_or("-".into(), |r| r.to_string()),
@@ -385,9 +391,9 @@ mod tests {
             start_time: "2026-12-06T11:04:26.007Z".into(),
             duration_ms: 1.5,
             upstream_ms: Some(1.25),
-            method: "GET",
-            authority: "shop.example.com",
-            path: "/a?\"b\"",
+            method: Some("GET"),
+            authority: Some("shop.example.com"),
+            path: Some("/a?\"b\""),
             protocol: "HTTP/1.1",
             status: 200,
             grpc_status: None,

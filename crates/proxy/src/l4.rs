@@ -5,7 +5,7 @@
 //! no route or no reachable backend is closed: there is no protocol in
 //! which to say why, so the metric and the log say it.
 
-use crate::metrics_tcp::TcpEdge;
+use crate::metrics_tcp::{TcpEdge, TcpPath, TcpRecord};
 use crate::peer::Named;
 use crate::splice::{splice, Carried};
 use crate::tls::{hello_error_reason, HANDSHAKE_TIMEOUT};
@@ -55,6 +55,7 @@ pub async fn serve(
         return;
     };
     let (listener, route) = (matched.listener.label.clone(), matched.rule.route.clone());
+    let policy = matched.listener.telemetry;
     let cluster = match matched.rule.pick(fastrand::u64(..)).map(|b| &b.target) {
         Some(BackendTarget::Cluster(c)) => Some(c.clone()),
         _ => None,
@@ -109,11 +110,21 @@ pub async fn serve(
         service,
         mtls: false,
     };
-    shared.metrics.tcp_edges.opened(&edge);
-    let spliced = splice(stream, upstream, shared.limits, Carried::Bytes).await;
+    let path = TcpPath {
+        listener: listener.clone(),
+        route: route.clone(),
+        client,
+        upstream: endpoint,
+        sni,
+    };
+    let log = shared.access_log.get();
+    let record = TcpRecord::open(&shared.metrics.tcp_edges, edge, path, log, &policy);
+    let mut spliced = splice(stream, upstream, shared.limits, Carried::Bytes).await;
+    // The ClientHello came from the client too, replayed before the splice.
+    spliced.from_a += hello.len() as u64;
     debug!(%client, %endpoint, ?spliced, "connection ended");
     shared.metrics.tcp(&listener, &route, spliced.end.label());
-    shared.metrics.tcp_edges.closed(&edge, &spliced);
+    record.closed(&spliced);
 }
 
 /// Reads until a whole ClientHello has arrived; returns the bytes read (to

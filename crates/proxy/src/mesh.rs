@@ -5,7 +5,7 @@
 
 use crate::answer::{ProxyError, ResponseBody};
 use crate::ctx::unmatched;
-use crate::metrics_tcp::TcpEdge;
+use crate::metrics_tcp::{TcpEdge, TcpPath, TcpRecord};
 use crate::peer::Named;
 use crate::sidecar::Sidecar;
 use crate::splice::{splice, Carried};
@@ -140,14 +140,13 @@ pub async fn tcp(
             return;
         }
     };
-    let edge = outbound_edge(&shared, sidecar, &t);
-    shared.metrics.tcp_edges.opened(&edge);
+    let record = outbound_record(&shared, sidecar, &t, client);
     let spliced = splice(stream, upstream, shared.limits, Carried::Bytes).await;
     debug!(%client, %dst, target = %t.addr, ?spliced, "opaque connection ended");
     shared
         .metrics
         .tcp(&t.listener, &t.route, spliced.end.label());
-    shared.metrics.tcp_edges.closed(&edge, &spliced);
+    record.closed(&spliced);
 }
 
 /// An inbound connection that is not HTTP for the app (captured for
@@ -183,17 +182,36 @@ pub async fn inbound_tcp<S: Io>(
         service: Named::unknown(),
         mtls: peer.is_some(),
     };
-    shared.metrics.tcp_edges.opened(&edge);
+    let path = TcpPath {
+        listener: listener.clone(),
+        route: route.clone(),
+        client,
+        upstream: target,
+        sni: None,
+    };
+    let record = record(&shared, edge, path);
     let spliced = splice(stream, upstream, shared.limits, Carried::Bytes).await;
     debug!(%client, %target, ?spliced, "inbound opaque connection ended");
     shared.metrics.tcp(&listener, &route, spliced.end.label());
-    shared.metrics.tcp_edges.closed(&edge, &spliced);
+    record.closed(&spliced);
+}
+
+/// A sidecar's connection, under its workload's TelemetryPolicy.
+fn record(shared: &Shared, edge: TcpEdge, path: TcpPath) -> TcpRecord {
+    let policy = shared.live.load().telemetry;
+    let log = shared.access_log.get();
+    TcpRecord::open(&shared.metrics.tcp_edges, edge, path, log, &policy)
 }
 
 /// A connection a workload makes, as its sidecar reports it: the callee
 /// unknown (no header carries it on a byte stream).
-fn outbound_edge(shared: &Shared, sidecar: &Sidecar, t: &TcpTarget) -> TcpEdge {
-    TcpEdge {
+fn outbound_record(
+    shared: &Shared,
+    sidecar: &Sidecar,
+    t: &TcpTarget,
+    client: SocketAddr,
+) -> TcpRecord {
+    let edge = TcpEdge {
         reporter: "source",
         source: sidecar.me.clone(),
         source_principal: sidecar.principal.clone(),
@@ -203,7 +221,15 @@ fn outbound_edge(shared: &Shared, sidecar: &Sidecar, t: &TcpTarget) -> TcpEdge {
             .meshed
             .as_ref()
             .is_some_and(|c| shared.upstream.mesh_tls(c)),
-    }
+    };
+    let path = TcpPath {
+        listener: t.listener.clone(),
+        route: t.route.clone(),
+        client,
+        upstream: t.addr,
+        sni: None,
+    };
+    record(shared, edge, path)
 }
 
 /// The labels a tunnel is counted under.
@@ -217,7 +243,7 @@ pub struct TunnelLabels {
 /// as soon as the target is known, failed or not.
 pub async fn connect(
     shared: &Shared,
-    sidecar: &Sidecar,
+    (sidecar, client): (&Sidecar, SocketAddr),
     mut req: Request<Incoming>,
     labels: &mut TunnelLabels,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -236,16 +262,15 @@ pub async fn connect(
     })?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let limits = shared.limits;
-    let edge = outbound_edge(shared, sidecar, &t);
-    shared.metrics.tcp_edges.opened(&edge);
-    let edges = shared.metrics.tcp_edges.clone();
+    let record = outbound_record(shared, sidecar, &t, client);
     tokio::spawn(async move {
         let _slot = t._slot;
         match on_upgrade.await {
-            Ok(client) => {
-                let spliced = splice(TokioIo::new(client), upstream, limits, Carried::Bytes).await;
+            Ok(upgraded) => {
+                let spliced =
+                    splice(TokioIo::new(upgraded), upstream, limits, Carried::Bytes).await;
                 debug!(%target, ?spliced, "CONNECT tunnel ended");
-                edges.closed(&edge, &spliced);
+                record.closed(&spliced);
             }
             Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
         }

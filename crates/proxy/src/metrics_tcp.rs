@@ -4,14 +4,18 @@
 //! Bytes are counted when a connection ends; a connection open for hours
 //! shows its bytes when it closes.
 
+use crate::access_log::{self, AccessLog, Entry, Format, Qualified};
 use crate::metrics_requests::{encode_pairs, security, Parties};
 use crate::peer::Named;
-use crate::splice::Spliced;
+use crate::splice::{SpliceEnd, Spliced};
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use strait_route::telemetry::Telemetry;
 
 /// The two ends of a TCP connection, as the reporter knows them.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -95,6 +99,93 @@ impl TcpEdges {
         self.closed.get_or_create(edge).inc();
         self.received.get_or_create(edge).inc_by(spliced.from_a);
         self.sent.get_or_create(edge).inc_by(spliced.from_b);
+    }
+}
+
+/// Where a TCP connection went, as its access log line says it.
+pub struct TcpPath {
+    pub listener: Arc<str>,
+    pub route: Arc<str>,
+    pub client: SocketAddr,
+    pub upstream: SocketAddr,
+    /// A passthrough connection's TLS server name.
+    pub sni: Option<String>,
+}
+
+/// One TCP connection's telemetry, from its backend's connection to its
+/// end: counted when opened, counted with its bytes when closed, and an
+/// access log line then if the log samples it.
+pub struct TcpRecord {
+    edges: TcpEdges,
+    edge: TcpEdge,
+    path: TcpPath,
+    log: Option<(AccessLog, Format)>,
+    started: SystemTime,
+    start: Instant,
+}
+
+impl TcpRecord {
+    /// `policy`: what TelemetryPolicies say for the listener or workload.
+    pub fn open(
+        edges: &TcpEdges,
+        edge: TcpEdge,
+        path: TcpPath,
+        log: Option<&AccessLog>,
+        policy: &Telemetry,
+    ) -> Self {
+        edges.opened(&edge);
+        let log = log
+            .filter(|log| log.sampled(policy))
+            .map(|log| (log.clone(), log.format(policy)));
+        TcpRecord {
+            edges: edges.clone(),
+            edge,
+            path,
+            log,
+            started: SystemTime::now(),
+            start: Instant::now(),
+        }
+    }
+
+    pub fn closed(self, spliced: &Spliced) {
+        self.edges.closed(&self.edge, spliced);
+        if let Some((log, format)) = &self.log {
+            log.write(&self.entry(spliced), *format);
+        }
+    }
+
+    fn entry(&self, spliced: &Spliced) -> Entry<'_> {
+        let (edge, path) = (&self.edge, &self.path);
+        Entry {
+            start_time: access_log::rfc3339(self.started),
+            duration_ms: access_log::millis(self.start.elapsed()),
+            upstream_ms: None,
+            method: None,
+            authority: path.sni.as_deref(),
+            path: None,
+            protocol: "TCP",
+            status: 0,
+            grpc_status: None,
+            reason: (spliced.end != SpliceEnd::Done).then(|| spliced.end.label()),
+            bytes_received: spliced.from_a,
+            bytes_sent: spliced.from_b,
+            incomplete: false,
+            reporter: edge.reporter,
+            listener: &path.listener,
+            route: &path.route,
+            rule: None,
+            upstream_host: Some(access_log::address(path.upstream)),
+            retries: 0,
+            source_workload: Qualified(&edge.source),
+            source_principal: &edge.source_principal,
+            destination_workload: Qualified(&edge.destination),
+            destination_service: Qualified(&edge.service),
+            mtls: edge.mtls,
+            client_address: access_log::address(path.client),
+            user_agent: None,
+            request_id: None,
+            trace_id: None,
+        }
     }
 }
 

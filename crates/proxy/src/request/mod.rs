@@ -140,7 +140,8 @@ async fn tunnel(
     ctx.conn
         .tunnel
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let result = crate::mesh::connect(shared, sidecar, req, &mut labels).await;
+    let at = (sidecar, ctx.conn.client);
+    let result = crate::mesh::connect(shared, at, req, &mut labels).await;
     ctx.listener = labels.listener;
     ctx.route = labels.route;
     result

@@ -238,13 +238,9 @@ impl Done {
             start_time: access_log::rfc3339(line.started),
             duration_ms: access_log::millis(elapsed),
             upstream_ms: ctx.seen.upstream.map(access_log::millis),
-            method: line.method.as_str(),
-            authority: line
-                .authority
-                .as_ref()
-                .and_then(|a| a.to_str().ok())
-                .unwrap_or("-"),
-            path: line.uri.path_and_query().map_or("/", |p| p.as_str()),
+            method: Some(line.method.as_str()),
+            authority: line.authority.as_ref().and_then(|a| a.to_str().ok()),
+            path: Some(line.uri.path_and_query().map_or("/", |p| p.as_str())),
             protocol: protocol(line.version),
             status: self.status,
             grpc_status: labels.grpc_status,
