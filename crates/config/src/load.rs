@@ -1,5 +1,6 @@
 //! Reading a folder of manifests into typed resources.
 
+use crate::auth::SecurityPolicySpec;
 use crate::backendtls::BackendTlsPolicySpec;
 use crate::core::{ConfigMapBody, EndpointSliceBody, SecretBody, ServiceSpec};
 use crate::gateway::{GatewayClassSpec, GatewaySpec, ReferenceGrantSpec};
@@ -56,6 +57,7 @@ pub enum Resource {
     PeerAuthentication(Object<PeerAuthenticationSpec>),
     AuthorizationPolicy(Object<AuthorizationPolicySpec>),
     TelemetryPolicy(Object<TelemetryPolicySpec>),
+    SecurityPolicy(Object<SecurityPolicySpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
@@ -79,6 +81,7 @@ impl Resource {
             Resource::PeerAuthentication(o) => &o.metadata,
             Resource::AuthorizationPolicy(o) => &o.metadata,
             Resource::TelemetryPolicy(o) => &o.metadata,
+            Resource::SecurityPolicy(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
@@ -102,6 +105,7 @@ impl Resource {
             Resource::PeerAuthentication(_) => "PeerAuthentication",
             Resource::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Resource::TelemetryPolicy(_) => "TelemetryPolicy",
+            Resource::SecurityPolicy(_) => "SecurityPolicy",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
@@ -544,6 +548,9 @@ fn typed_resource(
         }
         ("policy.strait.dev", "v1alpha1", "TelemetryPolicy") => {
             typed(source, prefix, value, Resource::TelemetryPolicy)
+        }
+        ("policy.strait.dev", "v1alpha1", "SecurityPolicy") => {
+            typed(source, prefix, value, Resource::SecurityPolicy)
         }
         (_, "v1" | "v1alpha3", "BackendTLSPolicy") if group == "gateway.networking.k8s.io" => {
             typed(source, prefix, value, Resource::BackendTlsPolicy)

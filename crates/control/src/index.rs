@@ -317,6 +317,7 @@ fn classify(resource: &Resource) -> Class {
         Resource::BackendTrafficPolicy(_)
         | Resource::FaultInjection(_)
         | Resource::TelemetryPolicy(_)
+        | Resource::SecurityPolicy(_)
         | Resource::Service(_)
         | Resource::EndpointSlice(_)
         | Resource::Namespace(_)

@@ -5,6 +5,7 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+use strait_config::auth::SecurityPolicy;
 use strait_config::security::{AuthorizationPolicy, PeerAuthentication};
 use strait_config::telemetry::TelemetryPolicy;
 use strait_config::traffic::{BackendTrafficPolicy, FaultInjection};
@@ -17,6 +18,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         PeerAuthentication::crd(),
         AuthorizationPolicy::crd(),
         TelemetryPolicy::crd(),
+        SecurityPolicy::crd(),
     ]
 }
 
@@ -38,7 +40,8 @@ mod tests {
                 "faultinjections.policy.strait.dev",
                 "peerauthentications.policy.strait.dev",
                 "authorizationpolicies.policy.strait.dev",
-                "telemetrypolicies.policy.strait.dev"
+                "telemetrypolicies.policy.strait.dev",
+                "securitypolicies.policy.strait.dev"
             ]
         );
         let schema = serde_json::to_value(&crds[0].spec.versions[0].schema).expect("json");

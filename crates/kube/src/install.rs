@@ -62,7 +62,8 @@ fn control_rules() -> Value {
          "verbs": ["get", "patch"]},
         {"apiGroups": ["policy.strait.dev"],
          "resources": ["backendtrafficpolicies", "faultinjections", "peerauthentications",
-                       "authorizationpolicies", "telemetrypolicies"],
+                       "authorizationpolicies", "telemetrypolicies",
+                       "securitypolicies"],
          "verbs": read},
         {"apiGroups": [""], "resources": ["namespaces", "services", "pods", "configmaps"], "verbs": read},
         // Only kubernetes.io/tls Secrets are listed (a field selector);

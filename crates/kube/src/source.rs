@@ -93,6 +93,7 @@ const KINDS: &[Kind] = &[
         "TelemetryPolicy",
         "telemetrypolicies",
     ),
+    kind(POLICY, &["v1alpha1"], "SecurityPolicy", "securitypolicies"),
     kind("", &["v1"], "Namespace", "namespaces"),
     kind("", &["v1"], "Service", "services"),
     kind(

@@ -28,6 +28,8 @@ impl From<&crate::client_body::ClientBodyError> for ProxyError {
 pub const REASON_HEADER: &str = "x-strait-reason";
 /// The header naming the policy and rule that denied a call.
 pub const AUTHZ_HEADER: &str = "x-strait-authz";
+/// The header naming the SecurityPolicy that wanted a token.
+pub const AUTHN_HEADER: &str = "x-strait-authn";
 /// The header naming a circuit breaker and the limit it reached.
 pub const BREAKER_HEADER: &str = "x-strait-breaker";
 
@@ -75,6 +77,17 @@ pub enum ProxyError {
     ConnectRefused,
     /// `CONNECT` without `host:port`.
     ConnectTarget,
+    /// A SecurityPolicy wants a token: none was sent (`why` is `None`),
+    /// or the one sent is not accepted, and why.
+    Unauthenticated {
+        policy: std::sync::Arc<str>,
+        why: Option<String>,
+    },
+    /// A SecurityPolicy on the route cannot be applied (fail closed).
+    PolicyInvalid {
+        policy: std::sync::Arc<str>,
+        why: String,
+    },
     /// An AuthorizationPolicy denied: what decided, and its explanation.
     Denied {
         policy: String,
@@ -119,6 +132,8 @@ impl ProxyError {
             ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
             Misdirected => StatusCode::MISDIRECTED_REQUEST,
             NoRoute => StatusCode::NOT_FOUND,
+            Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            PolicyInvalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Denied { .. } => StatusCode::FORBIDDEN,
             FaultInjected(status) => *status,
             FaultUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,6 +164,9 @@ impl ProxyError {
             UnknownCoding => "unknown_transfer_coding",
             ConnectRefused => "connect_refused",
             ConnectTarget => "bad_connect_target",
+            Unauthenticated { why: None, .. } => "jwt_missing",
+            Unauthenticated { why: Some(_), .. } => "jwt_invalid",
+            PolicyInvalid { .. } => "policy_invalid",
             Denied { .. } => "authz_denied",
             FaultUnresolved => "fault_unresolved",
             FaultInjected(_) => "fault_injected",
@@ -174,8 +192,14 @@ impl ProxyError {
             | HeadersTooLarge | BadHost | BadFraming | UnknownCoding | ConnectRefused => {
                 Side::Client
             }
-            Denied { .. } | FaultInjected(_) | Overflow { .. } | NotInMesh => Side::Policy,
-            FaultUnresolved | NoBackend | InvalidBackend | NoEndpoints => Side::Config,
+            Unauthenticated { .. }
+            | Denied { .. }
+            | FaultInjected(_)
+            | Overflow { .. }
+            | NotInMesh => Side::Policy,
+            PolicyInvalid { .. } | FaultUnresolved | NoBackend | InvalidBackend | NoEndpoints => {
+                Side::Config
+            }
             RequestTimeout | Connect(_) | Backend(_) | BackendTimeout | SwitchedUnasked => {
                 Side::Upstream
             }
@@ -238,6 +262,11 @@ impl ProxyError {
             ConnectRefused => "CONNECT is not served here",
             ConnectTarget => "CONNECT needs host:port",
             Denied { explain, .. } => return format!("strait: {explain}\n").into(),
+            Unauthenticated { why: None, .. } => "a token is required",
+            Unauthenticated { why: Some(why), .. } => {
+                return format!("strait: the token is not accepted: {why}\n").into()
+            }
+            PolicyInvalid { why, .. } => return format!("strait: {why}\n").into(),
             FaultUnresolved => "the route's extension filter cannot be resolved",
             FaultInjected(_) => "fault injected",
             RequestTimeout => "request timeout",
@@ -258,6 +287,8 @@ impl ProxyError {
     fn detail(&self) -> Option<(&'static str, String)> {
         match self {
             ProxyError::Denied { policy, .. } => Some((AUTHZ_HEADER, policy.clone())),
+            ProxyError::Unauthenticated { policy, .. }
+            | ProxyError::PolicyInvalid { policy, .. } => Some((AUTHN_HEADER, policy.to_string())),
             ProxyError::Overflow {
                 policy: Some(p),
                 limit,
@@ -285,7 +316,26 @@ impl ProxyError {
                 h.insert(name, v);
             }
         }
+        if let Some(challenge) = self.challenge() {
+            h.insert(http::header::WWW_AUTHENTICATE, challenge);
+        }
         r
+    }
+
+    /// RFC 6750 §3: a Bearer challenge, with `invalid_token` and why when a
+    /// token was sent.
+    fn challenge(&self) -> Option<HeaderValue> {
+        let ProxyError::Unauthenticated { why, .. } = self else {
+            return None;
+        };
+        let value = match why {
+            None => "Bearer realm=\"strait\"".to_string(),
+            Some(why) => format!(
+                "Bearer realm=\"strait\", error=\"invalid_token\", error_description=\"{}\"",
+                why.replace(['"', '\\'], "'")
+            ),
+        };
+        HeaderValue::from_str(&value).ok()
     }
 
     /// A trailers-only gRPC response; a denial's message names its policy.

@@ -106,9 +106,67 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'sta
     );
 }
 
+/// Takes cookie `name` out of the `Cookie` headers (a header left empty
+/// goes).
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let text = v.to_str().ok()?;
+            let rest: Vec<&str> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k != name))
+                .collect();
+            HeaderValue::from_str(&rest.join("; "))
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        headers.append(header::COOKIE, v);
+    }
+}
+
+/// `uri` without query parameter `name` (`None` when it has none).
+pub fn without_param(uri: &http::Uri, name: &str) -> Option<http::Uri> {
+    let query = uri.query()?;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .collect();
+    let path_and_query = match kept.is_empty() {
+        true => uri.path().to_string(),
+        false => format!("{}?{}", uri.path(), kept.join("&")),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    http::Uri::from_parts(parts).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cookie_and_a_query_parameter_are_taken_out_alone() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; token=x; b=2"),
+        );
+        headers.append(header::COOKIE, HeaderValue::from_static("token=y"));
+        remove_cookie(&mut headers, "token");
+        let left: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(left, ["a=1; b=2"]);
+        let uri: http::Uri = "/cart?page=2&token=x&tokens=3".parse().expect("uri");
+        let out = without_param(&uri, "token").expect("changed");
+        assert_eq!(out, "/cart?page=2&tokens=3");
+        let only: http::Uri = "/cart?token=x".parse().expect("uri");
+        assert_eq!(without_param(&only, "token").expect("changed"), "/cart");
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

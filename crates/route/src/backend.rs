@@ -134,6 +134,8 @@ pub(crate) struct Resolver<'a> {
     /// BackendTrafficPolicies and BackendTLSPolicies, in document order.
     policies: Vec<&'a Document>,
     cache: HashMap<(String, String, i32), Result<Arc<Cluster>, String>>,
+    /// SecurityPolicies, compiled once for every rule and listener.
+    pub authn: crate::authn::AuthnTable,
 }
 
 impl<'a> Resolver<'a> {
@@ -165,6 +167,7 @@ impl<'a> Resolver<'a> {
             slices,
             policies,
             cache: Default::default(),
+            authn: crate::authn::AuthnTable::new(docs),
         }
     }
 

@@ -109,8 +109,12 @@ pub fn compile(
 
     snapshot.telemetry = crate::telemetry::TelemetryTable::new(docs);
     crate::telemetry::problems(docs, &mut problems);
+    problems.append(&mut resolver.authn.take_problems());
     for l in gateways.live {
-        install_listener(l, &mut snapshot);
+        let authn = resolver
+            .authn
+            .for_listener(l.gateway_ns, l.gateway, &l.spec.name);
+        install_listener(l, authn, &mut snapshot);
     }
     snapshot.routes.shrink_to_fit();
     snapshot.mesh = mesh.finish();
@@ -411,7 +415,11 @@ fn conflicted(reason: &'static str, message: String) -> Vec<Condition> {
 
 /// A served listener into its port's table, its routes in precedence
 /// order; its status learns how many routes attached.
-fn install_listener(mut l: LiveListener, snapshot: &mut Snapshot) {
+fn install_listener(
+    mut l: LiveListener,
+    authn: Option<Arc<crate::authn::JwtAuth>>,
+    snapshot: &mut Snapshot,
+) {
     if let Some(ls) = snapshot
         .gateways
         .get_mut(l.status)
@@ -439,6 +447,7 @@ fn install_listener(mut l: LiveListener, snapshot: &mut Snapshot) {
         port: l.key.port,
         vhosts,
         telemetry,
+        authn,
     };
     let protocol = l.protocol;
     let table = snapshot.ports.entry(l.key).or_insert_with(|| PortTable {
@@ -889,6 +898,10 @@ impl RuleCompiler<'_, '_> {
             timeouts: timeouts(rule.timeouts.as_ref()),
             retry: rule.retry.as_ref().map(|r| Box::new(retry_policy(r))),
             fault: fault.map(Box::new),
+            authn: route_name.split_once('/').and_then(|(ns, name)| {
+                let rule_name = rule.name.as_deref();
+                self.resolver.authn.for_rule(self.kind, ns, name, rule_name)
+            }),
         };
         Some((matches, Arc::new(rule)))
     }

@@ -3,6 +3,7 @@
 //! the spec's precedence already resolved. Matching a request is a pure
 //! function of the snapshot and the request; there is no I/O in this crate.
 
+pub mod authn;
 mod backend;
 mod backend_tls;
 mod balance;
@@ -38,7 +39,7 @@ pub use fault::Fault;
 pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
 pub use hosts::{normalize_host, HostTable};
 pub use l4::PortProtocol;
-pub use matcher::{PathMatch, RequestView, RouteMatch};
+pub use matcher::{cookie, PathMatch, RequestView, RouteMatch};
 pub use mesh::{MeshLookup, MeshTable, CLUSTER_DOMAIN};
 pub use retry::{
     BudgetSettings, RetryPolicy, BUDGET_MIN_PER_SECOND, BUDGET_RATIO, BUDGET_WINDOW,

@@ -71,14 +71,7 @@ fn hash_key(lb: &LbKind, headers: &HeaderMap) -> Option<u64> {
     };
     let value: &[u8] = match key {
         HashKey::Header(name) => headers.get(name)?.as_bytes(),
-        HashKey::Cookie(name) => headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes())?,
+        HashKey::Cookie(name) => strait_route::cookie(headers, name)?.as_bytes(),
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     value.hash(&mut h);

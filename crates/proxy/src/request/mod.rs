@@ -99,15 +99,19 @@ fn proxy<'s>(
         strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.http_limits)?;
         telemetry::caller(sidecar, ctx, req.headers());
         let conn = ctx.conn.clone();
-        let selected = {
+        let (selected, authenticated) = {
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
+            let authenticated = policy::authenticate(&selected.matched(), &req)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);
             }
-            selected
+            (selected, authenticated)
         };
+        if let Some(a) = authenticated {
+            a.apply(&mut req);
+        }
         let matched = selected.matched();
         policy::fault(matched.rule).await?;
         let at = (&*live, &shared.upstream, &shared.http_limits);

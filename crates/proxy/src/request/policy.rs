@@ -1,16 +1,101 @@
 //! Phase 2, policy: what may stop a request before it goes anywhere —
-//! AuthorizationPolicy at a sidecar's inbound listener (where it cannot be
-//! bypassed) and fault injection. Authentication, rate limits and direct
-//! responses take their places here, in this order: authenticate,
-//! authorize, limit, then faults and direct answers.
+//! a SecurityPolicy's token check (at a gateway), AuthorizationPolicy at a
+//! sidecar's inbound listener (where it cannot be bypassed) and fault
+//! injection. Rate limits and direct responses take their places here, in
+//! this order: authenticate, authorize, limit, then faults and direct
+//! answers.
 
 use super::select::Target;
 use crate::answer::ProxyError;
 use crate::ctx::{RequestCtx, Role};
 use crate::metrics::Metrics;
 use crate::sidecar::Sidecar;
-use http::{Request, StatusCode};
-use strait_route::{Rule, Snapshot};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use std::sync::Arc;
+use strait_route::authn::{Failure, JwtAuth, TokenSource};
+use strait_route::{Matched, Rule, Snapshot};
+
+/// What a SecurityPolicy changes in a request it let through: the claim
+/// headers (only a verified token sets them), and the token taken out
+/// unless the provider forwards it.
+pub struct Authenticated {
+    auth: Arc<JwtAuth>,
+    set: Vec<(HeaderName, HeaderValue)>,
+    remove: Option<TokenSource>,
+}
+
+/// The rule's (or its route's) SecurityPolicy, else its listener's.
+pub fn authenticate<B>(
+    matched: &Matched<'_>,
+    req: &Request<B>,
+) -> Result<Option<Authenticated>, ProxyError> {
+    let Some(auth) = matched
+        .rule
+        .authn
+        .as_ref()
+        .or(matched.listener.authn.as_ref())
+    else {
+        return Ok(None);
+    };
+    let policy = auth.policy.clone();
+    let verified = match auth.verify(req.headers(), req.uri().query()) {
+        Ok(v) => v,
+        Err(Failure::Missing) => return Err(ProxyError::Unauthenticated { policy, why: None }),
+        Err(Failure::Invalid(why)) => {
+            return Err(ProxyError::Unauthenticated {
+                policy,
+                why: Some(why),
+            })
+        }
+        Err(Failure::Broken(why)) => return Err(ProxyError::PolicyInvalid { policy, why }),
+    };
+    let mut out = Authenticated {
+        auth: auth.clone(),
+        set: Vec::new(),
+        remove: None,
+    };
+    if let Some(v) = verified {
+        for (claim, header) in &v.provider.claims {
+            let text = match v.claims.get(claim) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(n @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+                    n.to_string()
+                }
+                _ => continue,
+            };
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                out.set.push((header.clone(), value));
+            }
+        }
+        out.remove = (!v.provider.forward).then(|| v.found.clone());
+    }
+    Ok(Some(out))
+}
+
+impl Authenticated {
+    pub fn apply<B>(self, req: &mut Request<B>) {
+        let headers = req.headers_mut();
+        for name in self.auth.claim_headers() {
+            headers.remove(name);
+        }
+        match &self.remove {
+            Some(TokenSource::Header { name, .. }) => {
+                headers.remove(name);
+            }
+            Some(TokenSource::Cookie(name)) => crate::headers::remove_cookie(headers, name),
+            Some(TokenSource::Param(name)) => {
+                if let Some(uri) = crate::headers::without_param(req.uri(), name) {
+                    *req.uri_mut() = uri;
+                }
+            }
+            None => {}
+        }
+        let headers = req.headers_mut();
+        for (name, value) in self.set {
+            headers.append(name, value);
+        }
+    }
+}
 
 /// Inbound calls to a workload are checked against its policies.
 pub fn authorize<B>(

@@ -1,0 +1,276 @@
+//! SecurityPolicy with JSON Web Tokens at the gateway, through the real
+//! binary: tokens the test signs (valid, expired, not yet valid, another
+//! issuer or audience, another key, `alg: none`, a tampered payload, an
+//! HMAC made with the public key), where the token may be, what the
+//! backend sees, and which policy applies to which rule.
+
+mod common;
+use base64::Engine;
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// An Ed25519 key: its signing half and its JWK.
+struct Signer {
+    key: EncodingKey,
+    public: Vec<u8>,
+    kid: &'static str,
+}
+
+impl Signer {
+    fn new(kid: &'static str) -> Signer {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        Signer {
+            key: EncodingKey::from_ed_der(&pair.serialize_der()),
+            public: pair.public_key_raw().to_vec(),
+            kid,
+        }
+    }
+
+    fn jwk(&self) -> serde_json::Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(&self.public), "kid": self.kid, "use": "sig"})
+    }
+
+    fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.into());
+        jsonwebtoken::encode(&header, claims, &self.key).expect("signed")
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn claims(extra: serde_json::Value) -> serde_json::Value {
+    let mut c = json!({"iss": "https://issuer.test", "aud": "shop", "sub": "alice", "exp": now() + 600, "admin": true});
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+fn with(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut req = get(port, "shop.example.com", path);
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            http::HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    req
+}
+
+async fn status(req: http::Request<http_body_util::Full<bytes::Bytes>>) -> Resp {
+    send(req).await.expect("gateway answers")
+}
+
+/// The route's keys are in a ConfigMap (`shared`, else the signer's);
+/// its `public` rule's are inline.
+fn setup(signer: &Signer, shared: Option<&str>, port: u16, echo_port: u16) -> TempDir {
+    let dir = TempDir::new();
+    let jwks = json!({"keys": [signer.jwk()]}).to_string();
+    let in_map = shared.unwrap_or(&jwks);
+    let routes = format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: api}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - name: public
+    matches: [{{path: {{type: PathPrefix, value: /public}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+  - name: private
+    matches: [{{path: {{type: PathPrefix, value: /}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: issuer-keys}}
+data:
+  jwks: '{in_map}'
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: api-jwt}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}}]
+  jwt:
+    providers:
+    - name: issuer
+      issuer: https://issuer.test
+      audiences: [shop]
+      localJWKS: {{type: ValueRef, valueRef: {{group: "", kind: ConfigMap, name: issuer-keys}}}}
+      extractFrom:
+        headers: [{{name: authorization, valuePrefix: "Bearer "}}]
+        cookies: [session]
+        params: [access_token]
+      claimToHeaders: [{{claim: sub, header: x-user}}, {{claim: admin, header: x-admin}}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: public-optional}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: public}}]
+  jwt:
+    optional: true
+    providers:
+    - name: issuer
+      issuer: https://issuer.test
+      localJWKS: {{type: Inline, inline: '{jwks}'}}
+      claimToHeaders: [{{claim: sub, header: x-user}}]
+"#
+    );
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port) + &service_yaml("shop", echo_port, None) + &routes),
+    );
+    dir
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_the_backend_sees_only_claims() {
+    let signer = Signer::new("a");
+    let app = echo("shop", "shop-0");
+    let port = free_port();
+    let dir = setup(&signer, None, port, app.port);
+    let gw = Gateway::start(&dir).await;
+
+    // No token: 401 with a Bearer challenge and the policy named.
+    let r = status(with(port, "/cart", &[])).await;
+    assert_eq!(r.status, 401, "{}", gw.logs());
+    assert_eq!(r.reason(), Some("jwt_missing"));
+    assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"strait\"");
+    assert_eq!(r.headers["x-strait-authn"], "default/api-jwt");
+
+    // A good token, in each place the provider looks: the backend gets
+    // the claims as headers and never the token; a forged claim header
+    // from the client is replaced.
+    let token = signer.sign(&claims(json!({})));
+    let bearer = format!("Bearer {token}");
+    let cookie = format!("theme=dark; session={token}");
+    for req in [
+        with(
+            port,
+            "/cart",
+            &[("authorization", &bearer), ("x-user", "mallory")],
+        ),
+        with(port, "/cart", &[("cookie", &cookie)]),
+        with(port, &format!("/cart?page=2&access_token={token}"), &[]),
+    ] {
+        let r = status(req).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let seen = r.json();
+        let h = &seen["headers"];
+        assert_eq!(h["X-User"][0], "alice", "{seen}");
+        assert_eq!(h["X-Admin"][0], "true", "{seen}");
+        assert!(h.get("Authorization").is_none(), "token forwarded: {seen}");
+        let text = seen.to_string();
+        assert!(
+            !text.contains(&token),
+            "the token reached the backend: {seen}"
+        );
+        if let Some(c) = h.get("Cookie") {
+            assert_eq!(c[0], "theme=dark", "{seen}");
+        }
+    }
+
+    // Every bad token: 401 invalid_token, with why.
+    let other = Signer::new("a");
+    let mut tampered: Vec<String> = token.split('.').map(str::to_owned).collect();
+    tampered[1] = B64.encode(claims(json!({"sub": "root"})).to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        B64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        B64.encode(claims(json!({})).to_string())
+    );
+    let hmac = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(json!({})),
+        &EncodingKey::from_secret(&signer.public).expect("secret"),
+    )
+    .expect("hmac");
+    let bad = [
+        (
+            signer.sign(&claims(json!({"exp": now() - 3600}))),
+            "expired",
+        ),
+        (
+            signer.sign(&claims(json!({"nbf": now() + 3600}))),
+            "not valid yet",
+        ),
+        (
+            signer.sign(&claims(json!({"iss": "https://evil.test"}))),
+            "issuer",
+        ),
+        (signer.sign(&claims(json!({"aud": "other"}))), "audience"),
+        (other.sign(&claims(json!({}))), "signature"),
+        (tampered.join("."), "signature"),
+        (unsigned, "malformed"),
+        (hmac, "no key"),
+        ("not.a.token".to_string(), "malformed"),
+    ];
+    for (bad, why) in bad {
+        let r = status(with(
+            port,
+            "/cart",
+            &[("authorization", &format!("Bearer {bad}"))],
+        ))
+        .await;
+        assert_eq!(r.status, 401, "{why}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.reason(), Some("jwt_invalid"), "{why}");
+        let challenge = r.headers["www-authenticate"].to_str().unwrap_or_default();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        assert!(body.contains(why), "{why}: {body}");
+    }
+
+    // The rule's own policy wins over the route's: optional there, but a
+    // bad token is still refused, and x-user can only come from a token.
+    let r = status(with(port, "/public/items", &[("x-user", "mallory")])).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["headers"].get("X-User").is_none(), "{}", r.json());
+    let r = status(with(port, "/public/items", &[("authorization", &bearer)])).await;
+    assert_eq!(r.json()["headers"]["X-User"][0], "alice");
+    let r = status(with(
+        port,
+        "/public/items",
+        &[("authorization", "Bearer nope")],
+    ))
+    .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn a_broken_policy_is_refused_by_path_and_fails_closed() {
+    let signer = Signer::new("a");
+    let app = echo("shop", "shop-0");
+    let port = free_port();
+    // A symmetric key is never accepted.
+    let oct = r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#;
+    let dir = setup(&signer, Some(oct), port, app.port);
+    let gw = Gateway::start(&dir).await;
+    let r = status(with(port, "/cart", &[])).await;
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.reason(), Some("policy_invalid"));
+    let config = gw.config().await.to_string();
+    assert!(
+        config.contains("spec.jwt.providers[0].localJWKS key 0") && config.contains("kty oct"),
+        "{config}"
+    );
+    // The rule with its own (good) policy is not affected.
+    let r = status(with(port, "/public/x", &[])).await;
+    assert_eq!(r.status, 200);
+}

@@ -1,0 +1,114 @@
+//! `SecurityPolicy` (policy.strait.dev/v1alpha1): who may call a route,
+//! checked at the gateway — JSON Web Tokens for now. Attached the Gateway
+//! API way (GEP-713) to a Gateway (optionally one listener, by
+//! `sectionName`) or an HTTPRoute/GRPCRoute (optionally one rule, by its
+//! `name`), in the target's namespace. Field names follow Envoy Gateway's
+//! SecurityPolicy where it has one.
+
+use crate::backendtls::PolicyTargetRef;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "policy.strait.dev",
+        version = "v1alpha1",
+        kind = "SecurityPolicy",
+        namespaced,
+        shortname = "sp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityPolicySpec {
+    pub target_refs: Vec<PolicyTargetRef>,
+    pub jwt: Option<Jwt>,
+}
+
+/// Requests must carry a token one of the providers signed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Jwt {
+    /// A request without a token passes (one with a bad token never does).
+    #[serde(default)]
+    pub optional: bool,
+    pub providers: Vec<JwtProvider>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtProvider {
+    pub name: String,
+    /// The `iss` a token must have; any when unset.
+    pub issuer: Option<String>,
+    /// One of these must be in the token's `aud`; not checked when empty.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// The issuer's public keys, a JSON Web Key Set.
+    #[serde(rename = "localJWKS")]
+    pub local_jwks: LocalJwks,
+    /// Where the token is; default `Authorization: Bearer TOKEN`.
+    pub extract_from: Option<ExtractFrom>,
+    /// Claims copied to request headers for the backend (top-level claims;
+    /// strings, numbers and booleans).
+    #[serde(default)]
+    pub claim_to_headers: Vec<ClaimToHeader>,
+    /// Keep the token for the backend (by default it is removed).
+    #[serde(default)]
+    pub forward: bool,
+}
+
+/// `type: Inline` with `inline`, or `type: ValueRef` with `valueRef` (a
+/// ConfigMap of the policy's namespace, key `jwks`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalJwks {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub inline: Option<String>,
+    pub value_ref: Option<LocalObjectRef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalObjectRef {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtractFrom {
+    #[serde(default)]
+    pub headers: Vec<TokenHeader>,
+    #[serde(default)]
+    pub cookies: Vec<String>,
+    /// Query parameters.
+    #[serde(default)]
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenHeader {
+    pub name: String,
+    /// Stripped before the token, e.g. `Bearer `.
+    pub value_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimToHeader {
+    pub header: String,
+    pub claim: String,
+}

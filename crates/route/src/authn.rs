@@ -1,0 +1,630 @@
+//! SecurityPolicy compiled: the JSON Web Token check a route's rule, a
+//! route, a listener or a Gateway asks for. The most specific wins whole
+//! (rule over route, route over listener, listener over Gateway; among
+//! equals the oldest, then the first by name): policies do not merge.
+//!
+//! Keys are compiled once per configuration. Only public keys are
+//! accepted (RSA, EC P-256/P-384, Ed25519): a symmetric (`oct`) key in a
+//! key set is refused, so a token can never be checked as an HMAC made
+//! with a public key; each key checks only the algorithms of its kind, and
+//! `none` is no algorithm at all.
+
+use crate::policy::age;
+use http::{HeaderMap, HeaderName};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use strait_config::auth::{JwtProvider, SecurityPolicySpec};
+use strait_config::backendtls::PolicyTargetRef;
+use strait_config::{Document, Object, Problem, Resource};
+
+const GATEWAY_API: &str = "gateway.networking.k8s.io";
+
+/// Clock skew allowed on `exp` and `nbf`, in seconds.
+pub const LEEWAY: u64 = 60;
+
+/// One SecurityPolicy's token check.
+#[derive(Debug)]
+pub struct JwtAuth {
+    /// `namespace/name`.
+    pub policy: Arc<str>,
+    pub optional: bool,
+    pub providers: Vec<Provider>,
+    /// Why the policy cannot be applied: its targets answer 500 until it
+    /// is fixed, rather than let every request through.
+    pub broken: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    sources: Vec<TokenSource>,
+    keys: Vec<Key>,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    /// (claim, header): copied for the backend.
+    pub claims: Vec<(String, HeaderName)>,
+    pub forward: bool,
+}
+
+struct Key {
+    kid: Option<String>,
+    key: DecodingKey,
+    algorithms: Vec<Algorithm>,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({:?}, {:?})", self.kid, self.algorithms)
+    }
+}
+
+/// Where a provider looks for its token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenSource {
+    Header { name: HeaderName, prefix: String },
+    Cookie(String),
+    Param(String),
+}
+
+/// A token that checked out: whose, its claims, and where it was.
+#[derive(Debug)]
+pub struct Verified<'a> {
+    pub provider: &'a Provider,
+    pub claims: Map<String, Value>,
+    pub found: &'a TokenSource,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Failure {
+    /// No token where any provider looks.
+    Missing,
+    /// A token no provider accepts, and why.
+    Invalid(String),
+    /// The policy itself is broken.
+    Broken(String),
+}
+
+impl JwtAuth {
+    /// Checks the request's token. `Ok(None)`: no token, and none is
+    /// required.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Option<Verified<'_>>, Failure> {
+        if let Some(why) = &self.broken {
+            return Err(Failure::Broken(why.clone()));
+        }
+        let mut why = None;
+        for provider in &self.providers {
+            for source in &provider.sources {
+                let Some(token) = source.find(headers, query) else {
+                    continue;
+                };
+                match provider.check(&token) {
+                    Ok(claims) => {
+                        return Ok(Some(Verified {
+                            provider,
+                            claims,
+                            found: source,
+                        }))
+                    }
+                    Err(e) => why = why.or(Some(e)),
+                }
+            }
+        }
+        match why {
+            Some(why) => Err(Failure::Invalid(why)),
+            None if self.optional => Ok(None),
+            None => Err(Failure::Missing),
+        }
+    }
+
+    /// Every header a provider copies a claim to: removed from what the
+    /// client sent, so that only a verified token can set them.
+    pub fn claim_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.providers
+            .iter()
+            .flat_map(|p| p.claims.iter().map(|(_, h)| h))
+    }
+}
+
+impl Provider {
+    fn check(&self, token: &str) -> Result<Map<String, Value>, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| describe(e.kind()))?;
+        let candidates: Vec<&Key> = self
+            .keys
+            .iter()
+            .filter(|k| header.kid.is_none() || k.kid == header.kid)
+            .filter(|k| k.algorithms.contains(&header.alg))
+            .collect();
+        if candidates.is_empty() {
+            return Err(match header.kid {
+                Some(kid) => format!("no key {kid:?} for {:?}", header.alg),
+                None => format!("no key for {:?}", header.alg),
+            });
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY;
+        validation.validate_nbf = true;
+        match &self.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        if self.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audiences);
+        }
+        let mut why = String::new();
+        for key in candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => why = describe(e.kind()),
+            }
+        }
+        Err(why)
+    }
+}
+
+fn describe(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired".into(),
+        ErrorKind::ImmatureSignature => "the token is not valid yet".into(),
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted".into(),
+        ErrorKind::InvalidAudience => "the token's audience is not accepted".into(),
+        ErrorKind::InvalidSignature => "the token's signature does not verify".into(),
+        ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted".into(),
+        ErrorKind::MissingRequiredClaim(c) => format!("the token has no {c}"),
+        _ => "the token is malformed".into(),
+    }
+}
+
+impl TokenSource {
+    /// The token this source holds in the request, if any.
+    pub fn find(&self, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+        match self {
+            TokenSource::Header { name, prefix } => headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| strip_prefix_ignore_case(v, prefix))
+                .map(|t| t.trim().to_string()),
+            TokenSource::Cookie(name) => crate::cookie(headers, name).map(str::to_string),
+            TokenSource::Param(name) => query?
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string()),
+        }
+        .filter(|t| !t.is_empty())
+    }
+}
+
+/// `Bearer` is case-insensitive (RFC 6750 §2.1 via RFC 9110 §11.1).
+fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
+}
+
+#[derive(Debug)]
+struct Compiled {
+    namespace: String,
+    name: String,
+    targets: Vec<PolicyTargetRef>,
+    auth: Arc<JwtAuth>,
+}
+
+/// The SecurityPolicies, oldest first, and what is wrong with them.
+#[derive(Debug, Default)]
+pub struct AuthnTable {
+    policies: Vec<Compiled>,
+    problems: Vec<Problem>,
+}
+
+impl AuthnTable {
+    pub fn new(docs: &[Document]) -> Self {
+        let mut found: Vec<(&Document, &Object<SecurityPolicySpec>)> = docs
+            .iter()
+            .filter_map(|d| match &*d.resource {
+                Resource::SecurityPolicy(p) => Some((d, p)),
+                _ => None,
+            })
+            .collect();
+        found.sort_by(|a, b| age(&a.1.metadata).cmp(&age(&b.1.metadata)));
+        let mut table = AuthnTable::default();
+        for (doc, p) in found {
+            let (auth, errors) = compile_policy(docs, p);
+            for (path, msg) in errors {
+                let msg = format!("{msg}; the policy's targets answer 500 until it is fixed");
+                table.problems.push(Problem::error(&doc.source, path, msg));
+            }
+            table.conflicts(doc, p);
+            table.policies.push(Compiled {
+                namespace: p.metadata.namespace().to_string(),
+                name: p.metadata.name.clone(),
+                targets: p.spec.target_refs.clone(),
+                auth: Arc::new(auth),
+            });
+        }
+        table
+    }
+
+    /// A younger policy naming a target an older one names is not applied
+    /// there (Gateway API's conflict rule): said as a warning.
+    fn conflicts(&mut self, doc: &Document, p: &Object<SecurityPolicySpec>) {
+        let ns = p.metadata.namespace();
+        for (i, t) in p.spec.target_refs.iter().enumerate() {
+            let older = self
+                .policies
+                .iter()
+                .find(|o| o.namespace == ns && o.targets.contains(t));
+            if let Some(o) = older {
+                let msg = format!(
+                    "SecurityPolicy {ns}/{} is older and names the same target: this one does not apply to it",
+                    o.name
+                );
+                let path = format!("spec.targetRefs[{i}]");
+                self.problems.push(Problem::warning(&doc.source, path, msg));
+            }
+        }
+    }
+
+    /// What the compile found wrong, once.
+    pub fn take_problems(&mut self) -> Vec<Problem> {
+        std::mem::take(&mut self.problems)
+    }
+
+    /// A rule (`rule` its name, if it has one) of route `ns/route` of
+    /// `kind` (HTTPRoute or GRPCRoute), or the whole route.
+    pub fn for_rule(
+        &self,
+        kind: &str,
+        ns: &str,
+        route: &str,
+        rule: Option<&str>,
+    ) -> Option<Arc<JwtAuth>> {
+        self.best(ns, |t| {
+            (t.group == GATEWAY_API && t.kind == kind && t.name == route)
+                .then_some(t.section_name.as_deref())
+                .and_then(|section| match section {
+                    None => Some(1),
+                    Some(s) if Some(s) == rule => Some(2),
+                    Some(_) => None,
+                })
+        })
+    }
+
+    /// Listener `listener` of Gateway `ns/gateway`, or the whole Gateway.
+    pub fn for_listener(&self, ns: &str, gateway: &str, listener: &str) -> Option<Arc<JwtAuth>> {
+        self.best(ns, |t| {
+            (t.group == GATEWAY_API && t.kind == "Gateway" && t.name == gateway)
+                .then_some(t.section_name.as_deref())
+                .and_then(|section| match section {
+                    None => Some(1),
+                    Some(s) if s == listener => Some(2),
+                    Some(_) => None,
+                })
+        })
+    }
+
+    fn best(
+        &self,
+        ns: &str,
+        rank: impl Fn(&PolicyTargetRef) -> Option<u8>,
+    ) -> Option<Arc<JwtAuth>> {
+        if self.policies.is_empty() {
+            return None;
+        }
+        let mut best: Option<(u8, &Compiled)> = None;
+        for p in self.policies.iter().filter(|p| p.namespace == ns) {
+            let Some(r) = p.targets.iter().filter_map(&rank).max() else {
+                continue;
+            };
+            // Oldest first: a later one wins only by being more specific.
+            if best.is_none_or(|(b, _)| r > b) {
+                best = Some((r, p));
+            }
+        }
+        best.map(|(_, p)| p.auth.clone())
+    }
+}
+
+type Finding = (String, String);
+
+fn compile_policy(docs: &[Document], p: &Object<SecurityPolicySpec>) -> (JwtAuth, Vec<Finding>) {
+    let mut errors = check_targets(&p.spec.target_refs);
+    let mut providers = Vec::new();
+    let jwt = p.spec.jwt.clone().unwrap_or_default();
+    if p.spec.jwt.is_none() {
+        errors.push(("spec.jwt".into(), "a SecurityPolicy needs jwt".into()));
+    } else if jwt.providers.is_empty() {
+        errors.push(("spec.jwt.providers".into(), "no provider".into()));
+    }
+    for (i, provider) in jwt.providers.iter().enumerate() {
+        let at = format!("spec.jwt.providers[{i}]");
+        match compile_provider(docs, p.metadata.namespace(), provider, &at) {
+            Ok(compiled) => providers.push(compiled),
+            Err(found) => errors.extend(found),
+        }
+    }
+    let broken = errors.first().map(|(path, msg)| {
+        format!(
+            "SecurityPolicy {}/{} {path}: {msg}",
+            p.metadata.namespace(),
+            p.metadata.name
+        )
+    });
+    let auth = JwtAuth {
+        policy: format!("{}/{}", p.metadata.namespace(), p.metadata.name).into(),
+        optional: jwt.optional,
+        providers,
+        broken,
+    };
+    (auth, errors)
+}
+
+fn check_targets(refs: &[PolicyTargetRef]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if refs.is_empty() {
+        out.push(("spec.targetRefs".into(), "no target".into()));
+    }
+    for (i, t) in refs.iter().enumerate() {
+        let ok = t.group == GATEWAY_API
+            && matches!(t.kind.as_str(), "Gateway" | "HTTPRoute" | "GRPCRoute");
+        if !ok {
+            out.push((
+                format!("spec.targetRefs[{i}]"),
+                "targets are a Gateway, an HTTPRoute or a GRPCRoute (group gateway.networking.k8s.io)".into(),
+            ));
+        }
+    }
+    out
+}
+
+fn compile_provider(
+    docs: &[Document],
+    ns: &str,
+    p: &JwtProvider,
+    at: &str,
+) -> Result<Provider, Vec<Finding>> {
+    let mut errors = Vec::new();
+    let jwks_at = format!("{at}.localJWKS");
+    let keys = match jwks_text(docs, ns, p, &jwks_at) {
+        Ok(text) => keys_of(&text, &jwks_at).unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        }),
+        Err(e) => {
+            errors.push(e);
+            Vec::new()
+        }
+    };
+    let mut claims = Vec::new();
+    for (c, ch) in p.claim_to_headers.iter().enumerate() {
+        match HeaderName::from_bytes(ch.header.as_bytes()) {
+            Ok(h) => claims.push((ch.claim.clone(), h)),
+            Err(_) => errors.push((
+                format!("{at}.claimToHeaders[{c}].header"),
+                format!("{:?} is not a header name", ch.header),
+            )),
+        }
+    }
+    let sources = sources(p, at, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Provider {
+        name: p.name.clone(),
+        sources,
+        keys,
+        issuer: p.issuer.clone(),
+        audiences: p.audiences.clone(),
+        claims,
+        forward: p.forward,
+    })
+}
+
+fn sources(p: &JwtProvider, at: &str, errors: &mut Vec<Finding>) -> Vec<TokenSource> {
+    let Some(from) = &p.extract_from else {
+        return vec![TokenSource::Header {
+            name: http::header::AUTHORIZATION,
+            prefix: "Bearer ".into(),
+        }];
+    };
+    let mut out = Vec::new();
+    for (h, th) in from.headers.iter().enumerate() {
+        match HeaderName::from_bytes(th.name.as_bytes()) {
+            Ok(name) => out.push(TokenSource::Header {
+                name,
+                prefix: th.value_prefix.clone().unwrap_or_default(),
+            }),
+            Err(_) => errors.push((
+                format!("{at}.extractFrom.headers[{h}].name"),
+                format!("{:?} is not a header name", th.name),
+            )),
+        }
+    }
+    out.extend(from.cookies.iter().cloned().map(TokenSource::Cookie));
+    out.extend(from.params.iter().cloned().map(TokenSource::Param));
+    if out.is_empty() && errors.is_empty() {
+        errors.push((
+            format!("{at}.extractFrom"),
+            "no place to look for a token".into(),
+        ));
+    }
+    out
+}
+
+fn jwks_text(docs: &[Document], ns: &str, p: &JwtProvider, at: &str) -> Result<String, Finding> {
+    let jwks = &p.local_jwks;
+    match (jwks.kind.as_str(), &jwks.inline, &jwks.value_ref) {
+        ("Inline", Some(text), _) => Ok(text.clone()),
+        ("ValueRef", _, Some(r)) if r.group.is_empty() && r.kind == "ConfigMap" => docs
+            .iter()
+            .find_map(|d| match &*d.resource {
+                Resource::ConfigMap(c)
+                    if c.metadata.namespace() == ns && c.metadata.name == r.name =>
+                {
+                    c.body.data.get("jwks").cloned()
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                (
+                    format!("{at}.valueRef"),
+                    format!("no ConfigMap {ns}/{} with a key jwks", r.name),
+                )
+            }),
+        ("ValueRef", _, Some(_)) => Err((
+            format!("{at}.valueRef"),
+            "a valueRef is a ConfigMap ({group: \"\", kind: ConfigMap, name})".into(),
+        )),
+        _ => Err((
+            at.to_string(),
+            "type Inline with inline, or type ValueRef with valueRef".into(),
+        )),
+    }
+}
+
+/// The set's signing keys, each with the algorithms it may check.
+fn keys_of(text: &str, at: &str) -> Result<Vec<Key>, Finding> {
+    let set: JwkSet = serde_json::from_str(text)
+        .map_err(|e| (at.to_string(), format!("not a JSON Web Key Set: {e}")))?;
+    let mut keys = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            continue;
+        }
+        let refuse = |msg: String| (format!("{at} key {i}"), msg);
+        let family = algorithms_of(jwk).map_err(refuse)?;
+        let algorithms = match jwk.common.key_algorithm {
+            None => family,
+            Some(named) => {
+                let alg = Algorithm::try_from(named)
+                    .ok()
+                    .filter(|a| family.contains(a))
+                    .ok_or_else(|| refuse(format!("alg {named:?} does not fit the key's type")))?;
+                vec![alg]
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| refuse(format!("unusable: {e}")))?;
+        keys.push(Key {
+            kid: jwk.common.key_id.clone(),
+            key,
+            algorithms,
+        });
+    }
+    if keys.is_empty() {
+        return Err((at.to_string(), "the key set has no signing key".into()));
+    }
+    Ok(keys)
+}
+
+fn algorithms_of(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
+    use Algorithm::*;
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Ok(vec![RS256, RS384, RS512, PS256, PS384, PS512]),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Ok(vec![ES256]),
+            EllipticCurve::P384 => Ok(vec![ES384]),
+            ref other => Err(format!("curve {other:?} is not supported")),
+        },
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            Ok(vec![EdDSA])
+        }
+        AlgorithmParameters::OctetKey(_) => {
+            Err("a symmetric key (kty oct) is not accepted: only public keys check tokens".into())
+        }
+        _ => Err("key type not supported (RSA, EC P-256/P-384, Ed25519 are)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const JWKS: &str = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "a"}]}"#;
+
+    fn policy(name: &str, created: &str, targets: &str) -> String {
+        format!("---\napiVersion: policy.strait.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {{name: {name}, namespace: shop, creationTimestamp: \"{created}\"}}\nspec:\n  targetRefs: {targets}\n  jwt:\n    providers: [{{name: p, localJWKS: {{type: Inline, inline: '{JWKS}'}}}}]\n")
+    }
+
+    fn table(yaml: &str) -> AuthnTable {
+        let set = strait_config::parse_text(Path::new("t.yaml"), yaml);
+        assert!(!set.has_errors(), "{:?}", set.problems);
+        AuthnTable::new(&set.documents)
+    }
+
+    fn route(name: &str, section: Option<&str>) -> String {
+        let section = section.map_or(String::new(), |s| format!(", sectionName: {s}"));
+        format!("[{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: {name}{section}}}]")
+    }
+
+    #[test]
+    fn the_most_specific_target_wins_then_the_oldest() {
+        let yaml = [
+            policy("route", "2026-01-02T00:00:00Z", &route("api", None)),
+            policy(
+                "rule",
+                "2026-01-03T00:00:00Z",
+                &route("api", Some("public")),
+            ),
+            policy("older", "2026-01-01T00:00:00Z", &route("api", None)),
+            policy(
+                "gw",
+                "2026-01-01T00:00:00Z",
+                "[{group: gateway.networking.k8s.io, kind: Gateway, name: edge}]",
+            ),
+        ]
+        .concat();
+        let mut t = table(&yaml);
+        let name = |a: Option<Arc<JwtAuth>>| a.map(|a| a.policy.to_string());
+        assert_eq!(
+            name(t.for_rule("HTTPRoute", "shop", "api", Some("public"))).as_deref(),
+            Some("shop/rule")
+        );
+        assert_eq!(
+            name(t.for_rule("HTTPRoute", "shop", "api", Some("other"))).as_deref(),
+            Some("shop/older")
+        );
+        assert_eq!(
+            name(t.for_rule("HTTPRoute", "shop", "api", None)).as_deref(),
+            Some("shop/older")
+        );
+        assert_eq!(name(t.for_rule("GRPCRoute", "shop", "api", None)), None);
+        assert_eq!(name(t.for_rule("HTTPRoute", "other", "api", None)), None);
+        assert_eq!(
+            name(t.for_listener("shop", "edge", "https")).as_deref(),
+            Some("shop/gw")
+        );
+        let problems = t.take_problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("shop/older"), "{problems:?}");
+    }
+
+    #[test]
+    fn tokens_are_found_where_the_provider_looks() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "bearer abc".parse().expect("value"));
+        headers.insert("cookie", "a=1; session=def".parse().expect("value"));
+        let bearer = TokenSource::Header {
+            name: http::header::AUTHORIZATION,
+            prefix: "Bearer ".into(),
+        };
+        assert_eq!(bearer.find(&headers, None).as_deref(), Some("abc"));
+        let cookie = TokenSource::Cookie("session".into());
+        assert_eq!(cookie.find(&headers, None).as_deref(), Some("def"));
+        let param = TokenSource::Param("t".into());
+        assert_eq!(
+            param.find(&headers, Some("x=1&t=ghi")).as_deref(),
+            Some("ghi")
+        );
+        assert_eq!(param.find(&headers, Some("x=1&t=")), None);
+        assert_eq!(TokenSource::Cookie("no".into()).find(&headers, None), None);
+    }
+}
