@@ -99,15 +99,16 @@ fn proxy<'s>(
         strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.http_limits)?;
         telemetry::caller(sidecar, ctx, req.headers());
         let conn = ctx.conn.clone();
-        let (selected, authenticated) = {
+        let authenticated;
+        let selected = {
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
-            let authenticated = policy::authenticate(&selected.matched(), &req)?;
+            authenticated = policy::authenticate(&selected.matched(), &req)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);
             }
-            (selected, authenticated)
+            selected
         };
         if let Some(a) = authenticated {
             a.apply(&mut req);
