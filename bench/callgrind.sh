@@ -5,6 +5,8 @@
 # Prints the program total. Per request: run at two N and divide the
 # difference (start-up cancels out).
 #   bench/callgrind.sh STRAIT_BIN N
+# JWT=1: a SecurityPolicy on the route (an Ed25519 key made with openssl)
+# and every request carrying a token it accepts.
 # Needs valgrind, nginx and python3.
 set -euo pipefail
 [[ $# -eq 2 ]] || { sed -n "2,8p" "$0"; exit 2; }
@@ -23,19 +25,21 @@ nginx -c $nginx_dir/n.conf -p $nginx_dir & NG=$!
     gateway_yaml "{name: http, port: $P, protocol: HTTP}"
     route_yaml r b
     backend_yaml b "$B"
+    [[ -z ${JWT:-} ]] || jwt_yaml "$D"
 } > $D/gw.yaml
 # STRAIT_FLAGS: more gateway flags, to measure a setting.
 STRAIT_LOG=warn valgrind --tool=callgrind --callgrind-out-file=$D/cg.out $BIN gateway --config $D --workers 1 --bind-address 127.0.0.1 ${STRAIT_FLAGS:-} >$D/log 2>&1 & V=$!
-python3 - $P $N <<'PY'
+python3 - $P $N "$(cat $D/token 2>/dev/null)" <<'PY'
 import http.client,sys,time
 p,n=int(sys.argv[1]),int(sys.argv[2])
+auth={"Authorization":"Bearer "+sys.argv[3]} if sys.argv[3] else {}
 for _ in range(200):
     try:
-        c=http.client.HTTPConnection("127.0.0.1",p,timeout=5); c.request("GET","/",headers={"Host":"a"}); r=c.getresponse(); r.read()
+        c=http.client.HTTPConnection("127.0.0.1",p,timeout=5); c.request("GET","/",headers={"Host":"a",**auth}); r=c.getresponse(); r.read()
         if r.status==200: break
     except Exception: time.sleep(0.5)
 for i in range(n):
-    c.request("GET","/",headers={"Host":"a","User-Agent":"cg","Accept":"*/*"}); r=c.getresponse(); r.read()
+    c.request("GET","/",headers={"Host":"a","User-Agent":"cg","Accept":"*/*",**auth}); r=c.getresponse(); r.read()
     assert r.status==200
 PY
 kill -TERM $V; wait $V || true; kill $NG; wait $NG 2>/dev/null || true

@@ -544,3 +544,33 @@ save_report() {
     echo "$2" >"$file"
     log "saved to $file"
 }
+
+# base64url without padding, of stdin.
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+
+# A SecurityPolicy on route r with an Ed25519 key made here; writes the
+# YAML to stdout and a token it accepts (valid for a day) to DIR/token.
+jwt_yaml() {
+    local dir=$1 x h p s
+    openssl genpkey -algorithm ed25519 -out "$dir/jwt.pem" 2>/dev/null
+    x=$(openssl pkey -in "$dir/jwt.pem" -pubout -outform DER | tail -c 32 | b64url)
+    h=$(printf '{"alg":"EdDSA","kid":"bench"}' | b64url)
+    p=$(printf '{"iss":"bench","sub":"user","exp":%d}' $(($(date +%s) + 86400)) | b64url)
+    printf '%s.%s' "$h" "$p" > "$dir/jwt.msg"
+    s=$(openssl pkeyutl -sign -inkey "$dir/jwt.pem" -rawin -in "$dir/jwt.msg" | b64url)
+    printf '%s.%s.%s' "$h" "$p" "$s" > "$dir/token"
+    cat <<EOF
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: bench-jwt}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  jwt:
+    providers:
+    - name: bench
+      issuer: bench
+      localJWKS: {type: Inline, inline: '{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "bench", "x": "$x"}]}'}
+      claimToHeaders: [{claim: sub, header: x-user}]
+EOF
+}

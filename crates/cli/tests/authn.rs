@@ -154,6 +154,11 @@ async fn tokens_are_checked_and_the_backend_sees_only_claims() {
     assert_eq!(r.reason(), Some("jwt_missing"));
     assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"strait\"");
     assert_eq!(r.headers["x-strait-authn"], "default/api-jwt");
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(
+        body,
+        "strait: SecurityPolicy default/api-jwt requires a token\n"
+    );
 
     // A good token, in each place the provider looks: the backend gets
     // the claims as headers and never the token; a forged claim header

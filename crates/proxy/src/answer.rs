@@ -262,9 +262,17 @@ impl ProxyError {
             ConnectRefused => "CONNECT is not served here",
             ConnectTarget => "CONNECT needs host:port",
             Denied { explain, .. } => return format!("strait: {explain}\n").into(),
-            Unauthenticated { why: None, .. } => "a token is required",
-            Unauthenticated { why: Some(why), .. } => {
-                return format!("strait: the token is not accepted: {why}\n").into()
+            Unauthenticated { policy, why: None } => {
+                return format!("strait: SecurityPolicy {policy} requires a token\n").into()
+            }
+            Unauthenticated {
+                policy,
+                why: Some(why),
+            } => {
+                return format!(
+                    "strait: SecurityPolicy {policy} does not accept the token: {why}\n"
+                )
+                .into()
             }
             PolicyInvalid { why, .. } => return format!("strait: {why}\n").into(),
             FaultUnresolved => "the route's extension filter cannot be resolved",

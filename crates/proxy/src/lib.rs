@@ -41,6 +41,7 @@ pub mod sidecar;
 pub mod splice;
 pub mod tee;
 pub mod tls;
+pub mod token_cache;
 pub mod traces;
 pub mod upgrade;
 pub mod upstream;

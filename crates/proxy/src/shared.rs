@@ -25,6 +25,8 @@ pub struct Shared {
     pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
     /// Set once at start when traces are exported.
     pub traces: std::sync::OnceLock<crate::traces::Traces>,
+    /// Tokens SecurityPolicies accepted, emptied with each configuration.
+    pub tokens: crate::token_cache::TokenCache,
 }
 
 impl Shared {
@@ -48,6 +50,7 @@ impl Shared {
             sidecar,
             access_log: std::sync::OnceLock::new(),
             traces: std::sync::OnceLock::new(),
+            tokens: Default::default(),
         })
     }
 }
@@ -59,6 +62,7 @@ impl Shared {
         let old = self.live.load();
         let live = live(snapshot, self.sidecar.as_ref(), Some(&old));
         self.live.store(Arc::new(live));
+        self.tokens.clear();
     }
 }
 

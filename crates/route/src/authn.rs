@@ -36,6 +36,24 @@ pub struct JwtAuth {
     pub broken: Option<String>,
 }
 
+/// Tokens a policy accepted lately, kept by the proxy (a pure crate holds
+/// no state): asked before a signature is checked, told after one checks
+/// out.
+pub trait Memo {
+    fn get(&self, provider: usize, token: &str) -> Option<Arc<Map<String, Value>>>;
+    fn put(&self, provider: usize, token: &str, claims: &Arc<Map<String, Value>>);
+}
+
+/// No memory: every token is checked.
+pub struct NoMemo;
+
+impl Memo for NoMemo {
+    fn get(&self, _: usize, _: &str) -> Option<Arc<Map<String, Value>>> {
+        None
+    }
+    fn put(&self, _: usize, _: &str, _: &Arc<Map<String, Value>>) {}
+}
+
 #[derive(Debug)]
 pub struct Provider {
     pub name: String,
@@ -72,7 +90,7 @@ pub enum TokenSource {
 #[derive(Debug)]
 pub struct Verified<'a> {
     pub provider: &'a Provider,
-    pub claims: Map<String, Value>,
+    pub claims: Arc<Map<String, Value>>,
     pub found: &'a TokenSource,
 }
 
@@ -93,23 +111,33 @@ impl JwtAuth {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
+        memo: &dyn Memo,
     ) -> Result<Option<Verified<'_>>, Failure> {
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(why.clone()));
         }
         let mut why = None;
-        for provider in &self.providers {
+        for (p, provider) in self.providers.iter().enumerate() {
             for source in &provider.sources {
                 let Some(token) = source.find(headers, query) else {
                     continue;
                 };
+                if let Some(claims) = memo.get(p, &token) {
+                    return Ok(Some(Verified {
+                        provider,
+                        claims,
+                        found: source,
+                    }));
+                }
                 match provider.check(&token) {
                     Ok(claims) => {
+                        let claims = Arc::new(claims);
+                        memo.put(p, &token, &claims);
                         return Ok(Some(Verified {
                             provider,
                             claims,
                             found: source,
-                        }))
+                        }));
                     }
                     Err(e) => why = why.or(Some(e)),
                 }

@@ -103,7 +103,7 @@ fn proxy<'s>(
         let selected = {
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
-            authenticated = policy::authenticate(&selected.matched(), &req)?;
+            authenticated = policy::authenticate(&selected.matched(), &req, &shared.tokens)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);

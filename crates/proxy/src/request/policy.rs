@@ -10,6 +10,7 @@ use crate::answer::ProxyError;
 use crate::ctx::{RequestCtx, Role};
 use crate::metrics::Metrics;
 use crate::sidecar::Sidecar;
+use crate::token_cache::TokenCache;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use std::sync::Arc;
 use strait_route::authn::{Failure, JwtAuth, TokenSource};
@@ -28,6 +29,7 @@ pub struct Authenticated {
 pub fn authenticate<B>(
     matched: &Matched<'_>,
     req: &Request<B>,
+    tokens: &TokenCache,
 ) -> Result<Option<Authenticated>, ProxyError> {
     let Some(auth) = matched
         .rule
@@ -38,7 +40,8 @@ pub fn authenticate<B>(
         return Ok(None);
     };
     let policy = auth.policy.clone();
-    let verified = match auth.verify(req.headers(), req.uri().query()) {
+    let memo = tokens.memo(auth);
+    let verified = match auth.verify(req.headers(), req.uri().query(), &memo) {
         Ok(v) => v,
         Err(Failure::Missing) => return Err(ProxyError::Unauthenticated { policy, why: None }),
         Err(Failure::Invalid(why)) => {
