@@ -146,7 +146,7 @@ async fn tokens_are_checked_and_the_backend_sees_only_claims() {
     let app = echo("shop", "shop-0");
     let port = free_port();
     let dir = setup(&signer, None, port, app.port);
-    let gw = Gateway::start(&dir).await;
+    let gw = Gateway::start_with(&dir, &["--access-log", "-"]).await;
 
     // No token: 401 with a Bearer challenge and the policy named.
     let r = status(with(port, "/cart", &[])).await;
@@ -242,11 +242,72 @@ async fn tokens_are_checked_and_the_backend_sees_only_claims() {
         assert!(body.contains(why), "{why}: {body}");
     }
 
+    // Smuggling: a second, different token anywhere (another place, a
+    // cookie name with a space, an encoded parameter name) is refused,
+    // never passed on beside the good one.
+    let forged = other.sign(&claims(json!({"sub": "root"})));
+    for req in [
+        with(
+            port,
+            "/cart",
+            &[
+                ("authorization", &format!("Bearer {forged}")),
+                ("cookie", &format!("session={token}")),
+            ],
+        ),
+        with(
+            port,
+            "/cart",
+            &[("cookie", &format!("session ={forged}; session={token}"))],
+        ),
+        with(
+            port,
+            &format!("/cart?access%5Ftoken={forged}&access_token={token}"),
+            &[],
+        ),
+    ] {
+        let r = status(req).await;
+        assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        assert!(body.contains("more than one token"), "{body}");
+    }
+    // Naming an audience or an issuer makes the claim required, and one
+    // issuer is a string.
+    let mut no_aud = claims(json!({}));
+    no_aud.as_object_mut().map(|c| c.remove("aud"));
+    let r = status(with(
+        port,
+        "/cart",
+        &[("authorization", &format!("Bearer {}", signer.sign(&no_aud)))],
+    ))
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(String::from_utf8_lossy(&r.body).contains("no aud"));
+    let listed = signer.sign(&claims(
+        json!({"iss": ["https://issuer.test", "https://evil.test"]}),
+    ));
+    let r = status(with(
+        port,
+        "/cart",
+        &[("authorization", &format!("Bearer {listed}"))],
+    ))
+    .await;
+    assert_eq!(r.status, 401);
+
     // The rule's own policy wins over the route's: optional there, but a
-    // bad token is still refused, and x-user can only come from a token.
-    let r = status(with(port, "/public/items", &[("x-user", "mallory")])).await;
+    // bad token is still refused, and x-user can only come from a token
+    // (nor x_user, which CGI-style backends read as the same).
+    let r = status(with(
+        port,
+        "/public/items",
+        &[("x-user", "mallory"), ("x_user", "mallory")],
+    ))
+    .await;
     assert_eq!(r.status, 200);
-    assert!(r.json()["headers"].get("X-User").is_none(), "{}", r.json());
+    let seen = r.json().to_string();
+    assert!(!seen.contains("mallory"), "{seen}");
+    let r = status(with(port, "/public/items", &[("authorization", "Bearer ")])).await;
+    assert_eq!(r.status, 401, "an empty token is not no token");
     let r = status(with(port, "/public/items", &[("authorization", &bearer)])).await;
     assert_eq!(r.json()["headers"]["X-User"][0], "alice");
     let r = status(with(
@@ -256,6 +317,22 @@ async fn tokens_are_checked_and_the_backend_sees_only_claims() {
     ))
     .await;
     assert_eq!(r.status, 401);
+
+    // The access log has the requests, not the tokens sent in the query.
+    let log = eventually(
+        5,
+        || gw.stdout(),
+        || async {
+            let out = gw.stdout();
+            out.contains("/public/items").then_some(out)
+        },
+    )
+    .await;
+    assert!(log.contains("/cart?page=2"), "{log}");
+    assert!(
+        !log.contains(&token) && !log.contains(&forged),
+        "a token was logged"
+    );
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
             let rest: Vec<&str> = text
                 .split(';')
                 .map(str::trim)
-                .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k != name))
+                .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k.trim() != name))
                 .collect();
             HeaderValue::from_str(&rest.join("; "))
                 .ok()
@@ -130,12 +130,16 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
     }
 }
 
-/// `uri` without query parameter `name` (`None` when it has none).
+/// `uri` without query parameter `name`, however its name is encoded
+/// (`None` when it has no query).
 pub fn without_param(uri: &http::Uri, name: &str) -> Option<http::Uri> {
     let query = uri.query()?;
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !strait_route::authn::is_param(key, name)
+        })
         .collect();
     let path_and_query = match kept.is_empty() {
         true => uri.path().to_string(),

@@ -11,7 +11,7 @@
 
 use crate::policy::age;
 use http::{HeaderMap, HeaderName};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -116,38 +116,78 @@ impl JwtAuth {
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(why.clone()));
         }
-        let mut why = None;
+        // Every place of every provider: one token, or the request is
+        // refused. Were a bad token in one place let by because a good one
+        // sat in another, the backend could read the bad one.
+        let mut found: Vec<(usize, &TokenSource, String)> = Vec::new();
         for (p, provider) in self.providers.iter().enumerate() {
             for source in &provider.sources {
-                let Some(token) = source.find(headers, query) else {
-                    continue;
-                };
-                if let Some(claims) = memo.get(p, &token) {
-                    return Ok(Some(Verified {
-                        provider,
-                        claims,
-                        found: source,
-                    }));
-                }
-                match provider.check(&token) {
-                    Ok(claims) => {
-                        let claims = Arc::new(claims);
-                        memo.put(p, &token, &claims);
-                        return Ok(Some(Verified {
-                            provider,
-                            claims,
-                            found: source,
-                        }));
-                    }
-                    Err(e) => why = why.or(Some(e)),
-                }
+                found.extend(
+                    source
+                        .all(headers, query)
+                        .into_iter()
+                        .map(|t| (p, source, t)),
+                );
             }
         }
-        match why {
-            Some(why) => Err(Failure::Invalid(why)),
-            None if self.optional => Ok(None),
-            None => Err(Failure::Missing),
+        let Some((_, _, token)) = found.first() else {
+            return match self.optional {
+                true => Ok(None),
+                false => Err(Failure::Missing),
+            };
+        };
+        if found.iter().any(|(_, _, t)| t != token) {
+            return Err(Failure::Invalid(
+                "the request carries more than one token".into(),
+            ));
         }
+        let mut why = None;
+        for (p, provider) in self.providers.iter().enumerate() {
+            let Some((_, source, _)) = found.iter().find(|(fp, _, _)| *fp == p) else {
+                continue;
+            };
+            let claims = match memo.get(p, token) {
+                Some(claims) => claims,
+                None => match provider.check(token) {
+                    Ok(claims) => {
+                        let claims = Arc::new(claims);
+                        memo.put(p, token, &claims);
+                        claims
+                    }
+                    Err(e) => {
+                        why = why.or(Some(e));
+                        continue;
+                    }
+                },
+            };
+            return Ok(Some(Verified {
+                provider,
+                claims,
+                found: source,
+            }));
+        }
+        Err(Failure::Invalid(why.unwrap_or_default()))
+    }
+
+    /// Every place a token is taken out of (the places of each provider
+    /// that does not forward it): cleared whatever the check found, so
+    /// that no token the check did not accept reaches the backend.
+    pub fn cleared(&self) -> impl Iterator<Item = &TokenSource> {
+        self.providers
+            .iter()
+            .filter(|p| !p.forward)
+            .flat_map(|p| p.sources.iter())
+    }
+
+    /// The query parameters a token may be in (kept out of access logs).
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.providers
+            .iter()
+            .flat_map(|p| p.sources.iter())
+            .filter_map(|s| match s {
+                TokenSource::Param(name) => Some(name.as_str()),
+                _ => None,
+            })
     }
 
     /// Every header a provider copies a claim to: removed from what the
@@ -177,18 +217,32 @@ impl Provider {
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY;
         validation.validate_nbf = true;
+        // Naming an issuer or audiences makes the claim required: the
+        // library checks them only when present.
         match &self.issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                validation.required_spec_claims.insert("iss".into());
+            }
             None => validation.iss = None,
         }
         if self.audiences.is_empty() {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&self.audiences);
+            validation.required_spec_claims.insert("aud".into());
         }
         let mut why = String::new();
         for key in candidates {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+                // One issuer, as a string: the library takes a list that
+                // merely contains it.
+                Ok(data)
+                    if self.issuer.is_some()
+                        && !data.claims.get("iss").is_some_and(Value::is_string) =>
+                {
+                    why = "the token's issuer is not accepted".into()
+                }
                 Ok(data) => return Ok(data.claims),
                 Err(e) => why = describe(e.kind()),
             }
@@ -211,28 +265,49 @@ fn describe(kind: &ErrorKind) -> String {
 }
 
 impl TokenSource {
-    /// The token this source holds in the request, if any.
-    pub fn find(&self, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    /// Every token this source holds in the request. A place present but
+    /// empty counts (as a token that cannot verify); cookie names are
+    /// trimmed and parameter names decoded, as backends read them.
+    pub fn all(&self, headers: &HeaderMap, query: Option<&str>) -> Vec<String> {
         match self {
             TokenSource::Header { name, prefix } => headers
                 .get_all(name)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find_map(|v| strip_prefix_ignore_case(v, prefix))
-                .map(|t| t.trim().to_string()),
-            TokenSource::Cookie(name) => crate::cookie(headers, name).map(str::to_string),
-            TokenSource::Param(name) => query?
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_string()),
+                .map(|v| v.to_str().unwrap_or_default())
+                .filter_map(|v| strip_prefix_ignore_case(v, prefix))
+                .map(|t| t.trim().to_string())
+                .collect(),
+            TokenSource::Cookie(name) => crate::matcher::cookies(headers)
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string())
+                .collect(),
+            TokenSource::Param(name) => query
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+                .filter(|(k, _)| is_param(k, name))
+                .map(|(_, v)| decoded(v).into_owned())
+                .collect(),
         }
-        .filter(|t| !t.is_empty())
     }
 }
 
-/// `Bearer` is case-insensitive (RFC 6750 §2.1 via RFC 9110 §11.1).
+/// Whether query key `raw` (as sent) names parameter `name`.
+pub fn is_param(raw: &str, name: &str) -> bool {
+    decoded(raw) == name
+}
+
+fn decoded(text: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy()
+}
+
+/// `Bearer` is case-insensitive (RFC 6750 §2.1 via RFC 9110 §11.1); the
+/// prefix alone (trailing space trimmed on the way) is an empty token.
 fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+    let bare = prefix.trim_end();
+    if !bare.is_empty() && value.trim_end().eq_ignore_ascii_case(bare) {
+        return Some("");
+    }
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &value[prefix.len()..])
@@ -265,10 +340,15 @@ impl AuthnTable {
         found.sort_by(|a, b| age(&a.1.metadata).cmp(&age(&b.1.metadata)));
         let mut table = AuthnTable::default();
         for (doc, p) in found {
-            let (auth, errors) = compile_policy(docs, p);
+            let (auth, errors, warnings) = compile_policy(docs, p);
             for (path, msg) in errors {
                 let msg = format!("{msg}; the policy's targets answer 500 until it is fixed");
                 table.problems.push(Problem::error(&doc.source, path, msg));
+            }
+            for (path, msg) in warnings {
+                table
+                    .problems
+                    .push(Problem::warning(&doc.source, path, msg));
             }
             table.conflicts(doc, p);
             table.policies.push(Compiled {
@@ -363,8 +443,13 @@ impl AuthnTable {
 
 type Finding = (String, String);
 
-fn compile_policy(docs: &[Document], p: &Object<SecurityPolicySpec>) -> (JwtAuth, Vec<Finding>) {
+/// The policy, its errors (it then fails closed) and its warnings.
+fn compile_policy(
+    docs: &[Document],
+    p: &Object<SecurityPolicySpec>,
+) -> (JwtAuth, Vec<Finding>, Vec<Finding>) {
     let mut errors = check_targets(&p.spec.target_refs);
+    let mut warnings = Vec::new();
     let mut providers = Vec::new();
     let jwt = p.spec.jwt.clone().unwrap_or_default();
     if p.spec.jwt.is_none() {
@@ -374,7 +459,8 @@ fn compile_policy(docs: &[Document], p: &Object<SecurityPolicySpec>) -> (JwtAuth
     }
     for (i, provider) in jwt.providers.iter().enumerate() {
         let at = format!("spec.jwt.providers[{i}]");
-        match compile_provider(docs, p.metadata.namespace(), provider, &at) {
+        let ns = p.metadata.namespace();
+        match compile_provider(docs, ns, provider, (&at, &mut warnings)) {
             Ok(compiled) => providers.push(compiled),
             Err(found) => errors.extend(found),
         }
@@ -392,7 +478,7 @@ fn compile_policy(docs: &[Document], p: &Object<SecurityPolicySpec>) -> (JwtAuth
         providers,
         broken,
     };
-    (auth, errors)
+    (auth, errors, warnings)
 }
 
 fn check_targets(refs: &[PolicyTargetRef]) -> Vec<Finding> {
@@ -417,12 +503,12 @@ fn compile_provider(
     docs: &[Document],
     ns: &str,
     p: &JwtProvider,
-    at: &str,
+    (at, warnings): (&str, &mut Vec<Finding>),
 ) -> Result<Provider, Vec<Finding>> {
     let mut errors = Vec::new();
     let jwks_at = format!("{at}.localJWKS");
     let keys = match jwks_text(docs, ns, p, &jwks_at) {
-        Ok(text) => keys_of(&text, &jwks_at).unwrap_or_else(|e| {
+        Ok(text) => keys_of(&text, &jwks_at, warnings).unwrap_or_else(|e| {
             errors.push(e);
             Vec::new()
         }),
@@ -519,37 +605,60 @@ fn jwks_text(docs: &[Document], ns: &str, p: &JwtProvider, at: &str) -> Result<S
 }
 
 /// The set's signing keys, each with the algorithms it may check.
-fn keys_of(text: &str, at: &str) -> Result<Vec<Key>, Finding> {
-    let set: JwkSet = serde_json::from_str(text)
+/// The set's signing keys, each with the algorithms it may check. A key
+/// that cannot check tokens (a symmetric one, an unsupported curve or
+/// algorithm) is left out with a warning, so that one odd key in an
+/// issuer's set does not stop the rest; a set left with none is an error.
+fn keys_of(text: &str, at: &str, warnings: &mut Vec<Finding>) -> Result<Vec<Key>, Finding> {
+    let set: JwkSetText = serde_json::from_str(text)
         .map_err(|e| (at.to_string(), format!("not a JSON Web Key Set: {e}")))?;
     let mut keys = Vec::new();
-    for (i, jwk) in set.keys.iter().enumerate() {
-        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
-            continue;
+    for (i, raw) in set.keys.into_iter().enumerate() {
+        match key_of(raw) {
+            Ok(Some(key)) => keys.push(key),
+            Ok(None) => {}
+            Err(msg) => warnings.push((format!("{at} key {i}"), format!("{msg}; left out"))),
         }
-        let refuse = |msg: String| (format!("{at} key {i}"), msg);
-        let family = algorithms_of(jwk).map_err(refuse)?;
-        let algorithms = match jwk.common.key_algorithm {
-            None => family,
-            Some(named) => {
-                let alg = Algorithm::try_from(named)
-                    .ok()
-                    .filter(|a| family.contains(a))
-                    .ok_or_else(|| refuse(format!("alg {named:?} does not fit the key's type")))?;
-                vec![alg]
-            }
-        };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| refuse(format!("unusable: {e}")))?;
-        keys.push(Key {
-            kid: jwk.common.key_id.clone(),
-            key,
-            algorithms,
-        });
     }
     if keys.is_empty() {
-        return Err((at.to_string(), "the key set has no signing key".into()));
+        return Err((
+            at.to_string(),
+            "the key set has no usable signing key".into(),
+        ));
     }
     Ok(keys)
+}
+
+/// A set read key by key, so that one key strait cannot read is only that.
+#[derive(serde::Deserialize)]
+struct JwkSetText {
+    keys: Vec<Value>,
+}
+
+/// `None`: an encryption key, not for tokens.
+fn key_of(raw: Value) -> Result<Option<Key>, String> {
+    let jwk: Jwk =
+        serde_json::from_value(raw).map_err(|e| format!("not a key strait reads: {e}"))?;
+    if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+        return Ok(None);
+    }
+    let family = algorithms_of(&jwk)?;
+    let algorithms = match jwk.common.key_algorithm {
+        None => family,
+        Some(named) => {
+            let alg = Algorithm::try_from(named)
+                .ok()
+                .filter(|a| family.contains(a))
+                .ok_or_else(|| format!("alg {named:?} does not fit the key's type"))?;
+            vec![alg]
+        }
+    };
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable: {e}"))?;
+    Ok(Some(Key {
+        kid: jwk.common.key_id.clone(),
+        key,
+        algorithms,
+    }))
 }
 
 fn algorithms_of(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
@@ -644,15 +753,17 @@ mod tests {
             name: http::header::AUTHORIZATION,
             prefix: "Bearer ".into(),
         };
-        assert_eq!(bearer.find(&headers, None).as_deref(), Some("abc"));
+        assert_eq!(bearer.all(&headers, None), ["abc"]);
         let cookie = TokenSource::Cookie("session".into());
-        assert_eq!(cookie.find(&headers, None).as_deref(), Some("def"));
+        assert_eq!(cookie.all(&headers, None), ["def"]);
         let param = TokenSource::Param("t".into());
-        assert_eq!(
-            param.find(&headers, Some("x=1&t=ghi")).as_deref(),
-            Some("ghi")
-        );
-        assert_eq!(param.find(&headers, Some("x=1&t=")), None);
-        assert_eq!(TokenSource::Cookie("no".into()).find(&headers, None), None);
+        assert_eq!(param.all(&headers, Some("x=1&t=ghi")), ["ghi"]);
+        // Every copy, empty ones and encoded names too: backends read them.
+        assert_eq!(param.all(&headers, Some("t=&%74=x")), ["", "x"]);
+        assert!(TokenSource::Cookie("no".into())
+            .all(&headers, None)
+            .is_empty());
+        headers.insert("cookie", "session =a; session=b".parse().expect("value"));
+        assert_eq!(cookie.all(&headers, None), ["a", "b"]);
     }
 }

@@ -203,14 +203,19 @@ fn percent_decode(s: &str) -> String {
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    cookies(headers).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// The request's cookies, names and values trimmed (as backends read
+/// them).
+pub fn cookies(headers: &http::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
 }
 
 #[cfg(test)]

@@ -103,7 +103,8 @@ fn proxy<'s>(
         let selected = {
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
-            authenticated = policy::authenticate(&selected.matched(), &req, &shared.tokens)?;
+            let tokens = &shared.tokens;
+            authenticated = policy::authenticate(&selected.matched(), &req, tokens, ctx)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);

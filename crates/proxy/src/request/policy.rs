@@ -22,7 +22,6 @@ use strait_route::{Matched, Rule, Snapshot};
 pub struct Authenticated {
     auth: Arc<JwtAuth>,
     set: Vec<(HeaderName, HeaderValue)>,
-    remove: Option<TokenSource>,
 }
 
 /// The rule's (or its route's) SecurityPolicy, else its listener's.
@@ -30,6 +29,7 @@ pub fn authenticate<B>(
     matched: &Matched<'_>,
     req: &Request<B>,
     tokens: &TokenCache,
+    ctx: &mut RequestCtx,
 ) -> Result<Option<Authenticated>, ProxyError> {
     let Some(auth) = matched
         .rule
@@ -39,6 +39,14 @@ pub fn authenticate<B>(
     else {
         return Ok(None);
     };
+    // A token in the query stays out of the access log, accepted or not.
+    if let Some(line) = ctx.seen.line.as_deref_mut() {
+        for name in auth.params() {
+            if let Some(uri) = crate::headers::without_param(&line.uri, name) {
+                line.uri = uri;
+            }
+        }
+    }
     let policy = auth.policy.clone();
     let memo = tokens.memo(auth);
     let verified = match auth.verify(req.headers(), req.uri().query(), &memo) {
@@ -55,7 +63,6 @@ pub fn authenticate<B>(
     let mut out = Authenticated {
         auth: auth.clone(),
         set: Vec::new(),
-        remove: None,
     };
     if let Some(v) = verified {
         for (claim, header) in &v.provider.claims {
@@ -70,7 +77,6 @@ pub fn authenticate<B>(
                 out.set.push((header.clone(), value));
             }
         }
-        out.remove = (!v.provider.forward).then(|| v.found.clone());
     }
     Ok(Some(out))
 }
@@ -78,20 +84,30 @@ pub fn authenticate<B>(
 impl Authenticated {
     pub fn apply<B>(self, req: &mut Request<B>) {
         let headers = req.headers_mut();
-        for name in self.auth.claim_headers() {
+        // `x_user` too: CGI-style backends read it as `x-user`.
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| {
+                let k = k.as_str();
+                self.auth.claim_headers().any(|c| same_name(k, c.as_str()))
+            })
+            .cloned()
+            .collect();
+        for name in forged {
             headers.remove(name);
         }
-        match &self.remove {
-            Some(TokenSource::Header { name, .. }) => {
-                headers.remove(name);
-            }
-            Some(TokenSource::Cookie(name)) => crate::headers::remove_cookie(headers, name),
-            Some(TokenSource::Param(name)) => {
-                if let Some(uri) = crate::headers::without_param(req.uri(), name) {
-                    *req.uri_mut() = uri;
+        for place in self.auth.cleared() {
+            match place {
+                TokenSource::Header { name, .. } => {
+                    req.headers_mut().remove(name);
+                }
+                TokenSource::Cookie(name) => crate::headers::remove_cookie(req.headers_mut(), name),
+                TokenSource::Param(name) => {
+                    if let Some(uri) = crate::headers::without_param(req.uri(), name) {
+                        *req.uri_mut() = uri;
+                    }
                 }
             }
-            None => {}
         }
         let headers = req.headers_mut();
         for (name, value) in self.set {
@@ -132,4 +148,12 @@ pub async fn fault(rule: &Rule) -> Result<(), ProxyError> {
         )),
         None => Ok(()),
     }
+}
+
+/// Header names equal but for `_` in place of `-`.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || (x == b'_' && y == b'-'))
 }
