@@ -9,7 +9,7 @@
 //! with a public key; each key checks only the algorithms of its kind, and
 //! `none` is no algorithm at all.
 
-use crate::policy::age;
+use crate::policy::{age, rank};
 use http::{HeaderMap, HeaderName};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
@@ -395,28 +395,12 @@ impl AuthnTable {
         route: &str,
         rule: Option<&str>,
     ) -> Option<Arc<JwtAuth>> {
-        self.best(ns, |t| {
-            (t.group == GATEWAY_API && t.kind == kind && t.name == route)
-                .then_some(t.section_name.as_deref())
-                .and_then(|section| match section {
-                    None => Some(1),
-                    Some(s) if Some(s) == rule => Some(2),
-                    Some(_) => None,
-                })
-        })
+        self.best(ns, |t| rank(t, kind, route, rule))
     }
 
     /// Listener `listener` of Gateway `ns/gateway`, or the whole Gateway.
     pub fn for_listener(&self, ns: &str, gateway: &str, listener: &str) -> Option<Arc<JwtAuth>> {
-        self.best(ns, |t| {
-            (t.group == GATEWAY_API && t.kind == "Gateway" && t.name == gateway)
-                .then_some(t.section_name.as_deref())
-                .and_then(|section| match section {
-                    None => Some(1),
-                    Some(s) if s == listener => Some(2),
-                    Some(_) => None,
-                })
-        })
+        self.best(ns, |t| rank(t, "Gateway", gateway, Some(listener)))
     }
 
     fn best(

@@ -38,6 +38,25 @@ pub(crate) fn select<'a, S: 'a>(
     found.first().map(|(p, _)| *p)
 }
 
+/// How specifically `t` names a Gateway API object `kind`/`name`, and a
+/// section of it (a listener, a rule): 2 for the section, 1 for the whole
+/// object, `None` when it names something else.
+pub(crate) fn rank(
+    t: &PolicyTargetRef,
+    kind: &str,
+    name: &str,
+    section: Option<&str>,
+) -> Option<u8> {
+    if t.group != "gateway.networking.k8s.io" || t.kind != kind || t.name != name {
+        return None;
+    }
+    match t.section_name.as_deref() {
+        None => Some(1),
+        Some(s) if Some(s) == section => Some(2),
+        Some(_) => None,
+    }
+}
+
 /// Oldest first, then by name: the order conflicts are settled in.
 pub(crate) fn age(m: &strait_config::meta::ObjectMeta) -> impl Ord + '_ {
     let t = m.creation_timestamp.as_deref();

@@ -5,7 +5,7 @@
 //! `targetRefs`); a workload over its namespace; the oldest, then the
 //! first by name, among equals.
 
-use crate::policy::age;
+use crate::policy::{age, rank};
 use strait_config::backendtls::PolicyTargetRef;
 use strait_config::telemetry::{AccessLogSettings, TelemetryPolicySpec, TracingSettings};
 use strait_config::{Document, Object, Problem, Resource};
@@ -97,12 +97,7 @@ impl TelemetryTable {
         self.merged(namespace, |p| {
             p.targets
                 .iter()
-                .filter(|t| t.group == GATEWAY_API && t.kind == "Gateway" && t.name == gateway)
-                .filter_map(|t| match t.section_name.as_deref() {
-                    None => Some(1),
-                    Some(s) if s == listener => Some(2),
-                    Some(_) => None,
-                })
+                .filter_map(|t| rank(t, "Gateway", gateway, Some(listener)))
                 .max()
         })
     }
