@@ -54,8 +54,8 @@ def main():
             for v in d["spec"]["versions"]:
                 schema = openapi_to_jsonschema(v["schema"]["openAPIV3Schema"])
                 schemas[(d["spec"]["names"]["kind"], v["name"])] = schema
-    if len(schemas) != 6:
-        failures.append(f"expected 6 policy.strait.dev CRDs, found {sorted(schemas)}")
+    if len(schemas) != 7:
+        failures.append(f"expected 7 policy.strait.dev CRDs, found {sorted(schemas)}")
 
     checked = 0
     for path in sorted(glob.glob("examples/**/*.yaml", recursive=True)):
@@ -113,6 +113,10 @@ def main():
           "metadata": {"name": "a"}, "spec": {"rulez": []}}, "an unknown field"),
         ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "BackendTrafficPolicy",
           "metadata": {"name": "b"}, "spec": {}}, "a missing required field"),
+        ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "DirectResponse",
+          "metadata": {"name": "d"},
+          "spec": {"statusCode": "forbidden", "body": {"type": "Inline", "inline": "no"}}},
+         "a string for an integer"),
     ]
     for doc, what in bad:
         try:

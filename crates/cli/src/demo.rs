@@ -305,6 +305,7 @@ fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path, tracing: &Trac
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/            # web-frontend\n\
          \x20 curl -s --cacert {} --resolve shop.example.com:8443:127.0.0.1 https://shop.example.com:8443/api/products  # TLS terminated at the edge\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products # product-api, balanced over two pods\n\
+         \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products -X POST -i  # 403 You are rejected!: read-only\n\
          \x20 curl -s -H 'Host: other.example.com' http://127.0.0.1:8080/ -i        # 404: no route for that host\n\
          \x20 curl -s http://127.0.0.1:{ADMIN_PORT}/metrics                                 # Prometheus metrics\n\
          \x20 curl -s http://127.0.0.1:{ADMIN_PORT}/config                                  # the active routing table\n\n\

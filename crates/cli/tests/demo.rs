@@ -62,6 +62,14 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     );
     let pods: Vec<String> = futures_pods(host).await;
     assert_eq!(pods.len(), 2, "product-api's two pods take turns: {pods:?}");
+    let write = send(request("POST", 8080, host, "/api/products", &[]))
+        .await
+        .expect("ok");
+    assert_eq!(
+        (write.status, &write.body[..]),
+        (403, &b"You are rejected!"[..]),
+        "the product API is read-only"
+    );
     assert_eq!(
         send(get(8080, "other.example.com", "/"))
             .await

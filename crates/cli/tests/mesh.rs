@@ -61,6 +61,11 @@ struct Shop {
 /// checkout-api calls payment (v1 and v2, each behind its sidecar);
 /// `payment` itself is the Service the canary route hangs on.
 async fn shop(extra: &[&str]) -> Shop {
+    shop_with(extra, "").await
+}
+
+/// The shop with more objects in its folder.
+async fn shop_with(extra: &[&str], more_yaml: &str) -> Shop {
     let (checkout, v1, v2) = (
         echo("checkout-api", "checkout-0"),
         echo("payment-v1", "v1-0"),
@@ -74,6 +79,7 @@ async fn shop(extra: &[&str]) -> Shop {
     yaml += &service("payment-v1", in_v1, None);
     yaml += &service("payment-v2", in_v2, None);
     yaml += CANARY;
+    yaml += more_yaml;
     dir.write("shop.yaml", &yaml);
     let checkout_sidecar =
         Sidecar::start(&dir, "shop/checkout-api", checkout.port, in_checkout, extra).await;
@@ -170,6 +176,47 @@ async fn canary_split_and_cookie_through_two_sidecars() {
         "one multiplexed connection between the sidecars:\n{inbound}"
     );
 }
+
+/// A GAMMA route answers for its Service at the caller's sidecar: writes
+/// to payment are refused there, and reads still reach it.
+#[tokio::test]
+async fn a_direct_response_answers_for_a_service_at_the_caller() {
+    let shop = shop_with(&[], READ_ONLY_PAYMENT).await;
+    let out = shop.checkout.outbound;
+    let r = call_method(out, "POST", "http://payment.shop/pay", &[]).await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(&r.body[..], b"You are rejected!");
+    assert_eq!(r.headers["x-strait-reason"], "direct_response");
+    let r = call(out, "http://payment.shop/pay", &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.service().starts_with("payment-v"), "{}", r.service());
+    let metrics = shop.checkout.metrics().await;
+    let refused = metrics.lines().any(|l| {
+        l.starts_with("strait_requests_total{")
+            && l.contains("code=\"403\"")
+            && l.contains("reason=\"direct_response\"")
+    });
+    assert!(refused, "{metrics}");
+}
+
+const READ_ONLY_PAYMENT: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: payment-read-only, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: payment, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /pay}, method: POST}]
+    filters:
+    - {type: ExtensionRef, extensionRef: {group: policy.strait.dev, kind: DirectResponse, name: read-only}}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: DirectResponse
+metadata: {name: read-only, namespace: shop}
+spec:
+  statusCode: 403
+  body: {type: Inline, inline: "You are rejected!"}
+"#;
 
 #[tokio::test]
 async fn services_without_routes_passthrough_and_connect() {

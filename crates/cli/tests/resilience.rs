@@ -607,7 +607,7 @@ spec: {delay: {fixedDelay: 150ms}}
             r.status,
             r.headers["x-strait-reason"].to_str().unwrap_or("")
         ),
-        (500, "fault_unresolved")
+        (500, "extension_unresolved")
     );
     assert!(
         gw.logs()
@@ -616,3 +616,123 @@ spec: {delay: {fixedDelay: 150ms}}
         gw.logs()
     );
 }
+
+/// The NGINX example, as a user writes it: an API that takes only `GET`
+/// answers `POST` with `403 You are rejected!`; a body from a ConfigMap
+/// with its own content type; the rule's response headers apply; `HEAD`
+/// gets the head only; an unresolved or broken DirectResponse is a 500
+/// and a problem with its path, while the rest keeps serving.
+#[tokio::test]
+async fn a_direct_response_answers_for_the_route() {
+    let a = echo("products", "products-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    let yaml = gateway_yaml(port)
+        + &service("products", &[a.port])
+        + DIRECT_ROUTES
+        + r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: DirectResponse
+metadata: {name: read-only}
+spec:
+  statusCode: 403
+  body: {type: Inline, inline: "You are rejected!"}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: DirectResponse
+metadata: {name: moved}
+spec:
+  statusCode: 410
+  contentType: application/json
+  body: {type: ValueRef, valueRef: {group: "", kind: ConfigMap, name: errors}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: errors}
+data: {response.body: '{"error": "gone"}'}
+"#;
+    dir.write("all.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+
+    let r = send(get(port, "h", "/api/products")).await.expect("answer");
+    assert_eq!((r.status, r.service()), (200, "products".to_string()));
+    for method in ["POST", "PUT", "DELETE"] {
+        let r = send(request(method, port, "h", "/api/products", &[]))
+            .await
+            .expect("answer");
+        assert_eq!(r.status, 403, "{method}");
+        assert_eq!(&r.body[..], b"You are rejected!", "{method}");
+        assert_eq!(r.headers["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(r.headers["x-strait-reason"], "direct_response");
+        assert_eq!(
+            r.headers["x-api"], "products",
+            "the rule's response headers"
+        );
+    }
+
+    let r = send(get(port, "h", "/api/v1/orders"))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 410);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(&r.body[..], br#"{"error": "gone"}"#);
+    let r = send(request("HEAD", port, "h", "/api/v1/orders", &[]))
+        .await
+        .expect("answer");
+    assert_eq!((r.status, r.body.len()), (410, 0));
+    assert_eq!(r.headers["content-length"], "17");
+
+    let r = send(get(port, "h", "/missing")).await.expect("answer");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.headers["x-strait-reason"], "extension_unresolved");
+    assert!(
+        gw.logs()
+            .contains("DirectResponse default/nowhere not found"),
+        "{}",
+        gw.logs()
+    );
+
+    // A status the spec cannot carry: refused with its field, the route
+    // answers 500 and the others keep serving.
+    dir.write(
+        "all.yaml",
+        &yaml.replace("statusCode: 410", "statusCode: 1000"),
+    );
+    let refused = "DirectResponse default/moved: spec.statusCode: 1000 is not 200-599";
+    eventually(
+        10,
+        || gw.logs(),
+        || async { gw.logs().contains(refused).then_some(()) },
+    )
+    .await;
+    let r = send(get(port, "h", "/api/v1/orders"))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.headers["x-strait-reason"], "extension_unresolved");
+    let r = send(request("POST", port, "h", "/api/products", &[]))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 403);
+}
+
+const DIRECT_ROUTES: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api/products}, method: GET}]
+    backendRefs: [{name: products, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /api/products}}]
+    filters:
+    - {type: ExtensionRef, extensionRef: {group: policy.strait.dev, kind: DirectResponse, name: read-only}}
+    - {type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: x-api, value: products}]}}
+  - matches: [{path: {type: PathPrefix, value: /api/v1}}]
+    filters:
+    - {type: ExtensionRef, extensionRef: {group: policy.strait.dev, kind: DirectResponse, name: moved}}
+  - matches: [{path: {type: PathPrefix, value: /missing}}]
+    filters:
+    - {type: ExtensionRef, extensionRef: {group: policy.strait.dev, kind: DirectResponse, name: nowhere}}
+"#;

@@ -6,6 +6,7 @@
 //! SecurityPolicy where it has one.
 
 use crate::backendtls::PolicyTargetRef;
+use crate::core::InlineOrRef;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -47,9 +48,10 @@ pub struct JwtProvider {
     /// One of these must be in the token's `aud`; not checked when empty.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// The issuer's public keys, a JSON Web Key Set.
+    /// The issuer's public keys, a JSON Web Key Set (a ConfigMap's key
+    /// `jwks`).
     #[serde(rename = "localJWKS")]
-    pub local_jwks: LocalJwks,
+    pub local_jwks: InlineOrRef,
     /// Where the token is; default `Authorization: Bearer TOKEN`.
     pub extract_from: Option<ExtractFrom>,
     /// Claims copied to request headers for the backend (top-level claims;
@@ -59,28 +61,6 @@ pub struct JwtProvider {
     /// Keep the token for the backend (by default it is removed).
     #[serde(default)]
     pub forward: bool,
-}
-
-/// `type: Inline` with `inline`, or `type: ValueRef` with `valueRef` (a
-/// ConfigMap of the policy's namespace, key `jwks`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LocalJwks {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub inline: Option<String>,
-    pub value_ref: Option<LocalObjectRef>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LocalObjectRef {
-    #[serde(default)]
-    pub group: String,
-    pub kind: String,
-    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

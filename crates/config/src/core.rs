@@ -120,3 +120,26 @@ pub struct ConfigMapBody {
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A text given inline (`type: Inline`, `inline`) or kept in a ConfigMap of
+/// the referring object's namespace (`type: ValueRef`, `valueRef`), under
+/// a key the referring field names — Envoy Gateway's shape.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InlineOrRef {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub inline: Option<String>,
+    pub value_ref: Option<LocalObjectRef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalObjectRef {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}

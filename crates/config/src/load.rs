@@ -11,7 +11,7 @@ use crate::meta::ObjectMeta;
 use crate::problem::{Problem, Source};
 use crate::security::{AuthorizationPolicySpec, PeerAuthenticationSpec};
 use crate::telemetry::TelemetryPolicySpec;
-use crate::traffic::{BackendTrafficPolicySpec, FaultInjectionSpec};
+use crate::traffic::{BackendTrafficPolicySpec, DirectResponseSpec, FaultInjectionSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,6 +54,7 @@ pub enum Resource {
     BackendTlsPolicy(Object<BackendTlsPolicySpec>),
     BackendTrafficPolicy(Object<BackendTrafficPolicySpec>),
     FaultInjection(Object<FaultInjectionSpec>),
+    DirectResponse(Object<DirectResponseSpec>),
     PeerAuthentication(Object<PeerAuthenticationSpec>),
     AuthorizationPolicy(Object<AuthorizationPolicySpec>),
     TelemetryPolicy(Object<TelemetryPolicySpec>),
@@ -78,6 +79,7 @@ impl Resource {
             Resource::BackendTlsPolicy(o) => &o.metadata,
             Resource::BackendTrafficPolicy(o) => &o.metadata,
             Resource::FaultInjection(o) => &o.metadata,
+            Resource::DirectResponse(o) => &o.metadata,
             Resource::PeerAuthentication(o) => &o.metadata,
             Resource::AuthorizationPolicy(o) => &o.metadata,
             Resource::TelemetryPolicy(o) => &o.metadata,
@@ -102,6 +104,7 @@ impl Resource {
             Resource::BackendTlsPolicy(_) => "BackendTLSPolicy",
             Resource::BackendTrafficPolicy(_) => "BackendTrafficPolicy",
             Resource::FaultInjection(_) => "FaultInjection",
+            Resource::DirectResponse(_) => "DirectResponse",
             Resource::PeerAuthentication(_) => "PeerAuthentication",
             Resource::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Resource::TelemetryPolicy(_) => "TelemetryPolicy",
@@ -540,6 +543,9 @@ fn typed_resource(
         ("policy.strait.dev", "v1alpha1", "FaultInjection") => {
             typed(source, prefix, value, Resource::FaultInjection)
         }
+        ("policy.strait.dev", "v1alpha1", "DirectResponse") => {
+            typed(source, prefix, value, Resource::DirectResponse)
+        }
         ("policy.strait.dev", "v1alpha1", "PeerAuthentication") => {
             typed(source, prefix, value, Resource::PeerAuthentication)
         }
@@ -823,7 +829,7 @@ mod tests {
         }
         assert_eq!(
             kinds.len(),
-            17,
+            18,
             "every kind read back at least once: {kinds:?}"
         );
     }

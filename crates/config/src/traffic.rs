@@ -122,3 +122,29 @@ pub struct FaultAbort {
     /// Share of requests aborted, 0-100 (default 100).
     pub percentage: Option<f64>,
 }
+
+/// `DirectResponse` (policy.strait.dev/v1alpha1), used from an HTTPRoute
+/// rule as an `ExtensionRef` filter: the rule's requests are answered by
+/// strait with this status and body, and go to no backend. Shaped as
+/// Envoy Gateway's `directResponse`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "policy.strait.dev",
+        version = "v1alpha1",
+        kind = "DirectResponse",
+        namespaced,
+        shortname = "dr"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectResponseSpec {
+    /// 200-599.
+    pub status_code: u16,
+    /// The body's `Content-Type`; `text/plain; charset=utf-8` when unset.
+    pub content_type: Option<String>,
+    /// Inline, or a ConfigMap's key `response.body`; none when unset.
+    pub body: Option<crate::core::InlineOrRef>,
+}

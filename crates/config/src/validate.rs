@@ -411,18 +411,19 @@ fn extension_ref(
     out: &mut Vec<Finding>,
 ) {
     let field = |k: &str| r.and_then(|v| v.get(k)).and_then(|v| v.as_str());
+    let kind = field("kind").unwrap_or_default();
     let known = field("group") == Some("policy.strait.dev")
-        && field("kind") == Some("FaultInjection")
+        && matches!(kind, "FaultInjection" | "DirectResponse")
         && field("name").is_some_and(|n| !n.is_empty());
     if !known {
         out.push((
             format!("{at}.extensionRef"),
-            "strait knows one extension filter: {group: policy.strait.dev, kind: FaultInjection, name: ...}".into(),
+            "strait knows these extension filters: {group: policy.strait.dev, kind: FaultInjection or DirectResponse, name: ...}".into(),
         ));
     } else if !rule_level {
         out.push((
             format!("{at}.type"),
-            "FaultInjection applies to a rule, not a backendRef".into(),
+            format!("{kind} applies to a rule, not a backendRef"),
         ));
     }
 }

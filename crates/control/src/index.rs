@@ -316,6 +316,7 @@ fn classify(resource: &Resource) -> Class {
         },
         Resource::BackendTrafficPolicy(_)
         | Resource::FaultInjection(_)
+        | Resource::DirectResponse(_)
         | Resource::TelemetryPolicy(_)
         | Resource::SecurityPolicy(_)
         | Resource::Service(_)

@@ -8,7 +8,7 @@ use kube::CustomResourceExt;
 use strait_config::auth::SecurityPolicy;
 use strait_config::security::{AuthorizationPolicy, PeerAuthentication};
 use strait_config::telemetry::TelemetryPolicy;
-use strait_config::traffic::{BackendTrafficPolicy, FaultInjection};
+use strait_config::traffic::{BackendTrafficPolicy, DirectResponse, FaultInjection};
 
 /// Every CRD strait defines.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -19,6 +19,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         AuthorizationPolicy::crd(),
         TelemetryPolicy::crd(),
         SecurityPolicy::crd(),
+        DirectResponse::crd(),
     ]
 }
 
@@ -41,7 +42,8 @@ mod tests {
                 "peerauthentications.policy.strait.dev",
                 "authorizationpolicies.policy.strait.dev",
                 "telemetrypolicies.policy.strait.dev",
-                "securitypolicies.policy.strait.dev"
+                "securitypolicies.policy.strait.dev",
+                "directresponses.policy.strait.dev"
             ]
         );
         let schema = serde_json::to_value(&crds[0].spec.versions[0].schema).expect("json");

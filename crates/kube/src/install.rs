@@ -63,7 +63,7 @@ fn control_rules() -> Value {
         {"apiGroups": ["policy.strait.dev"],
          "resources": ["backendtrafficpolicies", "faultinjections", "peerauthentications",
                        "authorizationpolicies", "telemetrypolicies",
-                       "securitypolicies"],
+                       "securitypolicies", "directresponses"],
          "verbs": read},
         {"apiGroups": [""], "resources": ["namespaces", "services", "pods", "configmaps"], "verbs": read},
         // Only kubernetes.io/tls Secrets are listed (a field selector);

@@ -75,6 +75,7 @@ const KINDS: &[Kind] = &[
         "backendtrafficpolicies",
     ),
     kind(POLICY, &["v1alpha1"], "FaultInjection", "faultinjections"),
+    kind(POLICY, &["v1alpha1"], "DirectResponse", "directresponses"),
     kind(
         POLICY,
         &["v1alpha1"],

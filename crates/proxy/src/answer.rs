@@ -26,6 +26,8 @@ impl From<&crate::client_body::ClientBodyError> for ProxyError {
 
 /// The header saying why strait answered itself.
 pub const REASON_HEADER: &str = "x-strait-reason";
+/// The reason of a DirectResponse's answer: the route's own, not a failure.
+pub const DIRECT_RESPONSE: &str = "direct_response";
 /// The header naming the policy and rule that denied a call.
 pub const AUTHZ_HEADER: &str = "x-strait-authz";
 /// The header naming the SecurityPolicy that wanted a token.
@@ -93,7 +95,7 @@ pub enum ProxyError {
         policy: String,
         explain: String,
     },
-    FaultUnresolved,
+    ExtensionUnresolved,
     FaultInjected(StatusCode),
     RequestTimeout,
     NoBackend,
@@ -136,7 +138,7 @@ impl ProxyError {
             PolicyInvalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Denied { .. } => StatusCode::FORBIDDEN,
             FaultInjected(status) => *status,
-            FaultUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
+            ExtensionUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
             RequestTimeout | BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             NoEndpoints | Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Connect(_) | Backend(_) | SwitchedUnasked | NotInMesh | DestinationUnknown => {
@@ -168,7 +170,7 @@ impl ProxyError {
             Unauthenticated { why: Some(_), .. } => "jwt_invalid",
             PolicyInvalid { .. } => "policy_invalid",
             Denied { .. } => "authz_denied",
-            FaultUnresolved => "fault_unresolved",
+            ExtensionUnresolved => "extension_unresolved",
             FaultInjected(_) => "fault_injected",
             RequestTimeout => "request_timeout",
             NoBackend => "no_backend",
@@ -197,9 +199,11 @@ impl ProxyError {
             | FaultInjected(_)
             | Overflow { .. }
             | NotInMesh => Side::Policy,
-            PolicyInvalid { .. } | FaultUnresolved | NoBackend | InvalidBackend | NoEndpoints => {
-                Side::Config
-            }
+            PolicyInvalid { .. }
+            | ExtensionUnresolved
+            | NoBackend
+            | InvalidBackend
+            | NoEndpoints => Side::Config,
             RequestTimeout | Connect(_) | Backend(_) | BackendTimeout | SwitchedUnasked => {
                 Side::Upstream
             }
@@ -275,7 +279,7 @@ impl ProxyError {
                 .into()
             }
             PolicyInvalid { why, .. } => return format!("strait: {why}\n").into(),
-            FaultUnresolved => "the route's extension filter cannot be resolved",
+            ExtensionUnresolved => "the route's extension filter cannot be resolved",
             FaultInjected(_) => "fault injected",
             RequestTimeout => "request timeout",
             NoBackend => "route has no backend",

@@ -558,37 +558,9 @@ fn sources(p: &JwtProvider, at: &str, errors: &mut Vec<Finding>) -> Vec<TokenSou
 }
 
 fn jwks_text(docs: &[Document], ns: &str, p: &JwtProvider, at: &str) -> Result<String, Finding> {
-    let jwks = &p.local_jwks;
-    match (jwks.kind.as_str(), &jwks.inline, &jwks.value_ref) {
-        ("Inline", Some(text), _) => Ok(text.clone()),
-        ("ValueRef", _, Some(r)) if r.group.is_empty() && r.kind == "ConfigMap" => docs
-            .iter()
-            .find_map(|d| match &*d.resource {
-                Resource::ConfigMap(c)
-                    if c.metadata.namespace() == ns && c.metadata.name == r.name =>
-                {
-                    c.body.data.get("jwks").cloned()
-                }
-                _ => None,
-            })
-            .ok_or_else(|| {
-                (
-                    format!("{at}.valueRef"),
-                    format!("no ConfigMap {ns}/{} with a key jwks", r.name),
-                )
-            }),
-        ("ValueRef", _, Some(_)) => Err((
-            format!("{at}.valueRef"),
-            "a valueRef is a ConfigMap ({group: \"\", kind: ConfigMap, name})".into(),
-        )),
-        _ => Err((
-            at.to_string(),
-            "type Inline with inline, or type ValueRef with valueRef".into(),
-        )),
-    }
+    crate::extension::config_text(docs, ns, &p.local_jwks, "jwks").map_err(|e| (at.to_string(), e))
 }
 
-/// The set's signing keys, each with the algorithms it may check.
 /// The set's signing keys, each with the algorithms it may check. A key
 /// that cannot check tokens (a symmetric one, an unsupported curve or
 /// algorithm) is left out with a warning, so that one odd key in an

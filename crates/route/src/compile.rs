@@ -877,8 +877,8 @@ impl RuleCompiler<'_, '_> {
                 });
             }
         }
-        let fault = crate::fault::of_rule(self.resolver.docs(), self.ns, &rule.filters);
-        if let Some(Err(msg)) = &fault {
+        let extensions = crate::extension::of_rule(self.resolver.docs(), self.ns, &rule.filters);
+        if let Some(Err(msg)) = &extensions {
             self.fail(
                 format!("spec.rules[{r}].filters"),
                 "InvalidKind",
@@ -897,7 +897,7 @@ impl RuleCompiler<'_, '_> {
             backends,
             timeouts: timeouts(rule.timeouts.as_ref()),
             retry: rule.retry.as_ref().map(|r| Box::new(retry_policy(r))),
-            fault: fault.map(Box::new),
+            extensions: extensions.map(Box::new),
             authn: route_name.split_once('/').and_then(|(ns, name)| {
                 let rule_name = rule.name.as_deref();
                 self.resolver.authn.for_rule(self.kind, ns, name, rule_name)

@@ -1,12 +1,10 @@
 //! Fault injection: an HTTPRoute rule's `ExtensionRef` filter naming a
 //! `FaultInjection` (policy.strait.dev/v1alpha1) in the route's namespace
-//! delays and/or aborts a share of the rule's requests. A filter whose
-//! object cannot be found makes the rule answer 500, as the spec requires
-//! of unresolved extension filters (never skipped).
+//! delays and/or aborts a share of the rule's requests.
 
 use std::time::Duration;
-use strait_config::httproute::HttpRouteFilter;
-use strait_config::{duration, Document, Resource};
+use strait_config::traffic::FaultInjectionSpec;
+use strait_config::{duration, Object};
 
 #[derive(Debug, Clone)]
 pub struct Fault {
@@ -38,40 +36,14 @@ fn per_million(percentage: Option<f64>) -> u32 {
     (percentage.unwrap_or(100.0).clamp(0.0, 100.0) * 10_000.0) as u32
 }
 
-/// The rule's fault, if a filter names one: `Err` says why it cannot apply.
-pub(crate) fn of_rule(
-    docs: &[Document],
-    ns: &str,
-    filters: &[HttpRouteFilter],
-) -> Option<Result<Fault, String>> {
-    let name = filters
-        .iter()
-        .filter(|f| f.kind == "ExtensionRef")
-        .find_map(|f| {
-            f.extension_ref
-                .as_ref()?
-                .get("name")?
-                .as_str()
-                .map(str::to_string)
-        })?;
-    let found = docs.iter().find_map(|d| match &*d.resource {
-        Resource::FaultInjection(f) if f.metadata.namespace() == ns && f.metadata.name == name => {
-            Some(f)
-        }
-        _ => None,
-    });
-    let Some(f) = found else {
-        return Some(Err(format!("FaultInjection {ns}/{name} not found")));
-    };
+/// A FaultInjection of namespace `ns`, or why it cannot apply.
+pub(crate) fn compile(ns: &str, f: &Object<FaultInjectionSpec>) -> Result<Fault, String> {
+    let name = &f.metadata.name;
     let delay = match &f.spec.delay {
         None => None,
         Some(d) => match duration::parse(&d.fixed_delay) {
             Ok(t) => Some((t, per_million(d.percentage))),
-            Err(e) => {
-                return Some(Err(format!(
-                    "FaultInjection {ns}/{name}: delay.fixedDelay: {e}"
-                )))
-            }
+            Err(e) => return Err(format!("FaultInjection {ns}/{name}: delay.fixedDelay: {e}")),
         },
     };
     let abort = match &f.spec.abort {
@@ -80,15 +52,15 @@ pub(crate) fn of_rule(
             Some((a.http_status, per_million(a.percentage)))
         }
         Some(a) => {
-            return Some(Err(format!(
+            return Err(format!(
                 "FaultInjection {ns}/{name}: abort.httpStatus {} is not 200-599",
                 a.http_status
-            )))
+            ))
         }
     };
-    Some(Ok(Fault {
+    Ok(Fault {
         name: format!("{ns}/{name}"),
         delay,
         abort,
-    }))
+    })
 }

@@ -8,6 +8,7 @@ mod backend;
 mod backend_tls;
 mod balance;
 mod compile;
+pub mod extension;
 mod fault;
 mod filter;
 mod grpc;
@@ -35,6 +36,7 @@ pub use balance::{
     DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_PENDING,
 };
 pub use compile::{compile, CompileOptions};
+pub use extension::{Direct, Extensions};
 pub use fault::Fault;
 pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
 pub use hosts::{normalize_host, HostTable};

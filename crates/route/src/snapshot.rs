@@ -110,8 +110,9 @@ pub struct Rule {
     pub total_weight: u64,
     pub timeouts: Timeouts,
     pub retry: Option<Box<crate::RetryPolicy>>,
-    /// Fault injection, or why the rule's FaultInjection cannot apply (500).
-    pub fault: Option<Box<Result<crate::Fault, String>>>,
+    /// Fault injection and a direct answer, or why the rule's extension
+    /// filters cannot apply (500).
+    pub extensions: Option<Box<Result<crate::Extensions, String>>>,
     /// A SecurityPolicy's token check for the rule or its route.
     pub authn: Option<Arc<crate::authn::JwtAuth>>,
 }
@@ -137,7 +138,7 @@ impl Rule {
             total_weight: 1,
             timeouts: Timeouts::default(),
             retry: None,
-            fault: None,
+            extensions: None,
             authn: None,
         }
     }

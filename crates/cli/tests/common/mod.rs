@@ -699,11 +699,16 @@ impl Sidecar {
 /// What the workload does: an HTTP request through its HTTP_PROXY, in
 /// absolute form, on a connection of its own.
 pub async fn call(proxy: u16, url: &str, headers: &[(&str, &str)]) -> Resp {
+    call_method(proxy, "GET", url, headers).await
+}
+
+/// `call` with another method (and no body).
+pub async fn call_method(proxy: u16, method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy))
         .await
         .expect("connect to the outbound listener");
     let mut send = h1_over::<_, Empty<Bytes>>(tcp).await;
-    let mut req = http::Request::get(url);
+    let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -5,7 +5,8 @@
 //!           (a refusal closes the connection); h2c upgrades taken off
 //! select    host, TLS name check (421), route: gateway | inbound | outbound
 //!   │       (a sidecar's CONNECT becomes a tunnel here)
-//! policy    authorization, fault injection
+//! policy    authentication, authorization, fault injection, direct
+//!           responses
 //! filters   redirect (answers), rewrite, headers, body kept for retries, mirrors
 //! backend   weighted backend, breaker, balancer         ┐ inside forward,
 //! forward   tries, timeouts, connect and rule retries,  │ once per try
@@ -115,7 +116,10 @@ fn proxy<'s>(
             a.apply(&mut req);
         }
         let matched = selected.matched();
-        policy::fault(matched.rule).await?;
+        if let Some(answer) = policy::extensions(matched.rule).await? {
+            ctx.reason = Some(crate::answer::DIRECT_RESPONSE);
+            return Ok(answer);
+        }
         let at = (&*live, &shared.upstream, &shared.http_limits);
         let out = filters::request(at, ctx, sidecar, &matched, req).await?;
         let forwarder = forward::Forwarder {

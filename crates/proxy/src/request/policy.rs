@@ -1,20 +1,23 @@
 //! Phase 2, policy: what may stop a request before it goes anywhere —
 //! a SecurityPolicy's token check (at a gateway), AuthorizationPolicy at a
-//! sidecar's inbound listener (where it cannot be bypassed) and fault
-//! injection. Rate limits and direct responses take their places here, in
-//! this order: authenticate, authorize, limit, then faults and direct
+//! sidecar's inbound listener (where it cannot be bypassed), then a rule's
+//! fault injection and direct response. Rate limits take their place here,
+//! in this order: authenticate, authorize, limit, then faults and direct
 //! answers.
 
 use super::select::Target;
 use crate::answer::ProxyError;
+use crate::answer::{ResponseBody, DIRECT_RESPONSE, REASON_HEADER};
 use crate::ctx::{RequestCtx, Role};
 use crate::metrics::Metrics;
 use crate::sidecar::Sidecar;
 use crate::token_cache::TokenCache;
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
 use std::sync::Arc;
 use strait_route::authn::{Failure, JwtAuth, TokenSource};
-use strait_route::{Matched, Rule, Snapshot};
+use strait_route::{Direct, Matched, Rule, Snapshot};
 
 /// What a SecurityPolicy changes in a request it let through: the claim
 /// headers (only a verified token sets them), and the token taken out
@@ -132,22 +135,41 @@ pub fn authorize<B>(
     crate::authz::check_request(snapshot, sidecar, metrics, &ctx.conn, call)
 }
 
-/// A rule's FaultInjection: a delay, then perhaps an abort.
-pub async fn fault(rule: &Rule) -> Result<(), ProxyError> {
-    let Some(fault) = rule.fault.as_deref() else {
-        return Ok(());
+/// A rule's extension filters: a FaultInjection's delay, then perhaps its
+/// abort; then a DirectResponse's answer, if the rule has one.
+pub async fn extensions(rule: &Rule) -> Result<Option<Response<ResponseBody>>, ProxyError> {
+    let Some(extensions) = rule.extensions.as_deref() else {
+        return Ok(None);
     };
-    let fault = fault.as_ref().map_err(|_| ProxyError::FaultUnresolved)?;
-    let (delay, abort) = fault.decide(fastrand::u32(..1_000_000), fastrand::u32(..1_000_000));
-    if let Some(d) = delay {
-        tokio::time::sleep(d).await;
+    let extensions = extensions
+        .as_ref()
+        .map_err(|_| ProxyError::ExtensionUnresolved)?;
+    if let Some(fault) = &extensions.fault {
+        let (delay, abort) = fault.decide(fastrand::u32(..1_000_000), fastrand::u32(..1_000_000));
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(status) = abort {
+            return Err(ProxyError::FaultInjected(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ));
+        }
     }
-    match abort {
-        Some(status) => Err(ProxyError::FaultInjected(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        )),
-        None => Ok(()),
+    Ok(extensions.direct.as_ref().map(|d| direct(d, rule)))
+}
+
+/// A DirectResponse's answer, with the rule's response header filter: it
+/// is the rule's response, as a backend's would be.
+fn direct(d: &Direct, rule: &Rule) -> Response<ResponseBody> {
+    let mut response = Response::new(Either::Right(Full::new(d.body.clone())));
+    *response.status_mut() = d.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, d.content_type.clone());
+    headers.insert(REASON_HEADER, HeaderValue::from_static(DIRECT_RESPONSE));
+    if let Some(ops) = &rule.response_headers {
+        ops.apply(headers);
     }
+    response
 }
 
 /// Header names equal but for `_` in place of `-`.

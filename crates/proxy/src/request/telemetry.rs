@@ -344,9 +344,10 @@ static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 
 fn warn_failure(ctx: &RequestCtx, status: u16, reason: &'static str) {
     // A 4xx is only strait's business when the request was malformed; a
-    // route's own 404, a denial or a redirect is not a failure.
+    // route's own 404, a denial or a redirect is not a failure, and a
+    // DirectResponse's status is what its author asked for.
     let malformed = matches!(status, 400 | 408 | 413 | 414 | 431);
-    if status < 500 && !malformed {
+    if (status < 500 && !malformed) || reason == crate::answer::DIRECT_RESPONSE {
         return;
     }
     if !let_through() {
