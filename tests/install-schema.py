@@ -92,6 +92,15 @@ def main():
                                       "cookies": ["session"], "params": ["access_token"]},
                       "claimToHeaders": [{"claim": "sub", "header": "x-user"}],
                       "forward": False}]}}},
+        {"apiVersion": "policy.strait.dev/v1alpha1", "kind": "SecurityPolicy",
+         "metadata": {"name": "api-keys"},
+         "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                  "name": "api"}],
+                  "apiKeyAuth": {"credentialRefs": [{"group": "", "kind": "Secret", "name": "api-keys"}],
+                                 "extractFrom": [{"headers": ["x-api-key"]}, {"params": ["api_key"]}],
+                                 "forwardClientIDHeader": "x-client-id", "forward": False},
+                  "basicAuth": {"users": {"group": "", "kind": "Secret", "name": "users"},
+                                "forwardUsernameHeader": "x-user", "forward": False}}},
     ]
     for doc in good:
         try:

@@ -356,3 +356,210 @@ async fn a_broken_policy_is_refused_by_path_and_fails_closed() {
     let r = status(with(port, "/public/x", &[])).await;
     assert_eq!(r.status, 200);
 }
+
+/// Three rules: API keys on one, basic auth on another, both on the third
+/// (keys kept for the backend there).
+fn credentials_setup(port: u16, echo_port: u16) -> TempDir {
+    use sha1::Digest;
+    let alice = bcrypt::hash_with_salt("wonderland", 4, [7; 16]).expect("bcrypt");
+    let bob = format!(
+        "{{SHA}}{}",
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(b"builder"))
+    );
+    let key_a = base64::engine::general_purpose::STANDARD.encode("key-a-123");
+    let routes = format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: api}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - name: keys
+    matches: [{{path: {{type: PathPrefix, value: /keys}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+  - name: basic
+    matches: [{{path: {{type: PathPrefix, value: /basic}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+  - name: both
+    matches: [{{path: {{type: PathPrefix, value: /both}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: api-keys}}
+data: {{client-a: {key_a}}}
+stringData: {{client-b: key-b-456}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: users}}
+stringData:
+  .htpasswd: |
+    alice:{}
+    bob:{bob}
+    carol:$apr1$salt$hash
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: keys}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: keys}}]
+  apiKeyAuth:
+    credentialRefs: [{{group: "", kind: Secret, name: api-keys}}]
+    extractFrom: [{{headers: [x-api-key]}}, {{params: [api_key]}}]
+    forwardClientIDHeader: x-client-id
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: basic}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: basic}}]
+  basicAuth:
+    users: {{group: "", kind: Secret, name: users}}
+    forwardUsernameHeader: x-user
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: both}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: both}}]
+  apiKeyAuth:
+    credentialRefs: [{{group: "", kind: Secret, name: api-keys}}]
+    forward: true
+  basicAuth:
+    users: {{group: "", kind: Secret, name: users}}
+"#,
+        alice.format_for_version(bcrypt::Version::TwoY)
+    );
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port) + &service_yaml("shop", echo_port, None) + &routes),
+    );
+    dir
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+#[tokio::test]
+async fn api_keys_and_basic_auth_name_the_caller_to_the_backend() {
+    let app = echo("shop", "shop-0");
+    let port = free_port();
+    let dir = credentials_setup(port, app.port);
+    let gw = Gateway::start(&dir).await;
+
+    // API keys: none, a good one (header or parameter), a wrong one, two.
+    let r = status(with(port, "/keys", &[])).await;
+    assert_eq!(r.status, 401, "{}", gw.logs());
+    assert_eq!(r.reason(), Some("api_key_missing"));
+    assert_eq!(r.headers["www-authenticate"], "ApiKey realm=\"strait\"");
+    assert_eq!(r.headers["x-strait-authn"], "default/keys");
+    for req in [
+        with(
+            port,
+            "/keys",
+            &[("x-api-key", "key-a-123"), ("x-client-id", "root")],
+        ),
+        with(port, "/keys?api_key=key-a-123", &[]),
+    ] {
+        let r = status(req).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let seen = r.json();
+        assert_eq!(seen["headers"]["X-Client-Id"][0], "client-a", "{seen}");
+        assert!(!seen.to_string().contains("key-a-123"), "{seen}");
+        assert!(!seen.to_string().contains("root"), "{seen}");
+    }
+    let r = status(with(port, "/keys", &[("x-api-key", "key-b-456")])).await;
+    assert_eq!(r.json()["headers"]["X-Client-Id"][0], "client-b");
+    for (headers, path, why) in [
+        (vec![("x-api-key", "key-a-124")], "/keys", "not accepted"),
+        (vec![("x-api-key", "")], "/keys", "not accepted"),
+        (
+            vec![("x-api-key", "key-a-123")],
+            "/keys?api_key=key-b-456",
+            "more than one key",
+        ),
+    ] {
+        let r = status(with(port, path, &headers)).await;
+        assert_eq!(r.status, 401, "{why}");
+        assert_eq!(r.reason(), Some("api_key_invalid"), "{why}");
+        assert!(String::from_utf8_lossy(&r.body).contains(why), "{why}");
+    }
+
+    // Basic auth: bcrypt and {SHA} entries; the backend gets the user's
+    // name, never the password.
+    let r = status(with(port, "/basic", &[])).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.reason(), Some("basic_auth_missing"));
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Basic realm=\"strait\", charset=\"UTF-8\""
+    );
+    for (user, password) in [
+        ("alice", "wonderland"),
+        ("alice", "wonderland"),
+        ("bob", "builder"),
+    ] {
+        let r = status(with(
+            port,
+            "/basic",
+            &[
+                ("authorization", &basic(user, password)),
+                ("x-user", "root"),
+            ],
+        ))
+        .await;
+        assert_eq!(
+            r.status,
+            200,
+            "{user}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let seen = r.json();
+        assert_eq!(seen["headers"]["X-User"][0], user, "{seen}");
+        assert!(seen["headers"].get("Authorization").is_none(), "{seen}");
+    }
+    for auth in [
+        basic("alice", "wonderlanD"),
+        basic("bob", "wonderland"),
+        basic("carol", "x"),
+        basic("mallory", "x"),
+        "Basic !!!".to_string(),
+        "Basic bm9jb2xvbg==".to_string(),
+    ] {
+        let r = status(with(port, "/basic", &[("authorization", &auth)])).await;
+        assert_eq!(
+            (r.status, r.reason()),
+            (401, Some("basic_auth_invalid")),
+            "{auth}"
+        );
+    }
+    // The entry strait cannot read is left out, and said.
+    let config = gw.config().await.to_string();
+    assert!(
+        config.contains("spec.basicAuth.users") && config.contains(".htpasswd line 3"),
+        "{config}"
+    );
+
+    // Both: each must pass; the key is kept for the backend here.
+    let r = status(with(port, "/both", &[("x-api-key", "key-a-123")])).await;
+    assert_eq!(r.reason(), Some("basic_auth_missing"));
+    let r = status(with(
+        port,
+        "/both",
+        &[
+            ("x-api-key", "key-a-123"),
+            ("authorization", &basic("bob", "builder")),
+        ],
+    ))
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["headers"]["X-Api-Key"][0], "key-a-123");
+}

@@ -1,12 +1,13 @@
 //! `SecurityPolicy` (policy.strait.dev/v1alpha1): who may call a route,
-//! checked at the gateway — JSON Web Tokens for now. Attached the Gateway
+//! checked at the gateway — JSON Web Tokens, API keys and basic auth; a
+//! policy with several asks for each of them. Attached the Gateway
 //! API way (GEP-713) to a Gateway (optionally one listener, by
 //! `sectionName`) or an HTTPRoute/GRPCRoute (optionally one rule, by its
 //! `name`), in the target's namespace. Field names follow Envoy Gateway's
 //! SecurityPolicy where it has one.
 
 use crate::backendtls::PolicyTargetRef;
-use crate::core::InlineOrRef;
+use crate::core::{InlineOrRef, LocalObjectRef};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -25,6 +26,52 @@ use serde::{Deserialize, Serialize};
 pub struct SecurityPolicySpec {
     pub target_refs: Vec<PolicyTargetRef>,
     pub jwt: Option<Jwt>,
+    pub api_key_auth: Option<ApiKeyAuth>,
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// Requests must carry one of the keys of the Secrets named: each key of
+/// a Secret is a client's ID, its value that client's API key.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiKeyAuth {
+    pub credential_refs: Vec<LocalObjectRef>,
+    /// Where the key is; default the header `x-api-key`.
+    #[serde(default)]
+    pub extract_from: Vec<KeyPlaces>,
+    /// A header set to the client's ID for the backend.
+    #[serde(rename = "forwardClientIDHeader")]
+    pub forward_client_id_header: Option<String>,
+    /// Keep the key for the backend (by default it is removed).
+    #[serde(default)]
+    pub forward: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyPlaces {
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub params: Vec<String>,
+    #[serde(default)]
+    pub cookies: Vec<String>,
+}
+
+/// Requests must carry `Authorization: Basic` with a user and password of
+/// the Secret's key `.htpasswd` (bcrypt or `{SHA}` entries).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    pub users: LocalObjectRef,
+    /// A header set to the user's name for the backend.
+    pub forward_username_header: Option<String>,
+    /// Keep `Authorization` for the backend (by default it is removed).
+    #[serde(default)]
+    pub forward: bool,
 }
 
 /// Requests must carry a token one of the providers signed.

@@ -158,6 +158,9 @@ pub enum Class {
     /// A BackendTLSPolicy and the Secrets (of its namespace) it takes CA
     /// certificates from: their `ca.crt` alone reaches every proxy.
     CaUser(Vec<(String, String)>),
+    /// A SecurityPolicy and the Secrets (of its namespace) holding its API
+    /// keys and users: they reach gateways, where it is enforced.
+    CredentialUser(Vec<(String, String)>),
     /// A ReferenceGrant in `ns`: which namespaces' Gateways may use which
     /// Secrets of it (`None`: all of them).
     Grant {
@@ -278,6 +281,16 @@ fn classify(resource: &Resource) -> Class {
         Resource::GrpcRoute(r) => Class::Fixed(route_scope(&r.spec.parent_refs)),
         Resource::TlsRoute(r) => Class::Fixed(route_scope(&r.spec.parent_refs)),
         Resource::TcpRoute(r) => Class::Fixed(route_scope(&r.spec.parent_refs)),
+        Resource::SecurityPolicy(p) => {
+            let keys = p.spec.api_key_auth.iter().flat_map(|k| &k.credential_refs);
+            let users = p.spec.basic_auth.iter().map(|b| &b.users);
+            let secrets = keys
+                .chain(users)
+                .filter(|r| r.group.is_empty() && r.kind == "Secret")
+                .map(|r| (ns.clone(), r.name.clone()))
+                .collect();
+            Class::CredentialUser(secrets)
+        }
         Resource::BackendTlsPolicy(p) => {
             // Local references: a namespace written there is not honoured.
             let secrets = p
@@ -318,7 +331,6 @@ fn classify(resource: &Resource) -> Class {
         | Resource::FaultInjection(_)
         | Resource::DirectResponse(_)
         | Resource::TelemetryPolicy(_)
-        | Resource::SecurityPolicy(_)
         | Resource::Service(_)
         | Resource::EndpointSlice(_)
         | Resource::Namespace(_)
@@ -396,8 +408,9 @@ fn last_good(previous: Option<&Index>, key: &str) -> Option<Candidate> {
 }
 
 /// Where Secrets go: a Gateway's certificates to gateways when the
-/// Gateway may use them; a BackendTLSPolicy's CA, `ca.crt` alone, to
-/// every proxy. Anything else stays here.
+/// Gateway may use them, and a SecurityPolicy's keys and users; a
+/// BackendTLSPolicy's CA, `ca.crt` alone, to every proxy. Anything else
+/// stays here.
 struct SecretUses {
     for_gateways: BTreeSet<(String, String)>,
     ca_only: BTreeSet<(String, String)>,
@@ -419,6 +432,7 @@ impl SecretUses {
                     }
                 }
                 Class::CaUser(secrets) => uses.ca_only.extend(secrets.iter().cloned()),
+                Class::CredentialUser(secrets) => uses.for_gateways.extend(secrets.iter().cloned()),
                 _ => {}
             }
         }
@@ -431,7 +445,7 @@ impl SecretUses {
         match class {
             Class::Fixed(s) => s.clone(),
             Class::Gateway { .. } => Scope::Gateways,
-            Class::CaUser(_) | Class::Grant { .. } => Scope::Everyone,
+            Class::CaUser(_) | Class::CredentialUser(_) | Class::Grant { .. } => Scope::Everyone,
             Class::Secret { token: true, .. } => Scope::Nobody,
             Class::Secret { ns, name, .. } => {
                 let at = (ns.clone(), name.clone());
@@ -682,6 +696,19 @@ mod tests {
         );
         let other = Role::of("sidecar", "other/x").expect("role");
         assert_eq!(keys(&i, &other), ["Service/shop/pay"]);
+    }
+
+    #[test]
+    fn a_security_policy_s_secrets_reach_gateways_only() {
+        let policy = "apiVersion: policy.strait.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {name: keys, namespace: shop}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]\n  apiKeyAuth: {credentialRefs: [{group: '', kind: Secret, name: unused}]}\n";
+        let i = index(&[("b.yaml", SECRETS), ("p.yaml", policy)], None);
+        assert!(i.problems.is_empty(), "{:?}", i.problems);
+        assert_eq!(
+            keys(&i, &Role::Gateway),
+            ["Secret/shop/unused", "SecurityPolicy/shop/keys"]
+        );
+        let shop = Role::of("sidecar", "shop/web-0").expect("role");
+        assert_eq!(keys(&i, &shop), ["SecurityPolicy/shop/keys"]);
     }
 
     #[test]

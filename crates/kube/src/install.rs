@@ -66,7 +66,7 @@ fn control_rules() -> Value {
                        "securitypolicies", "directresponses"],
          "verbs": read},
         {"apiGroups": [""], "resources": ["namespaces", "services", "pods", "configmaps"], "verbs": read},
-        // Only kubernetes.io/tls Secrets are listed (a field selector);
+        // ServiceAccount tokens are never listed (a field selector);
         // RBAC cannot say so, hence the whole resource.
         {"apiGroups": [""], "resources": ["secrets"], "verbs": read},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},

@@ -105,7 +105,9 @@ const KINDS: &[Kind] = &[
     ),
     kind("", &["v1"], "ConfigMap", "configmaps"),
     Kind {
-        fields: Some("type=kubernetes.io/tls"),
+        // Certificates, and the API keys and users of SecurityPolicies
+        // (opaque); never ServiceAccount tokens, nor Helm's releases.
+        fields: Some("type!=kubernetes.io/service-account-token,type!=helm.sh/release.v1"),
         ..kind("", &["v1"], "Secret", "secrets")
     },
     kind("", &["v1"], "Pod", "pods"),

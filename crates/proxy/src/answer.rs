@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
+use strait_route::authn::Method;
 
 /// A response body: the backend's, streamed, or one strait wrote.
 pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
@@ -83,6 +84,7 @@ pub enum ProxyError {
     /// or the one sent is not accepted, and why.
     Unauthenticated {
         policy: std::sync::Arc<str>,
+        method: Method,
         why: Option<String>,
     },
     /// A SecurityPolicy on the route cannot be applied (fail closed).
@@ -166,8 +168,14 @@ impl ProxyError {
             UnknownCoding => "unknown_transfer_coding",
             ConnectRefused => "connect_refused",
             ConnectTarget => "bad_connect_target",
-            Unauthenticated { why: None, .. } => "jwt_missing",
-            Unauthenticated { why: Some(_), .. } => "jwt_invalid",
+            Unauthenticated { method, why, .. } => match (method, why.is_some()) {
+                (Method::Jwt, false) => "jwt_missing",
+                (Method::Jwt, true) => "jwt_invalid",
+                (Method::ApiKey, false) => "api_key_missing",
+                (Method::ApiKey, true) => "api_key_invalid",
+                (Method::Basic, false) => "basic_auth_missing",
+                (Method::Basic, true) => "basic_auth_invalid",
+            },
             PolicyInvalid { .. } => "policy_invalid",
             Denied { .. } => "authz_denied",
             ExtensionUnresolved => "extension_unresolved",
@@ -266,17 +274,22 @@ impl ProxyError {
             ConnectRefused => "CONNECT is not served here",
             ConnectTarget => "CONNECT needs host:port",
             Denied { explain, .. } => return format!("strait: {explain}\n").into(),
-            Unauthenticated { policy, why: None } => {
-                return format!("strait: SecurityPolicy {policy} requires a token\n").into()
+            Unauthenticated {
+                policy,
+                method,
+                why: None,
+            } => {
+                let what = credential(*method);
+                return format!("strait: SecurityPolicy {policy} requires {what}\n").into();
             }
             Unauthenticated {
                 policy,
+                method,
                 why: Some(why),
             } => {
-                return format!(
-                    "strait: SecurityPolicy {policy} does not accept the token: {why}\n"
-                )
-                .into()
+                let what = credential(*method);
+                return format!("strait: SecurityPolicy {policy} does not accept {what}: {why}\n")
+                    .into();
             }
             PolicyInvalid { why, .. } => return format!("strait: {why}\n").into(),
             ExtensionUnresolved => "the route's extension filter cannot be resolved",
@@ -334,15 +347,18 @@ impl ProxyError {
         r
     }
 
-    /// RFC 6750 §3: a Bearer challenge, with `invalid_token` and why when a
-    /// token was sent.
+    /// The scheme the check wants (RFC 9110 §11.6.1: a 401 names one):
+    /// RFC 6750 §3's Bearer, with `invalid_token` and why when a token was
+    /// sent; RFC 7617's Basic; `ApiKey` for a key.
     fn challenge(&self) -> Option<HeaderValue> {
-        let ProxyError::Unauthenticated { why, .. } = self else {
+        let ProxyError::Unauthenticated { why, method, .. } = self else {
             return None;
         };
-        let value = match why {
-            None => "Bearer realm=\"strait\"".to_string(),
-            Some(why) => format!(
+        let value = match (method, why) {
+            (Method::Basic, _) => "Basic realm=\"strait\", charset=\"UTF-8\"".to_string(),
+            (Method::ApiKey, _) => "ApiKey realm=\"strait\"".to_string(),
+            (Method::Jwt, None) => "Bearer realm=\"strait\"".to_string(),
+            (Method::Jwt, Some(why)) => format!(
                 "Bearer realm=\"strait\", error=\"invalid_token\", error_description=\"{}\"",
                 why.replace(['"', '\\'], "'")
             ),
@@ -395,6 +411,15 @@ pub fn text(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// What a check wants, in a sentence.
+fn credential(method: Method) -> &'static str {
+    match method {
+        Method::Jwt => "a token",
+        Method::ApiKey => "an API key",
+        Method::Basic => "a user and password",
+    }
 }
 
 #[cfg(test)]

@@ -5,15 +5,19 @@
 //! tokens enter, each until its `exp` (plus the skew allowed); an entry
 //! answers only for the policy instance that accepted it, and a new
 //! configuration starts the cache empty (its keys may have changed). At
-//! [`CACHED`] entries it starts over.
+//! [`CACHED`] entries it starts over. Basic-auth credentials (a bcrypt
+//! check costs milliseconds) are kept the same way, by their SHA-256, for
+//! [`UNDATED`] seconds.
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use strait_route::authn::{JwtAuth, Memo, LEEWAY};
+use strait_route::authn::{Authn, Memo, LEEWAY};
 
 /// Entries held at most.
 pub const CACHED: usize = 4096;
+/// Seconds credentials without an `exp` are remembered.
+const UNDATED: i64 = 300;
 
 #[derive(Default)]
 pub struct TokenCache {
@@ -22,7 +26,7 @@ pub struct TokenCache {
 
 struct Entry {
     /// Held, so that its address is not another policy's while here.
-    auth: Arc<JwtAuth>,
+    auth: Arc<Authn>,
     provider: usize,
     claims: Arc<Map<String, Value>>,
     until: i64,
@@ -34,7 +38,7 @@ impl TokenCache {
     }
 
     /// The cache as `auth` sees it, now.
-    pub fn memo<'a>(&'a self, auth: &'a Arc<JwtAuth>) -> PolicyMemo<'a> {
+    pub fn memo<'a>(&'a self, auth: &'a Arc<Authn>) -> PolicyMemo<'a> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -52,7 +56,7 @@ impl TokenCache {
 
 pub struct PolicyMemo<'a> {
     cache: &'a TokenCache,
-    auth: &'a Arc<JwtAuth>,
+    auth: &'a Arc<Authn>,
     now: i64,
 }
 
@@ -65,14 +69,21 @@ impl Memo for PolicyMemo<'_> {
     }
 
     fn put(&self, provider: usize, token: &str, claims: &Arc<Map<String, Value>>) {
-        let Some(exp) = claims.get("exp").and_then(Value::as_i64) else {
-            return;
+        // A token until it expires; credentials without an expiry (basic
+        // auth) for a while, so that a changed password takes effect
+        // soon even without a reload.
+        let until = match claims.get("exp") {
+            Some(exp) => match exp.as_i64() {
+                Some(exp) => exp.saturating_add(LEEWAY as i64),
+                None => return,
+            },
+            None => self.now.saturating_add(UNDATED),
         };
         let entry = Entry {
             auth: self.auth.clone(),
             provider,
             claims: claims.clone(),
-            until: exp.saturating_add(LEEWAY as i64),
+            until,
         };
         let mut map = self.cache.lock();
         if map.len() >= CACHED {
@@ -86,11 +97,13 @@ impl Memo for PolicyMemo<'_> {
 mod tests {
     use super::*;
 
-    fn auth() -> Arc<JwtAuth> {
-        Arc::new(JwtAuth {
+    fn auth() -> Arc<Authn> {
+        Arc::new(Authn {
             policy: "shop/p".into(),
             optional: false,
             providers: Vec::new(),
+            api_keys: None,
+            basic: None,
             broken: None,
         })
     }
@@ -113,6 +126,13 @@ mod tests {
         assert!(cache.memo(&b).get(0, "t").is_none(), "another policy");
         memo.put(0, "old", &claims(now - LEEWAY as i64 - 1));
         assert!(memo.get(0, "old").is_none(), "past exp and the skew");
+        memo.put(7, "undated", &Arc::new(Map::new()));
+        let until = cache.lock().get("undated").map(|e| e.until);
+        assert_eq!(until, Some(now + UNDATED), "no exp: remembered a while");
+        let mut odd = Map::new();
+        odd.insert("exp".into(), "soon".into());
+        memo.put(0, "odd", &Arc::new(odd));
+        assert!(memo.get(0, "odd").is_none(), "an exp that is not a date");
         for i in 0..CACHED + 10 {
             memo.put(0, &format!("t{i}"), &claims(now + 600));
         }

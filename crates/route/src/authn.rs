@@ -1,4 +1,5 @@
-//! SecurityPolicy compiled: the JSON Web Token check a route's rule, a
+//! SecurityPolicy compiled: the credentials (JSON Web Token, API key,
+//! basic auth; each one the policy names must pass) a route's rule, a
 //! route, a listener or a Gateway asks for. The most specific wins whole
 //! (rule over route, route over listener, listener over Gateway; among
 //! equals the oldest, then the first by name): policies do not merge.
@@ -24,13 +25,17 @@ const GATEWAY_API: &str = "gateway.networking.k8s.io";
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 pub const LEEWAY: u64 = 60;
 
-/// One SecurityPolicy's token check.
+/// One SecurityPolicy's checks.
 #[derive(Debug)]
-pub struct JwtAuth {
+pub struct Authn {
     /// `namespace/name`.
     pub policy: Arc<str>,
+    /// A request without a token passes the JWT check.
     pub optional: bool,
+    /// The JWT providers (none: no JWT check).
     pub providers: Vec<Provider>,
+    pub api_keys: Option<crate::keyauth::ApiKeys>,
+    pub basic: Option<crate::keyauth::BasicUsers>,
     /// Why the policy cannot be applied: its targets answer 500 until it
     /// is fixed, rather than let every request through.
     pub broken: Option<String>,
@@ -94,6 +99,29 @@ pub struct Verified<'a> {
     pub found: &'a TokenSource,
 }
 
+/// Which check refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Jwt,
+    ApiKey,
+    Basic,
+}
+
+/// What the request's credentials proved.
+#[derive(Debug, Default)]
+pub struct Identity<'a> {
+    pub jwt: Option<Verified<'a>>,
+    /// The API key's client.
+    pub client: Option<&'a str>,
+    /// The basic-auth user.
+    pub user: Option<String>,
+}
+
+/// The memo's "provider" for basic-auth credentials (a bcrypt check costs
+/// milliseconds: a client sending the same credentials again pays one
+/// lookup).
+const BASIC: usize = usize::MAX;
+
 #[derive(Debug, PartialEq)]
 pub enum Failure {
     /// No token where any provider looks.
@@ -104,7 +132,36 @@ pub enum Failure {
     Broken(String),
 }
 
-impl JwtAuth {
+impl Authn {
+    /// Every check the policy names, basic auth, then the API key, then
+    /// the token: the first that refuses says why.
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        memo: &dyn Memo,
+    ) -> Result<Identity<'_>, (Method, Failure)> {
+        if let Some(why) = &self.broken {
+            return Err((Method::Jwt, Failure::Broken(why.clone())));
+        }
+        let mut identity = Identity::default();
+        if let Some(basic) = &self.basic {
+            identity.user = Some(basic_user(basic, headers, memo).map_err(|f| (Method::Basic, f))?);
+        }
+        if let Some(keys) = &self.api_keys {
+            identity.client = Some(
+                keys.check(headers, query)
+                    .map_err(|f| (Method::ApiKey, f))?,
+            );
+        }
+        if !self.providers.is_empty() {
+            identity.jwt = self
+                .verify(headers, query, memo)
+                .map_err(|f| (Method::Jwt, f))?;
+        }
+        Ok(identity)
+    }
+
     /// Checks the request's token. `Ok(None)`: no token, and none is
     /// required.
     pub fn verify(
@@ -169,34 +226,88 @@ impl JwtAuth {
         Err(Failure::Invalid(why.unwrap_or_default()))
     }
 
-    /// Every place a token is taken out of (the places of each provider
-    /// that does not forward it): cleared whatever the check found, so
-    /// that no token the check did not accept reaches the backend.
+    /// Every place a credential is taken out of (those of each check that
+    /// does not forward it): cleared whatever the check found, so that no
+    /// credential the check did not accept reaches the backend.
     pub fn cleared(&self) -> impl Iterator<Item = &TokenSource> {
+        let keys = self.api_keys.iter().filter(|k| !k.forward);
+        let basic = self.basic.iter().filter(|b| !b.forward);
         self.providers
             .iter()
             .filter(|p| !p.forward)
             .flat_map(|p| p.sources.iter())
+            .chain(keys.flat_map(|k| k.sources.iter()))
+            .chain(basic.map(|_| &AUTHORIZATION))
     }
 
-    /// The query parameters a token may be in (kept out of access logs).
+    /// The query parameters a token or key may be in (kept out of access
+    /// logs).
     pub fn params(&self) -> impl Iterator<Item = &str> {
         self.providers
             .iter()
             .flat_map(|p| p.sources.iter())
+            .chain(self.api_keys.iter().flat_map(|k| k.sources.iter()))
             .filter_map(|s| match s {
                 TokenSource::Param(name) => Some(name.as_str()),
                 _ => None,
             })
     }
 
-    /// Every header a provider copies a claim to: removed from what the
-    /// client sent, so that only a verified token can set them.
+    /// Every header a check sets (a claim's, the client's ID, the user's
+    /// name): removed from what the client sent, so that only verified
+    /// credentials can set them.
     pub fn claim_headers(&self) -> impl Iterator<Item = &HeaderName> {
         self.providers
             .iter()
             .flat_map(|p| p.claims.iter().map(|(_, h)| h))
+            .chain(
+                self.api_keys
+                    .iter()
+                    .filter_map(|k| k.client_header.as_ref()),
+            )
+            .chain(self.basic.iter().filter_map(|b| b.user_header.as_ref()))
     }
+}
+
+/// `Authorization` as a place credentials are taken out of.
+static AUTHORIZATION: TokenSource = TokenSource::Header {
+    name: http::header::AUTHORIZATION,
+    prefix: String::new(),
+};
+
+/// The basic-auth user, from the memo when these very credentials passed
+/// lately (keyed by their SHA-256: the memo holds no password).
+fn basic_user(
+    basic: &crate::keyauth::BasicUsers,
+    headers: &HeaderMap,
+    memo: &dyn Memo,
+) -> Result<String, Failure> {
+    use sha2::Digest;
+    let raw: Vec<&[u8]> = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let key = match raw.as_slice() {
+        [one] => Some(hex(&sha2::Sha256::digest(one))),
+        _ => None,
+    };
+    if let Some(claims) = key.as_deref().and_then(|k| memo.get(BASIC, k)) {
+        if let Some(Value::String(user)) = claims.get("sub") {
+            return Ok(user.clone());
+        }
+    }
+    let user = basic.check(headers)?;
+    if let Some(k) = key {
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String(user.clone()));
+        memo.put(BASIC, &k, &Arc::new(claims));
+    }
+    Ok(user)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Provider {
@@ -318,7 +429,7 @@ struct Compiled {
     namespace: String,
     name: String,
     targets: Vec<PolicyTargetRef>,
-    auth: Arc<JwtAuth>,
+    auth: Arc<Authn>,
 }
 
 /// The SecurityPolicies, oldest first, and what is wrong with them.
@@ -394,20 +505,16 @@ impl AuthnTable {
         ns: &str,
         route: &str,
         rule: Option<&str>,
-    ) -> Option<Arc<JwtAuth>> {
+    ) -> Option<Arc<Authn>> {
         self.best(ns, |t| rank(t, kind, route, rule))
     }
 
     /// Listener `listener` of Gateway `ns/gateway`, or the whole Gateway.
-    pub fn for_listener(&self, ns: &str, gateway: &str, listener: &str) -> Option<Arc<JwtAuth>> {
+    pub fn for_listener(&self, ns: &str, gateway: &str, listener: &str) -> Option<Arc<Authn>> {
         self.best(ns, |t| rank(t, "Gateway", gateway, Some(listener)))
     }
 
-    fn best(
-        &self,
-        ns: &str,
-        rank: impl Fn(&PolicyTargetRef) -> Option<u8>,
-    ) -> Option<Arc<JwtAuth>> {
+    fn best(&self, ns: &str, rank: impl Fn(&PolicyTargetRef) -> Option<u8>) -> Option<Arc<Authn>> {
         if self.policies.is_empty() {
             return None;
         }
@@ -431,16 +538,31 @@ type Finding = (String, String);
 fn compile_policy(
     docs: &[Document],
     p: &Object<SecurityPolicySpec>,
-) -> (JwtAuth, Vec<Finding>, Vec<Finding>) {
+) -> (Authn, Vec<Finding>, Vec<Finding>) {
     let mut errors = check_targets(&p.spec.target_refs);
     let mut warnings = Vec::new();
     let mut providers = Vec::new();
     let jwt = p.spec.jwt.clone().unwrap_or_default();
-    if p.spec.jwt.is_none() {
-        errors.push(("spec.jwt".into(), "a SecurityPolicy needs jwt".into()));
-    } else if jwt.providers.is_empty() {
+    let spec = &p.spec;
+    if spec.jwt.is_none() && spec.api_key_auth.is_none() && spec.basic_auth.is_none() {
+        errors.push((
+            "spec".into(),
+            "a SecurityPolicy needs jwt, apiKeyAuth or basicAuth".into(),
+        ));
+    } else if spec.jwt.is_some() && jwt.providers.is_empty() {
         errors.push(("spec.jwt.providers".into(), "no provider".into()));
     }
+    let ns = p.metadata.namespace();
+    let api_keys = spec.api_key_auth.as_ref().and_then(|k| {
+        crate::keyauth::api_keys(docs, ns, k, "spec.apiKeyAuth")
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
+    let basic = spec.basic_auth.as_ref().and_then(|b| {
+        crate::keyauth::basic_users(docs, ns, b, ("spec.basicAuth", &mut warnings))
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
     for (i, provider) in jwt.providers.iter().enumerate() {
         let at = format!("spec.jwt.providers[{i}]");
         let ns = p.metadata.namespace();
@@ -456,10 +578,12 @@ fn compile_policy(
             p.metadata.name
         )
     });
-    let auth = JwtAuth {
+    let auth = Authn {
         policy: format!("{}/{}", p.metadata.namespace(), p.metadata.name).into(),
         optional: jwt.optional,
         providers,
+        api_keys,
+        basic,
         broken,
     };
     (auth, errors, warnings)
@@ -676,7 +800,7 @@ mod tests {
         ]
         .concat();
         let mut t = table(&yaml);
-        let name = |a: Option<Arc<JwtAuth>>| a.map(|a| a.policy.to_string());
+        let name = |a: Option<Arc<Authn>>| a.map(|a| a.policy.to_string());
         assert_eq!(
             name(t.for_rule("HTTPRoute", "shop", "api", Some("public"))).as_deref(),
             Some("shop/rule")

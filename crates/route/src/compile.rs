@@ -417,7 +417,7 @@ fn conflicted(reason: &'static str, message: String) -> Vec<Condition> {
 /// order; its status learns how many routes attached.
 fn install_listener(
     mut l: LiveListener,
-    authn: Option<Arc<crate::authn::JwtAuth>>,
+    authn: Option<Arc<crate::authn::Authn>>,
     snapshot: &mut Snapshot,
 ) {
     if let Some(ls) = snapshot

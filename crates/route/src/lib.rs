@@ -13,6 +13,7 @@ mod fault;
 mod filter;
 mod grpc;
 mod hosts;
+pub mod keyauth;
 mod l4;
 mod matcher;
 mod mesh;

@@ -64,7 +64,7 @@ pub struct ListenerRoutes {
     pub telemetry: crate::telemetry::Telemetry,
     /// A SecurityPolicy's token check for the listener or its Gateway
     /// (a rule's or route's own comes first).
-    pub authn: Option<Arc<crate::authn::JwtAuth>>,
+    pub authn: Option<Arc<crate::authn::Authn>>,
 }
 
 impl ListenerRoutes {
@@ -114,7 +114,7 @@ pub struct Rule {
     /// filters cannot apply (500).
     pub extensions: Option<Box<Result<crate::Extensions, String>>>,
     /// A SecurityPolicy's token check for the rule or its route.
-    pub authn: Option<Arc<crate::authn::JwtAuth>>,
+    pub authn: Option<Arc<crate::authn::Authn>>,
 }
 
 impl Rule {

@@ -16,14 +16,14 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use std::sync::Arc;
-use strait_route::authn::{Failure, JwtAuth, TokenSource};
+use strait_route::authn::{Authn, Failure, TokenSource};
 use strait_route::{Direct, Matched, Rule, Snapshot};
 
 /// What a SecurityPolicy changes in a request it let through: the claim
 /// headers (only a verified token sets them), and the token taken out
 /// unless the provider forwards it.
 pub struct Authenticated {
-    auth: Arc<JwtAuth>,
+    auth: Arc<Authn>,
     set: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -52,22 +52,37 @@ pub fn authenticate<B>(
     }
     let policy = auth.policy.clone();
     let memo = tokens.memo(auth);
-    let verified = match auth.verify(req.headers(), req.uri().query(), &memo) {
-        Ok(v) => v,
-        Err(Failure::Missing) => return Err(ProxyError::Unauthenticated { policy, why: None }),
-        Err(Failure::Invalid(why)) => {
+    let identity = match auth.check(req.headers(), req.uri().query(), &memo) {
+        Ok(identity) => identity,
+        Err((_, Failure::Broken(why))) => return Err(ProxyError::PolicyInvalid { policy, why }),
+        Err((method, failure)) => {
+            let why = match failure {
+                Failure::Invalid(why) => Some(why),
+                _ => None,
+            };
             return Err(ProxyError::Unauthenticated {
                 policy,
-                why: Some(why),
-            })
+                method,
+                why,
+            });
         }
-        Err(Failure::Broken(why)) => return Err(ProxyError::PolicyInvalid { policy, why }),
     };
     let mut out = Authenticated {
         auth: auth.clone(),
         set: Vec::new(),
     };
-    if let Some(v) = verified {
+    let said = |header: Option<&HeaderName>, text: Option<&str>| {
+        let value = HeaderValue::from_str(text?).ok()?;
+        Some((header?.clone(), value))
+    };
+    let keys = auth
+        .api_keys
+        .as_ref()
+        .and_then(|k| k.client_header.as_ref());
+    out.set.extend(said(keys, identity.client));
+    let basic = auth.basic.as_ref().and_then(|b| b.user_header.as_ref());
+    out.set.extend(said(basic, identity.user.as_deref()));
+    if let Some(v) = identity.jwt {
         for (claim, header) in &v.provider.claims {
             let text = match v.claims.get(claim) {
                 Some(serde_json::Value::String(s)) => s.clone(),
