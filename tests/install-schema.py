@@ -100,7 +100,14 @@ def main():
                                  "extractFrom": [{"headers": ["x-api-key"]}, {"params": ["api_key"]}],
                                  "forwardClientIDHeader": "x-client-id", "forward": False},
                   "basicAuth": {"users": {"group": "", "kind": "Secret", "name": "users"},
-                                "forwardUsernameHeader": "x-user", "forward": False}}},
+                                "forwardUsernameHeader": "x-user", "forward": False},
+                  "authorization": {"defaultAction": "Deny", "rules": [
+                      {"name": "office", "action": "Allow",
+                       "principal": {"clientCIDRs": ["203.0.113.0/24"]}},
+                      {"name": "admins", "action": "Allow",
+                       "principal": {"jwt": {"provider": "issuer",
+                                             "claims": [{"name": "org.groups", "values": ["admins"]}],
+                                             "scopes": ["write"]}}}]}}},
     ]
     for doc in good:
         try:

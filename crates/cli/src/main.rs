@@ -252,6 +252,12 @@ struct ServeArgs {
     /// accept queue until one closes. 0 is no limit.
     #[arg(long, default_value_t = strait_proxy::limits::MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Proxies in front of this one that append the address they saw to
+    /// X-Forwarded-For (a load balancer: 1). The client a SecurityPolicy's
+    /// clientCIDRs judge is the entry this many from its right; 0 is the
+    /// connection's peer, whatever the header says.
+    #[arg(long, default_value_t = 0)]
+    xff_trusted_hops: usize,
     /// Write an access log, one line per request: `-` for stdout, or a
     /// file appended to. Off when unset, except where a TelemetryPolicy
     /// turns it on (to stdout); strait's own failures are logged as
@@ -565,6 +571,7 @@ impl ServeArgs {
                 backend_idle: self.backend_idle_timeout,
                 send: self.send_timeout,
                 connections: self.max_connections,
+                trusted_hops: self.xff_trusted_hops,
             },
             sidecar,
             control,

@@ -563,3 +563,106 @@ async fn api_keys_and_basic_auth_name_the_caller_to_the_backend() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["headers"]["X-Api-Key"][0], "key-a-123");
 }
+
+#[tokio::test]
+async fn authorization_allows_callers_by_address_and_by_claims() {
+    let signer = Signer::new("a");
+    let app = echo("shop", "shop-0");
+    let port = free_port();
+    let jwks = json!({"keys": [signer.jwk()]}).to_string();
+    let yaml = format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: api}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - name: office
+    matches: [{{path: {{type: PathPrefix, value: /office}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+  - name: admin
+    matches: [{{path: {{type: PathPrefix, value: /admin}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: office}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: office}}]
+  authorization:
+    rules:
+    - {{name: blocked, action: Deny, principal: {{clientCIDRs: [203.0.113.66/32]}}}}
+    - {{name: office, action: Allow, principal: {{clientCIDRs: [203.0.113.0/24]}}}}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: admin}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: admin}}]
+  jwt:
+    providers:
+    - {{name: issuer, issuer: https://issuer.test, localJWKS: {{type: Inline, inline: '{jwks}'}}}}
+  authorization:
+    defaultAction: Deny
+    rules:
+    - name: admins
+      action: Allow
+      principal:
+        jwt: {{provider: issuer, claims: [{{name: groups, values: [admins]}}], scopes: [write]}}
+"#
+    );
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port) + &service_yaml("shop", app.port, None) + &yaml),
+    );
+    let gw = Gateway::start_with(&dir, &["--xff-trusted-hops", "1"]).await;
+
+    // By address: the load balancer's entry (the rightmost) is the
+    // client; what the client wrote to its left is not believed.
+    let r = status(with(port, "/office", &[("x-forwarded-for", "203.0.113.5")])).await;
+    assert_eq!(r.status, 200, "{}", gw.logs());
+    for (xff, why) in [
+        (
+            "203.0.113.66",
+            "rule blocked denies the caller at 203.0.113.66",
+        ),
+        (
+            "198.51.100.1",
+            "no rule matches the caller at 198.51.100.1: default Deny",
+        ),
+        ("203.0.113.5, 198.51.100.1", "at 198.51.100.1"),
+        ("", "at 127.0.0.1"),
+    ] {
+        let headers: Vec<(&str, &str)> = match xff {
+            "" => vec![],
+            xff => vec![("x-forwarded-for", xff)],
+        };
+        let r = status(with(port, "/office", &headers)).await;
+        assert_eq!(r.status, 403, "{xff}");
+        assert_eq!(r.reason(), Some("authz_denied"));
+        assert_eq!(r.headers["x-strait-authz"], "SecurityPolicy default/office");
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        assert!(body.contains(why), "{xff}: {body}");
+    }
+
+    // By claims and scopes, once the token checked out.
+    let token = |extra| format!("Bearer {}", signer.sign(&claims(extra)));
+    let admin = token(json!({"groups": ["staff", "admins"], "scope": "read write"}));
+    let r = status(with(port, "/admin", &[("authorization", &admin)])).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for other in [
+        token(json!({"groups": ["staff"], "scope": "read write"})),
+        token(json!({"groups": ["admins"], "scope": "read"})),
+    ] {
+        let r = status(with(port, "/admin", &[("authorization", &other)])).await;
+        assert_eq!((r.status, r.reason()), (403, Some("authz_denied")));
+    }
+    let r = status(with(port, "/admin", &[])).await;
+    assert_eq!(
+        r.reason(),
+        Some("jwt_missing"),
+        "authentication comes first"
+    );
+}

@@ -1,6 +1,7 @@
 //! `SecurityPolicy` (policy.strait.dev/v1alpha1): who may call a route,
-//! checked at the gateway — JSON Web Tokens, API keys and basic auth; a
-//! policy with several asks for each of them. Attached the Gateway
+//! checked at the gateway — JSON Web Tokens, API keys and basic auth (a
+//! policy with several asks for each of them), then who among the
+//! authenticated, or from which addresses, may call. Attached the Gateway
 //! API way (GEP-713) to a Gateway (optionally one listener, by
 //! `sectionName`) or an HTTPRoute/GRPCRoute (optionally one rule, by its
 //! `name`), in the target's namespace. Field names follow Envoy Gateway's
@@ -28,6 +29,63 @@ pub struct SecurityPolicySpec {
     pub jwt: Option<Jwt>,
     pub api_key_auth: Option<ApiKeyAuth>,
     pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+}
+
+/// Who may call, once authenticated: the first rule whose principal the
+/// request matches decides; none, `defaultAction` (`Deny` by default).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authorization {
+    /// `Allow` or `Deny`.
+    pub default_action: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<AuthorizationRule>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizationRule {
+    pub name: Option<String>,
+    /// `Allow` or `Deny`.
+    pub action: String,
+    pub principal: Principal,
+}
+
+/// Every part given must match.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Principal {
+    /// The client's address is in one of these (`10.0.0.0/8`, `::1/128`).
+    #[serde(default, rename = "clientCIDRs")]
+    pub client_cidrs: Vec<String>,
+    /// The request's verified token, from this provider, with these claims.
+    pub jwt: Option<JwtPrincipal>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtPrincipal {
+    pub provider: String,
+    /// Each claim must have one of its values (a list claim: contain one).
+    #[serde(default)]
+    pub claims: Vec<JwtClaim>,
+    /// Each must be in the token's `scope` (space-separated) or `scp`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtClaim {
+    /// A top-level claim, or a nested one as `a.b`.
+    pub name: String,
+    pub values: Vec<String>,
 }
 
 /// Requests must carry one of the keys of the Secrets named: each key of

@@ -87,6 +87,27 @@ pub fn client_value(client: IpAddr) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// Who the client is: with `hops` trusted proxies in front, each having
+/// appended the address it saw, the entry `hops` from the right of
+/// `X-Forwarded-For` (every copy of the header, in order, as one list;
+/// Envoy's `xff_num_trusted_hops`). With fewer entries, the leftmost: all
+/// of them were written by trusted proxies. With none, or no trusted
+/// hop, or an entry that is not an address, the connection's peer.
+pub fn client_address(headers: &HeaderMap, peer: IpAddr, hops: usize) -> IpAddr {
+    if hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let at = entries.len().saturating_sub(hops);
+    entries.get(at).and_then(|e| e.parse().ok()).unwrap_or(peer)
+}
+
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'static str) {
     let xff = HeaderName::from_static("x-forwarded-for");
@@ -186,6 +207,31 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn the_client_is_as_many_entries_from_the_right_as_trusted_hops() {
+        let peer: IpAddr = "10.0.0.9".parse().expect("ip");
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 198.51.100.7"),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.5"));
+        let at = |hops| client_address(&h, peer, hops).to_string();
+        assert_eq!(at(0), "10.0.0.9", "no trusted hop: the peer");
+        assert_eq!(at(1), "203.0.113.5");
+        assert_eq!(at(2), "198.51.100.7");
+        assert_eq!(at(3), "6.6.6.6");
+        assert_eq!(at(9), "6.6.6.6", "fewer entries: the leftmost");
+        let mut odd = HeaderMap::new();
+        odd.insert("x-forwarded-for", HeaderValue::from_static("unknown"));
+        assert_eq!(
+            client_address(&odd, peer, 1),
+            peer,
+            "not an address: the peer"
+        );
+        assert_eq!(client_address(&HeaderMap::new(), peer, 1), peer);
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct HttpLimits {
     pub send: Duration,
     /// Downstream connections served at once (`MAX_CONNECTIONS`).
     pub connections: usize,
+    /// Proxies in front that append to `X-Forwarded-For`: how a request's
+    /// head says who the client is ([`crate::headers::client_address`]).
+    pub trusted_hops: usize,
 }
 
 impl Default for HttpLimits {
@@ -81,6 +84,7 @@ impl Default for HttpLimits {
             backend_idle: BACKEND_IDLE_TIMEOUT,
             send: SEND_TIMEOUT,
             connections: MAX_CONNECTIONS,
+            trusted_hops: 0,
         }
     }
 }

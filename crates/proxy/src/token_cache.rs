@@ -104,6 +104,7 @@ mod tests {
             providers: Vec::new(),
             api_keys: None,
             basic: None,
+            callers: None,
             broken: None,
         })
     }

@@ -36,6 +36,8 @@ pub struct Authn {
     pub providers: Vec<Provider>,
     pub api_keys: Option<crate::keyauth::ApiKeys>,
     pub basic: Option<crate::keyauth::BasicUsers>,
+    /// Who may call once authenticated.
+    pub callers: Option<crate::callers::Callers>,
     /// Why the policy cannot be applied: its targets answer 500 until it
     /// is fixed, rather than let every request through.
     pub broken: Option<String>,
@@ -544,10 +546,16 @@ fn compile_policy(
     let mut providers = Vec::new();
     let jwt = p.spec.jwt.clone().unwrap_or_default();
     let spec = &p.spec;
-    if spec.jwt.is_none() && spec.api_key_auth.is_none() && spec.basic_auth.is_none() {
+    let checks = [
+        spec.jwt.is_some(),
+        spec.api_key_auth.is_some(),
+        spec.basic_auth.is_some(),
+        spec.authorization.is_some(),
+    ];
+    if !checks.contains(&true) {
         errors.push((
             "spec".into(),
-            "a SecurityPolicy needs jwt, apiKeyAuth or basicAuth".into(),
+            "a SecurityPolicy needs jwt, apiKeyAuth, basicAuth or authorization".into(),
         ));
     } else if spec.jwt.is_some() && jwt.providers.is_empty() {
         errors.push(("spec.jwt.providers".into(), "no provider".into()));
@@ -555,6 +563,12 @@ fn compile_policy(
     let ns = p.metadata.namespace();
     let api_keys = spec.api_key_auth.as_ref().and_then(|k| {
         crate::keyauth::api_keys(docs, ns, k, "spec.apiKeyAuth")
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
+    let names: Vec<&str> = jwt.providers.iter().map(|p| p.name.as_str()).collect();
+    let callers = spec.authorization.as_ref().and_then(|a| {
+        crate::callers::compile(a, &names, "spec.authorization")
             .map_err(|e| errors.extend(e))
             .ok()
     });
@@ -584,6 +598,7 @@ fn compile_policy(
         providers,
         api_keys,
         basic,
+        callers,
         broken,
     };
     (auth, errors, warnings)

@@ -288,14 +288,22 @@ mod tests {
             ..Default::default()
         };
         let mut warnings = Vec::new();
-        let compiled = basic_users(&set.documents, "shop", &spec, ("spec.basicAuth", &mut warnings));
+        let compiled = basic_users(
+            &set.documents,
+            "shop",
+            &spec,
+            ("spec.basicAuth", &mut warnings),
+        );
         (compiled, warnings)
     }
 
     fn authorization(user: &str, password: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        h.insert(http::header::AUTHORIZATION, format!("basic {pair}").parse().expect("value"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("basic {pair}").parse().expect("value"),
+        );
         h
     }
 
@@ -308,7 +316,10 @@ mod tests {
         let users = compiled.expect("compiled");
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].1.contains("line 4"), "{warnings:?}");
-        assert_eq!(users.check(&authorization("ann", "s3cret")), Ok("ann".into()));
+        assert_eq!(
+            users.check(&authorization("ann", "s3cret")),
+            Ok("ann".into())
+        );
         assert_eq!(users.check(&authorization("bo", "pw")), Ok("bo".into()));
         for (user, password) in [("ann", "s3creT"), ("bo", "pW"), ("cy", "plain"), ("", "")] {
             assert!(matches!(
@@ -318,7 +329,10 @@ mod tests {
         }
         assert_eq!(users.check(&HeaderMap::new()), Err(Failure::Missing));
         let mut bearer = HeaderMap::new();
-        bearer.insert(http::header::AUTHORIZATION, "Bearer x".parse().expect("value"));
+        bearer.insert(
+            http::header::AUTHORIZATION,
+            "Bearer x".parse().expect("value"),
+        );
         assert_eq!(users.check(&bearer), Err(Failure::Missing));
     }
 

@@ -7,6 +7,7 @@ pub mod authn;
 mod backend;
 mod backend_tls;
 mod balance;
+pub mod callers;
 mod compile;
 pub mod extension;
 mod fault;

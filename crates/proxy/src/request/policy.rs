@@ -17,6 +17,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use std::sync::Arc;
 use strait_route::authn::{Authn, Failure, TokenSource};
+use strait_route::callers::Caller;
 use strait_route::{Direct, Matched, Rule, Snapshot};
 
 /// What a SecurityPolicy changes in a request it let through: the claim
@@ -27,11 +28,12 @@ pub struct Authenticated {
     set: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// The rule's (or its route's) SecurityPolicy, else its listener's.
+/// The rule's (or its route's) SecurityPolicy, else its listener's: its
+/// credentials, then who among the callers may call.
 pub fn authenticate<B>(
     matched: &Matched<'_>,
     req: &Request<B>,
-    tokens: &TokenCache,
+    (tokens, hops): (&TokenCache, usize),
     ctx: &mut RequestCtx,
 ) -> Result<Option<Authenticated>, ProxyError> {
     let Some(auth) = matched
@@ -67,6 +69,23 @@ pub fn authenticate<B>(
             });
         }
     };
+    if let Some(callers) = &auth.callers {
+        let address = crate::headers::client_address(req.headers(), ctx.conn.client.ip(), hops);
+        let caller = Caller {
+            address,
+            jwt: identity
+                .jwt
+                .as_ref()
+                .map(|v| (v.provider.name.as_str(), &*v.claims)),
+        };
+        let decision = callers.decide(&caller);
+        if !decision.allowed {
+            return Err(ProxyError::Denied {
+                policy: format!("SecurityPolicy {policy}"),
+                explain: format!("SecurityPolicy {policy}: {}", decision.why),
+            });
+        }
+    }
     let mut out = Authenticated {
         auth: auth.clone(),
         set: Vec::new(),
