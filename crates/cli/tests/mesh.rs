@@ -199,6 +199,72 @@ async fn a_direct_response_answers_for_a_service_at_the_caller() {
     assert!(refused, "{metrics}");
 }
 
+/// A SecurityPolicy on a workload: its sidecar checks every inbound call's
+/// token (forwarded by the caller's app, through the caller's sidecar),
+/// whatever route the caller took.
+#[tokio::test]
+async fn a_workload_s_sidecar_checks_the_token_of_each_call() {
+    let signer = common::jwt::Signer::new("k");
+    let jwks = serde_json::json!({"keys": [signer.jwk()]}).to_string();
+    let policy = format!(
+        r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: payment-users, namespace: shop}}
+spec:
+  targetRefs: [{{group: apps, kind: Deployment, name: payment-v1}}]
+  jwt:
+    providers:
+    - name: issuer
+      issuer: https://issuer.test
+      localJWKS: {{type: Inline, inline: '{jwks}'}}
+      claimToHeaders: [{{claim: sub, header: x-user}}]
+"#
+    );
+    let shop = shop_with(&[], &policy).await;
+    let out = shop.checkout.outbound;
+    let url = "http://payment-v1.shop/pay";
+    let r = call(out, url, &[]).await;
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.reason(), Some("jwt_missing"));
+    assert_eq!(r.headers["x-strait-authn"], "shop/payment-users");
+    let token = format!(
+        "Bearer {}",
+        signer.sign(&common::jwt::claims(serde_json::json!({})))
+    );
+    let r = call(
+        out,
+        url,
+        &[("authorization", &token), ("x-user", "mallory")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen = r.json();
+    assert_eq!(seen["headers"]["X-User"][0], "alice", "{seen}");
+    assert!(seen["headers"].get("Authorization").is_none(), "{seen}");
+    let other = common::jwt::Signer::new("k").sign(&common::jwt::claims(serde_json::json!({})));
+    let r = call(out, url, &[("authorization", &format!("Bearer {other}"))]).await;
+    assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
+    // payment-v2 has no policy: its calls pass without a token.
+    assert_eq!(
+        call(out, "http://payment-v2.shop/pay", &[]).await.status,
+        200
+    );
+    // payment-v1's own sidecar refused them, and counts them.
+    let metrics = shop.v1.metrics().await;
+    let counted = |reason: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("strait_requests_total{")
+                && l.contains("reporter=\"destination\"")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+    };
+    assert!(
+        counted("jwt_missing") && counted("jwt_invalid"),
+        "{metrics}"
+    );
+}
+
 const READ_ONLY_PAYMENT: &str = r#"---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

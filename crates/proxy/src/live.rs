@@ -384,6 +384,8 @@ pub struct Live {
     states: foldhash::HashMap<usize, (Arc<Cluster>, ClusterState)>,
     /// A sidecar's: what TelemetryPolicies say for its workload.
     pub telemetry: strait_route::telemetry::Telemetry,
+    /// A sidecar's: the SecurityPolicy its workload's inbound calls pass.
+    pub authn: Option<Arc<strait_route::authn::Authn>>,
 }
 
 fn key(c: &Arc<Cluster>) -> usize {
@@ -410,6 +412,7 @@ impl Live {
             snapshot,
             states,
             telemetry: Default::default(),
+            authn: None,
         }
     }
 

@@ -66,13 +66,15 @@ impl Shared {
     }
 }
 
-/// `snapshot` with a sidecar's own clusters, and its workload's telemetry.
+/// `snapshot` with a sidecar's own clusters, and its workload's telemetry
+/// and SecurityPolicy.
 fn live(snapshot: Snapshot, sidecar: Option<&Sidecar>, old: Option<&Live>) -> Live {
     let fixed = sidecar.map(Sidecar::clusters).unwrap_or_default();
     let mut live = Live::new(Arc::new(snapshot), &fixed, old);
     if let Some(s) = sidecar {
         let (ns, workload) = (&s.options.namespace, &s.options.workload);
         live.telemetry = live.snapshot.telemetry.workload(ns, workload);
+        live.authn = live.snapshot.authn.for_workload(ns, workload);
     }
     live
 }

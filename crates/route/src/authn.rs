@@ -511,6 +511,14 @@ impl AuthnTable {
         self.best(ns, |t| rank(t, kind, route, rule))
     }
 
+    /// A workload's (`apps/Deployment` `workload` of `ns`), checked by its
+    /// sidecar on every inbound call.
+    pub fn for_workload(&self, ns: &str, workload: &str) -> Option<Arc<Authn>> {
+        self.best(ns, |t| {
+            (t.group == "apps" && t.kind == "Deployment" && t.name == workload).then_some(1)
+        })
+    }
+
     /// Listener `listener` of Gateway `ns/gateway`, or the whole Gateway.
     pub fn for_listener(&self, ns: &str, gateway: &str, listener: &str) -> Option<Arc<Authn>> {
         self.best(ns, |t| rank(t, "Gateway", gateway, Some(listener)))
@@ -610,12 +618,13 @@ fn check_targets(refs: &[PolicyTargetRef]) -> Vec<Finding> {
         out.push(("spec.targetRefs".into(), "no target".into()));
     }
     for (i, t) in refs.iter().enumerate() {
-        let ok = t.group == GATEWAY_API
-            && matches!(t.kind.as_str(), "Gateway" | "HTTPRoute" | "GRPCRoute");
+        let ok = (t.group == GATEWAY_API
+            && matches!(t.kind.as_str(), "Gateway" | "HTTPRoute" | "GRPCRoute"))
+            || (t.group == "apps" && t.kind == "Deployment");
         if !ok {
             out.push((
                 format!("spec.targetRefs[{i}]"),
-                "targets are a Gateway, an HTTPRoute or a GRPCRoute (group gateway.networking.k8s.io)".into(),
+                "targets are a Gateway, an HTTPRoute or a GRPCRoute (group gateway.networking.k8s.io), or a workload (group apps, kind Deployment)".into(),
             ));
         }
     }

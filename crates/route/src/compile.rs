@@ -116,6 +116,7 @@ pub fn compile(
             .for_listener(l.gateway_ns, l.gateway, &l.spec.name);
         install_listener(l, authn, &mut snapshot);
     }
+    snapshot.authn = std::mem::take(&mut resolver.authn);
     snapshot.routes.shrink_to_fit();
     snapshot.mesh = mesh.finish();
     crate::traffic::problems(docs, &mut problems);

@@ -42,6 +42,9 @@ pub struct Snapshot {
     pub security: crate::security::SecurityTable,
     /// TelemetryPolicies, for sidecars (a listener's are in its routes).
     pub telemetry: crate::telemetry::TelemetryTable,
+    /// SecurityPolicies, for sidecars (a listener's and a rule's are
+    /// theirs).
+    pub authn: crate::authn::AuthnTable,
     pub clusters: Vec<Arc<Cluster>>,
 }
 

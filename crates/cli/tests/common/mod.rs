@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod identity;
+pub mod jwt;
 pub mod kube_api;
 pub mod otlp;
 

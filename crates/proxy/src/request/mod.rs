@@ -105,7 +105,8 @@ fn proxy<'s>(
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
             let tokens = (&shared.tokens, shared.http_limits.trusted_hops);
-            authenticated = policy::authenticate(&selected.matched(), &req, tokens, ctx)?;
+            let attached = (&selected.matched(), live.authn.as_ref());
+            authenticated = policy::authenticate(attached, &req, tokens, ctx)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);

@@ -1,5 +1,6 @@
 //! Phase 2, policy: what may stop a request before it goes anywhere —
-//! a SecurityPolicy's token check (at a gateway), AuthorizationPolicy at a
+//! a SecurityPolicy's checks (at a gateway, and at a sidecar's inbound
+//! listener for its workload), AuthorizationPolicy at a
 //! sidecar's inbound listener (where it cannot be bypassed), then a rule's
 //! fault injection and direct response. Rate limits take their place here,
 //! in this order: authenticate, authorize, limit, then faults and direct
@@ -28,20 +29,24 @@ pub struct Authenticated {
     set: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// The rule's (or its route's) SecurityPolicy, else its listener's: its
-/// credentials, then who among the callers may call.
+/// The rule's (or its route's) SecurityPolicy, else its listener's — at a
+/// sidecar's inbound listener, its workload's: its credentials, then who
+/// among the callers may call.
 pub fn authenticate<B>(
-    matched: &Matched<'_>,
+    (matched, workload): (&Matched<'_>, Option<&Arc<Authn>>),
     req: &Request<B>,
     (tokens, hops): (&TokenCache, usize),
     ctx: &mut RequestCtx,
 ) -> Result<Option<Authenticated>, ProxyError> {
-    let Some(auth) = matched
-        .rule
-        .authn
-        .as_ref()
-        .or(matched.listener.authn.as_ref())
-    else {
+    let attached = match ctx.conn.role {
+        Role::Inbound => workload,
+        _ => matched
+            .rule
+            .authn
+            .as_ref()
+            .or(matched.listener.authn.as_ref()),
+    };
+    let Some(auth) = attached else {
         return Ok(None);
     };
     // A token in the query stays out of the access log, accepted or not.
