@@ -91,21 +91,27 @@ pub fn client_value(client: IpAddr) -> HeaderValue {
 /// appended the address it saw, the entry `hops` from the right of
 /// `X-Forwarded-For` (every copy of the header, in order, as one list;
 /// Envoy's `xff_num_trusted_hops`). With fewer entries, the leftmost: all
-/// of them were written by trusted proxies. With none, or no trusted
-/// hop, or an entry that is not an address, the connection's peer.
-pub fn client_address(headers: &HeaderMap, peer: IpAddr, hops: usize) -> IpAddr {
+/// of them were written by trusted proxies. With no entry (or no trusted
+/// hop), the connection's peer. `None` when the chosen entry is not an
+/// address: unknown, never the trusted proxy's own address. Entries are
+/// split as bytes, so a client's odd byte in its part of a line cannot
+/// hide the trusted proxies' part.
+pub fn client_address(headers: &HeaderMap, peer: IpAddr, hops: usize) -> Option<IpAddr> {
     if hops == 0 {
-        return peer;
+        return Some(peer);
     }
-    let entries: Vec<&str> = headers
+    let entries: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .collect();
+    if entries.is_empty() {
+        return Some(peer);
+    }
     let at = entries.len().saturating_sub(hops);
-    entries.get(at).and_then(|e| e.parse().ok()).unwrap_or(peer)
+    let entry = std::str::from_utf8(entries[at]).ok()?;
+    entry.parse().ok()
 }
 
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
@@ -218,20 +224,34 @@ mod tests {
             HeaderValue::from_static("6.6.6.6, 198.51.100.7"),
         );
         h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.5"));
-        let at = |hops| client_address(&h, peer, hops).to_string();
-        assert_eq!(at(0), "10.0.0.9", "no trusted hop: the peer");
-        assert_eq!(at(1), "203.0.113.5");
-        assert_eq!(at(2), "198.51.100.7");
-        assert_eq!(at(3), "6.6.6.6");
-        assert_eq!(at(9), "6.6.6.6", "fewer entries: the leftmost");
+        let at = |hops| client_address(&h, peer, hops).map(|a| a.to_string());
+        assert_eq!(
+            at(0).as_deref(),
+            Some("10.0.0.9"),
+            "no trusted hop: the peer"
+        );
+        assert_eq!(at(1).as_deref(), Some("203.0.113.5"));
+        assert_eq!(at(2).as_deref(), Some("198.51.100.7"));
+        assert_eq!(at(3).as_deref(), Some("6.6.6.6"));
+        assert_eq!(
+            at(9).as_deref(),
+            Some("6.6.6.6"),
+            "fewer entries: the leftmost"
+        );
         let mut odd = HeaderMap::new();
         odd.insert("x-forwarded-for", HeaderValue::from_static("unknown"));
         assert_eq!(
             client_address(&odd, peer, 1),
-            peer,
-            "not an address: the peer"
+            None,
+            "not an address: unknown"
         );
-        assert_eq!(client_address(&HeaderMap::new(), peer, 1), peer);
+        // A byte that is not text in the client's part of the line the
+        // load balancer appended to: the balancer's entry still counts.
+        let line = HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.9").expect("value");
+        odd.insert("x-forwarded-for", line);
+        assert_eq!(client_address(&odd, peer, 1), "203.0.113.9".parse().ok());
+        assert_eq!(client_address(&odd, peer, 2), None);
+        assert_eq!(client_address(&HeaderMap::new(), peer, 1), Some(peer));
     }
 
     #[test]

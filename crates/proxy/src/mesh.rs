@@ -170,6 +170,13 @@ pub async fn inbound_tcp<S: Io>(
         shared.metrics.tcp(&listener, &route, "denied");
         return;
     }
+    // A SecurityPolicy checks requests: bytes it cannot read as one (a
+    // client may make HTTP look opaque) would pass it unchecked.
+    if let Some(auth) = &shared.live.load().authn {
+        debug!(%client, policy = &*auth.policy, "opaque connection refused: the workload's SecurityPolicy reads HTTP only");
+        shared.metrics.tcp(&listener, &route, "denied");
+        return;
+    }
     let Ok(upstream) = crate::dial::dial(target).await else {
         shared.metrics.tcp(&listener, &route, "connect_failed");
         return;

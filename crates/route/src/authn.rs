@@ -278,33 +278,27 @@ static AUTHORIZATION: TokenSource = TokenSource::Header {
 };
 
 /// The basic-auth user, from the memo when these very credentials passed
-/// lately (keyed by their SHA-256: the memo holds no password).
+/// lately (keyed by the SHA-256 of `user:password`: the memo holds no
+/// password).
 fn basic_user(
     basic: &crate::keyauth::BasicUsers,
     headers: &HeaderMap,
     memo: &dyn Memo,
 ) -> Result<String, Failure> {
     use sha2::Digest;
-    let raw: Vec<&[u8]> = headers
-        .get_all(http::header::AUTHORIZATION)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    let key = match raw.as_slice() {
-        [one] => Some(hex(&sha2::Sha256::digest(one))),
-        _ => None,
-    };
-    if let Some(claims) = key.as_deref().and_then(|k| memo.get(BASIC, k)) {
+    let credentials = basic.credentials(headers)?;
+    // Keyed by what was decoded, not by the header as sent: spelling the
+    // same credentials another way is not another entry.
+    let key = hex(&sha2::Sha256::digest(credentials.as_bytes()));
+    if let Some(claims) = memo.get(BASIC, &key) {
         if let Some(Value::String(user)) = claims.get("sub") {
             return Ok(user.clone());
         }
     }
-    let user = basic.check(headers)?;
-    if let Some(k) = key {
-        let mut claims = Map::new();
-        claims.insert("sub".into(), Value::String(user.clone()));
-        memo.put(BASIC, &k, &Arc::new(claims));
-    }
+    let user = basic.verify(&credentials)?;
+    let mut claims = Map::new();
+    claims.insert("sub".into(), Value::String(user.clone()));
+    memo.put(BASIC, &key, &Arc::new(claims));
     Ok(user)
 }
 

@@ -35,7 +35,9 @@ struct JwtMatch {
 
 /// What the request brings to be judged by.
 pub struct Caller<'a> {
-    pub address: IpAddr,
+    /// `None`: not known (a forwarded address that does not parse); no
+    /// address block holds it.
+    pub address: Option<IpAddr>,
     /// The verified token's provider and claims.
     pub jwt: Option<(&'a str, &'a Map<String, Value>)>,
 }
@@ -49,27 +51,29 @@ pub struct Decision {
 
 impl Callers {
     pub fn decide(&self, caller: &Caller<'_>) -> Decision {
-        let address = caller.address.to_canonical();
+        let address = caller.address.map(|a| a.to_canonical());
+        let at = address.map_or_else(|| "an unknown address".to_string(), |a| a.to_string());
         for rule in &self.rules {
             if rule.matches(address, caller.jwt) {
                 let verb = if rule.allow { "allows" } else { "denies" };
                 return Decision {
                     allowed: rule.allow,
-                    why: format!("rule {} {verb} the caller at {address}", rule.name),
+                    why: format!("rule {} {verb} the caller at {at}", rule.name),
                 };
             }
         }
         let verb = if self.default_allow { "Allow" } else { "Deny" };
         Decision {
             allowed: self.default_allow,
-            why: format!("no rule matches the caller at {address}: default {verb}"),
+            why: format!("no rule matches the caller at {at}: default {verb}"),
         }
     }
 }
 
 impl CallerRule {
-    fn matches(&self, address: IpAddr, jwt: Option<(&str, &Map<String, Value>)>) -> bool {
-        let cidrs = self.cidrs.is_empty() || self.cidrs.iter().any(|n| n.contains(&address));
+    fn matches(&self, address: Option<IpAddr>, jwt: Option<(&str, &Map<String, Value>)>) -> bool {
+        let within = |a: IpAddr| self.cidrs.iter().any(|n| n.contains(&a));
+        let cidrs = self.cidrs.is_empty() || address.is_some_and(within);
         let token = match (&self.jwt, jwt) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -109,20 +113,18 @@ fn texts(v: &Value) -> Vec<String> {
     }
 }
 
-/// OAuth scopes: `scope` space-separated (RFC 8693 §4.2), or an `scp` list.
+/// OAuth scopes: `scope` space-separated (RFC 8693 §4.2), or `scp`, a
+/// list or (Microsoft's) space-separated.
 fn scopes(claims: &Map<String, Value>) -> Vec<&str> {
-    let spaced = claims
-        .get("scope")
-        .and_then(Value::as_str)
-        .into_iter()
-        .flat_map(str::split_whitespace);
-    let listed = claims
-        .get("scp")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str);
-    spaced.chain(listed).collect()
+    let mut out = Vec::new();
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            Some(Value::String(s)) => out.extend(s.split_whitespace()),
+            Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// `providers`: the names the policy's `jwt` has, which a rule may name.
@@ -272,7 +274,7 @@ mod tests {
         };
         let callers = compile(&spec, &["issuer"], "spec.authorization").expect("compiled");
         let at = |ip: &str| Caller {
-            address: ip.parse().expect("ip"),
+            address: ip.parse().ok(),
             jwt: None,
         };
         assert!(!callers.decide(&at("10.1.2.3")).allowed, "denied first");
@@ -286,17 +288,24 @@ mod tests {
         let d = callers.decide(&at("192.0.2.1"));
         assert!(!d.allowed);
         assert!(d.why.contains("default Deny"), "{}", d.why);
+        let d = callers.decide(&at("unknown"));
+        assert_eq!(
+            d.why,
+            "no rule matches the caller at an unknown address: default Deny"
+        );
         let admin = claims(
             serde_json::json!({"org": {"groups": ["staff", "admins"]}, "scope": "read write"}),
         );
         let reader = claims(serde_json::json!({"org": {"groups": ["admins"]}, "scope": "read"}));
+        let azure = claims(serde_json::json!({"org": {"groups": ["admins"]}, "scp": "read write"}));
         for (provider, c, allowed) in [
             ("issuer", &admin, true),
+            ("issuer", &azure, true),
             ("issuer", &reader, false),
             ("other", &admin, false),
         ] {
             let caller = Caller {
-                address: "192.0.2.1".parse().expect("ip"),
+                address: "192.0.2.1".parse().ok(),
                 jwt: Some((provider, c)),
             };
             assert_eq!(callers.decide(&caller).allowed, allowed, "{provider} {c:?}");

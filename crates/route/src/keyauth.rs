@@ -30,6 +30,9 @@ pub struct ApiKeys {
 #[derive(Debug)]
 pub struct BasicUsers {
     users: HashMap<String, Hash>,
+    /// A bcrypt hash at the cost of the file's first, checked for unknown
+    /// users.
+    decoy: Option<String>,
     pub user_header: Option<HeaderName>,
     pub forward: bool,
 }
@@ -63,9 +66,8 @@ impl ApiKeys {
 }
 
 impl BasicUsers {
-    /// The user `Authorization: Basic` names, once their password checks
-    /// out (RFC 7617).
-    pub fn check(&self, headers: &HeaderMap) -> Result<String, Failure> {
+    /// The `user:password` of `Authorization: Basic` (RFC 7617), decoded.
+    pub fn credentials(&self, headers: &HeaderMap) -> Result<String, Failure> {
         let mut values = headers
             .get_all(http::header::AUTHORIZATION)
             .iter()
@@ -85,21 +87,36 @@ impl BasicUsers {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .map_err(|_| invalid("the credentials are not base64"))?;
-        let text =
-            String::from_utf8(decoded).map_err(|_| invalid("the credentials are not UTF-8"))?;
-        let (user, password) = text
+        String::from_utf8(decoded).map_err(|_| invalid("the credentials are not UTF-8"))
+    }
+
+    /// The user, once their password checks out. An unknown user costs a
+    /// bcrypt check all the same, so that the time taken does not say
+    /// which users exist.
+    pub fn verify(&self, credentials: &str) -> Result<String, Failure> {
+        let (user, password) = credentials
             .split_once(':')
-            .ok_or_else(|| invalid("the credentials have no ':'"))?;
-        let wrong = || invalid("the user or password is not accepted");
-        let hash = self.users.get(user).ok_or_else(wrong)?;
-        let good = match hash {
-            Hash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
-            Hash::Sha1(d) => {
+            .ok_or_else(|| Failure::Invalid("the credentials have no ':'".into()))?;
+        let good = match self.users.get(user) {
+            Some(Hash::Bcrypt(h)) => bcrypt::verify(password, h).unwrap_or(false),
+            Some(Hash::Sha1(d)) => {
                 let got: [u8; 20] = sha1::Sha1::digest(password.as_bytes()).into();
                 bool::from(got.ct_eq(d))
             }
+            None => {
+                if let Some(h) = &self.decoy {
+                    let _ = bcrypt::verify(password, h);
+                }
+                false
+            }
         };
-        good.then(|| user.to_string()).ok_or_else(wrong)
+        good.then(|| user.to_string())
+            .ok_or_else(|| Failure::Invalid("the user or password is not accepted".into()))
+    }
+
+    /// Both steps.
+    pub fn check(&self, headers: &HeaderMap) -> Result<String, Failure> {
+        self.verify(&self.credentials(headers)?)
     }
 }
 
@@ -121,7 +138,13 @@ pub(crate) fn api_keys(
                 for id in body.data.keys().chain(body.string_data.keys()) {
                     match body.value(id) {
                         Ok(key) if !key.is_empty() => {
-                            clients.insert(sha2::Sha256::digest(&key).into(), id.clone());
+                            let digest: [u8; 32] = sha2::Sha256::digest(&key).into();
+                            if let Some(other) = clients.insert(digest, id.clone()) {
+                                errors.push((
+                                    path.clone(),
+                                    format!("clients {other:?} and {id:?} have the same key"),
+                                ));
+                            }
                         }
                         Ok(_) => {
                             errors.push((path.clone(), format!("client {id:?} has an empty key")))
@@ -216,8 +239,17 @@ pub(crate) fn basic_users(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let decoy = users.values().find_map(|h| match h {
+        Hash::Bcrypt(h) => {
+            let cost = h.get(4..6)?.parse().ok()?;
+            let made = bcrypt::hash_with_salt("decoy", cost, [0; 16]).ok()?;
+            Some(made.format_for_version(bcrypt::Version::TwoB))
+        }
+        Hash::Sha1(_) => None,
+    });
     Ok(BasicUsers {
         users,
+        decoy,
         user_header,
         forward: spec.forward,
     })
@@ -334,6 +366,36 @@ mod tests {
             "Bearer x".parse().expect("value"),
         );
         assert_eq!(users.check(&bearer), Err(Failure::Missing));
+    }
+
+    #[test]
+    fn two_clients_with_one_key_are_an_error_and_keys_find_their_client() {
+        let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: keys, namespace: shop}\nstringData: {a: k1, b: k2, c: k1}\n";
+        let set = strait_config::parse_text(std::path::Path::new("k.yaml"), yaml);
+        let spec = ApiKeyAuth {
+            credential_refs: vec![LocalObjectRef {
+                group: String::new(),
+                kind: "Secret".into(),
+                name: "keys".into(),
+            }],
+            ..Default::default()
+        };
+        let errors = api_keys(&set.documents, "shop", &spec, "spec.apiKeyAuth").expect_err("dup");
+        assert!(
+            errors[0].1.contains("\"a\" and \"c\" have the same key"),
+            "{errors:?}"
+        );
+        let yaml = yaml.replace("c: k1", "c: k3");
+        let set = strait_config::parse_text(std::path::Path::new("k.yaml"), &yaml);
+        let keys = api_keys(&set.documents, "shop", &spec, "spec.apiKeyAuth").expect("keys");
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", "k3".parse().expect("value"));
+        assert_eq!(keys.check(&h, None), Ok("c"));
+        assert_eq!(
+            keys.check(&h, Some("x-api-key=k1")),
+            Ok("c"),
+            "a header, not a parameter"
+        );
     }
 
     #[test]
