@@ -421,7 +421,11 @@ async fn api_keys_and_basic_auth_name_the_caller_to_the_backend() {
         with(
             port,
             "/keys",
-            &[("x-api-key", "key-a-123"), ("x-client-id", "root")],
+            &[
+                ("x-api-key", "key-a-123"),
+                ("x-client-id", "root"),
+                ("x_api_key", "root"),
+            ],
         ),
         with(port, "/keys?api_key=key-a-123", &[]),
     ] {

@@ -271,6 +271,10 @@ fn entry(line: &str) -> Result<(&str, Hash), String> {
         .iter()
         .any(|p| hash.starts_with(p))
     {
+        // `$2y$10$` and 53 characters of salt and digest.
+        if hash.len() != 60 || hash.get(4..6).and_then(|c| c.parse::<u32>().ok()).is_none() {
+            return Err("the bcrypt entry is not 60 characters with a cost".into());
+        }
         return Ok((user, Hash::Bcrypt(hash.to_string())));
     }
     Err("strait reads bcrypt ($2y$) and {SHA} entries only".into())
@@ -400,9 +404,10 @@ mod tests {
 
     #[test]
     fn a_file_without_usable_users_is_an_error() {
-        let (compiled, warnings) = users("dan:$apr1$x$y\n");
+        let (compiled, warnings) = users("dan:$apr1$x$y\neve:$2y$10$short\n");
         let errors = compiled.expect_err("no user");
         assert_eq!(errors[0].0, "spec.basicAuth.users");
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[1].1.contains("not 60 characters"), "{warnings:?}");
     }
 }

@@ -126,13 +126,17 @@ pub fn authenticate<B>(
 impl Authenticated {
     pub fn apply<B>(self, req: &mut Request<B>) {
         let headers = req.headers_mut();
-        // `x_user` too: CGI-style backends read it as `x-user`.
+        // `x_user` too: CGI-style backends read it as `x-user`. The same
+        // for a credential's header that is cleared: its look-alike would
+        // reach such a backend unchecked.
+        let cleared = self.auth.cleared().filter_map(|place| match place {
+            TokenSource::Header { name, .. } => Some(name),
+            _ => None,
+        });
+        let named: Vec<&HeaderName> = self.auth.claim_headers().chain(cleared).collect();
         let forged: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| {
-                let k = k.as_str();
-                self.auth.claim_headers().any(|c| same_name(k, c.as_str()))
-            })
+            .filter(|k| named.iter().any(|c| same_name(k.as_str(), c.as_str())))
             .cloned()
             .collect();
         for name in forged {
