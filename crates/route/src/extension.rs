@@ -23,15 +23,13 @@ pub struct Extensions {
 /// A DirectResponse: the rule's answer, whatever the request.
 #[derive(Debug, Clone)]
 pub struct Direct {
-    /// `namespace/name` of the DirectResponse.
-    pub name: String,
     pub status: StatusCode,
     pub content_type: HeaderValue,
     pub body: Bytes,
 }
 
 /// A direct answer's body: more is a mistake, not a page to serve.
-pub const MAX_BODY: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024;
 
 /// The rule's extensions, if a filter names any: `Err` says why they
 /// cannot apply.
@@ -124,7 +122,6 @@ fn direct(docs: &[Document], ns: &str, d: &Object<DirectResponseSpec>) -> Result
         )
     })?;
     Ok(Direct {
-        name,
         status,
         content_type,
         body: Bytes::from(body),
