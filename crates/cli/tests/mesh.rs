@@ -265,6 +265,56 @@ spec:
     );
 }
 
+#[tokio::test]
+async fn a_workload_s_sidecar_asks_its_authorization_service() {
+    let authz = common::ext_authz::Service::start().await;
+    let policy = format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: authz, namespace: shop}}
+spec: {{ports: [{{name: grpc, port: 9000}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: authz, namespace: shop, labels: {{kubernetes.io/service-name: authz}}}}
+addressType: IPv4
+endpoints: [{{addresses: ["127.0.0.1"]}}]
+ports: [{{name: grpc, port: {}}}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: payment-authz, namespace: shop}}
+spec:
+  targetRefs: [{{group: apps, kind: Deployment, name: payment-v1}}]
+  extAuth:
+    grpc: {{backendRef: {{name: authz, port: 9000}}}}
+"#,
+        authz.port
+    );
+    let shop = shop_with(&[], &policy).await;
+    let out = shop.checkout.outbound;
+    let url = "http://payment-v1.shop/pay";
+    let r = call(out, url, &[("authorization", "Bearer nope")]).await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.reason(), Some("ext_authz_denied"));
+    let r = call(out, url, &[("authorization", "Bearer good")]).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["headers"]["X-Authz-User"][0], "alice");
+    // Asked by payment-v1's sidecar, about the call as it came in.
+    let asked = authz.take();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked.iter().all(|a| a.path == "/pay"), "{asked:?}");
+    // No mutual TLS here: no identity is claimed for the caller.
+    assert!(asked.iter().all(|a| a.principal.is_empty()), "{asked:?}");
+    // payment-v2 has no policy: not asked.
+    assert_eq!(
+        call(out, "http://payment-v2.shop/pay", &[]).await.status,
+        200
+    );
+    assert!(authz.take().is_empty());
+}
+
 const READ_ONLY_PAYMENT: &str = r#"---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

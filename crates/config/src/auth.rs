@@ -30,6 +30,63 @@ pub struct SecurityPolicySpec {
     pub api_key_auth: Option<ApiKeyAuth>,
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
+    pub ext_auth: Option<Box<ExtAuth>>,
+}
+
+/// Asks a service whether a request may pass, once the policy's own
+/// checks passed: over HTTP (the request's head, `200` allows) or gRPC
+/// (Envoy's `envoy.service.auth.v3.Authorization/Check`). Exactly one of
+/// `grpc` and `http`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuth {
+    pub grpc: Option<ExtAuthService>,
+    pub http: Option<HttpExtAuthService>,
+    /// The client's headers sent to the service (names; empty: every
+    /// header to a gRPC service; to an HTTP one, `Authorization` only).
+    #[serde(default)]
+    pub headers_to_ext_auth: Vec<String>,
+    /// Not supported: strait sends no body (a policy asking is refused).
+    pub body_to_ext_auth: Option<BodyToExtAuth>,
+    /// Let requests through when the service cannot be asked (by default
+    /// they are refused with `403`).
+    #[serde(default)]
+    pub fail_open: bool,
+    /// How long to wait for the service's answer (default `10s`).
+    pub timeout: Option<String>,
+}
+
+/// The authorization service: one Service port.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthService {
+    pub backend_ref: Option<crate::meta::BackendObjectReference>,
+    #[serde(default)]
+    pub backend_refs: Vec<crate::meta::BackendObjectReference>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpExtAuthService {
+    pub backend_ref: Option<crate::meta::BackendObjectReference>,
+    #[serde(default)]
+    pub backend_refs: Vec<crate::meta::BackendObjectReference>,
+    /// Put before the request's path (`/auth` + `/cart` asks `/auth/cart`).
+    pub path: Option<String>,
+    /// The service's answer headers copied onto the request for the
+    /// backend, replacing the client's (empty: none).
+    #[serde(default)]
+    pub headers_to_backend: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BodyToExtAuth {
+    pub max_request_bytes: u32,
 }
 
 /// Who may call, once authenticated: the first rule whose principal the

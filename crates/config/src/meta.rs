@@ -38,6 +38,7 @@ pub struct ParentReference {
 
 /// `BackendObjectReference`: a Service (or another kind) and a port.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendObjectReference {
     pub group: Option<String>,

@@ -49,6 +49,14 @@ pub enum Side {
     Upstream,
 }
 
+/// An authorization service's refusal, relayed as it wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
 /// Everything strait answers itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyError {
@@ -97,6 +105,17 @@ pub enum ProxyError {
         policy: String,
         explain: String,
     },
+    /// A SecurityPolicy's authorization service refused.
+    ExtAuthDenied {
+        policy: std::sync::Arc<str>,
+        refusal: Box<Refusal>,
+    },
+    /// A SecurityPolicy's authorization service could not be asked, and
+    /// the policy fails closed.
+    ExtAuthFailed {
+        policy: std::sync::Arc<str>,
+        why: String,
+    },
     ExtensionUnresolved,
     FaultInjected(StatusCode),
     RequestTimeout,
@@ -138,7 +157,8 @@ impl ProxyError {
             NoRoute => StatusCode::NOT_FOUND,
             Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             PolicyInvalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Denied { .. } => StatusCode::FORBIDDEN,
+            Denied { .. } | ExtAuthFailed { .. } => StatusCode::FORBIDDEN,
+            ExtAuthDenied { refusal, .. } => refusal.status,
             FaultInjected(status) => *status,
             ExtensionUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
             RequestTimeout | BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -178,6 +198,8 @@ impl ProxyError {
             },
             PolicyInvalid { .. } => "policy_invalid",
             Denied { .. } => "authz_denied",
+            ExtAuthDenied { .. } => "ext_authz_denied",
+            ExtAuthFailed { .. } => "ext_authz_failed",
             ExtensionUnresolved => "extension_unresolved",
             FaultInjected(_) => "fault_injected",
             RequestTimeout => "request_timeout",
@@ -204,6 +226,7 @@ impl ProxyError {
             }
             Unauthenticated { .. }
             | Denied { .. }
+            | ExtAuthDenied { .. }
             | FaultInjected(_)
             | Overflow { .. }
             | NotInMesh => Side::Policy,
@@ -212,9 +235,12 @@ impl ProxyError {
             | NoBackend
             | InvalidBackend
             | NoEndpoints => Side::Config,
-            RequestTimeout | Connect(_) | Backend(_) | BackendTimeout | SwitchedUnasked => {
-                Side::Upstream
-            }
+            RequestTimeout
+            | Connect(_)
+            | Backend(_)
+            | BackendTimeout
+            | SwitchedUnasked
+            | ExtAuthFailed { .. } => Side::Upstream,
         }
     }
 
@@ -292,6 +318,16 @@ impl ProxyError {
                     .into();
             }
             PolicyInvalid { why, .. } => return format!("strait: {why}\n").into(),
+            ExtAuthDenied { policy, .. } => {
+                return format!("strait: SecurityPolicy {policy}: the authorization service refused\n")
+                    .into()
+            }
+            ExtAuthFailed { policy, why } => {
+                return format!(
+                    "strait: SecurityPolicy {policy}: the authorization service could not be asked: {why}\n"
+                )
+                .into()
+            }
             ExtensionUnresolved => "the route's extension filter cannot be resolved",
             FaultInjected(_) => "fault injected",
             RequestTimeout => "request timeout",
@@ -312,6 +348,9 @@ impl ProxyError {
     fn detail(&self) -> Option<(&'static str, String)> {
         match self {
             ProxyError::Denied { policy, .. } => Some((AUTHZ_HEADER, policy.clone())),
+            ProxyError::ExtAuthDenied { policy, .. } | ProxyError::ExtAuthFailed { policy, .. } => {
+                Some((AUTHZ_HEADER, format!("SecurityPolicy {policy} extAuth")))
+            }
             ProxyError::Unauthenticated { policy, .. }
             | ProxyError::PolicyInvalid { policy, .. } => Some((AUTHN_HEADER, policy.to_string())),
             ProxyError::Overflow {
@@ -327,6 +366,8 @@ impl ProxyError {
     pub fn response(&self, grpc: bool) -> Response<ResponseBody> {
         let mut r = if grpc {
             self.grpc_status()
+        } else if let ProxyError::ExtAuthDenied { refusal, .. } = self {
+            self.relayed(refusal)
         } else {
             let body = match self.text() {
                 std::borrow::Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
@@ -343,6 +384,26 @@ impl ProxyError {
         }
         if let Some(challenge) = self.challenge() {
             h.insert(http::header::WWW_AUTHENTICATE, challenge);
+        }
+        r
+    }
+
+    /// The authorization service's refusal, ours in words if it wrote
+    /// none.
+    fn relayed(&self, refusal: &Refusal) -> Response<ResponseBody> {
+        let mut r = match refusal.body.is_empty() {
+            true => text(refusal.status, Bytes::from(self.text().into_owned())),
+            false => {
+                let mut r = Response::new(Either::Right(Full::new(refusal.body.clone())));
+                *r.status_mut() = refusal.status;
+                r
+            }
+        };
+        for (name, value) in &refusal.headers {
+            match name == CONTENT_TYPE {
+                true => r.headers_mut().insert(name, value.clone()).is_some(),
+                false => r.headers_mut().append(name, value.clone()),
+            };
         }
         r
     }

@@ -18,6 +18,7 @@ pub mod conn_end;
 pub mod conn_limit;
 pub mod ctx;
 pub mod dial;
+pub mod ext_authz;
 mod headers;
 pub mod l4;
 pub mod limits;

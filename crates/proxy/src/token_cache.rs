@@ -105,6 +105,7 @@ mod tests {
             api_keys: None,
             basic: None,
             callers: None,
+            ext: None,
             broken: None,
         })
     }

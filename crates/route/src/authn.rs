@@ -38,6 +38,8 @@ pub struct Authn {
     pub basic: Option<crate::keyauth::BasicUsers>,
     /// Who may call once authenticated.
     pub callers: Option<crate::callers::Callers>,
+    /// The service asked last, once every check above passed.
+    pub ext: Option<crate::ext_auth::ExtAuth>,
     /// Why the policy cannot be applied: its targets answer 500 until it
     /// is fixed, rather than let every request through.
     pub broken: Option<String>,
@@ -436,7 +438,7 @@ pub struct AuthnTable {
 }
 
 impl AuthnTable {
-    pub fn new(docs: &[Document]) -> Self {
+    pub(crate) fn new(docs: &[Document], resolver: &mut crate::backend::Resolver<'_>) -> Self {
         let mut found: Vec<(&Document, &Object<SecurityPolicySpec>)> = docs
             .iter()
             .filter_map(|d| match &*d.resource {
@@ -447,7 +449,7 @@ impl AuthnTable {
         found.sort_by(|a, b| age(&a.1.metadata).cmp(&age(&b.1.metadata)));
         let mut table = AuthnTable::default();
         for (doc, p) in found {
-            let (auth, errors, warnings) = compile_policy(docs, p);
+            let (auth, errors, warnings) = compile_policy(docs, p, resolver);
             for (path, msg) in errors {
                 let msg = format!("{msg}; the policy's targets answer 500 until it is fixed");
                 table.problems.push(Problem::error(&doc.source, path, msg));
@@ -542,6 +544,7 @@ type Finding = (String, String);
 fn compile_policy(
     docs: &[Document],
     p: &Object<SecurityPolicySpec>,
+    resolver: &mut crate::backend::Resolver<'_>,
 ) -> (Authn, Vec<Finding>, Vec<Finding>) {
     let mut errors = check_targets(&p.spec.target_refs);
     let mut warnings = Vec::new();
@@ -553,11 +556,12 @@ fn compile_policy(
         spec.api_key_auth.is_some(),
         spec.basic_auth.is_some(),
         spec.authorization.is_some(),
+        spec.ext_auth.is_some(),
     ];
     if !checks.contains(&true) {
         errors.push((
             "spec".into(),
-            "a SecurityPolicy needs jwt, apiKeyAuth, basicAuth or authorization".into(),
+            "a SecurityPolicy needs jwt, apiKeyAuth, basicAuth, authorization or extAuth".into(),
         ));
     } else if spec.jwt.is_some() && jwt.providers.is_empty() {
         errors.push(("spec.jwt.providers".into(), "no provider".into()));
@@ -576,6 +580,11 @@ fn compile_policy(
     });
     let basic = spec.basic_auth.as_ref().and_then(|b| {
         crate::keyauth::basic_users(docs, ns, b, ("spec.basicAuth", &mut warnings))
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
+    let ext = spec.ext_auth.as_ref().and_then(|e| {
+        crate::ext_auth::compile(e, ns, "spec.extAuth", resolver)
             .map_err(|e| errors.extend(e))
             .ok()
     });
@@ -601,6 +610,7 @@ fn compile_policy(
         api_keys,
         basic,
         callers,
+        ext,
         broken,
     };
     (auth, errors, warnings)
@@ -792,7 +802,7 @@ mod tests {
     fn table(yaml: &str) -> AuthnTable {
         let set = strait_config::parse_text(Path::new("t.yaml"), yaml);
         assert!(!set.has_errors(), "{:?}", set.problems);
-        AuthnTable::new(&set.documents)
+        crate::backend::Resolver::new(&set.documents).authn
     }
 
     fn route(name: &str, section: Option<&str>) -> String {

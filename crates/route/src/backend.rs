@@ -161,14 +161,16 @@ impl<'a> Resolver<'a> {
                 _ => {}
             }
         }
-        Resolver {
+        let mut resolver = Resolver {
             docs,
             services,
             slices,
             policies,
             cache: Default::default(),
-            authn: crate::authn::AuthnTable::new(docs),
-        }
+            authn: Default::default(),
+        };
+        resolver.authn = crate::authn::AuthnTable::new(docs, &mut resolver);
+        resolver
     }
 
     pub fn docs(&self) -> &'a [Document] {

@@ -2,6 +2,7 @@
 //! manifests written to a temporary folder.
 #![allow(dead_code)]
 
+pub mod ext_authz;
 pub mod identity;
 pub mod jwt;
 pub mod kube_api;
@@ -339,6 +340,39 @@ impl Resp {
     pub fn reason(&self) -> Option<&str> {
         self.headers.get("x-strait-reason")?.to_str().ok()
     }
+}
+
+/// Serves `handle` on an ephemeral loopback port, HTTP/1.1 and HTTP/2
+/// alike, for the test's length; the port.
+pub async fn serve_loopback<F, Fut, B>(handle: F) -> u16
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a test server");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(handle);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    port
 }
 
 pub fn get(port: u16, host: &str, path: &str) -> Request<Full<Bytes>> {

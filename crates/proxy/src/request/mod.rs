@@ -100,7 +100,7 @@ fn proxy<'s>(
         strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.http_limits)?;
         telemetry::caller(sidecar, ctx, req.headers());
         let conn = ctx.conn.clone();
-        let authenticated;
+        let mut authenticated;
         let selected = {
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
@@ -108,6 +108,11 @@ fn proxy<'s>(
             let attached = (&selected.matched(), live.authn.as_ref());
             authenticated = policy::authenticate(attached, &req, tokens, ctx)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
+            // Boxed: the call's state would otherwise make every
+            // request's future larger.
+            if let Some(a) = authenticated.as_mut().filter(|a| a.asks()) {
+                Box::pin(a.ask(&shared.upstream, &req, &target.host, ctx)).await?;
+            }
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);
             }

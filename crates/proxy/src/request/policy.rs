@@ -27,6 +27,8 @@ use strait_route::{Direct, Matched, Rule, Snapshot};
 pub struct Authenticated {
     auth: Arc<Authn>,
     set: Vec<(HeaderName, HeaderValue)>,
+    /// What the policy's authorization service asked for.
+    asked: crate::ext_authz::Changes,
 }
 
 /// The rule's (or its route's) SecurityPolicy, else its listener's — at a
@@ -94,6 +96,7 @@ pub fn authenticate<B>(
     let mut out = Authenticated {
         auth: auth.clone(),
         set: Vec::new(),
+        asked: Default::default(),
     };
     let said = |header: Option<&HeaderName>, text: Option<&str>| {
         let value = HeaderValue::from_str(text?).ok()?;
@@ -124,11 +127,47 @@ pub fn authenticate<B>(
 }
 
 impl Authenticated {
-    pub fn apply<B>(self, req: &mut Request<B>) {
-        let headers = req.headers_mut();
-        // `x_user` too: CGI-style backends read it as `x-user`. The same
-        // for a credential's header that is cleared: its look-alike would
-        // reach such a backend unchecked.
+    /// The policy has an authorization service to ask.
+    pub fn asks(&self) -> bool {
+        self.auth.ext.is_some()
+    }
+
+    /// The policy's authorization service, if it has one, asked about
+    /// `req` for `host`: shown the request's headers with the checks'
+    /// headers set, credentials still in.
+    pub async fn ask<B>(
+        &mut self,
+        upstreams: &crate::upstream::Upstreams,
+        req: &Request<B>,
+        host: &str,
+        ctx: &RequestCtx,
+    ) -> Result<(), ProxyError> {
+        let Some(ext) = &self.auth.ext else {
+            return Ok(());
+        };
+        let mut headers = req.headers().clone();
+        self.unforged(&mut headers);
+        for (name, value) in &self.set {
+            headers.append(name, value.clone());
+        }
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let shown = crate::ext_authz::Shown {
+            method: req.method(),
+            path,
+            host,
+            headers,
+            conn: &ctx.conn,
+            http2: req.version() == http::Version::HTTP_2,
+        };
+        self.asked = crate::ext_authz::check(ext, &self.auth.policy, upstreams, shown).await?;
+        Ok(())
+    }
+
+    /// Without the headers only the checks may set, or their look-alikes:
+    /// `x_user` too, as CGI-style backends read it as `x-user`. The same
+    /// for a credential's header that is cleared: its look-alike would
+    /// reach such a backend unchecked.
+    fn unforged(&self, headers: &mut http::HeaderMap) {
         let cleared = self.auth.cleared().filter_map(|place| match place {
             TokenSource::Header { name, .. } => Some(name),
             _ => None,
@@ -142,6 +181,10 @@ impl Authenticated {
         for name in forged {
             headers.remove(name);
         }
+    }
+
+    pub fn apply<B>(self, req: &mut Request<B>) {
+        self.unforged(req.headers_mut());
         for place in self.auth.cleared() {
             match place {
                 TokenSource::Header { name, .. } => {
@@ -159,6 +202,7 @@ impl Authenticated {
         for (name, value) in self.set {
             headers.append(name, value);
         }
+        self.asked.apply(headers);
     }
 }
 

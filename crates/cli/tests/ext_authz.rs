@@ -1,0 +1,282 @@
+//! A SecurityPolicy's external authorization at the gateway, through the
+//! real binary, against a service speaking Envoy's gRPC `Check` and one
+//! speaking plain HTTP: what each is shown, what an allowing answer
+//! changes for the backend, a refusal relayed as written, and a service
+//! that fails, is slow or is not there (closed by default, open if asked).
+
+mod common;
+use common::ext_authz::Service;
+use common::*;
+
+type Req = http::Request<http_body_util::Full<bytes::Bytes>>;
+
+fn with(port: u16, path: &str, headers: &[(&str, &str)]) -> Req {
+    request("GET", port, "shop.example.com", path, headers)
+}
+
+async fn call(req: Req) -> Resp {
+    send(req).await.expect("gateway answers")
+}
+
+fn policy(name: &str, rule: &str, ext: &str) -> String {
+    format!(
+        r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: {name}}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: {rule}}}]
+  extAuth:
+{ext}"#
+    )
+}
+
+fn setup(port: u16, echo_port: u16, authz_port: u16) -> TempDir {
+    let rule = |name: &str| {
+        format!(
+            "  - name: {name}\n    matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n    backendRefs: [{{name: shop, port: 80}}]\n"
+        )
+    };
+    let mut yaml = gateway_yaml(port)
+        + &service_yaml("shop", echo_port, None)
+        + &service_yaml("authz", authz_port, None)
+        + &service_yaml("nobody", free_port(), None)
+        + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n";
+    for name in ["grpc", "http", "closed", "open", "slow"] {
+        yaml += &rule(name);
+    }
+    yaml += &policy(
+        "grpc",
+        "grpc",
+        "    grpc: {backendRefs: [{name: authz, port: 80}]}\n    headersToExtAuth: [authorization, x-remove-me, x-trace]\n",
+    );
+    yaml += &policy(
+        "http",
+        "http",
+        "    http:\n      backendRef: {name: authz, port: 80}\n      path: /auth\n      headersToBackend: [x-authz-user]\n    headersToExtAuth: [x-trace]\n",
+    );
+    yaml += &policy(
+        "closed",
+        "closed",
+        "    grpc: {backendRef: {name: nobody, port: 80}}\n",
+    );
+    yaml += &policy(
+        "open",
+        "open",
+        "    grpc: {backendRef: {name: nobody, port: 80}}\n    failOpen: true\n",
+    );
+    yaml += &policy(
+        "slow",
+        "slow",
+        "    http: {backendRef: {name: authz, port: 80}}\n    timeout: 300ms\n",
+    );
+    let dir = TempDir::new();
+    dir.write("gw.yaml", &yaml);
+    dir
+}
+
+#[tokio::test]
+async fn a_grpc_authorization_service_decides_as_envoy_s_would() {
+    let app = echo("shop", "shop-0");
+    let authz = Service::start().await;
+    let port = free_port();
+    let dir = setup(port, app.port, authz.port);
+    let gw = Gateway::start(&dir).await;
+
+    // Allowed: the service's headers reach the backend; the one it
+    // removes does not; what it was shown is Envoy's CheckRequest.
+    let headers = [
+        ("authorization", "Bearer good"),
+        ("x-remove-me", "1"),
+        ("x-trace", "t1"),
+        ("x-trace", "t2"),
+        ("x-secret", "s"),
+    ];
+    let r = call(with(port, "/grpc/items?page=2", &headers)).await;
+    assert_eq!(r.status, 200, "{}", gw.logs());
+    let seen = r.json();
+    let h = &seen["headers"];
+    assert_eq!(h["X-Authz-User"][0], "alice", "{seen}");
+    assert_eq!(h["X-Default"][0], "d", "{seen}");
+    assert!(h.get("X-Remove-Me").is_none(), "{seen}");
+    let asked = authz.take();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let a = &asked[0];
+    assert!(a.grpc);
+    assert_eq!(
+        (a.method.as_str(), a.path.as_str()),
+        ("GET", "/grpc/items?page=2")
+    );
+    assert_eq!(a.host, "shop.example.com");
+    assert_eq!(a.header(":path"), Some("/grpc/items?page=2"));
+    assert_eq!(a.header(":method"), Some("GET"));
+    assert_eq!(
+        a.header("x-trace"),
+        Some("t1,t2"),
+        "repeated headers joined"
+    );
+    assert_eq!(
+        a.header("x-secret"),
+        None,
+        "only the headers named are shown"
+    );
+    assert_eq!(a.source, "127.0.0.1");
+
+    // A header the service adds only where absent keeps the client's.
+    let r = call(with(
+        port,
+        "/grpc",
+        &[("authorization", "Bearer good"), ("x-default", "mine")],
+    ))
+    .await;
+    assert_eq!(r.json()["headers"]["X-Default"][0], "mine");
+
+    // Refused with nothing more: 403, named.
+    let r = call(with(port, "/grpc", &[("authorization", "Bearer bad")])).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.reason(), Some("ext_authz_denied"));
+    assert_eq!(
+        r.headers["x-strait-authz"],
+        "SecurityPolicy default/grpc extAuth"
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("authorization service refused"));
+    // Refused with a denied_response: its status, headers and body.
+    let r = call(with(port, "/grpc", &[("authorization", "Bearer teapot")])).await;
+    assert_eq!((r.status, &r.body[..]), (418, &b"no tea"[..]));
+    assert_eq!(r.headers["x-why"], "teapot");
+    assert_eq!(r.reason(), Some("ext_authz_denied"));
+    // The service failing (gRPC INTERNAL) is not an answer: closed, 403.
+    let r = call(with(port, "/grpc", &[("authorization", "Bearer boom")])).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.reason(), Some("ext_authz_failed"));
+    assert!(String::from_utf8_lossy(&r.body).contains("could not be asked"));
+
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("reason=\"ext_authz_denied\"")
+            && metrics.contains("reason=\"ext_authz_failed\""),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_http_authorization_service_allows_with_200_and_refusals_are_relayed() {
+    let app = echo("shop", "shop-0");
+    let authz = Service::start().await;
+    let port = free_port();
+    let dir = setup(port, app.port, authz.port);
+    let gw = Gateway::start(&dir).await;
+
+    let headers = [
+        ("authorization", "Bearer good"),
+        ("x-trace", "t"),
+        ("x-secret", "s"),
+        ("x-authz-user", "forged"),
+    ];
+    let r = call(with(port, "/http/a?b=c", &headers)).await;
+    assert_eq!(r.status, 200, "{}", gw.logs());
+    let seen = r.json();
+    let h = &seen["headers"];
+    assert_eq!(
+        h["X-Authz-User"],
+        serde_json::json!(["bob"]),
+        "replaced, not added: {seen}"
+    );
+    assert!(h.get("X-Other").is_none(), "only headersToBackend: {seen}");
+    let asked = authz.take();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let a = &asked[0];
+    assert!(!a.grpc);
+    assert_eq!(
+        (a.method.as_str(), a.path.as_str()),
+        ("GET", "/auth/http/a?b=c")
+    );
+    assert_eq!(a.host, "shop.example.com");
+    assert_eq!(a.header("authorization"), Some("Bearer good"));
+    assert_eq!(a.header("x-trace"), Some("t"));
+    assert_eq!(a.header("x-secret"), None);
+    assert_eq!(a.header("content-length"), Some("0"));
+
+    // Any answer but 200 and 5xx refuses, relayed as written.
+    let r = call(with(port, "/http", &[("authorization", "Bearer nope")])).await;
+    assert_eq!((r.status, &r.body[..]), (401, &b"go away"[..]));
+    assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"ext\"");
+    assert_eq!(r.reason(), Some("ext_authz_denied"));
+    let r = call(with(port, "/http", &[("authorization", "Bearer teapot")])).await;
+    assert_eq!((r.status, &r.body[..]), (418, &b"no tea"[..]));
+    // A 5xx is the service failing: 403, its body not relayed.
+    let r = call(with(port, "/http", &[("authorization", "Bearer boom")])).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.reason(), Some("ext_authz_failed"));
+    assert!(!String::from_utf8_lossy(&r.body).contains("down"));
+}
+
+#[tokio::test]
+async fn a_missing_or_slow_service_fails_closed_unless_the_policy_says_open() {
+    let app = echo("shop", "shop-0");
+    let authz = Service::start().await;
+    let port = free_port();
+    let dir = setup(port, app.port, authz.port);
+    let gw = Gateway::start(&dir).await;
+
+    let r = call(with(port, "/closed", &[])).await;
+    assert_eq!(r.status, 403, "{}", gw.logs());
+    assert_eq!(r.reason(), Some("ext_authz_failed"));
+    let r = call(with(port, "/open", &[])).await;
+    assert_eq!(r.status, 200, "failOpen lets it through");
+    assert!(gw.logs().contains("failOpen"), "{}", gw.logs());
+
+    // Past the policy's timeout (300ms; the service takes 2 s): failed.
+    let started = std::time::Instant::now();
+    let r = call(with(port, "/slow", &[("authorization", "Bearer slow")])).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.reason(), Some("ext_authz_failed"));
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+    let r = call(with(port, "/slow", &[("authorization", "Bearer good")])).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_policy_asking_for_the_body_or_two_services_is_refused_by_path() {
+    let app = echo("shop", "shop-0");
+    let port = free_port();
+    let mut yaml = gateway_yaml(port)
+        + &service_yaml("shop", app.port, None)
+        + &service_yaml("authz", free_port(), None)
+        + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n";
+    for name in ["two", "body", "other", "free"] {
+        yaml += &format!("  - name: {name}\n    matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n    backendRefs: [{{name: shop, port: 80}}]\n");
+    }
+    yaml += &policy("two", "two", "    grpc: {backendRef: {name: authz, port: 80}}\n    http: {backendRef: {name: authz, port: 80}}\n");
+    yaml += &policy("body", "body", "    grpc: {backendRef: {name: authz, port: 80}}\n    bodyToExtAuth: {maxRequestBytes: 100}\n");
+    yaml += &policy(
+        "other",
+        "other",
+        "    grpc: {backendRef: {name: authz, namespace: elsewhere, port: 80}}\n",
+    );
+    let dir = TempDir::new();
+    dir.write("gw.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+    let config = gw.config().await.to_string();
+    for (path, said) in [
+        ("spec.extAuth", "needs exactly one of grpc and http"),
+        ("spec.extAuth.bodyToExtAuth", "not supported"),
+        (
+            "spec.extAuth.grpc.backendRef",
+            "the Service must be in the policy's namespace default",
+        ),
+    ] {
+        let found = format!("\"message\":\"{said}");
+        let at = format!("\"path\":\"{path}\"");
+        assert!(
+            config.contains(&found) && config.contains(&at),
+            "{path}: {said}: {config}"
+        );
+    }
+    for path in ["/two", "/body", "/other"] {
+        let r = call(with(port, path, &[])).await;
+        assert_eq!(r.status, 500, "fails closed: {}", gw.logs());
+        assert_eq!(r.reason(), Some("policy_invalid"));
+    }
+    assert_eq!(call(with(port, "/free", &[])).await.status, 200);
+}

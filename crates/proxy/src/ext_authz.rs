@@ -1,0 +1,458 @@
+//! Asking a SecurityPolicy's authorization service whether a request may
+//! pass: over gRPC, Envoy's `envoy.service.auth.v3.Authorization/Check`
+//! (so authorization servers written for Envoy, such as OPA's, work
+//! unchanged); over HTTP, the request's method and path with chosen
+//! headers and no body, where `200` allows. Sent through the upstream
+//! pools, so the service gets mutual TLS in the mesh and its
+//! BackendTLSPolicy at the edge like any backend.
+//!
+//! A denial is relayed as the service wrote it (status, headers, body). A
+//! service that cannot be asked (no endpoint, no connection, a timeout, a
+//! `5xx`, an answer that is not the protocol's) refuses the request with
+//! `403`, as Envoy's `status_on_error` does — or lets it through when the
+//! policy says `failOpen`.
+
+use crate::answer::ProxyError;
+use crate::ctx::ConnInfo;
+use crate::tee::UpstreamBody;
+use crate::upstream::Upstreams;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use prost::Message;
+use std::sync::Arc;
+use strait_route::ext_auth::{ExtAuth, Protocol};
+
+/// Envoy's external authorization messages (the subset in `proto/`), and
+/// the service's generated server, which tests serve.
+#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
+pub mod proto {
+    pub mod envoy {
+        pub mod service {
+            pub mod auth {
+                pub mod v3 {
+                    include!(concat!(env!("OUT_DIR"), "/envoy.service.auth.v3.rs"));
+                }
+            }
+        }
+        pub mod config {
+            pub mod core {
+                pub mod v3 {
+                    include!(concat!(env!("OUT_DIR"), "/envoy.config.core.v3.rs"));
+                }
+            }
+        }
+        pub mod r#type {
+            pub mod v3 {
+                include!(concat!(env!("OUT_DIR"), "/envoy.r#type.v3.rs"));
+            }
+        }
+    }
+    pub mod google {
+        pub mod rpc {
+            include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+        }
+    }
+}
+
+use proto::envoy::config::core::v3 as core;
+use proto::envoy::service::auth::v3 as auth;
+
+const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+/// A denial's body, or a check's answer, past this is not read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// The request as the service is shown it: its head, the headers as the
+/// backend would get them (credentials still in), and where it came from.
+pub struct Shown<'a> {
+    pub method: &'a Method,
+    /// Path and query.
+    pub path: &'a str,
+    pub host: &'a str,
+    pub headers: HeaderMap,
+    pub conn: &'a ConnInfo,
+    pub http2: bool,
+}
+
+/// What an allowing service changes in the request.
+#[derive(Default)]
+pub struct Changes {
+    /// Replacing the client's.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub append: Vec<(HeaderName, HeaderValue)>,
+    /// Set only where the client sent none.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Replacing the client's, only where it sent one.
+    pub replace: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl Changes {
+    pub fn apply(self, headers: &mut HeaderMap) {
+        for name in self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in self.set {
+            headers.insert(name, value);
+        }
+        for (name, value) in self.append {
+            headers.append(name, value);
+        }
+        for (name, value) in self.add {
+            headers.entry(name).or_insert(value);
+        }
+        for (name, value) in self.replace {
+            if headers.contains_key(&name) {
+                headers.insert(name, value);
+            }
+        }
+    }
+}
+
+/// How one check ended.
+enum Answer {
+    Allow(Changes),
+    Deny(Box<crate::answer::Refusal>),
+}
+
+/// Asks `ext` about `shown`: the changes to make if it allows, the
+/// service's refusal if not.
+pub async fn check(
+    ext: &ExtAuth,
+    policy: &Arc<str>,
+    upstreams: &Upstreams,
+    shown: Shown<'_>,
+) -> Result<Changes, ProxyError> {
+    let asked = tokio::time::timeout(ext.timeout, ask(ext, upstreams, shown)).await;
+    let failure = match asked {
+        Ok(Ok(Answer::Allow(changes))) => return Ok(changes),
+        Ok(Ok(Answer::Deny(refusal))) => {
+            return Err(ProxyError::ExtAuthDenied {
+                policy: policy.clone(),
+                refusal,
+            })
+        }
+        Ok(Err(why)) => why,
+        Err(_) => format!("no answer in {:?}", ext.timeout),
+    };
+    if ext.fail_open {
+        tracing::warn!(
+            policy = &**policy,
+            why = failure,
+            "authorization service failed: request let through (failOpen)"
+        );
+        return Ok(Changes::default());
+    }
+    Err(ProxyError::ExtAuthFailed {
+        policy: policy.clone(),
+        why: failure,
+    })
+}
+
+async fn ask(ext: &ExtAuth, upstreams: &Upstreams, shown: Shown<'_>) -> Result<Answer, String> {
+    let request = match &ext.protocol {
+        Protocol::Grpc => grpc_request(ext, &shown),
+        Protocol::Http { prefix, .. } => http_request(ext, prefix, &shown),
+    }?;
+    let cluster = &ext.cluster;
+    let count = cluster.endpoints.len();
+    let (endpoint, authority) = match count {
+        0 => None,
+        n => cluster.endpoint(fastrand::usize(..n)),
+    }
+    .ok_or("the service has no ready endpoints")?;
+    let response = upstreams
+        .send(cluster, None, endpoint, authority, request)
+        .await
+        .map_err(|f| format!("{}: {:?}", cluster.name, f.error))?;
+    let (head, body) = response.into_parts();
+    let body = http_body_util::Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| format!("{}: reading the answer: {e}", cluster.name))?;
+    match &ext.protocol {
+        Protocol::Grpc => {
+            let trailers = body.trailers().cloned().unwrap_or_default();
+            grpc_answer(&head, &trailers, body.to_bytes())
+        }
+        Protocol::Http { to_backend, .. } => http_answer(head, body.to_bytes(), to_backend),
+    }
+}
+
+/// The headers of `shown` the policy sends (`None`: all).
+fn chosen<'h>(
+    headers: &'h HeaderMap,
+    only: Option<&'h [HeaderName]>,
+) -> impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)> {
+    headers
+        .iter()
+        .filter(move |(name, _)| only.is_none_or(|o| o.contains(name)))
+}
+
+fn http_request(
+    ext: &ExtAuth,
+    prefix: &str,
+    shown: &Shown<'_>,
+) -> Result<Request<UpstreamBody>, String> {
+    // `Authorization` always (Envoy's default set; the rest of it is the
+    // request line), then what the policy names.
+    let only: &[HeaderName] = ext.headers.as_deref().unwrap_or_default();
+    let mut req = Request::builder()
+        .method(shown.method.clone())
+        .uri(format!("{prefix}{}", shown.path));
+    let headers = req.headers_mut().ok_or("bad request")?;
+    for (name, value) in shown.headers.iter() {
+        if name == http::header::AUTHORIZATION || only.contains(name) {
+            headers.append(name, value.clone());
+        }
+    }
+    for framing in [
+        CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+        http::header::CONNECTION,
+    ] {
+        headers.remove(framing);
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let host = HeaderValue::from_str(shown.host).map_err(|_| "bad host")?;
+    headers.insert(HOST, host);
+    req.body(UpstreamBody::whole(Bytes::new()))
+        .map_err(|e| e.to_string())
+}
+
+/// An HTTP service's answer: `200` allows (its `to_backend` headers go
+/// on), a `5xx` is a failure, anything else refuses.
+fn http_answer(
+    head: http::response::Parts,
+    body: Bytes,
+    to_backend: &[HeaderName],
+) -> Result<Answer, String> {
+    if head.status == StatusCode::OK {
+        let set = to_backend
+            .iter()
+            .flat_map(|name| {
+                head.headers
+                    .get_all(name)
+                    .iter()
+                    .map(move |v| (name.clone(), v.clone()))
+            })
+            .collect();
+        return Ok(Answer::Allow(Changes {
+            set,
+            ..Changes::default()
+        }));
+    }
+    if head.status.is_server_error() {
+        return Err(format!("answered {}", head.status));
+    }
+    let mut headers = head.headers;
+    for hop in [
+        HOST,
+        CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+        http::header::CONNECTION,
+    ] {
+        headers.remove(hop);
+    }
+    Ok(Answer::Deny(Box::new(crate::answer::Refusal {
+        status: head.status,
+        headers,
+        body,
+    })))
+}
+
+fn grpc_request(ext: &ExtAuth, shown: &Shown<'_>) -> Result<Request<UpstreamBody>, String> {
+    let mut headers = std::collections::HashMap::new();
+    let pseudo = [
+        (":method", shown.method.as_str()),
+        (":path", shown.path),
+        (":authority", shown.host),
+        (":scheme", shown.conn.scheme),
+    ];
+    for (name, value) in pseudo {
+        headers.insert(name.to_string(), value.to_string());
+    }
+    // Repeated headers as one, comma-joined (RFC 9110 §5.3), as Envoy
+    // sends them; values that are not text are left out.
+    for (name, value) in chosen(&shown.headers, ext.headers.as_deref()) {
+        let Ok(text) = value.to_str() else { continue };
+        headers
+            .entry(name.as_str().to_string())
+            .and_modify(|v: &mut String| {
+                v.push(',');
+                v.push_str(text);
+            })
+            .or_insert_with(|| text.to_string());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let peer =
+        |addr: std::net::SocketAddr, principal: Option<&str>| auth::attribute_context::Peer {
+            address: Some(core::Address {
+                address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+                    address: addr.ip().to_string(),
+                    port_specifier: Some(core::socket_address::PortSpecifier::PortValue(
+                        addr.port().into(),
+                    )),
+                    ..Default::default()
+                })),
+            }),
+            principal: principal.unwrap_or_default().to_string(),
+            ..Default::default()
+        };
+    let size = shown
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(-1);
+    let http = auth::attribute_context::HttpRequest {
+        id: shown
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        method: shown.method.to_string(),
+        headers,
+        path: shown.path.to_string(),
+        host: shown.host.to_string(),
+        scheme: shown.conn.scheme.to_string(),
+        size,
+        protocol: if shown.http2 { "HTTP/2" } else { "HTTP/1.1" }.to_string(),
+        ..Default::default()
+    };
+    let destination = shown.conn.original_dst.map(|d| peer(d, None));
+    let message = auth::CheckRequest {
+        attributes: Some(auth::AttributeContext {
+            source: Some(peer(shown.conn.client, shown.conn.peer.as_deref())),
+            destination,
+            request: Some(auth::attribute_context::Request {
+                time: Some(auth::TimestampShape {
+                    seconds: now.as_secs() as i64,
+                    nanos: now.subsec_nanos() as i32,
+                }),
+                http: Some(http),
+            }),
+            tls_session: shown
+                .conn
+                .sni
+                .as_ref()
+                .map(|sni| auth::attribute_context::TlsSession { sni: sni.clone() }),
+            ..Default::default()
+        }),
+    };
+    let mut framed = BytesMut::with_capacity(5 + message.encoded_len());
+    framed.put_u8(0);
+    framed.put_u32(message.encoded_len() as u32);
+    message.encode(&mut framed).map_err(|e| e.to_string())?;
+    Request::builder()
+        .method(Method::POST)
+        .uri(CHECK_PATH)
+        .header(CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers")
+        .header(HOST, ext.cluster.name.as_str())
+        .body(UpstreamBody::whole(framed.freeze()))
+        .map_err(|e| e.to_string())
+}
+
+/// A `Check` answer: status `OK` allows with the `ok_response`'s changes;
+/// any other code refuses, `403` unless the `denied_response` says.
+fn grpc_answer(
+    head: &http::response::Parts,
+    trailers: &HeaderMap,
+    body: Bytes,
+) -> Result<Answer, String> {
+    if head.status != StatusCode::OK {
+        return Err(format!("answered HTTP {}", head.status));
+    }
+    let status = trailers
+        .get("grpc-status")
+        .or_else(|| head.headers.get("grpc-status"))
+        .ok_or("no grpc-status")?;
+    if status != "0" {
+        let message = head
+            .headers
+            .get("grpc-message")
+            .or_else(|| trailers.get("grpc-message"))
+            .and_then(|m| m.to_str().ok())
+            .unwrap_or_default();
+        return Err(format!("gRPC status {status:?} {message}"));
+    }
+    let mut body = body;
+    if body.len() < 5 || body[0] != 0 {
+        return Err("not one uncompressed gRPC message".into());
+    }
+    body.advance(1);
+    let len = body.get_u32() as usize;
+    if body.len() != len {
+        return Err("not one whole gRPC message".into());
+    }
+    let answer =
+        auth::CheckResponse::decode(body).map_err(|e| format!("bad CheckResponse: {e}"))?;
+    let code = answer.status.as_ref().map_or(0, |s| s.code);
+    if code == 0 {
+        let mut changes = Changes::default();
+        if let Some(auth::check_response::HttpResponse::OkResponse(ok)) = answer.http_response {
+            for option in ok.headers {
+                place(&mut changes, option);
+            }
+            changes.remove = ok
+                .headers_to_remove
+                .iter()
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .filter(|n| *n != HOST)
+                .collect();
+        }
+        return Ok(Answer::Allow(changes));
+    }
+    let mut refusal = crate::answer::Refusal {
+        status: StatusCode::FORBIDDEN,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    };
+    if let Some(auth::check_response::HttpResponse::DeniedResponse(denied)) = answer.http_response {
+        let code = denied.status.map_or(0, |s| s.code);
+        if let Ok(status) = StatusCode::from_u16(u16::try_from(code).unwrap_or(0)) {
+            if status.as_u16() >= 200 {
+                refusal.status = status;
+            }
+        }
+        for option in denied.headers {
+            if let Some((name, value)) = option.header.as_ref().and_then(header) {
+                refusal.headers.append(name, value);
+            }
+        }
+        refusal.body = Bytes::from(denied.body);
+    }
+    Ok(Answer::Deny(Box::new(refusal)))
+}
+
+/// Where an `ok_response` header goes: `append`, when sent, decides;
+/// otherwise its `append_action`.
+fn place(changes: &mut Changes, option: core::HeaderValueOption) {
+    use core::header_value_option::HeaderAppendAction as Action;
+    let Some(pair) = option.header.as_ref().and_then(header) else {
+        return;
+    };
+    if pair.0 == HOST {
+        return;
+    }
+    let list = match (option.append.map(|a| a.value), option.append_action()) {
+        (Some(true), _) | (None, Action::AppendIfExistsOrAdd) => &mut changes.append,
+        (Some(false), _) | (None, Action::OverwriteIfExistsOrAdd) => &mut changes.set,
+        (None, Action::AddIfAbsent) => &mut changes.add,
+        (None, Action::OverwriteIfExists) => &mut changes.replace,
+    };
+    list.push(pair);
+}
+
+fn header(h: &core::HeaderValue) -> Option<(HeaderName, HeaderValue)> {
+    let name = HeaderName::from_bytes(h.key.as_bytes()).ok()?;
+    let value = match h.raw_value.is_empty() {
+        true => HeaderValue::from_str(&h.value).ok()?,
+        false => HeaderValue::from_bytes(&h.raw_value).ok()?,
+    };
+    Some((name, value))
+}

@@ -1,0 +1,192 @@
+//! A SecurityPolicy's `extAuth` compiled: which Service to ask, over which
+//! protocol, with which of the client's headers, for how long, and what
+//! happens when it cannot be asked.
+
+use crate::backend::{Cluster, Resolver, UpstreamProtocol};
+use http::HeaderName;
+use std::sync::Arc;
+use std::time::Duration;
+use strait_config::auth::ExtAuth as Spec;
+use strait_config::meta::BackendObjectReference;
+
+/// Envoy Gateway's default: a slow authorization service is waited for
+/// rather than failed after Envoy's own 200 ms.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct ExtAuth {
+    pub protocol: Protocol,
+    /// The service, spoken to over HTTP/2 when it is gRPC.
+    pub cluster: Arc<Cluster>,
+    /// The client's headers sent; `None`: all of them.
+    pub headers: Option<Vec<HeaderName>>,
+    pub fail_open: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum Protocol {
+    /// Envoy's `envoy.service.auth.v3.Authorization/Check`.
+    Grpc,
+    /// The request's method and path (after `prefix`); `200` allows, and
+    /// the answer's `to_backend` headers go on to the backend.
+    Http {
+        prefix: String,
+        to_backend: Vec<HeaderName>,
+    },
+}
+
+type Finding = (String, String);
+
+/// `spec` of a policy in namespace `ns`, at field path `at`.
+pub(crate) fn compile(
+    spec: &Spec,
+    ns: &str,
+    at: &str,
+    resolver: &mut Resolver<'_>,
+) -> Result<ExtAuth, Vec<Finding>> {
+    let mut errors = Vec::new();
+    let (protocol, service, where_) = match (&spec.grpc, &spec.http) {
+        (Some(g), None) => (
+            Protocol::Grpc,
+            one_backend(&g.backend_ref, &g.backend_refs),
+            "grpc",
+        ),
+        (None, Some(h)) => {
+            let prefix = h.path.clone().unwrap_or_default();
+            if !(prefix.is_empty() || prefix.starts_with('/') && !prefix.ends_with('/')) {
+                errors.push((
+                    format!("{at}.http.path"),
+                    format!("{prefix:?} is not a path prefix like /auth"),
+                ));
+            }
+            let to_backend = names(
+                &h.headers_to_backend,
+                &format!("{at}.http.headersToBackend"),
+            );
+            let to_backend = to_backend.unwrap_or_else(|e| {
+                errors.extend(e);
+                Vec::new()
+            });
+            let protocol = Protocol::Http { prefix, to_backend };
+            (
+                protocol,
+                one_backend(&h.backend_ref, &h.backend_refs),
+                "http",
+            )
+        }
+        _ => {
+            return Err(vec![(
+                at.into(),
+                "needs exactly one of grpc and http".into(),
+            )])
+        }
+    };
+    let headers = match spec.headers_to_ext_auth.is_empty() {
+        true => None,
+        false => names(&spec.headers_to_ext_auth, &format!("{at}.headersToExtAuth"))
+            .map_err(|e| errors.extend(e))
+            .ok(),
+    };
+    if spec.body_to_ext_auth.is_some() {
+        errors.push((
+            format!("{at}.bodyToExtAuth"),
+            "not supported: strait sends the request's head, not its body".into(),
+        ));
+    }
+    let timeout = match &spec.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(t) => strait_config::duration::parse(t).unwrap_or_else(|e| {
+            errors.push((format!("{at}.timeout"), e));
+            DEFAULT_TIMEOUT
+        }),
+    };
+    let at = format!("{at}.{where_}");
+    let cluster = match service {
+        Err(why) => Err((at, why)),
+        Ok((b, path)) => resolve(b, ns, resolver, protocol_of(&protocol))
+            .map_err(|why| (format!("{at}.{path}"), why)),
+    };
+    match (cluster, errors.is_empty()) {
+        (Ok(cluster), true) => Ok(ExtAuth {
+            protocol,
+            cluster,
+            headers,
+            fail_open: spec.fail_open,
+            timeout,
+        }),
+        (Ok(_), false) => Err(errors),
+        (Err(e), _) => Err(std::iter::once(e).chain(errors).collect()),
+    }
+}
+
+fn protocol_of(p: &Protocol) -> UpstreamProtocol {
+    match p {
+        Protocol::Grpc => UpstreamProtocol::H2c,
+        Protocol::Http { .. } => UpstreamProtocol::Http1,
+    }
+}
+
+/// The one backend named, and the field that names it.
+fn one_backend<'b>(
+    single: &'b Option<BackendObjectReference>,
+    list: &'b [BackendObjectReference],
+) -> Result<(&'b BackendObjectReference, &'static str), String> {
+    match (single, list) {
+        (Some(b), []) => Ok((b, "backendRef")),
+        (None, [b]) => Ok((b, "backendRefs[0]")),
+        (None, []) => Err("names no backendRef".into()),
+        _ => Err("names more than one backend: one Service is asked".into()),
+    }
+}
+
+/// The Service port, as a cluster of its own: spoken to in `protocol`
+/// (gRPC is HTTP/2 whatever the Service's `appProtocol`), with no
+/// balancing policy or breaker of the Service's.
+fn resolve(
+    b: &BackendObjectReference,
+    ns: &str,
+    resolver: &mut Resolver<'_>,
+    protocol: UpstreamProtocol,
+) -> Result<Arc<Cluster>, String> {
+    if !b.is_service() {
+        return Err("only a Service can be asked".into());
+    }
+    if b.namespace.as_deref().is_some_and(|n| n != ns) {
+        return Err(format!(
+            "the Service must be in the policy's namespace {ns}"
+        ));
+    }
+    let port = b.port.ok_or("names no port")?;
+    let found = resolver.service(ns, &b.name, port)?;
+    let cluster = Cluster::new(
+        found.name.clone(),
+        found.endpoints.clone(),
+        match protocol {
+            UpstreamProtocol::H2c => UpstreamProtocol::H2c,
+            UpstreamProtocol::Http1 => found.protocol,
+        },
+        found.tls.clone(),
+    );
+    Ok(Arc::new(
+        cluster.with_mesh(found.meshed, found.peer_accounts.clone()),
+    ))
+}
+
+fn names(list: &[String], at: &str) -> Result<Vec<HeaderName>, Vec<Finding>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, name) in list.iter().enumerate() {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => out.push(h),
+            Err(_) => errors.push((
+                format!("{at}[{i}]"),
+                format!("{name:?} is not a header name"),
+            )),
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(out),
+        false => Err(errors),
+    }
+}
