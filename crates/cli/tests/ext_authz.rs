@@ -280,3 +280,106 @@ async fn a_policy_asking_for_the_body_or_two_services_is_refused_by_path() {
     }
     assert_eq!(call(with(port, "/free", &[])).await.status, 200);
 }
+
+/// GEP-1494's `ExternalAuth` filter, as the Gateway API's experimental
+/// channel writes it, alone on one rule and after a SecurityPolicy's
+/// service on another.
+#[tokio::test]
+async fn the_gateway_api_external_auth_filter_asks_the_same_way() {
+    let app = echo("shop", "shop-0");
+    let authz = Service::start().await;
+    let port = free_port();
+    let filter = |protocol: &str, more: &str| {
+        format!("    filters:\n    - type: ExternalAuth\n      externalAuth:\n        protocol: {protocol}\n        backendRef: {{name: authz, port: 80}}\n{more}")
+    };
+    let mut yaml = gateway_yaml(port)
+        + &service_yaml("shop", app.port, None)
+        + &service_yaml("authz", authz.port, None)
+        + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n";
+    let rules = [
+        ("http", filter("HTTP", "        http: {path: /check}\n")),
+        (
+            "grpc",
+            filter("GRPC", "        grpc: {allowedHeaders: [authorization]}\n"),
+        ),
+        ("both", filter("HTTP", "")),
+        (
+            "body",
+            filter("HTTP", "        forwardBody: {maxSize: 1024}\n"),
+        ),
+    ];
+    for (name, filters) in &rules {
+        yaml += &format!("  - name: {name}\n    matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n{filters}    backendRefs: [{{name: shop, port: 80}}]\n");
+    }
+    yaml += &policy(
+        "both",
+        "both",
+        "    grpc: {backendRef: {name: authz, port: 80}}\n",
+    );
+    let dir = TempDir::new();
+    dir.write("gw.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+
+    // HTTP, no allowedResponseHeaders: every header of the answer but
+    // its own framing and representation ones reaches the backend.
+    let good = [("authorization", "Bearer good"), ("x-other", "client")];
+    let r = call(with(port, "/http/x", &good)).await;
+    assert_eq!(r.status, 200, "{}", gw.logs());
+    let seen = r.json();
+    let h = &seen["headers"];
+    assert_eq!(h["X-Authz-User"][0], "bob", "{seen}");
+    assert_eq!(h["X-Other"], serde_json::json!(["no"]), "{seen}");
+    assert!(
+        h.get("Date").is_none() && h.get("Content-Length").is_none(),
+        "{seen}"
+    );
+    let asked = authz.take();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].path, "/check/http/x");
+    let r = call(with(port, "/http/x", &[])).await;
+    assert_eq!((r.status, r.reason()), (401, Some("ext_authz_denied")));
+    assert_eq!(
+        r.headers["x-strait-authz"],
+        "HTTPRoute default/api rule 0 ExternalAuth"
+    );
+    authz.take();
+
+    // gRPC with allowedHeaders: only those (and the pseudo-headers).
+    let r = call(with(
+        port,
+        "/grpc",
+        &[("authorization", "Bearer good"), ("x-no", "1")],
+    ))
+    .await;
+    assert_eq!(r.status, 200);
+    let asked = authz.take();
+    assert_eq!(asked[0].header("x-no"), None, "{asked:?}");
+    assert_eq!(asked[0].header("authorization"), Some("Bearer good"), "{asked:?}");
+
+    // A SecurityPolicy's service, then the filter's: both asked, and
+    // either refuses.
+    let r = call(with(port, "/both", &good)).await;
+    assert_eq!(r.status, 200);
+    let asked = authz.take();
+    assert_eq!(
+        asked.iter().map(|a| a.grpc).collect::<Vec<_>>(),
+        [true, false],
+        "policy first: {asked:?}"
+    );
+    let r = call(with(port, "/both", &[("authorization", "Bearer teapot")])).await;
+    assert_eq!(r.status, 418);
+    assert_eq!(
+        r.headers["x-strait-authz"],
+        "SecurityPolicy default/both extAuth"
+    );
+    assert_eq!(
+        authz.take().len(),
+        1,
+        "the filter's service is not asked after a refusal"
+    );
+
+    // A body to forward is not supported: the rule fails closed, named.
+    let r = call(with(port, "/body", &good)).await;
+    assert_eq!((r.status, r.reason()), (500, Some("policy_invalid")));
+    assert!(String::from_utf8_lossy(&r.body).contains("forwardBody"));
+}

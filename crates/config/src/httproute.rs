@@ -124,6 +124,49 @@ pub struct HttpRouteFilter {
     pub url_rewrite: Option<HttpUrlRewriteFilter>,
     pub request_mirror: Option<HttpRequestMirrorFilter>,
     pub extension_ref: Option<serde_json::Value>,
+    /// Experimental (GEP-1494).
+    pub external_auth: Option<Box<HttpExternalAuthFilter>>,
+}
+
+/// Asks an authorization service (GEP-1494): `protocol` `HTTP` or `GRPC`
+/// (Envoy's `Check`), with `http` or `grpc` settings to match.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpExternalAuthFilter {
+    pub protocol: String,
+    pub backend_ref: crate::meta::BackendObjectReference,
+    pub grpc: Option<GrpcAuthConfig>,
+    pub http: Option<HttpAuthConfig>,
+    pub forward_body: Option<ForwardBodyConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrpcAuthConfig {
+    /// The client's headers sent (empty: all).
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpAuthConfig {
+    /// Put before the request's path.
+    pub path: Option<String>,
+    /// The client's headers sent beside `Authorization` (and the request
+    /// line's method, path and host).
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    /// The answer's headers copied onto the request (empty: all but the
+    /// answer's own framing and representation headers).
+    #[serde(default)]
+    pub allowed_response_headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardBodyConfig {
+    pub max_size: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

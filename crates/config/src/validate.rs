@@ -310,7 +310,12 @@ fn filters(
         let Some(kind) = filter_kind(filter, &filter_at, out) else {
             continue;
         };
-        if !rule_level && matches!(kind, "RequestRedirect" | "URLRewrite" | "RequestMirror") {
+        if !rule_level
+            && matches!(
+                kind,
+                "RequestRedirect" | "URLRewrite" | "RequestMirror" | "ExternalAuth"
+            )
+        {
             out.push((
                 format!("{filter_at}.type"),
                 format!("{kind} is not supported on a backendRef"),
@@ -337,6 +342,7 @@ fn filter_kind(filter: &HttpRouteFilter, at: &str, out: &mut Vec<Finding>) -> Op
         ("URLRewrite", filter.url_rewrite.is_some()),
         ("RequestMirror", filter.request_mirror.is_some()),
         ("ExtensionRef", filter.extension_ref.is_some()),
+        ("ExternalAuth", filter.external_auth.is_some()),
     ];
     let Some((kind, _)) = present.iter().find(|(k, _)| *k == filter.kind) else {
         out.push((
@@ -399,7 +405,37 @@ fn filter_body(
         "RequestMirror" => {
             request_mirror(filter.request_mirror.as_ref(), &fp("requestMirror"), out)
         }
+        "ExternalAuth" => {
+            if let Some(f) = &filter.external_auth {
+                external_auth(f, &fp("externalAuth"), out)
+            }
+        }
         _ => {}
+    }
+}
+
+/// GEP-1494's rules: `protocol` names which of `grpc` and `http` may be
+/// set.
+fn external_auth(f: &crate::httproute::HttpExternalAuthFilter, at: &str, out: &mut Vec<Finding>) {
+    let other = match f.protocol.as_str() {
+        "GRPC" => f.http.is_some().then_some("http"),
+        "HTTP" => f.grpc.is_some().then_some("grpc"),
+        p => {
+            let msg = format!("{p:?} is not HTTP or GRPC");
+            out.push((format!("{at}.protocol"), msg));
+            return;
+        }
+    };
+    if let Some(other) = other {
+        let msg = format!("must not be set when protocol is {}", f.protocol);
+        out.push((format!("{at}.{other}"), msg));
+    }
+    if !f.backend_ref.is_service() {
+        let msg = "only a Service can be asked".to_string();
+        out.push((format!("{at}.backendRef"), msg));
+    }
+    if f.backend_ref.port.is_none() {
+        out.push((format!("{at}.backendRef.port"), "is required".into()));
     }
 }
 

@@ -105,15 +105,15 @@ pub enum ProxyError {
         policy: String,
         explain: String,
     },
-    /// A SecurityPolicy's authorization service refused.
+    /// An authorization service refused; `by` names who asked it (a
+    /// SecurityPolicy, a rule's filter).
     ExtAuthDenied {
-        policy: std::sync::Arc<str>,
+        by: std::sync::Arc<str>,
         refusal: Box<Refusal>,
     },
-    /// A SecurityPolicy's authorization service could not be asked, and
-    /// the policy fails closed.
+    /// An authorization service could not be asked, and `by` fails closed.
     ExtAuthFailed {
-        policy: std::sync::Arc<str>,
+        by: std::sync::Arc<str>,
         why: String,
     },
     ExtensionUnresolved,
@@ -318,13 +318,12 @@ impl ProxyError {
                     .into();
             }
             PolicyInvalid { why, .. } => return format!("strait: {why}\n").into(),
-            ExtAuthDenied { policy, .. } => {
-                return format!("strait: SecurityPolicy {policy}: the authorization service refused\n")
-                    .into()
+            ExtAuthDenied { by, .. } => {
+                return format!("strait: {by}: the authorization service refused\n").into()
             }
-            ExtAuthFailed { policy, why } => {
+            ExtAuthFailed { by, why } => {
                 return format!(
-                    "strait: SecurityPolicy {policy}: the authorization service could not be asked: {why}\n"
+                    "strait: {by}: the authorization service could not be asked: {why}\n"
                 )
                 .into()
             }
@@ -348,8 +347,8 @@ impl ProxyError {
     fn detail(&self) -> Option<(&'static str, String)> {
         match self {
             ProxyError::Denied { policy, .. } => Some((AUTHZ_HEADER, policy.clone())),
-            ProxyError::ExtAuthDenied { policy, .. } | ProxyError::ExtAuthFailed { policy, .. } => {
-                Some((AUTHZ_HEADER, format!("SecurityPolicy {policy} extAuth")))
+            ProxyError::ExtAuthDenied { by, .. } | ProxyError::ExtAuthFailed { by, .. } => {
+                Some((AUTHZ_HEADER, by.to_string()))
             }
             ProxyError::Unauthenticated { policy, .. }
             | ProxyError::PolicyInvalid { policy, .. } => Some((AUTHN_HEADER, policy.to_string())),

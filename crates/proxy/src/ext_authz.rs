@@ -21,7 +21,6 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use prost::Message;
-use std::sync::Arc;
 use strait_route::ext_auth::{ExtAuth, Protocol};
 
 /// Envoy's external authorization messages (the subset in `proto/`), and
@@ -60,6 +59,19 @@ use proto::envoy::config::core::v3 as core;
 use proto::envoy::service::auth::v3 as auth;
 
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+/// An allowing answer's headers that describe the answer itself, not the
+/// request: never copied onto it, even when every header is.
+static NOT_COPIED: [HeaderName; 8] = [
+    HOST,
+    CONTENT_LENGTH,
+    CONTENT_TYPE,
+    http::header::CONTENT_ENCODING,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONNECTION,
+    http::header::DATE,
+    http::header::SERVER,
+];
+
 /// A denial's body, or a check's answer, past this is not read.
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -89,12 +101,25 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// `other`'s after these.
+    pub fn extend(&mut self, other: Changes) {
+        self.set.extend(other.set);
+        self.append.extend(other.append);
+        self.add.extend(other.add);
+        self.replace.extend(other.replace);
+        self.remove.extend(other.remove);
+    }
+
     pub fn apply(self, headers: &mut HeaderMap) {
         for name in self.remove {
             headers.remove(name);
         }
+        // Every value of a name set replaces every value the client sent.
+        for (name, _) in &self.set {
+            headers.remove(name);
+        }
         for (name, value) in self.set {
-            headers.insert(name, value);
+            headers.append(name, value);
         }
         for (name, value) in self.append {
             headers.append(name, value);
@@ -120,7 +145,6 @@ enum Answer {
 /// service's refusal if not.
 pub async fn check(
     ext: &ExtAuth,
-    policy: &Arc<str>,
     upstreams: &Upstreams,
     shown: Shown<'_>,
 ) -> Result<Changes, ProxyError> {
@@ -129,7 +153,7 @@ pub async fn check(
         Ok(Ok(Answer::Allow(changes))) => return Ok(changes),
         Ok(Ok(Answer::Deny(refusal))) => {
             return Err(ProxyError::ExtAuthDenied {
-                policy: policy.clone(),
+                by: ext.label.clone(),
                 refusal,
             })
         }
@@ -138,14 +162,14 @@ pub async fn check(
     };
     if ext.fail_open {
         tracing::warn!(
-            policy = &**policy,
+            by = &*ext.label,
             why = failure,
             "authorization service failed: request let through (failOpen)"
         );
         return Ok(Changes::default());
     }
     Err(ProxyError::ExtAuthFailed {
-        policy: policy.clone(),
+        by: ext.label.clone(),
         why: failure,
     })
 }
@@ -176,7 +200,9 @@ async fn ask(ext: &ExtAuth, upstreams: &Upstreams, shown: Shown<'_>) -> Result<A
             let trailers = body.trailers().cloned().unwrap_or_default();
             grpc_answer(&head, &trailers, body.to_bytes())
         }
-        Protocol::Http { to_backend, .. } => http_answer(head, body.to_bytes(), to_backend),
+        Protocol::Http { to_backend, .. } => {
+            http_answer(head, body.to_bytes(), to_backend.as_deref())
+        }
     }
 }
 
@@ -226,17 +252,17 @@ fn http_request(
 fn http_answer(
     head: http::response::Parts,
     body: Bytes,
-    to_backend: &[HeaderName],
+    to_backend: Option<&[HeaderName]>,
 ) -> Result<Answer, String> {
     if head.status == StatusCode::OK {
-        let set = to_backend
+        let set = head
+            .headers
             .iter()
-            .flat_map(|name| {
-                head.headers
-                    .get_all(name)
-                    .iter()
-                    .map(move |v| (name.clone(), v.clone()))
+            .filter(|(name, _)| match to_backend {
+                Some(named) => named.contains(name),
+                None => !NOT_COPIED.contains(name),
             })
+            .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
         return Ok(Answer::Allow(Changes {
             set,

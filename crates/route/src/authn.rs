@@ -584,7 +584,8 @@ fn compile_policy(
             .ok()
     });
     let ext = spec.ext_auth.as_ref().and_then(|e| {
-        crate::ext_auth::compile(e, ns, "spec.extAuth", resolver)
+        let policy = format!("{ns}/{}", p.metadata.name);
+        crate::ext_auth::compile(e, (ns, &policy), "spec.extAuth", resolver)
             .map_err(|e| errors.extend(e))
             .ok()
     });

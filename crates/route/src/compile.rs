@@ -878,6 +878,7 @@ impl RuleCompiler<'_, '_> {
                 });
             }
         }
+        let ext_auth = self.external_auth(route_name, r, rule);
         let extensions = crate::extension::of_rule(self.resolver.docs(), self.ns, &rule.filters);
         if let Some(Err(msg)) = &extensions {
             self.fail(
@@ -899,12 +900,41 @@ impl RuleCompiler<'_, '_> {
             timeouts: timeouts(rule.timeouts.as_ref()),
             retry: rule.retry.as_ref().map(|r| Box::new(retry_policy(r))),
             extensions: extensions.map(Box::new),
+            ext_auth: ext_auth.map(Box::new),
             authn: route_name.split_once('/').and_then(|(ns, name)| {
                 let rule_name = rule.name.as_deref();
                 self.resolver.authn.for_rule(self.kind, ns, name, rule_name)
             }),
         };
         Some((matches, Arc::new(rule)))
+    }
+
+    /// The rule's `ExternalAuth` filter (one: validation refuses two), or
+    /// why it cannot be asked (the rule then answers 500).
+    fn external_auth(
+        &mut self,
+        route_name: &Arc<str>,
+        r: usize,
+        rule: &strait_config::httproute::HttpRouteRule,
+    ) -> Option<Result<crate::ext_auth::ExtAuth, String>> {
+        let (f, filter) = rule
+            .filters
+            .iter()
+            .enumerate()
+            .find_map(|(f, filter)| Some((f, filter.external_auth.as_deref()?)))?;
+        let at = format!("spec.rules[{r}].filters[{f}].externalAuth");
+        // An invalid backend is said (and the route's status set) here.
+        let found = match self.target(&filter.backend_ref, format!("{at}.backendRef")) {
+            BackendTarget::Cluster(c) => c,
+            BackendTarget::Invalid(why) => return Some(Err(format!("{at}.backendRef: {why}"))),
+        };
+        let label = format!("{} {route_name} rule {r} ExternalAuth", self.kind);
+        let compiled = crate::ext_auth::of_filter(filter, &found, label);
+        Some(compiled.map_err(|(field, why)| {
+            let path = format!("{at}.{field}");
+            self.fail(path.clone(), "UnsupportedValue", why.clone());
+            format!("{path}: {why}")
+        }))
     }
 
     /// Validation ran first, so a match that fails here is a gap between

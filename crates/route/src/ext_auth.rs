@@ -1,6 +1,7 @@
-//! A SecurityPolicy's `extAuth` compiled: which Service to ask, over which
-//! protocol, with which of the client's headers, for how long, and what
-//! happens when it cannot be asked.
+//! An authorization service to ask — a SecurityPolicy's `extAuth`, or a
+//! rule's `ExternalAuth` filter (GEP-1494) — compiled: which Service,
+//! over which protocol, with which of the client's headers, for how long,
+//! and what happens when it cannot be asked.
 
 use crate::backend::{Cluster, Resolver, UpstreamProtocol};
 use http::HeaderName;
@@ -15,6 +16,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct ExtAuth {
+    /// Who asks: `SecurityPolicy shop/api extAuth`, `HTTPRoute shop/api
+    /// rule 0 ExternalAuth` (answers and logs name it).
+    pub label: Arc<str>,
     pub protocol: Protocol,
     /// The service, spoken to over HTTP/2 when it is gRPC.
     pub cluster: Arc<Cluster>,
@@ -29,19 +33,21 @@ pub enum Protocol {
     /// Envoy's `envoy.service.auth.v3.Authorization/Check`.
     Grpc,
     /// The request's method and path (after `prefix`); `200` allows, and
-    /// the answer's `to_backend` headers go on to the backend.
+    /// the answer's `to_backend` headers go on to the backend (`None`:
+    /// all but its framing and representation headers).
     Http {
         prefix: String,
-        to_backend: Vec<HeaderName>,
+        to_backend: Option<Vec<HeaderName>>,
     },
 }
 
 type Finding = (String, String);
 
-/// `spec` of a policy in namespace `ns`, at field path `at`.
+/// `spec` of policy `policy` (`ns/name`) in namespace `ns`, at field path
+/// `at`.
 pub(crate) fn compile(
     spec: &Spec,
-    ns: &str,
+    (ns, policy): (&str, &str),
     at: &str,
     resolver: &mut Resolver<'_>,
 ) -> Result<ExtAuth, Vec<Finding>> {
@@ -68,7 +74,10 @@ pub(crate) fn compile(
                 errors.extend(e);
                 Vec::new()
             });
-            let protocol = Protocol::Http { prefix, to_backend };
+            let protocol = Protocol::Http {
+                prefix,
+                to_backend: Some(to_backend),
+            };
             (
                 protocol,
                 one_backend(&h.backend_ref, &h.backend_refs),
@@ -109,6 +118,7 @@ pub(crate) fn compile(
     };
     match (cluster, errors.is_empty()) {
         (Ok(cluster), true) => Ok(ExtAuth {
+            label: format!("SecurityPolicy {policy} extAuth").into(),
             protocol,
             cluster,
             headers,
@@ -158,7 +168,62 @@ fn resolve(
         ));
     }
     let port = b.port.ok_or("names no port")?;
-    let found = resolver.service(ns, &b.name, port)?;
+    Ok(own_cluster(
+        &*resolver.service(ns, &b.name, port)?,
+        protocol,
+    ))
+}
+
+/// A rule's `ExternalAuth` filter, its backend resolved as the rule's
+/// backends are (ReferenceGrants and all) to `found`; `label` names the
+/// rule. Refused: the field under the filter, and why.
+pub(crate) fn of_filter(
+    f: &strait_config::httproute::HttpExternalAuthFilter,
+    found: &Cluster,
+    label: String,
+) -> Result<ExtAuth, Finding> {
+    let say = |field: &str, why: String| (field.to_string(), why);
+    if f.forward_body
+        .as_ref()
+        .and_then(|b| b.max_size)
+        .unwrap_or(0)
+        > 0
+    {
+        let why = "not supported: strait sends the request's head, not its body";
+        return Err(say("forwardBody", why.into()));
+    }
+    let (protocol, headers) = match (f.protocol.as_str(), &f.grpc, &f.http) {
+        ("GRPC", grpc, None) => {
+            let allowed = grpc.as_ref().map_or(&[][..], |g| &g.allowed_headers);
+            let headers =
+                names(allowed, "allowedHeaders").map_err(|e| say("grpc", e[0].1.clone()))?;
+            (Protocol::Grpc, Some(headers).filter(|h| !h.is_empty()))
+        }
+        ("HTTP", None, http) => {
+            let http = http.clone().unwrap_or_default();
+            let allowed = names(&http.allowed_headers, "")
+                .map_err(|e| say("http.allowedHeaders", e[0].1.clone()))?;
+            let back = names(&http.allowed_response_headers, "")
+                .map_err(|e| say("http.allowedResponseHeaders", e[0].1.clone()))?;
+            let protocol = Protocol::Http {
+                prefix: http.path.unwrap_or_default(),
+                to_backend: Some(back).filter(|b| !b.is_empty()),
+            };
+            (protocol, Some(allowed))
+        }
+        (p, _, _) => return Err(say("protocol", format!("{p:?} with the other's settings"))),
+    };
+    Ok(ExtAuth {
+        label: label.into(),
+        cluster: own_cluster(found, protocol_of(&protocol)),
+        protocol,
+        headers,
+        fail_open: false,
+        timeout: DEFAULT_TIMEOUT,
+    })
+}
+
+fn own_cluster(found: &Cluster, protocol: UpstreamProtocol) -> Arc<Cluster> {
     let cluster = Cluster::new(
         found.name.clone(),
         found.endpoints.clone(),
@@ -168,9 +233,7 @@ fn resolve(
         },
         found.tls.clone(),
     );
-    Ok(Arc::new(
-        cluster.with_mesh(found.meshed, found.peer_accounts.clone()),
-    ))
+    Arc::new(cluster.with_mesh(found.meshed, found.peer_accounts.clone()))
 }
 
 fn names(list: &[String], at: &str) -> Result<Vec<HeaderName>, Vec<Finding>> {

@@ -116,6 +116,8 @@ pub struct Rule {
     /// Fault injection and a direct answer, or why the rule's extension
     /// filters cannot apply (500).
     pub extensions: Option<Box<Result<crate::Extensions, String>>>,
+    /// The rule's `ExternalAuth` filter, or why it cannot be asked (500).
+    pub ext_auth: Option<Box<Result<crate::ext_auth::ExtAuth, String>>>,
     /// A SecurityPolicy's token check for the rule or its route.
     pub authn: Option<Arc<crate::authn::Authn>>,
 }
@@ -142,6 +144,7 @@ impl Rule {
             timeouts: Timeouts::default(),
             retry: None,
             extensions: None,
+            ext_auth: None,
             authn: None,
         }
     }

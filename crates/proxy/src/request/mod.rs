@@ -100,7 +100,8 @@ fn proxy<'s>(
         strict::check(&mut req, ctx.conn.sni.as_deref(), &shared.http_limits)?;
         telemetry::caller(sidecar, ctx, req.headers());
         let conn = ctx.conn.clone();
-        let mut authenticated;
+        let authenticated;
+        let asked;
         let selected = {
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
@@ -108,11 +109,17 @@ fn proxy<'s>(
             let attached = (&selected.matched(), live.authn.as_ref());
             authenticated = policy::authenticate(attached, &req, tokens, ctx)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
-            // Boxed: the call's state would otherwise make every
+            let services = policy::services(authenticated.as_ref(), selected.matched().rule)?;
+            // Boxed: the calls' state would otherwise make every
             // request's future larger.
-            if let Some(a) = authenticated.as_mut().filter(|a| a.asks()) {
-                Box::pin(a.ask(&shared.upstream, &req, &target.host, ctx)).await?;
-            }
+            asked = match services.is_empty() {
+                true => None,
+                false => {
+                    let at = (&*shared.upstream, &req, &*target.host);
+                    let asking = policy::ask(services, authenticated.as_ref(), at, ctx);
+                    Some(Box::new(Box::pin(asking).await?))
+                }
+            };
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);
             }
@@ -120,6 +127,9 @@ fn proxy<'s>(
         };
         if let Some(a) = authenticated {
             a.apply(&mut req);
+        }
+        if let Some(changes) = asked {
+            changes.apply(req.headers_mut());
         }
         let matched = selected.matched();
         if let Some(answer) = policy::extensions(matched.rule).await? {

@@ -10,6 +10,7 @@ use super::select::Target;
 use crate::answer::ProxyError;
 use crate::answer::{ResponseBody, DIRECT_RESPONSE, REASON_HEADER};
 use crate::ctx::{RequestCtx, Role};
+use crate::ext_authz::Changes;
 use crate::metrics::Metrics;
 use crate::sidecar::Sidecar;
 use crate::token_cache::TokenCache;
@@ -19,6 +20,7 @@ use http_body_util::{Either, Full};
 use std::sync::Arc;
 use strait_route::authn::{Authn, Failure, TokenSource};
 use strait_route::callers::Caller;
+use strait_route::ext_auth::ExtAuth;
 use strait_route::{Direct, Matched, Rule, Snapshot};
 
 /// What a SecurityPolicy changes in a request it let through: the claim
@@ -27,8 +29,6 @@ use strait_route::{Direct, Matched, Rule, Snapshot};
 pub struct Authenticated {
     auth: Arc<Authn>,
     set: Vec<(HeaderName, HeaderValue)>,
-    /// What the policy's authorization service asked for.
-    asked: crate::ext_authz::Changes,
 }
 
 /// The rule's (or its route's) SecurityPolicy, else its listener's — at a
@@ -96,7 +96,6 @@ pub fn authenticate<B>(
     let mut out = Authenticated {
         auth: auth.clone(),
         set: Vec::new(),
-        asked: Default::default(),
     };
     let said = |header: Option<&HeaderName>, text: Option<&str>| {
         let value = HeaderValue::from_str(text?).ok()?;
@@ -126,43 +125,59 @@ pub fn authenticate<B>(
     Ok(Some(out))
 }
 
-impl Authenticated {
-    /// The policy has an authorization service to ask.
-    pub fn asks(&self) -> bool {
-        self.auth.ext.is_some()
+/// The authorization services a request is asked about: its
+/// SecurityPolicy's `extAuth`, then its rule's `ExternalAuth` filter.
+pub fn services<'r>(
+    authenticated: Option<&'r Authenticated>,
+    rule: &'r Rule,
+) -> Result<Vec<&'r ExtAuth>, ProxyError> {
+    let mut out: Vec<&ExtAuth> = Vec::new();
+    out.extend(authenticated.and_then(|a| a.auth.ext.as_ref()));
+    match rule.ext_auth.as_deref() {
+        None => {}
+        Some(Ok(ext)) => out.push(ext),
+        Some(Err(why)) => {
+            return Err(ProxyError::PolicyInvalid {
+                policy: rule.route.clone(),
+                why: why.clone(),
+            })
+        }
     }
+    Ok(out)
+}
 
-    /// The policy's authorization service, if it has one, asked about
-    /// `req` for `host`: shown the request's headers with the checks'
-    /// headers set, credentials still in.
-    pub async fn ask<B>(
-        &mut self,
-        upstreams: &crate::upstream::Upstreams,
-        req: &Request<B>,
-        host: &str,
-        ctx: &RequestCtx,
-    ) -> Result<(), ProxyError> {
-        let Some(ext) = &self.auth.ext else {
-            return Ok(());
-        };
-        let mut headers = req.headers().clone();
-        self.unforged(&mut headers);
-        for (name, value) in &self.set {
+/// Each service asked about `req` for `host`, in turn, until one refuses:
+/// shown the request's headers with the checks' headers set, credentials
+/// still in. What the allowing ones change, together.
+pub async fn ask<B>(
+    services: Vec<&ExtAuth>,
+    authenticated: Option<&Authenticated>,
+    (upstreams, req, host): (&crate::upstream::Upstreams, &Request<B>, &str),
+    ctx: &RequestCtx,
+) -> Result<Changes, ProxyError> {
+    let mut headers = req.headers().clone();
+    if let Some(a) = authenticated {
+        a.unforged(&mut headers);
+        for (name, value) in &a.set {
             headers.append(name, value.clone());
         }
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    }
+    let mut all = Changes::default();
+    for ext in services {
         let shown = crate::ext_authz::Shown {
             method: req.method(),
-            path,
+            path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
             host,
-            headers,
+            headers: headers.clone(),
             conn: &ctx.conn,
             http2: req.version() == http::Version::HTTP_2,
         };
-        self.asked = crate::ext_authz::check(ext, &self.auth.policy, upstreams, shown).await?;
-        Ok(())
+        all.extend(crate::ext_authz::check(ext, upstreams, shown).await?);
     }
+    Ok(all)
+}
 
+impl Authenticated {
     /// Without the headers only the checks may set, or their look-alikes:
     /// `x_user` too, as CGI-style backends read it as `x-user`. The same
     /// for a credential's header that is cleared: its look-alike would
@@ -202,7 +217,6 @@ impl Authenticated {
         for (name, value) in self.set {
             headers.append(name, value);
         }
-        self.asked.apply(headers);
     }
 }
 
