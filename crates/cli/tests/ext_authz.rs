@@ -354,7 +354,11 @@ async fn the_gateway_api_external_auth_filter_asks_the_same_way() {
     assert_eq!(r.status, 200);
     let asked = authz.take();
     assert_eq!(asked[0].header("x-no"), None, "{asked:?}");
-    assert_eq!(asked[0].header("authorization"), Some("Bearer good"), "{asked:?}");
+    assert_eq!(
+        asked[0].header("authorization"),
+        Some("Bearer good"),
+        "{asked:?}"
+    );
 
     // A SecurityPolicy's service, then the filter's: both asked, and
     // either refuses.

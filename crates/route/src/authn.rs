@@ -39,7 +39,7 @@ pub struct Authn {
     /// Who may call once authenticated.
     pub callers: Option<crate::callers::Callers>,
     /// The service asked last, once every check above passed.
-    pub ext: Option<crate::ext_auth::ExtAuth>,
+    pub ext: Option<Arc<crate::ext_auth::ExtAuth>>,
     /// Why the policy cannot be applied: its targets answer 500 until it
     /// is fixed, rather than let every request through.
     pub broken: Option<String>,
@@ -586,6 +586,7 @@ fn compile_policy(
     let ext = spec.ext_auth.as_ref().and_then(|e| {
         let policy = format!("{ns}/{}", p.metadata.name);
         crate::ext_auth::compile(e, (ns, &policy), "spec.extAuth", resolver)
+            .map(Arc::new)
             .map_err(|e| errors.extend(e))
             .ok()
     });

@@ -101,7 +101,7 @@ fn proxy<'s>(
         telemetry::caller(sidecar, ctx, req.headers());
         let conn = ctx.conn.clone();
         let authenticated;
-        let asked;
+        let asking;
         let selected = {
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
@@ -109,30 +109,15 @@ fn proxy<'s>(
             let attached = (&selected.matched(), live.authn.as_ref());
             authenticated = policy::authenticate(attached, &req, tokens, ctx)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
-            let services = policy::services(authenticated.as_ref(), selected.matched().rule)?;
-            // Boxed: the calls' state would otherwise make every
-            // request's future larger.
-            asked = match services.is_empty() {
-                true => None,
-                false => {
-                    let at = (&*shared.upstream, &req, &*target.host);
-                    let asking = policy::ask(services, authenticated.as_ref(), at, ctx);
-                    Some(Box::new(Box::pin(asking).await?))
-                }
-            };
+            asking = policy::services(authenticated.as_ref(), selected.matched().rule, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);
             }
             selected
         };
-        if let Some(a) = authenticated {
-            a.apply(&mut req);
-        }
-        if let Some(changes) = asked {
-            changes.apply(req.headers_mut());
-        }
         let matched = selected.matched();
-        if let Some(answer) = policy::extensions(matched.rule).await? {
+        let admitted = (authenticated, asking, &*shared.upstream);
+        if let Some(answer) = policy::admit(admitted, &mut req, ctx, matched.rule).await? {
             ctx.reason = Some(crate::answer::DIRECT_RESPONSE);
             return Ok(answer);
         }

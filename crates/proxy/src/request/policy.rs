@@ -125,34 +125,85 @@ pub fn authenticate<B>(
     Ok(Some(out))
 }
 
-/// The authorization services a request is asked about: its
-/// SecurityPolicy's `extAuth`, then its rule's `ExternalAuth` filter.
-pub fn services<'r>(
-    authenticated: Option<&'r Authenticated>,
-    rule: &'r Rule,
-) -> Result<Vec<&'r ExtAuth>, ProxyError> {
-    let mut out: Vec<&ExtAuth> = Vec::new();
-    out.extend(authenticated.and_then(|a| a.auth.ext.as_ref()));
-    match rule.ext_auth.as_deref() {
-        None => {}
-        Some(Ok(ext)) => out.push(ext),
+/// The authorization services to ask about a request: its
+/// SecurityPolicy's `extAuth`, then its rule's `ExternalAuth` filter;
+/// with the request's host (from `target`). `None`: none to ask.
+pub fn services(
+    authenticated: Option<&Authenticated>,
+    rule: &Rule,
+    target: &Target<'_>,
+) -> Result<Option<Asking>, ProxyError> {
+    let policy = authenticated.and_then(|a| a.auth.ext.clone());
+    let filter = match rule.ext_auth.as_deref() {
+        None => false,
+        Some(Ok(_)) => true,
         Some(Err(why)) => {
             return Err(ProxyError::PolicyInvalid {
                 policy: rule.route.clone(),
                 why: why.clone(),
             })
         }
+    };
+    if policy.is_none() && !filter {
+        return Ok(None);
     }
-    Ok(out)
+    Ok(Some(Asking {
+        policy,
+        filter,
+        host: target.host.to_string(),
+    }))
+}
+
+/// The authorization services a request is to be asked about: its
+/// policy's, and whether its rule's filter's too.
+pub struct Asking {
+    policy: Option<Arc<ExtAuth>>,
+    filter: bool,
+    host: String,
+}
+
+/// What stands between a routed request and its filters: its
+/// authorization services asked (shown the credentials), then the
+/// credentials cleared and the checks' and services' headers set, then
+/// the rule's fault injection and direct response. `Some`: the answer.
+pub async fn admit<B>(
+    (authenticated, asking, upstreams): (
+        Option<Authenticated>,
+        Option<Asking>,
+        &crate::upstream::Upstreams,
+    ),
+    req: &mut Request<B>,
+    ctx: &RequestCtx,
+    rule: &Rule,
+) -> Result<Option<Response<ResponseBody>>, ProxyError> {
+    let mut changes = None;
+    if let Some(asking) = asking {
+        // Boxed: the calls' state would otherwise make every request's
+        // future larger.
+        let asked = ask(
+            (asking, rule),
+            authenticated.as_ref(),
+            (upstreams, req),
+            ctx,
+        );
+        changes = Some(Box::pin(asked).await?);
+    }
+    if let Some(a) = authenticated {
+        a.apply(req);
+    }
+    if let Some(changes) = changes {
+        changes.apply(req.headers_mut());
+    }
+    extensions(rule).await
 }
 
 /// Each service asked about `req` for `host`, in turn, until one refuses:
 /// shown the request's headers with the checks' headers set, credentials
 /// still in. What the allowing ones change, together.
-pub async fn ask<B>(
-    services: Vec<&ExtAuth>,
+async fn ask<B>(
+    (asking, rule): (Asking, &Rule),
     authenticated: Option<&Authenticated>,
-    (upstreams, req, host): (&crate::upstream::Upstreams, &Request<B>, &str),
+    (upstreams, req): (&crate::upstream::Upstreams, &Request<B>),
     ctx: &RequestCtx,
 ) -> Result<Changes, ProxyError> {
     let mut headers = req.headers().clone();
@@ -163,11 +214,15 @@ pub async fn ask<B>(
         }
     }
     let mut all = Changes::default();
-    for ext in services {
+    let filter = match rule.ext_auth.as_deref() {
+        Some(Ok(ext)) if asking.filter => Some(ext),
+        _ => None,
+    };
+    for ext in asking.policy.as_deref().into_iter().chain(filter) {
         let shown = crate::ext_authz::Shown {
             method: req.method(),
             path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
-            host,
+            host: &asking.host,
             headers: headers.clone(),
             conn: &ctx.conn,
             http2: req.version() == http::Version::HTTP_2,
@@ -238,7 +293,7 @@ pub fn authorize<B>(
 
 /// A rule's extension filters: a FaultInjection's delay, then perhaps its
 /// abort; then a DirectResponse's answer, if the rule has one.
-pub async fn extensions(rule: &Rule) -> Result<Option<Response<ResponseBody>>, ProxyError> {
+async fn extensions(rule: &Rule) -> Result<Option<Response<ResponseBody>>, ProxyError> {
     let Some(extensions) = rule.extensions.as_deref() else {
         return Ok(None);
     };
