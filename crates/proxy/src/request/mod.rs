@@ -5,8 +5,8 @@
 //!           (a refusal closes the connection); h2c upgrades taken off
 //! select    host, TLS name check (421), route: gateway | inbound | outbound
 //!   │       (a sidecar's CONNECT becomes a tunnel here)
-//! policy    authentication, authorization, fault injection, direct
-//!           responses
+//! policy    authentication, authorization, (a redirect answers here),
+//!           authorization services, fault injection, direct responses
 //! filters   redirect (answers), rewrite, headers, body kept for retries, mirrors
 //! backend   weighted backend, breaker, balancer         ┐ inside forward,
 //! forward   tries, timeouts, connect and rule retries,  │ once per try
