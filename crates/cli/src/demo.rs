@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-const FILES: [(&str, &str); 4] = [
+const FILES: [(&str, &str); 5] = [
     (
         "gateway.yaml",
         include_str!("../../../examples/shop/gateway.yaml"),
@@ -22,7 +22,14 @@ const FILES: [(&str, &str); 4] = [
         "mesh.yaml",
         include_str!("../../../examples/shop/mesh.yaml"),
     ),
+    (
+        "auth.yaml",
+        include_str!("../../../examples/shop/auth.yaml"),
+    ),
 ];
+
+/// The issuer `examples/shop/auth.yaml` trusts.
+const ISSUER: &str = "https://issuer.shop.example.com";
 
 /// One of the mesh's workloads: its echo app and its sidecar.
 struct Workload {
@@ -133,6 +140,7 @@ fn traces(tracing: &Tracing, service: &str) -> Option<strait_proxy::traces::Opti
 
 pub async fn run(dir: &DemoDir, tracing: Tracing) -> anyhow::Result<()> {
     let ca_file = write_config(&dir.0)?;
+    let token = start_issuer(&dir.0)?;
     start_backends().await?;
     let ca = start_ca(&dir.0, localhost(CA_PORT)).await?;
     let (failed_tx, mut failed) = tokio::sync::mpsc::channel::<anyhow::Error>(WORKLOADS.len());
@@ -161,8 +169,8 @@ pub async fn run(dir: &DemoDir, tracing: Tracing) -> anyhow::Result<()> {
         Some(e) = failed.recv() => return Err(e),
         ready = all_ready() => ready?,
     }
-    print_banner(&dir.0, &ca_file, &tracing);
-    tokio::spawn(show_the_mesh());
+    print_banner(&dir.0, &ca_file, &tracing, &token);
+    tokio::spawn(show_the_mesh(token));
     tokio::select! {
         result = gateway => result,
         Some(e) = failed.recv() => Err(e),
@@ -188,6 +196,35 @@ fn write_config(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let gateway = format!("{}{HTTPS_LISTENER}", FILES[0].1);
     std::fs::write(dir.join("gateway.yaml"), gateway)?;
     Ok(ca_file)
+}
+
+/// The shop's token issuer, for this run: an Ed25519 key made now, its
+/// public half written into `auth.yaml`'s key set (in place of the
+/// example's), and a user's token it signs, valid for a day.
+fn start_issuer(dir: &std::path::Path) -> anyhow::Result<String> {
+    use base64::Engine;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key_raw());
+    let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "demo", "use": "sig"}]});
+    let auth = FILES[4]
+        .1
+        .lines()
+        .map(|line| match line.starts_with("  jwks: ") {
+            true => format!("  jwks: '{jwks}'"),
+            false => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("auth.yaml"), auth + "\n")?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let claims = serde_json::json!({
+        "iss": ISSUER, "aud": "shop", "sub": "demo-user",
+        "iat": now.as_secs(), "exp": now.as_secs() + 24 * 3600,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("demo".into());
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&pair.serialize_der());
+    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
 }
 
 async fn start_backends() -> anyhow::Result<()> {
@@ -294,7 +331,7 @@ async fn all_ready() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path, tracing: &Tracing) {
+fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path, tracing: &Tracing, token: &str) {
     let admins: Vec<String> = WORKLOADS
         .iter()
         .map(|w| format!("{} {}", w.pod, w.admin))
@@ -306,15 +343,19 @@ fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path, tracing: &Trac
          \x20 curl -s --cacert {} --resolve shop.example.com:8443:127.0.0.1 https://shop.example.com:8443/api/products  # TLS terminated at the edge\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products # product-api, balanced over two pods\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products -X POST -i  # 403 You are rejected!: read-only\n\
+         \x20 export TOKEN={token}  # a user's token from the shop's issuer (this run's key, valid 24 h)\n\
+         \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/checkout -i  # 401: checkout wants a user's token\n\
+         \x20 curl -s -H 'Host: shop.example.com' -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/checkout  # checkout-api, told x-user: demo-user\n\
          \x20 curl -s -H 'Host: other.example.com' http://127.0.0.1:8080/ -i        # 404: no route for that host\n\
          \x20 curl -s http://127.0.0.1:{ADMIN_PORT}/metrics                                 # Prometheus metrics\n\
          \x20 curl -s http://127.0.0.1:{ADMIN_PORT}/config                                  # the active routing table\n\n\
          The mesh: each service has a sidecar; call as a workload would, through its sidecar:\n\
-         \x20 curl -s -x http://127.0.0.1:15101 http://payment-service.shop/pay     # checkout-api → payment: 95 % v1, 5 % v2\n\
-         \x20 curl -s -x http://127.0.0.1:15101 -H 'Cookie: version=beta' http://payment-service.shop/pay  # always v2\n\
+         \x20 curl -s -x http://127.0.0.1:15101 -H \"Authorization: Bearer $TOKEN\" http://payment-service.shop/pay  # checkout-api → payment: 95 % v1, 5 % v2\n\
+         \x20 curl -s -x http://127.0.0.1:15101 -H \"Authorization: Bearer $TOKEN\" -H 'Cookie: version=beta' http://payment-service.shop/pay  # always v2\n\
+         \x20 curl -s -x http://127.0.0.1:15101 http://payment-service.shop/pay -i  # 401: payment wants the user's token passed on\n\
          \x20 curl -s -x http://127.0.0.1:15102 http://user-service.shop/users/1   # cart-api → user-service: one retry hides its failures\n\
          \x20 curl -s -x http://127.0.0.1:15102 'http://user-service.shop/slow?delay=3s' -i  # 504 after the 2 s timeout\n\
-         \x20 curl -s -x http://127.0.0.1:15102 http://payment-service.shop/pay -i  # 403: only checkout-api may call payment\n\
+         \x20 curl -s -x http://127.0.0.1:15102 -H \"Authorization: Bearer $TOKEN\" http://payment-service.shop/pay -i  # 403: only checkout-api may call payment\n\
          \x20 curl -s http://127.0.0.1:15201/metrics | grep '^strait_requests_total'  # checkout-api's calls, by caller and callee\n\
          Sidecar admin ports (/metrics, /ready, /config): {}\n\
          One control plane on 127.0.0.1:{CA_PORT} feeds the gateway and every sidecar their configuration\n\
@@ -457,9 +498,12 @@ fn demo_certificate() -> anyhow::Result<(String, String)> {
 
 /// Once the sidecars answer, makes the calls the scenario is about and
 /// prints what happened: the canary split and the retry at work.
-async fn show_the_mesh() {
+async fn show_the_mesh(token: String) {
+    // payment-service wants the user's token, which checkout-api passes on.
+    let user = format!("Authorization: Bearer {token}\r\n");
+    let beta = format!("{user}Cookie: version=beta\r\n");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while call(15101, "payment-service.shop", "/pay", "")
+    while call(15101, "payment-service.shop", "/pay", &user)
         .await
         .is_none()
     {
@@ -471,23 +515,16 @@ async fn show_the_mesh() {
     }
     let mut v2 = 0;
     for _ in 0..200 {
-        if let Some((200, body)) = call(15101, "payment-service.shop", "/pay", "").await {
+        if let Some((200, body)) = call(15101, "payment-service.shop", "/pay", &user).await {
             if body.contains("\"service\":\"payment-service-v2\"") {
                 v2 += 1;
             }
         }
     }
-    let mut beta = 0;
+    let mut to_v2 = 0;
     for _ in 0..20 {
-        if let Some((200, body)) = call(
-            15101,
-            "payment-service.shop",
-            "/pay",
-            "Cookie: version=beta\r\n",
-        )
-        .await
-        {
-            beta += usize::from(body.contains("\"service\":\"payment-service-v2\""));
+        if let Some((200, body)) = call(15101, "payment-service.shop", "/pay", &beta).await {
+            to_v2 += usize::from(body.contains("\"service\":\"payment-service-v2\""));
         }
     }
     let mut ok = 0;
@@ -498,7 +535,7 @@ async fn show_the_mesh() {
         ));
     }
     // What payment's app saw of its caller, and a caller it refuses.
-    let caller = match call(15101, "payment-service-v1.shop", "/pay", "").await {
+    let caller = match call(15101, "payment-service-v1.shop", "/pay", &user).await {
         Some((200, body)) => body
             .split("\"X-Forwarded-Client-Cert\":[\"")
             .nth(1)
@@ -507,14 +544,14 @@ async fn show_the_mesh() {
             .to_string(),
         other => format!("(no answer: {other:?})"),
     };
-    let denied = match call(15102, "payment-service.shop", "/pay", "").await {
+    let denied = match call(15102, "payment-service.shop", "/pay", &user).await {
         Some((status, body)) => format!("{status} {}", body.trim()),
         None => "no answer".into(),
     };
     println!(
         "The mesh at work (measured now):\n\
          \x20 checkout-api → payment-service: v2 answered {v2} of 200 calls (route: 95/5), \
-         and {beta} of 20 with the version=beta cookie\n\
+         and {to_v2} of 20 with the version=beta cookie\n\
          \x20 cart-api → user-service: {ok} of 20 calls succeeded although user-service \
          has a pod failing every other answer (one retry, to the other pod; 2 s timeout)\n\
          \x20 every call above went sidecar to sidecar over mutual TLS; payment's app saw: {caller}\n\

@@ -103,16 +103,57 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
         "TLS terminated at the edge"
     );
 
+    // Checkout wants a user's token from the shop's issuer: the demo
+    // prints one, and checkout-api is told the user.
+    let token = banner
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("TOKEN="))
+        .unwrap_or_else(|| panic!("no token in {banner}"))
+        .to_string();
+    let r = send(get(8080, host, "/api/checkout"))
+        .await
+        .expect("answer");
+    assert_eq!((r.status, r.reason()), (401, Some("jwt_missing")));
+    let bearer = format!("Bearer {token}");
+    let r = send(request(
+        "GET",
+        8080,
+        host,
+        "/api/checkout",
+        &[("authorization", &bearer)],
+    ))
+    .await
+    .expect("answer");
+    assert_eq!(r.service(), "checkout-api");
+    assert_eq!(r.json()["headers"]["X-User"][0], "demo-user");
+    let r = send(request(
+        "GET",
+        8080,
+        host,
+        "/api/checkout",
+        &[("authorization", "Bearer x.y.z")],
+    ))
+    .await
+    .expect("answer");
+    assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
+
     // The mesh: through checkout-api's sidecar the cookie goes to v2;
     // through cart-api's, user-service's failures are retried away.
+    // payment-service wants the user's token passed on.
+    let user = format!("Authorization: {bearer}\r\n");
     eventually(
         10,
         || "the demo's sidecars did not answer".into(),
-        || via_sidecar(15101, "payment-service.shop", ""),
+        || via_sidecar(15101, "payment-service.shop", &user),
     )
     .await;
+    let (status, _) = via_sidecar(15101, "payment-service.shop", "")
+        .await
+        .expect("answer");
+    assert_eq!(status, 401, "payment wants the user's token");
+    let beta = format!("{user}Cookie: version=beta\r\n");
     for _ in 0..10 {
-        let (status, body) = via_sidecar(15101, "payment-service.shop", "Cookie: version=beta\r\n")
+        let (status, body) = via_sidecar(15101, "payment-service.shop", &beta)
             .await
             .expect("answer");
         assert_eq!(status, 200);
@@ -129,14 +170,15 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     }
     // Sidecar to sidecar is mutual TLS: payment's app sees its caller's
     // SPIFFE ID; and only checkout-api may call payment.
-    let (_, body) = via_sidecar(15101, "payment-service.shop", "")
+    let (_, body) = via_sidecar(15101, "payment-service.shop", &user)
         .await
         .expect("answer");
     assert!(
         body.contains("URI=spiffe://cluster.local/ns/shop/sa/checkout-api"),
         "{body}"
     );
-    let (status, body) = via_sidecar(15102, "payment-service.shop", "")
+    assert!(body.contains("\"X-User\":[\"demo-user\"]"), "{body}");
+    let (status, body) = via_sidecar(15102, "payment-service.shop", &user)
         .await
         .expect("answer");
     assert_eq!(status, 403, "{body}");

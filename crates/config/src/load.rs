@@ -829,7 +829,7 @@ mod tests {
         }
         assert_eq!(
             kinds.len(),
-            18,
+            19,
             "every kind read back at least once: {kinds:?}"
         );
     }

@@ -879,13 +879,26 @@ impl RuleCompiler<'_, '_> {
             }
         }
         let ext_auth = self.external_auth(route_name, r, rule);
-        let extensions = crate::extension::of_rule(self.resolver.docs(), self.ns, &rule.filters);
+        let mut extensions =
+            crate::extension::of_rule(self.resolver.docs(), self.ns, &rule.filters);
         if let Some(Err(msg)) = &extensions {
             self.fail(
                 format!("spec.rules[{r}].filters"),
                 "InvalidKind",
                 msg.clone(),
             );
+        }
+        // A rule whose extension filters are broken answers 500 before
+        // anything is asked.
+        match (&mut extensions, ext_auth) {
+            (_, None) | (Some(Err(_)), _) => {}
+            (Some(Ok(e)), Some(ext)) => e.ext_auth = Some(ext),
+            (None, Some(ext)) => {
+                extensions = Some(Ok(crate::Extensions {
+                    ext_auth: Some(ext),
+                    ..Default::default()
+                }))
+            }
         }
         let rule = Rule {
             route: route_name.clone(),
@@ -900,7 +913,6 @@ impl RuleCompiler<'_, '_> {
             timeouts: timeouts(rule.timeouts.as_ref()),
             retry: rule.retry.as_ref().map(|r| Box::new(retry_policy(r))),
             extensions: extensions.map(Box::new),
-            ext_auth: ext_auth.map(Box::new),
             authn: route_name.split_once('/').and_then(|(ns, name)| {
                 let rule_name = rule.name.as_deref();
                 self.resolver.authn.for_rule(self.kind, ns, name, rule_name)

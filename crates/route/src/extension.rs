@@ -12,10 +12,13 @@ use strait_config::httproute::HttpRouteFilter;
 use strait_config::traffic::DirectResponseSpec;
 use strait_config::{Document, Object, Resource};
 
-/// What a rule's extension filters do, in this order: the fault, then the
-/// direct answer.
+/// What a rule's extension filters do, in this order: the authorization
+/// service asked (its `ExternalAuth` filter, or why it cannot be, which
+/// answers 500), the fault, then the direct answer. Together in one box:
+/// most rules have none.
 #[derive(Debug, Default)]
 pub struct Extensions {
+    pub ext_auth: Option<Result<crate::ext_auth::ExtAuth, String>>,
     pub fault: Option<Fault>,
     pub direct: Option<Direct>,
 }

@@ -113,11 +113,9 @@ pub struct Rule {
     pub total_weight: u64,
     pub timeouts: Timeouts,
     pub retry: Option<Box<crate::RetryPolicy>>,
-    /// Fault injection and a direct answer, or why the rule's extension
-    /// filters cannot apply (500).
+    /// The authorization service asked, fault injection and a direct
+    /// answer, or why the rule's extension filters cannot apply (500).
     pub extensions: Option<Box<Result<crate::Extensions, String>>>,
-    /// The rule's `ExternalAuth` filter, or why it cannot be asked (500).
-    pub ext_auth: Option<Box<Result<crate::ext_auth::ExtAuth, String>>>,
     /// A SecurityPolicy's token check for the rule or its route.
     pub authn: Option<Arc<crate::authn::Authn>>,
 }
@@ -144,7 +142,6 @@ impl Rule {
             timeouts: Timeouts::default(),
             retry: None,
             extensions: None,
-            ext_auth: None,
             authn: None,
         }
     }

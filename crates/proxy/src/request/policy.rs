@@ -134,7 +134,7 @@ pub fn services(
     target: &Target<'_>,
 ) -> Result<Option<Asking>, ProxyError> {
     let policy = authenticated.and_then(|a| a.auth.ext.clone());
-    let filter = match rule.ext_auth.as_deref() {
+    let filter = match filter_of(rule) {
         None => false,
         Some(Ok(_)) => true,
         Some(Err(why)) => {
@@ -152,6 +152,15 @@ pub fn services(
         filter,
         host: target.host.to_string(),
     }))
+}
+
+/// The rule's `ExternalAuth` filter, if its extension filters compiled
+/// (if not, they answer 500 before anything is asked).
+fn filter_of(rule: &Rule) -> Option<&Result<ExtAuth, String>> {
+    match rule.extensions.as_deref() {
+        Some(Ok(e)) => e.ext_auth.as_ref(),
+        _ => None,
+    }
 }
 
 /// The authorization services a request is to be asked about: its
@@ -214,7 +223,7 @@ async fn ask<B>(
         }
     }
     let mut all = Changes::default();
-    let filter = match rule.ext_auth.as_deref() {
+    let filter = match filter_of(rule) {
         Some(Ok(ext)) if asking.filter => Some(ext),
         _ => None,
     };
