@@ -626,3 +626,156 @@ spec:
         "authentication comes first"
     );
 }
+
+/// A key set an issuer publishes at a URL, served by the test: what it
+/// answers can change, and it counts the fetches.
+#[derive(Clone, Default)]
+struct Published(std::sync::Arc<std::sync::Mutex<(u16, String, usize)>>);
+
+impl Published {
+    fn set(&self, status: u16, body: String) {
+        let mut p = self.0.lock().expect("published");
+        (p.0, p.1) = (status, body);
+    }
+
+    fn fetches(&self) -> usize {
+        self.0.lock().expect("published").2
+    }
+
+    async fn serve(self) -> u16 {
+        serve_loopback(move |_req| {
+            let this = self.clone();
+            async move {
+                let (status, body) = {
+                    let mut p = this.0.lock().expect("published");
+                    p.2 += 1;
+                    (p.0, p.1.clone())
+                };
+                let answer = http::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                    .expect("answer");
+                Ok::<_, std::convert::Infallible>(answer)
+            }
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_remote_key_set_is_fetched_followed_through_rotation_and_kept_when_the_issuer_fails() {
+    let app = echo("shop", "shop-0");
+    let (a, b) = (Signer::new("a"), Signer::new("b"));
+    let published = Published::default();
+    published.set(200, json!({"keys": [a.jwk()]}).to_string());
+    let issuer = published.clone().serve().await;
+    let port = free_port();
+    let dir = TempDir::new();
+    let provider = |uri: String| {
+        format!("    providers:\n    - name: issuer\n      issuer: https://issuer.test\n      remoteJWKS: {{uri: '{uri}', cacheDuration: 1h}}\n      claimToHeaders: [{{claim: sub, header: x-user}}]\n")
+    };
+    let policy = |name: &str, rule: &str, uri: String| {
+        format!("---\napiVersion: policy.strait.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {{name: {name}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: {rule}}}]\n  jwt:\n{}", provider(uri))
+    };
+    let mut yaml = gateway_yaml(port)
+        + &service_yaml("shop", app.port, None)
+        + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n";
+    for rule in ["live", "dead"] {
+        yaml += &format!("  - name: {rule}\n    matches: [{{path: {{type: PathPrefix, value: /{rule}}}}}]\n    backendRefs: [{{name: shop, port: 80}}]\n");
+    }
+    let live = format!("http://127.0.0.1:{issuer}/jwks.json");
+    yaml += &policy("live", "live", live.clone());
+    yaml += &policy(
+        "dead",
+        "dead",
+        format!("http://127.0.0.1:{}/jwks.json", free_port()),
+    );
+    dir.write("gw.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+    let bearer = |s: &Signer, sub: &str| format!("Bearer {}", s.sign(&claims(json!({"sub": sub}))));
+
+    // Fetched at start: a token of key a passes.
+    let token = bearer(&a, "alice");
+    eventually(
+        5,
+        || gw.logs(),
+        || async {
+            let r = status(with(port, "/live", &[("authorization", &token)])).await;
+            (r.status == 200).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(published.fetches(), 1);
+
+    // The issuer rotates to key b: a token naming b fetches the set again
+    // (not at once, and only once), then passes; a's new tokens do not.
+    published.set(200, json!({"keys": [b.jwk()]}).to_string());
+    let token = bearer(&b, "bob");
+    let r = status(with(port, "/live", &[("authorization", &token)])).await;
+    assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
+    eventually(
+        12,
+        || format!("fetches: {}", published.fetches()),
+        || async {
+            let r = status(with(port, "/live", &[("authorization", &token)])).await;
+            (r.status == 200).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(r_user(port, &token).await, "bob");
+    assert_eq!(published.fetches(), 2, "one fetch for the rotation");
+    let r = status(with(
+        port,
+        "/live",
+        &[("authorization", &bearer(&a, "old"))],
+    ))
+    .await;
+    assert_eq!(r.status, 401, "key a left the set");
+
+    // The issuer fails: the last good set is kept.
+    published.set(503, "down".into());
+    let c = Signer::new("c");
+    let r = status(with(
+        port,
+        "/live",
+        &[("authorization", &bearer(&c, "carol"))],
+    ))
+    .await;
+    assert_eq!(r.status, 401);
+    eventually(
+        12,
+        || gw.logs(),
+        || async {
+            gw.logs()
+                .lines()
+                .any(|l| l.contains(&live) && l.contains("kept_last_good=true"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        r_user(port, &bearer(&b, "bea")).await,
+        "bea",
+        "b still accepted"
+    );
+
+    // An issuer never reached: its tokens are refused, saying why.
+    let r = status(with(port, "/dead", &[("authorization", &bearer(&a, "x"))])).await;
+    assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("has not been fetched"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+/// The user the backend was told, for a token that passes.
+async fn r_user(port: u16, token: &str) -> String {
+    let r = status(with(port, "/live", &[("authorization", token)])).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["headers"]["X-User"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}

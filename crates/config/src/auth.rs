@@ -211,9 +211,12 @@ pub struct JwtProvider {
     #[serde(default)]
     pub audiences: Vec<String>,
     /// The issuer's public keys, a JSON Web Key Set (a ConfigMap's key
-    /// `jwks`).
+    /// `jwks`). This or `remoteJWKS`.
     #[serde(rename = "localJWKS")]
-    pub local_jwks: InlineOrRef,
+    pub local_jwks: Option<InlineOrRef>,
+    /// Where the issuer publishes its key set, fetched and refreshed.
+    #[serde(rename = "remoteJWKS")]
+    pub remote_jwks: Option<RemoteJwks>,
     /// Where the token is; default `Authorization: Bearer TOKEN`.
     pub extract_from: Option<ExtractFrom>,
     /// Claims copied to request headers for the backend (top-level claims;
@@ -223,6 +226,17 @@ pub struct JwtProvider {
     /// Keep the token for the backend (by default it is removed).
     #[serde(default)]
     pub forward: bool,
+}
+
+/// An issuer's key set at a URL (`http` or `https`, checked against the
+/// system's roots), fetched at start and every `cacheDuration` (default
+/// `300s`), sooner when a token names a key the set lacks.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoteJwks {
+    pub uri: String,
+    pub cache_duration: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

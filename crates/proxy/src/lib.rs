@@ -20,6 +20,7 @@ pub mod ctx;
 pub mod dial;
 pub mod ext_authz;
 mod headers;
+pub mod jwks;
 pub mod l4;
 pub mod limits;
 pub mod linger;

@@ -249,6 +249,9 @@ pub async fn run(opts: GatewayOptions, shutdown: impl Future<Output = ()>) -> an
     report(&problems);
     let sidecar = opts.sidecar.clone().map(crate::sidecar::Sidecar::new);
     let shared = Shared::new(snapshot, (opts.stream_limits, opts.http_limits), sidecar);
+    shared
+        .jwks
+        .track(shared.live.load().snapshot.authn.remote_jwks());
     if let Some(log) = &opts.access_log {
         let dropped = shared.metrics.access_log_dropped.clone();
         let log = crate::access_log::AccessLog::open(log, dropped)

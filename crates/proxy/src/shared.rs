@@ -27,6 +27,8 @@ pub struct Shared {
     pub traces: std::sync::OnceLock<crate::traces::Traces>,
     /// Tokens SecurityPolicies accepted, emptied with each configuration.
     pub tokens: crate::token_cache::TokenCache,
+    /// Issuers' key sets fetched from their URLs.
+    pub jwks: crate::jwks::Jwks,
 }
 
 impl Shared {
@@ -51,6 +53,7 @@ impl Shared {
             access_log: std::sync::OnceLock::new(),
             traces: std::sync::OnceLock::new(),
             tokens: Default::default(),
+            jwks: Default::default(),
         })
     }
 }
@@ -61,6 +64,7 @@ impl Shared {
     pub fn install(&self, snapshot: Snapshot) {
         let old = self.live.load();
         let live = live(snapshot, self.sidecar.as_ref(), Some(&old));
+        self.jwks.track(live.snapshot.authn.remote_jwks());
         self.live.store(Arc::new(live));
         self.tokens.clear();
     }

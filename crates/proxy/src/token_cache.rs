@@ -37,8 +37,8 @@ impl TokenCache {
         self.lock().clear();
     }
 
-    /// The cache as `auth` sees it, now.
-    pub fn memo<'a>(&'a self, auth: &'a Arc<Authn>) -> PolicyMemo<'a> {
+    /// The cache as `auth` sees it, now, with the key sets fetched.
+    pub fn memo<'a>(&'a self, auth: &'a Arc<Authn>, jwks: &'a crate::jwks::Jwks) -> PolicyMemo<'a> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -46,6 +46,7 @@ impl TokenCache {
             cache: self,
             auth,
             now,
+            jwks,
         }
     }
 
@@ -58,9 +59,18 @@ pub struct PolicyMemo<'a> {
     cache: &'a TokenCache,
     auth: &'a Arc<Authn>,
     now: i64,
+    jwks: &'a crate::jwks::Jwks,
 }
 
 impl Memo for PolicyMemo<'_> {
+    fn keys(&self, uri: &str) -> Option<Arc<strait_route::authn::KeySet>> {
+        self.jwks.keys(uri)
+    }
+
+    fn missing_key(&self, uri: &str) {
+        self.jwks.missing_key(uri);
+    }
+
     fn get(&self, provider: usize, token: &str) -> Option<Arc<Map<String, Value>>> {
         let map = self.cache.lock();
         let e = map.get(token)?;
@@ -120,12 +130,16 @@ mod tests {
     fn an_entry_answers_its_own_policy_until_its_expiry_and_the_cache_is_bounded() {
         let cache = TokenCache::default();
         let (a, b) = (auth(), auth());
-        let memo = cache.memo(&a);
+        let jwks = crate::jwks::Jwks::default();
+        let memo = cache.memo(&a, &jwks);
         let now = memo.now;
         memo.put(0, "t", &claims(now + 600));
         assert!(memo.get(0, "t").is_some());
         assert!(memo.get(1, "t").is_none(), "another provider");
-        assert!(cache.memo(&b).get(0, "t").is_none(), "another policy");
+        assert!(
+            cache.memo(&b, &jwks).get(0, "t").is_none(),
+            "another policy"
+        );
         memo.put(0, "old", &claims(now - LEEWAY as i64 - 1));
         assert!(memo.get(0, "old").is_none(), "past exp and the skew");
         memo.put(7, "undated", &Arc::new(Map::new()));

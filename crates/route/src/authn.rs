@@ -51,6 +51,13 @@ pub struct Authn {
 pub trait Memo {
     fn get(&self, provider: usize, token: &str) -> Option<Arc<Map<String, Value>>>;
     fn put(&self, provider: usize, token: &str, claims: &Arc<Map<String, Value>>);
+    /// The key set last fetched from `uri` (a `remoteJWKS`), if any.
+    fn keys(&self, _uri: &str) -> Option<Arc<KeySet>> {
+        None
+    }
+    /// A token named a key the set from `uri` lacks: the issuer may have
+    /// rotated its keys.
+    fn missing_key(&self, _uri: &str) {}
 }
 
 /// No memory: every token is checked.
@@ -67,13 +74,58 @@ impl Memo for NoMemo {
 pub struct Provider {
     pub name: String,
     sources: Vec<TokenSource>,
-    keys: Vec<Key>,
+    keys: Keys,
     issuer: Option<String>,
     audiences: Vec<String>,
     /// (claim, header): copied for the backend.
     pub claims: Vec<(String, HeaderName)>,
     pub forward: bool,
 }
+
+/// Where a provider's keys are: compiled with the configuration, or
+/// fetched from a URL by the proxy (asked of the [`Memo`]).
+#[derive(Debug)]
+enum Keys {
+    Local(KeySet),
+    Remote(Remote),
+}
+
+/// A `remoteJWKS`: where, and how often it is fetched again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub uri: String,
+    pub refresh: std::time::Duration,
+}
+
+/// The signing keys of a JSON Web Key Set.
+#[derive(Debug)]
+pub struct KeySet(Vec<Key>);
+
+impl KeySet {
+    /// The set in `text`; keys that cannot check tokens are left out,
+    /// each with a warning (an error when none is left).
+    pub fn parse(text: &str) -> Result<(KeySet, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        let keys = keys_of(text, "", &mut warnings).map_err(|(_, e)| e)?;
+        let said = warnings
+            .into_iter()
+            .map(|(at, w)| format!("{}: {w}", at.trim()))
+            .collect();
+        Ok((KeySet(keys), said))
+    }
+
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Envoy Gateway's default refresh of a remote key set.
+pub const REMOTE_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
 
 struct Key {
     kid: Option<String>,
@@ -209,7 +261,7 @@ impl Authn {
             };
             let claims = match memo.get(p, token) {
                 Some(claims) => claims,
-                None => match provider.check(token) {
+                None => match provider.check(token, memo) {
                     Ok(claims) => {
                         let claims = Arc::new(claims);
                         memo.put(p, token, &claims);
@@ -309,15 +361,28 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Provider {
-    fn check(&self, token: &str) -> Result<Map<String, Value>, String> {
+    fn check(&self, token: &str, memo: &dyn Memo) -> Result<Map<String, Value>, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| describe(e.kind()))?;
-        let candidates: Vec<&Key> = self
-            .keys
+        let fetched;
+        let set = match &self.keys {
+            Keys::Local(set) => set,
+            Keys::Remote(remote) => {
+                fetched = memo
+                    .keys(&remote.uri)
+                    .ok_or("the issuer's key set has not been fetched")?;
+                &*fetched
+            }
+        };
+        let candidates: Vec<&Key> = set
+            .0
             .iter()
             .filter(|k| header.kid.is_none() || k.kid == header.kid)
             .filter(|k| k.algorithms.contains(&header.alg))
             .collect();
         if candidates.is_empty() {
+            if let (Keys::Remote(remote), Some(_)) = (&self.keys, &header.kid) {
+                memo.missing_key(&remote.uri);
+            }
             return Err(match header.kid {
                 Some(kid) => format!("no key {kid:?} for {:?}", header.alg),
                 None => format!("no key for {:?}", header.alg),
@@ -490,6 +555,23 @@ impl AuthnTable {
         }
     }
 
+    /// Every remote key set a policy names, once each (the shortest
+    /// refresh among those naming it).
+    pub fn remote_jwks(&self) -> Vec<Remote> {
+        let mut out: Vec<Remote> = Vec::new();
+        let providers = self.policies.iter().flat_map(|p| &p.auth.providers);
+        for remote in providers.filter_map(|p| match &p.keys {
+            Keys::Remote(r) => Some(r),
+            Keys::Local(_) => None,
+        }) {
+            match out.iter_mut().find(|o| o.uri == remote.uri) {
+                Some(o) => o.refresh = o.refresh.min(remote.refresh),
+                None => out.push(remote.clone()),
+            }
+        }
+        out
+    }
+
     /// What the compile found wrong, once.
     pub fn take_problems(&mut self) -> Vec<Problem> {
         std::mem::take(&mut self.problems)
@@ -644,15 +726,28 @@ fn compile_provider(
     (at, warnings): (&str, &mut Vec<Finding>),
 ) -> Result<Provider, Vec<Finding>> {
     let mut errors = Vec::new();
-    let jwks_at = format!("{at}.localJWKS");
-    let keys = match jwks_text(docs, ns, p, &jwks_at) {
-        Ok(text) => keys_of(&text, &jwks_at, warnings).unwrap_or_else(|e| {
-            errors.push(e);
-            Vec::new()
-        }),
-        Err(e) => {
-            errors.push(e);
-            Vec::new()
+    let keys = match (&p.local_jwks, &p.remote_jwks) {
+        (Some(local), None) => {
+            let jwks_at = format!("{at}.localJWKS");
+            let text = crate::extension::config_text(docs, ns, local, "jwks")
+                .map_err(|e| (jwks_at.clone(), e));
+            let keys = text.and_then(|text| keys_of(&text, &jwks_at, warnings));
+            Keys::Local(KeySet(keys.unwrap_or_else(|e| {
+                errors.push(e);
+                Vec::new()
+            })))
+        }
+        (None, Some(remote)) => match remote_of(remote, &format!("{at}.remoteJWKS")) {
+            Ok(r) => Keys::Remote(r),
+            Err(e) => {
+                errors.push(e);
+                Keys::Local(KeySet(Vec::new()))
+            }
+        },
+        _ => {
+            let msg = "needs exactly one of localJWKS and remoteJWKS";
+            errors.push((at.to_string(), msg.into()));
+            Keys::Local(KeySet(Vec::new()))
         }
     };
     let mut claims = Vec::new();
@@ -711,8 +806,29 @@ fn sources(p: &JwtProvider, at: &str, errors: &mut Vec<Finding>) -> Vec<TokenSou
     out
 }
 
-fn jwks_text(docs: &[Document], ns: &str, p: &JwtProvider, at: &str) -> Result<String, Finding> {
-    crate::extension::config_text(docs, ns, &p.local_jwks, "jwks").map_err(|e| (at.to_string(), e))
+fn remote_of(r: &strait_config::auth::RemoteJwks, at: &str) -> Result<Remote, Finding> {
+    let uri: http::Uri = r
+        .uri
+        .parse()
+        .map_err(|e| (format!("{at}.uri"), format!("{:?}: {e}", r.uri)))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        let msg = format!("{:?} is not an http or https URL", r.uri);
+        return Err((format!("{at}.uri"), msg));
+    }
+    let refresh = match &r.cache_duration {
+        None => REMOTE_REFRESH,
+        Some(d) => strait_config::duration::parse(d)
+            .ok()
+            .filter(|d| *d >= std::time::Duration::from_secs(1))
+            .ok_or_else(|| {
+                let msg = format!("{d:?} is not a duration of 1s or more");
+                (format!("{at}.cacheDuration"), msg)
+            })?,
+    };
+    Ok(Remote {
+        uri: r.uri.clone(),
+        refresh,
+    })
 }
 
 /// The set's signing keys, each with the algorithms it may check. A key
@@ -852,6 +968,52 @@ mod tests {
         let problems = t.take_problems();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].message.contains("shop/older"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_remote_key_set_is_one_url_named_once_with_its_shortest_refresh() {
+        let remote = |name: &str, jwks: &str| {
+            format!("---\napiVersion: policy.strait.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: {name}}}]\n  jwt:\n    providers: [{{name: p, {jwks}}}]\n")
+        };
+        let yaml = [
+            remote("a", "remoteJWKS: {uri: 'https://issuer.example/jwks', cacheDuration: 10m}"),
+            remote("b", "remoteJWKS: {uri: 'https://issuer.example/jwks', cacheDuration: 30s}"),
+            remote("c", "remoteJWKS: {uri: 'https://other.example/jwks'}"),
+            remote("d", "remoteJWKS: {uri: 'ftp://x/jwks'}"),
+            remote("e", "remoteJWKS: {uri: 'https://x/jwks', cacheDuration: 0s}"),
+            remote("f", &format!("remoteJWKS: {{uri: 'https://x/jwks'}}, localJWKS: {{type: Inline, inline: '{JWKS}'}}")),
+        ]
+        .concat();
+        let mut t = table(&yaml);
+        let wanted = t.remote_jwks();
+        assert_eq!(
+            wanted,
+            [
+                Remote {
+                    uri: "https://issuer.example/jwks".into(),
+                    refresh: std::time::Duration::from_secs(30)
+                },
+                Remote {
+                    uri: "https://other.example/jwks".into(),
+                    refresh: REMOTE_REFRESH
+                },
+            ]
+        );
+        let said: Vec<String> = t
+            .take_problems()
+            .iter()
+            .map(|p| format!("{} {}", p.path, p.message))
+            .collect();
+        for expected in [
+            "spec.jwt.providers[0].remoteJWKS.uri \"ftp://x/jwks\" is not an http or https URL",
+            "spec.jwt.providers[0].remoteJWKS.cacheDuration \"0s\" is not a duration of 1s or more",
+            "spec.jwt.providers[0] needs exactly one of localJWKS and remoteJWKS",
+        ] {
+            assert!(
+                said.iter().any(|s| s.starts_with(expected)),
+                "{expected}: {said:?}"
+            );
+        }
     }
 
     #[test]

@@ -105,7 +105,11 @@ fn proxy<'s>(
         let selected = {
             let target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
-            let tokens = (&shared.tokens, shared.http_limits.trusted_hops);
+            let tokens = (
+                &shared.tokens,
+                &shared.jwks,
+                shared.http_limits.trusted_hops,
+            );
             let attached = (&selected.matched(), live.authn.as_ref());
             authenticated = policy::authenticate(attached, &req, tokens, ctx)?;
             policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;

@@ -37,7 +37,7 @@ pub struct Authenticated {
 pub fn authenticate<B>(
     (matched, workload): (&Matched<'_>, Option<&Arc<Authn>>),
     req: &Request<B>,
-    (tokens, hops): (&TokenCache, usize),
+    (tokens, jwks, hops): (&TokenCache, &crate::jwks::Jwks, usize),
     ctx: &mut RequestCtx,
 ) -> Result<Option<Authenticated>, ProxyError> {
     let attached = match ctx.conn.role {
@@ -60,7 +60,7 @@ pub fn authenticate<B>(
         }
     }
     let policy = auth.policy.clone();
-    let memo = tokens.memo(auth);
+    let memo = tokens.memo(auth, jwks);
     let identity = match auth.check(req.headers(), req.uri().query(), &memo) {
         Ok(identity) => identity,
         Err((_, Failure::Broken(why))) => return Err(ProxyError::PolicyInvalid { policy, why }),

@@ -1,0 +1,174 @@
+//! Issuers' key sets fetched from their URLs (`remoteJWKS`): each set is
+//! fetched when a configuration first names it, again every refresh
+//! period, and sooner — at most every [`MIN_INTERVAL`] — when a token names
+//! a key the set lacks (the issuer rotated its keys). A failed fetch keeps
+//! the last good set and is tried again after 1 s, doubling up to the
+//! refresh period; until a first fetch succeeds, tokens of that issuer are
+//! refused (`401`, saying why). A set no configuration names any more
+//! stops being fetched.
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use strait_route::authn::{KeySet, Remote};
+use tokio::sync::Notify;
+
+/// Sooner than this after a fetch, a missing key does not fetch again.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// A fetch's limit, connection to last byte.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A key set larger than this is refused.
+const MAX_SET: usize = 1024 * 1024;
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
+
+#[derive(Default)]
+pub struct Jwks {
+    sets: ArcSwap<HashMap<String, Arc<Set>>>,
+}
+
+struct Set {
+    remote: Remote,
+    keys: ArcSwapOption<KeySet>,
+    /// A token named a key the set lacks.
+    kick: Notify,
+    stopped: AtomicBool,
+}
+
+impl Jwks {
+    /// The last set fetched from `uri`.
+    pub fn keys(&self, uri: &str) -> Option<Arc<KeySet>> {
+        self.sets.load().get(uri)?.keys.load_full()
+    }
+
+    pub fn missing_key(&self, uri: &str) {
+        if let Some(set) = self.sets.load().get(uri) {
+            set.kick.notify_one();
+        }
+    }
+
+    /// Fetches what `wanted` names from now on; stops fetching the rest.
+    /// A set whose refresh period changed starts over.
+    pub fn track(&self, wanted: Vec<Remote>) {
+        let old = self.sets.load_full();
+        if wanted.is_empty() && old.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut sets = HashMap::new();
+        for remote in wanted {
+            let kept = old.get(&remote.uri).filter(|s| s.remote == remote);
+            let set = match kept {
+                Some(set) => set.clone(),
+                None => {
+                    let set = Arc::new(Set {
+                        keys: ArcSwapOption::new(
+                            old.get(&remote.uri).and_then(|s| s.keys.load_full()),
+                        ),
+                        remote,
+                        kick: Notify::new(),
+                        stopped: AtomicBool::new(false),
+                    });
+                    runtime.spawn(refresh(set.clone()));
+                    set
+                }
+            };
+            sets.insert(set.remote.uri.clone(), set);
+        }
+        for (uri, set) in old.iter() {
+            if !sets.get(uri).is_some_and(|s| Arc::ptr_eq(s, set)) {
+                set.stopped.store(true, Ordering::Relaxed);
+                set.kick.notify_one();
+            }
+        }
+        self.sets.store(Arc::new(sets));
+    }
+}
+
+/// Fetches `set` until it is stopped.
+async fn refresh(set: Arc<Set>) {
+    let client = match client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(uri = set.remote.uri, error = %e, "cannot fetch key sets");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let wait = match fetch(&client, &set.remote.uri).await {
+            Ok((keys, warnings)) => {
+                for w in warnings {
+                    tracing::warn!(uri = set.remote.uri, "key set: {w}");
+                }
+                tracing::info!(uri = set.remote.uri, keys = keys.len(), "key set fetched");
+                set.keys.store(Some(Arc::new(keys)));
+                backoff = Duration::from_secs(1);
+                set.remote.refresh
+            }
+            Err(why) => {
+                let kept = set.keys.load().is_some();
+                tracing::warn!(
+                    uri = set.remote.uri,
+                    why,
+                    kept_last_good = kept,
+                    "key set fetch failed"
+                );
+                let wait = backoff.min(set.remote.refresh);
+                backoff = (backoff * 2).min(set.remote.refresh);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = set.kick.notified() => {
+                // Kicked early: not sooner than the minimum interval.
+                tokio::time::sleep(MIN_INTERVAL).await;
+            }
+        }
+        if set.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+fn client() -> Result<Client, std::io::Error> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
+}
+
+async fn fetch(client: &Client, uri: &str) -> Result<(KeySet, Vec<String>), String> {
+    let uri: http::Uri = uri.parse().map_err(|e| format!("{e}"))?;
+    let asked = async {
+        let response = client.get(uri).await.map_err(|e| format!("{e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        let body = http_body_util::Limited::new(response.into_body(), MAX_SET)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the set: {e}"))?;
+        Ok(body.to_bytes())
+    };
+    let body = tokio::time::timeout(FETCH_TIMEOUT, asked)
+        .await
+        .map_err(|_| format!("no answer in {FETCH_TIMEOUT:?}"))??;
+    let text = std::str::from_utf8(&body).map_err(|_| "the set is not UTF-8".to_string())?;
+    KeySet::parse(text)
+}
