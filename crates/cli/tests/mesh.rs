@@ -55,7 +55,7 @@ struct Shop {
     // Kept alive for the test's length.
     _v2: Sidecar,
     _echoes: Vec<Echo>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// checkout-api calls payment (v1 and v2, each behind its sidecar);
@@ -91,7 +91,7 @@ async fn shop_with(extra: &[&str], more_yaml: &str) -> Shop {
         v1_echo_port: v1.port,
         _v2: v2_sidecar,
         _echoes: vec![checkout, v1, v2],
-        _dir: dir,
+        dir,
     }
 }
 
@@ -245,6 +245,47 @@ spec:
     let other = common::jwt::Signer::new("k").sign(&common::jwt::claims(serde_json::json!({})));
     let r = call(out, url, &[("authorization", &format!("Bearer {other}"))]).await;
     assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
+    // An AuthorizationPolicy may name the token's principal and claims:
+    // only alice (iss/sub) with the admin claim may call v1 now.
+    let who = "---\napiVersion: policy.strait.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: payment-admins, namespace: shop}\nspec:\n  targetRefs: [{group: apps, kind: Deployment, name: payment-v1}]\n  rules:\n  - from: [{requestPrincipals: ['https://issuer.test/al*'], claims: [{name: admin, values: ['true']}]}]\n";
+    shop.dir.write("who.yaml", who);
+    let sign =
+        |claims: serde_json::Value| format!("Bearer {}", signer.sign(&common::jwt::claims(claims)));
+    eventually(
+        10,
+        || "the AuthorizationPolicy never applied".into(),
+        || async {
+            let r = call(
+                out,
+                url,
+                &[("authorization", &sign(serde_json::json!({"sub": "bob"})))],
+            )
+            .await;
+            (r.status == 403).then_some(())
+        },
+    )
+    .await;
+    let r = call(
+        out,
+        url,
+        &[("authorization", &sign(serde_json::json!({"sub": "bob"})))],
+    )
+    .await;
+    assert_eq!(r.reason(), Some("authz_denied"));
+    let r = call(
+        out,
+        url,
+        &[("authorization", &sign(serde_json::json!({"admin": false})))],
+    )
+    .await;
+    assert_eq!(r.status, 403, "alice without the claim");
+    let r = call(out, url, &[("authorization", &sign(serde_json::json!({})))]).await;
+    assert_eq!(
+        r.status,
+        200,
+        "alice, admin: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     // payment-v2 has no policy: its calls pass without a token.
     assert_eq!(
         call(out, "http://payment-v2.shop/pay", &[]).await.status,

@@ -81,6 +81,14 @@ pub struct AuthorizationSource {
     /// Callers that proved no identity (plaintext).
     #[serde(default)]
     pub unauthenticated: bool,
+    /// `issuer/subject` of the request's token, as the workload's
+    /// SecurityPolicy verified it: exact, `*`, `prefix*` or `*suffix`.
+    #[serde(default)]
+    pub request_principals: Vec<String>,
+    /// Claims of that token: each must have one of its values (nested
+    /// as `a.b`; a list claim contains one).
+    #[serde(default)]
+    pub claims: Vec<crate::auth::JwtClaim>,
 }
 
 /// A request; every field given must match. HTTP fields never match a

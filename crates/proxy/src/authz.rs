@@ -28,6 +28,7 @@ pub fn check_request(
     metrics: &Metrics,
     conn: &ConnInfo,
     (method, path, headers, host): (&Method, &str, &HeaderMap, &str),
+    token: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<(), ProxyError> {
     let ns = &sidecar.options.namespace;
     if !snapshot.security.guards(ns) {
@@ -36,6 +37,7 @@ pub fn check_request(
     let service = snapshot.mesh.service_of(host, ns);
     let call = Call {
         peer: conn.peer.as_deref(),
+        token,
         port: port_of(sidecar, conn),
         http: Some(HttpCall {
             method: method.as_str(),
@@ -66,6 +68,7 @@ pub fn check_request(
 pub fn check_connection(shared: &Shared, sidecar: &Sidecar, peer: Option<&str>, port: u16) -> bool {
     let call = Call {
         peer,
+        token: None,
         port,
         http: None,
     };

@@ -96,6 +96,12 @@ impl JwtMatch {
     }
 }
 
+/// Whether claim `name` (nested as `a.b`) has one of `values`, as text.
+pub fn claim_has(claims: &Map<String, Value>, name: &str, values: &[String]) -> bool {
+    let path: Vec<String> = name.split('.').map(str::to_string).collect();
+    claim(claims, &path).is_some_and(|v| texts(v).iter().any(|t| values.contains(t)))
+}
+
 fn claim<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;
     rest.iter()

@@ -69,6 +69,9 @@ pub struct SecurityTable {
 pub struct Call<'a> {
     /// The caller's SPIFFE ID, when it proved one.
     pub peer: Option<&'a str>,
+    /// The claims of the request's token, when the workload's
+    /// SecurityPolicy verified one.
+    pub token: Option<&'a serde_json::Map<String, serde_json::Value>>,
     /// The port the caller asked for.
     pub port: u16,
     /// `None` for a TCP connection.
@@ -294,7 +297,7 @@ impl AuthzRule {
             || self
                 .from
                 .iter()
-                .any(|s| source_matches(s, policy_ns, call.peer)))
+                .any(|s| source_matches(s, policy_ns, call.peer) && token_matches(s, call.token)))
             && (self.to.is_empty() || self.to.iter().any(|o| operation_matches(o, call)))
     }
 }
@@ -345,6 +348,40 @@ fn source_matches(s: &AuthorizationSource, policy_ns: &str, peer: Option<&str>) 
         return false;
     }
     true
+}
+
+/// A source's `requestPrincipals` and `claims`, against the request's
+/// verified token (none: neither matches).
+fn token_matches(
+    s: &AuthorizationSource,
+    token: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> bool {
+    if s.request_principals.is_empty() && s.claims.is_empty() {
+        return true;
+    }
+    let Some(claims) = token else {
+        return false;
+    };
+    let text = |k: &str| claims.get(k).and_then(|v| v.as_str());
+    let principal = text("iss")
+        .zip(text("sub"))
+        .map(|(i, s)| format!("{i}/{s}"));
+    let principal_ok = s.request_principals.is_empty()
+        || principal.is_some_and(|p| s.request_principals.iter().any(|w| wildcard(w, &p)));
+    principal_ok
+        && s.claims
+            .iter()
+            .all(|c| crate::callers::claim_has(claims, &c.name, &c.values))
+}
+
+/// `*`, `prefix*`, `*suffix`, or exact.
+fn wildcard(want: &str, have: &str) -> bool {
+    match (want.strip_prefix('*'), want.strip_suffix('*')) {
+        _ if want == "*" => true,
+        (Some(suffix), _) => have.ends_with(suffix),
+        (None, Some(prefix)) => have.starts_with(prefix),
+        (None, None) => want == have,
+    }
 }
 
 fn operation_matches(o: &AuthorizationOperation, call: &Call<'_>) -> bool {
@@ -514,6 +551,37 @@ pub(crate) fn problems(docs: &[Document], out: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_principals_and_claims_match_the_verified_token_only() {
+        let source: AuthorizationSource = serde_json::from_value(serde_json::json!({
+            "requestPrincipals": ["https://issuer.test/*", "*@example.com"],
+            "claims": [{"name": "org.groups", "values": ["admins"]}]
+        }))
+        .expect("source");
+        let token = |v: serde_json::Value| v.as_object().cloned().expect("object");
+        let good = token(
+            serde_json::json!({"iss": "https://issuer.test", "sub": "alice", "org": {"groups": ["ops", "admins"]}}),
+        );
+        assert!(token_matches(&source, Some(&good)));
+        let other_group = token(
+            serde_json::json!({"iss": "https://issuer.test", "sub": "alice", "org": {"groups": "ops"}}),
+        );
+        assert!(!token_matches(&source, Some(&other_group)));
+        let suffix = token(
+            serde_json::json!({"iss": "x", "sub": "bob@example.com", "org": {"groups": "admins"}}),
+        );
+        assert!(token_matches(&source, Some(&suffix)));
+        let no_sub =
+            token(serde_json::json!({"iss": "https://issuer.test", "org": {"groups": "admins"}}));
+        assert!(!token_matches(&source, Some(&no_sub)));
+        assert!(!token_matches(&source, None), "no token");
+        assert!(
+            token_matches(&AuthorizationSource::default(), None),
+            "nothing asked"
+        );
+        assert!(wildcard("*", "a/b") && wildcard("a/*", "a/b") && !wildcard("a/b", "a/bc"));
+    }
+
     use super::*;
     use std::path::Path;
 
@@ -540,6 +608,7 @@ mod tests {
     ) -> Call<'a> {
         Call {
             peer,
+            token: None,
             port: 8080,
             http: Some(HttpCall {
                 method,
@@ -598,6 +667,7 @@ mod tests {
         // The port rule: a TCP connection from ops on 9090.
         let tcp = Call {
             peer: Some(OTHER_NS),
+            token: None,
             port: 9090,
             http: None,
         };
@@ -609,6 +679,7 @@ mod tests {
                 "cart",
                 &Call {
                     peer: None,
+                    token: None,
                     port: 80,
                     http: None
                 }

@@ -112,7 +112,8 @@ fn proxy<'s>(
             );
             let attached = (&selected.matched(), live.authn.as_ref());
             authenticated = policy::authenticate(attached, &req, tokens, ctx)?;
-            policy::authorize(snapshot, sidecar, &shared.metrics, ctx, &req, &target)?;
+            let guards = (&**snapshot, sidecar, &shared.metrics);
+            policy::authorize(guards, ctx, (&req, &target), authenticated.as_ref())?;
             asking = policy::services(authenticated.as_ref(), selected.matched().rule, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);

@@ -29,6 +29,8 @@ use strait_route::{Direct, Matched, Rule, Snapshot};
 pub struct Authenticated {
     auth: Arc<Authn>,
     set: Vec<(HeaderName, HeaderValue)>,
+    /// The verified token's claims, for AuthorizationPolicy.
+    claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// The rule's (or its route's) SecurityPolicy, else its listener's — at a
@@ -96,6 +98,7 @@ pub fn authenticate<B>(
     let mut out = Authenticated {
         auth: auth.clone(),
         set: Vec::new(),
+        claims: identity.jwt.as_ref().map(|v| v.claims.clone()),
     };
     let said = |header: Option<&HeaderName>, text: Option<&str>| {
         let value = HeaderValue::from_str(text?).ok()?;
@@ -284,20 +287,20 @@ impl Authenticated {
     }
 }
 
-/// Inbound calls to a workload are checked against its policies.
+/// Inbound calls to a workload are checked against its policies, with
+/// the token its SecurityPolicy verified.
 pub fn authorize<B>(
-    snapshot: &Snapshot,
-    sidecar: Option<&Sidecar>,
-    metrics: &Metrics,
+    (snapshot, sidecar, metrics): (&Snapshot, Option<&Sidecar>, &Metrics),
     ctx: &RequestCtx,
-    req: &Request<B>,
-    target: &Target<'_>,
+    (req, target): (&Request<B>, &Target<'_>),
+    authenticated: Option<&Authenticated>,
 ) -> Result<(), ProxyError> {
     let (Role::Inbound, Some(sidecar)) = (ctx.conn.role, sidecar) else {
         return Ok(());
     };
     let call = (req.method(), req.uri().path(), req.headers(), &*target.host);
-    crate::authz::check_request(snapshot, sidecar, metrics, &ctx.conn, call)
+    let token = authenticated.and_then(|a| a.claims.as_deref());
+    crate::authz::check_request(snapshot, sidecar, metrics, &ctx.conn, call, token)
 }
 
 /// A rule's extension filters: a FaultInjection's delay, then perhaps its
