@@ -464,3 +464,89 @@ async fn grpc_call(port: u16, authority: &str, path: &str) -> (u16, http::Header
     let body = r.into_body().collect().await.expect("body").to_bytes();
     (status, headers, body)
 }
+
+/// A Gateway's `infrastructure.parametersRef` names a ConfigMap with the
+/// format of strait's own answers: every one of them comes out in it,
+/// with `x-strait-reason` still set; gRPC clients still get gRPC
+/// statuses, and a Gateway whose page cannot be found keeps plain text.
+#[tokio::test]
+async fn a_gateway_writes_strait_s_own_answers_in_its_own_format() {
+    let port = free_port();
+    let other = free_port();
+    let gateway = gateway_yaml(port).replace(
+        "spec:\n  gatewayClassName: strait\n",
+        "spec:\n  gatewayClassName: strait\n  infrastructure: {parametersRef: {group: \"\", kind: ConfigMap, name: errors}}\n",
+    );
+    let plain = format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: plain}}\nspec:\n  gatewayClassName: strait\n  infrastructure: {{parametersRef: {{group: \"\", kind: ConfigMap, name: missing}}}}\n  listeners:\n  - {{name: http, port: {other}, protocol: HTTP}}\n"
+    );
+    let yaml = gateway
+        + &plain
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: errors}\ndata:\n  errorContentType: application/json\n  errorBody: '{\"error\": {\"status\": {status}, \"reason\": \"{reason}\", \"message\": \"{message}\"}}'\n"
+        + "---\napiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec: {ports: [{name: http, port: 80}]}\n"
+        + &prefix_route("api", "/api", "empty", "")
+        + &prefix_route("other", "/", "empty", "").replace("parentRefs: [{name: gw}]", "parentRefs: [{name: plain}]");
+    let dir = TempDir::new();
+    dir.write("gw.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+
+    let r = send(get(port, "shop.example.com", "/nothing"))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 404, "{}", gw.logs());
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.reason(), Some("no_route"));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"error": {"status": 404, "reason": "no_route", "message": "no route matched"}})
+    );
+    let r = send(get(port, "shop.example.com", "/api"))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["reason"], "no_endpoints");
+    // A malformed request (Host twice) is answered in the same format.
+    let raw = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(
+        raw.contains("content-type: application/json") && raw.contains("\"reason\": \"bad_host\""),
+        "{raw}"
+    );
+    // gRPC clients get a gRPC status, whatever the page.
+    let r = send(request(
+        "POST",
+        port,
+        "shop.example.com",
+        "/nothing",
+        &[("content-type", "application/grpc")],
+    ))
+    .await
+    .expect("answer");
+    assert_eq!(r.headers["grpc-status"], "12");
+    // The Gateway whose ConfigMap is missing keeps plain text, warned.
+    let r = send(get(other, "shop.example.com", "/"))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 503);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/plain"));
+    let config = gw.config().await.to_string();
+    assert!(
+        config.contains("ConfigMap default/missing not found"),
+        "{config}"
+    );
+}

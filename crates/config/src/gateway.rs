@@ -21,7 +21,9 @@ pub struct GatewaySpec {
     /// one they bind `--bind-address`.
     #[serde(default)]
     pub addresses: Vec<GatewayAddress>,
-    /// Accepted for compatibility; strait does not provision infrastructure.
+    /// strait provisions no infrastructure; its `parametersRef` may name
+    /// a ConfigMap with the format of strait's own answers (an error
+    /// page), the rest is accepted for compatibility.
     pub infrastructure: Option<serde_json::Value>,
 }
 

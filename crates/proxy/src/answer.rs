@@ -10,6 +10,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use strait_route::authn::Method;
+use strait_route::error_page::ErrorPage;
 
 /// A response body: the backend's, streamed, or one strait wrote.
 pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
@@ -363,10 +364,25 @@ impl ProxyError {
 
     /// The answer: plain text, or a gRPC status for a gRPC client.
     pub fn response(&self, grpc: bool) -> Response<ResponseBody> {
+        self.response_in(grpc, None)
+    }
+
+    /// The answer, written as the listener's Gateway has it written
+    /// (`page`), if it does: an authorization service's own refusal is
+    /// relayed as it was, and gRPC clients get a gRPC status.
+    pub fn response_in(&self, grpc: bool, page: Option<&ErrorPage>) -> Response<ResponseBody> {
         let mut r = if grpc {
             self.grpc_status()
         } else if let ProxyError::ExtAuthDenied { refusal, .. } = self {
             self.relayed(refusal)
+        } else if let Some(page) = page {
+            let said = self.text();
+            let message = said.trim_end().trim_start_matches("strait: ");
+            let body = page.render(self.status().as_u16(), self.reason(), message);
+            let mut r = text(self.status(), body);
+            r.headers_mut()
+                .insert(CONTENT_TYPE, page.content_type.clone());
+            r
         } else {
             let body = match self.text() {
                 std::borrow::Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),

@@ -36,6 +36,7 @@ impl Default for CompileOptions {
 struct LiveListener<'a> {
     gateway_ns: &'a str,
     gateway: &'a str,
+    errors: Option<Arc<crate::error_page::ErrorPage>>,
     spec: &'a Listener,
     key: ListenKey,
     status: usize,
@@ -180,6 +181,8 @@ struct Gateways<'a> {
     /// with NotAllowedByListeners rather than "no such parent".
     other_protocols: Vec<(&'a str, &'a str, &'a Listener)>,
     taken: HashSet<(ListenKey, Option<&'a str>)>,
+    /// Each Gateway's error page, if it names one that resolves.
+    errors: HashMap<(&'a str, &'a str), Option<Arc<crate::error_page::ErrorPage>>>,
     port_protocol: HashMap<ListenKey, PortProtocol>,
 }
 
@@ -209,6 +212,7 @@ impl<'a> Gateways<'a> {
             other_protocols: Vec::new(),
             taken: HashSet::new(),
             port_protocol: HashMap::new(),
+            errors: HashMap::new(),
         }
     }
 
@@ -229,6 +233,17 @@ impl<'a> Gateways<'a> {
         for (path, msg) in &findings {
             problems.push(Problem::error(&doc.source, path.clone(), msg.clone()));
         }
+        let errors = match crate::error_page::of_gateway(self.docs, ns, &gw.spec) {
+            None => None,
+            Some(Ok(page)) => Some(Arc::new(page)),
+            Some(Err(msg)) => {
+                let msg = format!("{msg}; strait's own answers stay plain text");
+                let path = crate::error_page::PATH.to_string();
+                problems.push(Problem::warning(&doc.source, path, msg));
+                None
+            }
+        };
+        self.errors.insert((ns, name), errors);
         let mut status = GatewayStatus {
             namespace: ns.into(),
             name: name.into(),
@@ -315,6 +330,7 @@ impl<'a> Gateways<'a> {
         self.live.push(LiveListener {
             gateway_ns: ns,
             gateway: name,
+            errors: self.errors.get(&(ns, name)).cloned().flatten(),
             spec: l,
             key,
             status: at.0,
@@ -456,6 +472,9 @@ fn install_listener(
         ..PortTable::default()
     });
     table.tls.extend(l.certs);
+    if table.errors.is_none() {
+        table.errors = l.errors;
+    }
     // Conflicting (port, hostname) pairs were refused above, so this slot is free.
     table
         .listeners

@@ -131,6 +131,20 @@ fn direct(docs: &[Document], ns: &str, d: &Object<DirectResponseSpec>) -> Result
     })
 }
 
+/// The data of ConfigMap `ns/name`.
+pub(crate) fn config_map<'d>(
+    docs: &'d [Document],
+    ns: &str,
+    name: &str,
+) -> Option<&'d std::collections::BTreeMap<String, String>> {
+    docs.iter().find_map(|d| match &*d.resource {
+        Resource::ConfigMap(c) if c.metadata.namespace() == ns && c.metadata.name == name => {
+            Some(&c.body.data)
+        }
+        _ => None,
+    })
+}
+
 /// A text given inline or kept in a ConfigMap of namespace `ns` under
 /// `key`. `Err` says why there is none (with the field, when it is one
 /// below the value's own).
@@ -142,17 +156,11 @@ pub(crate) fn config_text(
 ) -> Result<String, String> {
     match (src.kind.as_str(), &src.inline, &src.value_ref) {
         ("Inline", Some(text), _) => Ok(text.clone()),
-        ("ValueRef", _, Some(r)) if r.group.is_empty() && r.kind == "ConfigMap" => docs
-            .iter()
-            .find_map(|d| match &*d.resource {
-                Resource::ConfigMap(c)
-                    if c.metadata.namespace() == ns && c.metadata.name == r.name =>
-                {
-                    c.body.data.get(key).cloned()
-                }
-                _ => None,
-            })
-            .ok_or_else(|| format!("valueRef: no ConfigMap {ns}/{} with a key {key}", r.name)),
+        ("ValueRef", _, Some(r)) if r.group.is_empty() && r.kind == "ConfigMap" => {
+            config_map(docs, ns, &r.name)
+                .and_then(|data| data.get(key).cloned())
+                .ok_or_else(|| format!("valueRef: no ConfigMap {ns}/{} with a key {key}", r.name))
+        }
         ("ValueRef", _, Some(_)) => {
             Err("valueRef: a valueRef is a ConfigMap ({group: \"\", kind: ConfigMap, name})".into())
         }

@@ -55,6 +55,9 @@ pub struct PortTable {
     pub listeners: HostTable<ListenerRoutes>,
     /// Certificates of the port's HTTPS listeners; empty for plain HTTP.
     pub tls: Vec<crate::tls::TlsCert>,
+    /// How strait's own answers are written here (the first Gateway's
+    /// on the port that names a page).
+    pub errors: Option<Arc<crate::error_page::ErrorPage>>,
 }
 
 #[derive(Debug)]

@@ -52,7 +52,12 @@ pub async fn handle(
         Ok(response) => response,
         Err(e) => {
             ctx.reason = Some(e.reason());
-            let mut response = e.response(ctx.grpc);
+            let live = shared.live.load();
+            let ports = &live.snapshot.ports;
+            let page = ports
+                .get(&ctx.conn.listen)
+                .and_then(|p| p.errors.as_deref());
+            let mut response = e.response_in(ctx.grpc, page);
             if http1 && e.closes() {
                 let close = http::HeaderValue::from_static("close");
                 response
