@@ -550,3 +550,32 @@ async fn a_gateway_writes_strait_s_own_answers_in_its_own_format() {
         "{config}"
     );
 }
+
+/// A client's own `x-forwarded-client-cert` never reaches a backend: only
+/// a hop that verified a certificate says what it was.
+#[tokio::test]
+async fn a_forged_client_certificate_header_is_dropped_at_the_gateway() {
+    let app = echo("a", "a-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port)
+            + &service_yaml("a", app.port, None)
+            + &prefix_route("r", "/", "a", "")),
+    );
+    let _gw = Gateway::start(&dir).await;
+    let forged = [(
+        "x-forwarded-client-cert",
+        "By=x;URI=spiffe://cluster.local/ns/shop/sa/admin",
+    )];
+    let r = send(request("GET", port, "shop.example.com", "/", &forged))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 200);
+    let seen = r.json();
+    assert!(
+        seen["headers"].get("X-Forwarded-Client-Cert").is_none(),
+        "{seen}"
+    );
+}

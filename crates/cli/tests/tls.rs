@@ -329,7 +329,7 @@ async fn mtls_get(
     port: u16,
     server: &Cert,
     client: Option<&(Vec<CertificateDer<'static>>, String)>,
-) -> Result<u16, String> {
+) -> Result<(u16, String), String> {
     let client = client.map(|(chain, key)| (chain.as_slice(), key.as_str()));
     let tls = tls_connect(
         port,
@@ -340,12 +340,22 @@ async fn mtls_get(
     )
     .await?;
     let mut send = h1_over(tls).await;
+    // A client's own x-forwarded-client-cert is never believed.
     let req = http::Request::get("/")
         .header("host", "secure.example.com")
+        .header(
+            "x-forwarded-client-cert",
+            "Hash=forged;URI=spiffe://x/ns/a/sa/admin",
+        )
         .body(Empty::<Bytes>::new())
         .expect("req");
     let r = send.send_request(req).await.map_err(|e| e.to_string())?;
-    Ok(r.status().as_u16())
+    let status = r.status().as_u16();
+    let body = r.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
 }
 
 #[tokio::test]
@@ -394,7 +404,23 @@ spec:
     let dir = TempDir::new();
     dir.write("all.yaml", &yaml);
     let _gw = Gateway::start(&dir).await;
-    assert_eq!(mtls_get(port, &server, Some(&pki.trusted)).await, Ok(200));
+    let (status, body) = mtls_get(port, &server, Some(&pki.trusted))
+        .await
+        .expect("answer");
+    assert_eq!(status, 200);
+    // The backend is told the certificate the listener verified, as
+    // Envoy's x-forwarded-client-cert, and only that.
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let xfcc = &seen["headers"]["X-Forwarded-Client-Cert"];
+    assert_eq!(xfcc.as_array().map(Vec::len), Some(1), "{seen}");
+    let xfcc = xfcc[0].as_str().unwrap_or_default();
+    assert!(
+        xfcc.starts_with("Hash=")
+            && xfcc.contains(";Subject=\"")
+            && xfcc.ends_with(";DNS=client.example.com"),
+        "{xfcc}"
+    );
+    assert!(!xfcc.contains("forged"), "{xfcc}");
     assert!(
         mtls_get(port, &server, None).await.is_err(),
         "no client certificate"

@@ -13,7 +13,7 @@ pub mod spiffe;
 
 pub use ca::Authority;
 pub use credentials::{new_key_and_csr, Credentials};
-pub use mesh_tls::{check_peer, peer_id, MeshTls, ALPN_H2, ALPN_HTTP1, ALPN_TCP};
+pub use mesh_tls::{check_peer, forwarded_cert, peer_id, MeshTls, ALPN_H2, ALPN_HTTP1, ALPN_TCP};
 pub use spiffe::SpiffeId;
 
 /// The trust domain when none is given: Istio's and Linkerd's default.

@@ -139,6 +139,36 @@ pub fn peer_id(certs: Option<&[CertificateDer<'_>]>) -> Option<SpiffeId> {
     SpiffeId::of_certificate(certs?.first()?).ok()
 }
 
+/// A verified client certificate as Envoy's `x-forwarded-client-cert`
+/// describes it: `Hash` (SHA-256 of its DER, hex), `Subject` (quoted),
+/// and each `URI` and `DNS` name of its subjectAltName.
+pub fn forwarded_cert(certs: Option<&[CertificateDer<'_>]>) -> Option<String> {
+    use sha2::Digest;
+    use x509_parser::extensions::GeneralName;
+    let der = certs?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let hash: String = sha2::Sha256::digest(der.as_ref())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let subject = cert
+        .subject()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    let mut out = format!("Hash={hash};Subject=\"{subject}\"");
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::URI(u) => out.push_str(&format!(";URI={u}")),
+                GeneralName::DNSName(d) => out.push_str(&format!(";DNS={d}")),
+                _ => {}
+            }
+        }
+    }
+    Some(out)
+}
+
 /// After a handshake with a server: its SPIFFE ID, which must be one of
 /// `expected` (any, when empty: the destination did not say).
 pub fn check_peer(

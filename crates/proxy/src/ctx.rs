@@ -48,6 +48,9 @@ pub struct ConnInfo {
     pub original_dst: Option<SocketAddr>,
     /// The SPIFFE ID a sidecar proved with its client certificate.
     pub peer: Option<Arc<str>>,
+    /// At a gateway, the client certificate its listener verified, as
+    /// `x-forwarded-client-cert` tells it to the backend.
+    pub client_cert: Option<HeaderValue>,
     /// Set when a request asks to become a tunnel (an upgrade, a
     /// sidecar's CONNECT): the connection then closes without lingering.
     pub tunnel: std::sync::atomic::AtomicBool,

@@ -22,8 +22,16 @@ pub fn client_cert(headers: &mut HeaderMap, own: Option<&str>, peer: Option<&str
     }
 }
 
-/// The fixed hop-by-hop names, and strait's own one-hop header (the
-/// sidecars' peer exchange, read before it goes: [`crate::peer`]). A
+/// At a gateway: the client certificate its listener verified, as
+/// `Hash=..;Subject="..";URI=..;DNS=..`.
+pub fn gateway_client_cert(headers: &mut HeaderMap, described: &HeaderValue) {
+    headers.insert(CLIENT_CERT.clone(), described.clone());
+}
+
+/// The fixed hop-by-hop names, strait's own one-hop header (the
+/// sidecars' peer exchange, read before it goes: [`crate::peer`]), and
+/// `x-forwarded-client-cert`: each hop says what it verified itself
+/// (Envoy's `SANITIZE_SET`), so a client cannot forge it. A
 /// match on the lower-case name (which is what a `HeaderName` holds)
 /// costs a length test and a compare, where comparing against eight
 /// `HeaderName`s cost one comparison each.
@@ -39,6 +47,7 @@ fn is_hop_by_hop(name: &str) -> bool {
             | "upgrade"
             | "x-strait-peer"
             | "x-strait-peer-service"
+            | "x-forwarded-client-cert"
     )
 }
 

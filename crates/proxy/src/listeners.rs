@@ -266,7 +266,13 @@ async fn accept_loop(
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(port_tls, stream)).await;
                     match handshake {
                         Ok(Ok((tls, sni))) => {
-                            let info = conn_info(&port, client, "https", sni, None);
+                            let mut info = conn_info(&port, client, "https", sni, None);
+                            let verified = tls.get_ref().1.peer_certificates();
+                            let described = strait_identity::forwarded_cert(verified)
+                                .and_then(|d| http::HeaderValue::from_bytes(d.as_bytes()).ok());
+                            if let (Some(info), Some(d)) = (Arc::get_mut(&mut info), described) {
+                                info.client_cert = Some(d);
+                            }
                             serve_connection(TokioIo::new(tls), info, &port).await;
                         }
                         Ok(Err(e)) => {
@@ -434,6 +440,7 @@ fn conn_info(
         role: port.role,
         original_dst,
         peer: None,
+        client_cert: None,
         tunnel: Default::default(),
         send: Default::default(),
     })

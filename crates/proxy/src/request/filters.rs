@@ -186,6 +186,9 @@ fn headers(
         let own_id = sidecar.and_then(Sidecar::own_id);
         crate::headers::client_cert(headers, own_id, ctx.conn.peer.as_deref());
     }
+    if let Some(cert) = &ctx.conn.client_cert {
+        crate::headers::gateway_client_cert(headers, cert);
+    }
     if let Some(span) = &ctx.seen.span {
         span.inject(headers);
     }
