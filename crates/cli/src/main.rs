@@ -88,9 +88,14 @@ struct GatewayArgs {
 struct ProxyArgs {
     #[command(flatten)]
     serve: ServeArgs,
-    /// The workload this sidecar runs beside, as NAMESPACE/NAME.
+    /// The workload this sidecar runs beside, as NAMESPACE/NAME: the name
+    /// policies target (a Deployment's) and metrics label.
     #[arg(long)]
     workload: String,
+    /// This instance's name (a pod's), as the control plane knows it;
+    /// default: the workload's.
+    #[arg(long)]
+    pod: Option<String>,
     /// The workload's ServiceAccount: what AuthorizationPolicy principals
     /// name, and its SPIFFE identity with --ca.
     #[arg(long, default_value = "default")]
@@ -407,7 +412,9 @@ fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let compile = strait_route::CompileOptions {
         controller_name: args.controller_name,
     };
-    let opts = args.serve.options(args.bind_address, compile, None)?;
+    let opts = args
+        .serve
+        .options(args.bind_address, compile, (None, None))?;
     runtime(workers)?.block_on(strait_proxy::run(opts, std::future::pending()))
 }
 
@@ -446,7 +453,7 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let compile = strait_route::CompileOptions::default();
     let opts = args
         .serve
-        .options(args.inbound_listen.ip(), compile, Some(sidecar))?;
+        .options(args.inbound_listen.ip(), compile, (Some(sidecar), args.pod))?;
     rt.block_on(strait_proxy::run(opts, std::future::pending()))
 }
 
@@ -511,7 +518,10 @@ impl ServeArgs {
         self,
         bind_address: IpAddr,
         compile: strait_route::CompileOptions,
-        sidecar: Option<strait_proxy::sidecar::SidecarOptions>,
+        (sidecar, pod): (
+            Option<strait_proxy::sidecar::SidecarOptions>,
+            Option<String>,
+        ),
     ) -> anyhow::Result<strait_proxy::GatewayOptions> {
         // Spans name a sidecar's workload, as Istio's name its app.
         let service = match &sidecar {
@@ -519,7 +529,10 @@ impl ServeArgs {
             None => ("strait-gateway".to_string(), None),
         };
         let (node, role) = match &sidecar {
-            Some(s) => (format!("{}/{}", s.namespace, s.workload), "sidecar"),
+            Some(s) => {
+                let instance = pod.as_deref().unwrap_or(&s.workload);
+                (format!("{}/{instance}", s.namespace), "sidecar")
+            }
             // A pod's name in a cluster.
             None => match std::env::var("HOSTNAME") {
                 Ok(host) if !host.is_empty() => (host, "gateway"),

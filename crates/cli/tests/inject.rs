@@ -167,7 +167,9 @@ async fn pods_get_the_proxy_as_a_native_sidecar() {
         .map(|a| a.as_str().unwrap_or(""))
         .collect();
     let flag = |name: &str| args.iter().position(|a| *a == name).map(|i| args[i + 1]);
+    // A pod no controller owns is its own workload.
     assert_eq!(flag("--workload"), Some("$(POD_NAMESPACE)/$(POD_NAME)"));
+    assert_eq!(flag("--pod"), Some("$(POD_NAME)"));
     assert_eq!(flag("--service-account"), Some("reporter"));
     assert_eq!(flag("--app-port"), Some("8080"));
     assert_eq!(

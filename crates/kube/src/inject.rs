@@ -79,6 +79,23 @@ fn app_port(pod: &Value) -> u64 {
         .unwrap_or(80)
 }
 
+/// The workload a pod belongs to, as policies name it: a Deployment's
+/// pods by the Deployment (their ReplicaSet's name without its
+/// `pod-template-hash`), other controllers' by the controller's name
+/// (StatefulSet, DaemonSet, Job); a pod of its own by none (its name is
+/// used).
+fn workload_of(pod: &Value) -> Option<&str> {
+    let owners = pod["metadata"]["ownerReferences"].as_array()?;
+    let owner = owners.iter().find(|o| o["controller"] == true)?;
+    let name = owner["name"].as_str().filter(|n| !n.is_empty())?;
+    if owner["kind"] != "ReplicaSet" {
+        return Some(name);
+    }
+    let hash = pod["metadata"]["labels"]["pod-template-hash"].as_str();
+    let deployment = hash.and_then(|h| name.strip_suffix(h)?.strip_suffix('-'));
+    Some(deployment.filter(|d| !d.is_empty()).unwrap_or(name))
+}
+
 /// What strait adds to a pod: the capture and proxy init containers, the
 /// volumes they use, and the annotations.
 struct Additions {
@@ -111,7 +128,8 @@ fn additions(pod: &Value, inj: &Injection) -> Additions {
         "image": inj.image,
         "restartPolicy": "Always",
         "args": ["proxy",
-                 "--workload", "$(POD_NAMESPACE)/$(POD_NAME)",
+                 "--workload", format!("$(POD_NAMESPACE)/{}", workload_of(pod).unwrap_or("$(POD_NAME)")),
+                 "--pod", "$(POD_NAME)",
                  "--service-account", sa,
                  "--app-port", app_port(pod).to_string(),
                  "--control", inj.control, "--ca", inj.control,
@@ -234,4 +252,43 @@ pub fn review(body: &[u8], inj: &Injection) -> Result<Vec<u8>, String> {
         json["response"]["patch"] = base64::engine::general_purpose::STANDARD.encode(raw).into();
     }
     serde_json::to_vec(&json).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(owner: Option<(&str, &str)>, hash: Option<&str>) -> Value {
+        let mut p = json!({"metadata": {"generateName": "x-", "labels": {}}});
+        if let Some((kind, name)) = owner {
+            p["metadata"]["ownerReferences"] =
+                json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "controller": true}]);
+        }
+        if let Some(h) = hash {
+            p["metadata"]["labels"]["pod-template-hash"] = h.into();
+        }
+        p
+    }
+
+    #[test]
+    fn a_pod_s_workload_is_its_deployment_or_its_controller() {
+        let deployment = pod(
+            Some(("ReplicaSet", "payment-v1-5d8f7c9b4")),
+            Some("5d8f7c9b4"),
+        );
+        assert_eq!(workload_of(&deployment), Some("payment-v1"));
+        // A ReplicaSet of its own (no hash of a Deployment): itself.
+        assert_eq!(
+            workload_of(&pod(Some(("ReplicaSet", "batch")), None)),
+            Some("batch")
+        );
+        assert_eq!(
+            workload_of(&pod(Some(("StatefulSet", "db")), None)),
+            Some("db")
+        );
+        assert_eq!(workload_of(&pod(None, None)), None);
+        let mut not_controller = pod(Some(("ReplicaSet", "a-1")), Some("1"));
+        not_controller["metadata"]["ownerReferences"][0]["controller"] = false.into();
+        assert_eq!(workload_of(&not_controller), None);
+    }
 }
