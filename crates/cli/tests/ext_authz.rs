@@ -387,3 +387,57 @@ async fn the_gateway_api_external_auth_filter_asks_the_same_way() {
     assert_eq!((r.status, r.reason()), (500, Some("policy_invalid")));
     assert!(String::from_utf8_lossy(&r.body).contains("forwardBody"));
 }
+
+/// With a token check in the same policy, the service is shown the token
+/// (it may check it itself, as OPA's Envoy plugin does), never a header
+/// the client forged to look verified.
+#[tokio::test]
+async fn the_service_is_shown_the_credentials_and_no_forged_certificate() {
+    let app = echo("shop", "shop-0");
+    let authz = Service::start().await;
+    let signer = common::jwt::Signer::new("k");
+    let jwks = serde_json::json!({"keys": [signer.jwk()]}).to_string();
+    let port = free_port();
+    let mut yaml = gateway_yaml(port)
+        + &service_yaml("shop", app.port, None)
+        + &service_yaml("authz", authz.port, None)
+        + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n  - name: jwt\n    backendRefs: [{name: shop, port: 80}]\n";
+    yaml += &policy(
+        "jwt",
+        "jwt",
+        "    http: {backendRef: {name: authz, port: 80}}\n    headersToExtAuth: [x-forwarded-client-cert, x-user]\n",
+    );
+    yaml += &format!("  jwt:\n    providers: [{{name: p, issuer: https://issuer.test, localJWKS: {{type: Inline, inline: '{jwks}'}}, claimToHeaders: [{{claim: sub, header: x-user}}]}}]\n");
+    let dir = TempDir::new();
+    dir.write("gw.yaml", &yaml);
+    let gw = Gateway::start(&dir).await;
+    let token = format!(
+        "Bearer {}",
+        signer.sign(&common::jwt::claims(serde_json::json!({})))
+    );
+    let headers = [
+        ("authorization", token.as_str()),
+        (
+            "x-forwarded-client-cert",
+            "URI=spiffe://cluster.local/ns/x/sa/admin",
+        ),
+        ("x-user", "mallory"),
+    ];
+    let r = call(with(port, "/", &headers)).await;
+    // The service refuses (it wants "Bearer good"): relayed.
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (401, &b"go away"[..]),
+        "{}",
+        gw.logs()
+    );
+    let asked = authz.take();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].header("authorization"), Some(token.as_str()));
+    assert_eq!(
+        asked[0].header("x-user"),
+        Some("alice"),
+        "the verified claim, not the forged one"
+    );
+    assert_eq!(asked[0].header("x-forwarded-client-cert"), None);
+}

@@ -148,17 +148,15 @@ pub async fn check(
     upstreams: &Upstreams,
     shown: Shown<'_>,
 ) -> Result<Changes, ProxyError> {
-    let asked = tokio::time::timeout(ext.timeout, ask(ext, upstreams, shown)).await;
-    let failure = match asked {
-        Ok(Ok(Answer::Allow(changes))) => return Ok(changes),
-        Ok(Ok(Answer::Deny(refusal))) => {
+    let failure = match ask(ext, upstreams, shown).await {
+        Ok(Answer::Allow(changes)) => return Ok(changes),
+        Ok(Answer::Deny(refusal)) => {
             return Err(ProxyError::ExtAuthDenied {
                 by: ext.label.clone(),
                 refusal,
             })
         }
-        Ok(Err(why)) => why,
-        Err(_) => format!("no answer in {:?}", ext.timeout),
+        Err(why) => why,
     };
     if ext.fail_open {
         tracing::warn!(
@@ -186,23 +184,60 @@ async fn ask(ext: &ExtAuth, upstreams: &Upstreams, shown: Shown<'_>) -> Result<A
         n => cluster.endpoint(fastrand::usize(..n)),
     }
     .ok_or("the service has no ready endpoints")?;
-    let response = upstreams
-        .send(cluster, None, endpoint, authority, request)
+    // The client is told what kind of failure, never the service's
+    // addresses; the log has the rest.
+    let late = || format!("no answer in {:?}", ext.timeout);
+    let deadline = tokio::time::Instant::now() + ext.timeout;
+    let sent = upstreams.send(cluster, None, endpoint, authority, request);
+    let response = tokio::time::timeout_at(deadline, sent)
         .await
-        .map_err(|f| format!("{}: {:?}", cluster.name, f.error))?;
+        .map_err(|_| late())?
+        .map_err(|f| {
+            tracing::debug!(service = cluster.name, error = ?f.error, "authorization service call failed");
+            "the connection failed".to_string()
+        })?;
     let (head, body) = response.into_parts();
-    let body = http_body_util::Limited::new(body, MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| format!("{}: reading the answer: {e}", cluster.name))?;
+    let read = tokio::time::timeout_at(
+        deadline,
+        http_body_util::Limited::new(body, MAX_ANSWER).collect(),
+    );
     match &ext.protocol {
         Protocol::Grpc => {
+            let body = read
+                .await
+                .map_err(|_| late())?
+                .map_err(|_| "the answer was cut off or over 64 KiB".to_string())?;
             let trailers = body.trailers().cloned().unwrap_or_default();
             grpc_answer(&head, &trailers, body.to_bytes())
         }
-        Protocol::Http { to_backend, .. } => {
-            http_answer(head, body.to_bytes(), to_backend.as_deref())
+        // A refusal stands whatever its body does: one too large or too
+        // slow is not relayed, and strait says who refused.
+        Protocol::Http { to_backend, .. } if is_refusal(head.status) => {
+            let body = match read.await {
+                Ok(Ok(body)) => body.to_bytes(),
+                _ => Bytes::new(),
+            };
+            http_answer(head, body, to_backend.as_deref())
         }
+        Protocol::Http { to_backend, .. } => http_answer(head, Bytes::new(), to_backend.as_deref()),
+    }
+}
+
+/// An HTTP service's status that refuses: any but `200` and a `5xx`.
+fn is_refusal(status: StatusCode) -> bool {
+    status != StatusCode::OK && !status.is_server_error()
+}
+
+/// A refusal's headers, without those that frame the service's message
+/// (strait frames its own answer).
+fn relayable(headers: &mut HeaderMap) {
+    for hop in [
+        HOST,
+        CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+        http::header::CONNECTION,
+    ] {
+        headers.remove(hop);
     }
 }
 
@@ -273,14 +308,7 @@ fn http_answer(
         return Err(format!("answered {}", head.status));
     }
     let mut headers = head.headers;
-    for hop in [
-        HOST,
-        CONTENT_LENGTH,
-        http::header::TRANSFER_ENCODING,
-        http::header::CONNECTION,
-    ] {
-        headers.remove(hop);
-    }
+    relayable(&mut headers);
     Ok(Answer::Deny(Box::new(crate::answer::Refusal {
         status: head.status,
         headers,
@@ -404,7 +432,13 @@ fn grpc_answer(
             .or_else(|| trailers.get("grpc-message"))
             .and_then(|m| m.to_str().ok())
             .unwrap_or_default();
-        return Err(format!("gRPC status {status:?} {message}"));
+        tracing::debug!(
+            ?status,
+            message,
+            "authorization service answered with an error"
+        );
+        let status = status.to_str().unwrap_or("?");
+        return Err(format!("it answered gRPC status {status}"));
     }
     let mut body = body;
     if body.len() < 5 || body[0] != 0 {
@@ -451,6 +485,7 @@ fn grpc_answer(
             }
         }
         refusal.body = Bytes::from(denied.body);
+        relayable(&mut refusal.headers);
     }
     Ok(Answer::Deny(Box::new(refusal)))
 }

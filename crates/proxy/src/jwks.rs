@@ -94,18 +94,28 @@ impl Jwks {
     }
 }
 
+/// Sets stop being fetched when the proxy's state goes (a proxy run in a
+/// process that goes on: the demo, tests).
+impl Drop for Jwks {
+    fn drop(&mut self) {
+        for set in self.sets.load().values() {
+            set.stopped.store(true, Ordering::Relaxed);
+            set.kick.notify_one();
+        }
+    }
+}
+
 /// Fetches `set` until it is stopped.
 async fn refresh(set: Arc<Set>) {
-    let client = match client() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(uri = set.remote.uri, error = %e, "cannot fetch key sets");
-            return;
-        }
-    };
+    let client = client(&set.remote.uri);
     let mut backoff = Duration::from_secs(1);
     loop {
-        let wait = match fetch(&client, &set.remote.uri).await {
+        let fetched = tokio::time::Instant::now();
+        let fetched_now = match &client {
+            Ok(client) => fetch(client, &set.remote.uri).await,
+            Err(why) => Err(why.clone()),
+        };
+        let wait = match fetched_now {
             Ok((keys, warnings)) => {
                 for w in warnings {
                     tracing::warn!(uri = set.remote.uri, "key set: {w}");
@@ -131,8 +141,9 @@ async fn refresh(set: Arc<Set>) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = set.kick.notified() => {
-                // Kicked early: not sooner than the minimum interval.
-                tokio::time::sleep(MIN_INTERVAL).await;
+                // Kicked early: not sooner than the minimum interval
+                // after the last fetch.
+                tokio::time::sleep_until(fetched + MIN_INTERVAL).await;
             }
         }
         if set.stopped.load(Ordering::Relaxed) {
@@ -141,16 +152,26 @@ async fn refresh(set: Arc<Set>) {
     }
 }
 
-fn client() -> Result<Client, std::io::Error> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https),
-    )
+/// A client over http and https, checking servers against the system's
+/// roots; without any (an image with no CA bundle), https fails at each
+/// fetch, saying so, and http still works.
+fn client(uri: &str) -> Result<Client, String> {
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(uri, error = %e, "no system roots: https key sets cannot be checked");
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    let https = builder.https_or_http().enable_http1().build();
+    let executor = hyper_util::rt::TokioExecutor::new();
+    Ok(hyper_util::client::legacy::Client::builder(executor).build(https))
 }
 
 async fn fetch(client: &Client, uri: &str) -> Result<(KeySet, Vec<String>), String> {

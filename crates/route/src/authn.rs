@@ -361,6 +361,16 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Provider {
+    /// Whether the token (not yet verified) names this provider's issuer;
+    /// true when the provider names none.
+    fn claims_issuer(&self, token: &str) -> bool {
+        let Some(issuer) = &self.issuer else {
+            return true;
+        };
+        let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Map<String, Value>>(token);
+        claims.is_ok_and(|c| c.get("iss").and_then(Value::as_str) == Some(issuer))
+    }
+
     fn check(&self, token: &str, memo: &dyn Memo) -> Result<Map<String, Value>, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| describe(e.kind()))?;
         let fetched;
@@ -381,7 +391,12 @@ impl Provider {
             .collect();
         if candidates.is_empty() {
             if let (Keys::Remote(remote), Some(_)) = (&self.keys, &header.kid) {
-                memo.missing_key(&remote.uri);
+                // Only a token that says it is this issuer's fetches its
+                // set again: another provider's tokens are checked here
+                // too, and would keep fetching it.
+                if self.claims_issuer(token) {
+                    memo.missing_key(&remote.uri);
+                }
             }
             return Err(match header.kid {
                 Some(kid) => format!("no key {kid:?} for {:?}", header.alg),

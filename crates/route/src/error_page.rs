@@ -15,7 +15,16 @@ use strait_config::Document;
 pub struct ErrorPage {
     pub content_type: HeaderValue,
     parts: Vec<Part>,
-    json: bool,
+    escape: Escape,
+}
+
+/// How filled-in values are written: a message can carry what a client
+/// sent (a token's `kid`), so a page never takes it as markup.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Escape {
+    Json,
+    Html,
+    None,
 }
 
 #[derive(Debug, PartialEq)]
@@ -33,9 +42,15 @@ impl ErrorPage {
     pub fn new(content_type: &str, template: &str) -> Result<ErrorPage, String> {
         let content_type = HeaderValue::from_str(content_type)
             .map_err(|_| format!("errorContentType {content_type:?} is not a header value"))?;
-        let json = content_type
+        let kind = content_type
             .to_str()
-            .is_ok_and(|c| c.to_ascii_lowercase().contains("json"));
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let escape = match () {
+            _ if kind.contains("json") => Escape::Json,
+            _ if kind.contains("html") || kind.contains("xml") => Escape::Html,
+            _ => Escape::None,
+        };
         let mut parts = Vec::new();
         let mut rest = template;
         while let Some(at) = rest.find('{') {
@@ -61,18 +76,24 @@ impl ErrorPage {
         Ok(ErrorPage {
             content_type,
             parts,
-            json,
+            escape,
         })
     }
 
     pub fn render(&self, status: u16, reason: &str, message: &str) -> Bytes {
         let mut out = String::new();
-        let escaped = |s: &str| match self.json {
-            true => {
+        let escaped = |s: &str| match self.escape {
+            Escape::Json => {
                 let quoted = serde_json::Value::String(s.to_string()).to_string();
                 quoted[1..quoted.len() - 1].to_string()
             }
-            false => s.to_string(),
+            Escape::Html => s
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;"),
+            Escape::None => s.to_string(),
         };
         for part in &self.parts {
             match part {
@@ -140,9 +161,13 @@ mod tests {
             v["x"], "{other}",
             "an unknown name is the template's own text"
         );
-        let plain =
-            ErrorPage::new("text/html", "<h1>{status}</h1><p>{message}</p>{").expect("page");
-        assert_eq!(&plain.render(503, "r", "m")[..], b"<h1>503</h1><p>m</p>{");
+        let html = ErrorPage::new("text/html", "<h1>{status}</h1><p>{message}</p>{").expect("page");
+        assert_eq!(
+            &html.render(401, "r", "no key \"<img src=x>\"")[..],
+            b"<h1>401</h1><p>no key &quot;&lt;img src=x&gt;&quot;</p>{"
+        );
+        let plain = ErrorPage::new("text/plain", "{status} {message}").expect("page");
+        assert_eq!(&plain.render(503, "r", "<m>")[..], b"503 <m>");
         assert!(ErrorPage::new("bad\nvalue", "x").is_err());
     }
 }

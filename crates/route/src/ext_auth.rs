@@ -60,11 +60,8 @@ pub(crate) fn compile(
         ),
         (None, Some(h)) => {
             let prefix = h.path.clone().unwrap_or_default();
-            if !(prefix.is_empty() || prefix.starts_with('/') && !prefix.ends_with('/')) {
-                errors.push((
-                    format!("{at}.http.path"),
-                    format!("{prefix:?} is not a path prefix like /auth"),
-                ));
+            if let Err(why) = path_prefix(&prefix) {
+                errors.push((format!("{at}.http.path"), why));
             }
             let to_backend = names(
                 &h.headers_to_backend,
@@ -127,6 +124,19 @@ pub(crate) fn compile(
         }),
         (Ok(_), false) => Err(errors),
         (Err(e), _) => Err(std::iter::once(e).chain(errors).collect()),
+    }
+}
+
+/// A prefix put before request paths: empty, or `/auth` (no `/` last,
+/// and nothing a path cannot hold).
+fn path_prefix(prefix: &str) -> Result<(), String> {
+    let ok = prefix.is_empty()
+        || prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && http::uri::PathAndQuery::try_from(prefix).is_ok_and(|p| p.query().is_none());
+    match ok {
+        true => Ok(()),
+        false => Err(format!("{prefix:?} is not a path prefix like /auth")),
     }
 }
 
@@ -205,8 +215,10 @@ pub(crate) fn of_filter(
                 .map_err(|e| say("http.allowedHeaders", e[0].1.clone()))?;
             let back = names(&http.allowed_response_headers, "")
                 .map_err(|e| say("http.allowedResponseHeaders", e[0].1.clone()))?;
+            let prefix = http.path.unwrap_or_default();
+            path_prefix(&prefix).map_err(|why| say("http.path", why))?;
             let protocol = Protocol::Http {
-                prefix: http.path.unwrap_or_default(),
+                prefix,
                 to_backend: Some(back).filter(|b| !b.is_empty()),
             };
             (protocol, Some(allowed))

@@ -218,9 +218,15 @@ async fn ask<B>(
     (upstreams, req): (&crate::upstream::Upstreams, &Request<B>),
     ctx: &RequestCtx,
 ) -> Result<Changes, ProxyError> {
+    // As the backend will see them, but with the credentials: what went
+    // with the hop goes, and a client's claim of a verified certificate.
     let mut headers = req.headers().clone();
+    crate::headers::strip_hop_by_hop(&mut headers);
+    if let Some(cert) = &ctx.conn.client_cert {
+        crate::headers::gateway_client_cert(&mut headers, cert);
+    }
     if let Some(a) = authenticated {
-        a.unforged(&mut headers);
+        a.unforged(&mut headers, true);
         for (name, value) in &a.set {
             headers.append(name, value.clone());
         }
@@ -249,15 +255,27 @@ impl Authenticated {
     /// `x_user` too, as CGI-style backends read it as `x-user`. The same
     /// for a credential's header that is cleared: its look-alike would
     /// reach such a backend unchecked.
-    fn unforged(&self, headers: &mut http::HeaderMap) {
-        let cleared = self.auth.cleared().filter_map(|place| match place {
-            TokenSource::Header { name, .. } => Some(name),
-            _ => None,
-        });
-        let named: Vec<&HeaderName> = self.auth.claim_headers().chain(cleared).collect();
+    /// `credentials`: the cleared credentials' own headers stay (only
+    /// their look-alikes go), as an authorization service is shown them.
+    fn unforged(&self, headers: &mut http::HeaderMap, credentials: bool) {
+        let cleared: Vec<&HeaderName> = self
+            .auth
+            .cleared()
+            .filter_map(|place| match place {
+                TokenSource::Header { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+        let claims: Vec<&HeaderName> = self.auth.claim_headers().collect();
         let forged: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| named.iter().any(|c| same_name(k.as_str(), c.as_str())))
+            .filter(|k| {
+                let k = k.as_str();
+                claims.iter().any(|c| same_name(k, c.as_str()))
+                    || cleared
+                        .iter()
+                        .any(|c| same_name(k, c.as_str()) && !(credentials && k == c.as_str()))
+            })
             .cloned()
             .collect();
         for name in forged {
@@ -266,7 +284,7 @@ impl Authenticated {
     }
 
     pub fn apply<B>(self, req: &mut Request<B>) {
-        self.unforged(req.headers_mut());
+        self.unforged(req.headers_mut(), false);
         for place in self.auth.cleared() {
             match place {
                 TokenSource::Header { name, .. } => {
