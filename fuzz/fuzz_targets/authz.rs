@@ -276,8 +276,11 @@ fuzz_target!(|input: Input| {
             headers.append(HeaderName::from_static(n), HeaderValue::from_static(v));
         }
     }
+    // No policy here names a token's principal or claims: the model
+    // knows none.
     let call = Call {
         peer: req.peer,
+        token: None,
         port: req.port,
         http: req.http.as_ref().map(|(m, p, _)| HttpCall {
             method: m,
