@@ -31,6 +31,107 @@ pub struct SecurityPolicySpec {
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
     pub ext_auth: Option<Box<ExtAuth>>,
+    pub oidc: Option<Box<Oidc>>,
+}
+
+/// A browser's user logs in at an OpenID provider (authorization-code
+/// flow with PKCE, state and nonce); the gateway keeps the tokens in an
+/// encrypted session cookie, refreshes them and logs the user out.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Oidc {
+    pub provider: OidcProvider,
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    /// A Secret whose key `client-secret` is the client's secret.
+    pub client_secret: crate::meta::SecretObjectReference,
+    /// Scopes asked for besides `openid`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Resource indicators (RFC 8707) asked for.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Where the provider sends the user back; default
+    /// `SCHEME://HOST/oauth2/callback` of the request.
+    #[serde(rename = "redirectURL")]
+    pub redirect_url: Option<String>,
+    /// Logs the user out (default `/logout`).
+    pub logout_path: Option<String>,
+    /// Requests matching any of these get `401` instead of a redirect to
+    /// the provider (scripts, APIs).
+    pub deny_redirect: Option<OidcDenyRedirect>,
+    /// `Authorization: Bearer ACCESS_TOKEN` for the backend.
+    #[serde(default)]
+    pub forward_access_token: bool,
+    /// The ID token for the backend in this header (`Authorization`:
+    /// as `Bearer`).
+    #[serde(rename = "forwardIDToken")]
+    pub forward_id_token: Option<OidcTokenForwarding>,
+    /// The tokens' lifetime when the provider gives none (default `0`:
+    /// the provider must say).
+    #[serde(rename = "defaultTokenTTL")]
+    pub default_token_ttl: Option<String>,
+    /// Refresh the tokens when they expire (default `true`).
+    pub refresh_token: Option<bool>,
+    /// How long a session with a refresh token lasts (default `168h`).
+    #[serde(rename = "defaultRefreshTokenTTL")]
+    pub default_refresh_token_ttl: Option<String>,
+    /// How long a login may take (default `10m`).
+    #[serde(rename = "csrfTokenTTL")]
+    pub csrf_token_ttl: Option<String>,
+    /// The cookies' `Domain` (default: the request's host only).
+    pub cookie_domain: Option<String>,
+    pub cookie_config: Option<OidcCookieConfig>,
+    /// A request carrying the token a `jwt` provider of the policy reads
+    /// skips the login (non-browser clients).
+    #[serde(default)]
+    pub pass_through_auth_header: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcProvider {
+    /// The issuer identifier; its discovery document
+    /// (`/.well-known/openid-configuration`) gives what is not set below.
+    pub issuer: String,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub end_session_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcDenyRedirect {
+    pub headers: Vec<OidcDenyRedirectHeader>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcDenyRedirectHeader {
+    pub name: String,
+    /// `Exact` (default), `Prefix`, `Suffix` or `RegularExpression`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcTokenForwarding {
+    pub header: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcCookieConfig {
+    /// `Lax` (default), `Strict` or `None`.
+    pub same_site: Option<String>,
 }
 
 /// Asks a service whether a request may pass, once the policy's own

@@ -57,7 +57,8 @@ impl BackendObjectReference {
 }
 
 /// `SecretObjectReference` as used by listener certificates.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretObjectReference {
     pub group: Option<String>,

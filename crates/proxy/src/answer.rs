@@ -96,6 +96,12 @@ pub enum ProxyError {
         method: Method,
         why: Option<String>,
     },
+    /// A SecurityPolicy's OpenID provider could not be asked (its
+    /// discovery document, its keys, its token endpoint), and why.
+    ProviderFailed {
+        policy: std::sync::Arc<str>,
+        why: String,
+    },
     /// A SecurityPolicy on the route cannot be applied (fail closed).
     PolicyInvalid {
         policy: std::sync::Arc<str>,
@@ -164,9 +170,12 @@ impl ProxyError {
             ExtensionUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
             RequestTimeout | BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             NoEndpoints | Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Connect(_) | Backend(_) | SwitchedUnasked | NotInMesh | DestinationUnknown => {
-                StatusCode::BAD_GATEWAY
-            }
+            Connect(_)
+            | Backend(_)
+            | SwitchedUnasked
+            | NotInMesh
+            | DestinationUnknown
+            | ProviderFailed { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -196,7 +205,10 @@ impl ProxyError {
                 (Method::ApiKey, true) => "api_key_invalid",
                 (Method::Basic, false) => "basic_auth_missing",
                 (Method::Basic, true) => "basic_auth_invalid",
+                (Method::Oidc, false) => "oidc_login_required",
+                (Method::Oidc, true) => "oidc_login_failed",
             },
+            ProviderFailed { .. } => "oidc_provider_failed",
             PolicyInvalid { .. } => "policy_invalid",
             Denied { .. } => "authz_denied",
             ExtAuthDenied { .. } => "ext_authz_denied",
@@ -241,6 +253,7 @@ impl ProxyError {
             | Backend(_)
             | BackendTimeout
             | SwitchedUnasked
+            | ProviderFailed { .. }
             | ExtAuthFailed { .. } => Side::Upstream,
         }
     }
@@ -319,6 +332,12 @@ impl ProxyError {
                     .into();
             }
             PolicyInvalid { why, .. } => return format!("strait: {why}\n").into(),
+            ProviderFailed { policy, why } => {
+                return format!(
+                "strait: SecurityPolicy {policy}: the OpenID provider could not be asked: {why}\n"
+            )
+                .into()
+            }
             ExtAuthDenied { by, .. } => {
                 return format!("strait: {by}: the authorization service refused\n").into()
             }
@@ -352,6 +371,7 @@ impl ProxyError {
                 Some((AUTHZ_HEADER, by.to_string()))
             }
             ProxyError::Unauthenticated { policy, .. }
+            | ProxyError::ProviderFailed { policy, .. }
             | ProxyError::PolicyInvalid { policy, .. } => Some((AUTHN_HEADER, policy.to_string())),
             ProxyError::Overflow {
                 policy: Some(p),
@@ -432,6 +452,8 @@ impl ProxyError {
         };
         let value = match (method, why) {
             (Method::Basic, _) => "Basic realm=\"strait\", charset=\"UTF-8\"".to_string(),
+            // A login is a browser's, not an HTTP authentication scheme.
+            (Method::Oidc, _) => return None,
             (Method::ApiKey, _) => "ApiKey realm=\"strait\"".to_string(),
             (Method::Jwt, None) => "Bearer realm=\"strait\"".to_string(),
             (Method::Jwt, Some(why)) => format!(
@@ -495,6 +517,7 @@ fn credential(method: Method) -> &'static str {
         Method::Jwt => "a token",
         Method::ApiKey => "an API key",
         Method::Basic => "a user and password",
+        Method::Oidc => "a login",
     }
 }
 

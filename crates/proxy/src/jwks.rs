@@ -7,9 +7,8 @@
 //! refused (`401`, saying why). A set no configuration names any more
 //! stops being fetched.
 
+use crate::fetch::Client;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,15 +18,6 @@ use tokio::sync::Notify;
 
 /// Sooner than this after a fetch, a missing key does not fetch again.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
-/// A fetch's limit, connection to last byte.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// A key set larger than this is refused.
-const MAX_SET: usize = 1024 * 1024;
-
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Empty<Bytes>,
->;
 
 #[derive(Default)]
 pub struct Jwks {
@@ -107,7 +97,7 @@ impl Drop for Jwks {
 
 /// Fetches `set` until it is stopped.
 async fn refresh(set: Arc<Set>) {
-    let client = client(&set.remote.uri);
+    let client = crate::fetch::client(&set.remote.uri);
     let mut backoff = Duration::from_secs(1);
     loop {
         let fetched = tokio::time::Instant::now();
@@ -152,44 +142,8 @@ async fn refresh(set: Arc<Set>) {
     }
 }
 
-/// A client over http and https, checking servers against the system's
-/// roots; without any (an image with no CA bundle), https fails at each
-/// fetch, saying so, and http still works.
-fn client(uri: &str) -> Result<Client, String> {
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(uri, error = %e, "no system roots: https key sets cannot be checked");
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    let https = builder.https_or_http().enable_http1().build();
-    let executor = hyper_util::rt::TokioExecutor::new();
-    Ok(hyper_util::client::legacy::Client::builder(executor).build(https))
-}
-
-async fn fetch(client: &Client, uri: &str) -> Result<(KeySet, Vec<String>), String> {
-    let uri: http::Uri = uri.parse().map_err(|e| format!("{e}"))?;
-    let asked = async {
-        let response = client.get(uri).await.map_err(|e| format!("{e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("answered {}", response.status()));
-        }
-        let body = http_body_util::Limited::new(response.into_body(), MAX_SET)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the set: {e}"))?;
-        Ok(body.to_bytes())
-    };
-    let body = tokio::time::timeout(FETCH_TIMEOUT, asked)
-        .await
-        .map_err(|_| format!("no answer in {FETCH_TIMEOUT:?}"))??;
+pub(crate) async fn fetch(client: &Client, uri: &str) -> Result<(KeySet, Vec<String>), String> {
+    let body = crate::fetch::get(client, uri).await?;
     let text = std::str::from_utf8(&body).map_err(|_| "the set is not UTF-8".to_string())?;
     KeySet::parse(text)
 }

@@ -29,6 +29,8 @@ pub struct Shared {
     pub tokens: crate::token_cache::TokenCache,
     /// Issuers' key sets fetched from their URLs.
     pub jwks: crate::jwks::Jwks,
+    /// What OpenID providers' discovery documents said.
+    pub oidc: crate::oidc::Providers,
 }
 
 impl Shared {
@@ -54,6 +56,7 @@ impl Shared {
             traces: std::sync::OnceLock::new(),
             tokens: Default::default(),
             jwks: Default::default(),
+            oidc: Default::default(),
         })
     }
 }

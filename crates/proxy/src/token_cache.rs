@@ -116,6 +116,7 @@ mod tests {
             basic: None,
             callers: None,
             ext: None,
+            oidc: None,
             broken: None,
         })
     }

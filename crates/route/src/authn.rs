@@ -40,6 +40,8 @@ pub struct Authn {
     pub callers: Option<crate::callers::Callers>,
     /// The service asked last, once every check above passed.
     pub ext: Option<Arc<crate::ext_auth::ExtAuth>>,
+    /// A browser's user logs in at an OpenID provider.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Why the policy cannot be applied: its targets answer 500 until it
     /// is fixed, rather than let every request through.
     pub broken: Option<String>,
@@ -161,6 +163,8 @@ pub enum Method {
     Jwt,
     ApiKey,
     Basic,
+    /// A browser's login at an OpenID provider.
+    Oidc,
 }
 
 /// What the request's credentials proved.
@@ -216,6 +220,13 @@ impl Authn {
                 .map_err(|f| (Method::Jwt, f))?;
         }
         Ok(identity)
+    }
+
+    /// Whether the request has a token where a provider looks (valid or
+    /// not).
+    pub fn carries_token(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
+        let mut sources = self.providers.iter().flat_map(|p| &p.sources);
+        sources.any(|s| !s.all(headers, query).is_empty())
     }
 
     /// Checks the request's token. `Ok(None)`: no token, and none is
@@ -372,7 +383,6 @@ impl Provider {
     }
 
     fn check(&self, token: &str, memo: &dyn Memo) -> Result<Map<String, Value>, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| describe(e.kind()))?;
         let fetched;
         let set = match &self.keys {
             Keys::Local(set) => set,
@@ -383,24 +393,55 @@ impl Provider {
                 &*fetched
             }
         };
-        let candidates: Vec<&Key> = set
+        match set.verify(token, self.issuer.as_deref(), &self.audiences) {
+            Err(Refused::NoKey(why)) => {
+                if let Keys::Remote(remote) = &self.keys {
+                    // Only a token that says it is this issuer's fetches
+                    // its set again: another provider's tokens are checked
+                    // here too, and would keep fetching it.
+                    if self.claims_issuer(token) {
+                        memo.missing_key(&remote.uri);
+                    }
+                }
+                Err(why)
+            }
+            Err(Refused::Bad(why)) => Err(why),
+            Ok(claims) => Ok(claims),
+        }
+    }
+}
+
+/// Why a key set refused a token.
+#[derive(Debug)]
+pub enum Refused {
+    /// The set has no key for it (the token names a key id: the issuer
+    /// may have rotated its keys).
+    NoKey(String),
+    Bad(String),
+}
+
+impl KeySet {
+    /// The claims of `token` if one of the set's keys signed it, it has
+    /// not expired (nor is it early), and it is `issuer`'s (when given)
+    /// for one of `audiences` (when any).
+    pub fn verify(
+        &self,
+        token: &str,
+        issuer: Option<&str>,
+        audiences: &[String],
+    ) -> Result<Map<String, Value>, Refused> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| Refused::Bad(describe(e.kind())))?;
+        let candidates: Vec<&Key> = self
             .0
             .iter()
             .filter(|k| header.kid.is_none() || k.kid == header.kid)
             .filter(|k| k.algorithms.contains(&header.alg))
             .collect();
         if candidates.is_empty() {
-            if let (Keys::Remote(remote), Some(_)) = (&self.keys, &header.kid) {
-                // Only a token that says it is this issuer's fetches its
-                // set again: another provider's tokens are checked here
-                // too, and would keep fetching it.
-                if self.claims_issuer(token) {
-                    memo.missing_key(&remote.uri);
-                }
-            }
             return Err(match header.kid {
-                Some(kid) => format!("no key {kid:?} for {:?}", header.alg),
-                None => format!("no key for {:?}", header.alg),
+                Some(kid) => Refused::NoKey(format!("no key {kid:?} for {:?}", header.alg)),
+                None => Refused::Bad(format!("no key for {:?}", header.alg)),
             });
         }
         let mut validation = Validation::new(header.alg);
@@ -408,17 +449,17 @@ impl Provider {
         validation.validate_nbf = true;
         // Naming an issuer or audiences makes the claim required: the
         // library checks them only when present.
-        match &self.issuer {
+        match issuer {
             Some(iss) => {
                 validation.set_issuer(&[iss]);
                 validation.required_spec_claims.insert("iss".into());
             }
             None => validation.iss = None,
         }
-        if self.audiences.is_empty() {
+        if audiences.is_empty() {
             validation.validate_aud = false;
         } else {
-            validation.set_audience(&self.audiences);
+            validation.set_audience(audiences);
             validation.required_spec_claims.insert("aud".into());
         }
         let mut why = String::new();
@@ -427,7 +468,7 @@ impl Provider {
                 // One issuer, as a string: the library takes a list that
                 // merely contains it.
                 Ok(data)
-                    if self.issuer.is_some()
+                    if issuer.is_some()
                         && !data.claims.get("iss").is_some_and(Value::is_string) =>
                 {
                     why = "the token's issuer is not accepted".into()
@@ -436,7 +477,7 @@ impl Provider {
                 Err(e) => why = describe(e.kind()),
             }
         }
-        Err(why)
+        Err(Refused::Bad(why))
     }
 }
 
@@ -654,11 +695,13 @@ fn compile_policy(
         spec.basic_auth.is_some(),
         spec.authorization.is_some(),
         spec.ext_auth.is_some(),
+        spec.oidc.is_some(),
     ];
     if !checks.contains(&true) {
         errors.push((
             "spec".into(),
-            "a SecurityPolicy needs jwt, apiKeyAuth, basicAuth, authorization or extAuth".into(),
+            "a SecurityPolicy needs jwt, oidc, apiKeyAuth, basicAuth, authorization or extAuth"
+                .into(),
         ));
     } else if spec.jwt.is_some() && jwt.providers.is_empty() {
         errors.push(("spec.jwt.providers".into(), "no provider".into()));
@@ -687,6 +730,12 @@ fn compile_policy(
             .map_err(|e| errors.extend(e))
             .ok()
     });
+    let oidc = spec.oidc.as_ref().and_then(|o| {
+        crate::oidc::compile(docs, (ns, &p.metadata.name), o, "spec.oidc")
+            .map(Arc::new)
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
     for (i, provider) in jwt.providers.iter().enumerate() {
         let at = format!("spec.jwt.providers[{i}]");
         let ns = p.metadata.namespace();
@@ -710,6 +759,7 @@ fn compile_policy(
         basic,
         callers,
         ext,
+        oidc,
         broken,
     };
     (auth, errors, warnings)

@@ -287,7 +287,7 @@ fn header(name: Option<&str>, at: &str, errors: &mut Vec<Finding>) -> Option<Hea
         .ok()
 }
 
-fn secret<'a>(
+pub(crate) fn secret<'a>(
     docs: &'a [Document],
     ns: &str,
     r: &LocalObjectRef,

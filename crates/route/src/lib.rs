@@ -20,6 +20,7 @@ pub mod keyauth;
 mod l4;
 mod matcher;
 mod mesh;
+pub mod oidc;
 mod policy;
 mod retry;
 mod rules;

@@ -6,6 +6,7 @@ pub mod ext_authz;
 pub mod identity;
 pub mod jwt;
 pub mod kube_api;
+pub mod oidc;
 pub mod otlp;
 
 use bytes::Bytes;

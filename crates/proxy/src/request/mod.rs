@@ -107,15 +107,26 @@ fn proxy<'s>(
         let conn = ctx.conn.clone();
         let authenticated;
         let asking;
+        let mut cookies = Vec::new();
         let selected = {
-            let target = select::Target::of(&req, &conn)?;
+            let mut target = select::Target::of(&req, &conn)?;
             let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
+            let attached = (&selected.matched(), live.authn.as_ref());
+            if attached.1.is_some()
+                || attached.0.rule.authn.is_some()
+                || attached.0.listener.authn.is_some()
+            {
+                match policy::login(attached, &mut req, &shared.oidc, ctx).await? {
+                    Ok(set) => cookies = set,
+                    Err(answer) => return Ok(*answer),
+                }
+                target = select::Target::of(&req, &conn)?;
+            }
             let tokens = (
                 &shared.tokens,
                 &shared.jwks,
                 shared.http_limits.trusted_hops,
             );
-            let attached = (&selected.matched(), live.authn.as_ref());
             authenticated = policy::authenticate(attached, &req, tokens, ctx)?;
             let guards = (&**snapshot, sidecar, &shared.metrics);
             policy::authorize(guards, ctx, (&req, &target), authenticated.as_ref())?;
@@ -143,7 +154,13 @@ fn proxy<'s>(
                 .filter(|_| ctx.conn.role == Role::Outbound)
                 .and_then(|s| s.me_header.as_ref()),
         };
-        forwarder.forward(&matched, out, &mut ctx.seen).await
+        let mut response = forwarder.forward(&matched, out, &mut ctx.seen).await?;
+        for cookie in cookies {
+            response
+                .headers_mut()
+                .append(http::header::SET_COOKIE, cookie);
+        }
+        Ok(response)
     }
 }
 

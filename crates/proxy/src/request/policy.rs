@@ -34,23 +34,66 @@ pub struct Authenticated {
 }
 
 /// The rule's (or its route's) SecurityPolicy, else its listener's — at a
-/// sidecar's inbound listener, its workload's: its credentials, then who
-/// among the callers may call.
-pub fn authenticate<B>(
-    (matched, workload): (&Matched<'_>, Option<&Arc<Authn>>),
-    req: &Request<B>,
-    (tokens, jwks, hops): (&TokenCache, &crate::jwks::Jwks, usize),
-    ctx: &mut RequestCtx,
-) -> Result<Option<Authenticated>, ProxyError> {
-    let attached = match ctx.conn.role {
+/// sidecar's inbound listener, its workload's.
+fn attached<'a>(
+    (matched, workload): (&'a Matched<'_>, Option<&'a Arc<Authn>>),
+    ctx: &RequestCtx,
+) -> Option<&'a Arc<Authn>> {
+    match ctx.conn.role {
         Role::Inbound => workload,
         _ => matched
             .rule
             .authn
             .as_ref()
             .or(matched.listener.authn.as_ref()),
+    }
+}
+
+/// A browser's login at an OpenID provider, when the request's
+/// SecurityPolicy asks for one (a broken policy answers in
+/// [`authenticate`]). `Err` with an answer: strait answers (a redirect).
+/// `Ok`: cookies for the answer.
+pub async fn login<B>(
+    at: (&Matched<'_>, Option<&Arc<Authn>>),
+    req: &mut Request<B>,
+    providers: &crate::oidc::Providers,
+    ctx: &mut RequestCtx,
+) -> Result<Result<Vec<HeaderValue>, Box<Response<ResponseBody>>>, ProxyError> {
+    let auth = match attached(at, ctx) {
+        Some(auth) if auth.broken.is_none() => auth,
+        _ => return Ok(Ok(Vec::new())),
     };
-    let Some(auth) = attached else {
+    let Some(oidc) = &auth.oidc else {
+        return Ok(Ok(Vec::new()));
+    };
+    let carries = auth.carries_token(req.headers(), req.uri().query());
+    if req.uri().path() == oidc.callback_path {
+        // The code stays out of the access log.
+        if let Some(line) = ctx.seen.line.as_deref_mut() {
+            if let Some(uri) = crate::headers::without_param(&line.uri, "code") {
+                line.uri = uri;
+            }
+        }
+    }
+    let step = crate::oidc::login((oidc, providers), req, (ctx.conn.scheme, carries));
+    match Box::pin(step).await? {
+        crate::oidc::Login::Pass(cookies) => Ok(Ok(cookies)),
+        crate::oidc::Login::Answer(answer, reason) => {
+            ctx.reason = Some(reason);
+            Ok(Err(answer))
+        }
+    }
+}
+
+/// The attached SecurityPolicy's credentials, then who among the
+/// callers may call.
+pub fn authenticate<B>(
+    at: (&Matched<'_>, Option<&Arc<Authn>>),
+    req: &Request<B>,
+    (tokens, jwks, hops): (&TokenCache, &crate::jwks::Jwks, usize),
+    ctx: &mut RequestCtx,
+) -> Result<Option<Authenticated>, ProxyError> {
+    let Some(auth) = attached(at, ctx) else {
         return Ok(None);
     };
     // A token in the query stays out of the access log, accepted or not.
