@@ -779,3 +779,67 @@ async fn r_user(port: u16, token: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+#[tokio::test]
+async fn a_route_can_match_on_a_verified_claim() {
+    let signer = Signer::new("a");
+    let (v1, v2) = (echo("shop", "v1-0"), echo("shop-beta", "v2-0"));
+    let port = free_port();
+    let jwks = json!({"keys": [signer.jwk()]}).to_string();
+    let yaml = format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: stable}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules: [{{backendRefs: [{{name: shop, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: beta}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - matches: [{{headers: [{{name: x-group, value: beta}}]}}]
+    backendRefs: [{{name: shop-beta, port: 80}}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: users}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw}}]
+  jwt:
+    providers:
+    - name: issuer
+      issuer: https://issuer.test
+      localJWKS: {{type: Inline, inline: '{jwks}'}}
+      claimToHeaders: [{{header: x-group, claim: group}}]
+      recomputeRoute: true
+"#
+    );
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port)
+            + &service_yaml("shop", v1.port, None)
+            + &service_yaml("shop-beta", v2.port, None)
+            + &yaml),
+    );
+    let gw = Gateway::start(&dir).await;
+    let token = |group: &str| format!("Bearer {}", signer.sign(&claims(json!({"group": group}))));
+
+    let beta = token("beta");
+    let r = status(with(port, "/cart", &[("authorization", &beta)])).await;
+    assert_eq!(r.service(), "shop-beta", "{}", gw.logs());
+    assert_eq!(r.json()["headers"]["X-Group"][0], "beta");
+
+    // The claim decides, not what the client wrote.
+    let stable = token("stable");
+    let forged = [("authorization", stable.as_str()), ("x-group", "beta")];
+    let r = status(with(port, "/cart", &forged)).await;
+    assert_eq!(r.service(), "shop", "{}", r.json());
+    assert_eq!(r.json()["headers"]["X-Group"][0], "stable");
+    let r = status(with(port, "/cart", &[("x-group", "beta")])).await;
+    assert_eq!((r.status, r.reason()), (401, Some("jwt_missing")));
+}

@@ -255,3 +255,54 @@ async fn a_provider_that_cannot_be_reached_is_named() {
     assert_eq!(r.headers["x-strait-authn"], "default/login");
     assert!(String::from_utf8_lossy(&r.body).contains("/.well-known/openid-configuration"));
 }
+
+#[tokio::test]
+async fn a_jwt_provider_of_the_policy_checks_the_login_s_id_token() {
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/oauth2/callback");
+    let Some(op) = OpenIdProvider::start(free_port(), &redirect, 3600).await else {
+        return;
+    };
+    let app = echo("app", "app-0");
+    // The ID token goes in Authorization, where the policy's JWT provider
+    // verifies it against the provider's published keys; a script with a
+    // token of its own skips the login and meets the JWT check alone.
+    let extra = format!(
+        r#"    passThroughAuthHeader: true
+  jwt:
+    providers:
+    - name: shop-users
+      issuer: "{issuer}"
+      audiences: [shop]
+      remoteJWKS: {{uri: "{issuer}/jwks"}}
+      claimToHeaders: [{{header: x-user, claim: sub}}]
+"#,
+        issuer = op.issuer
+    );
+    let dir = setup(port, app.port, &op.issuer, &extra);
+    let text = std::fs::read_to_string(dir.path().join("gw.yaml")).expect("yaml");
+    let text = text.replace("    forwardAccessToken: true\n", "").replace(
+        "forwardIDToken: {header: x-id-token}",
+        "forwardIDToken: {header: Authorization}",
+    );
+    dir.write("gw.yaml", &text);
+    let gw = Gateway::start(&dir).await;
+    let site = format!("http://127.0.0.1:{port}");
+
+    let mut browser = Browser::default();
+    let r = browser.browse(&format!("{site}/me"), "carol").await;
+    assert_eq!(r.status, 200, "{:#?}\n{}", browser.visited, gw.logs());
+    assert_eq!(header(&r, "X-User"), "carol", "{}", r.json());
+    assert_eq!(
+        header(&r, "Authorization"),
+        "",
+        "the token is the provider's to keep"
+    );
+
+    let host = format!("127.0.0.1:{port}");
+    let bearer = [("authorization", "Bearer not-a-token")];
+    let r = send(request("GET", port, &host, "/me", &bearer))
+        .await
+        .expect("an answer");
+    assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
+}

@@ -327,6 +327,10 @@ pub struct JwtProvider {
     /// Keep the token for the backend (by default it is removed).
     #[serde(default)]
     pub forward: bool,
+    /// Choose the route again once `claimToHeaders` are set, so routes
+    /// can match on a verified claim (`x-group: beta` → v2).
+    #[serde(default)]
+    pub recompute_route: bool,
 }
 
 /// An issuer's key set at a URL (`http` or `https`, checked against the

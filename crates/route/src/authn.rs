@@ -82,6 +82,8 @@ pub struct Provider {
     /// (claim, header): copied for the backend.
     pub claims: Vec<(String, HeaderName)>,
     pub forward: bool,
+    /// The route is chosen again once the claims' headers are set.
+    pub recompute: bool,
 }
 
 /// Where a provider's keys are: compiled with the configuration, or
@@ -837,6 +839,7 @@ fn compile_provider(
         audiences: p.audiences.clone(),
         claims,
         forward: p.forward,
+        recompute: p.recompute_route,
     })
 }
 

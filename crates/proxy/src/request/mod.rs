@@ -110,12 +110,10 @@ fn proxy<'s>(
         let mut cookies = Vec::new();
         let selected = {
             let mut target = select::Target::of(&req, &conn)?;
-            let selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
-            let attached = (&selected.matched(), live.authn.as_ref());
-            if attached.1.is_some()
-                || attached.0.rule.authn.is_some()
-                || attached.0.listener.authn.is_some()
-            {
+            let mut selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
+            let m = selected.matched();
+            if live.authn.is_some() || m.rule.authn.is_some() || m.listener.authn.is_some() {
+                let attached = (&m, live.authn.as_ref());
                 match policy::login(attached, &mut req, &shared.oidc, ctx).await? {
                     Ok(set) => cookies = set,
                     Err(answer) => return Ok(*answer),
@@ -127,7 +125,16 @@ fn proxy<'s>(
                 &shared.jwks,
                 shared.http_limits.trusted_hops,
             );
-            authenticated = policy::authenticate(attached, &req, tokens, ctx)?;
+            let attached = (&selected.matched(), live.authn.as_ref());
+            let mut checked = policy::authenticate(attached, &req, tokens, ctx)?;
+            if let Some(a) = checked.as_ref().filter(|a| a.reroutes()) {
+                a.claims_to(&mut req);
+                target = select::Target::of(&req, &conn)?;
+                selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
+                let attached = (&selected.matched(), live.authn.as_ref());
+                checked = policy::recheck(checked, attached, &req, tokens, ctx)?;
+            }
+            authenticated = checked;
             let guards = (&**snapshot, sidecar, &shared.metrics);
             policy::authorize(guards, ctx, (&req, &target), authenticated.as_ref())?;
             asking = policy::services(authenticated.as_ref(), selected.matched().rule, &target)?;

@@ -85,6 +85,22 @@ pub async fn login<B>(
     }
 }
 
+/// The SecurityPolicy of the route the request chose again by its claims
+/// (`recomputeRoute`): the one that checked it, or else its own checks
+/// (once: a request is not routed round in circles).
+pub fn recheck<B>(
+    authenticated: Option<Authenticated>,
+    at: (&Matched<'_>, Option<&Arc<Authn>>),
+    req: &Request<B>,
+    cache: (&TokenCache, &crate::jwks::Jwks, usize),
+    ctx: &mut RequestCtx,
+) -> Result<Option<Authenticated>, ProxyError> {
+    match &authenticated {
+        Some(a) if a.checked_by(attached(at, ctx)) => Ok(authenticated),
+        _ => authenticate(at, req, cache, ctx),
+    }
+}
+
 /// The attached SecurityPolicy's credentials, then who among the
 /// callers may call.
 pub fn authenticate<B>(
@@ -294,6 +310,27 @@ async fn ask<B>(
 }
 
 impl Authenticated {
+    /// A provider of the policy routes on its claims: the request
+    /// chooses its route again once they are set.
+    pub fn reroutes(&self) -> bool {
+        !self.set.is_empty() && self.auth.providers.iter().any(|p| p.recompute)
+    }
+
+    /// The checks' headers set now, for the route to be chosen again by
+    /// them; a client's look-alikes go first.
+    pub fn claims_to<B>(&self, req: &mut Request<B>) {
+        let headers = req.headers_mut();
+        self.unforged(headers, true);
+        for (name, value) in &self.set {
+            headers.append(name, value.clone());
+        }
+    }
+
+    /// Whether `auth` is the policy that checked the request.
+    pub fn checked_by(&self, auth: Option<&Arc<Authn>>) -> bool {
+        auth.is_some_and(|a| Arc::ptr_eq(a, &self.auth))
+    }
+
     /// Without the headers only the checks may set, or their look-alikes:
     /// `x_user` too, as CGI-style backends read it as `x-user`. The same
     /// for a credential's header that is cleared: its look-alike would
