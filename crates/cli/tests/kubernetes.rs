@@ -92,6 +92,7 @@ async fn the_control_plane_follows_the_cluster() {
         web.port
     ));
     api.apply(&route("web", "/", "1"));
+    api.serve("SecurityPolicy");
     // Another controller has reported on its own parent of this route.
     let theirs = serde_json::json!({"parentRef": {"name": "other-gw"}, "controllerName": "example.com/other",
         "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
@@ -201,6 +202,69 @@ async fn the_control_plane_follows_the_cluster() {
         gw_status["listeners"][1]["supportedKinds"][0]["kind"],
         "TCPRoute"
     );
+    // A SecurityPolicy's status, per target (GEP-713 ancestors): accepted;
+    // refused for a Secret that is not there; conflicted where an older
+    // policy names the same target.
+    let policy = |name: &str, created: &str, secret: &str, target: &str| {
+        format!("apiVersion: policy.strait.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {{name: {name}, creationTimestamp: \"{created}\"}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, {target}}}]\n  basicAuth: {{users: {{group: \"\", kind: Secret, name: {secret}}}}}\n")
+    };
+    let broken_route = "kind: HTTPRoute, name: broken";
+    api.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: users}\nstringData: {.htpasswd: \"alice:{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI=\"}\n");
+    api.apply(&policy(
+        "first",
+        "2026-01-01T00:00:00Z",
+        "users",
+        broken_route,
+    ));
+    api.apply(&policy(
+        "second",
+        "2026-02-01T00:00:00Z",
+        "users",
+        broken_route,
+    ));
+    let listener = "kind: Gateway, name: gw, sectionName: tcp";
+    api.apply(&policy(
+        "unresolved",
+        "2026-03-01T00:00:00Z",
+        "nobody",
+        listener,
+    ));
+    let ancestor = |s: &serde_json::Value| s["ancestors"][0].clone();
+    let first = wait_status(&api, "SecurityPolicy", "first", |s| {
+        s["ancestors"].is_array()
+    })
+    .await;
+    let a = ancestor(&first);
+    assert_eq!(a["controllerName"], "strait.dev/gateway-controller");
+    assert_eq!(a["ancestorRef"]["kind"], "HTTPRoute", "{first}");
+    assert_eq!(a["ancestorRef"]["name"], "broken");
+    assert_eq!(condition(&a, "Accepted"), ("True", "Accepted"), "{first}");
+    assert_eq!(condition(&a, "ResolvedRefs"), ("True", "ResolvedRefs"));
+    let second = wait_status(&api, "SecurityPolicy", "second", |s| {
+        s["ancestors"].is_array()
+    })
+    .await;
+    assert_eq!(
+        condition(&ancestor(&second), "Accepted"),
+        ("False", "Conflicted"),
+        "{second}"
+    );
+    let bad = wait_status(&api, "SecurityPolicy", "unresolved", |s| {
+        s["ancestors"].is_array()
+    })
+    .await;
+    let a = ancestor(&bad);
+    assert_eq!(condition(&a, "Accepted"), ("False", "Invalid"), "{bad}");
+    assert_eq!(
+        condition(&a, "ResolvedRefs"),
+        ("False", "InvalidRef"),
+        "{bad}"
+    );
+    assert!(
+        a["conditions"].to_string().contains("spec.basicAuth"),
+        "{bad}"
+    );
+
     // Unchanged statuses are not written again.
     let writes = api.status_writes("HTTPRoute", "default", "web").len();
 

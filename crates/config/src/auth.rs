@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
         version = "v1alpha1",
         kind = "SecurityPolicy",
         namespaced,
+        status = "PolicyStatus",
         shortname = "sp"
     )
 )]
@@ -32,6 +33,51 @@ pub struct SecurityPolicySpec {
     pub authorization: Option<Authorization>,
     pub ext_auth: Option<Box<ExtAuth>>,
     pub oidc: Option<Box<Oidc>>,
+}
+
+/// What the control plane reports of a policy (GEP-713): per target, its
+/// `Accepted` and `ResolvedRefs` conditions.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    #[serde(default)]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    pub ancestor_ref: PolicyAncestorRef,
+    pub controller_name: String,
+    #[serde(default)]
+    pub conditions: Vec<StatusCondition>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorRef {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub section_name: Option<String>,
+}
+
+/// A Kubernetes condition.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCondition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub last_transition_time: Option<String>,
+    pub observed_generation: Option<i64>,
 }
 
 /// A browser's user logs in at an OpenID provider (authorization-code

@@ -65,6 +65,9 @@ fn control_rules() -> Value {
                        "authorizationpolicies", "telemetrypolicies",
                        "securitypolicies", "directresponses"],
          "verbs": read},
+        {"apiGroups": ["policy.strait.dev"],
+         "resources": ["securitypolicies/status"],
+         "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["namespaces", "services", "pods", "configmaps"], "verbs": read},
         // ServiceAccount tokens are never listed (a field selector);
         // RBAC cannot say so, hence the whole resource.

@@ -1,8 +1,9 @@
 //! Status back to the cluster: after each new index, the control plane
 //! compiles it as a gateway would and writes `Accepted` / `ResolvedRefs`
 //! (and the listeners' conditions) to the status of each Gateway and
-//! route (HTTP, GRPC, TLS, TCP) of ours that changed — a merge patch on the `status`
-//! subresource. A route's entries for other controllers' parents are kept
+//! route (HTTP, GRPC, TLS, TCP) of ours that changed, and each
+//! SecurityPolicy's per target (`ancestors`, GEP-713) — a merge patch on
+//! the `status` subresource. A route's entries for other controllers' parents are kept
 //! as they are.
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -10,7 +11,7 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use strait_control::index::Index;
-use strait_route::status::{Condition, GatewayStatus, RouteStatus};
+use strait_route::status::{Condition, GatewayStatus, PolicyStatus, RouteStatus};
 use strait_route::CompileOptions;
 use tracing::{info, warn};
 
@@ -131,6 +132,21 @@ impl StatusWriter {
         (key, json!({"parents": parents}))
     }
 
+    fn policy(&mut self, index: &Index, p: &PolicyStatus, controller: &str) -> (String, Value) {
+        let key = format!("{}/{}/{}", p.kind, p.namespace, p.name);
+        let generation = generation(index, &key);
+        let ancestors: Vec<Value> = p
+            .ancestors
+            .iter()
+            .map(|a| {
+                let at = a.reference.to_string();
+                json!({"ancestorRef": a.reference, "controllerName": controller,
+                    "conditions": self.conditions(&key, &at, &a.conditions, generation)})
+            })
+            .collect();
+        (key, json!({"ancestors": ancestors}))
+    }
+
     /// Writes what changed since the last call.
     pub async fn write(&mut self, client: &Client, index: &Index, controller: &str) {
         let docs =
@@ -145,6 +161,9 @@ impl StatusWriter {
         }
         for r in &snapshot.routes {
             wanted.push(self.route(index, r, controller));
+        }
+        for p in snapshot.authn.statuses() {
+            wanted.push(self.policy(index, p, controller));
         }
         // Objects gone are forgotten: one made again under the same name
         // gets its status written.
@@ -189,6 +208,11 @@ fn without_times(v: &Value) -> Value {
 /// The API of `kind` at the version the object was read at (TLSRoute
 /// and TCPRoute are served at different versions by different clusters).
 fn resource(kind: &str, api_version: &str) -> Option<ApiResource> {
+    if kind == "SecurityPolicy" {
+        let version = api_version.strip_prefix("policy.strait.dev/")?;
+        let gvk = GroupVersionKind::gvk("policy.strait.dev", version, kind);
+        return Some(ApiResource::from_gvk_with_plural(&gvk, "securitypolicies"));
+    }
     let plural = match kind {
         "Gateway" => "gateways",
         "HTTPRoute" => "httproutes",

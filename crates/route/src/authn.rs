@@ -558,6 +558,7 @@ struct Compiled {
 pub struct AuthnTable {
     policies: Vec<Compiled>,
     problems: Vec<Problem>,
+    statuses: Vec<crate::status::PolicyStatus>,
 }
 
 impl AuthnTable {
@@ -573,6 +574,8 @@ impl AuthnTable {
         let mut table = AuthnTable::default();
         for (doc, p) in found {
             let (auth, errors, warnings) = compile_policy(docs, p, resolver);
+            let status = table.status(docs, p, &errors);
+            table.statuses.push(status);
             for (path, msg) in errors {
                 let msg = format!("{msg}; the policy's targets answer 500 until it is fixed");
                 table.problems.push(Problem::error(&doc.source, path, msg));
@@ -591,6 +594,72 @@ impl AuthnTable {
             });
         }
         table
+    }
+
+    /// Each target's conditions: refused for the policy's errors, a
+    /// target that is not there, or an older policy naming it.
+    fn status(
+        &self,
+        docs: &[Document],
+        p: &Object<SecurityPolicySpec>,
+        errors: &[Finding],
+    ) -> crate::status::PolicyStatus {
+        use crate::status::{AncestorStatus, Condition};
+        let ns = p.metadata.namespace();
+        let said = |found: &[&Finding]| {
+            let text: Vec<String> = found
+                .iter()
+                .map(|(path, msg)| format!("{path}: {msg}"))
+                .collect();
+            text.join("; ")
+        };
+        let all: Vec<&Finding> = errors.iter().collect();
+        let unresolved: Vec<&Finding> = errors.iter().filter(|(_, m)| unresolved(m)).collect();
+        let ancestors = p
+            .spec
+            .target_refs
+            .iter()
+            .map(|t| {
+                let older = self
+                    .policies
+                    .iter()
+                    .find(|o| o.namespace == ns && o.targets.contains(t));
+                let accepted = if !all.is_empty() {
+                    Condition::failed("Accepted", "Invalid", said(&all))
+                } else if !target_exists(docs, ns, t) {
+                    let msg = format!("no {} {ns}/{}", t.kind, t.name);
+                    Condition::failed("Accepted", "TargetNotFound", msg)
+                } else if let Some(o) = older {
+                    let msg = format!("SecurityPolicy {ns}/{} is older and names the same target", o.name);
+                    Condition::failed("Accepted", "Conflicted", msg)
+                } else {
+                    Condition::ok("Accepted", "Accepted")
+                };
+                let resolved = match unresolved.is_empty() {
+                    true => Condition::ok("ResolvedRefs", "ResolvedRefs"),
+                    false => Condition::failed("ResolvedRefs", "InvalidRef", said(&unresolved)),
+                };
+                let mut reference = serde_json::json!({"group": t.group, "kind": t.kind, "name": t.name, "namespace": ns});
+                if let Some(section) = &t.section_name {
+                    reference["sectionName"] = section.clone().into();
+                }
+                AncestorStatus {
+                    reference,
+                    conditions: vec![accepted, resolved],
+                }
+            })
+            .collect();
+        crate::status::PolicyStatus {
+            kind: "SecurityPolicy",
+            namespace: ns.to_string(),
+            name: p.metadata.name.clone(),
+            ancestors,
+        }
+    }
+
+    /// Each policy's status, for the cluster.
+    pub fn statuses(&self) -> &[crate::status::PolicyStatus] {
+        &self.statuses
     }
 
     /// A younger policy naming a target an older one names is not applied
@@ -679,6 +748,28 @@ impl AuthnTable {
 }
 
 type Finding = (String, String);
+
+/// An error that says a named object is not there.
+fn unresolved(msg: &str) -> bool {
+    ["no Secret ", "no ConfigMap ", "no Service ", " not found"]
+        .iter()
+        .any(|s| msg.contains(s))
+}
+
+/// Whether the object a policy names exists (a workload's Deployment is
+/// not among what strait reads: taken as there).
+fn target_exists(docs: &[Document], ns: &str, t: &PolicyTargetRef) -> bool {
+    let found = |kind: &str| {
+        docs.iter().any(|d| {
+            let m = d.resource.metadata();
+            d.resource.kind() == kind && m.namespace() == ns && m.name == t.name
+        })
+    };
+    match t.kind.as_str() {
+        "Gateway" | "HTTPRoute" | "GRPCRoute" => found(&t.kind),
+        _ => true,
+    }
+}
 
 /// The policy, its errors (it then fails closed) and its warnings.
 fn compile_policy(

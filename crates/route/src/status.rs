@@ -73,3 +73,21 @@ pub struct RouteStatus {
     pub source: Source,
     pub parents: Vec<ParentStatus>,
 }
+
+/// A policy's status (GEP-713): one entry per target, its `Accepted`
+/// (`Invalid`, `TargetNotFound`, `Conflicted`) and `ResolvedRefs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyStatus {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub ancestors: Vec<AncestorStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AncestorStatus {
+    /// The target as a reference: group, kind, name, namespace and
+    /// sectionName when it has one.
+    pub reference: serde_json::Value,
+    pub conditions: Vec<Condition>,
+}

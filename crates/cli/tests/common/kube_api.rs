@@ -36,6 +36,7 @@ fn resource_of(kind: &str) -> Option<(&'static str, &'static str, &'static str, 
         "Secret" => ("", "v1", "secrets", true),
         "ConfigMap" => ("", "v1", "configmaps", true),
         "EndpointSlice" => ("discovery.k8s.io", "v1", "endpointslices", true),
+        "SecurityPolicy" => ("policy.strait.dev", "v1alpha1", "securitypolicies", true),
         _ => return None,
     })
 }
@@ -140,6 +141,16 @@ impl FakeApi {
             ),
         )
         .expect("kubeconfig");
+    }
+
+    /// Serves `kind` (discovery lists it) before any object of it exists,
+    /// as a cluster with its CRD installed does.
+    pub fn serve(&self, kind: &str) {
+        let (g, v, plural, _) = resource_of(kind).unwrap_or_else(|| panic!("no {kind}"));
+        self.lock()
+            .objects
+            .entry(collection(g, v, plural))
+            .or_default();
     }
 
     /// Creates or replaces every object of the YAML text, telling watchers.
