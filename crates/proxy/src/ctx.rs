@@ -79,6 +79,9 @@ pub struct RequestCtx {
     pub reason: Option<&'static str>,
     /// What the phases learned that telemetry reports.
     pub seen: Seen,
+    /// `Set-Cookie` values strait adds to the answer (a login's renewed
+    /// session).
+    pub cookies: Vec<http::HeaderValue>,
 }
 
 /// Filled in by the phases as they learn it; read once, by telemetry.
@@ -133,6 +136,7 @@ impl RequestCtx {
             rule: None,
             reason: None,
             seen: Seen::default(),
+            cookies: Vec::new(),
         }
     }
 }

@@ -67,7 +67,11 @@ pub async fn handle(
             response
         }
     };
-    let response = watch_send(response, &shared, &ctx.conn);
+    let mut response = watch_send(response, &shared, &ctx.conn);
+    for cookie in std::mem::take(&mut ctx.cookies) {
+        let headers = response.headers_mut();
+        headers.append(http::header::SET_COOKIE, cookie);
+    }
     Ok(telemetry::record(&shared, ctx, response))
 }
 
@@ -107,7 +111,6 @@ fn proxy<'s>(
         let conn = ctx.conn.clone();
         let authenticated;
         let asking;
-        let mut cookies = Vec::new();
         let selected = {
             let mut target = select::Target::of(&req, &conn)?;
             let mut selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
@@ -115,7 +118,7 @@ fn proxy<'s>(
             if live.authn.is_some() || m.rule.authn.is_some() || m.listener.authn.is_some() {
                 let attached = (&m, live.authn.as_ref());
                 match policy::login(attached, &mut req, &shared.oidc, ctx).await? {
-                    Ok(set) => cookies = set,
+                    Ok(set) => ctx.cookies = set,
                     Err(answer) => return Ok(*answer),
                 }
                 target = select::Target::of(&req, &conn)?;
@@ -161,13 +164,7 @@ fn proxy<'s>(
                 .filter(|_| ctx.conn.role == Role::Outbound)
                 .and_then(|s| s.me_header.as_ref()),
         };
-        let mut response = forwarder.forward(&matched, out, &mut ctx.seen).await?;
-        for cookie in cookies {
-            response
-                .headers_mut()
-                .append(http::header::SET_COOKIE, cookie);
-        }
-        Ok(response)
+        forwarder.forward(&matched, out, &mut ctx.seen).await
     }
 }
 
