@@ -42,7 +42,7 @@ fn setup(port: u16, echo_port: u16, authz_port: u16) -> TempDir {
         + &service_yaml("authz", authz_port, None)
         + &service_yaml("nobody", free_port(), None)
         + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n";
-    for name in ["grpc", "http", "closed", "open", "slow"] {
+    for name in ["grpc", "http", "closed", "open", "slow", "withbody"] {
         yaml += &rule(name);
     }
     yaml += &policy(
@@ -64,6 +64,11 @@ fn setup(port: u16, echo_port: u16, authz_port: u16) -> TempDir {
         "open",
         "open",
         "    grpc: {backendRef: {name: nobody, port: 80}}\n    failOpen: true\n",
+    );
+    yaml += &policy(
+        "withbody",
+        "withbody",
+        "    grpc: {backendRef: {name: authz, port: 80}}\n    bodyToExtAuth: {maxRequestBytes: 16}\n",
     );
     yaml += &policy(
         "slow",
@@ -157,6 +162,37 @@ async fn a_grpc_authorization_service_decides_as_envoy_s_would() {
             && metrics.contains("reason=\"ext_authz_failed\""),
         "{metrics}"
     );
+
+    // bodyToExtAuth: text as `body`, other bytes as `raw_body`; the
+    // backend gets the whole body; one over the limit is refused 413.
+    authz.take();
+    let bodies: [&[u8]; 2] = ["café=1".as_bytes(), &[0xff, 0x00, 0xfe]];
+    for body in bodies {
+        let mut post = request(
+            "POST",
+            port,
+            "shop.example.com",
+            "/withbody",
+            &[("authorization", "Bearer good")],
+        );
+        *post.body_mut() = http_body_util::Full::new(bytes::Bytes::copy_from_slice(body));
+        let r = call(post).await;
+        assert_eq!(r.status, 200, "{}", gw.logs());
+        assert_eq!(r.json()["bodyBytes"], body.len(), "{}", r.json());
+        let asked = authz.take();
+        assert_eq!(asked[0].body, body, "{asked:?}");
+    }
+    let mut post = request(
+        "POST",
+        port,
+        "shop.example.com",
+        "/withbody",
+        &[("authorization", "Bearer good")],
+    );
+    *post.body_mut() = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 17]));
+    let r = call(post).await;
+    assert_eq!((r.status, r.reason()), (413, Some("body_too_large")));
+    assert!(authz.take().is_empty());
 }
 
 #[tokio::test]
@@ -237,18 +273,17 @@ async fn a_missing_or_slow_service_fails_closed_unless_the_policy_says_open() {
 }
 
 #[tokio::test]
-async fn a_policy_asking_for_the_body_or_two_services_is_refused_by_path() {
+async fn a_policy_with_two_services_or_a_foreign_one_is_refused_by_path() {
     let app = echo("shop", "shop-0");
     let port = free_port();
     let mut yaml = gateway_yaml(port)
         + &service_yaml("shop", app.port, None)
         + &service_yaml("authz", free_port(), None)
         + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n";
-    for name in ["two", "body", "other", "free"] {
+    for name in ["two", "other", "free"] {
         yaml += &format!("  - name: {name}\n    matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n    backendRefs: [{{name: shop, port: 80}}]\n");
     }
     yaml += &policy("two", "two", "    grpc: {backendRef: {name: authz, port: 80}}\n    http: {backendRef: {name: authz, port: 80}}\n");
-    yaml += &policy("body", "body", "    grpc: {backendRef: {name: authz, port: 80}}\n    bodyToExtAuth: {maxRequestBytes: 100}\n");
     yaml += &policy(
         "other",
         "other",
@@ -260,7 +295,6 @@ async fn a_policy_asking_for_the_body_or_two_services_is_refused_by_path() {
     let config = gw.config().await.to_string();
     for (path, said) in [
         ("spec.extAuth", "needs exactly one of grpc and http"),
-        ("spec.extAuth.bodyToExtAuth", "not supported"),
         (
             "spec.extAuth.grpc.backendRef",
             "the Service must be in the policy's namespace default",
@@ -273,7 +307,7 @@ async fn a_policy_asking_for_the_body_or_two_services_is_refused_by_path() {
             "{path}: {said}: {config}"
         );
     }
-    for path in ["/two", "/body", "/other"] {
+    for path in ["/two", "/other"] {
         let r = call(with(port, path, &[])).await;
         assert_eq!(r.status, 500, "fails closed: {}", gw.logs());
         assert_eq!(r.reason(), Some("policy_invalid"));
@@ -382,10 +416,21 @@ async fn the_gateway_api_external_auth_filter_asks_the_same_way() {
         "the filter's service is not asked after a refusal"
     );
 
-    // A body to forward is not supported: the rule fails closed, named.
-    let r = call(with(port, "/body", &good)).await;
-    assert_eq!((r.status, r.reason()), (500, Some("policy_invalid")));
-    assert!(String::from_utf8_lossy(&r.body).contains("forwardBody"));
+    // forwardBody: the service is shown the body, and the backend still
+    // gets all of it; a body over maxSize is refused before anyone is
+    // asked.
+    let mut post = request("POST", port, "shop.example.com", "/body", &good);
+    *post.body_mut() = http_body_util::Full::new(bytes::Bytes::from_static(b"order=42"));
+    let r = call(post).await;
+    assert_eq!(r.status, 200, "{}", gw.logs());
+    assert_eq!(r.json()["bodyBytes"], 8, "{}", r.json());
+    let asked = authz.take();
+    assert_eq!(asked[0].body, b"order=42", "{asked:?}");
+    let mut post = request("POST", port, "shop.example.com", "/body", &good);
+    *post.body_mut() = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 2000]));
+    let r = call(post).await;
+    assert_eq!((r.status, r.reason()), (413, Some("body_too_large")));
+    assert!(authz.take().is_empty());
 }
 
 /// With a token check in the same policy, the service is shown the token

@@ -194,7 +194,8 @@ pub struct ExtAuth {
     /// header to a gRPC service; to an HTTP one, `Authorization` only).
     #[serde(default)]
     pub headers_to_ext_auth: Vec<String>,
-    /// Not supported: strait sends no body (a policy asking is refused).
+    /// Send the request's body too, up to `maxRequestBytes` (a larger
+    /// body is refused `413`).
     pub body_to_ext_auth: Option<BodyToExtAuth>,
     /// Let requests through when the service cannot be asked (by default
     /// they are refused with `403`).

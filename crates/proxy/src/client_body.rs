@@ -23,6 +23,8 @@ use crate::wait::Wait;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct ClientBody {
+    /// What was read before the body was forwarded, given back first.
+    head: Option<Box<BodyHead>>,
     inner: Incoming,
     /// Bytes still allowed; `None`: no limit.
     left: Option<u64>,
@@ -37,6 +39,7 @@ pub struct ClientBody {
 impl ClientBody {
     pub fn new(inner: Incoming, limit: Option<u64>, pace: BodyPace) -> Self {
         ClientBody {
+            head: None,
             inner,
             left: limit,
             pace,
@@ -44,6 +47,17 @@ impl ClientBody {
             waited: Duration::ZERO,
             received: 0,
         }
+    }
+
+    /// The body with `head` (read from it before) given back first.
+    pub fn with_head(mut self, head: Option<BodyHead>) -> Self {
+        if let Some(h) = &head {
+            let n = h.data.len() as u64;
+            self.received = n;
+            self.left = self.left.map(|l| l.saturating_sub(n));
+        }
+        self.head = head.map(Box::new);
+        self
     }
 
     /// When a wait that begins at `now` is too long: the idle limit, or
@@ -132,6 +146,15 @@ impl Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(head) = &mut this.head {
+            if let Some(frame) = head.next_frame() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if head.ended {
+                return Poll::Ready(None);
+            }
+            this.head = None;
+        }
         let polled = match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Err(e))) => {
                 return Poll::Ready(Some(Err(Box::new(ClientBodyError::Malformed(e)))))
@@ -159,10 +182,90 @@ impl Body for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.head {
+            Some(h) if h.ended => h.data.is_empty() && h.trailers.is_none(),
+            Some(h) if !h.data.is_empty() || h.trailers.is_some() => false,
+            _ => self.inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let Some(head) = &self.head else {
+            return self.inner.size_hint();
+        };
+        let n = head.data.len() as u64;
+        if head.ended {
+            return SizeHint::with_exact(n);
+        }
+        let rest = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(n));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(n));
+        }
+        hint
+    }
+}
+
+/// The start of a request's body, read before it is forwarded (an
+/// authorization service is shown it): the request carries it in its
+/// extensions, and its [`ClientBody`] gives it back first.
+#[derive(Clone, Debug, Default)]
+pub struct BodyHead {
+    pub data: Bytes,
+    pub trailers: Option<http::HeaderMap>,
+    /// The whole body was read.
+    pub ended: bool,
+}
+
+impl BodyHead {
+    fn next_frame(&mut self) -> Option<Frame<Bytes>> {
+        if !self.data.is_empty() {
+            return Some(Frame::data(std::mem::take(&mut self.data)));
+        }
+        self.trailers.take().map(Frame::trailers)
+    }
+
+    /// Reads up to `max` bytes of `body` (and its trailers, if it ends
+    /// by then), within the idle limit for the whole. A body longer than
+    /// `max`, or over the body limit, is refused: nothing is guessed from
+    /// part of a body.
+    pub async fn read(
+        body: &mut Incoming,
+        max: u64,
+        limit: Option<u64>,
+        pace: BodyPace,
+    ) -> Result<BodyHead, ClientBodyError> {
+        use http_body_util::BodyExt;
+        let cap = limit.map_or(max, |l| l.min(max));
+        let mut head = BodyHead::default();
+        let mut data = bytes::BytesMut::new();
+        let reading = async {
+            while !body.is_end_stream() {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                match frame.map_err(ClientBodyError::Malformed)?.into_data() {
+                    Ok(d) if (data.len() + d.len()) as u64 > cap => {
+                        return Err(ClientBodyError::TooLarge)
+                    }
+                    Ok(d) => data.extend_from_slice(&d),
+                    Err(frame) => {
+                        head.trailers = frame.into_trailers().ok();
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        };
+        match pace.idle.is_zero() {
+            true => reading.await?,
+            false => tokio::time::timeout(pace.idle, reading)
+                .await
+                .map_err(|_| ClientBodyError::TimedOut)??,
+        }
+        head.ended = true;
+        head.data = data.freeze();
+        Ok(head)
     }
 }

@@ -85,6 +85,8 @@ pub struct Shown<'a> {
     pub headers: HeaderMap,
     pub conn: &'a ConnInfo,
     pub http2: bool,
+    /// The request's body, for a service that asked for it.
+    pub body: Option<&'a Bytes>,
 }
 
 /// What an allowing service changes in the request.
@@ -275,10 +277,11 @@ fn http_request(
     ] {
         headers.remove(framing);
     }
-    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let body = shown.body.cloned().unwrap_or_default();
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     let host = HeaderValue::from_str(shown.host).map_err(|_| "bad host")?;
     headers.insert(HOST, host);
-    req.body(UpstreamBody::whole(Bytes::new()))
+    req.body(UpstreamBody::whole(body))
         .map_err(|e| e.to_string())
 }
 
@@ -361,7 +364,7 @@ fn grpc_request(ext: &ExtAuth, shown: &Shown<'_>) -> Result<Request<UpstreamBody
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok())
         .unwrap_or(-1);
-    let http = auth::attribute_context::HttpRequest {
+    let mut http = auth::attribute_context::HttpRequest {
         id: shown
             .headers
             .get("x-request-id")
@@ -377,6 +380,14 @@ fn grpc_request(ext: &ExtAuth, shown: &Shown<'_>) -> Result<Request<UpstreamBody
         protocol: if shown.http2 { "HTTP/2" } else { "HTTP/1.1" }.to_string(),
         ..Default::default()
     };
+    // As Envoy packs it: text in `body`, other bytes in `raw_body`.
+    if let Some(body) = shown.body {
+        http.size = body.len() as i64;
+        match std::str::from_utf8(body) {
+            Ok(text) => http.body = text.to_string(),
+            Err(_) => http.raw_body = body.to_vec(),
+        }
+    }
     let destination = shown.conn.original_dst.map(|d| peer(d, None));
     let message = auth::CheckRequest {
         attributes: Some(auth::AttributeContext {

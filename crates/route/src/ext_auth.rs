@@ -26,6 +26,9 @@ pub struct ExtAuth {
     pub headers: Option<Vec<HeaderName>>,
     pub fail_open: bool,
     pub timeout: Duration,
+    /// Up to this many bytes of the request's body are sent too (a
+    /// larger body is refused `413`); `None`: none.
+    pub body: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -94,12 +97,7 @@ pub(crate) fn compile(
             .map_err(|e| errors.extend(e))
             .ok(),
     };
-    if spec.body_to_ext_auth.is_some() {
-        errors.push((
-            format!("{at}.bodyToExtAuth"),
-            "not supported: strait sends the request's head, not its body".into(),
-        ));
-    }
+    let body = spec.body_to_ext_auth.as_ref().map(|b| b.max_request_bytes);
     let timeout = match &spec.timeout {
         None => DEFAULT_TIMEOUT,
         Some(t) => strait_config::duration::parse(t).unwrap_or_else(|e| {
@@ -121,6 +119,7 @@ pub(crate) fn compile(
             headers,
             fail_open: spec.fail_open,
             timeout,
+            body,
         }),
         (Ok(_), false) => Err(errors),
         (Err(e), _) => Err(std::iter::once(e).chain(errors).collect()),
@@ -193,15 +192,12 @@ pub(crate) fn of_filter(
     label: String,
 ) -> Result<ExtAuth, Finding> {
     let say = |field: &str, why: String| (field.to_string(), why);
-    if f.forward_body
+    let max = f
+        .forward_body
         .as_ref()
         .and_then(|b| b.max_size)
-        .unwrap_or(0)
-        > 0
-    {
-        let why = "not supported: strait sends the request's head, not its body";
-        return Err(say("forwardBody", why.into()));
-    }
+        .unwrap_or(0);
+    let body = (max > 0).then_some(u32::from(max));
     let (protocol, headers) = match (f.protocol.as_str(), &f.grpc, &f.http) {
         ("GRPC", grpc, None) => {
             let allowed = grpc.as_ref().map_or(&[][..], |g| &g.allowed_headers);
@@ -232,6 +228,7 @@ pub(crate) fn of_filter(
         headers,
         fail_open: false,
         timeout: DEFAULT_TIMEOUT,
+        body,
     })
 }
 

@@ -34,6 +34,8 @@ pub struct Asked {
     pub source: String,
     /// gRPC only: the client's proven identity (a SPIFFE ID in the mesh).
     pub principal: String,
+    /// The request's body as shown (gRPC: `body`, else `raw_body`).
+    pub body: Vec<u8>,
 }
 
 impl Asked {
@@ -110,6 +112,10 @@ impl Authorization for Store {
             headers,
             source,
             principal,
+            body: match http.body.is_empty() {
+                true => http.raw_body.clone(),
+                false => http.body.clone().into_bytes(),
+            },
         });
         let refuse = |code: i32, denied: Option<auth::DeniedHttpResponse>| auth::CheckResponse {
             status: Some(Status {
@@ -203,12 +209,17 @@ async fn serve(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let (head, body) = req.into_parts();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
     store.0.lock().expect("store").push(Asked {
         grpc: false,
-        method: req.method().to_string(),
-        path: req.uri().to_string(),
-        host: req
-            .headers()
+        method: head.method.to_string(),
+        path: head.uri.to_string(),
+        host: head
+            .headers
             .get("host")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
@@ -216,6 +227,7 @@ async fn serve(
         headers,
         source: String::new(),
         principal: String::new(),
+        body,
     });
     let answer = http::Response::builder();
     let said = verdict(authorization.as_deref());

@@ -69,7 +69,7 @@ pub fn redirect<B>(
 /// for minutes, and an HTTP/2 stream can be held back by the connection's
 /// window when another stream's backend reads slowly, which is no fault of
 /// its own. The idle limit holds for all.
-fn pace(limits: &HttpLimits, version: http::Version, grpc: bool) -> BodyPace {
+pub(super) fn pace(limits: &HttpLimits, version: http::Version, grpc: bool) -> BodyPace {
     let mut pace = limits.body_pace;
     if grpc || version >= http::Version::HTTP_2 {
         pace.min_rate = 0;
@@ -102,7 +102,9 @@ pub async fn request(
     let path_and_query = rewritten(matched, &parts.uri)?;
     headers(ctx, sidecar, matched, &mut parts, upgrade.as_ref());
     let retries = rule.retry.is_some() && upgrade.is_none();
-    let body = ClientBody::new(body, limits.body, pace(limits, client_version, ctx.grpc));
+    let head = parts.extensions.remove::<crate::client_body::BodyHead>();
+    let body =
+        ClientBody::new(body, limits.body, pace(limits, client_version, ctx.grpc)).with_head(head);
     let (mut body, replay) = match retries {
         true => crate::retry::prepare(body).await.map_err(|e| {
             ClientBodyError::find(&*e).map_or(ProxyError::RequestBody, ProxyError::from)

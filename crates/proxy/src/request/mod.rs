@@ -147,6 +147,9 @@ fn proxy<'s>(
             selected
         };
         let matched = selected.matched();
+        let mut asking = asking;
+        let limits = (&shared.http_limits, ctx.grpc);
+        policy::read_body(asking.as_mut(), matched.rule, &mut req, limits).await?;
         let admitted = (authenticated, asking, &*shared.upstream);
         if let Some(answer) = policy::admit(admitted, &mut req, ctx, matched.rule).await? {
             ctx.reason = Some(crate::answer::DIRECT_RESPONSE);

@@ -213,6 +213,7 @@ pub fn services(
         policy,
         filter,
         host: target.host.to_string(),
+        body: None,
     }))
 }
 
@@ -231,6 +232,37 @@ pub struct Asking {
     policy: Option<Arc<ExtAuth>>,
     filter: bool,
     host: String,
+    /// The request's body, when a service is to be shown it.
+    body: Option<bytes::Bytes>,
+}
+
+/// The request's body read now, when a service it is to be asked about
+/// wants it (`bodyToExtAuth`, `forwardBody`): kept in the request for
+/// its backend.
+pub async fn read_body(
+    asking: Option<&mut Asking>,
+    rule: &Rule,
+    req: &mut Request<hyper::body::Incoming>,
+    (limits, grpc): (&crate::limits::HttpLimits, bool),
+) -> Result<(), ProxyError> {
+    let Some(asking) = asking else {
+        return Ok(());
+    };
+    let filter = match filter_of(rule) {
+        Some(Ok(ext)) if asking.filter => ext.body,
+        _ => None,
+    };
+    let policy = asking.policy.as_ref().and_then(|p| p.body);
+    let Some(max) = policy.into_iter().chain(filter).max() else {
+        return Ok(());
+    };
+    let pace = super::filters::pace(limits, req.version(), grpc);
+    let head = crate::client_body::BodyHead::read(req.body_mut(), max.into(), limits.body, pace)
+        .await
+        .map_err(|e| ProxyError::from(&e))?;
+    asking.body = Some(head.data.clone());
+    req.extensions_mut().insert(head);
+    Ok(())
 }
 
 /// What stands between a routed request and its filters: its
@@ -303,6 +335,7 @@ async fn ask<B>(
             headers: headers.clone(),
             conn: &ctx.conn,
             http2: req.version() == http::Version::HTTP_2,
+            body: asking.body.as_ref().filter(|_| ext.body.is_some()),
         };
         all.extend(crate::ext_authz::check(ext, upstreams, shown).await?);
     }
