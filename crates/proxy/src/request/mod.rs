@@ -115,9 +115,8 @@ fn proxy<'s>(
             let mut target = select::Target::of(&req, &conn)?;
             let mut selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
             let m = selected.matched();
-            if live.authn.is_some() || m.rule.authn.is_some() || m.listener.authn.is_some() {
-                let attached = (&m, live.authn.as_ref());
-                match policy::login(attached, &mut req, &shared.oidc, ctx).await? {
+            if let Some(oidc) = policy::oidc((&m, live.authn.as_ref()), ctx) {
+                match policy::login(oidc, &mut req, &shared.oidc, ctx).await? {
                     Ok(set) => ctx.cookies = set,
                     Err(answer) => return Ok(*answer),
                 }

@@ -49,20 +49,23 @@ fn attached<'a>(
     }
 }
 
-/// A browser's login at an OpenID provider, when the request's
-/// SecurityPolicy asks for one (a broken policy answers in
-/// [`authenticate`]). `Err` with an answer: strait answers (a redirect).
-/// `Ok`: cookies for the answer.
+/// The attached SecurityPolicy, when it asks for a browser's login at an
+/// OpenID provider (a broken policy answers in [`authenticate`]).
+pub fn oidc<'a>(
+    at: (&'a Matched<'_>, Option<&'a Arc<Authn>>),
+    ctx: &RequestCtx,
+) -> Option<&'a Arc<Authn>> {
+    attached(at, ctx).filter(|a| a.oidc.is_some() && a.broken.is_none())
+}
+
+/// The login step of `auth` (see [`oidc`]). `Err` with an answer: strait
+/// answers (a redirect). `Ok`: cookies for the answer.
 pub async fn login<B>(
-    at: (&Matched<'_>, Option<&Arc<Authn>>),
+    auth: &Arc<Authn>,
     req: &mut Request<B>,
     providers: &crate::oidc::Providers,
     ctx: &mut RequestCtx,
 ) -> Result<Result<Vec<HeaderValue>, Box<Response<ResponseBody>>>, ProxyError> {
-    let auth = match attached(at, ctx) {
-        Some(auth) if auth.broken.is_none() => auth,
-        _ => return Ok(Ok(Vec::new())),
-    };
     let Some(oidc) = &auth.oidc else {
         return Ok(Ok(Vec::new()));
     };
