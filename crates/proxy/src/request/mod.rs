@@ -68,9 +68,11 @@ pub async fn handle(
         }
     };
     let mut response = watch_send(response, &shared, &ctx.conn);
-    for cookie in std::mem::take(&mut ctx.cookies) {
-        let headers = response.headers_mut();
-        headers.append(http::header::SET_COOKIE, cookie);
+    if !ctx.cookies.is_empty() {
+        for cookie in std::mem::take(&mut ctx.cookies) {
+            let headers = response.headers_mut();
+            headers.append(http::header::SET_COOKIE, cookie);
+        }
     }
     Ok(telemetry::record(&shared, ctx, response))
 }
@@ -147,8 +149,10 @@ fn proxy<'s>(
         };
         let matched = selected.matched();
         let mut asking = asking;
-        let limits = (&shared.http_limits, ctx.grpc);
-        policy::read_body(asking.as_mut(), matched.rule, &mut req, limits).await?;
+        if let Some(asking) = asking.as_mut() {
+            let limits = (&shared.http_limits, ctx.grpc);
+            policy::read_body(asking, matched.rule, &mut req, limits).await?;
+        }
         let admitted = (authenticated, asking, &*shared.upstream);
         if let Some(answer) = policy::admit(admitted, &mut req, ctx, matched.rule).await? {
             ctx.reason = Some(crate::answer::DIRECT_RESPONSE);

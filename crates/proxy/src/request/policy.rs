@@ -243,14 +243,11 @@ pub struct Asking {
 /// wants it (`bodyToExtAuth`, `forwardBody`): kept in the request for
 /// its backend.
 pub async fn read_body(
-    asking: Option<&mut Asking>,
+    asking: &mut Asking,
     rule: &Rule,
     req: &mut Request<hyper::body::Incoming>,
     (limits, grpc): (&crate::limits::HttpLimits, bool),
 ) -> Result<(), ProxyError> {
-    let Some(asking) = asking else {
-        return Ok(());
-    };
     let filter = match filter_of(rule) {
         Some(Ok(ext)) if asking.filter => ext.body,
         _ => None,
