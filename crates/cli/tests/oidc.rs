@@ -197,6 +197,15 @@ async fn a_browser_logs_in_at_a_real_provider_and_keeps_its_session() {
     );
     let r = browser.fetch("GET", &format!("{site}/other"), None).await;
     assert_eq!((r.status, r.reason()), (302, Some("oidc_login")));
+
+    // Back after the login only to a path of this site: `//host/…` would
+    // be another site's.
+    let mut browser = Browser::default();
+    let r = browser
+        .browse(&format!("{site}//evil.example/x"), "alice")
+        .await;
+    assert_eq!(r.status, 200, "{:#?}", browser.visited);
+    assert_eq!(r.json()["path"], "/", "{:#?}", browser.visited);
 }
 
 #[tokio::test]

@@ -213,11 +213,7 @@ async fn start<B>(
         state: random(16)?,
         nonce: random(16)?,
         verifier: random(32)?,
-        url: req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string(),
+        url: local(req.uri().path_and_query().map_or("/", |p| p.as_str())),
         redirect_uri,
         expires: unix_now() + oidc.flow_ttl.as_secs(),
     };
@@ -833,6 +829,17 @@ fn secure(oidc: &Oidc, scheme: &str) -> bool {
     match &oidc.redirect_url {
         Some(url) => url.starts_with("https://"),
         None => scheme == "https",
+    }
+}
+
+/// Where the user goes back to after the login: a path on this host.
+/// `//host/…` (and `/\\host`, which browsers read alike) would be another
+/// site's: an open redirect.
+fn local(path: &str) -> String {
+    let foreign = path.starts_with("//") || path.starts_with("/\\") || !path.starts_with('/');
+    match foreign {
+        true => "/".to_string(),
+        false => path.to_string(),
     }
 }
 
