@@ -118,7 +118,11 @@ fn proxy<'s>(
             let mut selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
             let m = selected.matched();
             if let Some(oidc) = policy::oidc((&m, live.authn.as_ref()), ctx) {
-                match policy::login(oidc, &mut req, &shared.oidc, ctx).await? {
+                // Boxed, as the body step below: rare steps' state would
+                // otherwise make every request's future larger, and it
+                // is moved more than once per request.
+                let login = policy::login(oidc, &mut req, &shared.oidc, ctx);
+                match Box::pin(login).await? {
                     Ok(set) => ctx.cookies = set,
                     Err(answer) => return Ok(*answer),
                 }
@@ -151,7 +155,7 @@ fn proxy<'s>(
         let mut asking = asking;
         if let Some(asking) = asking.as_mut() {
             let limits = (&shared.http_limits, ctx.grpc);
-            policy::read_body(asking, matched.rule, &mut req, limits).await?;
+            Box::pin(policy::read_body(asking, matched.rule, &mut req, limits)).await?;
         }
         let admitted = (authenticated, asking, &*shared.upstream);
         if let Some(answer) = policy::admit(admitted, &mut req, ctx, matched.rule).await? {

@@ -79,7 +79,7 @@ pub async fn login<B>(
         }
     }
     let step = crate::oidc::login((oidc, providers), req, (ctx.conn.scheme, carries));
-    match Box::pin(step).await? {
+    match step.await? {
         crate::oidc::Login::Pass(cookies) => Ok(Ok(cookies)),
         crate::oidc::Login::Answer(answer, reason) => {
             ctx.reason = Some(reason);
