@@ -840,6 +840,15 @@ spec:
     let r = status(with(port, "/cart", &forged)).await;
     assert_eq!(r.service(), "shop", "{}", r.json());
     assert_eq!(r.json()["headers"]["X-Group"][0], "stable");
+    // A token without the claim does not let the client's header choose.
+    let none = format!("Bearer {}", signer.sign(&claims(json!({}))));
+    let r = status(with(
+        port,
+        "/cart",
+        &[("authorization", &none), ("x-group", "beta")],
+    ))
+    .await;
+    assert_eq!(r.service(), "shop", "{}", r.json());
     let r = status(with(port, "/cart", &[("x-group", "beta")])).await;
     assert_eq!((r.status, r.reason()), (401, Some("jwt_missing")));
 }

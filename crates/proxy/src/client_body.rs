@@ -194,8 +194,15 @@ impl Body for ClientBody {
             return self.inner.size_hint();
         };
         let n = head.data.len() as u64;
-        if head.ended {
+        // Not exact with trailers: an HTTP/1.1 backend would be sent a
+        // `Content-Length`, and the trailers dropped.
+        if head.ended && head.trailers.is_none() {
             return SizeHint::with_exact(n);
+        }
+        if head.ended {
+            let mut hint = SizeHint::new();
+            hint.set_lower(n);
+            return hint;
         }
         let rest = self.inner.size_hint();
         let mut hint = SizeHint::new();
@@ -240,29 +247,36 @@ impl BodyHead {
         let cap = limit.map_or(max, |l| l.min(max));
         let mut head = BodyHead::default();
         let mut data = bytes::BytesMut::new();
-        let reading = async {
-            while !body.is_end_stream() {
-                let Some(frame) = body.frame().await else {
+        let mut waited = Duration::ZERO;
+        while !body.is_end_stream() {
+            // Each frame within the same limits as a forwarded body's: the
+            // idle limit, and the minimum rate over the whole.
+            let now = Instant::now();
+            let received = data.len() as u64;
+            let next = match ClientBody::deadline(pace, received, waited, now) {
+                None => body.frame().await,
+                Some(at) => match tokio::time::timeout_at(at, body.frame()).await {
+                    Ok(next) => next,
+                    Err(_) if !pace.idle.is_zero() && now.elapsed() >= pace.idle => {
+                        return Err(ClientBodyError::TimedOut)
+                    }
+                    Err(_) => return Err(ClientBodyError::TooSlow),
+                },
+            };
+            waited += now.elapsed();
+            let Some(frame) = next else {
+                break;
+            };
+            match frame.map_err(ClientBodyError::Malformed)?.into_data() {
+                Ok(d) if (data.len() + d.len()) as u64 > cap => {
+                    return Err(ClientBodyError::TooLarge)
+                }
+                Ok(d) => data.extend_from_slice(&d),
+                Err(frame) => {
+                    head.trailers = frame.into_trailers().ok();
                     break;
-                };
-                match frame.map_err(ClientBodyError::Malformed)?.into_data() {
-                    Ok(d) if (data.len() + d.len()) as u64 > cap => {
-                        return Err(ClientBodyError::TooLarge)
-                    }
-                    Ok(d) => data.extend_from_slice(&d),
-                    Err(frame) => {
-                        head.trailers = frame.into_trailers().ok();
-                        break;
-                    }
                 }
             }
-            Ok(())
-        };
-        match pace.idle.is_zero() {
-            true => reading.await?,
-            false => tokio::time::timeout(pace.idle, reading)
-                .await
-                .map_err(|_| ClientBodyError::TimedOut)??,
         }
         head.ended = true;
         head.data = data.freeze();

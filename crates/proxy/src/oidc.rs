@@ -37,6 +37,12 @@ const RETRY: Duration = Duration::from_secs(5);
 /// A cookie value longer than this is split over several cookies:
 /// browsers keep about 4 KiB per cookie, name and attributes included.
 const CHUNK: usize = 3800;
+/// A session in more cookies than this is refused (about 30 KB of
+/// tokens): a browser sends them all with every request.
+const MAX_PARTS: usize = 8;
+/// A longer URL is not kept for after the login (the login's cookie
+/// must stay under what browsers keep): the user comes back to `/`.
+const MAX_URL: usize = 2048;
 
 /// What the proxy learnt of each issuer, kept across configurations.
 #[derive(Default)]
@@ -52,11 +58,32 @@ struct Found {
 }
 
 /// An issuer's endpoints and signing keys.
+/// Only what the issuer published: a policy's own endpoints are applied
+/// where they are used, so one policy's never reach another's users.
 struct Discovered {
-    authorization: String,
-    token: String,
+    authorization: Option<String>,
+    token: Option<String>,
     end_session: Option<String>,
     keys: KeySet,
+}
+
+impl Discovered {
+    fn authorization<'a>(&'a self, oidc: &'a Oidc) -> Result<&'a str, String> {
+        let found = oidc
+            .authorization_endpoint
+            .as_ref()
+            .or(self.authorization.as_ref());
+        found
+            .map(String::as_str)
+            .ok_or_else(|| "the provider gives no authorization_endpoint".into())
+    }
+
+    fn token<'a>(&'a self, oidc: &'a Oidc) -> Result<&'a str, String> {
+        let found = oidc.token_endpoint.as_ref().or(self.token.as_ref());
+        found
+            .map(String::as_str)
+            .ok_or_else(|| "the provider gives no token_endpoint".into())
+    }
 }
 
 #[derive(Deserialize)]
@@ -137,6 +164,9 @@ pub async fn login<B>(
         return Ok(Login::Answer(Box::new(answer), "oidc_logout"));
     }
     if oidc.pass_through && pass_through {
+        // Nothing of a session goes on: not its cookies, nor a client's
+        // own value of the header the ID token would be in.
+        keys.strip(oidc, req.headers_mut());
         return Ok(Login::Pass(Vec::new()));
     }
     if let Some(session) = keys.session(req.headers()) {
@@ -146,10 +176,13 @@ pub async fn login<B>(
             return Ok(Login::Pass(Vec::new()));
         }
         if oidc.refresh && session.ends > now {
-            if let Some(renewed) = refresh((oidc, providers), session).await {
-                let secure = secure(oidc, scheme);
-                let cookies = keys.session_cookies(oidc, &renewed, secure);
-                keys.admit(oidc, req, &renewed);
+            let renewed = refresh((oidc, providers), session).await;
+            let secure = secure(oidc, scheme);
+            let sealed = renewed
+                .as_ref()
+                .and_then(|s| Some((s, keys.session_cookies(oidc, s, secure)?)));
+            if let Some((renewed, cookies)) = sealed {
+                keys.admit(oidc, req, renewed);
                 return Ok(Login::Pass(cookies));
             }
         }
@@ -234,7 +267,9 @@ async fn start<B>(
     for resource in &oidc.resources {
         query.append_pair("resource", resource);
     }
-    let endpoint = &found.authorization;
+    let endpoint = found
+        .authorization(oidc)
+        .map_err(|why| provider_failed(oidc, why))?;
     let joint = if endpoint.contains('?') { '&' } else { '?' };
     let location = format!("{endpoint}{joint}{}", query.finish());
     let name = keys.flow_name(&flow.state);
@@ -290,7 +325,7 @@ async fn callback<B>(
         .ok_or_else(|| {
             failed("no login under way for this state (it expired, or cookies are blocked)")
         })?;
-    if said("iss").is_some_and(|iss| iss.trim_end_matches('/') != oidc.issuer) {
+    if said("iss").is_some_and(|iss| iss != oidc.issuer) {
         return Err(failed("the callback names another issuer"));
     }
     let found = providers
@@ -304,7 +339,7 @@ async fn callback<B>(
         ("code_verifier", flow.verifier.as_str()),
     ];
     let tokens = providers
-        .tokens(oidc, &found.token, &form)
+        .tokens(oidc, found.token(oidc).map_err(Failed::Provider), &form)
         .await
         .map_err(|f| match f {
             Failed::Refused(why) => refused(oidc, Some(why)),
@@ -321,7 +356,14 @@ async fn callback<B>(
     let session = session_of(oidc, tokens, id, None).map_err(|why| provider_failed(oidc, why))?;
     tracing::info!(policy = oidc.policy, sub = ?claims.get("sub"), "oidc login");
     let secure = secure(oidc, scheme);
-    let mut cookies = keys.session_cookies(oidc, &session, secure);
+    let mut cookies = keys
+        .session_cookies(oidc, &session, secure)
+        .ok_or_else(|| {
+            provider_failed(
+                oidc,
+                "the tokens are too large for the session's cookies".into(),
+            )
+        })?;
     let gone = Attributes {
         max_age: 0,
         secure,
@@ -378,7 +420,10 @@ async fn refresh((oidc, providers): (&Oidc, &Providers), old: Session) -> Option
     let token = old.refresh.clone()?;
     let found = providers.discovered(oidc, false).await.ok()?;
     let form = [("grant_type", "refresh_token"), ("refresh_token", &*token)];
-    let tokens = match providers.tokens(oidc, &found.token, &form).await {
+    let tokens = match providers
+        .tokens(oidc, found.token(oidc).map_err(Failed::Provider), &form)
+        .await
+    {
         Ok(t) => t,
         Err(Failed::Refused(why) | Failed::Provider(why)) => {
             tracing::info!(
@@ -391,9 +436,18 @@ async fn refresh((oidc, providers): (&Oidc, &Providers), old: Session) -> Option
     };
     // A refreshed ID token is checked as a new one, but has no nonce
     // (OpenID Connect Core §12.2).
+    // Its subject must be the session's (§12.2).
     let id = match &tokens.id_token {
         Some(id) => {
-            providers.verify(oidc, id).await.ok()?;
+            let claims = providers.verify(oidc, id).await.ok()?;
+            let sub = claims.get("sub").and_then(Value::as_str);
+            if sub.is_none() || sub != subject(&old.id).as_deref() {
+                tracing::warn!(
+                    policy = oidc.policy,
+                    "oidc refresh: the ID token names another subject"
+                );
+                return None;
+            }
             id.clone()
         }
         None => old.id.clone(),
@@ -418,7 +472,8 @@ fn session_of(
         }
         (None, ttl) => ttl,
     };
-    let expires = now + lifetime;
+    // A year at most, whatever the provider says.
+    let expires = now.saturating_add(lifetime.min(365 * 24 * 3600));
     let refresh = tokens
         .refresh_token
         .or_else(|| old.and_then(|o| o.refresh.clone()));
@@ -493,13 +548,16 @@ impl Providers {
 
     async fn discover(&self, oidc: &Oidc) -> Result<Discovered, String> {
         let client = self.client()?;
-        let uri = format!("{}/.well-known/openid-configuration", oidc.issuer);
+        let base = oidc.issuer.trim_end_matches('/');
+        let uri = format!("{base}/.well-known/openid-configuration");
         let body = crate::fetch::get(client, &uri)
             .await
             .map_err(|e| format!("{uri}: {e}"))?;
         let doc: Document = serde_json::from_slice(&body)
             .map_err(|e| format!("{uri}: not a discovery document: {e}"))?;
-        if doc.issuer.trim_end_matches('/') != oidc.issuer {
+        // Identical (OpenID Connect Discovery §4.3): tokens' `iss` is
+        // compared with it as it is.
+        if doc.issuer != oidc.issuer {
             return Err(format!("{uri} names issuer {:?}", doc.issuer));
         }
         let body = crate::fetch::get(client, &doc.jwks_uri)
@@ -511,22 +569,10 @@ impl Providers {
         for w in warnings {
             tracing::warn!(uri = doc.jwks_uri, "key set: {w}");
         }
-        let endpoint = |set: &Option<String>, found: Option<String>, what: &str| {
-            set.clone()
-                .or(found)
-                .ok_or_else(|| format!("{uri} gives no {what}"))
-        };
         Ok(Discovered {
-            authorization: endpoint(
-                &oidc.authorization_endpoint,
-                doc.authorization_endpoint,
-                "authorization_endpoint",
-            )?,
-            token: endpoint(&oidc.token_endpoint, doc.token_endpoint, "token_endpoint")?,
-            end_session: oidc
-                .end_session_endpoint
-                .clone()
-                .or(doc.end_session_endpoint),
+            authorization: doc.authorization_endpoint,
+            token: doc.token_endpoint,
+            end_session: doc.end_session_endpoint,
             keys,
         })
     }
@@ -556,9 +602,10 @@ impl Providers {
     async fn tokens(
         &self,
         oidc: &Oidc,
-        endpoint: &str,
+        endpoint: Result<&str, Failed>,
         form: &[(&str, &str)],
     ) -> Result<Tokens, Failed> {
+        let endpoint = endpoint?;
         let client = self.client().map_err(Failed::Provider)?;
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
@@ -686,7 +733,7 @@ impl Keys {
             .all(headers, None)
             .pop()?;
         let (count, part) = first.split_once('.')?;
-        let count: usize = count.parse().ok().filter(|c| (1..=8).contains(c))?;
+        let count: usize = count.parse().ok().filter(|c| (1..=MAX_PARTS).contains(c))?;
         let mut value = part.to_string();
         for i in 1..count {
             let name = format!("{}-{i}", self.session);
@@ -695,19 +742,24 @@ impl Keys {
         serde_json::from_slice(&self.open(&self.session, &value)?).ok()
     }
 
-    /// The `Set-Cookie` values that hold `session`.
-    fn session_cookies(&self, oidc: &Oidc, session: &Session, secure: bool) -> Vec<HeaderValue> {
-        let Some(value) = serde_json::to_vec(session)
-            .ok()
-            .and_then(|plain| self.seal(&self.session, &plain))
-        else {
-            return Vec::new();
-        };
+    /// The `Set-Cookie` values that hold `session`; `None` when it needs
+    /// more cookies than are read back ([`MAX_PARTS`]).
+    fn session_cookies(
+        &self,
+        oidc: &Oidc,
+        session: &Session,
+        secure: bool,
+    ) -> Option<Vec<HeaderValue>> {
+        let plain = serde_json::to_vec(session).ok()?;
+        let value = self.seal(&self.session, &plain)?;
         let parts: Vec<&str> = value
             .as_bytes()
             .chunks(CHUNK)
             .filter_map(|c| std::str::from_utf8(c).ok())
             .collect();
+        if parts.len() > MAX_PARTS {
+            return None;
+        }
         let attributes = Attributes {
             max_age: session.ends.saturating_sub(unix_now()),
             secure,
@@ -722,7 +774,7 @@ impl Keys {
             };
             out.extend(attributes.cookie(&name, &value));
         }
-        out
+        Some(out)
     }
 
     /// The names of this policy's cookies the request carries.
@@ -739,13 +791,26 @@ impl Keys {
         names
     }
 
+    /// Without the session's cookies, and without a client's value of
+    /// the header the policy puts the ID token in.
+    fn strip(&self, oidc: &Oidc, headers: &mut HeaderMap) {
+        for name in self.present(headers) {
+            crate::headers::remove_cookie(headers, &name);
+        }
+        if let Some(h) = oidc
+            .forward_id_token
+            .as_ref()
+            .filter(|h| *h != AUTHORIZATION)
+        {
+            headers.remove(h);
+        }
+    }
+
     /// The request as its backend sees it: without the session's
     /// cookies, with the tokens the policy forwards.
     fn admit<B>(&self, oidc: &Oidc, req: &mut Request<B>, session: &Session) {
         let headers = req.headers_mut();
-        for name in self.present(headers) {
-            crate::headers::remove_cookie(headers, &name);
-        }
+        self.strip(oidc, headers);
         let bearer = |token: &str| HeaderValue::from_str(&format!("Bearer {token}")).ok();
         if oidc.forward_access_token {
             if let Some(v) = bearer(&session.access) {
@@ -836,7 +901,10 @@ fn secure(oidc: &Oidc, scheme: &str) -> bool {
 /// `//host/…` (and `/\\host`, which browsers read alike) would be another
 /// site's: an open redirect.
 fn local(path: &str) -> String {
-    let foreign = path.starts_with("//") || path.starts_with("/\\") || !path.starts_with('/');
+    let foreign = path.starts_with("//")
+        || path.starts_with("/\\")
+        || !path.starts_with('/')
+        || path.len() > MAX_URL;
     match foreign {
         true => "/".to_string(),
         false => path.to_string(),
@@ -850,6 +918,13 @@ fn state_shaped(state: &str) -> bool {
         && state
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The `sub` of an ID token this proxy verified and sealed before.
+fn subject(id: &str) -> Option<String> {
+    let payload = URL_SAFE_NO_PAD.decode(id.split('.').nth(1)?).ok()?;
+    let claims: Map<String, Value> = serde_json::from_slice(&payload).ok()?;
+    claims.get("sub")?.as_str().map(str::to_string)
 }
 
 fn unix_now() -> u64 {

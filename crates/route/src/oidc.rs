@@ -66,6 +66,34 @@ impl Match {
 
 type Finding = (String, String);
 
+/// Headers an ID token must not be put in: they frame or route the
+/// request, or carry the session's cookies.
+const FRAMING: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "cookie",
+];
+
+/// `example.com`: lower-case labels of letters, digits and `-`.
+fn domain_shaped(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
 /// The policy's `oidc` at `at`, its Secret from `docs` of `ns`.
 pub(crate) fn compile(
     docs: &[Document],
@@ -116,6 +144,19 @@ pub(crate) fn compile(
     if !logout_path.starts_with('/') {
         errors.push((format!("{at}.logoutPath"), "a path starts with /".into()));
     }
+    if spec.redirect_url.is_some() && (callback_path.is_empty() || callback_path == "/") {
+        let msg = "the redirect URL needs a path of its own, e.g. /oauth2/callback".to_string();
+        errors.push((format!("{at}.redirectURL"), msg));
+    } else if callback_path == logout_path {
+        let msg = "the logout path is the redirect URL's path".to_string();
+        errors.push((format!("{at}.logoutPath"), msg));
+    }
+    if let Some(domain) = &spec.cookie_domain {
+        if !domain_shaped(domain) {
+            let msg = format!("{domain:?} is not a lower-case domain name");
+            errors.push((format!("{at}.cookieDomain"), msg));
+        }
+    }
     let deny_redirect = spec
         .deny_redirect
         .iter()
@@ -129,7 +170,7 @@ pub(crate) fn compile(
     let forward_id_token = spec.forward_id_token.as_ref().and_then(|f| {
         HeaderName::from_bytes(f.header.as_bytes())
             .ok()
-            .filter(|h| h != http::header::HOST)
+            .filter(|h| !FRAMING.contains(&h.as_str()))
             .or_else(|| {
                 let msg = format!("{:?} is not a header strait may set", f.header);
                 errors.push((format!("{at}.forwardIDToken.header"), msg));
@@ -189,7 +230,7 @@ pub(crate) fn compile(
     }
     Ok(Oidc {
         policy: format!("{ns}/{policy}"),
-        issuer: p.issuer.trim_end_matches('/').to_string(),
+        issuer: p.issuer.clone(),
         authorization_endpoint: p.authorization_endpoint.clone(),
         token_endpoint: p.token_endpoint.clone(),
         end_session_endpoint: p.end_session_endpoint.clone(),
@@ -292,7 +333,7 @@ mod tests {
             .for_rule("HTTPRoute", "shop", "r", None)
             .expect("attached");
         let o = auth.oidc.as_ref().expect("oidc");
-        assert_eq!(o.issuer, "https://id.example.com");
+        assert_eq!(o.issuer, "https://id.example.com/");
         assert_eq!(o.scopes, "openid");
         assert_eq!(
             (o.callback_path.as_str(), o.logout_path.as_str()),
@@ -305,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_bad_login_is_refused_with_field_paths() {
-        let oidc = "    provider: {issuer: \"id.example.com\", tokenEndpoint: \"ftp://x\"}\n    clientID: shop\n    clientSecret: {name: missing}\n    redirectURL: /callback\n    logoutPath: logout\n    forwardAccessToken: true\n    forwardIDToken: {header: Authorization}\n    cookieConfig: {sameSite: Sometimes}\n    denyRedirect: {headers: [{name: x, type: RegularExpression, value: \"(\"}]}\n    csrfTokenTTL: soon";
+        let oidc = "    provider: {issuer: \"id.example.com\", tokenEndpoint: \"ftp://x\"}\n    clientID: shop\n    clientSecret: {name: missing}\n    redirectURL: /callback\n    logoutPath: logout\n    forwardAccessToken: true\n    forwardIDToken: {header: Authorization}\n    cookieConfig: {sameSite: Sometimes}\n    denyRedirect: {headers: [{name: x, type: RegularExpression, value: \"(\"}]}\n    csrfTokenTTL: soon\n    cookieDomain: \"evil; Secure\"";
         let found = problems(oidc, SECRET).join("\n");
         for path in [
             "spec.oidc.provider.issuer",
@@ -317,8 +358,20 @@ mod tests {
             "spec.oidc.cookieConfig.sameSite",
             "spec.oidc.denyRedirect.headers[0]",
             "spec.oidc.csrfTokenTTL",
+            "spec.oidc.cookieDomain",
         ] {
             assert!(found.contains(path), "{path} not in:\n{found}");
         }
+    }
+
+    #[test]
+    fn an_id_token_never_frames_the_request_and_the_callback_has_a_path() {
+        let oidc = "    provider: {issuer: \"https://id.example.com\"}\n    clientID: shop\n    clientSecret: {name: s}\n    redirectURL: \"https://shop.example.com\"\n    forwardIDToken: {header: content-length}";
+        let found = problems(oidc, SECRET).join("\n");
+        assert!(
+            found.contains("spec.oidc.redirectURL the redirect URL needs a path"),
+            "{found}"
+        );
+        assert!(found.contains("spec.oidc.forwardIDToken.header"), "{found}");
     }
 }

@@ -98,8 +98,18 @@ pub fn recheck<B>(
     cache: (&TokenCache, &crate::jwks::Jwks, usize),
     ctx: &mut RequestCtx,
 ) -> Result<Option<Authenticated>, ProxyError> {
-    match &authenticated {
-        Some(a) if a.checked_by(attached(at, ctx)) => Ok(authenticated),
+    let now = attached(at, ctx);
+    match (&authenticated, now) {
+        (Some(a), _) if a.checked_by(now) => Ok(authenticated),
+        // A login needs its own step, before the credentials: a route the
+        // claims chose cannot start one.
+        (_, Some(auth)) if auth.oidc.is_some() => Err(ProxyError::PolicyInvalid {
+            policy: auth.policy.clone(),
+            why: format!(
+                "SecurityPolicy {}: a route chosen again by a token's claims cannot ask for a login (oidc)",
+                auth.policy
+            ),
+        }),
         _ => authenticate(at, req, cache, ctx),
     }
 }
@@ -345,8 +355,10 @@ async fn ask<B>(
 impl Authenticated {
     /// A provider of the policy routes on its claims: the request
     /// chooses its route again once they are set.
+    /// Whatever the token holds (or when there is none): the route the
+    /// client's own claim headers chose must not stand.
     pub fn reroutes(&self) -> bool {
-        !self.set.is_empty() && self.auth.providers.iter().any(|p| p.recompute)
+        self.auth.providers.iter().any(|p| p.recompute)
     }
 
     /// The checks' headers set now, for the route to be chosen again by
