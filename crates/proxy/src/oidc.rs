@@ -588,7 +588,19 @@ impl Providers {
                 .await
                 .map_err(|why| provider_failed(oidc, why))?;
             match found.keys.verify(id, Some(&oidc.issuer), &audiences) {
-                Ok(claims) => return Ok(claims),
+                // Issued to this client when it names one (OpenID Connect
+                // Core §3.1.3.7: `azp`, which a token for several
+                // audiences carries).
+                Ok(claims) => {
+                    let azp = claims.get("azp");
+                    if azp.is_some_and(|a| a.as_str() != Some(oidc.client_id.as_str())) {
+                        return Err(refused(
+                            oidc,
+                            Some("the ID token: azp is another client".into()),
+                        ));
+                    }
+                    return Ok(claims);
+                }
                 Err(Refused::NoKey(_)) if !stale => stale = true,
                 Err(Refused::NoKey(why) | Refused::Bad(why)) => {
                     return Err(refused(oidc, Some(format!("the ID token: {why}"))))
