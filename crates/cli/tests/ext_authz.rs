@@ -14,6 +14,13 @@ fn with(port: u16, path: &str, headers: &[(&str, &str)]) -> Req {
     request("GET", port, "shop.example.com", path, headers)
 }
 
+/// A POST of `body` to `path`.
+fn posting(port: u16, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Req {
+    let mut req = request("POST", port, "shop.example.com", path, headers);
+    *req.body_mut() = http_body_util::Full::new(bytes::Bytes::from(body));
+    req
+}
+
 async fn call(req: Req) -> Resp {
     send(req).await.expect("gateway answers")
 }
@@ -168,29 +175,15 @@ async fn a_grpc_authorization_service_decides_as_envoy_s_would() {
     authz.take();
     let bodies: [&[u8]; 2] = ["café=1".as_bytes(), &[0xff, 0x00, 0xfe]];
     for body in bodies {
-        let mut post = request(
-            "POST",
-            port,
-            "shop.example.com",
-            "/withbody",
-            &[("authorization", "Bearer good")],
-        );
-        *post.body_mut() = http_body_util::Full::new(bytes::Bytes::copy_from_slice(body));
-        let r = call(post).await;
+        let good = [("authorization", "Bearer good")];
+        let r = call(posting(port, "/withbody", &good, body.to_vec())).await;
         assert_eq!(r.status, 200, "{}", gw.logs());
         assert_eq!(r.json()["bodyBytes"], body.len(), "{}", r.json());
         let asked = authz.take();
         assert_eq!(asked[0].body, body, "{asked:?}");
     }
-    let mut post = request(
-        "POST",
-        port,
-        "shop.example.com",
-        "/withbody",
-        &[("authorization", "Bearer good")],
-    );
-    *post.body_mut() = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 17]));
-    let r = call(post).await;
+    let good = [("authorization", "Bearer good")];
+    let r = call(posting(port, "/withbody", &good, vec![b'x'; 17])).await;
     assert_eq!((r.status, r.reason()), (413, Some("body_too_large")));
     assert!(authz.take().is_empty());
 }
@@ -419,16 +412,12 @@ async fn the_gateway_api_external_auth_filter_asks_the_same_way() {
     // forwardBody: the service is shown the body, and the backend still
     // gets all of it; a body over maxSize is refused before anyone is
     // asked.
-    let mut post = request("POST", port, "shop.example.com", "/body", &good);
-    *post.body_mut() = http_body_util::Full::new(bytes::Bytes::from_static(b"order=42"));
-    let r = call(post).await;
+    let r = call(posting(port, "/body", &good, b"order=42".to_vec())).await;
     assert_eq!(r.status, 200, "{}", gw.logs());
     assert_eq!(r.json()["bodyBytes"], 8, "{}", r.json());
     let asked = authz.take();
     assert_eq!(asked[0].body, b"order=42", "{asked:?}");
-    let mut post = request("POST", port, "shop.example.com", "/body", &good);
-    *post.body_mut() = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 2000]));
-    let r = call(post).await;
+    let r = call(posting(port, "/body", &good, vec![b'x'; 2000])).await;
     assert_eq!((r.status, r.reason()), (413, Some("body_too_large")));
     assert!(authz.take().is_empty());
 }

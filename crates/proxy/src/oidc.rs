@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
-use strait_route::authn::{KeySet, Method, Refused, TokenSource};
+use strait_route::authn::{KeySet, Method, Refused};
 use strait_route::oidc::{Oidc, CALLBACK_PATH};
 
 /// A discovery document and key set are read again after this.
@@ -731,25 +731,20 @@ impl Keys {
 
     /// Cookie `name`'s value, opened.
     fn cookie(&self, headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
-        let value = TokenSource::Cookie(name.to_string())
-            .all(headers, None)
-            .pop()?;
-        self.open(name, &value)
+        self.open(name, strait_route::cookie(headers, name)?)
     }
 
     /// The session, if the request has one this policy sealed. Its
     /// cookie's value is `COUNT.PART` and the other parts follow in
     /// cookies `-1`, `-2`, ….
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let first = TokenSource::Cookie(self.session.clone())
-            .all(headers, None)
-            .pop()?;
+        let first = strait_route::cookie(headers, &self.session)?;
         let (count, part) = first.split_once('.')?;
         let count: usize = count.parse().ok().filter(|c| (1..=MAX_PARTS).contains(c))?;
         let mut value = part.to_string();
         for i in 1..count {
             let name = format!("{}-{i}", self.session);
-            value.push_str(&TokenSource::Cookie(name).all(headers, None).pop()?);
+            value.push_str(strait_route::cookie(headers, &name)?);
         }
         serde_json::from_slice(&self.open(&self.session, &value)?).ok()
     }
@@ -791,13 +786,10 @@ impl Keys {
 
     /// The names of this policy's cookies the request carries.
     fn present(&self, headers: &HeaderMap) -> Vec<String> {
-        let mut names: Vec<String> = headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim().to_string()))
+        let mut names: Vec<String> = strait_route::cookies(headers)
+            .map(|(k, _)| k)
             .filter(|k| k.starts_with(&self.session))
+            .map(str::to_string)
             .collect();
         names.dedup();
         names

@@ -620,10 +620,7 @@ impl AuthnTable {
             .target_refs
             .iter()
             .map(|t| {
-                let older = self
-                    .policies
-                    .iter()
-                    .find(|o| o.namespace == ns && o.targets.contains(t));
+                let older = self.older(ns, t);
                 let accepted = if !all.is_empty() {
                     Condition::failed("Accepted", "Invalid", said(&all))
                 } else if !target_exists(docs, ns, t) {
@@ -664,14 +661,18 @@ impl AuthnTable {
 
     /// A younger policy naming a target an older one names is not applied
     /// there (Gateway API's conflict rule): said as a warning.
+    /// The oldest policy of `ns` already naming target `t`: it applies
+    /// there, not a younger one.
+    fn older(&self, ns: &str, t: &PolicyTargetRef) -> Option<&Compiled> {
+        self.policies
+            .iter()
+            .find(|o| o.namespace == ns && o.targets.contains(t))
+    }
+
     fn conflicts(&mut self, doc: &Document, p: &Object<SecurityPolicySpec>) {
         let ns = p.metadata.namespace();
         for (i, t) in p.spec.target_refs.iter().enumerate() {
-            let older = self
-                .policies
-                .iter()
-                .find(|o| o.namespace == ns && o.targets.contains(t));
-            if let Some(o) = older {
+            if let Some(o) = self.older(ns, t) {
                 let msg = format!(
                     "SecurityPolicy {ns}/{} is older and names the same target: this one does not apply to it",
                     o.name

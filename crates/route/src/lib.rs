@@ -46,7 +46,7 @@ pub use fault::Fault;
 pub use filter::{HeaderOps, Mirror, PathModifier, Redirect, Rewrite};
 pub use hosts::{normalize_host, HostTable};
 pub use l4::PortProtocol;
-pub use matcher::{cookie, PathMatch, RequestView, RouteMatch};
+pub use matcher::{cookie, cookies, PathMatch, RequestView, RouteMatch};
 pub use mesh::{MeshLookup, MeshTable, CLUSTER_DOMAIN};
 pub use retry::{
     BudgetSettings, RetryPolicy, BUDGET_MIN_PER_SECOND, BUDGET_RATIO, BUDGET_WINDOW,
