@@ -49,7 +49,9 @@ fn setup(port: u16, echo_port: u16, authz_port: u16) -> TempDir {
         + &service_yaml("authz", authz_port, None)
         + &service_yaml("nobody", free_port(), None)
         + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n";
-    for name in ["grpc", "http", "closed", "open", "slow", "withbody"] {
+    for name in [
+        "grpc", "http", "closed", "open", "slow", "withbody", "cached", "gcached",
+    ] {
         yaml += &rule(name);
     }
     yaml += &policy(
@@ -76,6 +78,16 @@ fn setup(port: u16, echo_port: u16, authz_port: u16) -> TempDir {
         "withbody",
         "withbody",
         "    grpc: {backendRef: {name: authz, port: 80}}\n    bodyToExtAuth: {maxRequestBytes: 16}\n",
+    );
+    yaml += &policy(
+        "cached",
+        "cached",
+        "    http:\n      backendRef: {name: authz, port: 80}\n      headersToBackend: [x-authz-user]\n    cache: {ttl: 1s}\n",
+    );
+    yaml += &policy(
+        "gcached",
+        "gcached",
+        "    grpc: {backendRef: {name: authz, port: 80}}\n    cache: {ttl: 60s, maxEntries: 100}\n",
     );
     yaml += &policy(
         "slow",
@@ -142,6 +154,26 @@ async fn a_grpc_authorization_service_decides_as_envoy_s_would() {
     ))
     .await;
     assert_eq!(r.json()["headers"]["X-Default"][0], "mine");
+
+    // Query parameters set and removed (the others as the client wrote
+    // them), and headers for the client's answer (never its framing).
+    let rewrite = [("authorization", "Bearer rewrite")];
+    let r = call(with(
+        port,
+        "/grpc/q?drop=1&keep=a%20b&authz=old&drop=2",
+        &rewrite,
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{}", gw.logs());
+    assert_eq!(
+        r.json()["path"],
+        "/grpc/q?keep=a%20b&authz=yes&by=the+service",
+        "{}",
+        r.json()
+    );
+    assert_eq!(r.headers["x-authz-said"], "ok");
+    assert_eq!(r.headers["set-cookie"], "from=authz");
+    assert_ne!(r.headers["content-length"], "9999");
 
     // Refused with nothing more: 403, named.
     let r = call(with(port, "/grpc", &[("authorization", "Bearer bad")])).await;
@@ -273,7 +305,7 @@ async fn a_policy_with_two_services_or_a_foreign_one_is_refused_by_path() {
         + &service_yaml("shop", app.port, None)
         + &service_yaml("authz", free_port(), None)
         + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n";
-    for name in ["two", "other", "free"] {
+    for name in ["two", "other", "ttl", "free"] {
         yaml += &format!("  - name: {name}\n    matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n    backendRefs: [{{name: shop, port: 80}}]\n");
     }
     yaml += &policy("two", "two", "    grpc: {backendRef: {name: authz, port: 80}}\n    http: {backendRef: {name: authz, port: 80}}\n");
@@ -281,6 +313,11 @@ async fn a_policy_with_two_services_or_a_foreign_one_is_refused_by_path() {
         "other",
         "other",
         "    grpc: {backendRef: {name: authz, namespace: elsewhere, port: 80}}\n",
+    );
+    yaml += &policy(
+        "ttl",
+        "ttl",
+        "    grpc: {backendRef: {name: authz, port: 80}}\n    cache: {ttl: 2h}\n",
     );
     let dir = TempDir::new();
     dir.write("gw.yaml", &yaml);
@@ -292,6 +329,7 @@ async fn a_policy_with_two_services_or_a_foreign_one_is_refused_by_path() {
             "spec.extAuth.grpc.backendRef",
             "the Service must be in the policy's namespace default",
         ),
+        ("spec.extAuth.cache.ttl", "2h is not between 1s and 1h"),
     ] {
         let found = format!("\"message\":\"{said}");
         let at = format!("\"path\":\"{path}\"");
@@ -300,7 +338,7 @@ async fn a_policy_with_two_services_or_a_foreign_one_is_refused_by_path() {
             "{path}: {said}: {config}"
         );
     }
-    for path in ["/two", "/other"] {
+    for path in ["/two", "/other", "/ttl"] {
         let r = call(with(port, path, &[])).await;
         assert_eq!(r.status, 500, "fails closed: {}", gw.logs());
         assert_eq!(r.reason(), Some("policy_invalid"));
@@ -474,4 +512,77 @@ async fn the_service_is_shown_the_credentials_and_no_forged_certificate() {
         "the verified claim, not the forged one"
     );
     assert_eq!(asked[0].header("x-forwarded-client-cert"), None);
+}
+
+/// `cache`: a request shown to the service exactly as an earlier one gets
+/// that one's answer, allowing or refusing, for the `ttl`; what differs on
+/// every request (its id, its trace context) does not count; failures are
+/// asked again.
+#[tokio::test]
+async fn a_cached_decision_answers_the_same_request_until_its_ttl() {
+    let app = echo("shop", "shop-0");
+    let authz = Service::start().await;
+    let port = free_port();
+    let dir = setup(port, app.port, authz.port);
+    let gw = Gateway::start(&dir).await;
+    let asked = |n: usize, why: &str| {
+        let got = authz.take();
+        assert_eq!(got.len(), n, "{why}: {got:?}");
+    };
+
+    let good = [("authorization", "Bearer good")];
+    for _ in 0..3 {
+        let r = call(with(port, "/cached/a", &good)).await;
+        assert_eq!(r.status, 200, "{}", gw.logs());
+        let user = &r.json()["headers"]["X-Authz-User"];
+        assert_eq!(
+            user[0],
+            "bob",
+            "the remembered changes are made: {}",
+            r.json()
+        );
+    }
+    asked(1, "the same request asks once");
+    assert_eq!(call(with(port, "/cached/b", &good)).await.status, 200);
+    asked(1, "another path is another question");
+    let other = [("authorization", "Bearer good"), ("x-other", "1")];
+    assert_eq!(call(with(port, "/cached/b", &other)).await.status, 200);
+    asked(0, "a header the service is not sent does not count");
+
+    let teapot = [("authorization", "Bearer teapot")];
+    for _ in 0..2 {
+        let r = call(with(port, "/cached/a", &teapot)).await;
+        assert_eq!((r.status, &r.body[..]), (418, &b"no tea"[..]));
+        assert_eq!(r.reason(), Some("ext_authz_denied"));
+    }
+    asked(1, "a refusal is remembered too");
+    let boom = [("authorization", "Bearer boom")];
+    for _ in 0..2 {
+        let r = call(with(port, "/cached/a", &boom)).await;
+        assert_eq!((r.status, r.reason()), (403, Some("ext_authz_failed")));
+    }
+    asked(2, "a failure is asked again");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(call(with(port, "/cached/a", &good)).await.status, 200);
+    asked(1, "past the ttl the service is asked again");
+
+    // gRPC, every header sent: the request id and trace context differ
+    // on every request and do not count; a header sent does.
+    for i in 0..3 {
+        let id = format!("req-{i}");
+        let trace = format!("00-{:032x}-{:016x}-01", i + 1, i + 1);
+        let h = [
+            ("authorization", "Bearer good"),
+            ("x-request-id", id.as_str()),
+            ("traceparent", trace.as_str()),
+        ];
+        let r = call(with(port, "/gcached", &h)).await;
+        assert_eq!(r.status, 200, "{}", gw.logs());
+        assert_eq!(r.json()["headers"]["X-Authz-User"][0], "alice");
+    }
+    asked(1, "ids and trace context are not part of the question");
+    let h = [("authorization", "Bearer good"), ("x-user", "eve")];
+    assert_eq!(call(with(port, "/gcached", &h)).await.status, 200);
+    asked(1, "a header the gRPC service is sent counts");
 }

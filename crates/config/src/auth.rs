@@ -203,6 +203,21 @@ pub struct ExtAuth {
     pub fail_open: bool,
     /// How long to wait for the service's answer (default `10s`).
     pub timeout: Option<String>,
+    /// Remember the service's decisions (strait's own field; none by
+    /// default): a request the service would be shown exactly as an
+    /// earlier one is answered as that one was, for `ttl`.
+    pub cache: Option<ExtAuthCache>,
+}
+
+/// How the service's decisions are remembered.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthCache {
+    /// How long a decision stands (`1s` to `1h`).
+    pub ttl: String,
+    /// Decisions held at most (default 10,000).
+    pub max_entries: Option<u32>,
 }
 
 /// The authorization service: one Service port.

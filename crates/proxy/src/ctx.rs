@@ -79,9 +79,29 @@ pub struct RequestCtx {
     pub reason: Option<&'static str>,
     /// What the phases learned that telemetry reports.
     pub seen: Seen,
-    /// `Set-Cookie` values strait adds to the answer (a login's renewed
-    /// session).
-    pub cookies: Vec<http::HeaderValue>,
+    /// Headers strait puts on the answer, whoever gives it: a login's
+    /// renewed session cookies, an authorization service's
+    /// `response_headers_to_add`.
+    pub answer_headers: Vec<AnswerHeader>,
+}
+
+/// A header for the answer: appended, or replacing any of its name.
+pub struct AnswerHeader {
+    pub name: http::HeaderName,
+    pub value: http::HeaderValue,
+    pub replace: bool,
+}
+
+impl AnswerHeader {
+    pub fn put(self, headers: &mut http::HeaderMap) {
+        match self.replace {
+            true => headers.insert(self.name, self.value),
+            false => {
+                headers.append(self.name, self.value);
+                None
+            }
+        };
+    }
 }
 
 /// Filled in by the phases as they learn it; read once, by telemetry.
@@ -136,7 +156,7 @@ impl RequestCtx {
             rule: None,
             reason: None,
             seen: Seen::default(),
-            cookies: Vec::new(),
+            answer_headers: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@
 
 use crate::answer::ProxyError;
 use crate::ctx::ConnInfo;
+use crate::decisions::Key;
 use crate::tee::UpstreamBody;
 use crate::upstream::Upstreams;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -22,6 +23,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use prost::Message;
 use strait_route::ext_auth::{ExtAuth, Protocol};
+
+/// Answers remembered for policies that ask.
+pub type Decisions = crate::decisions::Decisions<Answer>;
 
 /// Envoy's external authorization messages (the subset in `proto/`), and
 /// the service's generated server, which tests serve.
@@ -90,7 +94,7 @@ pub struct Shown<'a> {
 }
 
 /// What an allowing service changes in the request.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Changes {
     /// Replacing the client's.
     pub set: Vec<(HeaderName, HeaderValue)>,
@@ -100,6 +104,12 @@ pub struct Changes {
     /// Replacing the client's, only where it sent one.
     pub replace: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,
+    /// Query parameters removed (every value of the name).
+    pub query_remove: Vec<String>,
+    /// Query parameters set, replacing every value of the name.
+    pub query_set: Vec<(String, String)>,
+    /// Headers for the answer the client gets.
+    pub answer: Vec<(HeaderName, HeaderValue, bool)>,
 }
 
 impl Changes {
@@ -110,9 +120,24 @@ impl Changes {
         self.add.extend(other.add);
         self.replace.extend(other.replace);
         self.remove.extend(other.remove);
+        self.query_remove.extend(other.query_remove);
+        self.query_set.extend(other.query_set);
+        self.answer.extend(other.answer);
     }
 
-    pub fn apply(self, headers: &mut HeaderMap) {
+    /// Made to `req`; what goes on the answer goes to `answer`.
+    pub fn apply<B>(self, req: &mut Request<B>, answer: &mut Vec<crate::ctx::AnswerHeader>) {
+        if !self.query_remove.is_empty() || !self.query_set.is_empty() {
+            requery(req, &self.query_remove, &self.query_set);
+        }
+        answer.extend(self.answer.into_iter().map(|(name, value, replace)| {
+            crate::ctx::AnswerHeader {
+                name,
+                value,
+                replace,
+            }
+        }));
+        let headers = req.headers_mut();
         for name in self.remove {
             headers.remove(name);
         }
@@ -137,8 +162,55 @@ impl Changes {
     }
 }
 
+/// `req`'s query without the parameters named in `remove` and in `set`,
+/// then with those of `set`: the others kept as the client wrote them.
+fn requery<B>(req: &mut Request<B>, remove: &[String], set: &[(String, String)]) {
+    let uri = req.uri();
+    let changed = |raw: &str| {
+        let name = form_urlencoded::parse(raw.as_bytes())
+            .next()
+            .map(|(n, _)| n);
+        name.is_some_and(|n| {
+            remove
+                .iter()
+                .chain(set.iter().map(|(s, _)| s))
+                .any(|r| *r == n)
+        })
+    };
+    let mut query = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|raw| !raw.is_empty() && !changed(raw))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut added = form_urlencoded::Serializer::new(String::new());
+    added.extend_pairs(set);
+    let added = added.finish();
+    if !added.is_empty() {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&added);
+    }
+    let path = match query.is_empty() {
+        true => uri.path().to_string(),
+        false => format!("{}?{query}", uri.path()),
+    };
+    let mut parts = uri.clone().into_parts();
+    // Rebuilt from a path that parsed and parameters encoded here: it
+    // parses; if not, the query stays as it was.
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(path) {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
 /// How one check ended.
-enum Answer {
+#[derive(Clone)]
+pub enum Answer {
     Allow(Changes),
     Deny(Box<crate::answer::Refusal>),
 }
@@ -147,10 +219,22 @@ enum Answer {
 /// service's refusal if not.
 pub async fn check(
     ext: &ExtAuth,
-    upstreams: &Upstreams,
+    (upstreams, decisions): (&Upstreams, &Decisions),
     shown: Shown<'_>,
 ) -> Result<Changes, ProxyError> {
-    let failure = match ask(ext, upstreams, shown).await {
+    let remembered = ext.cache.map(|c| (c, key(ext, &shown)));
+    let held = remembered
+        .as_ref()
+        .and_then(|(_, key)| decisions.get(&ext.label, key));
+    let (asked, fresh) = match held {
+        Some(answer) => (Ok(answer), false),
+        None => (ask(ext, upstreams, shown).await, true),
+    };
+    // Only answers are remembered: a failure is asked again next time.
+    if let (true, Ok(answer), Some((cache, key))) = (fresh, &asked, remembered) {
+        decisions.put(&ext.label, cache, key, answer.clone());
+    }
+    let failure = match asked {
         Ok(Answer::Allow(changes)) => return Ok(changes),
         Ok(Answer::Deny(refusal)) => {
             return Err(ProxyError::ExtAuthDenied {
@@ -243,14 +327,86 @@ fn relayable(headers: &mut HeaderMap) {
     }
 }
 
-/// The headers of `shown` the policy sends (`None`: all).
-fn chosen<'h>(
-    headers: &'h HeaderMap,
-    only: Option<&'h [HeaderName]>,
+/// The headers of `shown` the service is sent: to a gRPC service those
+/// the policy names (none named: all); to an HTTP one `Authorization`
+/// (Envoy's default set: the rest of it is the request line) and those
+/// named.
+fn sent<'h>(
+    ext: &'h ExtAuth,
+    shown: &'h Shown<'_>,
 ) -> impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)> {
-    headers
+    let only = ext.headers.as_deref();
+    let http = matches!(ext.protocol, Protocol::Http { .. });
+    shown
+        .headers
         .iter()
-        .filter(move |(name, _)| only.is_none_or(|o| o.contains(name)))
+        .filter(move |(name, _)| match (http, only) {
+            (true, only) => {
+                *name == http::header::AUTHORIZATION || only.is_some_and(|o| o.contains(name))
+            }
+            (false, only) => only.is_none_or(|o| o.contains(name)),
+        })
+}
+
+/// Headers that differ on every request however alike: not what a
+/// decision is remembered by.
+static PER_REQUEST: [&str; 9] = [
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
+
+/// What a remembered decision is found by: the SHA-256 of everything
+/// `ext` is shown of the request but its id, its trace context, the time
+/// and the client's port. A digest no client can make collide, since a
+/// client chooses most of what goes in.
+pub fn key(ext: &ExtAuth, shown: &Shown<'_>) -> Key {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    // Each part with its length, so that no two lists of parts read alike.
+    let mut put = |part: &[u8]| {
+        digest.update(&(part.len() as u64).to_le_bytes());
+        digest.update(part);
+    };
+    put(ext.label.as_bytes());
+    put(shown.method.as_str().as_bytes());
+    put(shown.path.as_bytes());
+    put(shown.host.as_bytes());
+    match shown.body {
+        Some(body) => {
+            put(b"body");
+            put(body);
+        }
+        None => put(b"no body"),
+    }
+    if matches!(ext.protocol, Protocol::Grpc) {
+        let conn = shown.conn;
+        put(conn.client.ip().to_string().as_bytes());
+        put(conn.peer.as_deref().unwrap_or_default().as_bytes());
+        put(conn
+            .original_dst
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+            .as_bytes());
+        put(conn.sni.as_deref().unwrap_or_default().as_bytes());
+        put(conn.scheme.as_bytes());
+        put(&[u8::from(shown.http2)]);
+    }
+    // The headers last: the only list of varying length.
+    for (name, value) in sent(ext, shown) {
+        if !PER_REQUEST.contains(&name.as_str()) {
+            put(name.as_str().as_bytes());
+            put(value.as_bytes());
+        }
+    }
+    let mut key = [0; 32];
+    key.copy_from_slice(digest.finish().as_ref());
+    key
 }
 
 fn http_request(
@@ -258,17 +414,12 @@ fn http_request(
     prefix: &str,
     shown: &Shown<'_>,
 ) -> Result<Request<UpstreamBody>, String> {
-    // `Authorization` always (Envoy's default set; the rest of it is the
-    // request line), then what the policy names.
-    let only: &[HeaderName] = ext.headers.as_deref().unwrap_or_default();
     let mut req = Request::builder()
         .method(shown.method.clone())
         .uri(format!("{prefix}{}", shown.path));
     let headers = req.headers_mut().ok_or("bad request")?;
-    for (name, value) in shown.headers.iter() {
-        if name == http::header::AUTHORIZATION || only.contains(name) {
-            headers.append(name, value.clone());
-        }
+    for (name, value) in sent(ext, shown) {
+        headers.append(name, value.clone());
     }
     for framing in [
         CONTENT_LENGTH,
@@ -332,7 +483,7 @@ fn grpc_request(ext: &ExtAuth, shown: &Shown<'_>) -> Result<Request<UpstreamBody
     }
     // Repeated headers as one, comma-joined (RFC 9110 §5.3), as Envoy
     // sends them; values that are not text are left out.
-    for (name, value) in chosen(&shown.headers, ext.headers.as_deref()) {
+    for (name, value) in sent(ext, shown) {
         let Ok(text) = value.to_str() else { continue };
         headers
             .entry(name.as_str().to_string())
@@ -474,6 +625,24 @@ fn grpc_answer(
                 .iter()
                 .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
                 .filter(|n| *n != HOST)
+                .collect();
+            changes.query_remove = ok.query_parameters_to_remove;
+            changes.query_set = ok
+                .query_parameters_to_set
+                .into_iter()
+                .filter(|q| !q.key.is_empty())
+                .map(|q| (q.key, q.value))
+                .collect();
+            // `append` is false unless sent (Envoy's rule for this list).
+            changes.answer = ok
+                .response_headers_to_add
+                .iter()
+                .filter_map(|o| {
+                    let (name, value) = o.header.as_ref().and_then(header)?;
+                    let framing = NOT_COPIED.contains(&name);
+                    let append = o.append.is_some_and(|a| a.value);
+                    (!framing).then_some((name, value, !append))
+                })
                 .collect();
         }
         return Ok(Answer::Allow(changes));

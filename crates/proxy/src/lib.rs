@@ -17,6 +17,7 @@ pub mod client_body;
 pub mod conn_end;
 pub mod conn_limit;
 pub mod ctx;
+pub mod decisions;
 pub mod dial;
 pub mod ext_authz;
 pub mod fetch;

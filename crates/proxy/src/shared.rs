@@ -27,6 +27,9 @@ pub struct Shared {
     pub traces: std::sync::OnceLock<crate::traces::Traces>,
     /// Tokens SecurityPolicies accepted, emptied with each configuration.
     pub tokens: crate::token_cache::TokenCache,
+    /// Authorization services' answers remembered, emptied with each
+    /// configuration.
+    pub decisions: crate::ext_authz::Decisions,
     /// Issuers' key sets fetched from their URLs.
     pub jwks: crate::jwks::Jwks,
     /// What OpenID providers' discovery documents said.
@@ -55,6 +58,7 @@ impl Shared {
             access_log: std::sync::OnceLock::new(),
             traces: std::sync::OnceLock::new(),
             tokens: Default::default(),
+            decisions: Default::default(),
             jwks: Default::default(),
             oidc: Default::default(),
         })
@@ -70,6 +74,7 @@ impl Shared {
         self.jwks.track(live.snapshot.authn.remote_jwks());
         self.live.store(Arc::new(live));
         self.tokens.clear();
+        self.decisions.clear();
     }
 }
 

@@ -29,7 +29,22 @@ pub struct ExtAuth {
     /// Up to this many bytes of the request's body are sent too (a
     /// larger body is refused `413`); `None`: none.
     pub body: Option<u32>,
+    /// Its decisions remembered; `None`: every request asks.
+    pub cache: Option<Cache>,
 }
+
+/// How long decisions stand, and how many are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cache {
+    pub ttl: Duration,
+    pub max: usize,
+}
+
+/// Decisions held at most when the policy does not say.
+pub const DEFAULT_CACHED: usize = 10_000;
+/// The bounds of a cache's `ttl`: past an hour, a revoked credential
+/// would pass for too long.
+const TTL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 
 #[derive(Debug)]
 pub enum Protocol {
@@ -105,6 +120,11 @@ pub(crate) fn compile(
             DEFAULT_TIMEOUT
         }),
     };
+    let cache = spec.cache.as_ref().and_then(|c| {
+        cache(c, &format!("{at}.cache"))
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
     let at = format!("{at}.{where_}");
     let cluster = match service {
         Err(why) => Err((at, why)),
@@ -120,10 +140,27 @@ pub(crate) fn compile(
             fail_open: spec.fail_open,
             timeout,
             body,
+            cache,
         }),
         (Ok(_), false) => Err(errors),
         (Err(e), _) => Err(std::iter::once(e).chain(errors).collect()),
     }
+}
+
+fn cache(spec: &strait_config::auth::ExtAuthCache, at: &str) -> Result<Cache, Finding> {
+    let ttl = strait_config::duration::parse(&spec.ttl).map_err(|e| (format!("{at}.ttl"), e))?;
+    if ttl < TTL.0 || ttl > TTL.1 {
+        return Err((
+            format!("{at}.ttl"),
+            format!("{} is not between 1s and 1h", spec.ttl),
+        ));
+    }
+    let max = match spec.max_entries {
+        None => DEFAULT_CACHED,
+        Some(0) => return Err((format!("{at}.maxEntries"), "must be at least 1".into())),
+        Some(n) => n as usize,
+    };
+    Ok(Cache { ttl, max })
 }
 
 /// A prefix put before request paths: empty, or `/auth` (no `/` last,
@@ -229,6 +266,7 @@ pub(crate) fn of_filter(
         fail_open: false,
         timeout: DEFAULT_TIMEOUT,
         body,
+        cache: None,
     })
 }
 

@@ -5,7 +5,10 @@
 //!
 //! `Bearer good` allows (gRPC: sets `x-authz-user: alice`, adds
 //! `x-default: d` where absent, removes `x-remove-me`; HTTP: answers
-//! `x-authz-user: bob` and `x-other: no`); `Bearer teapot` refuses with
+//! `x-authz-user: bob` and `x-other: no`); `Bearer rewrite` allows over
+//! gRPC, setting query parameters `authz=yes` and `by=the service`,
+//! removing `drop`, and adding `x-authz-said: ok`, a `set-cookie` and a
+//! `content-length` to the answer; `Bearer teapot` refuses with
 //! `418`, `x-why: teapot` and `no tea`; `Bearer slow` allows after 2 s;
 //! `Bearer boom` fails (gRPC `INTERNAL`; HTTP `503`); anything else is
 //! refused (gRPC `PERMISSION_DENIED` and nothing more; HTTP `401` with a
@@ -52,6 +55,7 @@ struct Store(Arc<Mutex<Vec<Asked>>>);
 
 enum Verdict {
     Allow,
+    Rewrite,
     Teapot,
     Slow,
     Boom,
@@ -61,6 +65,7 @@ enum Verdict {
 fn verdict(authorization: Option<&str>) -> Verdict {
     match authorization {
         Some("Bearer good") => Verdict::Allow,
+        Some("Bearer rewrite") => Verdict::Rewrite,
         Some("Bearer teapot") => Verdict::Teapot,
         Some("Bearer slow") => Verdict::Slow,
         Some("Bearer boom") => Verdict::Boom,
@@ -138,6 +143,30 @@ impl Authorization for Store {
                             option("x-default", "d", None, 1),
                         ],
                         headers_to_remove: vec!["x-remove-me".into()],
+                        ..Default::default()
+                    },
+                )),
+            },
+            Verdict::Rewrite => auth::CheckResponse {
+                status: Some(Status::default()),
+                http_response: Some(auth::check_response::HttpResponse::OkResponse(
+                    auth::OkHttpResponse {
+                        query_parameters_to_set: vec![
+                            core::QueryParameter {
+                                key: "authz".into(),
+                                value: "yes".into(),
+                            },
+                            core::QueryParameter {
+                                key: "by".into(),
+                                value: "the service".into(),
+                            },
+                        ],
+                        query_parameters_to_remove: vec!["drop".into()],
+                        response_headers_to_add: vec![
+                            option("x-authz-said", "ok", None, 0),
+                            option("set-cookie", "from=authz", Some(true), 0),
+                            option("content-length", "9999", None, 0),
+                        ],
                         ..Default::default()
                     },
                 )),
@@ -235,7 +264,8 @@ async fn serve(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let answer = match said {
-        Verdict::Slow | Verdict::Allow => answer
+        // HTTP services have no query or answer changes: allowed as good.
+        Verdict::Slow | Verdict::Allow | Verdict::Rewrite => answer
             .status(200)
             .header("x-authz-user", "bob")
             .header("x-other", "no")

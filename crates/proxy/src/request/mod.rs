@@ -68,11 +68,8 @@ pub async fn handle(
         }
     };
     let mut response = watch_send(response, &shared, &ctx.conn);
-    if !ctx.cookies.is_empty() {
-        for cookie in std::mem::take(&mut ctx.cookies) {
-            let headers = response.headers_mut();
-            headers.append(http::header::SET_COOKIE, cookie);
-        }
+    for header in std::mem::take(&mut ctx.answer_headers) {
+        header.put(response.headers_mut());
     }
     Ok(telemetry::record(&shared, ctx, response))
 }
@@ -123,7 +120,13 @@ fn proxy<'s>(
                 // is moved more than once per request.
                 let login = policy::login(oidc, &mut req, &shared.oidc, ctx);
                 match Box::pin(login).await? {
-                    Ok(set) => ctx.cookies = set,
+                    Ok(set) => ctx.answer_headers.extend(set.into_iter().map(|value| {
+                        crate::ctx::AnswerHeader {
+                            name: http::header::SET_COOKIE,
+                            value,
+                            replace: false,
+                        }
+                    })),
                     Err(answer) => return Ok(*answer),
                 }
                 target = select::Target::of(&req, &conn)?;
@@ -157,7 +160,11 @@ fn proxy<'s>(
             let limits = (&shared.http_limits, ctx.grpc);
             Box::pin(policy::read_body(asking, matched.rule, &mut req, limits)).await?;
         }
-        let admitted = (authenticated, asking, &*shared.upstream);
+        let admitted = (
+            authenticated,
+            asking,
+            (&*shared.upstream, &shared.decisions),
+        );
         if let Some(answer) = policy::admit(admitted, &mut req, ctx, matched.rule).await? {
             ctx.reason = Some(crate::answer::DIRECT_RESPONSE);
             return Ok(answer);

@@ -239,6 +239,13 @@ fn filter_of(rule: &Rule) -> Option<&Result<ExtAuth, String>> {
     }
 }
 
+/// How authorization services are asked: the pools their connections
+/// are in, and the answers remembered.
+type Askers<'a> = (
+    &'a crate::upstream::Upstreams,
+    &'a crate::ext_authz::Decisions,
+);
+
 /// The authorization services a request is to be asked about: its
 /// policy's, and whether its rule's filter's too.
 pub struct Asking {
@@ -280,32 +287,23 @@ pub async fn read_body(
 /// credentials cleared and the checks' and services' headers set, then
 /// the rule's fault injection and direct response. `Some`: the answer.
 pub async fn admit<B>(
-    (authenticated, asking, upstreams): (
-        Option<Authenticated>,
-        Option<Asking>,
-        &crate::upstream::Upstreams,
-    ),
+    (authenticated, asking, askers): (Option<Authenticated>, Option<Asking>, Askers<'_>),
     req: &mut Request<B>,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     rule: &Rule,
 ) -> Result<Option<Response<ResponseBody>>, ProxyError> {
     let mut changes = None;
     if let Some(asking) = asking {
         // Boxed: the calls' state would otherwise make every request's
         // future larger.
-        let asked = ask(
-            (asking, rule),
-            authenticated.as_ref(),
-            (upstreams, req),
-            ctx,
-        );
+        let asked = ask((asking, rule), authenticated.as_ref(), (askers, req), ctx);
         changes = Some(Box::pin(asked).await?);
     }
     if let Some(a) = authenticated {
         a.apply(req);
     }
     if let Some(changes) = changes {
-        changes.apply(req.headers_mut());
+        changes.apply(req, &mut ctx.answer_headers);
     }
     extensions(rule).await
 }
@@ -316,7 +314,7 @@ pub async fn admit<B>(
 async fn ask<B>(
     (asking, rule): (Asking, &Rule),
     authenticated: Option<&Authenticated>,
-    (upstreams, req): (&crate::upstream::Upstreams, &Request<B>),
+    (askers, req): (Askers<'_>, &Request<B>),
     ctx: &RequestCtx,
 ) -> Result<Changes, ProxyError> {
     // As the backend will see them, but with the credentials: what went
@@ -347,7 +345,7 @@ async fn ask<B>(
             http2: req.version() == http::Version::HTTP_2,
             body: asking.body.as_ref().filter(|_| ext.body.is_some()),
         };
-        all.extend(crate::ext_authz::check(ext, upstreams, shown).await?);
+        all.extend(crate::ext_authz::check(ext, askers, shown).await?);
     }
     Ok(all)
 }
