@@ -525,3 +525,73 @@ async fn a_cert_manager_secret_can_be_the_ca() {
     );
     assert_eq!(got_bundle, bundle);
 }
+
+/// A workload's authorization service is told who called, as the
+/// workload's sidecar proved it with mutual TLS (the source's
+/// `principal`, Envoy's field): a remembered decision answers only the
+/// same caller.
+#[tokio::test]
+async fn a_workload_s_authorization_service_is_told_the_caller_s_proven_identity() {
+    let authz = common::ext_authz::Service::start().await;
+    let dir = TempDir::new();
+    let payment_in = free_port();
+    dir.write(
+        "shop.yaml",
+        &(meshed_service("payment", "payment", payment_in)
+            + &token_secret("checkout-api")
+            + &token_secret("payment")
+            + &token_secret("cart")
+            + &format!(
+                r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: authz, namespace: shop}}
+spec: {{ports: [{{name: grpc, port: 9000}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: authz, namespace: shop, labels: {{kubernetes.io/service-name: authz}}}}
+addressType: IPv4
+endpoints: [{{addresses: ["127.0.0.1"]}}]
+ports: [{{name: grpc, port: {}}}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: payment-authz, namespace: shop}}
+spec:
+  targetRefs: [{{group: apps, kind: Deployment, name: payment}}]
+  extAuth:
+    grpc: {{backendRef: {{name: authz, port: 9000}}}}
+    headersToExtAuth: [authorization]
+    cache: {{ttl: 60s}}
+"#,
+                authz.port
+            )),
+    );
+    let control = Control::start(&dir, "127.0.0.1:0", &[]);
+    let payment_app = echo("payment", "payment-0");
+    let payment = sidecar(&dir, &control, "payment", payment_app.port, payment_in).await;
+    let (checkout, cart) = callers(&dir, &control).await;
+
+    let good = [("authorization", "Bearer good")];
+    for _ in 0..2 {
+        let r = call(checkout.outbound, "http://payment/pay", &good).await;
+        assert_eq!(r.status, 200, "{}", payment.logs());
+        assert_eq!(r.json()["headers"]["X-Authz-User"][0], "alice");
+    }
+    let r = call(cart.outbound, "http://payment/pay", &good).await;
+    assert_eq!(r.status, 200, "{}", payment.logs());
+    let asked = authz.take();
+    let principals: Vec<&str> = asked.iter().map(|a| a.principal.as_str()).collect();
+    assert_eq!(
+        principals,
+        [
+            "spiffe://cluster.local/ns/shop/sa/checkout-api",
+            "spiffe://cluster.local/ns/shop/sa/cart"
+        ],
+        "asked once per proven caller: {asked:?}"
+    );
+    let r = call(cart.outbound, "http://payment/pay", &[("authorization", "Bearer nope")]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.reason(), Some("ext_authz_denied"));
+}
