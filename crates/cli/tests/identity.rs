@@ -591,7 +591,12 @@ spec:
         ],
         "asked once per proven caller: {asked:?}"
     );
-    let r = call(cart.outbound, "http://payment/pay", &[("authorization", "Bearer nope")]).await;
+    let r = call(
+        cart.outbound,
+        "http://payment/pay",
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
     assert_eq!(r.status, 403);
     assert_eq!(r.reason(), Some("ext_authz_denied"));
 }
