@@ -224,12 +224,7 @@ async fn backend_tls_policy_verifies_the_backend() {
         .expect("right");
     assert_eq!(right["parents"][0]["conditions"][0]["status"], true);
 
-    let check = std::process::Command::new(STRAIT)
-        .arg("check")
-        .arg(dir.path())
-        .output()
-        .expect("strait check");
-    let out = String::from_utf8_lossy(&check.stdout);
+    let (_, out) = check(&dir);
     assert!(
         out.contains("spec.validation: BackendTLSPolicy default/no-ca: ConfigMap default/missing-ca with a ca.crt not found"),
         "{out}"

@@ -300,18 +300,6 @@ async fn malformed_requests_get_4xx_and_nothing_breaks() {
     );
 }
 
-fn check(dir: &TempDir) -> (Option<i32>, String) {
-    let out = std::process::Command::new(STRAIT)
-        .arg("check")
-        .arg(dir.path())
-        .output()
-        .expect("run");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn check_reports_file_document_and_field_path() {
     let dir = TempDir::new();

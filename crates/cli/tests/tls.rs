@@ -487,13 +487,8 @@ spec:
     yaml += &mismatched("odd.example.com", "odd-cert");
     dir.write("all.yaml", &yaml);
 
-    let check = std::process::Command::new(STRAIT)
-        .arg("check")
-        .arg(dir.path())
-        .output()
-        .expect("strait check");
-    let out = String::from_utf8_lossy(&check.stdout);
-    assert!(!check.status.success(), "{out}");
+    let (code, out) = check(&dir);
+    assert_ne!(code, Some(0), "{out}");
     let file = dir.path().join("all.yaml");
     let file = file.display();
     for expected in [

@@ -126,6 +126,92 @@ pub struct HttpRouteFilter {
     pub extension_ref: Option<serde_json::Value>,
     /// Experimental (GEP-1494).
     pub external_auth: Option<Box<HttpExternalAuthFilter>>,
+    /// Standard since v1.5 (GEP-1767).
+    pub cors: Option<Box<HttpCorsFilter>>,
+}
+
+/// Cross-origin resource sharing: which origins' pages may call the
+/// route, and what their scripts may send and read.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpCorsFilter {
+    /// `scheme://host[:port]`, the host's leftmost part may be `*`; or
+    /// `*` alone: every origin.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    pub allow_credentials: Option<bool>,
+    /// Methods, or `*` alone.
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Request header names, or `*` alone.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Response header names, or `*` alone.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Seconds a browser may keep a preflight's answer (default 5).
+    pub max_age: Option<i32>,
+}
+
+/// One entry of `allowOrigins`, or a request's `Origin`, read: the scheme
+/// and host in lower case, the port the scheme implies when none is
+/// written. A host pattern's leading `*` matches any labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// `scheme://host[:port]` with scheme `http` or `https`; `pattern`
+    /// lets the host start with `*` (`*`, `*.example.com`).
+    pub fn parse(text: &str, pattern: bool) -> Result<Origin, String> {
+        let bad = || format!("{text:?} is not an origin like https://example.com[:port]");
+        let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(format!("{text:?}: the scheme must be http or https")),
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => {
+                let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+                (h, port)
+            }
+            _ => (rest, default),
+        };
+        let name = host.strip_prefix('*').filter(|_| pattern).unwrap_or(host);
+        let wild = name.len() != host.len();
+        let ip6 = name.len() > 2 && name.starts_with('[') && name.ends_with(']') && !wild;
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+        let ok = match ip6 {
+            true => name[1..name.len() - 1]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':'),
+            false => name.chars().all(ok_char),
+        };
+        if (name.is_empty() && !wild) || !ok {
+            return Err(bad());
+        }
+        Ok(Origin {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether the request's origin `o` is one this pattern allows.
+    pub fn allows(&self, o: &Origin) -> bool {
+        if self.scheme != o.scheme || self.port != o.port {
+            return false;
+        }
+        match self.host.strip_prefix('*') {
+            Some(suffix) => o.host.ends_with(suffix) && o.host.len() > suffix.len(),
+            None => self.host == o.host,
+        }
+    }
 }
 
 /// Asks an authorization service (GEP-1494): `protocol` `HTTP` or `GRPC`

@@ -313,7 +313,7 @@ fn filters(
         if !rule_level
             && matches!(
                 kind,
-                "RequestRedirect" | "URLRewrite" | "RequestMirror" | "ExternalAuth"
+                "RequestRedirect" | "URLRewrite" | "RequestMirror" | "ExternalAuth" | "CORS"
             )
         {
             out.push((
@@ -343,6 +343,7 @@ fn filter_kind(filter: &HttpRouteFilter, at: &str, out: &mut Vec<Finding>) -> Op
         ("RequestMirror", filter.request_mirror.is_some()),
         ("ExtensionRef", filter.extension_ref.is_some()),
         ("ExternalAuth", filter.external_auth.is_some()),
+        ("CORS", filter.cors.is_some()),
     ];
     let Some((kind, _)) = present.iter().find(|(k, _)| *k == filter.kind) else {
         out.push((
@@ -410,6 +411,11 @@ fn filter_body(
                 external_auth(f, &fp("externalAuth"), out)
             }
         }
+        "CORS" => {
+            if let Some(f) = &filter.cors {
+                cors(f, &fp("cors"), out)
+            }
+        }
         _ => {}
     }
 }
@@ -436,6 +442,55 @@ fn external_auth(f: &crate::httproute::HttpExternalAuthFilter, at: &str, out: &m
     }
     if f.backend_ref.port.is_none() {
         out.push((format!("{at}.backendRef.port"), "is required".into()));
+    }
+}
+
+/// The spec's limits, and `*` only alone in a list.
+fn cors(f: &crate::httproute::HttpCorsFilter, at: &str, out: &mut Vec<Finding>) {
+    for (i, o) in f.allow_origins.iter().enumerate() {
+        if o != "*" {
+            if let Err(why) = crate::httproute::Origin::parse(o, true) {
+                out.push((format!("{at}.allowOrigins[{i}]"), why));
+            }
+        }
+    }
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+    };
+    let lists = [
+        ("allowOrigins", &f.allow_origins, 64),
+        ("allowMethods", &f.allow_methods, 9),
+        ("allowHeaders", &f.allow_headers, 64),
+        ("exposeHeaders", &f.expose_headers, 64),
+    ];
+    for (field, list, max) in lists {
+        if list.len() > max {
+            out.push((format!("{at}.{field}"), format!("at most {max} entries")));
+        }
+        if list.len() > 1 && list.iter().any(|v| v == "*") {
+            out.push((format!("{at}.{field}"), "* must be the only entry".into()));
+        }
+        if field == "allowOrigins" {
+            continue;
+        }
+        for (i, v) in list.iter().enumerate() {
+            if v != "*" && !token(v) {
+                let msg = format!(
+                    "{v:?} is not a {}",
+                    if field == "allowMethods" {
+                        "method"
+                    } else {
+                        "header name"
+                    }
+                );
+                out.push((format!("{at}.{field}[{i}]"), msg));
+            }
+        }
+    }
+    if f.max_age.is_some_and(|m| m < 1) {
+        out.push((format!("{at}.maxAge"), "must be at least 1".into()));
     }
 }
 
@@ -543,6 +598,7 @@ fn request_mirror(m: Option<&HttpRequestMirrorFilter>, at: &str, out: &mut Vec<F
 fn field_name(kind: &str) -> String {
     match kind {
         "URLRewrite" => "urlRewrite".into(),
+        "CORS" => "cors".into(),
         other => {
             let mut s = other.to_string();
             if let Some(first) = s.get_mut(0..1) {

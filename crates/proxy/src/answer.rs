@@ -30,6 +30,8 @@ impl From<&crate::client_body::ClientBodyError> for ProxyError {
 pub const REASON_HEADER: &str = "x-strait-reason";
 /// The reason of a DirectResponse's answer: the route's own, not a failure.
 pub const DIRECT_RESPONSE: &str = "direct_response";
+/// A CORS preflight strait answered.
+pub const CORS_PREFLIGHT: &str = "cors_preflight";
 /// The header naming the policy and rule that denied a call.
 pub const AUTHZ_HEADER: &str = "x-strait-authz";
 /// The header naming the SecurityPolicy that wanted a token.
@@ -124,6 +126,8 @@ pub enum ProxyError {
         why: String,
     },
     ExtensionUnresolved,
+    /// A CORS preflight from an origin the route's filter does not allow.
+    CorsRefused,
     FaultInjected(StatusCode),
     RequestTimeout,
     NoBackend,
@@ -164,7 +168,7 @@ impl ProxyError {
             NoRoute => StatusCode::NOT_FOUND,
             Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             PolicyInvalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Denied { .. } | ExtAuthFailed { .. } => StatusCode::FORBIDDEN,
+            Denied { .. } | ExtAuthFailed { .. } | CorsRefused => StatusCode::FORBIDDEN,
             ExtAuthDenied { refusal, .. } => refusal.status,
             FaultInjected(status) => *status,
             ExtensionUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
@@ -214,6 +218,7 @@ impl ProxyError {
             ExtAuthDenied { .. } => "ext_authz_denied",
             ExtAuthFailed { .. } => "ext_authz_failed",
             ExtensionUnresolved => "extension_unresolved",
+            CorsRefused => "cors_origin_refused",
             FaultInjected(_) => "fault_injected",
             RequestTimeout => "request_timeout",
             NoBackend => "no_backend",
@@ -240,6 +245,7 @@ impl ProxyError {
             Unauthenticated { .. }
             | Denied { .. }
             | ExtAuthDenied { .. }
+            | CorsRefused
             | FaultInjected(_)
             | Overflow { .. }
             | NotInMesh => Side::Policy,
@@ -348,6 +354,7 @@ impl ProxyError {
                 .into()
             }
             ExtensionUnresolved => "the route's extension filter cannot be resolved",
+            CorsRefused => "the route's CORS filter does not allow this Origin",
             FaultInjected(_) => "fault injected",
             RequestTimeout => "request timeout",
             NoBackend => "route has no backend",

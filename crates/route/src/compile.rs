@@ -919,6 +919,11 @@ impl RuleCompiler<'_, '_> {
                 }))
             }
         }
+        let cors = rule
+            .filters
+            .iter()
+            .find_map(|f| f.cors.as_deref())
+            .map(|f| Box::new(crate::cors::Cors::compile(f)));
         let rule = Rule {
             route: route_name.clone(),
             index: r,
@@ -926,6 +931,7 @@ impl RuleCompiler<'_, '_> {
             response_headers,
             redirect,
             rewrite,
+            cors,
             mirrors,
             total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
             backends,

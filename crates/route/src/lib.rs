@@ -9,6 +9,7 @@ mod backend_tls;
 mod balance;
 pub mod callers;
 mod compile;
+pub mod cors;
 pub mod error_page;
 pub mod ext_auth;
 pub mod extension;

@@ -761,3 +761,16 @@ pub async fn call_method(proxy: u16, method: &str, url: &str, headers: &[(&str, 
         body,
     }
 }
+
+/// `strait check` of `dir`: its exit code and what it printed.
+pub fn check(dir: &TempDir) -> (Option<i32>, String) {
+    let out = std::process::Command::new(STRAIT)
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .expect("strait check");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

@@ -64,6 +64,41 @@ pub fn redirect<B>(
     Some(r)
 }
 
+/// The rule's CORS filter: a preflight's answer, or the headers for the
+/// request's answer (kept in `ctx`); a preflight from an origin not
+/// allowed is refused.
+pub fn cors<B>(
+    cors: &strait_route::cors::Cors,
+    req: &Request<B>,
+    ctx: &mut RequestCtx,
+) -> Result<Option<Response<ResponseBody>>, ProxyError> {
+    use strait_route::cors::Verdict;
+    let headers = match cors.verdict(req.method(), req.headers()) {
+        Verdict::Refused => return Err(ProxyError::CorsRefused),
+        Verdict::Preflight(headers) => headers,
+        Verdict::Answer(headers) => {
+            let put = headers
+                .into_iter()
+                .map(|(name, value)| crate::ctx::AnswerHeader {
+                    // The backend's own CORS headers give way to the filter's.
+                    replace: name != http::header::VARY,
+                    name,
+                    value,
+                });
+            ctx.answer_headers.extend(put);
+            return Ok(None);
+        }
+    };
+    let mut r = answer::text(StatusCode::OK, Bytes::new());
+    for (name, value) in headers {
+        r.headers_mut().append(name, value);
+    }
+    let reason = HeaderValue::from_static(answer::CORS_PREFLIGHT);
+    r.headers_mut().insert(answer::REASON_HEADER, reason);
+    ctx.reason = Some(answer::CORS_PREFLIGHT);
+    Ok(Some(r))
+}
+
 /// How fast the client must send its body. The minimum rate is for
 /// HTTP/1.x uploads: a gRPC stream may rightly send a message and listen
 /// for minutes, and an HTTP/2 stream can be held back by the connection's

@@ -114,6 +114,12 @@ fn proxy<'s>(
             let mut target = select::Target::of(&req, &conn)?;
             let mut selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
             let m = selected.matched();
+            // Before any credential is asked for: a preflight carries none.
+            if let Some(cors) = m.rule.cors.as_deref() {
+                if let Some(preflight) = filters::cors(cors, &req, ctx)? {
+                    return Ok(preflight);
+                }
+            }
             if let Some(oidc) = policy::oidc((&m, live.authn.as_ref()), ctx) {
                 // Boxed, as the body step below: rare steps' state would
                 // otherwise make every request's future larger, and it
