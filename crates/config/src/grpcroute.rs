@@ -21,6 +21,7 @@ fn default_rules() -> Vec<GrpcRouteRule> {
         matches: vec![],
         filters: vec![],
         backend_refs: vec![],
+        session_persistence: None,
     }]
 }
 
@@ -36,6 +37,8 @@ pub struct GrpcRouteRule {
     pub filters: Vec<HttpRouteFilter>,
     #[serde(default)]
     pub backend_refs: Vec<HttpBackendRef>,
+    /// GEP-1619 (experimental).
+    pub session_persistence: Option<crate::httproute::SessionPersistence>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

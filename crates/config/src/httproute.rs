@@ -23,6 +23,7 @@ fn default_rules() -> Vec<HttpRouteRule> {
         backend_refs: vec![],
         timeouts: None,
         retry: None,
+        session_persistence: None,
     }]
 }
 
@@ -38,6 +39,98 @@ pub struct HttpRouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
     pub timeouts: Option<HttpRouteTimeouts>,
     pub retry: Option<HttpRouteRetry>,
+    /// GEP-1619 (experimental).
+    pub session_persistence: Option<SessionPersistence>,
+}
+
+/// Requests of one session go to the endpoint that answered its first
+/// (GEP-1619): the session is a cookie (default) or a header.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionPersistence {
+    pub session_name: Option<String>,
+    pub absolute_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    /// `Cookie` (default) or `Header`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub cookie_config: Option<SessionCookieConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionCookieConfig {
+    /// `Session` (default: no `Max-Age`) or `Permanent`.
+    pub lifetime_type: Option<String>,
+}
+
+impl SessionPersistence {
+    /// A header session, not a cookie one.
+    pub fn header(&self) -> bool {
+        self.kind.as_deref() == Some("Header")
+    }
+
+    /// A cookie with `Max-Age` (the absolute timeout).
+    pub fn permanent(&self) -> bool {
+        let lifetime = self
+            .cookie_config
+            .as_ref()
+            .and_then(|c| c.lifetime_type.as_deref());
+        lifetime == Some("Permanent")
+    }
+
+    /// What is wrong with it, by field path under `at`.
+    pub fn check(&self, at: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(kind) = self
+            .kind
+            .as_deref()
+            .filter(|k| !["Cookie", "Header"].contains(k))
+        {
+            out.push((
+                format!("{at}.type"),
+                format!("{kind:?} is not Cookie or Header"),
+            ));
+        }
+        let lifetime = self
+            .cookie_config
+            .as_ref()
+            .and_then(|c| c.lifetime_type.as_deref());
+        if let Some(l) = lifetime.filter(|l| !["Session", "Permanent"].contains(l)) {
+            let msg = format!("{l:?} is not Session or Permanent");
+            out.push((format!("{at}.cookieConfig.lifetimeType"), msg));
+        }
+        if self.permanent() && self.absolute_timeout.is_none() {
+            let msg = "a Permanent cookie needs absoluteTimeout (its Max-Age)".to_string();
+            out.push((format!("{at}.absoluteTimeout"), msg));
+        }
+        for (field, value) in [
+            ("absoluteTimeout", &self.absolute_timeout),
+            ("idleTimeout", &self.idle_timeout),
+        ] {
+            match value.as_deref().map(crate::duration::parse) {
+                Some(Err(e)) => out.push((format!("{at}.{field}"), e)),
+                Some(Ok(d)) if d.as_secs() == 0 => {
+                    out.push((format!("{at}.{field}"), "must be at least 1s".into()))
+                }
+                _ => {}
+            }
+        }
+        if let Some(name) = &self.session_name {
+            // A cookie's name and a header's are both tokens (RFC 6265,
+            // RFC 9110).
+            let token = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if name.is_empty() || name.len() > 128 || !token {
+                let msg = format!(
+                    "{name:?} is not a cookie or header name (a token of at most 128 characters)"
+                );
+                out.push((format!("{at}.sessionName"), msg));
+            }
+        }
+        out
+    }
 }
 
 fn default_matches() -> Vec<HttpRouteMatch> {

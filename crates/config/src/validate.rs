@@ -144,6 +144,9 @@ fn http_rule(rule: &HttpRouteRule, at: &str, out: &mut Vec<Finding>) {
     if let Some(retry) = &rule.retry {
         rule_retry(retry, at, out);
     }
+    if let Some(s) = &rule.session_persistence {
+        out.extend(s.check(&format!("{at}.sessionPersistence")));
+    }
 }
 
 fn route_match(mat: &HttpRouteMatch, at: &str, out: &mut Vec<Finding>) {

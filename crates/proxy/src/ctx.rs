@@ -115,6 +115,9 @@ pub struct Seen {
     pub service: Option<Arc<Named>>,
     /// The endpoint of the last try.
     pub endpoint: Option<SocketAddr>,
+    /// The place in the rule of the last try's backend (kept only when
+    /// the rule has session persistence).
+    pub backend: u16,
     /// Tries after the first, of every kind.
     pub retries: u32,
     /// The backend's endpoints are sidecars: what their answer says of

@@ -204,6 +204,11 @@ impl ClusterState {
         self.gate.as_ref()
     }
 
+    /// Endpoint `i` is not ejected (a session may go to it).
+    pub fn eligible(&self, i: usize) -> bool {
+        self.stats.get(i).is_some_and(|s| s.eligible(now_us()))
+    }
+
     /// Round robin over eligible endpoints not avoided; when every one is
     /// ejected, all are used (better a doubtful endpoint than none, Envoy's
     /// panic mode).

@@ -932,6 +932,10 @@ impl RuleCompiler<'_, '_> {
             redirect,
             rewrite,
             cors,
+            session: rule
+                .session_persistence
+                .as_ref()
+                .map(|s| Box::new(crate::session::Session::compile(s, route_name, r))),
             mirrors,
             total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
             backends,

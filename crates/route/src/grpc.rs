@@ -85,6 +85,9 @@ pub(crate) fn to_http(spec: &GrpcRouteSpec) -> Result<HttpRouteSpec, Vec<Finding
                 ));
             }
         }
+        if let Some(s) = &rule.session_persistence {
+            out.extend(s.check(&format!("spec.rules[{r}].sessionPersistence")));
+        }
         let matches = if rule.matches.is_empty() {
             vec![HttpRouteMatch::default()]
         } else {
@@ -112,6 +115,7 @@ pub(crate) fn to_http(spec: &GrpcRouteSpec) -> Result<HttpRouteSpec, Vec<Finding
             backend_refs: rule.backend_refs.clone(),
             timeouts: None,
             retry: None,
+            session_persistence: rule.session_persistence.clone(),
         });
     }
     if !out.is_empty() {

@@ -105,6 +105,7 @@ fn convert(
                 backend_refs: r.backend_refs.iter().map(backend).collect(),
                 timeouts: None,
                 retry: None,
+                session_persistence: None,
             })
             .collect(),
     })

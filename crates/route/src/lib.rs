@@ -26,6 +26,7 @@ mod policy;
 mod retry;
 mod rules;
 pub mod security;
+pub mod session;
 mod snapshot;
 pub mod status;
 pub mod telemetry;

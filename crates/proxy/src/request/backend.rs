@@ -12,14 +12,31 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use strait_route::session::endpoint_id;
 use strait_route::{BackendTarget, Cluster, HashKey, LbKind, Rule, WeightedBackend};
 use tracing::debug;
 
-/// The rule's backend for one try, by weight.
-pub fn weighted(rule: &Rule) -> Result<(&WeightedBackend, &Arc<Cluster>), ProxyError> {
-    let backend = rule.pick(fastrand::u64(..)).ok_or(ProxyError::NoBackend)?;
+/// The rule's backend for one try: a session's (even at weight 0, as
+/// GEP-1619 asks), or one by weight; and its place in the rule.
+pub fn weighted(
+    rule: &Rule,
+    session: Option<u16>,
+) -> Result<(usize, &WeightedBackend, &Arc<Cluster>), ProxyError> {
+    let kept = session.and_then(|b| Some((usize::from(b), rule.backends.get(usize::from(b))?)));
+    let (index, backend) = match kept {
+        Some(kept) => kept,
+        None => {
+            let backend = rule.pick(fastrand::u64(..)).ok_or(ProxyError::NoBackend)?;
+            // Only a session needs to know which it was.
+            let index = match rule.session {
+                Some(_) => rule.backends.iter().position(|b| std::ptr::eq(b, backend)),
+                None => None,
+            };
+            (index.unwrap_or_default(), backend)
+        }
+    };
     match &backend.target {
-        BackendTarget::Cluster(c) => Ok((backend, c)),
+        BackendTarget::Cluster(c) => Ok((index, backend, c)),
         BackendTarget::Invalid(why) => {
             debug!(route = &*rule.route, why, "invalid backend");
             Err(ProxyError::InvalidBackend)
@@ -27,11 +44,13 @@ pub fn weighted(rule: &Rule) -> Result<(&WeightedBackend, &Arc<Cluster>), ProxyE
     }
 }
 
-/// An endpoint of `cluster` under its breaker, not one of `tried`.
+/// An endpoint of `cluster` under its breaker, not one of `tried`: the
+/// session's (`prefer`, an endpoint id) while it is there and not
+/// ejected, else one by the balancing policy.
 pub fn endpoint<'c>(
     cluster: &'c Cluster,
     state: &'c ClusterState,
-    headers: &HeaderMap,
+    (headers, prefer): (&HeaderMap, Option<u64>),
     tried: &[SocketAddr],
 ) -> Result<InFlight<'c>, ProxyError> {
     let breaker = cluster.traffic.breaker.as_ref();
@@ -42,10 +61,16 @@ pub fn endpoint<'c>(
             value: breaker.and_then(|b| b.max_requests).unwrap_or_default(),
         });
     }
-    let hash = hash_key(&cluster.traffic.lb, headers);
     let avoid = |i: usize| tried.contains(&cluster.endpoints[i]);
-    let chosen = state
-        .choose(&cluster.traffic.lb, hash, &avoid)
+    let kept = prefer.and_then(|id| {
+        let found = cluster.endpoints.iter().position(|e| endpoint_id(e) == id);
+        found.filter(|&i| !avoid(i) && state.eligible(i))
+    });
+    let chosen = kept
+        .or_else(|| {
+            let hash = hash_key(&cluster.traffic.lb, headers);
+            state.choose(&cluster.traffic.lb, hash, &avoid)
+        })
         .and_then(|i| Some((i, cluster.endpoint(i)?)));
     let Some((index, endpoint)) = chosen else {
         state.release();

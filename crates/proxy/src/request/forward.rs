@@ -43,6 +43,8 @@ pub struct Forwarder<'a> {
     /// backends that are sidecars too (never for others: the workload's
     /// name is the mesh's business).
     pub peer: Option<&'a http::HeaderValue>,
+    /// The request's session: its backend and endpoint come first.
+    pub session: Option<strait_route::session::Sticky>,
 }
 
 /// A try that got no usable answer: the error to answer with, and why, as
@@ -106,7 +108,9 @@ impl<'f> Forwarder<'f> {
             let mut tried: Vec<SocketAddr> = Vec::new();
             let mut tries: u32 = 0;
             loop {
-                let (backend, cluster) = backend::weighted(rule)?;
+                let sticky = self.session.map(|s| s.backend);
+                let (index, backend, cluster) = backend::weighted(rule, sticky)?;
+                seen.backend = index as u16;
                 let state = self.live.state(cluster);
                 if tries == 0 {
                     // The budget counts the requests a Service gets; retries
@@ -198,8 +202,9 @@ impl<'f> Forwarder<'f> {
             }
             let mut connect_retries = 0;
             loop {
-                let try_ =
-                    backend::endpoint(cluster, state, req.headers(), tried).map_err(|error| {
+                let prefer = self.session.map(|s| s.endpoint);
+                let try_ = backend::endpoint(cluster, state, (req.headers(), prefer), tried)
+                    .map_err(|error| {
                         if let ProxyError::Overflow { limit, .. } = &error {
                             self.metrics.overflow(&cluster.name, &state.service, limit);
                         }

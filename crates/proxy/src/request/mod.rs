@@ -175,6 +175,8 @@ fn proxy<'s>(
             ctx.reason = Some(crate::answer::DIRECT_RESPONSE);
             return Ok(answer);
         }
+        let session = matched.rule.session.as_deref();
+        let held = session.and_then(|s| s.read(req.headers(), unix_now()));
         let at = (&*live, &shared.upstream, &shared.http_limits);
         let out = filters::request(at, ctx, sidecar, &matched, req).await?;
         let forwarder = forward::Forwarder {
@@ -186,9 +188,52 @@ fn proxy<'s>(
             peer: sidecar
                 .filter(|_| ctx.conn.role == Role::Outbound)
                 .and_then(|s| s.me_header.as_ref()),
+            session: held,
         };
-        forwarder.forward(&matched, out, &mut ctx.seen).await
+        let answer = forwarder.forward(&matched, out, &mut ctx.seen).await;
+        if let (Some(session), Ok(_)) = (session, &answer) {
+            keep_session(session, held, &matched, ctx);
+        }
+        answer
     }
+}
+
+/// The session's header for the answer, when it began or moved (or its
+/// idle timeout is pushed back): on the backend and endpoint that
+/// answered.
+fn keep_session(
+    session: &strait_route::session::Session,
+    held: Option<strait_route::session::Sticky>,
+    matched: &strait_route::Matched<'_>,
+    ctx: &mut RequestCtx,
+) {
+    let Some(endpoint) = ctx.seen.endpoint else {
+        return;
+    };
+    let at = (
+        ctx.seen.backend,
+        strait_route::session::endpoint_id(&endpoint),
+    );
+    let path = matched
+        .matched_prefix
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    let secure = ctx.conn.scheme == "https";
+    if let Some((name, value)) = session.write(held, at, unix_now(), (path, secure)) {
+        let replace = session.replaces();
+        let header = crate::ctx::AnswerHeader {
+            name,
+            value,
+            replace,
+        };
+        ctx.answer_headers.push(header);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A sidecar's outbound `CONNECT`: a byte tunnel, counted like a request.
