@@ -118,6 +118,8 @@ pub struct Seen {
     /// The place in the rule of the last try's backend (kept only when
     /// the rule has session persistence).
     pub backend: u16,
+    /// The session the request carried: its backend and endpoint first.
+    pub session: Option<strait_route::session::Sticky>,
     /// Tries after the first, of every kind.
     pub retries: u32,
     /// The backend's endpoints are sidecars: what their answer says of

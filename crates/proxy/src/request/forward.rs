@@ -43,8 +43,6 @@ pub struct Forwarder<'a> {
     /// backends that are sidecars too (never for others: the workload's
     /// name is the mesh's business).
     pub peer: Option<&'a http::HeaderValue>,
-    /// The request's session: its backend and endpoint come first.
-    pub session: Option<strait_route::session::Sticky>,
 }
 
 /// A try that got no usable answer: the error to answer with, and why, as
@@ -108,7 +106,7 @@ impl<'f> Forwarder<'f> {
             let mut tried: Vec<SocketAddr> = Vec::new();
             let mut tries: u32 = 0;
             loop {
-                let sticky = self.session.map(|s| s.backend);
+                let sticky = seen.session.map(|s| s.backend);
                 let (index, backend, cluster) = backend::weighted(rule, sticky)?;
                 seen.backend = index as u16;
                 let state = self.live.state(cluster);
@@ -134,7 +132,8 @@ impl<'f> Forwarder<'f> {
                 }
                 seen.meshed = cluster.meshed;
                 seen.mtls = self.upstreams.mesh_tls(cluster);
-                let at = (backend, &**cluster, &*state);
+                let prefer = seen.session.map(|s| s.endpoint);
+                let at = (backend, &**cluster, &*state, prefer);
                 let result = self.to_cluster(rule, at, req, &mut tried).await;
                 // Every try, of either kind, took an endpoint.
                 seen.endpoint = tried.last().copied();
@@ -182,7 +181,12 @@ impl<'f> Forwarder<'f> {
     fn to_cluster<'s>(
         &'s self,
         rule: &'s Rule,
-        (backend, cluster, state): (&'s WeightedBackend, &'s Cluster, &'s ClusterState),
+        (backend, cluster, state, prefer): (
+            &'s WeightedBackend,
+            &'s Cluster,
+            &'s ClusterState,
+            Option<u64>,
+        ),
         mut req: Request<UpstreamBody>,
         tried: &'s mut Vec<SocketAddr>,
     ) -> impl Future<Output = Result<Response<PooledBody>, TryFailed>> + use<'s, 'f> {
@@ -202,7 +206,6 @@ impl<'f> Forwarder<'f> {
             }
             let mut connect_retries = 0;
             loop {
-                let prefer = self.session.map(|s| s.endpoint);
                 let try_ = backend::endpoint(cluster, state, (req.headers(), prefer), tried)
                     .map_err(|error| {
                         if let ProxyError::Overflow { limit, .. } = &error {

@@ -175,8 +175,9 @@ fn proxy<'s>(
             ctx.reason = Some(crate::answer::DIRECT_RESPONSE);
             return Ok(answer);
         }
-        let session = matched.rule.session.as_deref();
-        let held = session.and_then(|s| s.read(req.headers(), unix_now()));
+        if let Some(session) = matched.rule.session.as_deref() {
+            ctx.seen.session = session.read(req.headers(), unix_now());
+        }
         let at = (&*live, &shared.upstream, &shared.http_limits);
         let out = filters::request(at, ctx, sidecar, &matched, req).await?;
         let forwarder = forward::Forwarder {
@@ -188,11 +189,10 @@ fn proxy<'s>(
             peer: sidecar
                 .filter(|_| ctx.conn.role == Role::Outbound)
                 .and_then(|s| s.me_header.as_ref()),
-            session: held,
         };
         let answer = forwarder.forward(&matched, out, &mut ctx.seen).await;
-        if let (Some(session), Ok(_)) = (session, &answer) {
-            keep_session(session, held, &matched, ctx);
+        if let (Some(session), Ok(_)) = (matched.rule.session.as_deref(), &answer) {
+            keep_session(session, &matched, ctx);
         }
         answer
     }
@@ -203,10 +203,10 @@ fn proxy<'s>(
 /// answered.
 fn keep_session(
     session: &strait_route::session::Session,
-    held: Option<strait_route::session::Sticky>,
     matched: &strait_route::Matched<'_>,
     ctx: &mut RequestCtx,
 ) {
+    let held = ctx.seen.session;
     let Some(endpoint) = ctx.seen.endpoint else {
         return;
     };
