@@ -83,6 +83,19 @@ pub struct RequestCtx {
     /// renewed session cookies, an authorization service's
     /// `response_headers_to_add`.
     pub answer_headers: Vec<AnswerHeader>,
+    /// The rule's session persistence, when it has some: what the answer
+    /// is to say of the session.
+    pub session: Option<Box<SessionState>>,
+}
+
+/// A request of a rule with session persistence.
+pub struct SessionState {
+    pub rule: std::sync::Arc<strait_route::Rule>,
+    /// The cookie's `Path`.
+    pub path: Box<str>,
+    /// The session the request carried (also in its extensions, where
+    /// the backend and endpoint are chosen).
+    pub held: Option<strait_route::session::Sticky>,
 }
 
 /// A header for the answer: appended, or replacing any of its name.
@@ -118,8 +131,6 @@ pub struct Seen {
     /// The place in the rule of the last try's backend (kept only when
     /// the rule has session persistence).
     pub backend: u16,
-    /// The session the request carried: its backend and endpoint first.
-    pub session: Option<strait_route::session::Sticky>,
     /// Tries after the first, of every kind.
     pub retries: u32,
     /// The backend's endpoints are sidecars: what their answer says of
@@ -162,6 +173,7 @@ impl RequestCtx {
             reason: None,
             seen: Seen::default(),
             answer_headers: Vec::new(),
+            session: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use opentelemetry::KeyValue;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
+use strait_route::session::Sticky;
 use strait_route::{Cluster, Matched, Rule, WeightedBackend};
 use tracing::{debug, warn};
 
@@ -106,7 +107,7 @@ impl<'f> Forwarder<'f> {
             let mut tried: Vec<SocketAddr> = Vec::new();
             let mut tries: u32 = 0;
             loop {
-                let sticky = seen.session.map(|s| s.backend);
+                let sticky = out.parts.extensions.get::<Sticky>().map(|s| s.backend);
                 let (index, backend, cluster) = backend::weighted(rule, sticky)?;
                 seen.backend = index as u16;
                 let state = self.live.state(cluster);
@@ -132,8 +133,7 @@ impl<'f> Forwarder<'f> {
                 }
                 seen.meshed = cluster.meshed;
                 seen.mtls = self.upstreams.mesh_tls(cluster);
-                let prefer = seen.session.map(|s| s.endpoint);
-                let at = (backend, &**cluster, &*state, prefer);
+                let at = (backend, &**cluster, &*state);
                 let result = self.to_cluster(rule, at, req, &mut tried).await;
                 // Every try, of either kind, took an endpoint.
                 seen.endpoint = tried.last().copied();
@@ -181,12 +181,7 @@ impl<'f> Forwarder<'f> {
     fn to_cluster<'s>(
         &'s self,
         rule: &'s Rule,
-        (backend, cluster, state, prefer): (
-            &'s WeightedBackend,
-            &'s Cluster,
-            &'s ClusterState,
-            Option<u64>,
-        ),
+        (backend, cluster, state): (&'s WeightedBackend, &'s Cluster, &'s ClusterState),
         mut req: Request<UpstreamBody>,
         tried: &'s mut Vec<SocketAddr>,
     ) -> impl Future<Output = Result<Response<PooledBody>, TryFailed>> + use<'s, 'f> {
@@ -206,6 +201,7 @@ impl<'f> Forwarder<'f> {
             }
             let mut connect_retries = 0;
             loop {
+                let prefer = req.extensions().get::<Sticky>().map(|s| s.endpoint);
                 let try_ = backend::endpoint(cluster, state, (req.headers(), prefer), tried)
                     .map_err(|error| {
                         if let ProxyError::Overflow { limit, .. } = &error {

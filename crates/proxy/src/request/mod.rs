@@ -49,7 +49,12 @@ pub async fn handle(
     telemetry::begin(&shared, &live, &mut ctx, &req);
     let http1 = req.version() <= http::Version::HTTP_11;
     let response = match proxy(&shared, live, &mut ctx, req).await {
-        Ok(response) => response,
+        Ok(response) => {
+            if let Some(state) = ctx.session.take() {
+                keep_session(&state, &mut ctx);
+            }
+            response
+        }
         Err(e) => {
             ctx.reason = Some(e.reason());
             let live = shared.live.load();
@@ -176,7 +181,7 @@ fn proxy<'s>(
             return Ok(answer);
         }
         if let Some(session) = matched.rule.session.as_deref() {
-            ctx.seen.session = session.read(req.headers(), unix_now());
+            begin_session(session, &matched, &mut req, ctx);
         }
         let at = (&*live, &shared.upstream, &shared.http_limits);
         let out = filters::request(at, ctx, sidecar, &matched, req).await?;
@@ -190,36 +195,48 @@ fn proxy<'s>(
                 .filter(|_| ctx.conn.role == Role::Outbound)
                 .and_then(|s| s.me_header.as_ref()),
         };
-        let answer = forwarder.forward(&matched, out, &mut ctx.seen).await;
-        if let (Some(session), Ok(_)) = (matched.rule.session.as_deref(), &answer) {
-            keep_session(session, &matched, ctx);
-        }
-        answer
+        forwarder.forward(&matched, out, &mut ctx.seen).await
     }
+}
+
+/// The session the request carries, if it has not timed out: in its
+/// extensions for the backend and endpoint to be chosen by, and in `ctx`
+/// for the answer.
+fn begin_session<B>(
+    session: &strait_route::session::Session,
+    matched: &strait_route::Matched<'_>,
+    req: &mut Request<B>,
+    ctx: &mut RequestCtx,
+) {
+    let held = session.read(req.headers(), unix_now());
+    if let Some(sticky) = held {
+        req.extensions_mut().insert(sticky);
+    }
+    let path = matched
+        .matched_prefix
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    ctx.session = Some(Box::new(crate::ctx::SessionState {
+        rule: matched.rule.clone(),
+        path: path.into(),
+        held,
+    }));
 }
 
 /// The session's header for the answer, when it began or moved (or its
 /// idle timeout is pushed back): on the backend and endpoint that
 /// answered.
-fn keep_session(
-    session: &strait_route::session::Session,
-    matched: &strait_route::Matched<'_>,
-    ctx: &mut RequestCtx,
-) {
-    let held = ctx.seen.session;
-    let Some(endpoint) = ctx.seen.endpoint else {
+fn keep_session(state: &crate::ctx::SessionState, ctx: &mut RequestCtx) {
+    let (Some(session), Some(endpoint)) = (state.rule.session.as_deref(), ctx.seen.endpoint) else {
         return;
     };
     let at = (
         ctx.seen.backend,
         strait_route::session::endpoint_id(&endpoint),
     );
-    let path = matched
-        .matched_prefix
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/");
     let secure = ctx.conn.scheme == "https";
-    if let Some((name, value)) = session.write(held, at, unix_now(), (path, secure)) {
+    let path = (&*state.path, secure);
+    if let Some((name, value)) = session.write(state.held, at, unix_now(), path) {
         let replace = session.replaces();
         let header = crate::ctx::AnswerHeader {
             name,
