@@ -22,7 +22,10 @@ pub fn weighted(
     rule: &Rule,
     session: Option<u16>,
 ) -> Result<(usize, &WeightedBackend, &Arc<Cluster>), ProxyError> {
-    let kept = session.and_then(|b| Some((usize::from(b), rule.backends.get(usize::from(b))?)));
+    // A session on a backend that is no longer valid is balanced anew.
+    let kept = session
+        .and_then(|b| Some((usize::from(b), rule.backends.get(usize::from(b))?)))
+        .filter(|(_, b)| matches!(b.target, BackendTarget::Cluster(_)));
     let (index, backend) = match kept {
         Some(kept) => kept,
         None => {
