@@ -923,7 +923,22 @@ impl RuleCompiler<'_, '_> {
             .filters
             .iter()
             .find_map(|f| f.cors.as_deref())
-            .map(|f| Box::new(crate::cors::Cors::compile(f)));
+            .map(crate::cors::Cors::compile);
+        let session = rule
+            .session_persistence
+            .as_ref()
+            .map(|s| crate::session::Session::compile(s, route_name, r));
+        let authn = route_name.split_once('/').and_then(|(ns, name)| {
+            let rule_name = rule.name.as_deref();
+            self.resolver.authn.for_rule(self.kind, ns, name, rule_name)
+        });
+        let extras = (authn.is_some() || cors.is_some() || session.is_some()).then(|| {
+            Box::new(crate::snapshot::Extras {
+                authn,
+                cors,
+                session,
+            })
+        });
         let rule = Rule {
             route: route_name.clone(),
             index: r,
@@ -931,21 +946,13 @@ impl RuleCompiler<'_, '_> {
             response_headers,
             redirect,
             rewrite,
-            cors,
-            session: rule
-                .session_persistence
-                .as_ref()
-                .map(|s| Box::new(crate::session::Session::compile(s, route_name, r))),
+            extras,
             mirrors,
             total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
             backends,
             timeouts: timeouts(rule.timeouts.as_ref()),
             retry: rule.retry.as_ref().map(|r| Box::new(retry_policy(r))),
             extensions: extensions.map(Box::new),
-            authn: route_name.split_once('/').and_then(|(ns, name)| {
-                let rule_name = rule.name.as_deref();
-                self.resolver.authn.for_rule(self.kind, ns, name, rule_name)
-            }),
         };
         Some((matches, Arc::new(rule)))
     }

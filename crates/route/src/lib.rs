@@ -54,6 +54,8 @@ pub use retry::{
     BudgetSettings, RetryPolicy, BUDGET_MIN_PER_SECOND, BUDGET_RATIO, BUDGET_WINDOW,
     DEFAULT_BACKOFF, MAX_BACKOFF,
 };
-pub use snapshot::{ListenKey, ListenerRoutes, Matched, PortTable, Rule, Snapshot, Timeouts};
+pub use snapshot::{
+    Extras, ListenKey, ListenerRoutes, Matched, PortTable, Rule, Snapshot, Timeouts,
+};
 pub use status::{Condition, GatewayStatus, ListenerStatus, ParentStatus, RouteStatus};
 pub use tls::{check_pem, TlsCert};

@@ -276,8 +276,8 @@ impl MeshBuilder {
         // SecurityPolicy is checked at gateways only, for now: a caller's
         // sidecar must not take a token out of its workload's calls.
         for (_, rule) in &mut rules {
-            if let Some(rule) = Arc::get_mut(rule) {
-                rule.authn = None;
+            if let Some(extras) = Arc::get_mut(rule).and_then(|r| r.extras.as_deref_mut()) {
+                extras.authn = None;
             }
         }
         let tie = tie_breaks(route, &route_name);

@@ -31,7 +31,7 @@ pub fn weighted(
         None => {
             let backend = rule.pick(fastrand::u64(..)).ok_or(ProxyError::NoBackend)?;
             // Only a session needs to know which it was.
-            let index = match rule.session {
+            let index = match rule.session() {
                 Some(_) => rule.backends.iter().position(|b| std::ptr::eq(b, backend)),
                 None => None,
             };

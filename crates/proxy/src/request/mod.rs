@@ -120,7 +120,7 @@ fn proxy<'s>(
             let mut selected = select::route(snapshot, sidecar, ctx, &req, &target).await?;
             let m = selected.matched();
             // Before any credential is asked for: a preflight carries none.
-            if let Some(cors) = m.rule.cors.as_deref() {
+            if let Some(cors) = m.rule.cors() {
                 if let Some(preflight) = filters::cors(cors, &req, ctx)? {
                     return Ok(preflight);
                 }
@@ -180,7 +180,7 @@ fn proxy<'s>(
             ctx.reason = Some(crate::answer::DIRECT_RESPONSE);
             return Ok(answer);
         }
-        if let Some(session) = matched.rule.session.as_deref() {
+        if let Some(session) = matched.rule.session() {
             begin_session(session, &matched, &mut req, ctx);
         }
         let at = (&*live, &shared.upstream, &shared.http_limits);
@@ -227,7 +227,7 @@ fn begin_session<B>(
 /// idle timeout is pushed back): on the backend and endpoint that
 /// answered.
 fn keep_session(state: &crate::ctx::SessionState, ctx: &mut RequestCtx) {
-    let (Some(session), Some(endpoint)) = (state.rule.session.as_deref(), ctx.seen.endpoint) else {
+    let (Some(session), Some(endpoint)) = (state.rule.session(), ctx.seen.endpoint) else {
         return;
     };
     let at = (

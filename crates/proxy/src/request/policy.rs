@@ -41,11 +41,7 @@ fn attached<'a>(
 ) -> Option<&'a Arc<Authn>> {
     match ctx.conn.role {
         Role::Inbound => workload,
-        _ => matched
-            .rule
-            .authn
-            .as_ref()
-            .or(matched.listener.authn.as_ref()),
+        _ => matched.rule.authn().or(matched.listener.authn.as_ref()),
     }
 }
 
