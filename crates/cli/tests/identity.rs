@@ -541,32 +541,18 @@ async fn a_workload_s_authorization_service_is_told_the_caller_s_proven_identity
             + &token_secret("checkout-api")
             + &token_secret("payment")
             + &token_secret("cart")
-            + &format!(
-                r#"---
-apiVersion: v1
-kind: Service
-metadata: {{name: authz, namespace: shop}}
-spec: {{ports: [{{name: grpc, port: 9000}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: authz, namespace: shop, labels: {{kubernetes.io/service-name: authz}}}}
-addressType: IPv4
-endpoints: [{{addresses: ["127.0.0.1"]}}]
-ports: [{{name: grpc, port: {}}}]
----
+            + &authz.shop_yaml()
+            + r#"---
 apiVersion: policy.strait.dev/v1alpha1
 kind: SecurityPolicy
-metadata: {{name: payment-authz, namespace: shop}}
+metadata: {name: payment-authz, namespace: shop}
 spec:
-  targetRefs: [{{group: apps, kind: Deployment, name: payment}}]
+  targetRefs: [{group: apps, kind: Deployment, name: payment}]
   extAuth:
-    grpc: {{backendRef: {{name: authz, port: 9000}}}}
+    grpc: {backendRef: {name: authz, port: 9000}}
     headersToExtAuth: [authorization]
-    cache: {{ttl: 60s}}
-"#,
-                authz.port
-            )),
+    cache: {ttl: 60s}
+"#),
     );
     let control = Control::start(&dir, "127.0.0.1:0", &[]);
     let payment_app = echo("payment", "payment-0");

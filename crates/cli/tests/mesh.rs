@@ -309,30 +309,16 @@ spec:
 #[tokio::test]
 async fn a_workload_s_sidecar_asks_its_authorization_service() {
     let authz = common::ext_authz::Service::start().await;
-    let policy = format!(
-        r#"---
-apiVersion: v1
-kind: Service
-metadata: {{name: authz, namespace: shop}}
-spec: {{ports: [{{name: grpc, port: 9000}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: authz, namespace: shop, labels: {{kubernetes.io/service-name: authz}}}}
-addressType: IPv4
-endpoints: [{{addresses: ["127.0.0.1"]}}]
-ports: [{{name: grpc, port: {}}}]
----
+    let policy = authz.shop_yaml()
+        + r#"---
 apiVersion: policy.strait.dev/v1alpha1
 kind: SecurityPolicy
-metadata: {{name: payment-authz, namespace: shop}}
+metadata: {name: payment-authz, namespace: shop}
 spec:
-  targetRefs: [{{group: apps, kind: Deployment, name: payment-v1}}]
+  targetRefs: [{group: apps, kind: Deployment, name: payment-v1}]
   extAuth:
-    grpc: {{backendRef: {{name: authz, port: 9000}}}}
-"#,
-        authz.port
-    );
+    grpc: {backendRef: {name: authz, port: 9000}}
+"#;
     let shop = shop_with(&[], &policy).await;
     let out = shop.checkout.outbound;
     let url = "http://payment-v1.shop/pay";

@@ -99,6 +99,7 @@ pub struct SessionState {
 }
 
 /// A header for the answer: appended, or replacing any of its name.
+#[derive(Clone)]
 pub struct AnswerHeader {
     pub name: http::HeaderName,
     pub value: http::HeaderValue,

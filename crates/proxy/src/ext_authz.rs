@@ -109,7 +109,7 @@ pub struct Changes {
     /// Query parameters set, replacing every value of the name.
     pub query_set: Vec<(String, String)>,
     /// Headers for the answer the client gets.
-    pub answer: Vec<(HeaderName, HeaderValue, bool)>,
+    pub answer: Vec<crate::ctx::AnswerHeader>,
 }
 
 impl Changes {
@@ -130,13 +130,7 @@ impl Changes {
         if !self.query_remove.is_empty() || !self.query_set.is_empty() {
             requery(req, &self.query_remove, &self.query_set);
         }
-        answer.extend(self.answer.into_iter().map(|(name, value, replace)| {
-            crate::ctx::AnswerHeader {
-                name,
-                value,
-                replace,
-            }
-        }));
+        answer.extend(self.answer);
         let headers = req.headers_mut();
         for name in self.remove {
             headers.remove(name);
@@ -641,7 +635,12 @@ fn grpc_answer(
                     let (name, value) = o.header.as_ref().and_then(header)?;
                     let framing = NOT_COPIED.contains(&name);
                     let append = o.append.is_some_and(|a| a.value);
-                    (!framing).then_some((name, value, !append))
+                    let replace = !append;
+                    (!framing).then_some(crate::ctx::AnswerHeader {
+                        name,
+                        value,
+                        replace,
+                    })
                 })
                 .collect();
         }

@@ -200,6 +200,27 @@ impl Service {
         Service { port, store }
     }
 
+    /// The service as `authz` (port 9000, `grpc`) in namespace `shop`,
+    /// its one endpoint this service.
+    pub fn shop_yaml(&self) -> String {
+        format!(
+            r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: authz, namespace: shop}}
+spec: {{ports: [{{name: grpc, port: 9000}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: authz, namespace: shop, labels: {{kubernetes.io/service-name: authz}}}}
+addressType: IPv4
+endpoints: [{{addresses: ["127.0.0.1"]}}]
+ports: [{{name: grpc, port: {}}}]
+"#,
+            self.port
+        )
+    }
+
     /// Every question so far, and forgets them.
     pub fn take(&self) -> Vec<Asked> {
         std::mem::take(&mut *self.store.0.lock().expect("store"))
