@@ -184,3 +184,10 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
+
+/// Seconds since the Unix epoch, as cookies and tokens count time.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use strait_route::authn::{KeySet, Method, Refused};
 use strait_route::oidc::{Oidc, CALLBACK_PATH};
 
@@ -170,7 +170,7 @@ pub async fn login<B>(
         return Ok(Login::Pass(Vec::new()));
     }
     if let Some(session) = keys.session(req.headers()) {
-        let now = unix_now();
+        let now = crate::ctx::unix_now();
         if session.expires > now {
             keys.admit(oidc, req, &session);
             return Ok(Login::Pass(Vec::new()));
@@ -248,7 +248,7 @@ async fn start<B>(
         verifier: random(32)?,
         url: local(req.uri().path_and_query().map_or("/", |p| p.as_str())),
         redirect_uri,
-        expires: unix_now() + oidc.flow_ttl.as_secs(),
+        expires: crate::ctx::unix_now() + oidc.flow_ttl.as_secs(),
     };
     let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
         &ring::digest::SHA256,
@@ -321,7 +321,7 @@ async fn callback<B>(
     let flow: Flow = keys
         .cookie(req.headers(), &name)
         .and_then(|plain| serde_json::from_slice(&plain).ok())
-        .filter(|f: &Flow| f.state == state && f.expires > unix_now())
+        .filter(|f: &Flow| f.state == state && f.expires > crate::ctx::unix_now())
         .ok_or_else(|| {
             failed("no login under way for this state (it expired, or cookies are blocked)")
         })?;
@@ -464,7 +464,7 @@ fn session_of(
     if !tokens.token_type.eq_ignore_ascii_case("bearer") {
         return Err(format!("token type {:?}, not Bearer", tokens.token_type));
     }
-    let now = unix_now();
+    let now = crate::ctx::unix_now();
     let lifetime = match (tokens.expires_in, oidc.token_ttl.as_secs()) {
         (Some(secs), _) => secs,
         (None, 0) => {
@@ -768,7 +768,7 @@ impl Keys {
             return None;
         }
         let attributes = Attributes {
-            max_age: session.ends.saturating_sub(unix_now()),
+            max_age: session.ends.saturating_sub(crate::ctx::unix_now()),
             secure,
             same_site: oidc.same_site,
             domain: oidc.cookie_domain.as_deref(),
@@ -929,10 +929,4 @@ fn subject(id: &str) -> Option<String> {
     let payload = URL_SAFE_NO_PAD.decode(id.split('.').nth(1)?).ok()?;
     let claims: Map<String, Value> = serde_json::from_slice(&payload).ok()?;
     claims.get("sub")?.as_str().map(str::to_string)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

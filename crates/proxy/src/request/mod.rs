@@ -208,7 +208,7 @@ fn begin_session<B>(
     req: &mut Request<B>,
     ctx: &mut RequestCtx,
 ) {
-    let held = session.read(req.headers(), unix_now());
+    let held = session.read(req.headers(), crate::ctx::unix_now());
     if let Some(sticky) = held {
         req.extensions_mut().insert(sticky);
     }
@@ -236,7 +236,7 @@ fn keep_session(state: &crate::ctx::SessionState, ctx: &mut RequestCtx) {
     );
     let secure = ctx.conn.scheme == "https";
     let path = (&*state.path, secure);
-    if let Some((name, value)) = session.write(state.held, at, unix_now(), path) {
+    if let Some((name, value)) = session.write(state.held, at, crate::ctx::unix_now(), path) {
         let replace = session.replaces();
         let header = crate::ctx::AnswerHeader {
             name,
@@ -245,12 +245,6 @@ fn keep_session(state: &crate::ctx::SessionState, ctx: &mut RequestCtx) {
         };
         ctx.answer_headers.push(header);
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A sidecar's outbound `CONNECT`: a byte tunnel, counted like a request.
