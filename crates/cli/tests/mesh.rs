@@ -306,6 +306,63 @@ spec:
     );
 }
 
+/// A RateLimitPolicy on a workload: its sidecar counts every inbound
+/// call, whichever route the caller took, per caller.
+#[tokio::test]
+async fn a_workload_s_sidecar_limits_its_inbound_calls() {
+    let policy = r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: payment-calls, namespace: shop}
+spec:
+  targetRefs: [{group: apps, kind: Deployment, name: payment-v1}]
+  local:
+    rules:
+    - name: per-caller
+      clientSelectors: [{headers: [{name: x-caller, type: Distinct}]}]
+      limit: {requests: 2, unit: Minute}
+"#;
+    let shop = shop_with(&[], policy).await;
+    let out = shop.checkout.outbound;
+    let alice = [("x-caller", "alice")];
+    let urls = ["http://payment-v1.shop/pay", "http://payment-v1/pay"];
+    for (url, said) in urls.iter().zip(["r=1;t=30", "r=0;t=60"]) {
+        let r = call(out, url, &alice).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let want = format!("\"per-caller\";{said}");
+        assert_eq!(
+            r.headers["ratelimit"],
+            want.as_str(),
+            "one count for both names"
+        );
+    }
+    let r = call(out, "http://payment-v1.shop/pay", &alice).await;
+    assert_eq!((r.status, r.reason()), (429, Some("rate_limited")));
+    assert_eq!(
+        r.headers["x-strait-rate-limit"],
+        "shop/payment-calls per-caller"
+    );
+    let bob = [("x-caller", "bob")];
+    assert_eq!(
+        call(out, "http://payment-v1.shop/pay", &bob).await.status,
+        200
+    );
+    // payment-v2 has no policy.
+    for _ in 0..3 {
+        let r = call(out, "http://payment-v2.shop/pay", &alice).await;
+        assert_eq!(r.status, 200);
+    }
+    let metrics = shop.v1.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("strait_rate_limit_decisions_total{")
+                && l.contains("result=\"limited\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn a_workload_s_sidecar_asks_its_authorization_service() {
     let authz = common::ext_authz::Service::start().await;

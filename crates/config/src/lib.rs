@@ -15,6 +15,7 @@ pub mod l4route;
 mod load;
 pub mod meta;
 mod problem;
+pub mod ratelimit;
 pub mod security;
 pub mod telemetry;
 pub mod traffic;

@@ -59,6 +59,7 @@ pub enum Resource {
     AuthorizationPolicy(Object<AuthorizationPolicySpec>),
     TelemetryPolicy(Object<TelemetryPolicySpec>),
     SecurityPolicy(Object<SecurityPolicySpec>),
+    RateLimitPolicy(Object<crate::ratelimit::RateLimitPolicySpec>),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
@@ -84,6 +85,7 @@ impl Resource {
             Resource::AuthorizationPolicy(o) => &o.metadata,
             Resource::TelemetryPolicy(o) => &o.metadata,
             Resource::SecurityPolicy(o) => &o.metadata,
+            Resource::RateLimitPolicy(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
@@ -109,6 +111,7 @@ impl Resource {
             Resource::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Resource::TelemetryPolicy(_) => "TelemetryPolicy",
             Resource::SecurityPolicy(_) => "SecurityPolicy",
+            Resource::RateLimitPolicy(_) => "RateLimitPolicy",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
@@ -558,6 +561,9 @@ fn typed_resource(
         ("policy.strait.dev", "v1alpha1", "SecurityPolicy") => {
             typed(source, prefix, value, Resource::SecurityPolicy)
         }
+        ("policy.strait.dev", "v1alpha1", "RateLimitPolicy") => {
+            typed(source, prefix, value, Resource::RateLimitPolicy)
+        }
         (_, "v1" | "v1alpha3", "BackendTLSPolicy") if group == "gateway.networking.k8s.io" => {
             typed(source, prefix, value, Resource::BackendTlsPolicy)
         }
@@ -829,7 +835,7 @@ mod tests {
         }
         assert_eq!(
             kinds.len(),
-            19,
+            20,
             "every kind read back at least once: {kinds:?}"
         );
     }

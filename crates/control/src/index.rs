@@ -331,6 +331,7 @@ fn classify(resource: &Resource) -> Class {
         | Resource::FaultInjection(_)
         | Resource::DirectResponse(_)
         | Resource::TelemetryPolicy(_)
+        | Resource::RateLimitPolicy(_)
         | Resource::Service(_)
         | Resource::EndpointSlice(_)
         | Resource::Namespace(_)

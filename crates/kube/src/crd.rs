@@ -6,6 +6,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use strait_config::auth::SecurityPolicy;
+use strait_config::ratelimit::RateLimitPolicy;
 use strait_config::security::{AuthorizationPolicy, PeerAuthentication};
 use strait_config::telemetry::TelemetryPolicy;
 use strait_config::traffic::{BackendTrafficPolicy, DirectResponse, FaultInjection};
@@ -20,6 +21,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         TelemetryPolicy::crd(),
         SecurityPolicy::crd(),
         DirectResponse::crd(),
+        RateLimitPolicy::crd(),
     ]
 }
 
@@ -43,7 +45,8 @@ mod tests {
                 "authorizationpolicies.policy.strait.dev",
                 "telemetrypolicies.policy.strait.dev",
                 "securitypolicies.policy.strait.dev",
-                "directresponses.policy.strait.dev"
+                "directresponses.policy.strait.dev",
+                "ratelimitpolicies.policy.strait.dev"
             ]
         );
         let schema = serde_json::to_value(&crds[0].spec.versions[0].schema).expect("json");

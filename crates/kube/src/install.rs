@@ -63,10 +63,10 @@ fn control_rules() -> Value {
         {"apiGroups": ["policy.strait.dev"],
          "resources": ["backendtrafficpolicies", "faultinjections", "peerauthentications",
                        "authorizationpolicies", "telemetrypolicies",
-                       "securitypolicies", "directresponses"],
+                       "securitypolicies", "directresponses", "ratelimitpolicies"],
          "verbs": read},
         {"apiGroups": ["policy.strait.dev"],
-         "resources": ["securitypolicies/status"],
+         "resources": ["securitypolicies/status", "ratelimitpolicies/status"],
          "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["namespaces", "services", "pods", "configmaps"], "verbs": read},
         // ServiceAccount tokens are never listed (a field selector);

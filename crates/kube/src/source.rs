@@ -95,6 +95,12 @@ const KINDS: &[Kind] = &[
         "telemetrypolicies",
     ),
     kind(POLICY, &["v1alpha1"], "SecurityPolicy", "securitypolicies"),
+    kind(
+        POLICY,
+        &["v1alpha1"],
+        "RateLimitPolicy",
+        "ratelimitpolicies",
+    ),
     kind("", &["v1"], "Namespace", "namespaces"),
     kind("", &["v1"], "Service", "services"),
     kind(

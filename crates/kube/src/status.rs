@@ -162,7 +162,8 @@ impl StatusWriter {
         for r in &snapshot.routes {
             wanted.push(self.route(index, r, controller));
         }
-        for p in snapshot.authn.statuses() {
+        let policies = snapshot.authn.statuses().iter();
+        for p in policies.chain(snapshot.ratelimit.statuses()) {
             wanted.push(self.policy(index, p, controller));
         }
         // Objects gone are forgotten: one made again under the same name
@@ -208,10 +209,15 @@ fn without_times(v: &Value) -> Value {
 /// The API of `kind` at the version the object was read at (TLSRoute
 /// and TCPRoute are served at different versions by different clusters).
 fn resource(kind: &str, api_version: &str) -> Option<ApiResource> {
-    if kind == "SecurityPolicy" {
+    let policy = match kind {
+        "SecurityPolicy" => Some("securitypolicies"),
+        "RateLimitPolicy" => Some("ratelimitpolicies"),
+        _ => None,
+    };
+    if let Some(plural) = policy {
         let version = api_version.strip_prefix("policy.strait.dev/")?;
         let gvk = GroupVersionKind::gvk("policy.strait.dev", version, kind);
-        return Some(ApiResource::from_gvk_with_plural(&gvk, "securitypolicies"));
+        return Some(ApiResource::from_gvk_with_plural(&gvk, plural));
     }
     let plural = match kind {
         "Gateway" => "gateways",

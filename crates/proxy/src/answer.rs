@@ -38,6 +38,8 @@ pub const AUTHZ_HEADER: &str = "x-strait-authz";
 pub const AUTHN_HEADER: &str = "x-strait-authn";
 /// The header naming a circuit breaker and the limit it reached.
 pub const BREAKER_HEADER: &str = "x-strait-breaker";
+/// On a `429` of strait's: the RateLimitPolicy and its rule.
+pub const RATE_LIMIT_HEADER: &str = "x-strait-rate-limit";
 
 /// Who is to blame for a failure: what an operator looks at first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,11 @@ pub enum ProxyError {
     ExtensionUnresolved,
     /// A CORS preflight from an origin the route's filter does not allow.
     CorsRefused,
+    /// A RateLimitPolicy's rule has no request left for this caller.
+    RateLimited {
+        policy: std::sync::Arc<str>,
+        rule: std::sync::Arc<str>,
+    },
     FaultInjected(StatusCode),
     RequestTimeout,
     NoBackend,
@@ -170,6 +177,7 @@ impl ProxyError {
             PolicyInvalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Denied { .. } | ExtAuthFailed { .. } | CorsRefused => StatusCode::FORBIDDEN,
             ExtAuthDenied { refusal, .. } => refusal.status,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             FaultInjected(status) => *status,
             ExtensionUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
             RequestTimeout | BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -219,6 +227,7 @@ impl ProxyError {
             ExtAuthFailed { .. } => "ext_authz_failed",
             ExtensionUnresolved => "extension_unresolved",
             CorsRefused => "cors_origin_refused",
+            RateLimited { .. } => "rate_limited",
             FaultInjected(_) => "fault_injected",
             RequestTimeout => "request_timeout",
             NoBackend => "no_backend",
@@ -246,6 +255,7 @@ impl ProxyError {
             | Denied { .. }
             | ExtAuthDenied { .. }
             | CorsRefused
+            | RateLimited { .. }
             | FaultInjected(_)
             | Overflow { .. }
             | NotInMesh => Side::Policy,
@@ -355,6 +365,12 @@ impl ProxyError {
             }
             ExtensionUnresolved => "the route's extension filter cannot be resolved",
             CorsRefused => "the route's CORS filter does not allow this Origin",
+            RateLimited { policy, rule } => {
+                return format!(
+                    "strait: RateLimitPolicy {policy}: rule {rule}: too many requests\n"
+                )
+                .into()
+            }
             FaultInjected(_) => "fault injected",
             RequestTimeout => "request timeout",
             NoBackend => "route has no backend",
@@ -385,6 +401,9 @@ impl ProxyError {
                 limit,
                 value,
             } => Some((BREAKER_HEADER, format!("{p} {limit}={value}"))),
+            ProxyError::RateLimited { policy, rule } => {
+                Some((RATE_LIMIT_HEADER, format!("{policy} {rule}")))
+            }
             _ => None,
         }
     }
@@ -473,7 +492,11 @@ impl ProxyError {
 
     /// A trailers-only gRPC response; a denial's message names its policy.
     fn grpc_status(&self) -> Response<ResponseBody> {
-        let (code, message) = grpc_status_for(self.status());
+        let (code, message) = match self {
+            // Not 429's UNAVAILABLE: a client must not retry at once.
+            ProxyError::RateLimited { .. } => (8, "strait: rate limited"),
+            _ => grpc_status_for(self.status()),
+        };
         let mut r = Response::new(Either::Right(Full::default()));
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));

@@ -36,6 +36,7 @@ pub mod mtls;
 pub mod oidc;
 pub mod peer;
 pub mod process;
+pub mod ratelimit;
 pub mod reload;
 pub mod request;
 pub mod retry;

@@ -391,6 +391,10 @@ pub struct Live {
     pub telemetry: strait_route::telemetry::Telemetry,
     /// A sidecar's: the SecurityPolicy its workload's inbound calls pass.
     pub authn: Option<Arc<strait_route::authn::Authn>>,
+    /// A sidecar's: the RateLimitPolicy its workload's inbound calls pass.
+    pub ratelimit: Option<Arc<strait_route::ratelimit::RateLimit>>,
+    /// Every RateLimitPolicy rule's counts.
+    pub buckets: crate::ratelimit::Buckets,
 }
 
 fn key(c: &Arc<Cluster>) -> usize {
@@ -413,11 +417,14 @@ impl Live {
                 (key(c), (c.clone(), ClusterState::carried(c, was)))
             })
             .collect();
+        let buckets = crate::ratelimit::Buckets::new(&snapshot.ratelimit, old.map(|o| &o.buckets));
         Live {
             snapshot,
             states,
             telemetry: Default::default(),
             authn: None,
+            ratelimit: None,
+            buckets,
         }
     }
 

@@ -32,6 +32,18 @@ pub struct AuthzLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// `namespace/name` of the RateLimitPolicy.
+    pub policy: Arc<str>,
+    pub rule: Arc<str>,
+    /// What the rule counts by: `route`, `policy`, or its distinct fields.
+    pub key: Arc<str>,
+    /// `allowed`, `limited`, `shadow_limited`, or, when Redis could not
+    /// answer, `failed_open` / `failed_closed`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RetryLabels {
     pub route: Arc<str>,
     pub destination_service_name: Arc<str>,
@@ -89,6 +101,7 @@ pub struct Metrics {
     pub ejections: Family<ClusterLabels, Counter>,
     pub inbound: Family<InboundLabels, Counter>,
     pub authz: Family<AuthzLabels, Counter>,
+    pub ratelimit: Family<RateLimitLabels, Counter>,
     pub access_log_dropped: Counter,
     pub process: crate::process::Process,
     /// Only a proxy with a workload certificate reports on it: a zero
@@ -180,6 +193,12 @@ impl Metrics {
             "Calls a sidecar authorized, by the AuthorizationPolicy rule that decided and the decision",
             authz.clone(),
         );
+        let ratelimit = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "rate_limit_decisions",
+            "Requests a RateLimitPolicy rule counted, by policy, rule, what it counts by, and result",
+            ratelimit.clone(),
+        );
         let access_log_dropped = Counter::default();
         registry.register(
             "access_log_dropped",
@@ -198,6 +217,7 @@ impl Metrics {
             tls_errors,
             connection_errors,
             retries,
+            ratelimit,
             timeouts,
             overflows,
             ejections,

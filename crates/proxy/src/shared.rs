@@ -87,6 +87,7 @@ fn live(snapshot: Snapshot, sidecar: Option<&Sidecar>, old: Option<&Live>) -> Li
         let (ns, workload) = (&s.options.namespace, &s.options.workload);
         live.telemetry = live.snapshot.telemetry.workload(ns, workload);
         live.authn = live.snapshot.authn.for_workload(ns, workload);
+        live.ratelimit = live.snapshot.ratelimit.for_workload(ns, workload);
     }
     live
 }

@@ -10,17 +10,14 @@
 //! with a public key; each key checks only the algorithms of its kind, and
 //! `none` is no algorithm at all.
 
-use crate::policy::{age, rank};
+use crate::attach::{check_targets, Attached, Compiled, Finding};
 use http::{HeaderMap, HeaderName};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use strait_config::auth::{JwtProvider, SecurityPolicySpec};
-use strait_config::backendtls::PolicyTargetRef;
 use strait_config::{Document, Object, Problem, Resource};
-
-const GATEWAY_API: &str = "gateway.networking.k8s.io";
 
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 pub const LEEWAY: u64 = 60;
@@ -545,149 +542,56 @@ fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str>
         .then(|| &value[prefix.len()..])
 }
 
+/// The SecurityPolicies, and what is wrong with them.
 #[derive(Debug)]
-struct Compiled {
-    namespace: String,
-    name: String,
-    targets: Vec<PolicyTargetRef>,
-    auth: Arc<Authn>,
+pub struct AuthnTable(Attached<Authn>);
+
+impl Default for AuthnTable {
+    fn default() -> Self {
+        AuthnTable(Attached::new("SecurityPolicy"))
+    }
 }
 
-/// The SecurityPolicies, oldest first, and what is wrong with them.
-#[derive(Debug, Default)]
-pub struct AuthnTable {
-    policies: Vec<Compiled>,
-    problems: Vec<Problem>,
-    statuses: Vec<crate::status::PolicyStatus>,
+impl std::ops::Deref for AuthnTable {
+    type Target = Attached<Authn>;
+    fn deref(&self) -> &Attached<Authn> {
+        &self.0
+    }
 }
 
 impl AuthnTable {
     pub(crate) fn new(docs: &[Document], resolver: &mut crate::backend::Resolver<'_>) -> Self {
-        let mut found: Vec<(&Document, &Object<SecurityPolicySpec>)> = docs
-            .iter()
-            .filter_map(|d| match &*d.resource {
-                Resource::SecurityPolicy(p) => Some((d, p)),
-                _ => None,
-            })
-            .collect();
-        found.sort_by(|a, b| age(&a.1.metadata).cmp(&age(&b.1.metadata)));
+        let found = Attached::<Authn>::sorted(docs, |d| match &*d.resource {
+            Resource::SecurityPolicy(p) => Some(p),
+            _ => None,
+        });
         let mut table = AuthnTable::default();
         for (doc, p) in found {
             let (auth, errors, warnings) = compile_policy(docs, p, resolver);
-            let status = table.status(docs, p, &errors);
-            table.statuses.push(status);
-            for (path, msg) in errors {
-                let msg = format!("{msg}; the policy's targets answer 500 until it is fixed");
-                table.problems.push(Problem::error(&doc.source, path, msg));
-            }
-            for (path, msg) in warnings {
-                table
-                    .problems
-                    .push(Problem::warning(&doc.source, path, msg));
-            }
-            table.conflicts(doc, p);
-            table.policies.push(Compiled {
-                namespace: p.metadata.namespace().to_string(),
-                name: p.metadata.name.clone(),
-                targets: p.spec.target_refs.clone(),
-                auth: Arc::new(auth),
-            });
+            let compiled = Compiled {
+                doc,
+                meta: &p.metadata,
+                targets: &p.spec.target_refs,
+                value: auth,
+                errors,
+                warnings,
+            };
+            let on_error = "the policy's targets answer 500 until it is fixed";
+            table.0.add(docs, compiled, on_error);
         }
         table
     }
 
-    /// Each target's conditions: refused for the policy's errors, a
-    /// target that is not there, or an older policy naming it.
-    fn status(
-        &self,
-        docs: &[Document],
-        p: &Object<SecurityPolicySpec>,
-        errors: &[Finding],
-    ) -> crate::status::PolicyStatus {
-        use crate::status::{AncestorStatus, Condition};
-        let ns = p.metadata.namespace();
-        let said = |found: &[&Finding]| {
-            let text: Vec<String> = found
-                .iter()
-                .map(|(path, msg)| format!("{path}: {msg}"))
-                .collect();
-            text.join("; ")
-        };
-        let all: Vec<&Finding> = errors.iter().collect();
-        let unresolved: Vec<&Finding> = errors.iter().filter(|(_, m)| unresolved(m)).collect();
-        let ancestors = p
-            .spec
-            .target_refs
-            .iter()
-            .map(|t| {
-                let older = self.older(ns, t);
-                let accepted = if !all.is_empty() {
-                    Condition::failed("Accepted", "Invalid", said(&all))
-                } else if !target_exists(docs, ns, t) {
-                    let msg = format!("no {} {ns}/{}", t.kind, t.name);
-                    Condition::failed("Accepted", "TargetNotFound", msg)
-                } else if let Some(o) = older {
-                    let msg = format!("SecurityPolicy {ns}/{} is older and names the same target", o.name);
-                    Condition::failed("Accepted", "Conflicted", msg)
-                } else {
-                    Condition::ok("Accepted", "Accepted")
-                };
-                let resolved = match unresolved.is_empty() {
-                    true => Condition::ok("ResolvedRefs", "ResolvedRefs"),
-                    false => Condition::failed("ResolvedRefs", "InvalidRef", said(&unresolved)),
-                };
-                let mut reference = serde_json::json!({"group": t.group, "kind": t.kind, "name": t.name, "namespace": ns});
-                if let Some(section) = &t.section_name {
-                    reference["sectionName"] = section.clone().into();
-                }
-                AncestorStatus {
-                    reference,
-                    conditions: vec![accepted, resolved],
-                }
-            })
-            .collect();
-        crate::status::PolicyStatus {
-            kind: "SecurityPolicy",
-            namespace: ns.to_string(),
-            name: p.metadata.name.clone(),
-            ancestors,
-        }
-    }
-
-    /// Each policy's status, for the cluster.
-    pub fn statuses(&self) -> &[crate::status::PolicyStatus] {
-        &self.statuses
-    }
-
-    /// A younger policy naming a target an older one names is not applied
-    /// there (Gateway API's conflict rule): said as a warning.
-    /// The oldest policy of `ns` already naming target `t`: it applies
-    /// there, not a younger one.
-    fn older(&self, ns: &str, t: &PolicyTargetRef) -> Option<&Compiled> {
-        self.policies
-            .iter()
-            .find(|o| o.namespace == ns && o.targets.contains(t))
-    }
-
-    fn conflicts(&mut self, doc: &Document, p: &Object<SecurityPolicySpec>) {
-        let ns = p.metadata.namespace();
-        for (i, t) in p.spec.target_refs.iter().enumerate() {
-            if let Some(o) = self.older(ns, t) {
-                let msg = format!(
-                    "SecurityPolicy {ns}/{} is older and names the same target: this one does not apply to it",
-                    o.name
-                );
-                let path = format!("spec.targetRefs[{i}]");
-                self.problems.push(Problem::warning(&doc.source, path, msg));
-            }
-        }
+    /// What the compile found wrong, once.
+    pub fn take_problems(&mut self) -> Vec<Problem> {
+        self.0.take_problems()
     }
 
     /// Every remote key set a policy names, once each (the shortest
     /// refresh among those naming it).
     pub fn remote_jwks(&self) -> Vec<Remote> {
         let mut out: Vec<Remote> = Vec::new();
-        let providers = self.policies.iter().flat_map(|p| &p.auth.providers);
+        let providers = self.0.all().flat_map(|p| &p.providers);
         for remote in providers.filter_map(|p| match &p.keys {
             Keys::Remote(r) => Some(r),
             Keys::Local(_) => None,
@@ -698,77 +602,6 @@ impl AuthnTable {
             }
         }
         out
-    }
-
-    /// What the compile found wrong, once.
-    pub fn take_problems(&mut self) -> Vec<Problem> {
-        std::mem::take(&mut self.problems)
-    }
-
-    /// A rule (`rule` its name, if it has one) of route `ns/route` of
-    /// `kind` (HTTPRoute or GRPCRoute), or the whole route.
-    pub fn for_rule(
-        &self,
-        kind: &str,
-        ns: &str,
-        route: &str,
-        rule: Option<&str>,
-    ) -> Option<Arc<Authn>> {
-        self.best(ns, |t| rank(t, kind, route, rule))
-    }
-
-    /// A workload's (`apps/Deployment` `workload` of `ns`), checked by its
-    /// sidecar on every inbound call.
-    pub fn for_workload(&self, ns: &str, workload: &str) -> Option<Arc<Authn>> {
-        self.best(ns, |t| {
-            (t.group == "apps" && t.kind == "Deployment" && t.name == workload).then_some(1)
-        })
-    }
-
-    /// Listener `listener` of Gateway `ns/gateway`, or the whole Gateway.
-    pub fn for_listener(&self, ns: &str, gateway: &str, listener: &str) -> Option<Arc<Authn>> {
-        self.best(ns, |t| rank(t, "Gateway", gateway, Some(listener)))
-    }
-
-    fn best(&self, ns: &str, rank: impl Fn(&PolicyTargetRef) -> Option<u8>) -> Option<Arc<Authn>> {
-        if self.policies.is_empty() {
-            return None;
-        }
-        let mut best: Option<(u8, &Compiled)> = None;
-        for p in self.policies.iter().filter(|p| p.namespace == ns) {
-            let Some(r) = p.targets.iter().filter_map(&rank).max() else {
-                continue;
-            };
-            // Oldest first: a later one wins only by being more specific.
-            if best.is_none_or(|(b, _)| r > b) {
-                best = Some((r, p));
-            }
-        }
-        best.map(|(_, p)| p.auth.clone())
-    }
-}
-
-type Finding = (String, String);
-
-/// An error that says a named object is not there.
-fn unresolved(msg: &str) -> bool {
-    ["no Secret ", "no ConfigMap ", "no Service ", " not found"]
-        .iter()
-        .any(|s| msg.contains(s))
-}
-
-/// Whether the object a policy names exists (a workload's Deployment is
-/// not among what strait reads: taken as there).
-fn target_exists(docs: &[Document], ns: &str, t: &PolicyTargetRef) -> bool {
-    let found = |kind: &str| {
-        docs.iter().any(|d| {
-            let m = d.resource.metadata();
-            d.resource.kind() == kind && m.namespace() == ns && m.name == t.name
-        })
-    };
-    match t.kind.as_str() {
-        "Gateway" | "HTTPRoute" | "GRPCRoute" => found(&t.kind),
-        _ => true,
     }
 }
 
@@ -857,25 +690,6 @@ fn compile_policy(
         broken,
     };
     (auth, errors, warnings)
-}
-
-fn check_targets(refs: &[PolicyTargetRef]) -> Vec<Finding> {
-    let mut out = Vec::new();
-    if refs.is_empty() {
-        out.push(("spec.targetRefs".into(), "no target".into()));
-    }
-    for (i, t) in refs.iter().enumerate() {
-        let ok = (t.group == GATEWAY_API
-            && matches!(t.kind.as_str(), "Gateway" | "HTTPRoute" | "GRPCRoute"))
-            || (t.group == "apps" && t.kind == "Deployment");
-        if !ok {
-            out.push((
-                format!("spec.targetRefs[{i}]"),
-                "targets are a Gateway, an HTTPRoute or a GRPCRoute (group gateway.networking.k8s.io), or a workload (group apps, kind Deployment)".into(),
-            ));
-        }
-    }
-    out
 }
 
 fn compile_provider(

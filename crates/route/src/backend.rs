@@ -136,6 +136,8 @@ pub(crate) struct Resolver<'a> {
     cache: HashMap<(String, String, i32), Result<Arc<Cluster>, String>>,
     /// SecurityPolicies, compiled once for every rule and listener.
     pub authn: crate::authn::AuthnTable,
+    /// RateLimitPolicies, likewise.
+    pub ratelimit: crate::ratelimit::RateLimitTable,
 }
 
 impl<'a> Resolver<'a> {
@@ -168,6 +170,7 @@ impl<'a> Resolver<'a> {
             policies,
             cache: Default::default(),
             authn: Default::default(),
+            ratelimit: crate::ratelimit::RateLimitTable::new(docs),
         };
         resolver.authn = crate::authn::AuthnTable::new(docs, &mut resolver);
         resolver

@@ -111,13 +111,17 @@ pub fn compile(
     snapshot.telemetry = crate::telemetry::TelemetryTable::new(docs);
     crate::telemetry::problems(docs, &mut problems);
     problems.append(&mut resolver.authn.take_problems());
+    problems.append(&mut resolver.ratelimit.take_problems());
     for l in gateways.live {
-        let authn = resolver
-            .authn
-            .for_listener(l.gateway_ns, l.gateway, &l.spec.name);
-        install_listener(l, authn, &mut snapshot);
+        let (ns, gw, name) = (l.gateway_ns, l.gateway, &l.spec.name);
+        let attached = (
+            resolver.authn.for_listener(ns, gw, name),
+            resolver.ratelimit.for_listener(ns, gw, name),
+        );
+        install_listener(l, attached, &mut snapshot);
     }
     snapshot.authn = std::mem::take(&mut resolver.authn);
+    snapshot.ratelimit = std::mem::take(&mut resolver.ratelimit);
     snapshot.routes.shrink_to_fit();
     snapshot.mesh = mesh.finish();
     crate::traffic::problems(docs, &mut problems);
@@ -430,13 +434,15 @@ fn conflicted(reason: &'static str, message: String) -> Vec<Condition> {
     ]
 }
 
+/// A listener's SecurityPolicy and RateLimitPolicy.
+type Attachments = (
+    Option<Arc<crate::authn::Authn>>,
+    Option<Arc<crate::ratelimit::RateLimit>>,
+);
+
 /// A served listener into its port's table, its routes in precedence
 /// order; its status learns how many routes attached.
-fn install_listener(
-    mut l: LiveListener,
-    authn: Option<Arc<crate::authn::Authn>>,
-    snapshot: &mut Snapshot,
-) {
+fn install_listener(mut l: LiveListener, (authn, ratelimit): Attachments, snapshot: &mut Snapshot) {
     if let Some(ls) = snapshot
         .gateways
         .get_mut(l.status)
@@ -465,6 +471,7 @@ fn install_listener(
         vhosts,
         telemetry,
         authn,
+        ratelimit,
     };
     let protocol = l.protocol;
     let table = snapshot.ports.entry(l.key).or_insert_with(|| PortTable {
@@ -928,13 +935,15 @@ impl RuleCompiler<'_, '_> {
             .session_persistence
             .as_ref()
             .map(|s| crate::session::Session::compile(s, route_name, r));
-        let authn = route_name.split_once('/').and_then(|(ns, name)| {
-            let rule_name = rule.name.as_deref();
-            self.resolver.authn.for_rule(self.kind, ns, name, rule_name)
-        });
-        let extras = (authn.is_some() || cors.is_some() || session.is_some()).then(|| {
+        let (ns, name) = route_name.split_once('/').unwrap_or_default();
+        let rule_name = rule.name.as_deref();
+        let authn = self.resolver.authn.for_rule(self.kind, ns, name, rule_name);
+        let ratelimit = (self.resolver.ratelimit).for_rule(self.kind, ns, name, rule_name);
+        let any = authn.is_some() || ratelimit.is_some() || cors.is_some() || session.is_some();
+        let extras = any.then(|| {
             Box::new(crate::snapshot::Extras {
                 authn,
+                ratelimit,
                 cors,
                 session,
             })

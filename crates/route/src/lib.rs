@@ -3,6 +3,7 @@
 //! the spec's precedence already resolved. Matching a request is a pure
 //! function of the snapshot and the request; there is no I/O in this crate.
 
+pub mod attach;
 pub mod authn;
 mod backend;
 mod backend_tls;
@@ -23,6 +24,7 @@ mod matcher;
 mod mesh;
 pub mod oidc;
 mod policy;
+pub mod ratelimit;
 mod retry;
 mod rules;
 pub mod security;

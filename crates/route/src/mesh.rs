@@ -274,10 +274,13 @@ impl MeshBuilder {
         let (mut rules, resolved) =
             compile_rules(doc, route, kind, &route_name, grants, resolver, sink);
         // SecurityPolicy is checked at gateways only, for now: a caller's
-        // sidecar must not take a token out of its workload's calls.
+        // sidecar must not take a token out of its workload's calls. A
+        // route's RateLimitPolicy likewise: each caller's sidecar would
+        // count alone; in the mesh it is the callee's workload's.
         for (_, rule) in &mut rules {
             if let Some(extras) = Arc::get_mut(rule).and_then(|r| r.extras.as_deref_mut()) {
                 extras.authn = None;
+                extras.ratelimit = None;
             }
         }
         let tie = tie_breaks(route, &route_name);

@@ -45,6 +45,8 @@ pub struct Snapshot {
     /// SecurityPolicies, for sidecars (a listener's and a rule's are
     /// theirs).
     pub authn: crate::authn::AuthnTable,
+    /// RateLimitPolicies, for sidecars, and their status.
+    pub ratelimit: crate::ratelimit::RateLimitTable,
     pub clusters: Vec<Arc<Cluster>>,
 }
 
@@ -71,6 +73,9 @@ pub struct ListenerRoutes {
     /// A SecurityPolicy's token check for the listener or its Gateway
     /// (a rule's or route's own comes first).
     pub authn: Option<Arc<crate::authn::Authn>>,
+    /// A RateLimitPolicy for the listener or its Gateway (a rule's or
+    /// route's own comes first).
+    pub ratelimit: Option<Arc<crate::ratelimit::RateLimit>>,
 }
 
 impl ListenerRoutes {
@@ -83,6 +88,7 @@ impl ListenerRoutes {
             vhosts: HostTable::default(),
             telemetry: Default::default(),
             authn: None,
+            ratelimit: None,
         }
     }
 }
@@ -154,6 +160,11 @@ impl Rule {
         self.extras.as_deref()?.authn.as_ref()
     }
 
+    /// A RateLimitPolicy for the rule or its route.
+    pub fn ratelimit(&self) -> Option<&Arc<crate::ratelimit::RateLimit>> {
+        self.extras.as_deref()?.ratelimit.as_ref()
+    }
+
     /// The rule's CORS filter.
     pub fn cors(&self) -> Option<&crate::cors::Cors> {
         self.extras.as_deref()?.cors.as_ref()
@@ -187,6 +198,7 @@ impl Rule {
 pub struct Extras {
     /// A SecurityPolicy's token check for the rule or its route.
     pub authn: Option<Arc<crate::authn::Authn>>,
+    pub ratelimit: Option<Arc<crate::ratelimit::RateLimit>>,
     pub cors: Option<crate::cors::Cors>,
     /// A session's requests to one endpoint.
     pub session: Option<crate::session::Session>,

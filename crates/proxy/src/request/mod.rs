@@ -5,8 +5,9 @@
 //!           (a refusal closes the connection); h2c upgrades taken off
 //! select    host, TLS name check (421), route: gateway | inbound | outbound
 //!   │       (a sidecar's CONNECT becomes a tunnel here)
-//! policy    authentication, authorization, (a redirect answers here),
-//!           authorization services, fault injection, direct responses
+//! policy    authentication, authorization, rate limits, (a redirect
+//!           answers here), authorization services, fault injection,
+//!           direct responses
 //! filters   redirect (answers), rewrite, headers, body kept for retries, mirrors
 //! backend   weighted backend, breaker, balancer         ┐ inside forward,
 //! forward   tries, timeouts, connect and rule retries,  │ once per try
@@ -159,6 +160,9 @@ fn proxy<'s>(
             authenticated = checked;
             let guards = (&**snapshot, sidecar, &shared.metrics);
             policy::authorize(guards, ctx, (&req, &target), authenticated.as_ref())?;
+            let counting = (&*live, &shared.metrics, shared.http_limits.trusted_hops);
+            let limited = (&selected.matched(), &req);
+            policy::limit(counting, ctx, limited, authenticated.as_ref())?;
             asking = policy::services(authenticated.as_ref(), selected.matched().rule, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);

@@ -1,10 +1,9 @@
 //! Phase 2, policy: what may stop a request before it goes anywhere —
 //! a SecurityPolicy's checks (at a gateway, and at a sidecar's inbound
 //! listener for its workload), AuthorizationPolicy at a
-//! sidecar's inbound listener (where it cannot be bypassed), then a rule's
-//! fault injection and direct response. Rate limits take their place here,
-//! in this order: authenticate, authorize, limit, then faults and direct
-//! answers.
+//! sidecar's inbound listener (where it cannot be bypassed), then
+//! rate limits, then the authorization services (a limit spares them
+//! the floods), fault injection and direct response.
 
 use super::select::Target;
 use crate::answer::ProxyError;
@@ -31,6 +30,8 @@ pub struct Authenticated {
     set: Vec<(HeaderName, HeaderValue)>,
     /// The verified token's claims, for AuthorizationPolicy.
     claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// The client whose API key was accepted, for rate limits.
+    client: Option<Box<str>>,
 }
 
 /// The rule's (or its route's) SecurityPolicy, else its listener's — at a
@@ -167,6 +168,7 @@ pub fn authenticate<B>(
         auth: auth.clone(),
         set: Vec::new(),
         claims: identity.jwt.as_ref().map(|v| v.claims.clone()),
+        client: identity.client.map(Into::into),
     };
     let said = |header: Option<&HeaderName>, text: Option<&str>| {
         let value = HeaderValue::from_str(text?).ok()?;
@@ -438,6 +440,55 @@ pub fn authorize<B>(
     let call = (req.method(), req.uri().path(), req.headers(), &*target.host);
     let token = authenticated.and_then(|a| a.claims.as_deref());
     crate::authz::check_request(snapshot, sidecar, metrics, &ctx.conn, call, token)
+}
+
+/// The RateLimitPolicy of the rule (or its route), else its listener's
+/// — at a sidecar's inbound listener, its workload's: the request takes
+/// one from each bucket that counts it, or is refused (`429`). The
+/// `RateLimit` headers go on the answer either way.
+pub fn limit<B>(
+    (live, metrics, hops): (&crate::live::Live, &Metrics, usize),
+    ctx: &mut RequestCtx,
+    (matched, req): (&Matched<'_>, &Request<B>),
+    authenticated: Option<&Authenticated>,
+) -> Result<(), ProxyError> {
+    let policy = match ctx.conn.role {
+        Role::Inbound => live.ratelimit.as_ref(),
+        _ => matched
+            .rule
+            .ratelimit()
+            .or(matched.listener.ratelimit.as_ref()),
+    };
+    let Some(policy) = policy else {
+        return Ok(());
+    };
+    let peer = ctx.conn.client.ip();
+    let view = strait_route::ratelimit::Request {
+        headers: req.headers(),
+        method: req.method(),
+        client: crate::headers::client_address(req.headers(), peer, hops).unwrap_or(peer),
+        claims: authenticated.and_then(|a| a.claims.as_deref()),
+        api_key_client: authenticated.and_then(|a| a.client.as_deref()),
+        identity: ctx.conn.peer.as_deref(),
+        route: &matched.rule.route,
+    };
+    let decision = crate::ratelimit::decide(policy, &live.buckets, &view, metrics);
+    let answer = decision
+        .headers
+        .into_iter()
+        .map(|(name, value)| crate::ctx::AnswerHeader {
+            name,
+            value,
+            replace: true,
+        });
+    ctx.answer_headers.extend(answer);
+    match decision.refused {
+        Some((rule, _)) => Err(ProxyError::RateLimited {
+            policy: policy.policy.clone(),
+            rule,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A rule's extension filters: a FaultInjection's delay, then perhaps its

@@ -1,0 +1,299 @@
+//! RateLimitPolicy's local limits through the real binary: a caller over
+//! its count gets `429` with `Retry-After` and the `RateLimit` headers
+//! (gRPC: `RESOURCE_EXHAUSTED`), others keep their own counts, one caller
+//! flooding does not use up what others share, shadow mode refuses
+//! nothing, a reload keeps the counts, and a bad policy is refused with
+//! its field path.
+
+mod common;
+use common::*;
+
+const ROUTES: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: shop, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: shop, port: 80}]
+"#;
+
+fn policy(name: &str, rules: &str) -> String {
+    format!(
+        r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: {name}}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}}]
+  local:
+    rules:
+{rules}"#
+    )
+}
+
+const PER_USER: &str = r#"    - name: per-user
+      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
+      limit: {requests: 3, unit: Minute}
+"#;
+
+async fn start(extra_yaml: &str, args: &[&str]) -> (Gateway, u16, TempDir, Echo) {
+    let app = echo("shop", "shop-0");
+    let port = free_port();
+    let dir = TempDir::new();
+    let yaml = gateway_yaml(port) + &service_yaml("shop", app.port, None) + ROUTES + extra_yaml;
+    dir.write("gw.yaml", &yaml);
+    let gw = Gateway::start_with(&dir, args).await;
+    (gw, port, dir, app)
+}
+
+async fn call(port: u16, path: &str, headers: &[(&str, &str)]) -> Resp {
+    let req = request("GET", port, "shop.example.com", path, headers);
+    send(req).await.expect("gateway answers")
+}
+
+fn header<'r>(r: &'r Resp, name: &str) -> Option<&'r str> {
+    r.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The `Retry-After` of a refusal, in seconds.
+fn retry_after(r: &Resp) -> u64 {
+    header(r, "retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {:?}", r.headers))
+}
+
+#[tokio::test]
+async fn a_caller_over_its_count_gets_429_and_when_to_come_back() {
+    let (gw, port, _dir, _app) = start(&policy("api-limit", PER_USER), &[]).await;
+    let alice = [("x-user", "alice")];
+    for left in [2, 1, 0] {
+        let r = call(port, "/api/items", &alice).await;
+        assert_eq!(r.status, 200, "{}", gw.logs());
+        assert_eq!(r.json()["pod"], "shop-0");
+        assert_eq!(
+            header(&r, "ratelimit-policy"),
+            Some("\"per-user\";q=3;w=60")
+        );
+        // One request comes back every 20 s: the bucket is whole again
+        // 20 s for each one taken.
+        let taken = 3 - left;
+        let want = format!("\"per-user\";r={left};t={}", 20 * taken);
+        assert_eq!(header(&r, "ratelimit"), Some(want.as_str()));
+    }
+    let r = call(port, "/api/items", &alice).await;
+    assert_eq!((r.status, r.reason()), (429, Some("rate_limited")));
+    assert_eq!(
+        header(&r, "x-strait-rate-limit"),
+        Some("default/api-limit per-user")
+    );
+    let after = retry_after(&r);
+    assert!((15..=20).contains(&after), "Retry-After {after}");
+    assert_eq!(
+        header(&r, "ratelimit"),
+        Some(format!("\"per-user\";r=0;t={after}").as_str())
+    );
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(
+        body.contains("RateLimitPolicy default/api-limit: rule per-user"),
+        "{body}"
+    );
+
+    // Another caller has its own count; a request the rule does not
+    // count (no x-user) passes without the headers; another route is
+    // not limited.
+    let r = call(port, "/api/items", &[("x-user", "bob")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        header(&r, "ratelimit"),
+        Some("\"per-user\";r=2;t=20"),
+        "bob's own count"
+    );
+    for _ in 0..5 {
+        let r = call(port, "/api/items", &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, "ratelimit"), None);
+        let r = call(port, "/index.html", &alice).await;
+        assert_eq!(r.status, 200, "the web route has no policy");
+    }
+    let metrics = gw.metrics().await;
+    let counted = |result: &str, n: u32| {
+        metrics.lines().any(|l| {
+            l.starts_with("strait_rate_limit_decisions_total{")
+                && l.contains("policy=\"default/api-limit\"")
+                && l.contains("rule=\"per-user\"")
+                && l.contains("key=\"header\"")
+                && l.contains(&format!("result=\"{result}\""))
+                && l.ends_with(&format!(" {n}"))
+        })
+    };
+    assert!(counted("allowed", 4), "{metrics}");
+    assert!(counted("limited", 1), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("code=\"429\"") && l.contains("reason=\"rate_limited\"")),
+        "{metrics}"
+    );
+}
+
+/// Per-caller buckets under a shared ceiling: the per-caller rule is
+/// checked first, so a flooder's refused requests take nothing from the
+/// ceiling and the others keep their share.
+#[tokio::test]
+async fn one_caller_flooding_does_not_use_up_what_others_share() {
+    let rules = r#"    - name: ceiling
+      limit: {requests: 10, unit: Minute}
+    - name: per-user
+      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
+      limit: {requests: 4, unit: Minute}
+"#;
+    let (gw, port, _dir, _app) = start(&policy("fair", rules), &[]).await;
+    let mut flood = (0, 0);
+    for _ in 0..40 {
+        let r = call(port, "/api", &[("x-user", "mallory")]).await;
+        match (r.status, header(&r, "x-strait-rate-limit")) {
+            (200, _) => flood.0 += 1,
+            (429, Some("default/fair per-user")) => flood.1 += 1,
+            other => panic!("{other:?}: {}", gw.logs()),
+        }
+    }
+    assert_eq!(flood, (4, 36), "mallory gets her own 4");
+    for user in ["alice", "bob"] {
+        for _ in 0..3 {
+            let r = call(port, "/api", &[("x-user", user)]).await;
+            assert_eq!(r.status, 200, "{user} keeps a share");
+        }
+    }
+    // 4 + 3 + 3 of the ceiling's 10: the next caller is refused by the
+    // ceiling, not by its own count.
+    let r = call(port, "/api", &[("x-user", "carol")]).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        header(&r, "x-strait-rate-limit"),
+        Some("default/fair ceiling")
+    );
+}
+
+#[tokio::test]
+async fn shadow_mode_counts_but_refuses_nothing() {
+    let rules = r#"    - name: watch
+      shadowMode: true
+      limit: {requests: 1, unit: Hour}
+"#;
+    let (gw, port, _dir, _app) = start(&policy("watch", rules), &[]).await;
+    for _ in 0..3 {
+        let r = call(port, "/api", &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, "ratelimit"), None, "a shadow rule says nothing");
+    }
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.lines().any(|l| l.contains("rule=\"watch\"")
+            && l.contains("result=\"shadow_limited\"")
+            && l.ends_with(" 2")),
+        "{metrics}"
+    );
+}
+
+/// The client's address after the trusted-proxy rule, one count each.
+#[tokio::test]
+async fn clients_are_counted_by_address_after_the_trusted_proxy() {
+    let rules = r#"    - name: per-client
+      clientSelectors: [{sourceCIDR: {type: Distinct, value: 0.0.0.0/0}}]
+      limit: {requests: 1, unit: Minute, burst: 2}
+"#;
+    let args = ["--xff-trusted-hops", "1"];
+    let (gw, port, _dir, _app) = start(&policy("per-client", rules), &args).await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    for _ in 0..2 {
+        assert_eq!(call(port, "/api", &from("192.0.2.1")).await.status, 200);
+    }
+    let r = call(port, "/api", &from("192.0.2.1")).await;
+    assert_eq!(r.status, 429, "{}", gw.logs());
+    // A burst of 2, one back a minute: the next in 30 to 60 s.
+    assert!((30..=60).contains(&retry_after(&r)), "{:?}", r.headers);
+    assert_eq!(call(port, "/api", &from("192.0.2.2")).await.status, 200);
+    // What the client writes left of the trusted entry does not count.
+    let r = call(port, "/api", &[("x-forwarded-for", "10.9.9.9, 192.0.2.1")]).await;
+    assert_eq!(r.status, 429);
+}
+
+/// A new configuration that keeps a rule unchanged keeps its counts.
+#[tokio::test]
+async fn a_reload_keeps_the_counts() {
+    let (gw, port, dir, app) = start(&policy("api-limit", PER_USER), &[]).await;
+    for _ in 0..3 {
+        assert_eq!(call(port, "/api", &[("x-user", "alice")]).await.status, 200);
+    }
+    let generation = gw.config().await["generation"]
+        .as_u64()
+        .expect("generation");
+    let more = prefix_route("other", "/other", "shop", "");
+    let yaml = gateway_yaml(port)
+        + &service_yaml("shop", app.port, None)
+        + ROUTES
+        + &policy("api-limit", PER_USER)
+        + &more;
+    dir.write("gw.yaml", &yaml);
+    gw.wait_generation(generation + 1).await;
+    let routes = gw.config().await.to_string();
+    assert!(routes.contains("default/other"), "{routes}");
+    let r = call(port, "/api", &[("x-user", "alice")]).await;
+    assert_eq!(r.status, 429, "alice's count survived the reload");
+}
+
+/// A gRPC client gets `RESOURCE_EXHAUSTED`, not `UNAVAILABLE`: it must
+/// not retry at once.
+#[tokio::test]
+async fn a_grpc_caller_gets_resource_exhausted() {
+    let rules = r#"    - name: one
+      limit: {requests: 1, unit: Hour}
+"#;
+    let (_gw, port, _dir, _app) = start(&policy("grpc", rules), &[]).await;
+    let grpc = [("content-type", "application/grpc")];
+    let _ = call(port, "/api/Call", &grpc).await;
+    let r = call(port, "/api/Call", &grpc).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "grpc-status"), Some("8"));
+    assert_eq!(header(&r, "grpc-message"), Some("strait: rate limited"));
+    assert!(header(&r, "retry-after").is_some());
+}
+
+#[test]
+fn a_bad_policy_is_refused_with_its_field_path() {
+    let dir = TempDir::new();
+    let bad = r#"    - name: weekly
+      clientSelectors: [{headers: [{name: x-user, type: Distinct, value: alice}]}]
+      limit: {requests: 3, unit: Week}
+    - name: "no spaces"
+      limit: {requests: 0, unit: Second}
+"#;
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(free_port())
+            + &service_yaml("shop", free_port(), None)
+            + ROUTES
+            + &policy("bad", bad)),
+    );
+    let (code, out) = check(&dir);
+    assert_ne!(code, Some(0), "{out}");
+    for said in [
+        "spec.local.rules[0].limit: unit: \"Week\" is not Second, Minute, Hour or Day",
+        "spec.local.rules[0].clientSelectors[0].headers[0]: value: not with type Distinct",
+        "spec.local.rules[1].limit: requests: must be at least 1",
+        "the policy limits nothing until it is fixed",
+    ] {
+        assert!(out.contains(said), "{said:?} not in {out}");
+    }
+}

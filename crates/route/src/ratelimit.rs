@@ -1,0 +1,524 @@
+//! RateLimitPolicy compiled: each rule's quota and the requests it
+//! counts, under which key. Counting is the proxy's (it holds the
+//! buckets); this says, for one request, which buckets it draws from.
+//!
+//! Rules that give each caller its own count (a `Distinct` field) are
+//! checked before rules shared by all: a caller refused by its own count
+//! takes nothing from the shared one, so one caller flooding cannot use
+//! up what the others share.
+
+use crate::attach::{check_targets, Attached, Compiled, Finding};
+use http::{HeaderMap, HeaderName, Method};
+use ipnet::IpNet;
+use regex::Regex;
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use strait_config::ratelimit::{
+    GlobalRateLimit, RateLimitPolicySpec, RateLimitRule, RateLimitSelectCondition, RateLimitValue,
+};
+use strait_config::{Document, Object, Resource};
+
+/// One RateLimitPolicy's rules.
+#[derive(Debug)]
+pub struct RateLimit {
+    /// `namespace/name`.
+    pub policy: Arc<str>,
+    /// Per-caller rules first, then shared ones.
+    pub rules: Vec<LimitRule>,
+    /// Where global rules count.
+    pub redis: Option<Arc<Redis>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Redis {
+    pub url: String,
+    pub timeout: Duration,
+    /// Refuse requests when Redis cannot answer.
+    pub fail_closed: bool,
+}
+
+#[derive(Debug)]
+pub struct LimitRule {
+    /// For the `RateLimit` headers and the metrics.
+    pub name: Arc<str>,
+    /// Names this rule's counts across configurations: a configuration
+    /// that keeps the policy, the rule and its quota keeps its counts.
+    pub id: Arc<str>,
+    /// Its place among every rule of the configuration, where the proxy
+    /// keeps its counts.
+    pub slot: usize,
+    /// What its counts are kept by, for the metrics: `route`, `policy`
+    /// (shared), or the distinct fields (`header`, `client`, `claim`,
+    /// `api_key_client`, `source_identity`, `method`), joined by `+`.
+    pub keyed_by: Arc<str>,
+    pub quota: Quota,
+    /// Any may match; none means every request.
+    selectors: Vec<Selector>,
+    pub shadow: bool,
+    /// One count for every route the policy covers.
+    pub shared: bool,
+    /// Counted in Redis, with every other proxy.
+    pub global: bool,
+    /// Some field gives each caller its own count.
+    pub per_caller: bool,
+}
+
+/// `requests` per `period`, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    pub requests: u32,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+impl Quota {
+    /// The time one request's share of the quota takes to come back.
+    pub fn interval(&self) -> Duration {
+        self.period / self.requests.max(1)
+    }
+}
+
+#[derive(Debug)]
+struct Selector(Vec<Condition>);
+
+#[derive(Debug)]
+struct Condition {
+    of: Field,
+    test: Test,
+    invert: bool,
+}
+
+#[derive(Debug)]
+enum Field {
+    Header(HeaderName),
+    Method,
+    Client,
+    Claim(String),
+    ApiKeyClient,
+    Identity,
+}
+
+#[derive(Debug)]
+enum Test {
+    Exact(String),
+    Regex(Regex),
+    Within(IpNet),
+    /// Any value; each its own count (in a range, for the client).
+    Distinct(Option<IpNet>),
+}
+
+/// What a rule may look at in a request.
+pub struct Request<'a> {
+    pub headers: &'a HeaderMap,
+    pub method: &'a Method,
+    /// After the trusted-proxy rule.
+    pub client: IpAddr,
+    /// The verified token's claims.
+    pub claims: Option<&'a Map<String, Value>>,
+    pub api_key_client: Option<&'a str>,
+    /// The caller's SPIFFE identity, proven by mutual TLS.
+    pub identity: Option<&'a str>,
+    /// `namespace/name` of the route that took it.
+    pub route: &'a str,
+}
+
+impl LimitRule {
+    /// The count `req` draws from, or `None` when the rule does not count
+    /// it. Keys of different selectors never meet.
+    pub fn key(&self, req: &Request<'_>) -> Option<String> {
+        let mut key = String::new();
+        if !self.shared {
+            key.push_str(req.route);
+        }
+        if self.selectors.is_empty() {
+            return Some(key);
+        }
+        for (i, s) in self.selectors.iter().enumerate() {
+            let mark = key.len();
+            key.push_str(&format!("\u{1f}{i}"));
+            if s.0.iter().all(|c| c.test(req, &mut key)) {
+                return Some(key);
+            }
+            key.truncate(mark);
+        }
+        None
+    }
+}
+
+impl Field {
+    fn label(&self) -> &'static str {
+        match self {
+            Field::Header(_) => "header",
+            Field::Method => "method",
+            Field::Client => "client",
+            Field::Claim(_) => "claim",
+            Field::ApiKeyClient => "api_key_client",
+            Field::Identity => "source_identity",
+        }
+    }
+}
+
+impl Condition {
+    /// Whether `req` matches; a distinct value is added to `key`.
+    fn test(&self, req: &Request<'_>, key: &mut String) -> bool {
+        let value: Option<std::borrow::Cow<'_, str>> = match &self.of {
+            Field::Header(name) => req
+                .headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes())),
+            Field::Method => Some(req.method.as_str().into()),
+            Field::Client => Some(req.client.to_string().into()),
+            Field::Claim(name) => req.claims.and_then(|c| claim(c.get(name)?)),
+            Field::ApiKeyClient => req.api_key_client.map(Into::into),
+            Field::Identity => req.identity.map(Into::into),
+        };
+        let matched = match (&self.test, &value) {
+            (_, None) => false,
+            (Test::Exact(want), Some(v)) => v == want,
+            (Test::Regex(re), Some(v)) => re.is_match(v),
+            (Test::Within(net), _) => net.contains(&req.client),
+            (Test::Distinct(range), Some(v)) => {
+                if range.is_some_and(|net| !net.contains(&req.client)) {
+                    return false;
+                }
+                key.push('\u{1f}');
+                key.push_str(v);
+                return true;
+            }
+        };
+        matched != self.invert
+    }
+}
+
+/// A claim's value as text: a string as it is, a number or a boolean
+/// as JSON writes it.
+fn claim(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(s.as_str().into()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string().into()),
+        _ => None,
+    }
+}
+
+/// The RateLimitPolicies.
+#[derive(Debug)]
+pub struct RateLimitTable(Attached<RateLimit>);
+
+impl Default for RateLimitTable {
+    fn default() -> Self {
+        RateLimitTable(Attached::new("RateLimitPolicy"))
+    }
+}
+
+impl std::ops::Deref for RateLimitTable {
+    type Target = Attached<RateLimit>;
+    fn deref(&self) -> &Attached<RateLimit> {
+        &self.0
+    }
+}
+
+impl RateLimitTable {
+    pub(crate) fn new(docs: &[Document]) -> Self {
+        let found = Attached::<RateLimit>::sorted(docs, |d| match &*d.resource {
+            Resource::RateLimitPolicy(p) => Some(p),
+            _ => None,
+        });
+        let mut table = RateLimitTable::default();
+        let mut slots = 0;
+        for (doc, p) in found {
+            let (value, errors) = compile_policy(p, &mut slots);
+            let compiled = Compiled {
+                doc,
+                meta: &p.metadata,
+                targets: &p.spec.target_refs,
+                value,
+                errors,
+                warnings: Vec::new(),
+            };
+            let on_error = "the policy limits nothing until it is fixed";
+            table.0.add(docs, compiled, on_error);
+        }
+        table
+    }
+
+    pub fn take_problems(&mut self) -> Vec<strait_config::Problem> {
+        self.0.take_problems()
+    }
+
+    /// Every rule of every policy, by slot.
+    pub fn rules(&self) -> Vec<&LimitRule> {
+        let mut all: Vec<&LimitRule> = self.0.all().flat_map(|p| &p.rules).collect();
+        all.sort_by_key(|r| r.slot);
+        all
+    }
+}
+
+/// The policy, and its errors: with any, it has no rules. Its rules take
+/// the slots from `slots` on.
+fn compile_policy(p: &Object<RateLimitPolicySpec>, slots: &mut usize) -> (RateLimit, Vec<Finding>) {
+    let policy: Arc<str> = format!("{}/{}", p.metadata.namespace(), p.metadata.name).into();
+    let mut errors = check_targets(&p.spec.target_refs);
+    let mut rules = Vec::new();
+    let empty = |rules: &[RateLimitRule]| rules.is_empty();
+    if p.spec.local.as_ref().is_none_or(|l| empty(&l.rules))
+        && p.spec.global.as_ref().is_none_or(|g| empty(&g.rules))
+    {
+        errors.push((
+            "spec".into(),
+            "no rule: set local.rules or global.rules".into(),
+        ));
+    }
+    let local = p.spec.local.iter().flat_map(|l| &l.rules);
+    for (i, r) in local.enumerate() {
+        let at = format!("spec.local.rules[{i}]");
+        push(
+            compile_rule(r, (&policy, &at, i), false),
+            &mut rules,
+            &mut errors,
+        );
+    }
+    let redis = p.spec.global.as_ref().and_then(|g| {
+        redis(g)
+            .map_err(|e| errors.push(("spec.global.redis".into(), e)))
+            .ok()
+    });
+    let global = p.spec.global.iter().flat_map(|g| &g.rules);
+    for (i, r) in global.enumerate() {
+        let at = format!("spec.global.rules[{i}]");
+        push(
+            compile_rule(r, (&policy, &at, i), true),
+            &mut rules,
+            &mut errors,
+        );
+    }
+    if !errors.is_empty() {
+        rules.clear();
+    }
+    for rule in &mut rules {
+        rule.slot = *slots;
+        *slots += 1;
+    }
+    rules.sort_by_key(|r| !r.per_caller);
+    let redis = redis.map(Arc::new);
+    (
+        RateLimit {
+            policy,
+            rules,
+            redis,
+        },
+        errors,
+    )
+}
+
+fn push(
+    compiled: Result<LimitRule, Vec<Finding>>,
+    rules: &mut Vec<LimitRule>,
+    errors: &mut Vec<Finding>,
+) {
+    match compiled {
+        Ok(rule) => rules.push(rule),
+        Err(e) => errors.extend(e),
+    }
+}
+
+fn redis(g: &GlobalRateLimit) -> Result<Redis, String> {
+    let url = g.redis.url.trim();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err("url: must start with redis:// or rediss://".into());
+    }
+    let timeout = match &g.redis.timeout {
+        Some(t) => strait_config::duration::parse(t).map_err(|e| format!("timeout: {e}"))?,
+        None => Duration::from_millis(50),
+    };
+    if timeout.is_zero() {
+        return Err("timeout: must be more than 0".into());
+    }
+    let fail_closed = match g.redis.failure_mode.as_deref() {
+        None | Some("Open") => false,
+        Some("Closed") => true,
+        Some(other) => return Err(format!("failureMode: {other:?} is not Open or Closed")),
+    };
+    Ok(Redis {
+        url: url.to_string(),
+        timeout,
+        fail_closed,
+    })
+}
+
+fn compile_rule(
+    r: &RateLimitRule,
+    (policy, at, i): (&str, &str, usize),
+    global: bool,
+) -> Result<LimitRule, Vec<Finding>> {
+    let mut errors = Vec::new();
+    let quota = quota(&r.limit)
+        .map_err(|e| errors.push((format!("{at}.limit"), e)))
+        .ok();
+    let mut selectors = Vec::new();
+    for (j, s) in r.client_selectors.iter().enumerate() {
+        let at = format!("{at}.clientSelectors[{j}]");
+        match selector(s, &at) {
+            Ok(s) => selectors.push(s),
+            Err(e) => errors.extend(e),
+        }
+    }
+    let (Some(quota), true) = (quota, errors.is_empty()) else {
+        return Err(errors);
+    };
+    let name: Arc<str> = r.name.clone().unwrap_or_else(|| format!("rule-{i}")).into();
+    let token = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 63 || !name.chars().all(token) {
+        let msg = "a name is 1 to 63 letters, digits, '-', '_' or '.'".to_string();
+        return Err(vec![(format!("{at}.name"), msg)]);
+    }
+    let distinct: Vec<&str> = selectors
+        .iter()
+        .flat_map(|s| &s.0)
+        .filter(|c| matches!(c.test, Test::Distinct(_)))
+        .map(|c| c.of.label())
+        .collect();
+    let per_caller = !distinct.is_empty();
+    let keyed_by = match (per_caller, r.shared) {
+        (true, _) => distinct.join("+"),
+        (false, false) => "route".into(),
+        (false, true) => "policy".into(),
+    };
+    let scope = if global { "global" } else { "local" };
+    let id = format!(
+        "{policy} {scope} {at} {}/{:?}+{} {:?} shared={}",
+        quota.requests, quota.period, quota.burst, r.client_selectors, r.shared
+    );
+    Ok(LimitRule {
+        name,
+        id: id.into(),
+        slot: 0,
+        keyed_by: keyed_by.into(),
+        quota,
+        selectors,
+        shadow: r.shadow_mode,
+        shared: r.shared,
+        global,
+        per_caller,
+    })
+}
+
+fn quota(v: &RateLimitValue) -> Result<Quota, String> {
+    let period = match v.unit.as_str() {
+        "Second" => Duration::from_secs(1),
+        "Minute" => Duration::from_secs(60),
+        "Hour" => Duration::from_secs(3600),
+        "Day" => Duration::from_secs(86_400),
+        other => {
+            return Err(format!(
+                "unit: {other:?} is not Second, Minute, Hour or Day"
+            ))
+        }
+    };
+    if v.requests == 0 {
+        return Err("requests: must be at least 1".into());
+    }
+    let burst = v.burst.unwrap_or(v.requests);
+    if burst == 0 {
+        return Err("burst: must be at least 1".into());
+    }
+    Ok(Quota {
+        requests: v.requests,
+        period,
+        burst,
+    })
+}
+
+fn selector(s: &RateLimitSelectCondition, at: &str) -> Result<Selector, Vec<Finding>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut add = |found: Result<Condition, String>, path: String| match found {
+        Ok(c) => out.push(c),
+        Err(e) => errors.push((path, e)),
+    };
+    for (i, h) in s.headers.iter().enumerate() {
+        let path = format!("{at}.headers[{i}]");
+        let of = HeaderName::from_bytes(h.name.as_bytes())
+            .map(Field::Header)
+            .map_err(|_| format!("name: {:?} is not a header name", h.name));
+        let found =
+            of.and_then(|of| condition(of, h.kind.as_deref(), h.value.as_deref(), h.invert));
+        add(found, path);
+    }
+    for (i, m) in s.methods.iter().enumerate() {
+        let path = format!("{at}.methods[{i}]");
+        let found = match Method::from_bytes(m.value.as_bytes()) {
+            Ok(_) => condition(Field::Method, None, Some(&m.value), m.invert),
+            Err(_) => Err(format!("value: {:?} is not a method", m.value)),
+        };
+        add(found, path);
+    }
+    if let Some(c) = &s.source_cidr {
+        add(
+            client(c.kind.as_deref(), &c.value),
+            format!("{at}.sourceCIDR"),
+        );
+    }
+    for (i, c) in s.jwt_claims.iter().enumerate() {
+        let of = Field::Claim(c.name.clone());
+        let found = condition(of, c.kind.as_deref(), c.value.as_deref(), false);
+        add(found, format!("{at}.jwtClaims[{i}]"));
+    }
+    let simple = [
+        (&s.api_key_client, Field::ApiKeyClient, "apiKeyClient"),
+        (&s.source_identity, Field::Identity, "sourceIdentity"),
+    ];
+    for (m, of, name) in simple {
+        if let Some(m) = m {
+            let found = condition(of, m.kind.as_deref(), m.value.as_deref(), false);
+            add(found, format!("{at}.{name}"));
+        }
+    }
+    if out.is_empty() && errors.is_empty() {
+        errors.push((at.to_string(), "a selector with nothing to match".into()));
+    }
+    match errors.is_empty() {
+        true => Ok(Selector(out)),
+        false => Err(errors),
+    }
+}
+
+fn condition(
+    of: Field,
+    kind: Option<&str>,
+    value: Option<&str>,
+    invert: bool,
+) -> Result<Condition, String> {
+    let test = match (kind.unwrap_or("Exact"), value) {
+        ("Distinct", None) => Test::Distinct(None),
+        ("Distinct", Some(_)) => return Err("value: not with type Distinct".into()),
+        ("Exact", Some(v)) => Test::Exact(v.to_string()),
+        ("RegularExpression", Some(v)) if matches!(of, Field::Header(_)) => {
+            let re = Regex::new(&format!("^(?:{v})$")).map_err(|e| format!("value: {e}"))?;
+            Test::Regex(re)
+        }
+        ("Exact" | "RegularExpression", None) => return Err("value: needed".into()),
+        (other, _) => return Err(format!("type: {other:?} is not one strait knows here")),
+    };
+    if invert && matches!(test, Test::Distinct(_)) {
+        return Err("invert: not with type Distinct".into());
+    }
+    Ok(Condition { of, test, invert })
+}
+
+fn client(kind: Option<&str>, value: &str) -> Result<Condition, String> {
+    let net: IpNet = value
+        .parse()
+        .map_err(|_| format!("value: {value:?} is not a CIDR"))?;
+    let test = match kind.unwrap_or("Exact") {
+        "Exact" => Test::Within(net),
+        "Distinct" => Test::Distinct(Some(net)),
+        other => return Err(format!("type: {other:?} is not Exact or Distinct")),
+    };
+    Ok(Condition {
+        of: Field::Client,
+        test,
+        invert: false,
+    })
+}
