@@ -297,3 +297,146 @@ fn a_bad_policy_is_refused_with_its_field_path() {
         assert!(out.contains(said), "{said:?} not in {out}");
     }
 }
+
+fn global_policy(name: &str, redis: &str, rules: &str) -> String {
+    format!(
+        r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: {name}}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}}]
+  global:
+    redis: {redis}
+    rules:
+{rules}"#
+    )
+}
+
+/// Two gateways, one Redis: one count between them.
+#[tokio::test]
+async fn gateways_sharing_a_redis_share_one_count() {
+    let redis = common::redis::Redis::start();
+    let rules = "    - name: five\n      limit: {requests: 5, unit: Minute}\n";
+    let yaml = global_policy("shared", &format!("{{url: '{}'}}", redis.url()), rules);
+    let (a, port_a, _da, _app_a) = start(&yaml, &[]).await;
+    let (b, port_b, _db, _app_b) = start(&yaml, &[]).await;
+    let mut allowed = [0, 0];
+    for i in 0..20 {
+        let port = [port_a, port_b][i % 2];
+        let r = call(port, "/api", &[]).await;
+        match r.status {
+            200 => allowed[i % 2] += 1,
+            429 => assert_eq!(r.reason(), Some("rate_limited")),
+            other => panic!("{other}: {} {}", a.logs(), b.logs()),
+        }
+    }
+    assert_eq!(allowed[0] + allowed[1], 5, "{allowed:?}");
+    assert!(
+        allowed[0] > 0 && allowed[1] > 0,
+        "both counted: {allowed:?}"
+    );
+    let keys = redis.cli(&["--scan", "--pattern", "strait:rl:*"]);
+    assert_eq!(
+        keys.as_deref().map(|k| k.lines().count()),
+        Some(1),
+        "{keys:?}"
+    );
+}
+
+/// Redis gone: a caller Redis already refused is still refused (this
+/// proxy remembers until when), others pass (fail open) at once; when
+/// Redis is back, counting resumes.
+#[tokio::test]
+async fn without_redis_the_failure_mode_decides_and_counting_resumes() {
+    let mut redis = common::redis::Redis::start();
+    let rules = r#"    - name: per-user
+      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
+      limit: {requests: 2, unit: Minute}
+"#;
+    let backend = format!("{{url: '{}', timeout: 200ms}}", redis.url());
+    let (gw, port, _dir, _app) = start(&global_policy("open", &backend, rules), &[]).await;
+    let alice = [("x-user", "alice")];
+    for _ in 0..2 {
+        assert_eq!(
+            call(port, "/api", &alice).await.status,
+            200,
+            "{}",
+            gw.logs()
+        );
+    }
+    assert_eq!(call(port, "/api", &alice).await.status, 429);
+
+    redis.kill();
+    let begun = std::time::Instant::now();
+    let r = call(port, "/api", &alice).await;
+    assert_eq!(r.status, 429, "refused from memory, without Redis");
+    for user in ["bob", "carol", "dave"] {
+        let r = call(port, "/api", &[("x-user", user)]).await;
+        assert_eq!(r.status, 200, "fail open: {}", gw.logs());
+        assert_eq!(r.headers.get("ratelimit"), None, "nothing counted");
+    }
+    assert!(
+        begun.elapsed() < std::time::Duration::from_secs(2),
+        "no request waited long"
+    );
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("rule=\"per-user\"") && l.contains("result=\"failed_open\"")),
+        "{metrics}"
+    );
+    assert!(gw.logs().contains("Redis could not count"), "{}", gw.logs());
+
+    redis.restart();
+    let bob = [("x-user", "bob")];
+    eventually(
+        15,
+        || format!("counting never resumed: {}", gw.logs()),
+        || async { (call(port, "/api", &bob).await.status == 429).then_some(()) },
+    )
+    .await;
+}
+
+/// A Redis that takes connections but never answers: the request waits
+/// no longer than the policy's timeout, then fails closed.
+#[tokio::test]
+async fn a_silent_redis_fails_closed_within_the_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "redis://127.0.0.1:{}",
+        silent.local_addr().expect("addr").port()
+    );
+    let held = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for conn in silent.incoming().take(8) {
+            kept.push(conn);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let rules = "    - name: any\n      limit: {requests: 100, unit: Second}\n";
+    let backend = format!("{{url: '{url}', timeout: 300ms, failureMode: Closed}}");
+    let (gw, port, _dir, _app) = start(&global_policy("closed", &backend, rules), &[]).await;
+    // The first waits for its answer until the timeout; the next may
+    // learn sooner that the connection is broken.
+    for i in 0..3 {
+        let begun = std::time::Instant::now();
+        let r = call(port, "/api", &[]).await;
+        let took = begun.elapsed();
+        assert_eq!(
+            (r.status, r.reason()),
+            (503, Some("rate_limit_failed")),
+            "{}",
+            gw.logs()
+        );
+        assert!(took < std::time::Duration::from_millis(1500), "{took:?}");
+        if i == 0 {
+            assert!(
+                took >= std::time::Duration::from_millis(250),
+                "{took:?}: asked at all?"
+            );
+        }
+    }
+    drop(held);
+}

@@ -135,6 +135,11 @@ pub enum ProxyError {
         policy: std::sync::Arc<str>,
         rule: std::sync::Arc<str>,
     },
+    /// A RateLimitPolicy that fails closed could not count in Redis.
+    RateLimitFailed {
+        policy: std::sync::Arc<str>,
+        why: String,
+    },
     FaultInjected(StatusCode),
     RequestTimeout,
     NoBackend,
@@ -181,7 +186,9 @@ impl ProxyError {
             FaultInjected(status) => *status,
             ExtensionUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
             RequestTimeout | BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
-            NoEndpoints | Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            NoEndpoints | Overflow { .. } | RateLimitFailed { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Connect(_)
             | Backend(_)
             | SwitchedUnasked
@@ -228,6 +235,7 @@ impl ProxyError {
             ExtensionUnresolved => "extension_unresolved",
             CorsRefused => "cors_origin_refused",
             RateLimited { .. } => "rate_limited",
+            RateLimitFailed { .. } => "rate_limit_failed",
             FaultInjected(_) => "fault_injected",
             RequestTimeout => "request_timeout",
             NoBackend => "no_backend",
@@ -270,6 +278,7 @@ impl ProxyError {
             | BackendTimeout
             | SwitchedUnasked
             | ProviderFailed { .. }
+            | RateLimitFailed { .. }
             | ExtAuthFailed { .. } => Side::Upstream,
         }
     }
@@ -371,6 +380,12 @@ impl ProxyError {
                 )
                 .into()
             }
+            RateLimitFailed { policy, why } => {
+                return format!(
+                    "strait: RateLimitPolicy {policy}: Redis could not count ({why}), and the policy fails closed\n"
+                )
+                .into()
+            }
             FaultInjected(_) => "fault injected",
             RequestTimeout => "request timeout",
             NoBackend => "route has no backend",
@@ -403,6 +418,9 @@ impl ProxyError {
             } => Some((BREAKER_HEADER, format!("{p} {limit}={value}"))),
             ProxyError::RateLimited { policy, rule } => {
                 Some((RATE_LIMIT_HEADER, format!("{policy} {rule}")))
+            }
+            ProxyError::RateLimitFailed { policy, .. } => {
+                Some((RATE_LIMIT_HEADER, policy.to_string()))
             }
             _ => None,
         }

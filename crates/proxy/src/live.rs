@@ -395,6 +395,8 @@ pub struct Live {
     pub ratelimit: Option<Arc<strait_route::ratelimit::RateLimit>>,
     /// Every RateLimitPolicy rule's counts.
     pub buckets: crate::ratelimit::Buckets,
+    /// The Redis servers global rules count in.
+    pub stores: crate::ratelimit::global::Stores,
 }
 
 fn key(c: &Arc<Cluster>) -> usize {
@@ -417,7 +419,9 @@ impl Live {
                 (key(c), (c.clone(), ClusterState::carried(c, was)))
             })
             .collect();
-        let buckets = crate::ratelimit::Buckets::new(&snapshot.ratelimit, old.map(|o| &o.buckets));
+        let table = &snapshot.ratelimit;
+        let buckets = crate::ratelimit::Buckets::new(table, old.map(|o| &o.buckets));
+        let stores = crate::ratelimit::global::Stores::new(table, old.map(|o| &o.stores));
         Live {
             snapshot,
             states,
@@ -425,6 +429,7 @@ impl Live {
             authn: None,
             ratelimit: None,
             buckets,
+            stores,
         }
     }
 

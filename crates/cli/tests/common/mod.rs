@@ -8,6 +8,7 @@ pub mod jwt;
 pub mod kube_api;
 pub mod oidc;
 pub mod otlp;
+pub mod redis;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request};

@@ -162,7 +162,11 @@ fn proxy<'s>(
             policy::authorize(guards, ctx, (&req, &target), authenticated.as_ref())?;
             let counting = (&*live, &shared.metrics, shared.http_limits.trusted_hops);
             let limited = (&selected.matched(), &req);
-            policy::limit(counting, ctx, limited, authenticated.as_ref())?;
+            if let Some(global) = policy::limit(counting, ctx, limited, authenticated.as_ref())? {
+                // Boxed: only requests of global rules wait for Redis.
+                let counting = (&*live, &shared.metrics);
+                Box::pin(policy::limit_globally(global, counting, ctx)).await?;
+            }
             asking = policy::services(authenticated.as_ref(), selected.matched().rule, &target)?;
             if let Some(redirect) = filters::redirect(ctx, &selected.matched(), &req, &target) {
                 return Ok(redirect);

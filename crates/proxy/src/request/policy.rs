@@ -444,14 +444,15 @@ pub fn authorize<B>(
 
 /// The RateLimitPolicy of the rule (or its route), else its listener's
 /// — at a sidecar's inbound listener, its workload's: the request takes
-/// one from each bucket that counts it, or is refused (`429`). The
-/// `RateLimit` headers go on the answer either way.
+/// one from each local bucket that counts it, or is refused (`429`).
+/// `Some` when global rules remain, for [`limit_globally`]; otherwise
+/// the `RateLimit` headers are already set for the answer.
 pub fn limit<B>(
     (live, metrics, hops): (&crate::live::Live, &Metrics, usize),
     ctx: &mut RequestCtx,
     (matched, req): (&Matched<'_>, &Request<B>),
     authenticated: Option<&Authenticated>,
-) -> Result<(), ProxyError> {
+) -> Result<Option<Limiting>, ProxyError> {
     let policy = match ctx.conn.role {
         Role::Inbound => live.ratelimit.as_ref(),
         _ => matched
@@ -460,7 +461,7 @@ pub fn limit<B>(
             .or(matched.listener.ratelimit.as_ref()),
     };
     let Some(policy) = policy else {
-        return Ok(());
+        return Ok(None);
     };
     let peer = ctx.conn.client.ip();
     let view = strait_route::ratelimit::Request {
@@ -472,23 +473,64 @@ pub fn limit<B>(
         identity: ctx.conn.peer.as_deref(),
         route: &matched.rule.route,
     };
-    let decision = crate::ratelimit::decide(policy, &live.buckets, &view, metrics);
-    let answer = decision
-        .headers
-        .into_iter()
-        .map(|(name, value)| crate::ctx::AnswerHeader {
-            name,
-            value,
-            replace: true,
-        });
-    ctx.answer_headers.extend(answer);
-    match decision.refused {
-        Some((rule, _)) => Err(ProxyError::RateLimited {
-            policy: policy.policy.clone(),
-            rule,
-        }),
-        None => Ok(()),
+    let mut tally = crate::ratelimit::Tally::default();
+    let keys = crate::ratelimit::local(policy, &live.buckets, &view, (metrics, &mut tally));
+    let limiting = Limiting {
+        policy: policy.clone(),
+        keys,
+        tally,
+    };
+    match limiting.keys.is_empty() {
+        true => limiting.done(ctx).map(|()| None),
+        false => Ok(Some(limiting)),
     }
+}
+
+/// A request's count under a policy with global rules left to ask.
+pub struct Limiting {
+    policy: Arc<strait_route::ratelimit::RateLimit>,
+    keys: crate::ratelimit::GlobalKeys,
+    tally: crate::ratelimit::Tally,
+}
+
+impl Limiting {
+    /// The headers for the answer; the refusal, if a rule refused.
+    fn done(self, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
+        let headers = self.tally.headers().into_iter();
+        ctx.answer_headers
+            .extend(headers.map(|(name, value)| crate::ctx::AnswerHeader {
+                name,
+                value,
+                replace: true,
+            }));
+        match self.tally.refused() {
+            Some(rule) => Err(ProxyError::RateLimited {
+                policy: self.policy.policy.clone(),
+                rule: rule.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The global rules [`limit`] left, counted in Redis.
+pub async fn limit_globally(
+    mut limiting: Limiting,
+    (live, metrics): (&crate::live::Live, &Metrics),
+    ctx: &mut RequestCtx,
+) -> Result<(), ProxyError> {
+    let policy = limiting.policy.clone();
+    let store = policy.redis.as_ref().and_then(|r| live.stores.of(r));
+    let keys = std::mem::take(&mut limiting.keys);
+    let counted = (metrics, &mut limiting.tally);
+    let failed = crate::ratelimit::global(&policy, store.map(|s| &**s), keys, counted).await;
+    if let Err(why) = failed {
+        return Err(ProxyError::RateLimitFailed {
+            policy: policy.policy.clone(),
+            why,
+        });
+    }
+    limiting.done(ctx)
 }
 
 /// A rule's extension filters: a FaultInjection's delay, then perhaps its

@@ -1,0 +1,201 @@
+//! Global rules: one count per key for every proxy, kept in Redis.
+//!
+//! The algorithm is GCRA, the same as the local buckets', run by a Lua
+//! script in one round trip: Redis keeps each key's theoretical arrival
+//! time (TAT) in microseconds, read by Redis's own clock (`TIME`), so
+//! the proxies' clocks never disagree. A request is let through when
+//! `now >= TAT - interval × (burst - 1)`, and then moves TAT one
+//! interval on; a key expires when its bucket is whole again.
+//!
+//! A refusal says when the key may come back; until then this proxy
+//! refuses that key itself, without asking Redis (no other proxy can let
+//! it in sooner). So a flood over its limit costs Redis nothing.
+//!
+//! Redis slower than the policy's `timeout`, or not there: the policy's
+//! failure mode decides (`Open` lets the request through, `Closed`
+//! refuses it with `503 rate_limit_failed`), counted in the metrics and
+//! said in a warning at most every 10 s per Redis.
+
+use dashmap::DashMap;
+use redis::aio::ConnectionManager;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strait_route::ratelimit::{LimitRule, RateLimitTable, Redis};
+use tokio::sync::OnceCell;
+
+use super::{Outcome, MAX_KEYS};
+
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if now < allow_at then
+  return {0, allow_at - now, 0}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+return {1, 0, math.floor((now + tolerance + interval - new_tat) / interval)}
+";
+
+/// Seconds between two warnings about one Redis.
+const WARN_EVERY: u64 = 10;
+
+/// One Redis, as the policies name it.
+pub struct Store {
+    settings: Arc<Redis>,
+    client: redis::Client,
+    conn: OnceCell<ConnectionManager>,
+    script: redis::Script,
+    /// Keys Redis refused, and until when: answered here meanwhile.
+    refused: DashMap<[u8; 16], Instant>,
+    /// Seconds since `born` of the last warning.
+    warned: AtomicU64,
+    born: Instant,
+}
+
+/// What Redis (or the cache of its refusals) said, or that it could not.
+pub enum Answer {
+    Counted(Outcome),
+    Failed(String),
+}
+
+impl Store {
+    fn new(settings: Arc<Redis>) -> Option<Self> {
+        let client = redis::Client::open(settings.url.as_str()).ok()?;
+        Some(Store {
+            settings,
+            client,
+            conn: OnceCell::new(),
+            script: redis::Script::new(GCRA),
+            refused: DashMap::new(),
+            warned: AtomicU64::new(0),
+            born: Instant::now(),
+        })
+    }
+
+    pub fn settings(&self) -> &Redis {
+        &self.settings
+    }
+
+    /// Takes one request from `key`'s count of `rule`.
+    pub async fn check(&self, rule: &LimitRule, key: &str) -> Answer {
+        let id = digest(&rule.id, key);
+        let now = Instant::now();
+        if let Some(until) = self.refused.get(&id).map(|u| *u) {
+            if until > now {
+                return Answer::Counted(Outcome::Limited { wait: until - now });
+            }
+            self.refused.remove(&id);
+        }
+        let asked = tokio::time::timeout(self.settings.timeout, self.ask(rule, &id)).await;
+        let said = match asked {
+            Ok(Ok(said)) => said,
+            Ok(Err(e)) => return Answer::Failed(e.to_string()),
+            Err(_) => return Answer::Failed(format!("no answer in {:?}", self.settings.timeout)),
+        };
+        let outcome = match said {
+            (1, _, remaining) => Outcome::Allowed {
+                remaining: u32::try_from(remaining).unwrap_or(0),
+            },
+            (_, wait, _) => {
+                let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
+                self.remember(id, now + wait);
+                Outcome::Limited { wait }
+            }
+        };
+        Answer::Counted(outcome)
+    }
+
+    async fn ask(&self, rule: &LimitRule, id: &[u8; 16]) -> redis::RedisResult<(i64, i64, i64)> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let timeout = Some(self.settings.timeout);
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout)
+                    .set_number_of_retries(1);
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .await?;
+        let mut conn = conn.clone();
+        let interval = rule.quota.interval().as_micros().max(1);
+        let key = format!("strait:rl:{}", hex(id));
+        self.script
+            .key(key)
+            .arg(u64::try_from(interval).unwrap_or(u64::MAX))
+            .arg(rule.quota.burst)
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    fn remember(&self, id: [u8; 16], until: Instant) {
+        if self.refused.len() >= MAX_KEYS {
+            let now = Instant::now();
+            self.refused.retain(|_, u| *u > now);
+        }
+        if self.refused.len() < MAX_KEYS {
+            self.refused.insert(id, until);
+        }
+    }
+
+    /// Whether to warn now about a failure (not more than every
+    /// [`WARN_EVERY`] seconds).
+    pub fn warn_now(&self) -> bool {
+        let now = self.born.elapsed().as_secs() + WARN_EVERY;
+        let last = self.warned.load(Ordering::Relaxed);
+        now >= last + WARN_EVERY
+            && self
+                .warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// The first 16 bytes of SHA-256 of the rule's id and the key: the same
+/// on every proxy, and a bounded Redis key whatever the client sent.
+fn digest(rule: &str, key: &str) -> [u8; 16] {
+    let mut d = ring::digest::Context::new(&ring::digest::SHA256);
+    d.update(rule.as_bytes());
+    d.update(&[0]);
+    d.update(key.as_bytes());
+    let mut out = [0; 16];
+    out.copy_from_slice(&d.finish().as_ref()[..16]);
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every Redis the configuration's policies name.
+#[derive(Default)]
+pub struct Stores(HashMap<Arc<Redis>, Arc<Store>>);
+
+impl Stores {
+    /// The stores of `table`'s policies; one `old` has for the same
+    /// settings is kept (its connection, its remembered refusals).
+    pub fn new(table: &RateLimitTable, old: Option<&Stores>) -> Self {
+        let mut out = HashMap::new();
+        for redis in table.all().filter_map(|p| p.redis.as_ref()) {
+            if out.contains_key(redis) {
+                continue;
+            }
+            let kept = old.and_then(|o| o.0.get(redis)).cloned();
+            if let Some(store) = kept.or_else(|| Store::new(redis.clone()).map(Arc::new)) {
+                out.insert(redis.clone(), store);
+            }
+        }
+        Stores(out)
+    }
+
+    pub fn of(&self, redis: &Redis) -> Option<&Arc<Store>> {
+        self.0.get(redis)
+    }
+}

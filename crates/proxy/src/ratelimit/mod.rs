@@ -1,0 +1,320 @@
+//! The counts of RateLimitPolicy rules, and a request's decision.
+//!
+//! Each local rule keeps one GCRA bucket per key (governor's keyed
+//! limiter): `requests` per `period` come back evenly, up to `burst` at
+//! once. The counts live here, one per rule slot of the configuration;
+//! a new configuration keeps the counts of every rule it keeps
+//! unchanged.
+//!
+//! A rule counts at most [`MAX_KEYS`] callers apart. Past that, the
+//! callers whose buckets are full again are forgotten; if that is not
+//! enough, the rule counts every caller together until it is, so memory
+//! stays bounded whatever keys clients invent.
+
+use crate::metrics::{Metrics, RateLimitLabels};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use http::HeaderValue;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use strait_route::ratelimit::{LimitRule, RateLimit, RateLimitTable, Request};
+
+pub mod global;
+
+/// Most callers one rule counts apart.
+pub const MAX_KEYS: usize = 100_000;
+
+/// How often (in checks) a rule looks at how many callers it holds.
+const TIDY_EVERY: u32 = 4096;
+
+type Limiter = governor::RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// One rule's buckets.
+pub struct Bucket {
+    id: Arc<str>,
+    limiter: Limiter,
+    checks: AtomicU32,
+    /// Over [`MAX_KEYS`]: every caller counted together.
+    full: AtomicBool,
+}
+
+/// A rule's answer for one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// Requests left at once after this one.
+    Allowed { remaining: u32 },
+    /// The next request this key may make, from now.
+    Limited { wait: Duration },
+}
+
+impl Bucket {
+    fn new(rule: &LimitRule) -> Self {
+        let interval = rule.quota.interval().max(Duration::from_nanos(1));
+        let burst = NonZeroU32::new(rule.quota.burst).unwrap_or(NonZeroU32::MIN);
+        let quota = governor::Quota::with_period(interval)
+            .unwrap_or(governor::Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        Bucket {
+            id: rule.id.clone(),
+            limiter: governor::RateLimiter::keyed(quota).with_middleware(),
+            checks: AtomicU32::new(0),
+            full: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes one request from `key`'s bucket, if it has one left.
+    pub fn check(&self, key: String) -> Outcome {
+        let n = self.checks.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(TIDY_EVERY) {
+            self.tidy();
+        }
+        let key = match self.full.load(Ordering::Relaxed) {
+            true => String::new(),
+            false => key,
+        };
+        match self.limiter.check_key(&key) {
+            Ok(state) => Outcome::Allowed {
+                remaining: state.remaining_burst_capacity(),
+            },
+            Err(not) => Outcome::Limited {
+                wait: not.wait_time_from(self.limiter.clock().now()),
+            },
+        }
+    }
+
+    fn tidy(&self) {
+        if self.limiter.len() < MAX_KEYS {
+            self.full.store(false, Ordering::Relaxed);
+            return;
+        }
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let full = self.limiter.len() >= MAX_KEYS;
+        self.full.store(full, Ordering::Relaxed);
+    }
+}
+
+/// Every rule's buckets, by slot.
+#[derive(Default)]
+pub struct Buckets(Box<[Arc<Bucket>]>);
+
+impl Buckets {
+    /// Buckets for `table`'s rules; a rule `old` has too (same policy,
+    /// rule, quota and selectors) keeps its counts.
+    pub fn new(table: &RateLimitTable, old: Option<&Buckets>) -> Self {
+        let before: HashMap<&str, &Arc<Bucket>> = old
+            .iter()
+            .flat_map(|b| b.0.iter())
+            .map(|b| (&*b.id, b))
+            .collect();
+        let buckets = table
+            .rules()
+            .into_iter()
+            .map(|r| match before.get(&*r.id) {
+                Some(b) => Arc::clone(b),
+                None => Arc::new(Bucket::new(r)),
+            })
+            .collect();
+        Buckets(buckets)
+    }
+
+    fn of(&self, rule: &LimitRule) -> Option<&Bucket> {
+        self.0.get(rule.slot).map(|b| &**b)
+    }
+}
+
+/// Where a request stands with one rule, for the headers.
+#[derive(Debug, Clone)]
+struct Standing {
+    rule: Arc<str>,
+    quota: strait_route::ratelimit::Quota,
+    remaining: u32,
+    /// Until the bucket is whole again, or (refused) until the next
+    /// request may come.
+    reset: Duration,
+}
+
+/// A request's standing with a policy, rule after rule.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// The allowing rule with the fewest requests left.
+    tightest: Option<Standing>,
+    /// The rule that refused.
+    refused: Option<Standing>,
+}
+
+impl Tally {
+    fn add(&mut self, metrics: &Metrics, (policy, rule): (&RateLimit, &LimitRule), o: Outcome) {
+        let result = match (o, rule.shadow) {
+            (Outcome::Allowed { .. }, _) => "allowed",
+            (Outcome::Limited { .. }, true) => "shadow_limited",
+            (Outcome::Limited { .. }, false) => "limited",
+        };
+        count(metrics, policy, rule, result);
+        if rule.shadow {
+            return;
+        }
+        let q = rule.quota;
+        match o {
+            Outcome::Limited { wait } => {
+                self.refused = Some(Standing {
+                    rule: rule.name.clone(),
+                    quota: q,
+                    remaining: 0,
+                    reset: wait,
+                });
+            }
+            Outcome::Allowed { remaining }
+                if self
+                    .tightest
+                    .as_ref()
+                    .is_none_or(|t| remaining < t.remaining) =>
+            {
+                let used = q.burst.saturating_sub(remaining);
+                self.tightest = Some(Standing {
+                    rule: rule.name.clone(),
+                    quota: q,
+                    remaining,
+                    reset: q.interval() * used,
+                });
+            }
+            Outcome::Allowed { .. } => {}
+        }
+    }
+
+    /// The rule that refused the request.
+    pub fn refused(&self) -> Option<&Arc<str>> {
+        self.refused.as_ref().map(|s| &s.rule)
+    }
+
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers):
+    /// the quota over its window of the rule that refused, else of the
+    /// one with the fewest left; what is left, and in how many seconds
+    /// the bucket is whole again (refused: the next request may come);
+    /// `Retry-After` on a refusal.
+    pub fn headers(&self) -> Vec<(http::HeaderName, HeaderValue)> {
+        let Some(s) = self.refused.as_ref().or(self.tightest.as_ref()) else {
+            return Vec::new();
+        };
+        let (name, q) = (&s.rule, s.quota);
+        let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let policy = format!(
+            "\"{name}\";q={};w={}",
+            q.requests,
+            q.period.as_secs().max(1)
+        );
+        let state = format!("\"{name}\";r={};t={}", s.remaining, secs(s.reset));
+        let mut out = Vec::with_capacity(3);
+        let named = |n: &'static str| http::HeaderName::from_static(n);
+        for (header, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                out.push((named(header), v));
+            }
+        }
+        if self.refused.is_some() {
+            let after = secs(s.reset).max(1);
+            out.push((http::header::RETRY_AFTER, HeaderValue::from(after)));
+        }
+        out
+    }
+}
+
+/// The global rules' keys for a request, to ask Redis about: by the
+/// rule's place in its policy.
+pub type GlobalKeys = Vec<(usize, String)>;
+
+/// Takes the request from the bucket of every local rule that counts it,
+/// in order (per-caller rules first); the first rule out of requests
+/// refuses it, and the rules after it take nothing. Shadow rules count
+/// and report but refuse nothing. The keys of the global rules that
+/// count it are left for [`global`] (none once refused).
+pub fn local(
+    policy: &RateLimit,
+    buckets: &Buckets,
+    req: &Request<'_>,
+    (metrics, tally): (&Metrics, &mut Tally),
+) -> GlobalKeys {
+    let mut keys = Vec::new();
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let Some(key) = rule.key(req) else {
+            continue;
+        };
+        if rule.global {
+            keys.push((i, key));
+            continue;
+        }
+        if let Some(bucket) = buckets.of(rule) {
+            tally.add(metrics, (policy, rule), bucket.check(key));
+        }
+        if tally.refused.is_some() {
+            return Vec::new();
+        }
+    }
+    keys
+}
+
+/// The global rules, in order, counted in Redis. `Err` (why) when Redis
+/// could not answer and the policy fails closed.
+pub async fn global(
+    policy: &RateLimit,
+    store: Option<&global::Store>,
+    keys: GlobalKeys,
+    (metrics, tally): (&Metrics, &mut Tally),
+) -> Result<(), String> {
+    for (i, key) in keys {
+        let Some(rule) = policy.rules.get(i) else {
+            continue;
+        };
+        let answer = match store {
+            Some(s) => s.check(rule, &key).await,
+            None => global::Answer::Failed("the Redis URL cannot be used".into()),
+        };
+        let why = match answer {
+            global::Answer::Counted(outcome) => {
+                tally.add(metrics, (policy, rule), outcome);
+                if tally.refused.is_some() {
+                    return Ok(());
+                }
+                continue;
+            }
+            global::Answer::Failed(why) => why,
+        };
+        let closed = policy.redis.as_ref().is_some_and(|r| r.fail_closed);
+        let result = if closed {
+            "failed_closed"
+        } else {
+            "failed_open"
+        };
+        count(metrics, policy, rule, result);
+        if store.is_none_or(|s| s.warn_now()) {
+            let mode = if closed { "refused" } else { "let through" };
+            tracing::warn!(
+                "RateLimitPolicy {}: Redis could not count ({why}): requests are {mode}",
+                policy.policy
+            );
+        }
+        if closed {
+            return Err(why);
+        }
+    }
+    Ok(())
+}
+
+fn count(metrics: &Metrics, policy: &RateLimit, rule: &LimitRule, result: &'static str) {
+    let labels = RateLimitLabels {
+        policy: policy.policy.clone(),
+        rule: rule.name.clone(),
+        key: rule.keyed_by.clone(),
+        result,
+    };
+    metrics.ratelimit.get_or_create(&labels).inc();
+}
