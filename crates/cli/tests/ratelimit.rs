@@ -316,7 +316,7 @@ spec:
 /// Two gateways, one Redis: one count between them.
 #[tokio::test]
 async fn gateways_sharing_a_redis_share_one_count() {
-    let redis = common::redis::Redis::start();
+    let redis = common::redis::Redis::start().await;
     let rules = "    - name: five\n      limit: {requests: 5, unit: Minute}\n";
     let yaml = global_policy("shared", &format!("{{url: '{}'}}", redis.url()), rules);
     let (a, port_a, _da, _app_a) = start(&yaml, &[]).await;
@@ -349,7 +349,7 @@ async fn gateways_sharing_a_redis_share_one_count() {
 /// Redis is back, counting resumes.
 #[tokio::test]
 async fn without_redis_the_failure_mode_decides_and_counting_resumes() {
-    let mut redis = common::redis::Redis::start();
+    let mut redis = common::redis::Redis::start().await;
     let rules = r#"    - name: per-user
       clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
       limit: {requests: 2, unit: Minute}
@@ -389,7 +389,7 @@ async fn without_redis_the_failure_mode_decides_and_counting_resumes() {
     );
     assert!(gw.logs().contains("Redis could not count"), "{}", gw.logs());
 
-    redis.restart();
+    redis.restart().await;
     let bob = [("x-user", "bob")];
     eventually(
         15,
@@ -403,17 +403,18 @@ async fn without_redis_the_failure_mode_decides_and_counting_resumes() {
 /// no longer than the policy's timeout, then fails closed.
 #[tokio::test]
 async fn a_silent_redis_fails_closed_within_the_timeout() {
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!(
         "redis://127.0.0.1:{}",
         silent.local_addr().expect("addr").port()
     );
-    let held = std::thread::spawn(move || {
+    let held = tokio::spawn(async move {
         let mut kept = Vec::new();
-        for conn in silent.incoming().take(8) {
+        while let Ok(conn) = silent.accept().await {
             kept.push(conn);
         }
-        std::thread::sleep(std::time::Duration::from_secs(30));
     });
     let rules = "    - name: any\n      limit: {requests: 100, unit: Second}\n";
     let backend = format!("{{url: '{url}', timeout: 300ms, failureMode: Closed}}");
@@ -438,5 +439,5 @@ async fn a_silent_redis_fails_closed_within_the_timeout() {
             );
         }
     }
-    drop(held);
+    held.abort();
 }

@@ -12,12 +12,12 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub fn start() -> Redis {
+    pub async fn start() -> Redis {
         let mut r = Redis {
             port: free_port(),
             proc: None,
         };
-        r.restart();
+        r.restart().await;
         r
     }
 
@@ -26,7 +26,7 @@ impl Redis {
     }
 
     /// Starts it (again) on its port; returns once it answers.
-    pub fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         let port = self.port.to_string();
         let child = Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
@@ -41,7 +41,7 @@ impl Redis {
             if self.cli(&["PING"]).is_some_and(|s| s.trim() == "PONG") {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("redis-server did not answer on {port}");
     }
