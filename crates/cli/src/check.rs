@@ -21,6 +21,9 @@ pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
     for p in &problems {
         println!("{p}");
     }
+    for line in policies(&snapshot) {
+        println!("{line}");
+    }
     let listeners: usize = snapshot
         .ports
         .values()
@@ -39,6 +42,47 @@ pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Each policy's targets and whether it applies there; a
+/// RateLimitPolicy's rules as it counts them.
+fn policies(snapshot: &strait_route::Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    let all = snapshot.authn.statuses().iter();
+    for p in all.chain(snapshot.ratelimit.statuses()) {
+        for a in &p.ancestors {
+            let r = &a.reference;
+            let target = format!(
+                "{} {}",
+                r["kind"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            );
+            let section = r["sectionName"]
+                .as_str()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            let accepted = a.conditions.iter().find(|c| c.kind == "Accepted");
+            let state = match accepted {
+                Some(c) if c.status => "applies".to_string(),
+                Some(c) => format!("does not apply ({}): {}", c.reason, c.message),
+                None => "unknown".to_string(),
+            };
+            out.push(format!(
+                "{} {}/{} -> {target}{section}: {state}",
+                p.kind, p.namespace, p.name
+            ));
+        }
+    }
+    for p in snapshot.ratelimit.all() {
+        for rule in &p.rules {
+            out.push(format!(
+                "RateLimitPolicy {} rule {}",
+                p.policy,
+                rule.describe()
+            ));
+        }
+    }
+    out
 }
 
 /// `1 route`, `2 routes`.

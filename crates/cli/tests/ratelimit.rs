@@ -441,3 +441,31 @@ async fn a_silent_redis_fails_closed_within_the_timeout() {
     }
     held.abort();
 }
+
+#[test]
+fn check_says_where_each_policy_applies_and_how_it_counts() {
+    let dir = TempDir::new();
+    let older = policy("api-limit", PER_USER).replace(
+        "metadata: {name: api-limit}",
+        "metadata: {name: api-limit, creationTimestamp: '2026-01-01T00:00:00Z'}",
+    );
+    let younger = policy("again", "    - limit: {requests: 9, unit: Second}\n");
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(free_port())
+            + &service_yaml("shop", free_port(), None)
+            + ROUTES
+            + &older
+            + &younger),
+    );
+    let (code, out) = check(&dir);
+    assert_eq!(code, Some(0), "{out}");
+    for said in [
+        "RateLimitPolicy default/api-limit -> HTTPRoute api: applies",
+        "RateLimitPolicy default/again -> HTTPRoute api: does not apply (Conflicted): RateLimitPolicy default/api-limit is older",
+        "RateLimitPolicy default/api-limit rule per-user: 3 a minute (burst 3), one count per header, local",
+        "RateLimitPolicy default/again rule rule-0: 9 a second (burst 9), one count per route, local",
+    ] {
+        assert!(out.contains(said), "{said:?} not in {out}");
+    }
+}

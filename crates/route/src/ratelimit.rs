@@ -125,6 +125,33 @@ pub struct Request<'a> {
 }
 
 impl LimitRule {
+    /// In words: `per-user: 3 a minute (burst 3), one count per header,
+    /// local`.
+    pub fn describe(&self) -> String {
+        let q = self.quota;
+        let unit = match q.period.as_secs() {
+            1 => "second",
+            60 => "minute",
+            3600 => "hour",
+            _ => "day",
+        };
+        let by = match &*self.keyed_by {
+            "route" => "one count per route".to_string(),
+            "policy" => "one count for all its routes".to_string(),
+            fields => format!("one count per {fields}"),
+        };
+        let scope = if self.global {
+            "global (Redis)"
+        } else {
+            "local"
+        };
+        let shadow = if self.shadow { ", shadow mode" } else { "" };
+        format!(
+            "{}: {} a {unit} (burst {}), {by}, {scope}{shadow}",
+            self.name, q.requests, q.burst
+        )
+    }
+
     /// The count `req` draws from, or `None` when the rule does not count
     /// it. Keys of different selectors never meet.
     pub fn key(&self, req: &Request<'_>) -> Option<String> {
