@@ -574,3 +574,21 @@ spec:
       claimToHeaders: [{claim: sub, header: x-user}]
 EOF
 }
+
+# ratelimit_yaml: a RateLimitPolicy on route r whose local rule counts
+# every request (one count for the route) and never runs out: the cost
+# of counting, not of refusing.
+ratelimit_yaml() {
+    cat <<EOF
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: bench-limit}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  local:
+    rules:
+    - name: route
+      limit: {requests: 1000000000, unit: Second}
+EOF
+}

@@ -343,6 +343,7 @@ fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path, tracing: &Trac
          \x20 curl -s --cacert {} --resolve shop.example.com:8443:127.0.0.1 https://shop.example.com:8443/api/products  # TLS terminated at the edge\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products # product-api, balanced over two pods\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products -X POST -i  # 403 You are rejected!: read-only\n\
+         \x20 for i in $(seq 15); do curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products; done | sort | uniq -c  # 429 past 10 at once: the edge's limit per client\n\
          \x20 export TOKEN={token}  # a user's token from the shop's issuer (this run's key, valid 24 h)\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/checkout -i  # 401: checkout wants a user's token\n\
          \x20 curl -s -H 'Host: shop.example.com' -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/checkout  # checkout-api, told x-user: demo-user\n\

@@ -137,6 +137,26 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     .expect("answer");
     assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
 
+    // The edge's limit: 10 reads at once per client, then 429 saying
+    // when to come back (the printed loop of 15), once the reads above
+    // are given back (two seconds).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut codes = Vec::new();
+    let mut refusal = None;
+    for _ in 0..15 {
+        let r = send(get(8080, host, "/api/products")).await.expect("ok");
+        codes.push(r.status);
+        if r.status == 429 {
+            refusal = Some(r);
+        }
+    }
+    let refused = codes.iter().filter(|c| **c == 429).count();
+    assert!((3..=6).contains(&refused), "{codes:?}");
+    let r = refusal.expect("a refusal");
+    assert_eq!(r.reason(), Some("rate_limited"));
+    assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+    assert_eq!(r.headers["ratelimit-policy"], "\"per-client\";q=5;w=1");
+
     // The mesh: through checkout-api's sidecar the cookie goes to v2;
     // through cart-api's, user-service's failures are retried away.
     // payment-service wants the user's token passed on.
