@@ -469,3 +469,135 @@ fn check_says_where_each_policy_applies_and_how_it_counts() {
         assert!(out.contains(said), "{said:?} not in {out}");
     }
 }
+
+/// Keys from what the route's SecurityPolicy proved: a verified token's
+/// claim, an accepted API key's client. An unverified claim counts for
+/// nothing: a forged token never reaches the count.
+#[tokio::test]
+async fn counts_by_a_verified_claim_and_by_an_api_key_client() {
+    let signer = common::jwt::Signer::new("k1");
+    let jwks = serde_json::json!({"keys": [signer.jwk()]});
+    let yaml = format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: keyed}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - name: token
+    matches: [{{path: {{type: PathPrefix, value: /token}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+  - name: key
+    matches: [{{path: {{type: PathPrefix, value: /key}}}}]
+    backendRefs: [{{name: shop, port: 80}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: api-keys}}
+stringData: {{client-a: key-a-123, client-b: key-b-456}}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: token}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: keyed, sectionName: token}}]
+  jwt:
+    providers:
+    - name: shop
+      issuer: https://issuer.test
+      localJWKS: {{type: Inline, inline: '{jwks}'}}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: key}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: keyed, sectionName: key}}]
+  apiKeyAuth:
+    credentialRefs: [{{group: "", kind: Secret, name: api-keys}}]
+    extractFrom: [{{headers: [x-api-key]}}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: per-sub}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: keyed, sectionName: token}}]
+  local:
+    rules:
+    - name: per-sub
+      clientSelectors: [{{jwtClaims: [{{name: sub, type: Distinct}}]}}]
+      limit: {{requests: 2, unit: Hour}}
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: per-client}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: keyed, sectionName: key}}]
+  local:
+    rules:
+    - name: per-client
+      clientSelectors: [{{apiKeyClient: {{type: Distinct}}}}]
+      limit: {{requests: 1, unit: Hour}}
+"#
+    );
+    let (gw, port, _dir, _app) = start(&yaml, &[]).await;
+    let bearer = |sub: &str| {
+        let claims = common::jwt::claims(serde_json::json!({"sub": sub}));
+        format!("Bearer {}", signer.sign(&claims))
+    };
+    let (alice, bob) = (bearer("alice"), bearer("bob"));
+    for _ in 0..2 {
+        let r = call(port, "/token", &[("authorization", &alice)]).await;
+        assert_eq!(r.status, 200, "{}", gw.logs());
+    }
+    let r = call(port, "/token", &[("authorization", &alice)]).await;
+    assert_eq!((r.status, r.reason()), (429, Some("rate_limited")));
+    // A new token for the same subject is the same count.
+    let again = bearer("alice");
+    assert_eq!(
+        call(port, "/token", &[("authorization", &again)])
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        call(port, "/token", &[("authorization", &bob)])
+            .await
+            .status,
+        200
+    );
+    // A forged token is refused before it is counted.
+    let forged = common::jwt::Signer::new("k1")
+        .sign(&common::jwt::claims(serde_json::json!({"sub": "carol"})));
+    let r = call(
+        port,
+        "/token",
+        &[("authorization", &format!("Bearer {forged}"))],
+    )
+    .await;
+    assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
+
+    assert_eq!(
+        call(port, "/key", &[("x-api-key", "key-a-123")])
+            .await
+            .status,
+        200
+    );
+    let r = call(port, "/key", &[("x-api-key", "key-a-123")]).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        call(port, "/key", &[("x-api-key", "key-b-456")])
+            .await
+            .status,
+        200
+    );
+    let metrics = gw.metrics().await;
+    for key in ["claim", "api_key_client"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.contains(&format!("key=\"{key}\"")) && l.contains("result=\"limited\"")),
+            "{key}: {metrics}"
+        );
+    }
+}
