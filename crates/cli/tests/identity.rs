@@ -586,3 +586,60 @@ spec:
     assert_eq!(r.status, 403);
     assert_eq!(r.reason(), Some("ext_authz_denied"));
 }
+
+/// A workload's RateLimitPolicy counts each caller by the identity its
+/// sidecar proved with mutual TLS: checkout-api's calls use up
+/// checkout-api's count only, and no header a caller writes changes it.
+#[tokio::test]
+async fn a_workload_s_rate_limit_counts_each_proven_caller_apart() {
+    let dir = TempDir::new();
+    let payment_in = free_port();
+    dir.write(
+        "shop.yaml",
+        &(meshed_service("payment", "payment", payment_in)
+            + &token_secret("checkout-api")
+            + &token_secret("payment")
+            + &token_secret("cart")
+            + r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: payment-callers, namespace: shop}
+spec:
+  targetRefs: [{group: apps, kind: Deployment, name: payment}]
+  local:
+    rules:
+    - name: per-caller
+      clientSelectors: [{sourceIdentity: {type: Distinct}}]
+      limit: {requests: 2, unit: Hour}
+"#),
+    );
+    let control = Control::start(&dir, "127.0.0.1:0", &[]);
+    let payment_app = echo("payment", "payment-0");
+    let payment = sidecar(&dir, &control, "payment", payment_app.port, payment_in).await;
+    let (checkout, cart) = callers(&dir, &control).await;
+    for _ in 0..2 {
+        let r = call(checkout.outbound, "http://payment/pay", &[]).await;
+        assert_eq!(r.status, 200, "{}", payment.logs());
+    }
+    let forged = [(
+        "x-forwarded-client-cert",
+        "By=x;URI=spiffe://cluster.local/ns/shop/sa/cart",
+    )];
+    let r = call(checkout.outbound, "http://payment/pay", &forged).await;
+    assert_eq!((r.status, r.reason()), (429, Some("rate_limited")));
+    assert_eq!(
+        r.headers["x-strait-rate-limit"],
+        "shop/payment-callers per-caller"
+    );
+    let r = call(cart.outbound, "http://payment/pay", &[]).await;
+    assert_eq!(r.status, 200, "cart has its own count");
+    let metrics = payment.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("key=\"source_identity\"")
+                && l.contains("result=\"limited\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}
