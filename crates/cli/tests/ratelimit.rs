@@ -601,3 +601,25 @@ spec:
         );
     }
 }
+
+#[tokio::test]
+async fn headers_can_be_kept_for_refusals_only() {
+    let quiet = policy("quiet", PER_USER)
+        .replace("  local:\n", "  disableRateLimitHeaders: true\n  local:\n");
+    let (gw, port, _dir, _app) = start(&quiet, &[]).await;
+    let alice = [("x-user", "alice")];
+    for _ in 0..3 {
+        let r = call(port, "/api", &alice).await;
+        assert_eq!(r.status, 200, "{}", gw.logs());
+        assert_eq!(header(&r, "ratelimit"), None);
+        assert_eq!(header(&r, "ratelimit-policy"), None);
+    }
+    let r = call(port, "/api", &alice).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        header(&r, "ratelimit-policy"),
+        Some("\"per-user\";q=3;w=60")
+    );
+    assert!(header(&r, "ratelimit").is_some_and(|v| v.starts_with("\"per-user\";r=0;t=")));
+    assert!(retry_after(&r) >= 1);
+}

@@ -31,6 +31,10 @@ pub struct RateLimitPolicySpec {
     pub local: Option<LocalRateLimit>,
     /// Counted together by every proxy, in Redis.
     pub global: Option<GlobalRateLimit>,
+    /// Only a refusal carries the `RateLimit` headers, not every answer
+    /// the policy counts (Envoy Gateway's name).
+    #[serde(default)]
+    pub disable_rate_limit_headers: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -29,6 +29,9 @@ pub struct RateLimit {
     pub rules: Vec<LimitRule>,
     /// Where global rules count.
     pub redis: Option<Arc<Redis>>,
+    /// Every answer the policy counts says where the caller stands, not
+    /// only a refusal.
+    pub headers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,6 +60,8 @@ pub struct LimitRule {
     /// Any may match; none means every request.
     selectors: Vec<Selector>,
     pub shadow: bool,
+    /// `RateLimit-Policy`'s value: `"NAME";q=REQUESTS;w=SECONDS`.
+    pub policy_header: http::HeaderValue,
     /// One count for every route the policy covers.
     pub shared: bool,
     /// Counted in Redis, with every other proxy.
@@ -334,6 +339,7 @@ fn compile_policy(p: &Object<RateLimitPolicySpec>, slots: &mut usize) -> (RateLi
             policy,
             rules,
             redis,
+            headers: !p.spec.disable_rate_limit_headers,
         },
         errors,
     )
@@ -417,7 +423,15 @@ fn compile_rule(
         "{policy} {scope} {at} {}/{:?}+{} {:?} shared={}",
         quota.requests, quota.period, quota.burst, r.client_selectors, r.shared
     );
+    let said = format!(
+        "\"{name}\";q={};w={}",
+        quota.requests,
+        quota.period.as_secs().max(1)
+    );
+    let policy_header = http::HeaderValue::from_str(&said)
+        .map_err(|_| vec![(format!("{at}.name"), "not a header value".to_string())])?;
     Ok(LimitRule {
+        policy_header,
         name,
         id: id.into(),
         slot: 0,

@@ -16,10 +16,11 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use http::HeaderValue;
+use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use strait_route::ratelimit::{LimitRule, RateLimit, RateLimitTable, Request};
 
@@ -45,6 +46,9 @@ pub struct Bucket {
     checks: AtomicU32,
     /// Over [`MAX_KEYS`]: every caller counted together.
     full: AtomicBool,
+    /// The rule's `allowed`, `limited` and `shadow_limited` counters,
+    /// found once.
+    counters: OnceLock<[Counter; 3]>,
 }
 
 /// A rule's answer for one request.
@@ -68,7 +72,22 @@ impl Bucket {
             limiter: governor::RateLimiter::keyed(quota).with_middleware(),
             checks: AtomicU32::new(0),
             full: AtomicBool::new(false),
+            counters: OnceLock::new(),
         }
+    }
+
+    /// Counts an outcome of `rule` of `policy` in the metrics.
+    fn count(&self, metrics: &Metrics, (policy, rule): (&RateLimit, &LimitRule), o: Outcome) {
+        let i = match (o, rule.shadow) {
+            (Outcome::Allowed { .. }, _) => 0,
+            (Outcome::Limited { .. }, false) => 1,
+            (Outcome::Limited { .. }, true) => 2,
+        };
+        let counters = self.counters.get_or_init(|| {
+            ["allowed", "limited", "shadow_limited"]
+                .map(|result| counter(metrics, policy, rule, result))
+        });
+        counters[i].inc();
     }
 
     /// Takes one request from `key`'s bucket, if it has one left.
@@ -136,7 +155,8 @@ impl Buckets {
 #[derive(Debug, Clone)]
 struct Standing {
     rule: Arc<str>,
-    quota: strait_route::ratelimit::Quota,
+    /// `RateLimit-Policy`'s value.
+    policy: HeaderValue,
     remaining: u32,
     /// Until the bucket is whole again, or (refused) until the next
     /// request may come.
@@ -153,13 +173,15 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, metrics: &Metrics, (policy, rule): (&RateLimit, &LimitRule), o: Outcome) {
-        let result = match (o, rule.shadow) {
-            (Outcome::Allowed { .. }, _) => "allowed",
-            (Outcome::Limited { .. }, true) => "shadow_limited",
-            (Outcome::Limited { .. }, false) => "limited",
-        };
-        count(metrics, policy, rule, result);
+    fn add(
+        &mut self,
+        bucket: &Bucket,
+        metrics: &Metrics,
+        at: (&RateLimit, &LimitRule),
+        o: Outcome,
+    ) {
+        bucket.count(metrics, at, o);
+        let rule = at.1;
         if rule.shadow {
             return;
         }
@@ -168,21 +190,22 @@ impl Tally {
             Outcome::Limited { wait } => {
                 self.refused = Some(Standing {
                     rule: rule.name.clone(),
-                    quota: q,
+                    policy: rule.policy_header.clone(),
                     remaining: 0,
                     reset: wait,
                 });
             }
             Outcome::Allowed { remaining }
-                if self
-                    .tightest
-                    .as_ref()
-                    .is_none_or(|t| remaining < t.remaining) =>
+                if at.0.headers
+                    && self
+                        .tightest
+                        .as_ref()
+                        .is_none_or(|t| remaining < t.remaining) =>
             {
                 let used = q.burst.saturating_sub(remaining);
                 self.tightest = Some(Standing {
                     rule: rule.name.clone(),
-                    quota: q,
+                    policy: rule.policy_header.clone(),
                     remaining,
                     reset: q.interval() * used,
                 });
@@ -198,27 +221,29 @@ impl Tally {
 
     /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers):
     /// the quota over its window of the rule that refused, else of the
-    /// one with the fewest left; what is left, and in how many seconds
-    /// the bucket is whole again (refused: the next request may come);
-    /// `Retry-After` on a refusal.
+    /// one with the fewest left (unless the policy disables them); what
+    /// is left, and in how many seconds the bucket is whole again
+    /// (refused: the next request may come); `Retry-After` on a refusal.
     pub fn headers(&self) -> Vec<(http::HeaderName, HeaderValue)> {
         let Some(s) = self.refused.as_ref().or(self.tightest.as_ref()) else {
             return Vec::new();
         };
-        let (name, q) = (&s.rule, s.quota);
         let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        let policy = format!(
-            "\"{name}\";q={};w={}",
-            q.requests,
-            q.period.as_secs().max(1)
-        );
-        let state = format!("\"{name}\";r={};t={}", s.remaining, secs(s.reset));
+        // Written by hand: `format!` cost more than the count itself.
+        let mut state = Vec::with_capacity(s.rule.len() + 32);
+        state.push(b'"');
+        state.extend_from_slice(s.rule.as_bytes());
+        state.extend_from_slice(b"\";r=");
+        digits(&mut state, u64::from(s.remaining));
+        state.extend_from_slice(b";t=");
+        digits(&mut state, secs(s.reset));
         let mut out = Vec::with_capacity(3);
-        let named = |n: &'static str| http::HeaderName::from_static(n);
-        for (header, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                out.push((named(header), v));
-            }
+        out.push((
+            http::HeaderName::from_static("ratelimit-policy"),
+            s.policy.clone(),
+        ));
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(state)) {
+            out.push((http::HeaderName::from_static("ratelimit"), v));
         }
         if self.refused.is_some() {
             let after = secs(s.reset).max(1);
@@ -226,6 +251,22 @@ impl Tally {
         }
         out
     }
+}
+
+/// `n` in decimal, at the end of `out`.
+fn digits(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 /// The global rules' keys for a request, to ask Redis about: by the
@@ -253,7 +294,7 @@ pub fn local(
             continue;
         }
         if let Some(bucket) = buckets.of(rule) {
-            tally.add(metrics, (policy, rule), bucket.check(key));
+            tally.add(bucket, metrics, (policy, rule), bucket.check(key));
         }
         if tally.refused.is_some() {
             return Vec::new();
@@ -265,7 +306,7 @@ pub fn local(
 /// The global rules, in order, counted in Redis. `Err` (why) when Redis
 /// could not answer and the policy fails closed.
 pub async fn global(
-    policy: &RateLimit,
+    (policy, buckets): (&RateLimit, &Buckets),
     store: Option<&global::Store>,
     keys: GlobalKeys,
     (metrics, tally): (&Metrics, &mut Tally),
@@ -280,7 +321,9 @@ pub async fn global(
         };
         let why = match answer {
             global::Answer::Counted(outcome) => {
-                tally.add(metrics, (policy, rule), outcome);
+                if let Some(bucket) = buckets.of(rule) {
+                    tally.add(bucket, metrics, (policy, rule), outcome);
+                }
                 if tally.refused.is_some() {
                     return Ok(());
                 }
@@ -294,7 +337,7 @@ pub async fn global(
         } else {
             "failed_open"
         };
-        count(metrics, policy, rule, result);
+        counter(metrics, policy, rule, result).inc();
         if store.is_none_or(|s| s.warn_now()) {
             let mode = if closed { "refused" } else { "let through" };
             tracing::warn!(
@@ -309,12 +352,18 @@ pub async fn global(
     Ok(())
 }
 
-fn count(metrics: &Metrics, policy: &RateLimit, rule: &LimitRule, result: &'static str) {
+/// The counter of `rule`'s `result`.
+fn counter(
+    metrics: &Metrics,
+    policy: &RateLimit,
+    rule: &LimitRule,
+    result: &'static str,
+) -> Counter {
     let labels = RateLimitLabels {
         policy: policy.policy.clone(),
         rule: rule.name.clone(),
         key: rule.keyed_by.clone(),
         result,
     };
-    metrics.ratelimit.get_or_create(&labels).inc();
+    metrics.ratelimit.get_or_create(&labels).clone()
 }

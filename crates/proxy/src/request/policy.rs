@@ -523,7 +523,8 @@ pub async fn limit_globally(
     let store = policy.redis.as_ref().and_then(|r| live.stores.of(r));
     let keys = std::mem::take(&mut limiting.keys);
     let counted = (metrics, &mut limiting.tally);
-    let failed = crate::ratelimit::global(&policy, store.map(|s| &**s), keys, counted).await;
+    let at = (&*policy, &live.buckets);
+    let failed = crate::ratelimit::global(at, store.map(|s| &**s), keys, counted).await;
     if let Err(why) = failed {
         return Err(ProxyError::RateLimitFailed {
             policy: policy.policy.clone(),
