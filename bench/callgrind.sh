@@ -7,10 +7,11 @@
 #   bench/callgrind.sh STRAIT_BIN N
 # JWT=1: a SecurityPolicy on the route (an Ed25519 key made with openssl)
 # and every request carrying a token it accepts. RATELIMIT=1: a
-# RateLimitPolicy on the route whose local rule counts every request.
+# RateLimitPolicy on the route whose local rule counts every request
+# (RATELIMIT=quiet: without the RateLimit headers on its answers).
 # Needs valgrind, nginx and python3.
 set -euo pipefail
-[[ $# -eq 2 ]] || { sed -n "2,10p" "$0"; exit 2; }
+[[ $# -eq 2 ]] || { sed -n "2,11p" "$0"; exit 2; }
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 BIN=$1; N=$2; D=$(mktemp -d)
@@ -27,7 +28,7 @@ nginx -c $nginx_dir/n.conf -p $nginx_dir & NG=$!
     route_yaml r b
     backend_yaml b "$B"
     [[ -z ${JWT:-} ]] || jwt_yaml "$D"
-    [[ -z ${RATELIMIT:-} ]] || ratelimit_yaml
+    [[ -z ${RATELIMIT:-} ]] || ratelimit_yaml "$RATELIMIT"
 } > $D/gw.yaml
 # STRAIT_FLAGS: more gateway flags, to measure a setting.
 STRAIT_LOG=warn valgrind --tool=callgrind --callgrind-out-file=$D/cg.out $BIN gateway --config $D --workers 1 --bind-address 127.0.0.1 ${STRAIT_FLAGS:-} >$D/log 2>&1 & V=$!

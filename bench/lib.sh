@@ -575,10 +575,13 @@ spec:
 EOF
 }
 
-# ratelimit_yaml: a RateLimitPolicy on route r whose local rule counts
-# every request (one count for the route) and never runs out: the cost
-# of counting, not of refusing.
+# ratelimit_yaml [quiet]: a RateLimitPolicy on route r whose local rule
+# counts every request (one count for the route) and never runs out: the
+# cost of counting, not of refusing. `quiet`: without the RateLimit
+# headers on the answers it lets through.
 ratelimit_yaml() {
+    local quiet=""
+    [[ ${1:-} != quiet ]] || quiet="  disableRateLimitHeaders: true"
     cat <<EOF
 ---
 apiVersion: policy.strait.dev/v1alpha1
@@ -586,6 +589,7 @@ kind: RateLimitPolicy
 metadata: {name: bench-limit}
 spec:
   targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+$quiet
   local:
     rules:
     - name: route

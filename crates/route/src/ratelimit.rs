@@ -563,3 +563,98 @@ fn client(kind: Option<&str>, value: &str) -> Result<Condition, String> {
         invert: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(rules: &str) -> (RateLimit, Vec<Finding>) {
+        let yaml = format!(
+            "apiVersion: policy.strait.dev/v1alpha1\nkind: RateLimitPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}}]\n  local:\n    rules:\n{rules}"
+        );
+        let set = strait_config::parse_text(std::path::Path::new("p.yaml"), &yaml);
+        assert!(set.problems.is_empty(), "{:?}", set.problems);
+        let Resource::RateLimitPolicy(p) = &*set.documents[0].resource else {
+            panic!("not a RateLimitPolicy");
+        };
+        compile_policy(p, &mut 0)
+    }
+
+    fn request<'a>(headers: &'a HeaderMap, claims: Option<&'a Map<String, Value>>) -> Request<'a> {
+        Request {
+            headers,
+            method: &Method::GET,
+            client: "192.0.2.7".parse().expect("ip"),
+            claims,
+            api_key_client: None,
+            identity: None,
+            route: "shop/r",
+        }
+    }
+
+    #[test]
+    fn keys_name_the_route_and_each_distinct_value() {
+        let (p, errors) = compiled(
+            "    - name: ceiling\n      limit: {requests: 9, unit: Second}\n    - name: per-user\n      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]\n      limit: {requests: 2, unit: Minute}\n    - name: all\n      shared: true\n      clientSelectors: [{sourceCIDR: {value: 192.0.2.0/24}}]\n      limit: {requests: 5, unit: Hour}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<&str> = p.rules.iter().map(|r| &*r.name).collect();
+        assert_eq!(names, ["per-user", "ceiling", "all"], "per-caller first");
+        let mut h = HeaderMap::new();
+        let req = request(&h, None);
+        assert_eq!(p.rules[0].key(&req), None, "no x-user: not counted");
+        assert_eq!(p.rules[1].key(&req).as_deref(), Some("shop/r"));
+        assert_eq!(
+            p.rules[2].key(&req).as_deref(),
+            Some("\u{1f}0"),
+            "shared: no route"
+        );
+        h.insert("x-user", "alice".parse().expect("value"));
+        let alice = p.rules[0].key(&request(&h, None));
+        assert_eq!(alice.as_deref(), Some("shop/r\u{1f}0\u{1f}alice"));
+        assert_eq!(&*p.rules[0].keyed_by, "header");
+        assert_eq!(&*p.rules[2].keyed_by, "policy");
+        assert_eq!(p.rules[1].policy_header, "\"ceiling\";q=9;w=1");
+    }
+
+    #[test]
+    fn a_selector_matches_by_every_field_and_inverts() {
+        let (p, errors) = compiled(
+            "    - clientSelectors:\n      - methods: [{value: POST, invert: true}]\n        jwtClaims: [{name: tier, value: '1'}, {name: sub, type: Distinct}]\n      limit: {requests: 1, unit: Day}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let h = HeaderMap::new();
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"tier": 1, "sub": "alice"}"#).expect("json");
+        let rule = &p.rules[0];
+        assert_eq!(
+            rule.key(&request(&h, Some(&claims))).as_deref(),
+            Some("shop/r\u{1f}0\u{1f}alice"),
+            "a number claim matches its text"
+        );
+        assert_eq!(rule.key(&request(&h, None)), None, "no token, no claims");
+        let mut post = request(&h, Some(&claims));
+        post.method = &Method::POST;
+        assert_eq!(rule.key(&post), None, "inverted method");
+        assert_eq!(&*rule.keyed_by, "claim");
+    }
+
+    #[test]
+    fn bad_rules_are_refused_by_field_path_and_limit_nothing() {
+        let (p, errors) = compiled(
+            "    - name: bad name\n      limit: {requests: 1, unit: Second}\n    - clientSelectors: [{sourceCIDR: {type: Distinct, value: nope}}, {}]\n      limit: {requests: 1, unit: Second, burst: 0}\n",
+        );
+        assert!(p.rules.is_empty(), "a broken policy limits nothing");
+        let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.local.rules[0].name",
+                "spec.local.rules[1].limit",
+                "spec.local.rules[1].clientSelectors[0].sourceCIDR",
+                "spec.local.rules[1].clientSelectors[1]"
+            ],
+            "{errors:?}"
+        );
+    }
+}
