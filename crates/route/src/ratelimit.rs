@@ -126,7 +126,38 @@ pub struct Request<'a> {
     /// The caller's SPIFFE identity, proven by mutual TLS.
     pub identity: Option<&'a str>,
     /// `namespace/name` of the route that took it.
-    pub route: &'a str,
+    pub route: &'a Arc<str>,
+}
+
+/// What a rule counts a request under: the route's own name when that is
+/// all (no copy), or the distinct values it was given.
+#[derive(Debug, Clone)]
+pub enum Key {
+    Shared(Arc<str>),
+    Owned(String),
+}
+
+impl Key {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Key::Shared(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
 }
 
 impl LimitRule {
@@ -159,19 +190,22 @@ impl LimitRule {
 
     /// The count `req` draws from, or `None` when the rule does not count
     /// it. Keys of different selectors never meet.
-    pub fn key(&self, req: &Request<'_>) -> Option<String> {
+    pub fn key(&self, req: &Request<'_>) -> Option<Key> {
+        if self.selectors.is_empty() {
+            return Some(match self.shared {
+                true => Key::Owned(String::new()),
+                false => Key::Shared(req.route.clone()),
+            });
+        }
         let mut key = String::new();
         if !self.shared {
             key.push_str(req.route);
-        }
-        if self.selectors.is_empty() {
-            return Some(key);
         }
         for (i, s) in self.selectors.iter().enumerate() {
             let mark = key.len();
             key.push_str(&format!("\u{1f}{i}"));
             if s.0.iter().all(|c| c.test(req, &mut key)) {
-                return Some(key);
+                return Some(Key::Owned(key));
             }
             key.truncate(mark);
         }
@@ -580,6 +614,8 @@ mod tests {
         compile_policy(p, &mut 0)
     }
 
+    static ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "shop/r".into());
+
     fn request<'a>(headers: &'a HeaderMap, claims: Option<&'a Map<String, Value>>) -> Request<'a> {
         Request {
             headers,
@@ -588,7 +624,7 @@ mod tests {
             claims,
             api_key_client: None,
             identity: None,
-            route: "shop/r",
+            route: &ROUTE,
         }
     }
 
@@ -602,16 +638,22 @@ mod tests {
         assert_eq!(names, ["per-user", "ceiling", "all"], "per-caller first");
         let mut h = HeaderMap::new();
         let req = request(&h, None);
-        assert_eq!(p.rules[0].key(&req), None, "no x-user: not counted");
-        assert_eq!(p.rules[1].key(&req).as_deref(), Some("shop/r"));
+        assert!(p.rules[0].key(&req).is_none(), "no x-user: not counted");
         assert_eq!(
-            p.rules[2].key(&req).as_deref(),
+            p.rules[1].key(&req).as_ref().map(Key::as_str),
+            Some("shop/r")
+        );
+        assert_eq!(
+            p.rules[2].key(&req).as_ref().map(Key::as_str),
             Some("\u{1f}0"),
             "shared: no route"
         );
         h.insert("x-user", "alice".parse().expect("value"));
         let alice = p.rules[0].key(&request(&h, None));
-        assert_eq!(alice.as_deref(), Some("shop/r\u{1f}0\u{1f}alice"));
+        assert_eq!(
+            alice.as_ref().map(Key::as_str),
+            Some("shop/r\u{1f}0\u{1f}alice")
+        );
         assert_eq!(&*p.rules[0].keyed_by, "header");
         assert_eq!(&*p.rules[2].keyed_by, "policy");
         assert_eq!(p.rules[1].policy_header, "\"ceiling\";q=9;w=1");
@@ -628,14 +670,19 @@ mod tests {
             serde_json::from_str(r#"{"tier": 1, "sub": "alice"}"#).expect("json");
         let rule = &p.rules[0];
         assert_eq!(
-            rule.key(&request(&h, Some(&claims))).as_deref(),
+            rule.key(&request(&h, Some(&claims)))
+                .as_ref()
+                .map(Key::as_str),
             Some("shop/r\u{1f}0\u{1f}alice"),
             "a number claim matches its text"
         );
-        assert_eq!(rule.key(&request(&h, None)), None, "no token, no claims");
+        assert!(
+            rule.key(&request(&h, None)).is_none(),
+            "no token, no claims"
+        );
         let mut post = request(&h, Some(&claims));
         post.method = &Method::POST;
-        assert_eq!(rule.key(&post), None, "inverted method");
+        assert!(rule.key(&post).is_none(), "inverted method");
         assert_eq!(&*rule.keyed_by, "claim");
     }
 

@@ -22,7 +22,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use strait_route::ratelimit::{LimitRule, RateLimit, RateLimitTable, Request};
+use strait_route::ratelimit::{Key, LimitRule, RateLimit, RateLimitTable, Request};
 
 pub mod global;
 
@@ -33,8 +33,8 @@ pub const MAX_KEYS: usize = 100_000;
 const TIDY_EVERY: u32 = 4096;
 
 type Limiter = governor::RateLimiter<
-    String,
-    DefaultKeyedStateStore<String>,
+    Key,
+    DefaultKeyedStateStore<Key>,
     DefaultClock,
     StateInformationMiddleware,
 >;
@@ -91,13 +91,13 @@ impl Bucket {
     }
 
     /// Takes one request from `key`'s bucket, if it has one left.
-    pub fn check(&self, key: String) -> Outcome {
+    pub fn check(&self, key: Key) -> Outcome {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
         if n.is_multiple_of(TIDY_EVERY) {
             self.tidy();
         }
         let key = match self.full.load(Ordering::Relaxed) {
-            true => String::new(),
+            true => Key::Owned(String::new()),
             false => key,
         };
         match self.limiter.check_key(&key) {
@@ -271,7 +271,7 @@ fn digits(out: &mut Vec<u8>, n: u64) {
 
 /// The global rules' keys for a request, to ask Redis about: by the
 /// rule's place in its policy.
-pub type GlobalKeys = Vec<(usize, String)>;
+pub type GlobalKeys = Vec<(usize, Key)>;
 
 /// Takes the request from the bucket of every local rule that counts it,
 /// in order (per-caller rules first); the first rule out of requests
@@ -316,7 +316,7 @@ pub async fn global(
             continue;
         };
         let answer = match store {
-            Some(s) => s.check(rule, &key).await,
+            Some(s) => s.check(rule, key.as_str()).await,
             None => global::Answer::Failed("the Redis URL cannot be used".into()),
         };
         let why = match answer {
