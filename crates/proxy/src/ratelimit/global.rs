@@ -14,7 +14,9 @@
 //! Redis slower than the policy's `timeout`, or not there: the policy's
 //! failure mode decides (`Open` lets the request through, `Closed`
 //! refuses it with `503 rate_limit_failed`), counted in the metrics and
-//! said in a warning at most every 10 s per Redis.
+//! said in a warning at most every 10 s per Redis. For a second after a
+//! failure Redis is not asked at all, so an outage costs the requests
+//! meanwhile no wait; then one request asks again.
 
 use dashmap::DashMap;
 use redis::aio::ConnectionManager;
@@ -43,6 +45,10 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return {1, 0, math.floor((now + tolerance + interval - new_tat) / interval)}
 ";
 
+/// How long a failed Redis is left alone: meanwhile the failure mode
+/// answers at once.
+const DOWN_FOR: Duration = Duration::from_secs(1);
+
 /// Seconds between two warnings about one Redis.
 const WARN_EVERY: u64 = 10;
 
@@ -56,6 +62,9 @@ pub struct Store {
     refused: DashMap<[u8; 16], Instant>,
     /// Seconds since `born` of the last warning.
     warned: AtomicU64,
+    /// Milliseconds since `born` before which Redis is not asked: it
+    /// just failed.
+    down_until: AtomicU64,
     born: Instant,
 }
 
@@ -75,6 +84,7 @@ impl Store {
             script: redis::Script::new(GCRA),
             refused: DashMap::new(),
             warned: AtomicU64::new(0),
+            down_until: AtomicU64::new(0),
             born: Instant::now(),
         })
     }
@@ -93,13 +103,27 @@ impl Store {
             }
             self.refused.remove(&id);
         }
+        let since_born = |at: Instant| at.duration_since(self.born).as_millis();
+        let down_until = self.down_until.load(Ordering::Relaxed);
+        if u128::from(down_until) > since_born(now) {
+            return Answer::Failed("down: not asked again for a second".into());
+        }
         let asked = tokio::time::timeout(self.settings.timeout, self.ask(rule, &id)).await;
-        let said = match asked {
-            Ok(Ok(said)) => said,
-            Ok(Err(e)) => return Answer::Failed(e.to_string()),
-            Err(_) => return Answer::Failed(format!("no answer in {:?}", self.settings.timeout)),
+        let failed = match asked {
+            Ok(Ok(said)) => return Answer::Counted(self.outcome(id, now, said)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer in {:?}", self.settings.timeout),
         };
-        let outcome = match said {
+        // The next requests do not wait for Redis as this one did: one
+        // asks again after the pause, and brings it back if it answers.
+        let again = since_born(Instant::now()) + DOWN_FOR.as_millis();
+        self.down_until
+            .store(u64::try_from(again).unwrap_or(u64::MAX), Ordering::Relaxed);
+        Answer::Failed(failed)
+    }
+
+    fn outcome(&self, id: [u8; 16], now: Instant, said: (i64, i64, i64)) -> Outcome {
+        match said {
             (1, _, remaining) => Outcome::Allowed {
                 remaining: u32::try_from(remaining).unwrap_or(0),
             },
@@ -108,8 +132,7 @@ impl Store {
                 self.remember(id, now + wait);
                 Outcome::Limited { wait }
             }
-        };
-        Answer::Counted(outcome)
+        }
     }
 
     async fn ask(&self, rule: &LimitRule, id: &[u8; 16]) -> redis::RedisResult<(i64, i64, i64)> {
