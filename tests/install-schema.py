@@ -54,8 +54,8 @@ def main():
             for v in d["spec"]["versions"]:
                 schema = openapi_to_jsonschema(v["schema"]["openAPIV3Schema"])
                 schemas[(d["spec"]["names"]["kind"], v["name"])] = schema
-    if len(schemas) != 7:
-        failures.append(f"expected 7 policy.strait.dev CRDs, found {sorted(schemas)}")
+    if len(schemas) != 8:
+        failures.append(f"expected 8 policy.strait.dev CRDs, found {sorted(schemas)}")
 
     checked = 0
     for path in sorted(glob.glob("examples/**/*.yaml", recursive=True)):
@@ -108,6 +108,22 @@ def main():
                        "principal": {"jwt": {"provider": "issuer",
                                              "claims": [{"name": "org.groups", "values": ["admins"]}],
                                              "scopes": ["write"]}}}]}}},
+        {"apiVersion": "policy.strait.dev/v1alpha1", "kind": "RateLimitPolicy",
+         "metadata": {"name": "api-limits", "namespace": "shop"},
+         "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                  "name": "api"}],
+                  "disableRateLimitHeaders": False,
+                  "local": {"rules": [
+                      {"name": "per-user",
+                       "clientSelectors": [{"headers": [{"name": "x-user", "type": "Distinct"}]}],
+                       "limit": {"requests": 100, "unit": "Minute", "burst": 20}},
+                      {"name": "ceiling", "limit": {"requests": 1000, "unit": "Second"},
+                       "shadowMode": False, "shared": False}]},
+                  "global": {"redis": {"url": "redis://redis.shop:6379", "timeout": "50ms",
+                                       "failureMode": "Open"},
+                             "rules": [{"clientSelectors": [{"sourceCIDR": {"type": "Distinct",
+                                                                            "value": "0.0.0.0/0"}}],
+                                        "limit": {"requests": 10, "unit": "Second"}}]}}},
     ]
     for doc in good:
         try:
@@ -132,6 +148,10 @@ def main():
         ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "DirectResponse",
           "metadata": {"name": "d"},
           "spec": {"statusCode": "forbidden", "body": {"type": "Inline", "inline": "no"}}},
+         "a string for an integer"),
+        ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "RateLimitPolicy",
+          "metadata": {"name": "r"},
+          "spec": {"targetRefs": [], "local": {"rules": [{"limit": {"requests": "ten", "unit": "Second"}}]}}},
          "a string for an integer"),
     ]
     for doc, what in bad:

@@ -93,6 +93,7 @@ async fn the_control_plane_follows_the_cluster() {
     ));
     api.apply(&route("web", "/", "1"));
     api.serve("SecurityPolicy");
+    api.serve("RateLimitPolicy");
     // Another controller has reported on its own parent of this route.
     let theirs = serde_json::json!({"parentRef": {"name": "other-gw"}, "controllerName": "example.com/other",
         "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
@@ -263,6 +264,31 @@ async fn the_control_plane_follows_the_cluster() {
     assert!(
         a["conditions"].to_string().contains("spec.basicAuth"),
         "{bad}"
+    );
+    // A RateLimitPolicy's likewise: accepted, or refused naming the field.
+    let limit = |name: &str, unit: &str| {
+        format!("apiVersion: policy.strait.dev/v1alpha1\nkind: RateLimitPolicy\nmetadata: {{name: {name}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}]\n  local: {{rules: [{{limit: {{requests: 100000, unit: {unit}}}}}]}}\n")
+    };
+    api.apply(&limit("per-second", "Second"));
+    api.apply(&limit("weekly", "Week"));
+    let good = wait_status(&api, "RateLimitPolicy", "per-second", |s| {
+        s["ancestors"].is_array()
+    })
+    .await;
+    let a = ancestor(&good);
+    assert_eq!(a["ancestorRef"]["name"], "web", "{good}");
+    assert_eq!(condition(&a, "Accepted"), ("True", "Accepted"), "{good}");
+    let weekly = wait_status(&api, "RateLimitPolicy", "weekly", |s| {
+        s["ancestors"].is_array()
+    })
+    .await;
+    let a = ancestor(&weekly);
+    assert_eq!(condition(&a, "Accepted"), ("False", "Invalid"), "{weekly}");
+    assert!(
+        a["conditions"]
+            .to_string()
+            .contains("spec.local.rules[0].limit"),
+        "{weekly}"
     );
 
     // Unchanged statuses are not written again.

@@ -37,6 +37,7 @@ fn resource_of(kind: &str) -> Option<(&'static str, &'static str, &'static str, 
         "ConfigMap" => ("", "v1", "configmaps", true),
         "EndpointSlice" => ("discovery.k8s.io", "v1", "endpointslices", true),
         "SecurityPolicy" => ("policy.strait.dev", "v1alpha1", "securitypolicies", true),
+        "RateLimitPolicy" => ("policy.strait.dev", "v1alpha1", "ratelimitpolicies", true),
         _ => return None,
     })
 }
