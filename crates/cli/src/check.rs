@@ -45,11 +45,13 @@ pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
 }
 
 /// Each policy's targets and whether it applies there; a
-/// RateLimitPolicy's rules as it counts them.
+/// RateLimitPolicy's rules as it counts them; what an ApiSchemaPolicy's
+/// document describes.
 fn policies(snapshot: &strait_route::Snapshot) -> Vec<String> {
     let mut out = Vec::new();
     let all = snapshot.authn.statuses().iter();
-    for p in all.chain(snapshot.ratelimit.statuses()) {
+    let all = all.chain(snapshot.ratelimit.statuses());
+    for p in all.chain(snapshot.apischema.statuses()) {
         for a in &p.ancestors {
             let r = &a.reference;
             let target = format!(
@@ -79,6 +81,21 @@ fn policies(snapshot: &strait_route::Snapshot) -> Vec<String> {
                 "RateLimitPolicy {} rule {}",
                 p.policy,
                 rule.describe()
+            ));
+        }
+    }
+    for p in snapshot.apischema.all() {
+        if let Some(api) = &p.api {
+            let unknown = match p.reject_unknown {
+                true => "refused",
+                false => "passed unchecked",
+            };
+            out.push(format!(
+                "ApiSchemaPolicy {}: {} under {}; other requests {unknown}; JSON bodies up to {} bytes",
+                p.policy,
+                count(api.operations, "operation"),
+                api.base(),
+                p.max_body
             ));
         }
     }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-const FILES: [(&str, &str); 5] = [
+const FILES: [(&str, &str); 6] = [
     (
         "gateway.yaml",
         include_str!("../../../examples/shop/gateway.yaml"),
@@ -25,6 +25,10 @@ const FILES: [(&str, &str); 5] = [
     (
         "auth.yaml",
         include_str!("../../../examples/shop/auth.yaml"),
+    ),
+    (
+        "product-api.openapi.yaml",
+        include_str!("../../../examples/shop/product-api.openapi.yaml"),
     ),
 ];
 
@@ -344,6 +348,9 @@ fn print_banner(dir: &std::path::Path, ca_file: &std::path::Path, tracing: &Trac
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products # product-api, balanced over two pods\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products -X POST -i  # 403 You are rejected!: read-only\n\
          \x20 for i in $(seq 15); do curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'Host: shop.example.com' http://127.0.0.1:8080/api/products; done | sort | uniq -c  # 429 past 10 at once: the edge's limit per client\n\
+         \x20 curl -s -H 'Host: shop.example.com' 'http://127.0.0.1:8080/api/products?limit=500' -i  # 400: product-api's OpenAPI document says at most 50\n\
+         \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/reviews -H 'Content-Type: application/json' -d '{{\"product\": 1, \"stars\": 9}}' -i  # 400: body/stars above 5\n\
+         \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/cart -X OPTIONS -H 'Origin: https://shop.example.com' -H 'Access-Control-Request-Method: POST' -i  # the edge answers the shop's CORS preflight\n\
          \x20 export TOKEN={token}  # a user's token from the shop's issuer (this run's key, valid 24 h)\n\
          \x20 curl -s -H 'Host: shop.example.com' http://127.0.0.1:8080/api/checkout -i  # 401: checkout wants a user's token\n\
          \x20 curl -s -H 'Host: shop.example.com' -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/checkout  # checkout-api, told x-user: demo-user\n\

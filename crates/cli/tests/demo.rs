@@ -137,6 +137,74 @@ async fn demo_serves_the_shop_and_stops_on_ctrl_c() {
     .expect("answer");
     assert_eq!((r.status, r.reason()), (401, Some("jwt_invalid")));
 
+    // product-api's OpenAPI document, checked at the edge: the printed
+    // bad query and bad review are refused there, a good review passes.
+    let r = send(get(8080, host, "/api/products/x"))
+        .await
+        .expect("answer");
+    assert_eq!((r.status, r.reason()), (400, Some("request_invalid")));
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(body.contains("path parameter id"), "{body}");
+    let review = |text: &str| {
+        let mut req = request(
+            "POST",
+            8080,
+            host,
+            "/api/reviews",
+            &[("content-type", "application/json")],
+        );
+        *req.body_mut() = http_body_util::Full::new(bytes::Bytes::from(text.to_string()));
+        req
+    };
+    let r = send(review(r#"{"product": 1, "stars": 9}"#))
+        .await
+        .expect("answer");
+    assert_eq!((r.status, r.reason()), (400, Some("request_invalid")));
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(
+        body.contains("body/stars: 9 is greater than the maximum of 5"),
+        "{body}"
+    );
+    let r = send(review(r#"{"product": 1, "stars": 4}"#))
+        .await
+        .expect("answer");
+    assert_eq!(r.service(), "product-api");
+    assert!(banner.contains("limit=500"), "{banner}");
+
+    // The cart API answers a browser on the shop's pages: the edge
+    // answers the preflight; the call itself reaches cart-api.
+    let origin = ("origin", "https://shop.example.com");
+    let preflight = [origin, ("access-control-request-method", "POST")];
+    let r = send(request("OPTIONS", 8080, host, "/api/cart", &preflight))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    assert_eq!(r.headers["access-control-allow-credentials"], "true");
+    let r = send(request("GET", 8080, host, "/api/cart", &[origin]))
+        .await
+        .expect("answer");
+    assert_eq!(r.service(), "cart-api");
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    let other = [
+        ("origin", "https://evil.example.com"),
+        ("access-control-request-method", "POST"),
+    ];
+    let r = send(request("OPTIONS", 8080, host, "/api/cart", &other))
+        .await
+        .expect("answer");
+    assert!(
+        !r.headers.contains_key("access-control-allow-origin"),
+        "{:?}",
+        r.headers
+    );
+
     // The edge's limit: 10 reads at once per client, then 429 saying
     // when to come back (the printed loop of 15), once the reads above
     // are given back (two seconds).

@@ -576,3 +576,52 @@ spec:
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
     }
 }
+
+/// An ApiSchemaPolicy on a workload: its sidecar checks every inbound
+/// call against the workload's OpenAPI document.
+#[tokio::test]
+async fn a_workload_s_sidecar_checks_calls_against_its_api_document() {
+    let policy = r#"---
+apiVersion: policy.strait.dev/v1alpha1
+kind: ApiSchemaPolicy
+metadata: {name: payment-api, namespace: shop}
+spec:
+  targetRefs: [{group: apps, kind: Deployment, name: payment-v1}]
+  unknownOperations: Reject
+  openAPI:
+    inline: |
+      openapi: 3.1.0
+      paths:
+        /pay:
+          get:
+            parameters: [{name: amount, in: query, required: true, schema: {type: integer, minimum: 1}}]
+"#;
+    let shop = shop_with(&[], policy).await;
+    let out = shop.checkout.outbound;
+    let r = call(out, "http://payment-v1.shop/pay?amount=5", &[]).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["pod"], "v1-0");
+    for (url, said) in [
+        (
+            "http://payment-v1.shop/pay?amount=none",
+            "query parameter amount: \"none\" is not of type \"integer\"",
+        ),
+        (
+            "http://payment-v1.shop/pay",
+            "query parameter amount: is required",
+        ),
+        (
+            "http://payment-v1.shop/refund",
+            "GET /refund is not an operation of the API",
+        ),
+    ] {
+        let r = call(out, url, &[]).await;
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(matches!(r.status, 400 | 404), "{url}: {} {body}", r.status);
+        assert_eq!(r.headers["x-strait-api-schema"], "shop/payment-api");
+        assert!(body.contains(said), "{said:?} not in {body}");
+    }
+    // payment-v2 has no policy.
+    let r = call(out, "http://payment-v2.shop/refund", &[]).await;
+    assert_eq!(r.status, 200);
+}

@@ -4,6 +4,7 @@
 //! with its file, document number and field path. It does no I/O beyond
 //! reading the files it is pointed at.
 
+pub mod apischema;
 pub mod auth;
 pub mod backendtls;
 pub mod core;

@@ -60,6 +60,9 @@ pub enum Resource {
     TelemetryPolicy(Object<TelemetryPolicySpec>),
     SecurityPolicy(Object<SecurityPolicySpec>),
     RateLimitPolicy(Object<crate::ratelimit::RateLimitPolicySpec>),
+    ApiSchemaPolicy(Object<crate::apischema::ApiSchemaPolicySpec>),
+    /// An OpenAPI document of the folder, for ApiSchemaPolicy.
+    OpenApi(crate::apischema::OpenApiFile),
     Service(Object<ServiceSpec>),
     EndpointSlice(Flat<EndpointSliceBody>),
     Namespace(Flat<Value>),
@@ -86,6 +89,8 @@ impl Resource {
             Resource::TelemetryPolicy(o) => &o.metadata,
             Resource::SecurityPolicy(o) => &o.metadata,
             Resource::RateLimitPolicy(o) => &o.metadata,
+            Resource::ApiSchemaPolicy(o) => &o.metadata,
+            Resource::OpenApi(o) => &o.metadata,
             Resource::Service(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
@@ -112,6 +117,8 @@ impl Resource {
             Resource::TelemetryPolicy(_) => "TelemetryPolicy",
             Resource::SecurityPolicy(_) => "SecurityPolicy",
             Resource::RateLimitPolicy(_) => "RateLimitPolicy",
+            Resource::ApiSchemaPolicy(_) => "ApiSchemaPolicy",
+            Resource::OpenApi(_) => "OpenAPI",
             Resource::Service(_) => "Service",
             Resource::EndpointSlice(_) => "EndpointSlice",
             Resource::Namespace(_) => "Namespace",
@@ -305,7 +312,7 @@ fn read_dir_with(dir: &Path, mut parse: impl FnMut(&Path, &str) -> ResourceSet) 
     };
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => set.extend(parse(&file, &text)),
+            Ok(text) => set.extend(named_in(dir, parse(&file, &text))),
             Err(e) => set.problems.push(Problem::error(
                 &Source {
                     file: file.into(),
@@ -314,6 +321,23 @@ fn read_dir_with(dir: &Path, mut parse: impl FnMut(&Path, &str) -> ResourceSet) 
                 "",
                 format!("cannot read file: {e}"),
             )),
+        }
+    }
+    set
+}
+
+/// `set` with its OpenAPI documents named by their path below `dir`, as
+/// an ApiSchemaPolicy's `file` names them.
+fn named_in(dir: &Path, mut set: ResourceSet) -> ResourceSet {
+    for d in &mut set.documents {
+        let Ok(relative) = d.source.file.strip_prefix(dir) else {
+            continue;
+        };
+        if !matches!(&*d.resource, Resource::OpenApi(_)) {
+            continue;
+        }
+        if let Resource::OpenApi(file) = std::sync::Arc::make_mut(&mut d.resource) {
+            file.metadata.name = relative.to_string_lossy().into_owned();
         }
     }
     set
@@ -443,6 +467,18 @@ fn parse_document(source: &Source, prefix: &str, value: Value, set: &mut Resourc
     if value.is_null() {
         return;
     }
+    if prefix.is_empty() && crate::apischema::is_openapi(&value) {
+        // Named by its path as read; a folder's reader makes it relative.
+        let file = crate::apischema::OpenApiFile {
+            metadata: ObjectMeta {
+                name: source.file.to_string_lossy().into_owned(),
+                ..Default::default()
+            },
+            document: value,
+        };
+        keep_named(source, prefix, Ok(Resource::OpenApi(file)), set);
+        return;
+    }
     let Some((api_version, kind)) = api_version_and_kind(source, prefix, &value, set) else {
         return;
     };
@@ -563,6 +599,9 @@ fn typed_resource(
         }
         ("policy.strait.dev", "v1alpha1", "RateLimitPolicy") => {
             typed(source, prefix, value, Resource::RateLimitPolicy)
+        }
+        ("policy.strait.dev", "v1alpha1", "ApiSchemaPolicy") => {
+            typed(source, prefix, value, Resource::ApiSchemaPolicy)
         }
         (_, "v1" | "v1alpha3", "BackendTLSPolicy") if group == "gateway.networking.k8s.io" => {
             typed(source, prefix, value, Resource::BackendTlsPolicy)
@@ -835,7 +874,7 @@ mod tests {
         }
         assert_eq!(
             kinds.len(),
-            20,
+            22,
             "every kind read back at least once: {kinds:?}"
         );
     }

@@ -214,7 +214,11 @@ pub fn document(source: &Source, prefix: &str, value: Value) -> Doc {
         (_, ns) if ns.is_empty() => "default".to_string(),
         (_, ns) => ns,
     };
-    let key = format!("{kind}/{ns}/{}", text(meta.and_then(|m| m.get("name"))));
+    let key = match strait_config::apischema::is_openapi(&value) {
+        // Named by its file (relative to the folder), as ApiSchemaPolicy names it.
+        true => format!("OpenAPI//{}", source.file.to_string_lossy()),
+        false => format!("{kind}/{ns}/{}", text(meta.and_then(|m| m.get("name")))),
+    };
     let json = value.to_string();
     let set = strait_config::parse_value(source, prefix, value);
     let (entry, class) = match set.documents.first() {
@@ -332,6 +336,8 @@ fn classify(resource: &Resource) -> Class {
         | Resource::DirectResponse(_)
         | Resource::TelemetryPolicy(_)
         | Resource::RateLimitPolicy(_)
+        | Resource::ApiSchemaPolicy(_)
+        | Resource::OpenApi(_)
         | Resource::Service(_)
         | Resource::EndpointSlice(_)
         | Resource::Namespace(_)

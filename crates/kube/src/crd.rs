@@ -5,6 +5,7 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+use strait_config::apischema::ApiSchemaPolicy;
 use strait_config::auth::SecurityPolicy;
 use strait_config::ratelimit::RateLimitPolicy;
 use strait_config::security::{AuthorizationPolicy, PeerAuthentication};
@@ -22,6 +23,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         SecurityPolicy::crd(),
         DirectResponse::crd(),
         RateLimitPolicy::crd(),
+        ApiSchemaPolicy::crd(),
     ]
 }
 
@@ -46,7 +48,8 @@ mod tests {
                 "telemetrypolicies.policy.strait.dev",
                 "securitypolicies.policy.strait.dev",
                 "directresponses.policy.strait.dev",
-                "ratelimitpolicies.policy.strait.dev"
+                "ratelimitpolicies.policy.strait.dev",
+                "apischemapolicies.policy.strait.dev"
             ]
         );
         let schema = serde_json::to_value(&crds[0].spec.versions[0].schema).expect("json");

@@ -101,6 +101,12 @@ const KINDS: &[Kind] = &[
         "RateLimitPolicy",
         "ratelimitpolicies",
     ),
+    kind(
+        POLICY,
+        &["v1alpha1"],
+        "ApiSchemaPolicy",
+        "apischemapolicies",
+    ),
     kind("", &["v1"], "Namespace", "namespaces"),
     kind("", &["v1"], "Service", "services"),
     kind(

@@ -163,7 +163,8 @@ impl StatusWriter {
             wanted.push(self.route(index, r, controller));
         }
         let policies = snapshot.authn.statuses().iter();
-        for p in policies.chain(snapshot.ratelimit.statuses()) {
+        let policies = policies.chain(snapshot.ratelimit.statuses());
+        for p in policies.chain(snapshot.apischema.statuses()) {
             wanted.push(self.policy(index, p, controller));
         }
         // Objects gone are forgotten: one made again under the same name
@@ -212,6 +213,7 @@ fn resource(kind: &str, api_version: &str) -> Option<ApiResource> {
     let policy = match kind {
         "SecurityPolicy" => Some("securitypolicies"),
         "RateLimitPolicy" => Some("ratelimitpolicies"),
+        "ApiSchemaPolicy" => Some("apischemapolicies"),
         _ => None,
     };
     if let Some(plural) = policy {

@@ -40,6 +40,9 @@ pub const AUTHN_HEADER: &str = "x-strait-authn";
 pub const BREAKER_HEADER: &str = "x-strait-breaker";
 /// On a `429` of strait's: the RateLimitPolicy and its rule.
 pub const RATE_LIMIT_HEADER: &str = "x-strait-rate-limit";
+/// On an answer of strait's for a request its API's document refuses:
+/// the ApiSchemaPolicy.
+pub const API_SCHEMA_HEADER: &str = "x-strait-api-schema";
 
 /// Who is to blame for a failure: what an operator looks at first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,14 @@ pub enum ProxyError {
         policy: std::sync::Arc<str>,
         why: String,
     },
+    /// The request is not as the ApiSchemaPolicy's document describes:
+    /// `400`, `404` (no such operation), `405` (and the methods there
+    /// are), `415` (a body of another media type).
+    RequestInvalid {
+        policy: std::sync::Arc<str>,
+        invalid: Box<strait_route::apischema::Invalid>,
+        allow: Option<Box<str>>,
+    },
     FaultInjected(StatusCode),
     RequestTimeout,
     NoBackend,
@@ -183,6 +194,9 @@ impl ProxyError {
             Denied { .. } | ExtAuthFailed { .. } | CorsRefused => StatusCode::FORBIDDEN,
             ExtAuthDenied { refusal, .. } => refusal.status,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RequestInvalid { invalid, .. } => {
+                StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             FaultInjected(status) => *status,
             ExtensionUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
             RequestTimeout | BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -236,6 +250,11 @@ impl ProxyError {
             CorsRefused => "cors_origin_refused",
             RateLimited { .. } => "rate_limited",
             RateLimitFailed { .. } => "rate_limit_failed",
+            RequestInvalid { invalid, .. } => match invalid.status {
+                404 | 405 => "operation_unknown",
+                415 => "media_type_unsupported",
+                _ => "request_invalid",
+            },
             FaultInjected(_) => "fault_injected",
             RequestTimeout => "request_timeout",
             NoBackend => "no_backend",
@@ -254,11 +273,23 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         use ProxyError::*;
         match self {
-            NoHost | Misdirected | NoRoute | BadTarget | RequestBody | ConnectTarget
-            | DestinationUnknown | BodyTooLarge | BodyTimeout | BodyTooSlow | UriTooLong
-            | HeadersTooLarge | BadHost | BadFraming | UnknownCoding | ConnectRefused => {
-                Side::Client
-            }
+            NoHost
+            | Misdirected
+            | NoRoute
+            | BadTarget
+            | RequestBody
+            | ConnectTarget
+            | DestinationUnknown
+            | BodyTooLarge
+            | BodyTimeout
+            | BodyTooSlow
+            | UriTooLong
+            | HeadersTooLarge
+            | BadHost
+            | BadFraming
+            | UnknownCoding
+            | ConnectRefused
+            | RequestInvalid { .. } => Side::Client,
             Unauthenticated { .. }
             | Denied { .. }
             | ExtAuthDenied { .. }
@@ -386,6 +417,9 @@ impl ProxyError {
                 )
                 .into()
             }
+            RequestInvalid {
+                policy, invalid, ..
+            } => return format!("strait: ApiSchemaPolicy {policy}: {invalid}\n").into(),
             FaultInjected(_) => "fault injected",
             RequestTimeout => "request timeout",
             NoBackend => "route has no backend",
@@ -421,6 +455,9 @@ impl ProxyError {
             }
             ProxyError::RateLimitFailed { policy, .. } => {
                 Some((RATE_LIMIT_HEADER, policy.to_string()))
+            }
+            ProxyError::RequestInvalid { policy, .. } => {
+                Some((API_SCHEMA_HEADER, policy.to_string()))
             }
             _ => None,
         }
@@ -463,6 +500,14 @@ impl ProxyError {
         }
         if let Some(challenge) = self.challenge() {
             h.insert(http::header::WWW_AUTHENTICATE, challenge);
+        }
+        if let ProxyError::RequestInvalid {
+            allow: Some(allow), ..
+        } = self
+        {
+            if let Ok(v) = HeaderValue::from_str(allow) {
+                h.insert(http::header::ALLOW, v);
+            }
         }
         r
     }

@@ -393,6 +393,8 @@ pub struct Live {
     pub authn: Option<Arc<strait_route::authn::Authn>>,
     /// A sidecar's: the RateLimitPolicy its workload's inbound calls pass.
     pub ratelimit: Option<Arc<strait_route::ratelimit::RateLimit>>,
+    /// A sidecar's: the ApiSchemaPolicy its workload's inbound calls pass.
+    pub apischema: Option<Arc<strait_route::apischema::ApiSchema>>,
     /// Every RateLimitPolicy rule's counts.
     pub buckets: crate::ratelimit::Buckets,
     /// The Redis servers global rules count in.
@@ -428,6 +430,7 @@ impl Live {
             telemetry: Default::default(),
             authn: None,
             ratelimit: None,
+            apischema: None,
             buckets,
             stores,
         }

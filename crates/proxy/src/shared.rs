@@ -88,6 +88,7 @@ fn live(snapshot: Snapshot, sidecar: Option<&Sidecar>, old: Option<&Live>) -> Li
         live.telemetry = live.snapshot.telemetry.workload(ns, workload);
         live.authn = live.snapshot.authn.for_workload(ns, workload);
         live.ratelimit = live.snapshot.ratelimit.for_workload(ns, workload);
+        live.apischema = live.snapshot.apischema.for_workload(ns, workload);
     }
     live
 }

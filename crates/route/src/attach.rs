@@ -4,7 +4,7 @@
 //! inbound calls — in the target's namespace. The most specific wins
 //! whole (rule over route, listener over Gateway; among equals the
 //! oldest, then the first by name): policies do not merge. One table per
-//! kind (SecurityPolicy, RateLimitPolicy), each with its status and
+//! kind (SecurityPolicy, RateLimitPolicy, ApiSchemaPolicy), each with its status and
 //! problems.
 
 use crate::policy::{age, rank};
@@ -36,34 +36,67 @@ pub struct Attached<T> {
     statuses: Vec<PolicyStatus>,
 }
 
-impl<T> Default for Attached<T> {
+/// A kind of policy a table holds.
+pub trait Policy {
+    /// Its `kind`, as status and messages name it.
+    const KIND: &'static str;
+}
+
+impl<T: Policy> Default for Attached<T> {
     fn default() -> Self {
-        Attached::new("")
-    }
-}
-
-/// One policy as compiled, for [`Attached::add`].
-pub(crate) struct Compiled<'a, T> {
-    pub doc: &'a Document,
-    pub meta: &'a ObjectMeta,
-    pub targets: &'a [PolicyTargetRef],
-    pub value: T,
-    pub errors: Vec<Finding>,
-    pub warnings: Vec<Finding>,
-}
-
-impl<T> Attached<T> {
-    pub(crate) fn new(kind: &'static str) -> Self {
         Attached {
-            kind,
+            kind: T::KIND,
             policies: Vec::new(),
             problems: Vec::new(),
             statuses: Vec::new(),
         }
     }
+}
 
+/// One policy compiled: its value, its errors and its warnings.
+pub(crate) type Outcome<T> = (T, Vec<Finding>, Vec<Finding>);
+
+impl<T: Policy> Attached<T> {
+    /// The table of the documents' policies of this kind (`of` picks
+    /// them, `targets` reads their targets), each made by `compile`,
+    /// oldest first. An error's message ends with `on_error`.
+    pub(crate) fn build<'d, S: 'd>(
+        docs: &'d [Document],
+        of: impl Fn(&'d Document) -> Option<&'d strait_config::Object<S>>,
+        targets: impl Fn(&S) -> &[PolicyTargetRef],
+        mut compile: impl FnMut(&'d strait_config::Object<S>) -> Outcome<T>,
+        on_error: &str,
+    ) -> Self {
+        let mut table = Self::default();
+        for (doc, p) in Self::sorted(docs, of) {
+            let (value, errors, warnings) = compile(p);
+            let compiled = Compiled {
+                doc,
+                meta: &p.metadata,
+                targets: targets(&p.spec),
+                value,
+                errors,
+                warnings,
+            };
+            table.add(docs, compiled, on_error);
+        }
+        table
+    }
+}
+
+/// One policy as compiled, for [`Attached::add`].
+struct Compiled<'a, T> {
+    doc: &'a Document,
+    meta: &'a ObjectMeta,
+    targets: &'a [PolicyTargetRef],
+    value: T,
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl<T> Attached<T> {
     /// The documents' policies of this kind, oldest first.
-    pub(crate) fn sorted<'d, S>(
+    fn sorted<'d, S>(
         docs: &'d [Document],
         of: impl Fn(&'d Document) -> Option<&'d strait_config::Object<S>>,
     ) -> Vec<(&'d Document, &'d strait_config::Object<S>)> {
@@ -75,7 +108,7 @@ impl<T> Attached<T> {
     /// Adds the next policy (oldest first): its status, its problems (an
     /// error's message ends with `on_error`, what the policy's targets do
     /// until it is fixed), and the targets it loses to an older one.
-    pub(crate) fn add(&mut self, docs: &[Document], p: Compiled<'_, T>, on_error: &str) {
+    fn add(&mut self, docs: &[Document], p: Compiled<'_, T>, on_error: &str) {
         let status = self.status(docs, &p);
         self.statuses.push(status);
         for (path, msg) in &p.errors {

@@ -10,14 +10,14 @@
 //! with a public key; each key checks only the algorithms of its kind, and
 //! `none` is no algorithm at all.
 
-use crate::attach::{check_targets, Attached, Compiled, Finding};
+use crate::attach::{check_targets, Attached, Finding};
 use http::{HeaderMap, HeaderName};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use strait_config::auth::{JwtProvider, SecurityPolicySpec};
-use strait_config::{Document, Object, Problem, Resource};
+use strait_config::{Document, Object, Resource};
 
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 pub const LEEWAY: u64 = 60;
@@ -543,55 +543,31 @@ fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str>
 }
 
 /// The SecurityPolicies, and what is wrong with them.
-#[derive(Debug)]
-pub struct AuthnTable(Attached<Authn>);
+pub type AuthnTable = Attached<Authn>;
 
-impl Default for AuthnTable {
-    fn default() -> Self {
-        AuthnTable(Attached::new("SecurityPolicy"))
-    }
+impl crate::attach::Policy for Authn {
+    const KIND: &'static str = "SecurityPolicy";
 }
 
-impl std::ops::Deref for AuthnTable {
-    type Target = Attached<Authn>;
-    fn deref(&self) -> &Attached<Authn> {
-        &self.0
-    }
-}
-
-impl AuthnTable {
-    pub(crate) fn new(docs: &[Document], resolver: &mut crate::backend::Resolver<'_>) -> Self {
-        let found = Attached::<Authn>::sorted(docs, |d| match &*d.resource {
-            Resource::SecurityPolicy(p) => Some(p),
-            _ => None,
-        });
-        let mut table = AuthnTable::default();
-        for (doc, p) in found {
-            let (auth, errors, warnings) = compile_policy(docs, p, resolver);
-            let compiled = Compiled {
-                doc,
-                meta: &p.metadata,
-                targets: &p.spec.target_refs,
-                value: auth,
-                errors,
-                warnings,
-            };
-            let on_error = "the policy's targets answer 500 until it is fixed";
-            table.0.add(docs, compiled, on_error);
-        }
-        table
-    }
-
-    /// What the compile found wrong, once.
-    pub fn take_problems(&mut self) -> Vec<Problem> {
-        self.0.take_problems()
+impl Attached<Authn> {
+    pub(crate) fn compile(docs: &[Document], resolver: &mut crate::backend::Resolver<'_>) -> Self {
+        Attached::build(
+            docs,
+            |d| match &*d.resource {
+                Resource::SecurityPolicy(p) => Some(p),
+                _ => None,
+            },
+            |spec| &spec.target_refs,
+            |p| compile_policy(docs, p, resolver),
+            "the policy's targets answer 500 until it is fixed",
+        )
     }
 
     /// Every remote key set a policy names, once each (the shortest
     /// refresh among those naming it).
     pub fn remote_jwks(&self) -> Vec<Remote> {
         let mut out: Vec<Remote> = Vec::new();
-        let providers = self.0.all().flat_map(|p| &p.providers);
+        let providers = self.all().flat_map(|p| &p.providers);
         for remote in providers.filter_map(|p| match &p.keys {
             Keys::Remote(r) => Some(r),
             Keys::Local(_) => None,

@@ -138,6 +138,8 @@ pub(crate) struct Resolver<'a> {
     pub authn: crate::authn::AuthnTable,
     /// RateLimitPolicies, likewise.
     pub ratelimit: crate::ratelimit::RateLimitTable,
+    /// ApiSchemaPolicies, likewise.
+    pub apischema: crate::apischema::ApiSchemaTable,
 }
 
 impl<'a> Resolver<'a> {
@@ -170,9 +172,10 @@ impl<'a> Resolver<'a> {
             policies,
             cache: Default::default(),
             authn: Default::default(),
-            ratelimit: crate::ratelimit::RateLimitTable::new(docs),
+            ratelimit: crate::ratelimit::RateLimitTable::compile(docs),
+            apischema: crate::apischema::ApiSchemaTable::compile(docs),
         };
-        resolver.authn = crate::authn::AuthnTable::new(docs, &mut resolver);
+        resolver.authn = crate::authn::AuthnTable::compile(docs, &mut resolver);
         resolver
     }
 

@@ -112,16 +112,19 @@ pub fn compile(
     crate::telemetry::problems(docs, &mut problems);
     problems.append(&mut resolver.authn.take_problems());
     problems.append(&mut resolver.ratelimit.take_problems());
+    problems.append(&mut resolver.apischema.take_problems());
     for l in gateways.live {
         let (ns, gw, name) = (l.gateway_ns, l.gateway, &l.spec.name);
         let attached = (
             resolver.authn.for_listener(ns, gw, name),
             resolver.ratelimit.for_listener(ns, gw, name),
+            resolver.apischema.for_listener(ns, gw, name),
         );
         install_listener(l, attached, &mut snapshot);
     }
     snapshot.authn = std::mem::take(&mut resolver.authn);
     snapshot.ratelimit = std::mem::take(&mut resolver.ratelimit);
+    snapshot.apischema = std::mem::take(&mut resolver.apischema);
     snapshot.routes.shrink_to_fit();
     snapshot.mesh = mesh.finish();
     crate::traffic::problems(docs, &mut problems);
@@ -434,15 +437,20 @@ fn conflicted(reason: &'static str, message: String) -> Vec<Condition> {
     ]
 }
 
-/// A listener's SecurityPolicy and RateLimitPolicy.
+/// A listener's SecurityPolicy, RateLimitPolicy and ApiSchemaPolicy.
 type Attachments = (
     Option<Arc<crate::authn::Authn>>,
     Option<Arc<crate::ratelimit::RateLimit>>,
+    Option<Arc<crate::apischema::ApiSchema>>,
 );
 
 /// A served listener into its port's table, its routes in precedence
 /// order; its status learns how many routes attached.
-fn install_listener(mut l: LiveListener, (authn, ratelimit): Attachments, snapshot: &mut Snapshot) {
+fn install_listener(
+    mut l: LiveListener,
+    (authn, ratelimit, apischema): Attachments,
+    snapshot: &mut Snapshot,
+) {
     if let Some(ls) = snapshot
         .gateways
         .get_mut(l.status)
@@ -472,6 +480,7 @@ fn install_listener(mut l: LiveListener, (authn, ratelimit): Attachments, snapsh
         telemetry,
         authn,
         ratelimit,
+        apischema,
     };
     let protocol = l.protocol;
     let table = snapshot.ports.entry(l.key).or_insert_with(|| PortTable {
@@ -939,11 +948,17 @@ impl RuleCompiler<'_, '_> {
         let rule_name = rule.name.as_deref();
         let authn = self.resolver.authn.for_rule(self.kind, ns, name, rule_name);
         let ratelimit = (self.resolver.ratelimit).for_rule(self.kind, ns, name, rule_name);
-        let any = authn.is_some() || ratelimit.is_some() || cors.is_some() || session.is_some();
+        let apischema = (self.resolver.apischema).for_rule(self.kind, ns, name, rule_name);
+        let any = authn.is_some()
+            || ratelimit.is_some()
+            || apischema.is_some()
+            || cors.is_some()
+            || session.is_some();
         let extras = any.then(|| {
             Box::new(crate::snapshot::Extras {
                 authn,
                 ratelimit,
+                apischema,
                 cors,
                 session,
             })

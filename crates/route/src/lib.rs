@@ -3,6 +3,7 @@
 //! the spec's precedence already resolved. Matching a request is a pure
 //! function of the snapshot and the request; there is no I/O in this crate.
 
+pub mod apischema;
 pub mod attach;
 pub mod authn;
 mod backend;

@@ -276,11 +276,13 @@ impl MeshBuilder {
         // SecurityPolicy is checked at gateways only, for now: a caller's
         // sidecar must not take a token out of its workload's calls. A
         // route's RateLimitPolicy likewise: each caller's sidecar would
-        // count alone; in the mesh it is the callee's workload's.
+        // count alone; in the mesh it is the callee's workload's. An
+        // ApiSchemaPolicy too: the callee's sidecar checks what it takes.
         for (_, rule) in &mut rules {
             if let Some(extras) = Arc::get_mut(rule).and_then(|r| r.extras.as_deref_mut()) {
                 extras.authn = None;
                 extras.ratelimit = None;
+                extras.apischema = None;
             }
         }
         let tie = tie_breaks(route, &route_name);

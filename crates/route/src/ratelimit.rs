@@ -7,7 +7,7 @@
 //! takes nothing from the shared one, so one caller flooding cannot use
 //! up what the others share.
 
-use crate::attach::{check_targets, Attached, Compiled, Finding};
+use crate::attach::{check_targets, Attached, Finding};
 use http::{HeaderMap, HeaderName, Method};
 use ipnet::IpNet;
 use regex::Regex;
@@ -29,6 +29,9 @@ pub struct RateLimit {
     pub rules: Vec<LimitRule>,
     /// Where global rules count.
     pub redis: Option<Arc<Redis>>,
+    /// A rule tests the client's address: only then is it worked out
+    /// (from `X-Forwarded-For` behind trusted proxies).
+    pub uses_client: bool,
     /// Every answer the policy counts says where the caller stands, not
     /// only a refusal.
     pub headers: bool,
@@ -119,6 +122,8 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     pub method: &'a Method,
     /// After the trusted-proxy rule.
+    /// The client's address (its peer's, unless the policy
+    /// [`uses_client`](RateLimit::uses_client)).
     pub client: IpAddr,
     /// The verified token's claims.
     pub claims: Option<&'a Map<String, Value>>,
@@ -213,6 +218,15 @@ impl LimitRule {
     }
 }
 
+impl LimitRule {
+    fn uses_client(&self) -> bool {
+        let conditions = self.selectors.iter().flat_map(|s| &s.0);
+        conditions
+            .into_iter()
+            .any(|c| matches!(c.of, Field::Client))
+    }
+}
+
 impl Field {
     fn label(&self) -> &'static str {
         match self {
@@ -269,53 +283,33 @@ fn claim(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
 }
 
 /// The RateLimitPolicies.
-#[derive(Debug)]
-pub struct RateLimitTable(Attached<RateLimit>);
+pub type RateLimitTable = Attached<RateLimit>;
 
-impl Default for RateLimitTable {
-    fn default() -> Self {
-        RateLimitTable(Attached::new("RateLimitPolicy"))
-    }
+impl crate::attach::Policy for RateLimit {
+    const KIND: &'static str = "RateLimitPolicy";
 }
 
-impl std::ops::Deref for RateLimitTable {
-    type Target = Attached<RateLimit>;
-    fn deref(&self) -> &Attached<RateLimit> {
-        &self.0
-    }
-}
-
-impl RateLimitTable {
-    pub(crate) fn new(docs: &[Document]) -> Self {
-        let found = Attached::<RateLimit>::sorted(docs, |d| match &*d.resource {
-            Resource::RateLimitPolicy(p) => Some(p),
-            _ => None,
-        });
-        let mut table = RateLimitTable::default();
+impl Attached<RateLimit> {
+    pub(crate) fn compile(docs: &[Document]) -> Self {
         let mut slots = 0;
-        for (doc, p) in found {
-            let (value, errors) = compile_policy(p, &mut slots);
-            let compiled = Compiled {
-                doc,
-                meta: &p.metadata,
-                targets: &p.spec.target_refs,
-                value,
-                errors,
-                warnings: Vec::new(),
-            };
-            let on_error = "the policy limits nothing until it is fixed";
-            table.0.add(docs, compiled, on_error);
-        }
-        table
-    }
-
-    pub fn take_problems(&mut self) -> Vec<strait_config::Problem> {
-        self.0.take_problems()
+        Attached::build(
+            docs,
+            |d| match &*d.resource {
+                Resource::RateLimitPolicy(p) => Some(p),
+                _ => None,
+            },
+            |spec| &spec.target_refs,
+            |p| {
+                let (value, errors) = compile_policy(p, &mut slots);
+                (value, errors, Vec::new())
+            },
+            "the policy limits nothing until it is fixed",
+        )
     }
 
     /// Every rule of every policy, by slot.
     pub fn rules(&self) -> Vec<&LimitRule> {
-        let mut all: Vec<&LimitRule> = self.0.all().flat_map(|p| &p.rules).collect();
+        let mut all: Vec<&LimitRule> = self.all().flat_map(|p| &p.rules).collect();
         all.sort_by_key(|r| r.slot);
         all
     }
@@ -371,6 +365,7 @@ fn compile_policy(p: &Object<RateLimitPolicySpec>, slots: &mut usize) -> (RateLi
     (
         RateLimit {
             policy,
+            uses_client: rules.iter().any(LimitRule::uses_client),
             rules,
             redis,
             headers: !p.spec.disable_rate_limit_headers,

@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub authn: crate::authn::AuthnTable,
     /// RateLimitPolicies, for sidecars, and their status.
     pub ratelimit: crate::ratelimit::RateLimitTable,
+    /// ApiSchemaPolicies, for sidecars, and their status.
+    pub apischema: crate::apischema::ApiSchemaTable,
     pub clusters: Vec<Arc<Cluster>>,
 }
 
@@ -76,6 +78,9 @@ pub struct ListenerRoutes {
     /// A RateLimitPolicy for the listener or its Gateway (a rule's or
     /// route's own comes first).
     pub ratelimit: Option<Arc<crate::ratelimit::RateLimit>>,
+    /// An ApiSchemaPolicy for the listener or its Gateway (a rule's or
+    /// route's own comes first).
+    pub apischema: Option<Arc<crate::apischema::ApiSchema>>,
 }
 
 impl ListenerRoutes {
@@ -89,6 +94,7 @@ impl ListenerRoutes {
             telemetry: Default::default(),
             authn: None,
             ratelimit: None,
+            apischema: None,
         }
     }
 }
@@ -165,6 +171,11 @@ impl Rule {
         self.extras.as_deref()?.ratelimit.as_ref()
     }
 
+    /// An ApiSchemaPolicy for the rule or its route.
+    pub fn apischema(&self) -> Option<&Arc<crate::apischema::ApiSchema>> {
+        self.extras.as_deref()?.apischema.as_ref()
+    }
+
     /// The rule's CORS filter.
     pub fn cors(&self) -> Option<&crate::cors::Cors> {
         self.extras.as_deref()?.cors.as_ref()
@@ -199,6 +210,7 @@ pub struct Extras {
     /// A SecurityPolicy's token check for the rule or its route.
     pub authn: Option<Arc<crate::authn::Authn>>,
     pub ratelimit: Option<Arc<crate::ratelimit::RateLimit>>,
+    pub apischema: Option<Arc<crate::apischema::ApiSchema>>,
     pub cors: Option<crate::cors::Cors>,
     /// A session's requests to one endpoint.
     pub session: Option<crate::session::Session>,

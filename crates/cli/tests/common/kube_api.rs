@@ -38,6 +38,7 @@ fn resource_of(kind: &str) -> Option<(&'static str, &'static str, &'static str, 
         "EndpointSlice" => ("discovery.k8s.io", "v1", "endpointslices", true),
         "SecurityPolicy" => ("policy.strait.dev", "v1alpha1", "securitypolicies", true),
         "RateLimitPolicy" => ("policy.strait.dev", "v1alpha1", "ratelimitpolicies", true),
+        "ApiSchemaPolicy" => ("policy.strait.dev", "v1alpha1", "apischemapolicies", true),
         _ => return None,
     })
 }

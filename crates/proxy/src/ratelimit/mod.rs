@@ -42,7 +42,8 @@ type Limiter = governor::RateLimiter<
 /// One rule's buckets.
 pub struct Bucket {
     id: Arc<str>,
-    limiter: Limiter,
+    /// A local rule's counts; a global rule's are in Redis.
+    limiter: Option<Limiter>,
     checks: AtomicU32,
     /// Over [`MAX_KEYS`]: every caller counted together.
     full: AtomicBool,
@@ -69,7 +70,7 @@ impl Bucket {
             .allow_burst(burst);
         Bucket {
             id: rule.id.clone(),
-            limiter: governor::RateLimiter::keyed(quota).with_middleware(),
+            limiter: (!rule.global).then(|| governor::RateLimiter::keyed(quota).with_middleware()),
             checks: AtomicU32::new(0),
             full: AtomicBool::new(false),
             counters: OnceLock::new(),
@@ -90,34 +91,38 @@ impl Bucket {
         counters[i].inc();
     }
 
-    /// Takes one request from `key`'s bucket, if it has one left.
+    /// Takes one request from `key`'s bucket, if it has one left (a
+    /// global rule's bucket has none here: it allows).
     pub fn check(&self, key: Key) -> Outcome {
+        let Some(limiter) = &self.limiter else {
+            return Outcome::Allowed { remaining: 0 };
+        };
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
         if n.is_multiple_of(TIDY_EVERY) {
-            self.tidy();
+            self.tidy(limiter);
         }
         let key = match self.full.load(Ordering::Relaxed) {
             true => Key::Owned(String::new()),
             false => key,
         };
-        match self.limiter.check_key(&key) {
+        match limiter.check_key(&key) {
             Ok(state) => Outcome::Allowed {
                 remaining: state.remaining_burst_capacity(),
             },
             Err(not) => Outcome::Limited {
-                wait: not.wait_time_from(self.limiter.clock().now()),
+                wait: not.wait_time_from(limiter.clock().now()),
             },
         }
     }
 
-    fn tidy(&self) {
-        if self.limiter.len() < MAX_KEYS {
+    fn tidy(&self, limiter: &Limiter) {
+        if limiter.len() < MAX_KEYS {
             self.full.store(false, Ordering::Relaxed);
             return;
         }
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-        let full = self.limiter.len() >= MAX_KEYS;
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+        let full = limiter.len() >= MAX_KEYS;
         self.full.store(full, Ordering::Relaxed);
     }
 }

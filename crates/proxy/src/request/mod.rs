@@ -6,8 +6,8 @@
 //! select    host, TLS name check (421), route: gateway | inbound | outbound
 //!   │       (a sidecar's CONNECT becomes a tunnel here)
 //! policy    authentication, authorization, rate limits, (a redirect
-//!           answers here), authorization services, fault injection,
-//!           direct responses
+//!           answers here), the API's schema, authorization services,
+//!           fault injection, direct responses
 //! filters   redirect (answers), rewrite, headers, body kept for retries, mirrors
 //! backend   weighted backend, breaker, balancer         ┐ inside forward,
 //! forward   tries, timeouts, connect and rule retries,  │ once per try
@@ -24,6 +24,7 @@ mod filters;
 mod forward;
 mod policy;
 mod respond;
+mod schema;
 mod select;
 pub mod strict;
 mod telemetry;
@@ -178,6 +179,10 @@ fn proxy<'s>(
         if let Some(asking) = asking.as_mut() {
             let limits = (&shared.http_limits, ctx.grpc);
             Box::pin(policy::read_body(asking, matched.rule, &mut req, limits)).await?;
+        }
+        if let Some(api) = schema::attached((&matched, live.apischema.as_ref()), ctx) {
+            let limits = (&shared.http_limits, ctx.grpc);
+            Box::pin(schema::check(api, &mut req, limits)).await?;
         }
         let admitted = (
             authenticated,

@@ -464,10 +464,14 @@ pub fn limit<B>(
         return Ok(None);
     };
     let peer = ctx.conn.client.ip();
+    let client = match policy.uses_client {
+        true => crate::headers::client_address(req.headers(), peer, hops).unwrap_or(peer),
+        false => peer,
+    };
     let view = strait_route::ratelimit::Request {
         headers: req.headers(),
         method: req.method(),
-        client: crate::headers::client_address(req.headers(), peer, hops).unwrap_or(peer),
+        client,
         claims: authenticated.and_then(|a| a.claims.as_deref()),
         api_key_client: authenticated.and_then(|a| a.client.as_deref()),
         identity: ctx.conn.peer.as_deref(),

@@ -1,0 +1,250 @@
+use super::*;
+use http::HeaderMap;
+use serde_json::json;
+
+fn shop() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "servers": [{"url": "https://shop.example.com/api"}],
+        "paths": {
+            "/products": {
+                "get": {
+                    "operationId": "listProducts",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50}},
+                        {"name": "tag", "in": "query", "schema": {"type": "array", "items": {"type": "string", "enum": ["new", "sale"]}}},
+                        {"$ref": "#/components/parameters/Trace"}
+                    ]
+                },
+                "post": {
+                    "requestBody": {"required": true, "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Product"}},
+                        "text/*": {}
+                    }}
+                }
+            },
+            "/products/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+                "get": {"operationId": "getProduct"},
+                "delete": {"parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z]+$"}}]}
+            },
+            "/products/mine": {"get": {"operationId": "myProducts"}},
+            "/files/{name}.json": {"get": {"operationId": "file"}}
+        },
+        "components": {
+            "parameters": {"Trace": {"name": "x-trace", "in": "header", "required": true, "schema": {"type": "string", "minLength": 4}}},
+            "schemas": {"Product": {"type": "object", "required": ["name", "price"], "properties": {
+                "name": {"type": "string"},
+                "price": {"type": "number", "minimum": 0},
+                "tags": {"type": "array", "items": {"type": "string"}, "nullable": true}
+            }}}
+        }
+    })
+}
+
+fn api() -> Result<Api, String> {
+    Api::compile(&shop(), None)
+}
+
+fn op<'a>(api: &'a Api, method: Method, path: &str) -> Result<(&'a Operation, PathValues), String> {
+    match api.find(&method, path) {
+        Found::Operation(op, values) => Ok((op, values)),
+        Found::NoPath => Err(format!("{path}: no path")),
+        Found::NoMethod(allow) => Err(format!("{path}: no method; allow {allow}")),
+    }
+}
+
+fn headers(pairs: &[(&'static str, &str)]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (n, v) in pairs {
+        map.append(*n, v.parse().map_err(|e| format!("{e}"))?);
+    }
+    Ok(map)
+}
+
+fn check(
+    api: &Api,
+    (method, path, query): (Method, &str, Option<&str>),
+    headers: &HeaderMap,
+    body: Option<&str>,
+) -> Result<Result<(), Invalid>, String> {
+    let (op, values) = op(api, method, path)?;
+    let given = Given {
+        path: &values,
+        query,
+        headers,
+    };
+    Ok(op.check(&given, body).map(|_| ()))
+}
+
+#[test]
+fn paths_are_found_under_the_servers_path_literal_first() -> Result<(), String> {
+    let api = api()?;
+    assert_eq!(api.base(), "/api");
+    assert_eq!(api.operations, 6);
+    assert_eq!(op(&api, Method::GET, "/api/products")?.0.id, "listProducts");
+    let (found, values) = op(&api, Method::GET, "/api/products/12")?;
+    assert_eq!(found.id, "getProduct");
+    assert_eq!(values, vec![("id".to_string(), "12".to_string())]);
+    assert_eq!(
+        op(&api, Method::GET, "/api/products/mine")?.0.id,
+        "myProducts"
+    );
+    assert_eq!(
+        op(&api, Method::HEAD, "/api/products/mine")?.0.id,
+        "myProducts"
+    );
+    assert_eq!(
+        op(&api, Method::GET, "/api/files/a%20b.json")?.1[0].1,
+        "a b"
+    );
+    assert_eq!(
+        op(&api, Method::POST, "/api/products")?.0.id,
+        "POST /products"
+    );
+    for path in [
+        "/products",
+        "/api/products/",
+        "/api/products/1/x",
+        "/apix/products",
+        "/api/files/.json",
+    ] {
+        assert!(
+            matches!(api.find(&Method::GET, path), Found::NoPath),
+            "{path}"
+        );
+    }
+    match api.find(&Method::PUT, "/api/products/1") {
+        Found::NoMethod(allow) => assert_eq!(allow, "GET, DELETE"),
+        _ => return Err("PUT found".into()),
+    }
+    Ok(())
+}
+
+#[test]
+fn parameters_are_read_as_their_schemas_type() -> Result<(), String> {
+    let api = api()?;
+    let h = headers(&[("x-trace", "abcd")])?;
+    let list = |query| (Method::GET, "/api/products", query);
+    assert_eq!(
+        check(&api, list(Some("limit=5&tag=new&tag=sale")), &h, None)?,
+        Ok(())
+    );
+    assert_eq!(check(&api, list(None), &h, None)?, Ok(()));
+    let e = check(&api, list(Some("limit=500")), &h, None)?
+        .err()
+        .ok_or("passed")?;
+    assert_eq!((e.status, e.at.as_str()), (400, "query parameter limit"));
+    assert!(e.message.contains("maximum of 50"), "{}", e.message);
+    let e = check(&api, list(Some("limit=five")), &h, None)?
+        .err()
+        .ok_or("passed")?;
+    assert!(e.message.contains("integer"), "{}", e.message);
+    let e = check(&api, list(Some("tag=new&tag=old")), &h, None)?
+        .err()
+        .ok_or("passed")?;
+    assert_eq!(e.at, "query parameter tag/1");
+    // A header parameter, by reference, required.
+    let e = check(&api, list(None), &HeaderMap::new(), None)?
+        .err()
+        .ok_or("passed")?;
+    assert_eq!(
+        (e.at.as_str(), e.message.as_str()),
+        ("header parameter x-trace", "is required")
+    );
+    let short = headers(&[("x-trace", "ab")])?;
+    assert!(check(&api, list(None), &short, None)?.is_err());
+    // A path parameter: the path's, or the operation's in its place.
+    let none = HeaderMap::new();
+    let get = (Method::GET, "/api/products/abc", None);
+    let e = check(&api, get, &none, None)?.err().ok_or("passed")?;
+    assert_eq!(e.at, "path parameter id");
+    assert_eq!(
+        check(
+            &api,
+            (Method::DELETE, "/api/products/abc", None),
+            &none,
+            None
+        )?,
+        Ok(())
+    );
+    assert!(check(
+        &api,
+        (Method::DELETE, "/api/products/12", None),
+        &none,
+        None
+    )?
+    .is_err());
+    Ok(())
+}
+
+#[test]
+fn bodies_are_checked_by_media_type() -> Result<(), String> {
+    let api = api()?;
+    let (post, _) = op(&api, Method::POST, "/api/products")?;
+    let none = HeaderMap::new();
+    let given = Given {
+        path: &[],
+        query: None,
+        headers: &none,
+    };
+    let e = post.check(&given, None).err().ok_or("passed")?;
+    assert_eq!((e.status, e.at.as_str()), (400, "body"));
+    let e = post
+        .check(&given, Some("application/xml"))
+        .err()
+        .ok_or("passed")?;
+    assert_eq!(e.status, 415);
+    let text = post
+        .check(&given, Some("text/plain"))
+        .map_err(|e| e.to_string())?;
+    assert!(text.is_none(), "text/* listed, not checked");
+    let schema = post
+        .check(&given, Some("Application/JSON; charset=utf-8"))
+        .map_err(|e| e.to_string())?
+        .ok_or("no schema")?;
+    assert_eq!(
+        check_json(schema, br#"{"name": "pen", "price": 2.5, "tags": null}"#),
+        Ok(())
+    );
+    let e = check_json(schema, br#"{"name": "pen", "price": -1}"#)
+        .err()
+        .ok_or("passed")?;
+    assert_eq!(e.at, "body/price");
+    let e = check_json(schema, br#"{"name": "pen"}"#)
+        .err()
+        .ok_or("passed")?;
+    assert_eq!(e.at, "body");
+    assert!(e.message.contains("price"), "{}", e.message);
+    let e = check_json(schema, b"{\"name\": ").err().ok_or("passed")?;
+    assert!(e.message.starts_with("is not JSON"), "{}", e.message);
+    Ok(())
+}
+
+#[test]
+fn documents_that_cannot_be_read_say_where() {
+    let refuse = |doc: Value| Api::compile(&doc, None).err().unwrap_or_default();
+    assert!(refuse(json!({"swagger": "2.0"})).contains("Swagger 2.0"));
+    assert!(refuse(json!({"openapi": "3.1.0"})).contains("no paths"));
+    let outside = json!({"openapi": "3.1.0", "paths": {"/a": {"get": {"parameters": [{"$ref": "other.yaml#/p"}]}}}});
+    let e = refuse(outside);
+    assert!(
+        e.starts_with("paths./a: get: ") && e.contains("outside the document"),
+        "{e}"
+    );
+    let open = json!({"openapi": "3.1.0", "paths": {"/a/{b": {}}});
+    assert!(refuse(open).contains("does not close"));
+    let bad_in = json!({"openapi": "3.1.0", "paths": {"/a": {"get": {"parameters": [{"name": "x", "in": "body"}]}}}});
+    assert!(refuse(bad_in).contains("parameters[0]"));
+}
+
+#[test]
+fn the_base_may_be_given() -> Result<(), String> {
+    let api = Api::compile(&shop(), Some("/"))?;
+    assert_eq!(api.base(), "/");
+    assert!(matches!(
+        api.find(&Method::GET, "/products/mine"),
+        Found::Operation(..)
+    ));
+    Ok(())
+}

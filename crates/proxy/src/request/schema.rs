@@ -1,0 +1,111 @@
+//! Phase 2b, the API's schema: an ApiSchemaPolicy checks the request
+//! against the API's OpenAPI document — its operation, its parameters,
+//! then its JSON body, read (within the policy's bound) and kept for the
+//! backend. After the authorization services' body is read (one read
+//! serves both) and before they are asked: a malformed request spares
+//! them.
+
+use crate::answer::ProxyError;
+use crate::client_body::BodyHead;
+use crate::ctx::{RequestCtx, Role};
+use http::header::CONTENT_TYPE;
+use http::Request;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use strait_route::apischema::{check_json, ApiSchema, Found, Given, Invalid};
+use strait_route::Matched;
+
+/// The rule's (or its route's) ApiSchemaPolicy, else its listener's — at
+/// a sidecar's inbound listener, its workload's.
+pub fn attached<'a>(
+    (matched, workload): (&'a Matched<'_>, Option<&'a Arc<ApiSchema>>),
+    ctx: &RequestCtx,
+) -> Option<&'a Arc<ApiSchema>> {
+    match ctx.conn.role {
+        Role::Inbound => workload,
+        _ => matched
+            .rule
+            .apischema()
+            .or(matched.listener.apischema.as_ref()),
+    }
+}
+
+/// `req` as the policy's document describes it, or why not.
+pub async fn check(
+    policy: &ApiSchema,
+    req: &mut Request<Incoming>,
+    (limits, grpc): (&crate::limits::HttpLimits, bool),
+) -> Result<(), ProxyError> {
+    let Some(api) = &policy.api else {
+        return Ok(());
+    };
+    let refuse = |invalid: Invalid, allow: Option<String>| ProxyError::RequestInvalid {
+        policy: policy.policy.clone(),
+        invalid: Box::new(invalid),
+        allow: allow.map(String::into_boxed_str),
+    };
+    let (op, values) = match api.find(req.method(), req.uri().path()) {
+        Found::Operation(op, values) => (op, values),
+        _ if !policy.reject_unknown => return Ok(()),
+        Found::NoPath => {
+            let message = format!(
+                "{} {} is not an operation of the API",
+                req.method(),
+                req.uri().path()
+            );
+            return Err(refuse(
+                Invalid {
+                    status: 404,
+                    at: String::new(),
+                    message,
+                },
+                None,
+            ));
+        }
+        Found::NoMethod(allow) => {
+            let message = format!("method {} is not one of {allow}", req.method());
+            return Err(refuse(
+                Invalid {
+                    status: 405,
+                    at: String::new(),
+                    message,
+                },
+                Some(allow),
+            ));
+        }
+    };
+    let given = Given {
+        path: &values,
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    let read = req.extensions().get::<BodyHead>().map(|h| h.data.clone());
+    let has_body = match &read {
+        Some(data) => !data.is_empty(),
+        None => !http_body::Body::is_end_stream(req.body()),
+    };
+    // RFC 9110 §8.3: a body without a type may be taken as bytes.
+    let media = has_body.then(|| {
+        let given = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        given.unwrap_or("application/octet-stream")
+    });
+    let Some(schema) = op.check(&given, media).map_err(|i| refuse(i, None))? else {
+        return Ok(());
+    };
+    let data = match read {
+        Some(data) => data,
+        None => {
+            let pace = super::filters::pace(limits, req.version(), grpc);
+            let head = BodyHead::read(req.body_mut(), policy.max_body, limits.body, pace)
+                .await
+                .map_err(|e| ProxyError::from(&e))?;
+            let data = head.data.clone();
+            req.extensions_mut().insert(head);
+            data
+        }
+    };
+    check_json(schema, &data).map_err(|i| refuse(i, None))
+}
