@@ -596,3 +596,41 @@ $quiet
       limit: {requests: 1000000000, unit: Second}
 EOF
 }
+
+# apischema_yaml: an ApiSchemaPolicy on route r whose document describes
+# what bench/callgrind.sh sends with SCHEMA set: `GET /items/{id}` with an
+# integer `limit` in the query, and `POST /reviews` with a JSON body of
+# three checked fields.
+apischema_yaml() {
+    cat <<'EOF'
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: ApiSchemaPolicy
+metadata: {name: bench-schema}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  unknownOperations: Reject
+  openAPI:
+    inline: |
+      openapi: 3.1.0
+      paths:
+        /items/{id}:
+          get:
+            parameters:
+            - {name: id, in: path, required: true, schema: {type: integer}}
+            - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 100}}
+        /reviews:
+          post:
+            requestBody:
+              required: true
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    required: [product, stars]
+                    properties:
+                      product: {type: integer}
+                      stars: {type: integer, minimum: 1, maximum: 5}
+                      text: {type: string, maxLength: 500}
+EOF
+}

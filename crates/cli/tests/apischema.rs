@@ -300,3 +300,103 @@ fn a_bad_document_or_policy_is_refused_with_its_field_path() {
         assert!(out.contains(said), "{said:?} not in {out}");
     }
 }
+
+/// Bodies without a length — HTTP/1.1 chunks, HTTP/2 frames with no
+/// `content-length` — are read whole, checked, and sent on whole; past
+/// the bound they are refused (`413`), and the connection still works
+/// (HTTP/2) or is closed (HTTP/1.1).
+#[tokio::test]
+async fn streamed_bodies_are_read_checked_and_sent_on_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_gw, port, _dir, _app) = start(&policy(
+        "{file: shop.openapi.yaml}",
+        "  maxBodyBytes: 200\n",
+    ))
+    .await;
+    let chunked = |chunks: &[&str]| {
+        let mut req = String::from("POST /api/reviews HTTP/1.1\r\nHost: shop.example.com\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for c in chunks {
+            req += &format!("{:x}\r\n{c}\r\n", c.len());
+        }
+        req + "0\r\n\r\n"
+    };
+    let exchange = |text: String| async move {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        tcp.write_all(text.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), tcp.read_to_end(&mut out))
+            .await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let good = chunked(&[r#"{"product": 1, "#, r#""stars": 3}"#]);
+    let answer = exchange(good.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"bodyBytes\":26"), "{answer}");
+    let bad = chunked(&[r#"{"product": 1, "#, r#""stars": 0}"#]);
+    let answer = exchange(bad.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("body/stars: 0 is less than the minimum of 1"),
+        "{answer}"
+    );
+    let long = format!(
+        r#"{{"product": 1, "stars": 3, "text": "{}"}}"#,
+        "x".repeat(300)
+    );
+    let answer = exchange(chunked(&[&long[..100], &long[100..]])).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Refused before its body is read: what follows the body on the
+    // connection is never taken for a request of its own.
+    let hidden = "GET /api/orders HTTP/1.1\r\nHost: shop.example.com\r\n\r\n";
+    let text = format!(
+        "GET /api/products?limit=500 HTTP/1.1\r\nHost: shop.example.com\r\nx-tenant: acme\r\nContent-Length: {}\r\n\r\n{hidden}{}",
+        hidden.len(),
+        hidden.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    );
+    let answer = exchange(text).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        2,
+        "the request, then only what followed its body: {answer}"
+    );
+
+    // HTTP/2: two DATA frames, no content-length; then one too long,
+    // then the connection still serves.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut h2 = h2_over::<_, http_body_util::StreamBody<_>>(tcp).await;
+    let post = |parts: Vec<String>| {
+        let frames = parts.into_iter().map(|p| {
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(p)))
+        });
+        let body =
+            http_body_util::StreamBody::new(futures_util::stream::iter(frames.collect::<Vec<_>>()));
+        http::Request::post(format!("http://shop.example.com:{port}/api/reviews"))
+            .header("content-type", "application/json")
+            .body(body)
+            .expect("request")
+    };
+    let r = h2
+        .send_request(post(vec![
+            r#"{"product": 2,"#.into(),
+            r#" "stars": 5}"#.into(),
+        ]))
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    let r = h2
+        .send_request(post(vec![long[..150].into(), long[150..].into()]))
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 413);
+    let r = h2
+        .send_request(post(vec![r#"{"product": "two", "stars": 5}"#.into()]))
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 400);
+}

@@ -94,6 +94,7 @@ async fn the_control_plane_follows_the_cluster() {
     api.apply(&route("web", "/", "1"));
     api.serve("SecurityPolicy");
     api.serve("RateLimitPolicy");
+    api.serve("ApiSchemaPolicy");
     // Another controller has reported on its own parent of this route.
     let theirs = serde_json::json!({"parentRef": {"name": "other-gw"}, "controllerName": "example.com/other",
         "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
@@ -289,6 +290,45 @@ async fn the_control_plane_follows_the_cluster() {
             .to_string()
             .contains("spec.local.rules[0].limit"),
         "{weekly}"
+    );
+    // An ApiSchemaPolicy's likewise; a ConfigMap that is not there is a
+    // reference not resolved.
+    let schema = |name: &str, open_api: &str| {
+        format!("apiVersion: policy.strait.dev/v1alpha1\nkind: ApiSchemaPolicy\nmetadata: {{name: {name}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}]\n  openAPI: {open_api}\n")
+    };
+    api.apply(&schema(
+        "inline-doc",
+        "{inline: '{\"openapi\": \"3.1.0\", \"paths\": {}}'}",
+    ));
+    api.apply(&schema(
+        "missing-doc",
+        "{configMapRef: {name: nowhere, key: openapi.yaml}}",
+    ));
+    let good = wait_status(&api, "ApiSchemaPolicy", "inline-doc", |s| {
+        s["ancestors"].is_array()
+    })
+    .await;
+    assert_eq!(
+        condition(&ancestor(&good), "Accepted"),
+        ("True", "Accepted"),
+        "{good}"
+    );
+    let missing = wait_status(&api, "ApiSchemaPolicy", "missing-doc", |s| {
+        s["ancestors"].is_array()
+    })
+    .await;
+    let a = ancestor(&missing);
+    assert_eq!(condition(&a, "Accepted"), ("False", "Invalid"), "{missing}");
+    assert_eq!(
+        condition(&a, "ResolvedRefs"),
+        ("False", "InvalidRef"),
+        "{missing}"
+    );
+    assert!(
+        a["conditions"]
+            .to_string()
+            .contains("no ConfigMap default/nowhere"),
+        "{missing}"
     );
 
     // Unchanged statuses are not written again.

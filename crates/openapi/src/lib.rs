@@ -34,7 +34,8 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    pub(crate) fn bad(at: String, message: String) -> Self {
+    /// A `400`.
+    pub fn bad(at: String, message: String) -> Self {
         Invalid {
             status: 400,
             at,
@@ -101,11 +102,11 @@ struct Body {
 }
 
 /// A path template's parameters' values, decoded: `(name, value)`.
-pub type PathValues = Vec<(String, String)>;
+pub type PathValues<'a> = Vec<(&'a str, std::borrow::Cow<'a, str>)>;
 
 /// What a request's path and method found.
 pub enum Found<'a> {
-    Operation(&'a Operation, PathValues),
+    Operation(&'a Operation, PathValues<'a>),
     /// Under no path template (`404`).
     NoPath,
     /// The path's template has no operation for the method (`405`), and
@@ -142,6 +143,7 @@ impl Api {
                 .map_err(|e| format!("paths.{template}: {e}"))?;
             items.push(item);
         }
+        items.sort_by_key(PathItem::rank);
         let operations = items.iter().map(|i| i.operations.len()).sum();
         Ok(Api {
             base,
@@ -159,7 +161,7 @@ impl Api {
     }
 
     /// The operation `method` on `path` (without its query) names.
-    pub fn find(&self, method: &Method, path: &str) -> Found<'_> {
+    pub fn find<'a>(&'a self, method: &Method, path: &'a str) -> Found<'a> {
         let Some(rest) = path.strip_prefix(self.base.as_str()) else {
             return Found::NoPath;
         };
@@ -168,27 +170,11 @@ impl Api {
             r if r.starts_with('/') => r,
             _ => return Found::NoPath,
         };
-        let given: Vec<&str> = rest[1..].split('/').collect();
-        let mut best: Option<(Vec<bool>, &PathItem, PathValues)> = None;
-        for item in self
-            .paths
-            .iter()
-            .filter(|i| i.segments.len() == given.len())
-        {
-            let Some(values) = item.matches(&given) else {
-                continue;
-            };
-            // A literal segment wins over a templated one, leftmost first.
-            let rank: Vec<bool> = item
-                .segments
-                .iter()
-                .map(|s| matches!(s, Segment::Param { .. }))
-                .collect();
-            if best.as_ref().is_none_or(|(b, _, _)| rank < *b) {
-                best = Some((rank, item, values));
-            }
-        }
-        let Some((_, item, values)) = best else {
+        let given = &rest[1..];
+        let count = given.bytes().filter(|b| *b == b'/').count() + 1;
+        // In rank order: the first that fits is the one OpenAPI means.
+        let fits = |i: &&PathItem| i.segments.len() == count && i.fits(given);
+        let Some(item) = self.paths.iter().find(fits) else {
             return Found::NoPath;
         };
         let head = *method == Method::HEAD;
@@ -201,7 +187,7 @@ impl Api {
                     .flatten()
             });
         match op {
-            Some((_, op)) => Found::Operation(op, values),
+            Some((_, op)) => Found::Operation(op, item.values(given)),
             None => {
                 let allow: Vec<&str> = item.operations.iter().map(|(m, _)| m.as_str()).collect();
                 Found::NoMethod(allow.join(", "))
@@ -211,32 +197,66 @@ impl Api {
 }
 
 impl PathItem {
-    /// The template's parameters' values, if `given` fits it.
-    fn matches(&self, given: &[&str]) -> Option<PathValues> {
+    /// Whether `given` (the path after the base, without its first `/`,
+    /// as many segments as the template) fits the template.
+    fn fits(&self, given: &str) -> bool {
+        self.segments
+            .iter()
+            .zip(given.split('/'))
+            .all(|(segment, text)| segment.value(text).is_some())
+    }
+
+    /// The template's parameters' values in `given`, which fits it.
+    fn values<'a>(&'a self, given: &'a str) -> PathValues<'a> {
         let mut values = Vec::new();
-        for (segment, text) in self.segments.iter().zip(given) {
-            match segment {
-                Segment::Literal(l) => (l == text).then_some(())?,
-                Segment::Param {
-                    prefix,
-                    name,
-                    suffix,
-                } => {
-                    let value = text.strip_prefix(prefix.as_str())?;
-                    let value = value.strip_suffix(suffix.as_str())?;
-                    if value.is_empty() {
-                        return None;
-                    }
-                    let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
-                    values.push((name.clone(), decoded.into_owned()));
-                }
+        for (segment, text) in self.segments.iter().zip(given.split('/')) {
+            if let (Segment::Param { name, .. }, Some(value)) = (segment, segment.value(text)) {
+                let decoded = match value.contains('%') {
+                    true => percent_encoding::percent_decode_str(value).decode_utf8_lossy(),
+                    false => std::borrow::Cow::Borrowed(value),
+                };
+                values.push((name.as_str(), decoded));
             }
         }
-        Some(values)
+        values
+    }
+
+    /// A literal segment wins over a templated one, leftmost first: a
+    /// bit for each templated segment, the first the highest.
+    fn rank(&self) -> u64 {
+        let templated = self
+            .segments
+            .iter()
+            .map(|s| matches!(s, Segment::Param { .. }));
+        templated
+            .take(64)
+            .enumerate()
+            .fold(0, |rank, (i, t)| rank | (u64::from(t) << (63 - i)))
+    }
+}
+
+impl Segment {
+    /// What `text` gives the segment: itself if literal, the parameter's
+    /// (undecoded) value if templated; `None` if it does not fit.
+    fn value<'a>(&self, text: &'a str) -> Option<&'a str> {
+        match self {
+            Segment::Literal(l) => (l == text).then_some(text),
+            Segment::Param { prefix, suffix, .. } => {
+                let value = text
+                    .strip_prefix(prefix.as_str())?
+                    .strip_suffix(suffix.as_str())?;
+                (!value.is_empty()).then_some(value)
+            }
+        }
     }
 }
 
 impl Operation {
+    /// The operation wants a body, and refuses a request without one.
+    pub fn body_required(&self) -> bool {
+        self.body.as_ref().is_some_and(|b| b.required)
+    }
+
     /// The request's parameters, and its body's media type if it has a
     /// body: what `body` must then check.
     pub fn check(

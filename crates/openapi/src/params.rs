@@ -9,6 +9,7 @@ use crate::Invalid;
 use http::HeaderMap;
 use jsonschema::Validator;
 use serde_json::Value;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum In {
@@ -69,7 +70,7 @@ impl std::fmt::Debug for Param {
 
 /// What a request gives for its parameters.
 pub struct Given<'a> {
-    pub path: &'a [(String, String)],
+    pub path: &'a [(&'a str, std::borrow::Cow<'a, str>)],
     /// The query string, still encoded.
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
@@ -146,7 +147,7 @@ impl Param {
                 split,
             } => {
                 let parts: Vec<&str> = match explode && self.at == In::Query {
-                    true => texts.iter().map(String::as_str).collect(),
+                    true => texts.iter().map(|t| &**t).collect(),
                     false => texts[0].split(split).collect(),
                 };
                 Value::Array(parts.into_iter().map(|t| read(item, t)).collect())
@@ -164,7 +165,7 @@ impl Param {
     }
 
     /// Every value given for this parameter, decoded.
-    fn texts(&self, given: &Given<'_>) -> Vec<String> {
+    fn texts<'a>(&self, given: &Given<'a>) -> Vec<Cow<'a, str>> {
         match self.at {
             In::Path => given
                 .path
@@ -176,15 +177,16 @@ impl Param {
                 let query = given.query.unwrap_or("").as_bytes();
                 form_urlencoded::parse(query)
                     .filter(|(n, _)| *n == self.name)
-                    .map(|(_, v)| v.into_owned())
+                    .map(|(_, v)| v)
                     .collect()
             }
             In::Header => {
                 let values = given.headers.get_all(self.name.as_str()).iter();
                 let texts: Vec<&str> = values.filter_map(|v| v.to_str().ok()).collect();
-                match texts.is_empty() {
-                    true => Vec::new(),
-                    false => vec![texts.join(",")],
+                match texts.len() {
+                    0 => Vec::new(),
+                    1 => vec![Cow::Borrowed(texts[0])],
+                    _ => vec![Cow::Owned(texts.join(","))],
                 }
             }
             In::Cookie => {
@@ -194,7 +196,7 @@ impl Param {
                     .flat_map(|v| v.split(';'))
                     .filter_map(|c| c.trim().split_once('='))
                     .filter(|(n, _)| *n == self.name)
-                    .map(|(_, v)| v.to_string())
+                    .map(|(_, v)| Cow::Borrowed(v))
                     .collect()
             }
         }

@@ -39,44 +39,17 @@ pub async fn check(
     let Some(api) = &policy.api else {
         return Ok(());
     };
-    let refuse = |invalid: Invalid, allow: Option<String>| ProxyError::RequestInvalid {
-        policy: policy.policy.clone(),
-        invalid: Box::new(invalid),
-        allow: allow.map(String::into_boxed_str),
-    };
-    let (op, values) = match api.find(req.method(), req.uri().path()) {
+    let refuse = |invalid| refused(policy, invalid, None);
+    // Shared, not copied: the path's values borrow it while the body is read.
+    let uri = req.uri().clone();
+    let (op, values) = match api.find(req.method(), uri.path()) {
         Found::Operation(op, values) => (op, values),
         _ if !policy.reject_unknown => return Ok(()),
-        Found::NoPath => {
-            let message = format!(
-                "{} {} is not an operation of the API",
-                req.method(),
-                req.uri().path()
-            );
-            return Err(refuse(
-                Invalid {
-                    status: 404,
-                    at: String::new(),
-                    message,
-                },
-                None,
-            ));
-        }
-        Found::NoMethod(allow) => {
-            let message = format!("method {} is not one of {allow}", req.method());
-            return Err(refuse(
-                Invalid {
-                    status: 405,
-                    at: String::new(),
-                    message,
-                },
-                Some(allow),
-            ));
-        }
+        other => return Err(unknown(policy, req.method(), uri.path(), other)),
     };
     let given = Given {
         path: &values,
-        query: req.uri().query(),
+        query: uri.query(),
         headers: req.headers(),
     };
     let read = req.extensions().get::<BodyHead>().map(|h| h.data.clone());
@@ -92,7 +65,7 @@ pub async fn check(
             .and_then(|v| v.to_str().ok());
         given.unwrap_or("application/octet-stream")
     });
-    let Some(schema) = op.check(&given, media).map_err(|i| refuse(i, None))? else {
+    let Some(schema) = op.check(&given, media).map_err(refuse)? else {
         return Ok(());
     };
     let data = match read {
@@ -107,5 +80,46 @@ pub async fn check(
             data
         }
     };
-    check_json(schema, &data).map_err(|i| refuse(i, None))
+    match data.is_empty() {
+        // A chunked body of no chunks is no body.
+        true if op.body_required() => {
+            Err(refuse(Invalid::bad("body".into(), "is required".into())))
+        }
+        true => Ok(()),
+        false => check_json(schema, &data).map_err(refuse),
+    }
+}
+
+fn refused(policy: &ApiSchema, invalid: Invalid, allow: Option<String>) -> ProxyError {
+    ProxyError::RequestInvalid {
+        policy: policy.policy.clone(),
+        invalid: Box::new(invalid),
+        allow: allow.map(String::into_boxed_str),
+    }
+}
+
+/// The refusal of a request for an operation the document lacks: `404`,
+/// or `405` with the methods its path has.
+fn unknown(policy: &ApiSchema, method: &http::Method, path: &str, found: Found<'_>) -> ProxyError {
+    let (status, message, allow) = match found {
+        Found::NoMethod(allow) => {
+            let message = format!("method {method} is not one of {allow}");
+            (405, message, Some(allow))
+        }
+        _ => (
+            404,
+            format!("{method} {path} is not an operation of the API"),
+            None,
+        ),
+    };
+    let at = String::new();
+    refused(
+        policy,
+        Invalid {
+            status,
+            at,
+            message,
+        },
+        allow,
+    )
 }
