@@ -130,7 +130,7 @@ async fn requests_the_document_does_not_describe_never_reach_the_api() {
         (
             call(port, ("DELETE", "/api/products/1"), &[], "").await,
             (405, "operation_unknown"),
-            "method DELETE is not one of GET",
+            "method DELETE is not one of GET, HEAD",
         ),
         (
             call(
@@ -197,7 +197,7 @@ async fn requests_the_document_does_not_describe_never_reach_the_api() {
             assert!(said(r).starts_with("strait: ApiSchemaPolicy default/shop-api: "));
         }
     }
-    assert_eq!(refused[6].0.headers["allow"], "GET");
+    assert_eq!(refused[6].0.headers["allow"], "GET, HEAD");
 
     // What the document describes passes, its body whole; HEAD as GET.
     let review = r#"{"product": 1, "stars": 5, "text": null}"#;
@@ -280,7 +280,7 @@ fn a_bad_document_or_policy_is_refused_with_its_field_path() {
         assert_ne!(code, Some(0), "{out}");
         assert!(out.contains(message), "{message:?} not in {out}");
         assert!(
-            out.contains("the policy checks nothing until it is fixed"),
+            out.contains("the policy's targets answer 500 until it is fixed"),
             "{out}"
         );
     }
@@ -399,4 +399,79 @@ async fn streamed_bodies_are_read_checked_and_sent_on_whole() {
         .await
         .expect("answer");
     assert_eq!(r.status(), 400);
+}
+
+/// A path a backend may read as another — `//`, dot segments, an encoded
+/// letter or `/`, a `;` parameter — is refused even when unknown
+/// operations pass; a trailing `/` is checked as if absent; a parameter
+/// given twice is refused (a backend may read either value).
+#[tokio::test]
+async fn paths_a_backend_could_read_otherwise_are_refused() {
+    let (gw, port, _dir, _app) = start(&policy("{file: shop.openapi.yaml}", "")).await;
+    let get = |path| ("GET", path);
+    for path in [
+        "/api//products/1",
+        "/api/./products/1",
+        "/api/x/../products/1",
+        "/api/%70roducts/1",
+        "/api/products%2F1",
+        "/api/products;v=2/1",
+        "/api/products/1/..",
+    ] {
+        let r = call(port, get(path), &[TENANT], "").await;
+        assert_eq!(
+            (r.status, r.reason()),
+            (400, Some("request_invalid")),
+            "{path}: {}",
+            gw.logs()
+        );
+        assert!(
+            said(&r).contains("the path is not in normal form"),
+            "{}",
+            said(&r)
+        );
+    }
+    let r = call(port, get("/api/products/abc/"), &[], "").await;
+    assert_eq!(r.status, 400, "trailing / checked: {}", said(&r));
+    assert!(said(&r).contains("path parameter id"), "{}", said(&r));
+    assert_eq!(
+        call(port, get("/api/products/12/"), &[], "").await.status,
+        200
+    );
+    let r = call(port, get("/api/products?limit=5&limit=500"), &[TENANT], "").await;
+    assert_eq!(r.status, 400);
+    assert!(
+        said(&r).contains("query parameter limit: is given 2 times"),
+        "{}",
+        said(&r)
+    );
+    let twice = [JSON, ("content-type", "text/plain")];
+    let r = call(
+        port,
+        ("POST", "/api/reviews"),
+        &twice,
+        r#"{"product": 1, "stars": 3}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        said(&r).contains("header Content-Type: is given more than once"),
+        "{}",
+        said(&r)
+    );
+}
+
+/// A policy that cannot be read fails closed: its route answers `500`
+/// (`policy_invalid`) until it is fixed, and another route is served.
+#[tokio::test]
+async fn a_broken_policy_fails_closed() {
+    let (gw, port, _dir, _app) = start(&policy("{file: nowhere.yaml}", "")).await;
+    let r = call(port, ("GET", "/api/products?limit=5"), &[TENANT], "").await;
+    assert_eq!(
+        (r.status, r.reason()),
+        (500, Some("policy_invalid")),
+        "{}",
+        gw.logs()
+    );
+    assert!(said(&r).contains("not valid"), "{}", said(&r));
 }

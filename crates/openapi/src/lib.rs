@@ -13,12 +13,14 @@
 //! document.
 
 mod params;
+mod path;
 mod schema;
 
 use http::Method;
 use jsonschema::Validator;
 pub use params::Given;
 use params::Param;
+pub use schema::cut;
 use schema::Schemas;
 use serde_json::Value;
 
@@ -112,6 +114,9 @@ pub enum Found<'a> {
     /// The path's template has no operation for the method (`405`), and
     /// these are the methods it has.
     NoMethod(String),
+    /// A path not in the one form templates are matched against (`400`,
+    /// however unknown operations are treated), and why.
+    NotNormal(&'static str),
 }
 
 impl Api {
@@ -162,6 +167,9 @@ impl Api {
 
     /// The operation `method` on `path` (without its query) names.
     pub fn find<'a>(&'a self, method: &Method, path: &'a str) -> Found<'a> {
+        if let Some(why) = path::abnormal(path) {
+            return Found::NotNormal(why);
+        }
         let Some(rest) = path.strip_prefix(self.base.as_str()) else {
             return Found::NoPath;
         };
@@ -170,7 +178,8 @@ impl Api {
             r if r.starts_with('/') => r,
             _ => return Found::NoPath,
         };
-        let given = &rest[1..];
+        // A trailing `/` is matched as if absent: a backend may read it so.
+        let given = rest[1..].strip_suffix('/').unwrap_or(&rest[1..]);
         let count = given.bytes().filter(|b| *b == b'/').count() + 1;
         // In rank order: the first that fits is the one OpenAPI means.
         let fits = |i: &&PathItem| i.segments.len() == count && i.fits(given);
@@ -189,7 +198,12 @@ impl Api {
         match op {
             Some((_, op)) => Found::Operation(op, item.values(given)),
             None => {
-                let allow: Vec<&str> = item.operations.iter().map(|(m, _)| m.as_str()).collect();
+                let mut allow: Vec<&str> =
+                    item.operations.iter().map(|(m, _)| m.as_str()).collect();
+                let has = |m: &Method| item.operations.iter().any(|(o, _)| o == m);
+                if has(&Method::GET) && !has(&Method::HEAD) {
+                    allow.push("HEAD");
+                }
                 Found::NoMethod(allow.join(", "))
             }
         }
@@ -221,17 +235,18 @@ impl PathItem {
         values
     }
 
-    /// A literal segment wins over a templated one, leftmost first: a
-    /// bit for each templated segment, the first the highest.
+    /// A literal segment wins over a templated one, and a parameter with
+    /// text around it (`{name}.json`) over a bare one, leftmost first:
+    /// two bits a segment, the first the highest.
     fn rank(&self) -> u64 {
-        let templated = self
-            .segments
-            .iter()
-            .map(|s| matches!(s, Segment::Param { .. }));
-        templated
-            .take(64)
+        let kind = self.segments.iter().map(|s| match s {
+            Segment::Literal(_) => 0,
+            Segment::Param { prefix, suffix, .. } if !prefix.is_empty() || !suffix.is_empty() => 1,
+            Segment::Param { .. } => 2,
+        });
+        kind.take(32)
             .enumerate()
-            .fold(0, |rank, (i, t)| rank | (u64::from(t) << (63 - i)))
+            .fold(0, |rank, (i, k)| rank | (k << (62 - 2 * i)))
     }
 }
 
@@ -276,12 +291,7 @@ impl Operation {
                 false => Ok(None),
             };
         };
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let essence = essence(content_type);
         match spec.media_of(&essence) {
             Some(schema) => Ok(schema),
             None => {
@@ -327,10 +337,14 @@ fn compile_path(
         return Err("a path template starts with /".into());
     }
     let segments = template[1..]
+        .strip_suffix('/')
+        .unwrap_or(&template[1..])
         .split('/')
         .map(segment)
         .collect::<Result<Vec<_>, _>>()?;
-    let item = resolve(doc, item)?;
+    // A path item given by reference: its operations are where it points.
+    let (item, pointer) = resolve_at(doc, item, pointer.to_string())?;
+    let pointer = pointer.as_str();
     let shared = item.get("parameters");
     let methods = [
         "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -428,7 +442,8 @@ fn compile_body(b: &Value, pointer: &str, schemas: &Schemas) -> Result<Body, Str
         .ok_or("has no content")?;
     let mut media = Vec::new();
     for (written, m) in content {
-        let range = written.to_ascii_lowercase();
+        // `application/json;charset=UTF-8`, as some generators write it.
+        let range = essence(written);
         let schema = match (is_json(&range), m.get("schema")) {
             (true, Some(_)) => {
                 let at = format!("{pointer}/content/{}/schema", escape(written));
@@ -444,6 +459,12 @@ fn compile_body(b: &Value, pointer: &str, schemas: &Schemas) -> Result<Body, Str
     })
 }
 
+/// A media type without its parameters, lowercase.
+fn essence(media_type: &str) -> String {
+    let bare = media_type.split(';').next().unwrap_or("");
+    bare.trim().to_ascii_lowercase()
+}
+
 fn is_json(range: &str) -> bool {
     range == "application/json" || range.ends_with("+json")
 }
@@ -451,10 +472,21 @@ fn is_json(range: &str) -> bool {
 /// The path of the document's first `servers` URL (`/api` of
 /// `https://example.com/api`); `""` without one.
 fn server_path(doc: &Value) -> String {
-    let url = doc
+    let mut url = doc
         .pointer("/servers/0/url")
         .and_then(Value::as_str)
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_string();
+    // `{basePath}`: the variable's default.
+    let variables = doc
+        .pointer("/servers/0/variables")
+        .and_then(Value::as_object);
+    for (name, v) in variables.into_iter().flatten() {
+        if let Some(default) = v.get("default").and_then(Value::as_str) {
+            url = url.replace(&format!("{{{name}}}"), default);
+        }
+    }
+    let url = url.as_str();
     let path = match url.split_once("://") {
         Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
         None => url,
@@ -488,10 +520,12 @@ fn resolve_at<'a>(
                 "$ref {reference:?}: references outside the document are not read"
             ));
         };
+        // A fragment is percent-encoded (`#/paths/~1users~1%7Bid%7D`).
+        let pointer = percent_encoding::percent_decode_str(pointer).decode_utf8_lossy();
         value = doc
-            .pointer(pointer)
+            .pointer(&pointer)
             .ok_or_else(|| format!("$ref {reference:?} names nothing in the document"))?;
-        at = pointer.to_string();
+        at = pointer.into_owned();
     }
     Err("$ref: more than 16 references in a row".into())
 }

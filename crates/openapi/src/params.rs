@@ -113,6 +113,9 @@ impl Param {
             return Ok(Some(param));
         };
         let shape = shape(doc, schema, at, p)?;
+        // An object in the query is sent as its properties (`form`) or
+        // as `name[key]` (`deepObject`), never under its own name.
+        let required = required && !(shape == Shape::Unchecked && at == In::Query);
         let schema = match shape {
             Shape::Unchecked => None,
             _ => Some(schemas.compile(&format!("{pointer}/schema"))?),
@@ -129,6 +132,12 @@ impl Param {
     /// This parameter in `given`: there if required, and as its schema
     /// says.
     pub fn check(&self, given: &Given<'_>) -> Result<(), Invalid> {
+        if self.at == In::Header {
+            let values = given.headers.get_all(self.name.as_str()).iter();
+            if values.into_iter().any(|v| v.to_str().is_err()) {
+                return Err(self.invalid("", "is not text (bytes past ASCII)".into()));
+            }
+        }
         let texts = self.texts(given);
         if texts.is_empty() {
             return match self.required {
@@ -140,6 +149,11 @@ impl Param {
             return Ok(());
         };
         let value = match self.shape {
+            // A backend may read the first value or the last: one it is.
+            Shape::One(_) if texts.len() > 1 => {
+                let said = format!("is given {} times, and takes one value", texts.len());
+                return Err(self.invalid("", said));
+            }
             Shape::One(kind) => read(kind, &texts[0]),
             Shape::Many {
                 item,
@@ -206,10 +220,10 @@ impl Param {
 /// How parameter `p`'s text is read, from its (resolved) schema's type.
 fn shape(doc: &Value, schema: &Value, at: In, p: &Value) -> Result<Shape, String> {
     let schema = crate::resolve(doc, schema)?;
-    match type_of(schema) {
+    match type_of(doc, schema, 0) {
         Some("array") => {
             let items = schema.get("items").unwrap_or(&Value::Null);
-            let item = scalar(crate::resolve(doc, items)?);
+            let item = scalar(type_of(doc, crate::resolve(doc, items)?, 0));
             let style = p.get("style").and_then(Value::as_str);
             let explode = match p.get("explode").and_then(Value::as_bool) {
                 Some(e) => e,
@@ -227,24 +241,38 @@ fn shape(doc: &Value, schema: &Value, at: In, p: &Value) -> Result<Shape, String
             })
         }
         Some("object") => Ok(Shape::Unchecked),
-        _ => Ok(Shape::One(scalar(schema))),
+        other => Ok(Shape::One(scalar(other))),
     }
 }
 
-fn type_of(schema: &Value) -> Option<&str> {
+/// The type a schema gives its values: its own `type`, else the first
+/// of its `anyOf`, `oneOf` or `allOf` that has one; never `null`.
+fn type_of<'d>(doc: &'d Value, schema: &'d Value, depth: u8) -> Option<&'d str> {
     match schema.get("type") {
-        Some(Value::String(t)) => Some(t),
+        Some(Value::String(t)) if t != "null" => return Some(t),
         // 3.1's `[integer, "null"]`: the type that is not null.
-        Some(Value::Array(types)) => types
-            .iter()
-            .filter_map(Value::as_str)
-            .find(|t| *t != "null"),
-        _ => None,
+        Some(Value::Array(types)) => {
+            return types
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|t| *t != "null")
+        }
+        _ => {}
     }
+    if depth > 8 {
+        return None;
+    }
+    let parts = ["anyOf", "oneOf", "allOf"]
+        .into_iter()
+        .filter_map(|k| schema.get(k));
+    let parts = parts.filter_map(Value::as_array).flatten();
+    parts
+        .filter_map(|s| crate::resolve(doc, s).ok())
+        .find_map(|s| type_of(doc, s, depth + 1))
 }
 
-fn scalar(schema: &Value) -> Scalar {
-    match type_of(schema) {
+fn scalar(type_of: Option<&str>) -> Scalar {
+    match type_of {
         Some("integer") => Scalar::Integer,
         Some("number") => Scalar::Number,
         Some("boolean") => Scalar::Boolean,
@@ -287,7 +315,16 @@ mod tests {
 
     #[test]
     fn nullable_types_read_as_their_other_type() {
-        let schema = serde_json::json!({"type": ["null", "integer"]});
-        assert_eq!(scalar(&schema), Scalar::Integer);
+        let doc = serde_json::json!({"components": {"schemas": {"N": {"type": "number"}}}});
+        let of = |schema: Value| scalar(type_of(&doc, &schema, 0));
+        assert_eq!(
+            of(serde_json::json!({"type": ["null", "integer"]})),
+            Scalar::Integer
+        );
+        let any = serde_json::json!({"anyOf": [{"type": "null"}, {"type": "boolean"}]});
+        assert_eq!(of(any), Scalar::Boolean);
+        let all = serde_json::json!({"allOf": [{"$ref": "#/components/schemas/N"}]});
+        assert_eq!(of(all), Scalar::Number);
+        assert_eq!(of(serde_json::json!({"description": "x"})), Scalar::Text);
     }
 }

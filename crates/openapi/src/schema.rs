@@ -81,11 +81,12 @@ pub(crate) fn check(schema: &Validator, value: &Value) -> Result<(), (String, St
     }
     match schema.validate(value) {
         Ok(()) => Ok(()),
-        Err(e) => Err((e.instance_path().to_string(), cut(e.to_string()))),
+        Err(e) => Err((cut(e.instance_path().to_string()), cut(e.to_string()))),
     }
 }
 
-fn cut(mut text: String) -> String {
+/// `text` cut at 200 bytes: a message may quote what the client sent.
+pub fn cut(mut text: String) -> String {
     if text.len() > MAX_MESSAGE {
         let mut end = MAX_MESSAGE;
         while !text.is_char_boundary(end) {

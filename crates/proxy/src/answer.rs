@@ -251,6 +251,7 @@ impl ProxyError {
             RateLimited { .. } => "rate_limited",
             RateLimitFailed { .. } => "rate_limit_failed",
             RequestInvalid { invalid, .. } => match invalid.status {
+                500 => "policy_invalid",
                 404 | 405 => "operation_unknown",
                 415 => "media_type_unsupported",
                 _ => "request_invalid",
@@ -273,6 +274,7 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         use ProxyError::*;
         match self {
+            RequestInvalid { invalid, .. } if invalid.status == 500 => Side::Config,
             NoHost
             | Misdirected
             | NoRoute

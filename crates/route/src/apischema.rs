@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use strait_config::apischema::{parse_document, ApiSchemaPolicySpec};
 use strait_config::{Document, Object, Resource};
-pub use strait_openapi::{check_json, Found, Given, Invalid};
+pub use strait_openapi::{check_json, cut, Found, Given, Invalid};
 
 /// A JSON body read to check it: at most this, unless the policy says.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -18,7 +18,7 @@ const MAX_MAX_BODY: u64 = 64 << 20;
 pub struct ApiSchema {
     /// `namespace/name`.
     pub policy: Arc<str>,
-    /// `None` for a policy with errors: it checks nothing.
+    /// `None` for a policy with errors: its targets answer `500`.
     pub api: Option<strait_openapi::Api>,
     /// Refuse requests for operations the document does not have.
     pub reject_unknown: bool,
@@ -45,7 +45,7 @@ impl Attached<ApiSchema> {
                 let (value, errors) = compile_policy(docs, p);
                 (value, errors, Vec::new())
             },
-            "the policy checks nothing until it is fixed",
+            "the policy's targets answer 500 until it is fixed",
         )
     }
 }
@@ -208,7 +208,9 @@ mod tests {
             let mut t = table(&yaml);
             let problems = t.take_problems();
             let found = problems.iter().any(|p| {
-                p.path == field && p.message.contains(said) && p.message.contains("checks nothing")
+                p.path == field
+                    && p.message.contains(said)
+                    && p.message.contains("answer 500 until it is fixed")
             });
             assert!(found, "{field}: {problems:?}");
             let p = t.for_rule("HTTPRoute", "shop", "r", None);

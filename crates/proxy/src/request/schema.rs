@@ -36,14 +36,31 @@ pub async fn check(
     req: &mut Request<Incoming>,
     (limits, grpc): (&crate::limits::HttpLimits, bool),
 ) -> Result<(), ProxyError> {
-    let Some(api) = &policy.api else {
+    // A gRPC call is no operation of an HTTP API's document.
+    if grpc {
         return Ok(());
+    }
+    let Some(api) = &policy.api else {
+        // A policy that cannot be read fails closed, as a broken
+        // SecurityPolicy does: nothing passes unchecked.
+        let message =
+            "the policy is not valid (see strait check); its targets answer 500 until it is fixed";
+        let invalid = Invalid {
+            status: 500,
+            at: String::new(),
+            message: message.into(),
+        };
+        return Err(refused(policy, invalid, None));
     };
     let refuse = |invalid| refused(policy, invalid, None);
     // Shared, not copied: the path's values borrow it while the body is read.
     let uri = req.uri().clone();
     let (op, values) = match api.find(req.method(), uri.path()) {
         Found::Operation(op, values) => (op, values),
+        Found::NotNormal(why) => {
+            let message = format!("the path is not in normal form: {why}");
+            return Err(refuse(Invalid::bad(String::new(), message)));
+        }
         _ if !policy.reject_unknown => return Ok(()),
         other => return Err(unknown(policy, req.method(), uri.path(), other)),
     };
@@ -57,18 +74,16 @@ pub async fn check(
         Some(data) => !data.is_empty(),
         None => !http_body::Body::is_end_stream(req.body()),
     };
-    // RFC 9110 §8.3: a body without a type may be taken as bytes.
-    let media = has_body.then(|| {
-        let given = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        given.unwrap_or("application/octet-stream")
-    });
+    let media = match has_body {
+        true => Some(media_type(req.headers()).map_err(refuse)?),
+        false => None,
+    };
     let Some(schema) = op.check(&given, media).map_err(refuse)? else {
         return Ok(());
     };
     let data = match read {
+        // Read before, for an authorization service, to its own bound.
+        Some(data) if data.len() as u64 > policy.max_body => return Err(ProxyError::BodyTooLarge),
         Some(data) => data,
         None => {
             let pace = super::filters::pace(limits, req.version(), grpc);
@@ -90,6 +105,21 @@ pub async fn check(
     }
 }
 
+/// The body's media type. RFC 9110 §8.3: a body without a type may be
+/// taken as bytes. More than one, or one that is not text, is refused: a
+/// backend might read another than the one checked.
+fn media_type(headers: &http::HeaderMap) -> Result<&str, Invalid> {
+    let mut types = headers.get_all(CONTENT_TYPE).iter();
+    let (first, more) = (types.next(), types.next());
+    let bad = |why: &str| Invalid::bad("header Content-Type".into(), why.into());
+    match (first.map(|v| v.to_str()), more) {
+        (_, Some(_)) => Err(bad("is given more than once")),
+        (None, None) => Ok("application/octet-stream"),
+        (Some(Ok(t)), None) => Ok(t),
+        (Some(Err(_)), None) => Err(bad("is not text (bytes past ASCII)")),
+    }
+}
+
 fn refused(policy: &ApiSchema, invalid: Invalid, allow: Option<String>) -> ProxyError {
     ProxyError::RequestInvalid {
         policy: policy.policy.clone(),
@@ -106,11 +136,14 @@ fn unknown(policy: &ApiSchema, method: &http::Method, path: &str, found: Found<'
             let message = format!("method {method} is not one of {allow}");
             (405, message, Some(allow))
         }
-        _ => (
-            404,
-            format!("{method} {path} is not an operation of the API"),
-            None,
-        ),
+        _ => {
+            let path = strait_route::apischema::cut(path.to_string());
+            (
+                404,
+                format!("{method} {path} is not an operation of the API"),
+                None,
+            )
+        }
     };
     let at = String::new();
     refused(
