@@ -59,6 +59,15 @@ fn op<'a>(
     }
 }
 
+/// A request with no path parameters and no query.
+fn bare(headers: &HeaderMap) -> Given<'_> {
+    Given {
+        path: &[],
+        query: None,
+        headers,
+    }
+}
+
 fn headers(pairs: &[(&'static str, &str)]) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for (n, v) in pairs {
@@ -187,11 +196,7 @@ fn bodies_are_checked_by_media_type() -> Result<(), String> {
     let api = api()?;
     let (post, _) = op(&api, Method::POST, "/api/products")?;
     let none = HeaderMap::new();
-    let given = Given {
-        path: &[],
-        query: None,
-        headers: &none,
-    };
+    let given = bare(&none);
     let e = post.check(&given, None).err().ok_or("passed")?;
     assert_eq!((e.status, e.at.as_str()), (400, "body"));
     let e = post
@@ -260,11 +265,7 @@ fn any_input_is_answered() -> Result<(), String> {
     let api = api()?;
     let (post, _) = op(&api, Method::POST, "/api/products")?;
     let none = HeaderMap::new();
-    let given = Given {
-        path: &[],
-        query: None,
-        headers: &none,
-    };
+    let given = bare(&none);
     let schema = post
         .check(&given, Some("application/json"))
         .map_err(|e| e.to_string())?
@@ -344,11 +345,7 @@ fn referenced_path_items_media_parameters_and_server_variables_are_read() -> Res
     assert_eq!(op(&api, Method::GET, "/v2/files/a.json")?.0.id, "json");
     assert_eq!(op(&api, Method::GET, "/v2/files/a.txt")?.0.id, "bare");
     let (post, _) = op(&api, Method::POST, "/v2/orders")?;
-    let given = Given {
-        path: &[],
-        query: None,
-        headers: &none,
-    };
+    let given = bare(&none);
     let schema = post
         .check(&given, Some("application/json"))
         .map_err(|e| e.to_string())?
