@@ -36,6 +36,20 @@ def heads():
         write("http1_head", f"{i:03}", case.raw)
 
 
+def responses():
+    """Backends' answers, as strait's HTTP/1.1 client reads them."""
+    answers = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhelloHTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nx-t: 1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nuntil close",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.0 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+    ]
+    for i, answer in enumerate(answers):
+        write("h1_response", f"{i:03}", b"\0" + answer)
+        write("h1_response", f"{i:03}-head", b"\1" + answer)
+
+
 def identity():
     write("identity", "id", b"\2spiffe://td/ns/shop/sa/web")
     if shutil.which("openssl") is None:
@@ -105,5 +119,6 @@ def deltas():
 if __name__ == "__main__":
     manifests()
     heads()
+    responses()
     identity()
     deltas()

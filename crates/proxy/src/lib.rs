@@ -21,6 +21,7 @@ pub mod decisions;
 pub mod dial;
 pub mod ext_authz;
 pub mod fetch;
+pub mod h1;
 mod headers;
 pub mod jwks;
 pub mod l4;

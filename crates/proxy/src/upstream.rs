@@ -1,9 +1,11 @@
 //! Connections to backends, HTTP/1.1 or HTTP/2 with prior knowledge (h2c)
 //! as the backend port's `appProtocol` says.
 //!
-//! HTTP/1.1 uses a keep-alive pool per endpoint of hyper's own connection
-//! handles (measured cheaper per request than hyper-util's general client,
-//! see docs/benchmarks.md). HTTP/2 multiplexes, so one connection per endpoint is kept,
+//! HTTP/1.1 uses a keep-alive pool per endpoint of connections strait
+//! drives itself from the request's task ([`crate::h1`]; measured cheaper
+//! per request than hyper's client, see docs/benchmarks.md), but for an
+//! upgrade (WebSocket), which goes over a fresh hyper connection that
+//! is never pooled. HTTP/2 multiplexes, so one connection per endpoint is kept,
 //! dialled by address while the request's `:authority` stays the host the
 //! client asked for (RFC 9113 §8.3.1): a backend must see the same host
 //! over either protocol.
@@ -11,6 +13,7 @@
 use crate::conn_limit::{acquire, Got, Overflow};
 use crate::conn_limit::{ConnGate, ConnSlot};
 use crate::dial::{dial, CONNECT_TIMEOUT};
+use crate::h1::{Conn, Io, Unanswered};
 use crate::send_watch::{SendWatch, Watched};
 use crate::tee::{BoxError, UpstreamBody};
 use crate::wait::Wait;
@@ -90,7 +93,7 @@ impl Failed {
 /// once the body has been read to its end. Dropped early, it takes the
 /// connection with it (hyper closes it): its state is unknown.
 pub struct PooledBody {
-    inner: Incoming,
+    inner: Inner,
     back: Option<GiveBack>,
     /// Longest wait for the backend's next frame; `None`: no limit.
     idle: Option<Duration>,
@@ -101,6 +104,22 @@ pub struct PooledBody {
     on_end: Option<Box<dyn OnEnd>>,
     sent: u64,
     grpc_status: Option<u8>,
+}
+
+/// Whose reading a body is: strait's own HTTP/1.1 connection's, or
+/// hyper's (HTTP/2, and an upgrade's answer).
+enum Inner {
+    Own(crate::h1::H1Body),
+    Hyper(Incoming),
+}
+
+impl Inner {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::Own(b) => b.is_end_stream(),
+            Inner::Hyper(b) => b.is_end_stream(),
+        }
+    }
 }
 
 /// How a response body ended, for telemetry.
@@ -140,13 +159,12 @@ impl std::error::Error for BackendIdle {}
 struct GiveBack {
     pool: Arc<H1Pool>,
     key: PoolKey,
-    sender: http1::SendRequest<UpstreamBody>,
     gate: Option<Arc<ConnGate>>,
 }
 
 impl GiveBack {
-    fn put(self) {
-        self.pool.put(self.key, self.sender);
+    fn put(self, conn: Conn) {
+        self.pool.put(self.key, conn);
         if let Some(gate) = self.gate {
             gate.returned();
         }
@@ -154,7 +172,7 @@ impl GiveBack {
 }
 
 impl PooledBody {
-    fn new(inner: Incoming, back: Option<GiveBack>) -> Self {
+    fn new(inner: Inner, back: Option<GiveBack>) -> Self {
         PooledBody {
             inner,
             back,
@@ -195,8 +213,13 @@ impl PooledBody {
     }
 
     fn give_back(&mut self) {
-        if let Some(back) = self.back.take() {
-            back.put();
+        let Some(back) = self.back.take() else {
+            return;
+        };
+        if let Inner::Own(body) = &mut self.inner {
+            if let Some(conn) = body.reusable() {
+                back.put(conn);
+            }
         }
     }
 }
@@ -213,7 +236,11 @@ impl Body for PooledBody {
         if let Some(send) = &mut this.send {
             send.asked();
         }
-        let polled = match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = match &mut this.inner {
+            Inner::Own(b) => Pin::new(b).poll_frame(cx),
+            Inner::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+        };
+        let polled = match polled {
             Poll::Pending => {
                 let Some(idle) = this.idle else {
                     return Poll::Pending;
@@ -245,7 +272,7 @@ impl Body for PooledBody {
         } else if let Some(send) = &mut this.send {
             send.handed();
         }
-        Poll::Ready(polled.map(|r| r.map_err(BoxError::from)))
+        Poll::Ready(polled)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -253,7 +280,10 @@ impl Body for PooledBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Own(b) => b.size_hint(),
+            Inner::Hyper(b) => b.size_hint(),
+        }
     }
 }
 
@@ -263,8 +293,8 @@ impl Drop for PooledBody {
     }
 }
 
-/// A connection handle and when it went idle.
-type IdleConnection = (Instant, http1::SendRequest<UpstreamBody>);
+/// A connection and when it went idle.
+type IdleConnection = (Instant, Conn);
 
 /// Idle HTTP/1.1 connections per endpoint, most recent last.
 #[derive(Default)]
@@ -278,12 +308,14 @@ pub struct H1Pool {
 pub const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
 impl H1Pool {
-    fn take(&self, endpoint: PoolKey) -> Option<http1::SendRequest<UpstreamBody>> {
+    /// The most recent idle connection to `endpoint` the backend has not
+    /// closed. Those found closed or too old are dropped on the way.
+    fn take(&self, endpoint: PoolKey) -> Option<Conn> {
         let mut idle = lock(&self.idle);
         let list = idle.get_mut(&endpoint)?;
-        while let Some((since, sender)) = list.pop() {
-            if !sender.is_closed() && since.elapsed() < UPSTREAM_IDLE_TIMEOUT {
-                return Some(sender);
+        while let Some((since, mut conn)) = list.pop() {
+            if since.elapsed() < UPSTREAM_IDLE_TIMEOUT && conn.is_usable() {
+                return Some(conn);
             }
         }
         None
@@ -306,14 +338,19 @@ impl H1Pool {
             })
     }
 
-    fn put(&self, endpoint: PoolKey, sender: http1::SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Keeps `conn` for reuse. No task watches an idle connection, so
+    /// those past the idle timeout are closed here, oldest first.
+    fn put(&self, endpoint: PoolKey, conn: Conn) {
+        let now = Instant::now();
         let mut idle = lock(&self.idle);
         let list = idle.entry(endpoint).or_default();
+        let stale =
+            |(since, _): &IdleConnection| now.duration_since(*since) >= UPSTREAM_IDLE_TIMEOUT;
+        if list.first().is_some_and(stale) {
+            list.retain(|c| !stale(c));
+        }
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push((Instant::now(), sender));
+            list.push((now, conn));
         }
     }
 }
@@ -414,7 +451,10 @@ impl Upstreams {
                     }
                     *req.uri_mut() = Uri::from(path_and_query);
                     *req.version_mut() = Version::HTTP_11;
-                    self.send_h1(cluster, gate, key, tls, req).await
+                    match upgrade {
+                        true => Box::pin(self.send_upgrade(cluster, gate, key, tls, req)).await,
+                        false => self.send_h1(cluster, gate, key, tls, req).await,
+                    }
                 }
                 UpstreamProtocol::H2c => {
                     let authority = req
@@ -433,16 +473,16 @@ impl Upstreams {
                         return Err(Failed::unsent(SendError::Connect(e), req));
                     }
                     let response = sender.send_request(req).await.map_err(Failed::sent)?;
-                    Ok(response.map(|inner| PooledBody::new(inner, None)))
+                    Ok(response.map(|inner| PooledBody::new(Inner::Hyper(inner), None)))
                 }
             }
         }
     }
 
-    /// One request on a pooled connection. A reused connection the backend
-    /// closed while it sat idle gives the request back unsent; it is then
-    /// retried once on a fresh connection, so an idle close never fails a
-    /// request.
+    /// One request on a pooled connection. A request a reused connection
+    /// dropped unanswered, as a backend drops an idle connection, goes
+    /// once more on a fresh connection when that is safe
+    /// ([`crate::h1::Unanswered`]), so an idle close does not fail it.
     #[allow(clippy::manual_async_fn)]
     fn send_h1<'s>(
         &'s self,
@@ -455,52 +495,82 @@ impl Upstreams {
         async move {
             let mut fresh_only = false;
             loop {
-                let (mut sender, was_reused) = match self
+                let (conn, was_reused) = match self
                     .h1_connection(cluster, gate, endpoint, tls, !fresh_only)
                     .await
                 {
                     Ok(got) => got,
                     Err(e) => return Err(Failed::unsent(e, req)),
                 };
-                if sender.ready().await.is_err() {
-                    if was_reused {
-                        continue;
-                    }
-                    let e = format!("connection to {} closed before use", endpoint.endpoint);
-                    return Err(Failed::unsent(SendError::Connect(e), req));
-                }
-                match sender.try_send_request(req).await {
+                match crate::h1::send(conn, req, was_reused).await {
                     Ok(response) => {
-                        // A connection switched to another protocol is no longer HTTP.
-                        let mut back = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-                            .then(|| GiveBack {
-                                pool: self.h1.clone(),
-                                key: endpoint,
-                                sender,
-                                gate: gate.cloned(),
-                            });
+                        let back = GiveBack {
+                            pool: self.h1.clone(),
+                            key: endpoint,
+                            gate: gate.cloned(),
+                        };
+                        let mut response =
+                            response.map(|body| PooledBody::new(Inner::Own(body), Some(back)));
                         if response.body().is_end_stream() {
-                            if let Some(back) = back.take() {
-                                back.put();
-                            }
+                            response.body_mut().give_back();
                         }
-                        return Ok(response.map(|inner| PooledBody::new(inner, back)));
+                        return Ok(response);
                     }
-                    Err(mut e) => match e.take_message() {
-                        Some(unsent) if was_reused && !fresh_only => {
-                            req = unsent;
-                            fresh_only = true;
-                        }
-                        // A fresh connection that took nothing: as good as refused.
-                        Some(unsent) => {
-                            let e =
-                                SendError::Connect(format!("{}: {}", endpoint.endpoint, e.error()));
-                            return Err(Failed::unsent(e, unsent));
-                        }
-                        None => return Err(Failed::sent(e.into_error())),
-                    },
+                    Err(Unanswered {
+                        request: Some(unsent),
+                        ..
+                    }) if !fresh_only => {
+                        req = unsent;
+                        fresh_only = true;
+                    }
+                    Err(unanswered) => return Err(Failed::sent(unanswered.error)),
                 }
             }
+        }
+    }
+
+    /// An upgrade request (WebSocket) on a fresh hyper connection of its
+    /// own, which hands the switched connection over; never pooled.
+    async fn send_upgrade(
+        &self,
+        cluster: &Cluster,
+        gate: Option<&Arc<ConnGate>>,
+        key: PoolKey,
+        tls: Option<Tls<'_>>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, Failed> {
+        let slot = match gate {
+            None => None,
+            Some(gate) => {
+                let got = acquire(
+                    gate,
+                    || None::<std::convert::Infallible>,
+                    || self.h1.evict_other(&cluster.endpoints, key),
+                );
+                match got.await {
+                    Ok(Got::Slot(slot)) => Some(slot),
+                    Ok(Got::Open(never)) => match never {},
+                    Err(o) => return Err(Failed::unsent(o.into(), req)),
+                }
+            }
+        };
+        let mut sender = match connect_upgrade(key.endpoint, tls, slot).await {
+            Ok(sender) => sender,
+            Err(e) => return Err(Failed::unsent(e, req)),
+        };
+        if sender.ready().await.is_err() {
+            let e = format!("connection to {} closed before use", key.endpoint);
+            return Err(Failed::unsent(SendError::Connect(e), req));
+        }
+        match sender.try_send_request(req).await {
+            Ok(response) => Ok(response.map(|inner| PooledBody::new(Inner::Hyper(inner), None))),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => {
+                    let e = SendError::Connect(format!("{}: {}", key.endpoint, e.error()));
+                    Err(Failed::unsent(e, unsent))
+                }
+                None => Err(Failed::sent(e.into_error())),
+            },
         }
     }
 
@@ -513,7 +583,7 @@ impl Upstreams {
         key: PoolKey,
         tls: Option<Tls<'_>>,
         idle: bool,
-    ) -> Result<(http1::SendRequest<UpstreamBody>, bool), SendError> {
+    ) -> Result<(Conn, bool), SendError> {
         if idle {
             if let Some(sender) = self.h1.take(key) {
                 return Ok((sender, true));
@@ -659,6 +729,20 @@ async fn connect_h2(
 /// A new connection; `slot`, its place under the cluster's connection
 /// limit, is held until it closes.
 async fn connect_h1(
+    endpoint: SocketAddr,
+    tls: Option<Tls<'_>>,
+    slot: Option<ConnSlot>,
+) -> Result<Conn, SendError> {
+    let stream = dial(endpoint).await.map_err(SendError::Connect)?;
+    let io = match tls {
+        None => Io::Tcp(stream),
+        Some(tls) => Io::Tls(Box::new(tls_connect(endpoint, tls, stream, false).await?)),
+    };
+    Ok(Conn::new(io, slot))
+}
+
+/// A new hyper connection for an upgrade, as [`connect_h1`].
+async fn connect_upgrade(
     endpoint: SocketAddr,
     tls: Option<Tls<'_>>,
     slot: Option<ConnSlot>,
