@@ -8,7 +8,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use strait_h1::{parse_response, Decoded, Decoder, ResponseFraming};
+use strait_h1::{Decoded, Decoder, ResponseFraming, ResponseParser};
 
 /// What one reading of the answer came to.
 #[derive(Debug, PartialEq)]
@@ -33,8 +33,9 @@ fn read(wire: &[u8], step: &dyn Fn(usize) -> usize, head_request: bool) -> Read 
         fed = end;
         true
     };
+    let mut parser = ResponseParser::default();
     let head = loop {
-        match parse_response(&mut buf, head_request) {
+        match parser.parse(&mut buf, head_request) {
             Ok(Some(head)) => break head,
             Ok(None) if feed(&mut buf) => {}
             Ok(None) => return Read::Incomplete,

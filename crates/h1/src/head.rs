@@ -109,18 +109,42 @@ pub fn encode_request(
 }
 
 /// Where one field's name and value lie in the head's bytes.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Span {
     name: (usize, usize),
     value: (usize, usize),
 }
 
-/// Reads a response head from the start of `buf` and takes its bytes off
-/// it; `Ok(None)` while the head is incomplete. `head` says the request
-/// was a `HEAD`, whose answer has no body whatever its headers say.
-pub fn parse_response(buf: &mut BytesMut, head: bool) -> Result<Option<ResponseHead>, HeadError> {
+/// Reads response heads; kept with a connection, so that its room for
+/// where the fields lie is made once, not zeroed for every answer.
+#[derive(Default)]
+pub struct ResponseParser {
+    spans: Vec<Span>,
+}
+
+impl ResponseParser {
+    /// Reads a response head from the start of `buf` and takes its bytes
+    /// off it; `Ok(None)` while the head is incomplete. `head` says the
+    /// request was a `HEAD`, whose answer has no body whatever its
+    /// headers say.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        head: bool,
+    ) -> Result<Option<ResponseHead>, HeadError> {
+        parse_response(buf, head, &mut self.spans)
+    }
+}
+
+fn parse_response(
+    buf: &mut BytesMut,
+    head: bool,
+    spans: &mut Vec<Span>,
+) -> Result<Option<ResponseHead>, HeadError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
-    let mut spans = [Span::default(); MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut response,
@@ -145,13 +169,13 @@ pub fn parse_response(buf: &mut BytesMut, head: bool) -> Result<Option<ResponseH
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::Field("status code"))?;
     let start = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - start, s.len());
-    let count = response.headers.len();
-    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
-        span.name = offset(field.name.as_bytes());
-        span.value = offset(field.value);
-    }
+    spans.clear();
+    spans.extend(response.headers.iter().map(|field| Span {
+        name: offset(field.name.as_bytes()),
+        value: offset(field.value),
+    }));
     let bytes = buf.split_to(len).freeze();
-    let fields = Fields::read(&bytes, &spans[..count])?;
+    let fields = Fields::read(&bytes, spans)?;
     let framing = fields.framing(status, head, version)?;
     let keep_alive = version == Version::HTTP_11
         && !fields.close

@@ -14,7 +14,7 @@ pub mod head;
 
 pub use chunked::{ChunkedError, Decoded, Decoder};
 pub use head::{
-    encode_request, parse_response, HeadError, RequestFraming, ResponseFraming, ResponseHead,
+    encode_request, HeadError, RequestFraming, ResponseFraming, ResponseHead, ResponseParser,
 };
 
 #[cfg(test)]

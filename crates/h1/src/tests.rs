@@ -3,6 +3,10 @@ use crate::*;
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 
+fn parse_response(buf: &mut BytesMut, head: bool) -> Result<Option<ResponseHead>, HeadError> {
+    ResponseParser::default().parse(buf, head)
+}
+
 fn parse(text: &str) -> Result<Option<ResponseHead>, HeadError> {
     parse_response(&mut BytesMut::from(text), false)
 }

@@ -100,6 +100,7 @@ pub struct Conn {
     io: Io,
     read: BytesMut,
     write: BytesMut,
+    parser: strait_h1::ResponseParser,
     /// Its place under the cluster's connection limit, freed when it closes.
     _slot: Option<ConnSlot>,
 }
@@ -110,6 +111,7 @@ impl Conn {
             io,
             read: BytesMut::new(),
             write: BytesMut::new(),
+            parser: Default::default(),
             _slot: slot,
         }
     }
@@ -349,7 +351,7 @@ pub async fn send(
                 Poll::Pending => {}
             }
         }
-        match strait_h1::parse_response(&mut conn.read, head_request) {
+        match conn.parser.parse(&mut conn.read, head_request) {
             Ok(Some(head)) if head.status.is_informational() && head.status != 101 => continue,
             Ok(Some(head)) => return Poll::Ready(Ok(head)),
             Ok(None) => {}
@@ -357,7 +359,6 @@ pub async fn send(
         }
         let had_bytes = !conn.read.is_empty();
         match ready!(conn.poll_fill(cx)) {
-            Ok(_) if had_bytes => {}
             Ok(0) | Err(_) if had_bytes => {
                 let e = "the backend closed the connection in its answer's head";
                 return Poll::Ready(Err((e.into(), true)));
