@@ -214,13 +214,19 @@ impl Fields {
             // A slice of the shared head: no copy per value.
             let value = HeaderValue::from_maybe_shared(bytes.slice(at..at + len))
                 .map_err(|_| HeadError::Field("a field value"))?;
-            fields.note(&name, &value)?;
-            fields.map.append(name, value);
+            if fields.note(&name, &value)? {
+                fields.map.append(name, value);
+            }
         }
         Ok(fields)
     }
 
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), HeadError> {
+    /// Reads what a field says about framing and the connection; `false`
+    /// when it only framed this hop and is spent: `Transfer-Encoding`,
+    /// `Keep-Alive`, and a `Connection` that names no field (a proxy drops
+    /// these hop-by-hop fields anyway; not keeping them saves a copy and a
+    /// removal per answer).
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, HeadError> {
         if name == CONTENT_LENGTH {
             let n = content_length(value.as_bytes())?;
             if self.length.is_some_and(|m| m != n) {
@@ -240,16 +246,25 @@ impl Fields {
                 ));
             }
             self.chunked = true;
+            return Ok(false);
         } else if name == CONNECTION {
-            let tokens = value.as_bytes().split(|b| *b == b',');
-            if tokens
+            let mut names_a_field = false;
+            for token in value
+                .as_bytes()
+                .split(|b| *b == b',')
                 .map(<[u8]>::trim_ascii)
-                .any(|t| t.eq_ignore_ascii_case(b"close"))
             {
-                self.close = true;
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                    names_a_field = true;
+                }
             }
+            return Ok(names_a_field);
+        } else if name == "keep-alive" {
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 
     fn framing(

@@ -66,6 +66,20 @@ fn a_response_head_is_read_and_taken_off_the_buffer() {
 }
 
 #[test]
+fn fields_that_only_framed_this_hop_are_spent() {
+    let spent = head("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nServer: x\r\n\r\n");
+    let names: Vec<_> = spent.headers.keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["server"]);
+    // A Connection that names a field stays, for the proxy to drop that field too.
+    let named = head("HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        named.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close, X-Secret"[..])
+    );
+    assert!(!named.keep_alive);
+}
+
+#[test]
 fn an_incomplete_head_asks_for_more_at_every_length() {
     let text = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nServer: x\r\n\r\n";
     for end in 0..text.len() {

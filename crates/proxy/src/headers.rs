@@ -5,6 +5,10 @@ use std::net::IpAddr;
 
 /// Envoy's header for the caller's certificate, as Istio sets it.
 static CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+// Statics: a name made with `from_static` at run time is checked byte by
+// byte on every request.
+static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// On a request a sidecar hands its workload: `x-forwarded-client-cert:
 /// By=<own SPIFFE ID>;URI=<caller's>`, or none when the caller proved no
@@ -125,8 +129,7 @@ pub fn client_address(headers: &HeaderMap, peer: IpAddr, hops: usize) -> Option<
 
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'static str) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let value = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+    let value = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) => {
             let joined = format!("{prior}, {}", client.to_str().unwrap_or(""));
             HeaderValue::from_str(&joined).ok()
@@ -134,12 +137,9 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'sta
         None => Some(client.clone()),
     };
     if let Some(v) = value {
-        headers.insert(xff, v);
+        headers.insert(FORWARDED_FOR.clone(), v);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
-    );
+    headers.insert(FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
 }
 
 /// Takes cookie `name` out of the `Cookie` headers (a header left empty
