@@ -236,3 +236,102 @@ async fn an_answer_before_the_upload_ends_reaches_the_client() {
     assert!(got.starts_with("HTTP/1.1 413"), "{got}\n{}", gw.logs());
     assert!(got.ends_with("too big!"), "{got}");
 }
+
+/// A backend that answers before reading the body, with an answer that
+/// takes a while to finish, then reads the body as a request of its own
+/// (as a backend that ignores the body's length would) and answers that
+/// one late.
+async fn answers_before_the_body() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                    let smuggled = buf.starts_with(b"GET /x ");
+                    buf.drain(..end);
+                    let sent = if !smuggled {
+                        let head = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 10\r\n\r\nno";
+                        let _ = s.write_all(head).await;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        s.write_all(b"12345678").await
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+                            .await
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_whose_upload_outlived_the_answers_head_is_not_reused() {
+    let backend = answers_before_the_body().await;
+    let port = free_port();
+    let dir = TempDir::new();
+    dir.write(
+        "gw.yaml",
+        &(gateway_yaml(port)
+            + &prefix_route("early", "/", "early", "")
+            + &service("early", backend)),
+    );
+    let gw = Gateway::start(&dir).await;
+    let smuggled = "GET /x HTTP/1.1\r\nHost: h1.test\r\n\r\n";
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: h1.test\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    // The body goes only once the answer has begun.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut body_sent = false;
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !got.ends_with(b"no12345678") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if !body_sent && got.windows(3).any(|w| w == b"401") {
+                s.write_all(smuggled.as_bytes()).await.expect("body");
+                body_sent = true;
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok() && body_sent,
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // The next request must not be given the answer to the body.
+    for _ in 0..2 {
+        let r = send(get(port, "h1.test", "/")).await.expect("answer");
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (401, &b"no12345678"[..]),
+            "{}",
+            gw.logs()
+        );
+    }
+}

@@ -160,7 +160,17 @@ impl Decoder {
             self.state = State::Done;
             return Ok(Decoded::End);
         }
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+        // httparse would take a bare LF as a line end; the section's end
+        // is looked for as CRLF CRLF only, so one is refused here rather
+        // than waited past.
+        let section = &buf[..end.map_or(buf.len(), |e| e + 4)];
+        let bare_lf = section.first() == Some(&b'\n')
+            || section.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
+        if bare_lf {
+            return Err(ChunkedError("a bare LF in the trailer section"));
+        }
+        let Some(end) = end else {
             if buf.len() > MAX_TRAILERS {
                 return Err(ChunkedError("the trailer section is too long"));
             }

@@ -252,7 +252,9 @@ fn chunks_are_read_however_the_bytes_are_split() {
 
 #[test]
 fn malformed_chunks_are_refused() {
-    let bad: [&[u8]; 14] = [
+    let bad: [&[u8]; 16] = [
+        b"0\r\nX-T: 1\n\n",
+        b"0\r\n\nX-T: 1\r\n\r\n",
         b"5\nhello\r\n0\r\n\r\n",
         b"5\r\nhello\n0\r\n\r\n",
         b"5\r\nhelloX\r\n0\r\n\r\n",

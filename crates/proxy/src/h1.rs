@@ -143,12 +143,15 @@ impl Conn {
 /// Why a request got no answer on a connection.
 pub struct Unanswered {
     pub error: BoxError,
-    /// The request, when it may go again on a fresh connection: the
-    /// connection was reused, and the backend closed it with no answer, as
-    /// a backend closes an idle connection; none of the body was taken;
-    /// and a second delivery is safe: the method is idempotent, or the
-    /// write failed (Go's HTTP client's rule).
+    /// The request, when it may go again: no answer had begun, none of
+    /// its body was taken from the client, and a second delivery is safe
+    /// — nothing of it reached the backend, or the method is idempotent
+    /// and the connection was a reused one the backend closed, as a
+    /// backend closes an idle connection (Go's HTTP client's rule).
     pub request: Option<Request<UpstreamBody>>,
+    /// Nothing of the request reached the backend: as good as a
+    /// connection refused.
+    pub nothing_sent: bool,
 }
 
 #[derive(Debug)]
@@ -197,28 +200,33 @@ struct Sending {
     tail: &'static [u8],
     /// Whether any of the body was taken from the client.
     taken: bool,
+    /// Whether any byte may have reached the backend.
+    wrote: bool,
 }
 
 #[derive(Debug)]
 enum SendFault {
     /// The client's body failed: its error, for the client's answer.
     Body(BoxError),
-    /// The body did not match its length, or the connection failed.
-    Wire(BoxError),
+    /// The body did not match its length: the backend waits for bytes
+    /// that will not come, so no answer is waited for.
+    Length(&'static str),
+    /// Writing to the connection failed.
+    Io(BoxError),
 }
 
 impl Sending {
     /// Writes the connection's buffer and the body until both are out.
     fn poll(&mut self, conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Result<(), SendFault>> {
         loop {
-            ready!(self.poll_flush(conn, cx)).map_err(|e| SendFault::Wire(e.into()))?;
+            ready!(self.poll_flush(conn, cx)).map_err(|e| SendFault::Io(e.into()))?;
             let frame = match Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     self.end(conn)?;
                     return match ready!(self.poll_flush(conn, cx)) {
                         Ok(()) => Poll::Ready(Ok(())),
-                        Err(e) => Poll::Ready(Err(SendFault::Wire(e.into()))),
+                        Err(e) => Poll::Ready(Err(SendFault::Io(e.into()))),
                     };
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(SendFault::Body(e))),
@@ -243,8 +251,8 @@ impl Sending {
         } else {
             let len = data.len() as u64;
             if len > self.left {
-                return Err(SendFault::Wire(
-                    "the request body is longer than its length".into(),
+                return Err(SendFault::Length(
+                    "the request body is longer than its length",
                 ));
             }
             self.left -= len;
@@ -264,11 +272,10 @@ impl Sending {
             strait_h1::chunked::last_chunk(&mut conn.write);
             self.chunked = false;
         } else if self.left != 0 {
-            return Err(SendFault::Wire(
-                "the request body ended short of its length".into(),
+            return Err(SendFault::Length(
+                "the request body ended short of its length",
             ));
         }
-        self.body = UpstreamBody::whole(Bytes::new());
         Ok(())
     }
 
@@ -280,7 +287,16 @@ impl Sending {
                 IoSlice::new(&self.data),
                 IoSlice::new(self.tail),
             ];
-            let n = ready!(Pin::new(&mut conn.io).poll_write_vectored(cx, &slices))?;
+            let n = match ready!(Pin::new(&mut conn.io).poll_write_vectored(cx, &slices)) {
+                Ok(n) => n,
+                Err(e) => {
+                    // TLS may fail after it took the bytes and sent some
+                    // records: only a plain socket's failure says none went.
+                    self.wrote |= matches!(conn.io, Io::Tls(_));
+                    return Poll::Ready(Err(e));
+                }
+            };
+            self.wrote = true;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -323,7 +339,7 @@ pub async fn send(
         framing,
         &mut conn.write,
     );
-    let mut sending = Some(Sending {
+    let mut sending = Sending {
         body,
         chunked: framing == RequestFraming::Chunked,
         left: match framing {
@@ -333,20 +349,25 @@ pub async fn send(
         data: Bytes::new(),
         tail: b"",
         taken: false,
-    });
+        wrote: false,
+    };
     let head_request = parts.method == Method::HEAD;
+    let mut going = true;
     let mut write_failed: Option<BoxError> = None;
     // An error, and whether any of the answer had come.
     let got = poll_fn(|cx| loop {
-        if let Some(s) = &mut sending {
-            match s.poll(&mut conn, cx) {
-                Poll::Ready(Ok(())) => sending = None,
+        if going {
+            match sending.poll(&mut conn, cx) {
+                Poll::Ready(Ok(())) => going = false,
                 Poll::Ready(Err(SendFault::Body(e))) => return Poll::Ready(Err((e, true))),
+                Poll::Ready(Err(SendFault::Length(e))) => {
+                    return Poll::Ready(Err((e.into(), true)))
+                }
                 // The backend may have answered already (a 413 before
                 // the body): the answer is read, the connection not reused.
-                Poll::Ready(Err(SendFault::Wire(e))) => {
+                Poll::Ready(Err(SendFault::Io(e))) => {
                     write_failed = Some(e);
-                    sending = None;
+                    going = false;
                 }
                 Poll::Pending => {}
             }
@@ -372,33 +393,31 @@ pub async fn send(
     let head = match got {
         Ok(head) => head,
         Err((error, answered)) => {
-            let resend =
-                reused && !answered && (write_failed.is_some() || parts.method.is_idempotent());
-            let request = match sending {
-                Some(s) if resend && !s.taken => Some(Request::from_parts(parts, s.body)),
-                // The body had ended before it was sent, or there was none.
-                None if resend && write_failed.is_none() && framing_is_empty(framing) => Some(
-                    Request::from_parts(parts, UpstreamBody::whole(Bytes::new())),
-                ),
-                _ => None,
-            };
+            let nothing_sent = !sending.wrote;
+            let resend = !answered
+                && !sending.taken
+                && (nothing_sent || (reused && parts.method.is_idempotent()));
+            let request = resend.then(|| Request::from_parts(parts, sending.body));
             let error = match write_failed {
                 Some(w) if !answered => w,
                 _ => error,
             };
-            return Err(Unanswered { error, request });
+            return Err(Unanswered {
+                error,
+                request,
+                nothing_sent,
+            });
         }
     };
-    let wrote = write_failed.is_none();
-    let mut response = Response::new(H1Body::new(conn, &head, sending, wrote));
+    // An answer before the upload's end: the upload goes on beside it
+    // (a backend may stream both ways), but the connection is not reused.
+    let reusable = write_failed.is_none() && !going;
+    let sending = going.then_some(sending);
+    let mut response = Response::new(H1Body::new(conn, &head, sending, reusable));
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
     *response.headers_mut() = head.headers;
     Ok(response)
-}
-
-fn framing_is_empty(framing: RequestFraming) -> bool {
-    matches!(framing, RequestFraming::None | RequestFraming::Length(0))
 }
 
 /// How much of an answer's body is left.
@@ -428,7 +447,7 @@ impl H1Body {
         conn: Conn,
         head: &strait_h1::ResponseHead,
         sending: Option<Sending>,
-        wrote: bool,
+        reusable: bool,
     ) -> Self {
         let left = match head.framing {
             ResponseFraming::None | ResponseFraming::Length(0) => Left::Done,
@@ -440,7 +459,7 @@ impl H1Body {
             conn: Some(conn),
             left,
             sending: sending.map(Box::new),
-            keep_alive: head.keep_alive && wrote,
+            keep_alive: head.keep_alive && reusable,
             cut: None,
         }
     }
@@ -548,10 +567,13 @@ impl Body for H1Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.left, Left::Done)
+        matches!(self.left, Left::Done) && self.cut.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.cut.is_some() {
+            return SizeHint::default();
+        }
         match self.left {
             Left::Length(n) => SizeHint::with_exact(n),
             Left::Done => SizeHint::with_exact(0),

@@ -304,6 +304,22 @@ pub struct H1Pool {
     idle: Mutex<foldhash::HashMap<PoolKey, Vec<IdleConnection>>>,
 }
 
+/// How often idle connections are looked over ([`H1Pool::sweep`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Sweeps the pool every `period` for as long as it exists.
+async fn sweep_every(pool: std::sync::Weak<H1Pool>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        pool.sweep();
+    }
+}
+
 /// Idle connections kept per endpoint.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
@@ -336,6 +352,22 @@ impl H1Pool {
                 .and_then(|list| list.pop())
                 .is_some()
             })
+    }
+
+    /// Closes the idle connections the backend closed or that are past
+    /// the idle timeout, for every endpoint: with no task per connection,
+    /// those of an endpoint no request goes to any more (a pod gone)
+    /// would otherwise hold their sockets, and their places under a
+    /// cluster's connection limit, for ever.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = lock(&self.idle);
+        idle.retain(|_, list| {
+            list.retain_mut(|(since, conn)| {
+                now.duration_since(*since) < UPSTREAM_IDLE_TIMEOUT && conn.is_usable()
+            });
+            !list.is_empty()
+        });
     }
 
     /// Keeps `conn` for reuse. No task watches an idle connection, so
@@ -382,9 +414,13 @@ pub fn absolute_uri(authority: Authority, path_and_query: PathAndQuery) -> Uri {
 
 impl Upstreams {
     pub fn new(identity: Option<Arc<Agent>>) -> Self {
+        let h1 = Arc::new(H1Pool::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep_every(Arc::downgrade(&h1), SWEEP_EVERY));
+        }
         Upstreams {
             identity,
-            h1: Arc::new(H1Pool::default()),
+            h1,
             h2c: Mutex::default(),
         }
     }
@@ -515,6 +551,16 @@ impl Upstreams {
                             response.body_mut().give_back();
                         }
                         return Ok(response);
+                    }
+                    // A fresh connection that took nothing: as good as
+                    // refused, so another endpoint may be tried.
+                    Err(Unanswered {
+                        request: Some(unsent),
+                        nothing_sent: true,
+                        error,
+                    }) if !was_reused => {
+                        let e = SendError::Connect(format!("{}: {error}", endpoint.endpoint));
+                        return Err(Failed::unsent(e, unsent));
                     }
                     Err(Unanswered {
                         request: Some(unsent),
@@ -799,4 +845,58 @@ where
         }
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An open connection to a listener of its own, and the listener's
+    /// side of it.
+    async fn pair() -> (Conn, tokio::net::TcpStream, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (Conn::new(Io::Tcp(client), None), server, addr)
+    }
+
+    fn key(endpoint: SocketAddr) -> PoolKey {
+        PoolKey { endpoint, tls: 0 }
+    }
+
+    fn idle_count(pool: &H1Pool) -> usize {
+        lock(&pool.idle).values().map(Vec::len).sum()
+    }
+
+    #[tokio::test]
+    async fn the_sweep_closes_what_backends_closed_and_keeps_the_rest() {
+        let pool = H1Pool::default();
+        let (open, _kept, a) = pair().await;
+        let (closed, gone, b) = pair().await;
+        pool.put(key(a), open);
+        pool.put(key(b), closed);
+        drop(gone);
+        // The close reaches the reactor on its next turn.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.sweep();
+        assert_eq!(idle_count(&pool), 1);
+        assert!(lock(&pool.idle).contains_key(&key(a)));
+        assert!(pool.take(key(b)).is_none());
+        assert!(pool.take(key(a)).is_some(), "the open one is still usable");
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_unread_bytes_is_not_taken() {
+        let pool = H1Pool::default();
+        let (conn, mut server, a) = pair().await;
+        pool.put(key(a), conn);
+        tokio::io::AsyncWriteExt::write_all(&mut server, b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.take(key(a)).is_none(), "bytes no request asked for");
+    }
 }
