@@ -42,19 +42,25 @@ async fn scripted(answer: &'static [u8], after: After) -> (u16, Arc<AtomicUsize>
     (port, conns)
 }
 
-async fn play(mut s: tokio::net::TcpStream, answer: &'static [u8], after: After) {
-    let mut buf = Vec::new();
+/// The next request head on `s`, read through `buf` (which keeps what
+/// came after it); `None` once the connection ends. These backends read
+/// no body: what follows a head is read as the next head.
+async fn next_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut chunk = [0u8; 4096];
     loop {
-        // One request head (these requests have no body the backend reads).
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(buf.drain(..at + 4).collect());
         }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-        buf.drain(..end);
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn play(mut s: tokio::net::TcpStream, answer: &'static [u8], after: After) {
+    let mut buf = Vec::new();
+    while next_head(&mut s, &mut buf).await.is_some() {
         if s.write_all(answer).await.is_err() {
             return;
         }
@@ -250,18 +256,8 @@ async fn answers_before_the_body() -> u16 {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-                    let smuggled = buf.starts_with(b"GET /x ");
-                    buf.drain(..end);
-                    let sent = if !smuggled {
+                while let Some(head) = next_head(&mut s, &mut buf).await {
+                    let sent = if !head.starts_with(b"GET /x ") {
                         let head = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 10\r\n\r\nno";
                         let _ = s.write_all(head).await;
                         tokio::time::sleep(Duration::from_millis(300)).await;
