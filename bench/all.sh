@@ -146,8 +146,8 @@ lowest() { printf '%s\n' "$@" | grep . | sort -g | head -1; }
     if [[ -s $OUT/mesh.md ]]; then
         # | **added by the two sidecars** | **+p50** | **+p99** | ...
         added() { grep -m1 "^| \*\*added by the two $1sidecars" "$OUT/mesh.md" | cut -d'|' -f4 | tr -d ' *'; }
-        echo "| mesh pair (HTTP/2), added p99 at 1,000 req/s (ms) | $(added "") | — | — | ≤ +0.5 |"
-        echo "| mesh pair (HTTP/2 over mutual TLS), added p99 (ms) | $(added "mTLS ") | — | — | ≤ +0.5 |"
+        echo "| mesh pair, added p99 at 1,000 req/s (ms) | $(added "") | — | — | ≤ +0.5 |"
+        echo "| mesh pair over mutual TLS, added p99 (ms) | $(added "mTLS ") | — | — | ≤ +0.5 |"
         # | shop/checkout | role | RSS idle | RSS peak | ticks | CPU s per 1,000 req | ...
         cpu=$(grep -E '^\| shop/(checkout|payment)(-m)? \|' "$OUT/mesh.md" | cut -d'|' -f7 | xargs)
         echo "| mesh sidecars, CPU ms per request (caller callee, then the mTLS pair) | $cpu | — | — | ≤ 0.05 |"

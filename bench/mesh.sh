@@ -55,8 +55,8 @@
 # (mTLS caller), 18231-18233 (mTLS callee), 18241 (nginx with mutual TLS);
 # the script stops if any is taken.
 #   MTLS         1: also the mutual-TLS pair and the handshake comparison
-#                (forces MESHED=true, so both pairs speak HTTP/2 and differ
-#                only by TLS); 0: the plaintext pair only     (default 1)
+#                (both pairs keep HTTP/1.1 pools between the sidecars and
+#                differ only by TLS); 0: the plaintext pair only (default 1)
 #   HS_SECONDS   handshake run per server, seconds         (default 10)
 #   HS_CLIENTS   concurrent handshakes of the client       (default 8)
 set -euo pipefail
@@ -78,10 +78,6 @@ HS_SECONDS=${HS_SECONDS:-10}
 HS_CLIENTS=${HS_CLIENTS:-8}
 readonly BODY_BYTES=1024
 PROXY_CORE=${PROXY_CORE:-0} # both sidecars (env: the core to pin them on)
-# "true": the EndpointSlices say their endpoints are sidecars, so the
-# sidecars speak HTTP/2 to each other; "false": HTTP/1.1 keep-alive pools.
-MESHED=${MESHED:-false}
-[[ $MTLS == 1 ]] && MESHED=true
 readonly LOAD_CORE=1  # oha and nginx: only 2 cores here
 readonly SERVICE_HOST=payment.shop
 readonly MTLS_HOST=payment-m.shop
@@ -134,7 +130,8 @@ ensure_strait() {
 # --- daemons ----------------------------------------------------------------
 
 # Service NAME (port 80) in namespace shop, one endpoint 127.0.0.1:PORT: a
-# sidecar's inbound listener, labelled meshed so sidecars speak HTTP/2,
+# sidecar's inbound listener, labelled meshed (mutual TLS where the
+# sidecars have certificates),
 # running as ServiceAccount NAME (what a caller's mTLS checks), with its
 # token Secret (what the CA checks).
 service_yaml() {
@@ -150,7 +147,7 @@ kind: EndpointSlice
 metadata:
   name: $1
   namespace: shop
-  labels: {kubernetes.io/service-name: $1, strait.dev/meshed: "$MESHED"}
+  labels: {kubernetes.io/service-name: $1, strait.dev/meshed: "true"}
   annotations: {strait.dev/service-account: $1}
 addressType: IPv4
 endpoints: [{addresses: ["127.0.0.1"]}]
@@ -387,7 +384,7 @@ PHASES=(direct mesh)
 
 report() {
     local name env_line added_p99 idle_mib
-    env_line="DURATION=$DURATION RATE=$RATE WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS MTLS=$MTLS MESHED=$MESHED STRAIT_BIN=$STRAIT_BIN"
+    env_line="DURATION=$DURATION RATE=$RATE WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS MTLS=$MTLS STRAIT_BIN=$STRAIT_BIN"
     added_p99=$(added "${R_P99[mesh]}" "${R_P99[direct]}")
 
     echo "## Mesh hop benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -399,10 +396,10 @@ report() {
     echo "- direct: \`$(oha_cmd "$DURATION" "http://127.0.0.1:$BACKEND_PORT/")\`"
     echo "- mesh: \`$(oha_cmd "$DURATION" "http://127.0.0.1:$CALLER_OUT/" -H "'Host: $SERVICE_HOST'")\`" \
         "(caller's outbound listener → callee's inbound listener → nginx; between the sidecars" \
-        "$([[ $MESHED == true ]] && echo "HTTP/2 in plain text" || echo "HTTP/1.1 keep-alive"))"
+        "HTTP/1.1 keep-alive pools in plain text)"
     if [[ $MTLS == 1 ]]; then
         echo "- mesh-mtls: \`$(oha_cmd "$DURATION" "http://127.0.0.1:$MCALLER_OUT/" -H "'Host: $MTLS_HOST'")\`" \
-            "(the same through the second pair, which speaks HTTP/2 over mutual TLS 1.3 with certificates from \`strait control\`)"
+            "(the same through the second pair, which keeps HTTP/1.1 pools over mutual TLS 1.3 with certificates from \`strait control\`)"
     fi
     echo
     echo "Both sidecars (\`strait proxy --workers 1\`, STRAIT_LOG=$STRAIT_LOG) on core $PROXY_CORE;" \
@@ -477,7 +474,7 @@ report() {
     mtls=$(awk -v a="${R_CPU[mcaller]}" -v b="${R_CPU[mcallee]}" 'BEGIN { printf "%.4f", a + b }')
     ratio=$(quotient "$mtls" "$plain")
     echo
-    echo "### What mutual TLS adds (same run, same rate, both pairs HTTP/2 between the sidecars)"
+    echo "### What mutual TLS adds (same run, same rate, both pairs HTTP/1.1 pools between the sidecars)"
     echo
     echo "| | plaintext pair | mTLS pair | mTLS − plaintext | mTLS ÷ plaintext |"
     echo "| --- | ---: | ---: | ---: | ---: |"

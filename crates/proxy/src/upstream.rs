@@ -12,6 +12,7 @@
 
 use crate::conn_limit::{acquire, Got, Overflow};
 use crate::conn_limit::{ConnGate, ConnSlot};
+use crate::ctx::is_grpc;
 use crate::dial::{dial, CONNECT_TIMEOUT};
 use crate::h1::{Conn, Io, Unanswered};
 use crate::send_watch::{SendWatch, Watched};
@@ -38,6 +39,12 @@ use tracing::debug;
 
 /// How long an idle upstream connection is kept for reuse.
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long an idle connection to a sidecar is reused: less than the
+/// 30 s a sidecar's listener keeps an idle connection
+/// ([`crate::limits::HEADER_READ_TIMEOUT`]), so a call is not sent down
+/// one its peer is closing at that moment.
+pub const MESH_IDLE_REUSE: Duration = Duration::from_secs(20);
 
 /// Why a request got no response from its backend.
 #[derive(Debug)]
@@ -326,11 +333,11 @@ pub const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 impl H1Pool {
     /// The most recent idle connection to `endpoint` the backend has not
     /// closed. Those found closed or too old are dropped on the way.
-    fn take(&self, endpoint: PoolKey) -> Option<Conn> {
+    fn take(&self, endpoint: PoolKey, reuse_for: Duration) -> Option<Conn> {
         let mut idle = lock(&self.idle);
         let list = idle.get_mut(&endpoint)?;
         while let Some((since, mut conn)) = list.pop() {
-            if since.elapsed() < UPSTREAM_IDLE_TIMEOUT && conn.is_usable() {
+            if since.elapsed() < reuse_for && conn.is_usable() {
                 return Some(conn);
             }
         }
@@ -445,11 +452,12 @@ impl Upstreams {
         mut req: Request<UpstreamBody>,
     ) -> impl Future<Output = Result<Response<PooledBody>, Failed>> + use<'s> {
         async move {
-            let path_and_query = req
-                .uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            let path_and_query = |req: &Request<UpstreamBody>| {
+                req.uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/"))
+            };
             // Sidecar to sidecar, with a workload certificate: mutual TLS.
             let mesh = match &self.identity {
                 Some(agent) if cluster.meshed => agent.tls(),
@@ -469,12 +477,16 @@ impl Upstreams {
                 },
             };
             // An HTTP/1.1 upgrade (WebSocket) has no HTTP/2 form to a backend:
-            // it goes over HTTP/1.1 whatever the cluster's protocol.
+            // it goes over HTTP/1.1 whatever the cluster's protocol. gRPC has
+            // no HTTP/1.1 form: between sidecars it goes over HTTP/2, as the
+            // callee's sidecar hands it to its app.
             let upgrade = req.headers().contains_key(http::header::UPGRADE);
-            let protocol = if upgrade {
-                UpstreamProtocol::Http1
-            } else {
-                cluster.protocol
+            let protocol = match cluster.protocol {
+                _ if upgrade => UpstreamProtocol::Http1,
+                UpstreamProtocol::Http1 if cluster.meshed && is_grpc(req.headers()) => {
+                    UpstreamProtocol::H2c
+                }
+                protocol => protocol,
             };
             match protocol {
                 UpstreamProtocol::Http1 => {
@@ -485,10 +497,14 @@ impl Upstreams {
                             req.headers_mut().insert(HOST, v);
                         }
                     }
-                    *req.uri_mut() = Uri::from(path_and_query);
                     *req.version_mut() = Version::HTTP_11;
                     match upgrade {
-                        true => Box::pin(self.send_upgrade(cluster, gate, key, tls, req)).await,
+                        // hyper writes the target from the Uri: origin form.
+                        true => {
+                            *req.uri_mut() = Uri::from(path_and_query(&req));
+                            Box::pin(self.send_upgrade(cluster, gate, key, tls, req)).await
+                        }
+                        // Ours writes only the path and query.
                         false => self.send_h1(cluster, gate, key, tls, req).await,
                     }
                 }
@@ -498,7 +514,7 @@ impl Upstreams {
                         .remove(HOST)
                         .and_then(|h| Authority::try_from(h.as_bytes()).ok())
                         .unwrap_or_else(|| endpoint_authority.clone());
-                    *req.uri_mut() = absolute_uri(authority, path_and_query);
+                    *req.uri_mut() = absolute_uri(authority, path_and_query(&req));
                     *req.version_mut() = Version::HTTP_2;
                     let mut sender = match self.h2_sender(gate, key, tls).await {
                         Ok(sender) => sender,
@@ -630,8 +646,12 @@ impl Upstreams {
         tls: Option<Tls<'_>>,
         idle: bool,
     ) -> Result<(Conn, bool), SendError> {
+        let reuse_for = match cluster.meshed {
+            true => MESH_IDLE_REUSE,
+            false => UPSTREAM_IDLE_TIMEOUT,
+        };
         if idle {
-            if let Some(sender) = self.h1.take(key) {
+            if let Some(sender) = self.h1.take(key, reuse_for) {
                 return Ok((sender, true));
             }
         }
@@ -639,7 +659,7 @@ impl Upstreams {
             None => None,
             Some(gate) => match acquire(
                 gate,
-                || self.h1.take(key),
+                || self.h1.take(key, reuse_for),
                 || self.h1.evict_other(&cluster.endpoints, key),
             )
             .await?
@@ -884,8 +904,11 @@ mod tests {
         pool.sweep();
         assert_eq!(idle_count(&pool), 1);
         assert!(lock(&pool.idle).contains_key(&key(a)));
-        assert!(pool.take(key(b)).is_none());
-        assert!(pool.take(key(a)).is_some(), "the open one is still usable");
+        assert!(pool.take(key(b), UPSTREAM_IDLE_TIMEOUT).is_none());
+        assert!(
+            pool.take(key(a), UPSTREAM_IDLE_TIMEOUT).is_some(),
+            "the open one is still usable"
+        );
     }
 
     #[tokio::test]
@@ -897,6 +920,21 @@ mod tests {
             .await
             .expect("write");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(pool.take(key(a)).is_none(), "bytes no request asked for");
+        assert!(
+            pool.take(key(a), UPSTREAM_IDLE_TIMEOUT).is_none(),
+            "bytes no request asked for"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_longer_than_its_reuse_time_is_not_taken() {
+        let pool = H1Pool::default();
+        let (conn, _server, a) = pair().await;
+        pool.put(key(a), conn);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(pool.take(key(a), Duration::from_millis(10)).is_none());
+        let (conn, _server, b) = pair().await;
+        pool.put(key(b), conn);
+        assert!(pool.take(key(b), MESH_IDLE_REUSE).is_some());
     }
 }

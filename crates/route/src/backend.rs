@@ -267,11 +267,6 @@ impl<'a> Resolver<'a> {
         found.accounts.sort();
         found.accounts.dedup();
         found.meshed &= !found.endpoints.is_empty();
-        // Sidecars speak HTTP/2 to each other: one multiplexed connection
-        // per endpoint instead of a pool, whatever the app speaks.
-        if found.meshed && found.protocol == UpstreamProtocol::Http1 {
-            found.protocol = UpstreamProtocol::H2c;
-        }
         found
     }
 }
