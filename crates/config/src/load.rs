@@ -11,7 +11,9 @@ use crate::meta::ObjectMeta;
 use crate::problem::{Problem, Source};
 use crate::security::{AuthorizationPolicySpec, PeerAuthenticationSpec};
 use crate::telemetry::TelemetryPolicySpec;
-use crate::traffic::{BackendTrafficPolicySpec, DirectResponseSpec, FaultInjectionSpec};
+use crate::traffic::{
+    BackendTrafficPolicySpec, BodyTransformSpec, DirectResponseSpec, FaultInjectionSpec,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,6 +57,7 @@ pub enum Resource {
     BackendTrafficPolicy(Object<BackendTrafficPolicySpec>),
     FaultInjection(Object<FaultInjectionSpec>),
     DirectResponse(Object<DirectResponseSpec>),
+    BodyTransform(Object<BodyTransformSpec>),
     PeerAuthentication(Object<PeerAuthenticationSpec>),
     AuthorizationPolicy(Object<AuthorizationPolicySpec>),
     TelemetryPolicy(Object<TelemetryPolicySpec>),
@@ -84,6 +87,7 @@ impl Resource {
             Resource::BackendTrafficPolicy(o) => &o.metadata,
             Resource::FaultInjection(o) => &o.metadata,
             Resource::DirectResponse(o) => &o.metadata,
+            Resource::BodyTransform(o) => &o.metadata,
             Resource::PeerAuthentication(o) => &o.metadata,
             Resource::AuthorizationPolicy(o) => &o.metadata,
             Resource::TelemetryPolicy(o) => &o.metadata,
@@ -112,6 +116,7 @@ impl Resource {
             Resource::BackendTrafficPolicy(_) => "BackendTrafficPolicy",
             Resource::FaultInjection(_) => "FaultInjection",
             Resource::DirectResponse(_) => "DirectResponse",
+            Resource::BodyTransform(_) => "BodyTransform",
             Resource::PeerAuthentication(_) => "PeerAuthentication",
             Resource::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Resource::TelemetryPolicy(_) => "TelemetryPolicy",
@@ -585,6 +590,9 @@ fn typed_resource(
         ("policy.strait.dev", "v1alpha1", "DirectResponse") => {
             typed(source, prefix, value, Resource::DirectResponse)
         }
+        ("policy.strait.dev", "v1alpha1", "BodyTransform") => {
+            typed(source, prefix, value, Resource::BodyTransform)
+        }
         ("policy.strait.dev", "v1alpha1", "PeerAuthentication") => {
             typed(source, prefix, value, Resource::PeerAuthentication)
         }
@@ -874,7 +882,7 @@ mod tests {
         }
         assert_eq!(
             kinds.len(),
-            22,
+            23,
             "every kind read back at least once: {kinds:?}"
         );
     }

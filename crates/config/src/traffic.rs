@@ -148,3 +148,72 @@ pub struct DirectResponseSpec {
     /// Inline, or a ConfigMap's key `response.body`; none when unset.
     pub body: Option<crate::core::InlineOrRef>,
 }
+
+/// `BodyTransform` (policy.strait.dev/v1alpha1), used from an HTTPRoute
+/// rule as an `ExtensionRef` filter: the rule's request and answer
+/// bodies, read whole within a bound, converted between JSON and XML
+/// and their JSON fields edited.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "policy.strait.dev",
+        version = "v1alpha1",
+        kind = "BodyTransform",
+        namespaced,
+        shortname = "bt"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BodyTransformSpec {
+    /// The most bytes of a body read to transform it, before and after
+    /// (default 1 MiB, at most 16 MiB): a longer request is refused with
+    /// `413`, a longer answer with `502`.
+    pub max_body_bytes: Option<u64>,
+    /// What is done to the client's body before the backend gets it.
+    pub request: Option<BodyEdit>,
+    /// What is done to the backend's answer before the client gets it.
+    pub response: Option<BodyEdit>,
+}
+
+/// One direction's transformation: the conversion, then the edits (on
+/// the JSON side of it).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BodyEdit {
+    /// `JSONToXML` or `XMLToJSON`; none: the body stays JSON.
+    pub convert: Option<String>,
+    /// JSON to XML: the root element's name when the JSON is not an
+    /// object of one member (whose name is then the root's).
+    pub root_element: Option<String>,
+    /// Edits of the JSON body, in order: before `JSONToXML`, after
+    /// `XMLToJSON`.
+    #[serde(default)]
+    pub edits: Vec<JsonEdit>,
+}
+
+/// One edit at a JSON pointer (RFC 6901).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JsonEdit {
+    /// `Set`, `Remove` or `Rename`.
+    pub op: String,
+    /// Where, e.g. `/order/customer`.
+    pub path: String,
+    /// `Set`: any JSON value. Strings may hold `{{ request.method }}`,
+    /// `{{ request.path }}` and `{{ request.header.NAME }}`.
+    #[serde(default)]
+    #[cfg_attr(feature = "crd", schemars(schema_with = "crate::traffic::any_json"))]
+    pub value: Option<serde_json::Value>,
+    /// `Rename`: the pointer the value moves to.
+    pub to: Option<String>,
+}
+
+/// Any JSON in a CRD's schema.
+#[cfg(feature = "crd")]
+pub fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}

@@ -507,12 +507,12 @@ fn extension_ref(
     let field = |k: &str| r.and_then(|v| v.get(k)).and_then(|v| v.as_str());
     let kind = field("kind").unwrap_or_default();
     let known = field("group") == Some("policy.strait.dev")
-        && matches!(kind, "FaultInjection" | "DirectResponse")
+        && matches!(kind, "FaultInjection" | "DirectResponse" | "BodyTransform")
         && field("name").is_some_and(|n| !n.is_empty());
     if !known {
         out.push((
             format!("{at}.extensionRef"),
-            "strait knows these extension filters: {group: policy.strait.dev, kind: FaultInjection or DirectResponse, name: ...}".into(),
+            "strait knows these extension filters: {group: policy.strait.dev, kind: FaultInjection, DirectResponse or BodyTransform, name: ...}".into(),
         ));
     } else if !rule_level {
         out.push((

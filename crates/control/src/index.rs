@@ -334,6 +334,7 @@ fn classify(resource: &Resource) -> Class {
         Resource::BackendTrafficPolicy(_)
         | Resource::FaultInjection(_)
         | Resource::DirectResponse(_)
+        | Resource::BodyTransform(_)
         | Resource::TelemetryPolicy(_)
         | Resource::RateLimitPolicy(_)
         | Resource::ApiSchemaPolicy(_)

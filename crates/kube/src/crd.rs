@@ -10,7 +10,7 @@ use strait_config::auth::SecurityPolicy;
 use strait_config::ratelimit::RateLimitPolicy;
 use strait_config::security::{AuthorizationPolicy, PeerAuthentication};
 use strait_config::telemetry::TelemetryPolicy;
-use strait_config::traffic::{BackendTrafficPolicy, DirectResponse, FaultInjection};
+use strait_config::traffic::{BackendTrafficPolicy, BodyTransform, DirectResponse, FaultInjection};
 
 /// Every CRD strait defines.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -22,6 +22,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         TelemetryPolicy::crd(),
         SecurityPolicy::crd(),
         DirectResponse::crd(),
+        BodyTransform::crd(),
         RateLimitPolicy::crd(),
         ApiSchemaPolicy::crd(),
     ]
@@ -48,6 +49,7 @@ mod tests {
                 "telemetrypolicies.policy.strait.dev",
                 "securitypolicies.policy.strait.dev",
                 "directresponses.policy.strait.dev",
+                "bodytransforms.policy.strait.dev",
                 "ratelimitpolicies.policy.strait.dev",
                 "apischemapolicies.policy.strait.dev"
             ]

@@ -76,6 +76,7 @@ const KINDS: &[Kind] = &[
     ),
     kind(POLICY, &["v1alpha1"], "FaultInjection", "faultinjections"),
     kind(POLICY, &["v1alpha1"], "DirectResponse", "directresponses"),
+    kind(POLICY, &["v1alpha1"], "BodyTransform", "bodytransforms"),
     kind(
         POLICY,
         &["v1alpha1"],

@@ -43,6 +43,8 @@ pub const RATE_LIMIT_HEADER: &str = "x-strait-rate-limit";
 /// On an answer of strait's for a request its API's document refuses:
 /// the ApiSchemaPolicy.
 pub const API_SCHEMA_HEADER: &str = "x-strait-api-schema";
+/// The BodyTransform that could not transform a body.
+pub const TRANSFORM_HEADER: &str = "x-strait-transform";
 
 /// Who is to blame for a failure: what an operator looks at first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,13 @@ pub enum ProxyError {
         allow: Option<Box<str>>,
     },
     FaultInjected(StatusCode),
+    /// A BodyTransform could not transform a body: the client's (`400`,
+    /// `413`, `415`) or the backend's answer (`502`).
+    Untransformed {
+        by: std::sync::Arc<str>,
+        status: StatusCode,
+        why: String,
+    },
     RequestTimeout,
     NoBackend,
     InvalidBackend,
@@ -197,7 +206,7 @@ impl ProxyError {
             RequestInvalid { invalid, .. } => {
                 StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST)
             }
-            FaultInjected(status) => *status,
+            FaultInjected(status) | Untransformed { status, .. } => *status,
             ExtensionUnresolved | NoBackend | InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
             RequestTimeout | BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             NoEndpoints | Overflow { .. } | RateLimitFailed { .. } => {
@@ -257,6 +266,12 @@ impl ProxyError {
                 _ => "request_invalid",
             },
             FaultInjected(_) => "fault_injected",
+            Untransformed { status, .. } => match status.as_u16() {
+                413 => "body_too_large",
+                415 => "media_type_unsupported",
+                502 => "response_transform_failed",
+                _ => "body_transform_failed",
+            },
             RequestTimeout => "request_timeout",
             NoBackend => "no_backend",
             InvalidBackend => "invalid_backend",
@@ -292,6 +307,8 @@ impl ProxyError {
             | UnknownCoding
             | ConnectRefused
             | RequestInvalid { .. } => Side::Client,
+            Untransformed { status, .. } if *status != StatusCode::BAD_GATEWAY => Side::Client,
+            Untransformed { .. } => Side::Upstream,
             Unauthenticated { .. }
             | Denied { .. }
             | ExtAuthDenied { .. }
@@ -423,6 +440,9 @@ impl ProxyError {
                 policy, invalid, ..
             } => return format!("strait: ApiSchemaPolicy {policy}: {invalid}\n").into(),
             FaultInjected(_) => "fault injected",
+            Untransformed { by, why, .. } => {
+                return format!("strait: BodyTransform {by}: {why}\n").into()
+            }
             RequestTimeout => "request timeout",
             NoBackend => "route has no backend",
             InvalidBackend => "backend is not valid",
@@ -461,6 +481,7 @@ impl ProxyError {
             ProxyError::RequestInvalid { policy, .. } => {
                 Some((API_SCHEMA_HEADER, policy.to_string()))
             }
+            ProxyError::Untransformed { by, .. } => Some((TRANSFORM_HEADER, by.to_string())),
             _ => None,
         }
     }

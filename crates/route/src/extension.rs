@@ -1,6 +1,6 @@
 //! A rule's `ExtensionRef` filters, resolved: each names an object of the
-//! route's namespace — a `FaultInjection` or a `DirectResponse`
-//! (policy.strait.dev/v1alpha1). A filter that cannot be resolved makes
+//! route's namespace — a `FaultInjection`, a `DirectResponse` or a
+//! `BodyTransform` (policy.strait.dev/v1alpha1). A filter that cannot be resolved makes
 //! the rule answer 500, as the spec requires of unresolved extension
 //! filters (never skipped).
 
@@ -21,6 +21,7 @@ pub struct Extensions {
     pub ext_auth: Option<Result<crate::ext_auth::ExtAuth, String>>,
     pub fault: Option<Fault>,
     pub direct: Option<Direct>,
+    pub transform: Option<std::sync::Arc<crate::transform::BodyTransform>>,
 }
 
 /// A DirectResponse: the rule's answer, whatever the request.
@@ -61,6 +62,11 @@ pub(crate) fn of_rule(
                 _ => None,
             })
             .map(|d| direct(docs, ns, d).map(|d| out.direct = Some(d))),
+            "BodyTransform" => find(docs, ns, name, |r| match r {
+                Resource::BodyTransform(t) => Some(t),
+                _ => None,
+            })
+            .map(|t| crate::transform::compile(t).map(|t| out.transform = Some(t.into()))),
             _ => Some(Err(format!("{kind:?} is not an extension strait knows"))),
         };
         match found {

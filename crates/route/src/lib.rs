@@ -35,6 +35,7 @@ pub mod status;
 pub mod telemetry;
 mod tls;
 mod traffic;
+pub mod transform;
 
 pub use backend::{
     BackendTarget, Cluster, UpstreamProtocol, WeightedBackend, MESHED_LABEL,

@@ -181,6 +181,16 @@ impl Rule {
         self.extras.as_deref()?.cors.as_ref()
     }
 
+    /// The rule's BodyTransform filter (when its extensions resolve).
+    pub fn transform(&self) -> Option<&Arc<crate::transform::BodyTransform>> {
+        self.extensions
+            .as_deref()?
+            .as_ref()
+            .ok()?
+            .transform
+            .as_ref()
+    }
+
     /// The rule's session persistence.
     pub fn session(&self) -> Option<&crate::session::Session> {
         self.extras.as_deref()?.session.as_ref()

@@ -8,11 +8,12 @@
 //! policy    authentication, authorization, rate limits, (a redirect
 //!           answers here), the API's schema, authorization services,
 //!           fault injection, direct responses
+//! transform the request's body converted and edited (BodyTransform)
 //! filters   redirect (answers), rewrite, headers, body kept for retries, mirrors
 //! backend   weighted backend, breaker, balancer         ┐ inside forward,
 //! forward   tries, timeouts, connect and rule retries,  │ once per try
 //!           upgrades                                    ┘
-//! respond   response header filters
+//! respond   response header filters; the answer's body transformed
 //! telemetry one record per request
 //! ```
 //!
@@ -28,6 +29,7 @@ mod schema;
 mod select;
 pub mod strict;
 mod telemetry;
+mod transform;
 
 use crate::answer::{ProxyError, ResponseBody};
 use crate::ctx::{ConnInfo, RequestCtx, Role};
@@ -196,6 +198,13 @@ fn proxy<'s>(
         if let Some(session) = matched.rule.session() {
             begin_session(session, &matched, &mut req, ctx);
         }
+        let transform = matched.rule.transform();
+        let mut facts = None;
+        if let Some(t) = transform {
+            facts = transform::Facts::of(t, &mut req);
+            let limits = (&shared.http_limits, ctx.grpc);
+            Box::pin(transform::request(t, &mut req, limits)).await?;
+        }
         let at = (&*live, &shared.upstream, &shared.http_limits);
         let out = filters::request(at, ctx, sidecar, &matched, req).await?;
         let forwarder = forward::Forwarder {
@@ -208,7 +217,11 @@ fn proxy<'s>(
                 .filter(|_| ctx.conn.role == Role::Outbound)
                 .and_then(|s| s.me_header.as_ref()),
         };
-        forwarder.forward(&matched, out, &mut ctx.seen).await
+        let response = forwarder.forward(&matched, out, &mut ctx.seen).await?;
+        match transform {
+            Some(t) => Box::pin(transform::response(t, facts.as_deref(), response)).await,
+            None => Ok(response),
+        }
     }
 }
 

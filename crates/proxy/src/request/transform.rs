@@ -1,0 +1,203 @@
+//! Phase 3b, bodies transformed: a rule's BodyTransform reads the
+//! client's body whole (within its bound; one read serves the checks
+//! before it too), converts and edits it before the filters, and does the
+//! same to the backend's answer before the client gets it.
+
+use crate::answer::{ProxyError, ResponseBody};
+use crate::client_body::BodyHead;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use strait_route::transform::{BodyTransform, Format, RequestFacts, Side};
+
+/// What the answer's templates may say of the client's request, kept
+/// from before the request is sent on.
+pub struct Facts {
+    method: http::Method,
+    path: String,
+    headers: HeaderMap,
+}
+
+impl Facts {
+    /// Kept only when the rule transforms answers; the backend is then
+    /// asked for an answer with no content coding, to be read.
+    pub fn of<B>(t: &BodyTransform, req: &mut Request<B>) -> Option<Box<Facts>> {
+        t.response.as_ref()?;
+        req.headers_mut().remove(http::header::ACCEPT_ENCODING);
+        Some(Box::new(Facts {
+            method: req.method().clone(),
+            path: req.uri().path().to_string(),
+            headers: req.headers().clone(),
+        }))
+    }
+
+    fn view(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            method: self.method.as_str(),
+            path: &self.path,
+            headers: &self.headers,
+        }
+    }
+}
+
+fn untransformed(t: &BodyTransform, status: StatusCode, why: String) -> ProxyError {
+    ProxyError::Untransformed {
+        by: t.name.clone(),
+        status,
+        why,
+    }
+}
+
+/// The client's body transformed, in the request for its backend with
+/// its new length and type. A request with no body is left alone; gRPC
+/// is not JSON or XML.
+pub async fn request(
+    t: &BodyTransform,
+    req: &mut Request<Incoming>,
+    (limits, grpc): (&crate::limits::HttpLimits, bool),
+) -> Result<(), ProxyError> {
+    let Some(side) = t.request.as_ref().filter(|_| !grpc) else {
+        return Ok(());
+    };
+    let read = req.extensions_mut().remove::<BodyHead>();
+    let has_body = match &read {
+        Some(head) => !head.data.is_empty(),
+        None => !req.body().is_end_stream(),
+    };
+    if !has_body {
+        if let Some(head) = read {
+            req.extensions_mut().insert(head);
+        }
+        return Ok(());
+    }
+    let given = type_of(req.headers());
+    if !given.is_some_and(|ct| side.from.is(ct)) {
+        let why = format!(
+            "the request's body must be {} (its Content-Type is {})",
+            name_of(side.from),
+            given.unwrap_or("missing")
+        );
+        return Err(untransformed(t, StatusCode::UNSUPPORTED_MEDIA_TYPE, why));
+    }
+    let mut head = match read {
+        Some(head) if head.data.len() as u64 > t.max_body => return Err(ProxyError::BodyTooLarge),
+        Some(head) => head,
+        None => {
+            let pace = super::filters::pace(limits, req.version(), grpc);
+            BodyHead::read(req.body_mut(), t.max_body, limits.body, pace)
+                .await
+                .map_err(|e| ProxyError::from(&e))?
+        }
+    };
+    let facts = RequestFacts {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        headers: req.headers(),
+    };
+    let out = side
+        .apply(&head.data, &facts)
+        .map_err(|why| untransformed(t, StatusCode::BAD_REQUEST, why))?;
+    check_size(t, out.len(), StatusCode::PAYLOAD_TOO_LARGE, "the request's")?;
+    set_length_and_type(req.headers_mut(), out.len(), side);
+    // Trailers would contradict the new body (a digest of the old).
+    head.trailers = None;
+    head.data = Bytes::from(out);
+    req.extensions_mut().insert(head);
+    Ok(())
+}
+
+/// The backend's answer transformed when its `Content-Type` says the
+/// side's format; other answers (an error page, a redirect) pass as
+/// they are. Read whole, within the bound and the backend's idle limit.
+pub async fn response(
+    t: &BodyTransform,
+    facts: Option<&Facts>,
+    response: Response<ResponseBody>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let (Some(side), Some(facts)) = (t.response.as_ref(), facts) else {
+        return Ok(response);
+    };
+    let matches = type_of(response.headers()).is_some_and(|ct| side.from.is(ct));
+    if !matches || response.body().is_end_stream() {
+        return Ok(response);
+    }
+    let coded = response
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .filter(|c| !c.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if let Some(coding) = coded {
+        let why = format!("the answer is encoded ({coding:?}), though none was asked for");
+        return Err(untransformed(t, StatusCode::BAD_GATEWAY, why));
+    }
+    let (mut parts, body) = response.into_parts();
+    let limit = usize::try_from(t.max_body).unwrap_or(usize::MAX);
+    let data = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let why = format!("the answer's body is over maxBodyBytes ({})", t.max_body);
+            return Err(untransformed(t, StatusCode::BAD_GATEWAY, why));
+        }
+        Err(e) => return Err(ProxyError::Backend(e.to_string())),
+    };
+    let out = side
+        .apply(&data, &facts.view())
+        .map_err(|why| untransformed(t, StatusCode::BAD_GATEWAY, format!("the answer: {why}")))?;
+    check_size(t, out.len(), StatusCode::BAD_GATEWAY, "the answer's")?;
+    set_length_and_type(&mut parts.headers, out.len(), side);
+    // Validators and digests of the old body would lie about the new one.
+    for stale in ["etag", "content-md5", "digest", "content-digest"] {
+        parts.headers.remove(stale);
+    }
+    Ok(Response::from_parts(
+        parts,
+        Either::Right(Full::new(Bytes::from(out))),
+    ))
+}
+
+/// A transformed body may not outgrow the bound either.
+fn check_size(
+    t: &BodyTransform,
+    len: usize,
+    status: StatusCode,
+    whose: &str,
+) -> Result<(), ProxyError> {
+    match len as u64 > t.max_body {
+        true => {
+            let why = format!(
+                "{whose} body transformed is {len} bytes, over maxBodyBytes ({})",
+                t.max_body
+            );
+            Err(untransformed(t, status, why))
+        }
+        false => Ok(()),
+    }
+}
+
+fn set_length_and_type(headers: &mut HeaderMap, len: usize, side: &Side) {
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(side.to.content_type()),
+    );
+    // The length is now the body's own; no coding stands between.
+    headers.remove(http::header::CONTENT_ENCODING);
+}
+
+/// The one `Content-Type`, as text.
+fn type_of(headers: &HeaderMap) -> Option<&str> {
+    let mut all = headers.get_all(CONTENT_TYPE).iter();
+    match (all.next(), all.next()) {
+        (Some(v), None) => v.to_str().ok(),
+        _ => None,
+    }
+}
+
+fn name_of(format: Format) -> &'static str {
+    match format {
+        Format::Json => "JSON",
+        Format::Xml => "XML",
+    }
+}
