@@ -4,7 +4,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use strait_route::{compile, CompileOptions};
 
-pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
+/// The folder read and compiled: the snapshot a gateway would serve, and
+/// every problem found.
+fn load(
+    dir: &Path,
+    controller_name: &str,
+) -> (
+    strait_config::ResourceSet,
+    strait_route::Snapshot,
+    Vec<strait_config::Problem>,
+) {
     let set = strait_config::load_dir(dir);
     let mut problems = set.problems.clone();
     // Semantic checks need a schema-valid set; schema errors are reported first.
@@ -16,6 +25,18 @@ pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
         std::time::SystemTime::now(),
     );
     problems.extend(compiled);
+    (set, snapshot, problems)
+}
+
+/// The snapshot of the folder, and how many errors it has.
+pub fn compiled(dir: &Path, controller_name: &str) -> (strait_route::Snapshot, usize) {
+    let (_, snapshot, problems) = load(dir, controller_name);
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    (snapshot, errors)
+}
+
+pub fn run(dir: &Path, controller_name: &str) -> ExitCode {
+    let (set, snapshot, problems) = load(dir, controller_name);
     let errors = problems.iter().filter(|p| p.is_error()).count();
     let warnings = problems.len() - errors;
     for p in &problems {

@@ -3,6 +3,7 @@
 mod check;
 mod control;
 mod demo;
+mod explain;
 mod install;
 mod webhook;
 
@@ -54,6 +55,24 @@ enum Command {
         /// Folder of *.yaml / *.yml manifests.
         dir: PathBuf,
         /// GatewayClasses with this controllerName are checked as served.
+        #[arg(long, default_value = strait_config::DEFAULT_CONTROLLER_NAME)]
+        controller_name: String,
+    },
+    /// What a gateway serving a folder would do with one request, phase by
+    /// phase: listener, route and rule, policies and their decisions where
+    /// the request alone decides them, filters, backends. Nothing is sent.
+    Explain {
+        /// Folder of *.yaml / *.yml manifests.
+        dir: PathBuf,
+        /// The request's method, e.g. GET.
+        method: String,
+        /// The request's absolute URL, e.g. http://shop.example.com/api/products?limit=5
+        /// (the port picks the listener: 80 for http, 443 for https, else the URL's).
+        url: String,
+        /// A request header, 'name: value'; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// GatewayClasses with this controllerName are served.
         #[arg(long, default_value = strait_config::DEFAULT_CONTROLLER_NAME)]
         controller_name: String,
     },
@@ -388,6 +407,20 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             dir,
             controller_name,
         } => return Ok(check::run(&dir, &controller_name)),
+        Command::Explain {
+            dir,
+            method,
+            url,
+            headers,
+            controller_name,
+        } => {
+            let q = explain::Question {
+                method,
+                url,
+                headers,
+            };
+            return Ok(explain::run(&dir, &controller_name, &q));
+        }
         Command::Install(args) => return install::run(args),
         Command::Echo(args) => echo(args)?,
         Command::Demo {

@@ -202,6 +202,33 @@ async fn a_direct_response_answers_for_a_service_at_the_caller() {
     assert!(refused, "{metrics}");
 }
 
+/// A GAMMA route's BodyTransform runs in the caller's sidecar: the
+/// callee's app gets the caller's JSON as XML, and the caller gets the
+/// answer edited.
+#[tokio::test]
+async fn a_body_transform_runs_at_the_caller_s_sidecar() {
+    let shop = shop_with(&[], TRANSFORMED_PAYMENT).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", shop.checkout.outbound))
+        .await
+        .expect("connect to the outbound listener");
+    let mut send = h1_over::<_, http_body_util::Full<Bytes>>(tcp).await;
+    let req = http::Request::post("http://payment.shop/pay")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"{\"amount\":5}",
+        )))
+        .expect("request");
+    let r = send.send_request(req).await.expect("response");
+    assert_eq!(r.status(), 200);
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><payment><amount>5</amount></payment>";
+    assert_eq!(answer["bodyBytes"], xml.len(), "{answer}");
+    assert_eq!(answer["via"], "POST at the caller", "{answer}");
+    assert!(answer.get("headers").is_none(), "{answer}");
+    assert_eq!(answer["service"], "payment-v1", "{answer}");
+}
+
 /// A SecurityPolicy on a workload: its sidecar checks every inbound call's
 /// token (forwarded by the caller's app, through the caller's sidecar),
 /// whatever route the caller took.
@@ -401,6 +428,29 @@ spec:
     );
     assert!(authz.take().is_empty());
 }
+
+const TRANSFORMED_PAYMENT: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: payment-transformed, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: payment, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /pay}, method: POST}]
+    filters:
+    - {type: ExtensionRef, extensionRef: {group: policy.strait.dev, kind: BodyTransform, name: xml-payments}}
+    backendRefs: [{name: payment-v1, port: 80}]
+---
+apiVersion: policy.strait.dev/v1alpha1
+kind: BodyTransform
+metadata: {name: xml-payments, namespace: shop}
+spec:
+  request: {convert: JSONToXML, rootElement: payment}
+  response:
+    edits:
+    - {op: Set, path: /via, value: "{{ request.method }} at the caller"}
+    - {op: Remove, path: /headers}
+"#;
 
 const READ_ONLY_PAYMENT: &str = r#"---
 apiVersion: gateway.networking.k8s.io/v1

@@ -1,0 +1,334 @@
+//! `strait explain DIR METHOD URL [-H 'name: value']...`: what a gateway
+//! serving the folder would do with one request, phase by phase, in the
+//! order the request path runs them. Nothing is sent: what depends on
+//! state (counts, a token's signature, a service's answer, the chosen
+//! endpoint) is named, not guessed.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use std::path::Path;
+use std::process::ExitCode;
+use strait_route::{BackendTarget, ListenKey, Matched, RequestView, Snapshot};
+
+pub struct Question {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<String>,
+}
+
+pub fn run(dir: &Path, controller_name: &str, q: &Question) -> ExitCode {
+    let (snapshot, errors) = crate::check::compiled(dir, controller_name);
+    if errors > 0 {
+        println!("the folder has {errors} error(s) (see strait check); a gateway would keep its last good configuration");
+    }
+    match explain(&snapshot, q) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("strait explain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The account of `q`, a line each.
+pub fn explain(snapshot: &Snapshot, q: &Question) -> Result<Vec<String>, String> {
+    let method = Method::from_bytes(q.method.as_bytes())
+        .map_err(|_| format!("{:?} is not a method", q.method))?;
+    let uri: Uri = q.url.parse().map_err(|e| format!("{}: {e}", q.url))?;
+    let (Some(host), Some(scheme)) = (uri.host(), uri.scheme_str()) else {
+        return Err(format!(
+            "{}: give an absolute URL (http://host/path)",
+            q.url
+        ));
+    };
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let host = host.to_ascii_lowercase();
+    let headers = headers(&q.headers)?;
+    let mut out = vec![format!("{method} {} (port {port}, host {host})", uri)];
+    let Some((at, listener)) = listener_for(snapshot, port, &host) else {
+        out.push(format!(
+            "no listener on port {port} takes host {host}: 404 (no_route)"
+        ));
+        return Ok(out);
+    };
+    out.push(format!("listener  {} (address {at})", listener.label));
+    let view = RequestView {
+        method: &method,
+        path: uri.path(),
+        query: uri.query(),
+        headers: &headers,
+    };
+    let Some(matched) = snapshot.route(at, &host, &view) else {
+        out.push(
+            "route     none of the listener's routes has a rule that matches: 404 (no_route)"
+                .into(),
+        );
+        return Ok(out);
+    };
+    let rule = matched.rule;
+    out.push(format!("route     {} rule {}", rule.route, rule.index));
+    policies(&matched, (&method, uri.path(), &headers), &mut out);
+    filters(&matched, &mut out);
+    backends(&matched, &mut out);
+    Ok(out)
+}
+
+fn headers(given: &[String]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for h in given {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("{h:?}: a header is 'name: value'"))?;
+        let name = HeaderName::try_from(name.trim()).map_err(|e| format!("{name:?}: {e}"))?;
+        let value = HeaderValue::try_from(value.trim()).map_err(|e| format!("{h:?}: {e}"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// The listener a request for `host` on `port` reaches: on the process's
+/// address, else on a Gateway's own address with that port.
+fn listener_for<'s>(
+    snapshot: &'s Snapshot,
+    port: u16,
+    host: &str,
+) -> Option<(ListenKey, &'s strait_route::ListenerRoutes)> {
+    let any = ListenKey { ip: None, port };
+    let keys =
+        std::iter::once(any).chain(snapshot.ports.keys().copied().filter(|k| k.port == port));
+    keys.into_iter()
+        .find_map(|k| snapshot.listener(k, host).map(|l| (k, l)))
+}
+
+/// The policy phase, in its order: CORS, credentials, rate limits, the
+/// API's schema, authorization services, faults and direct answers;
+/// then the bodies' transformation.
+fn policies(
+    m: &Matched<'_>,
+    (method, path, headers): (&Method, &str, &HeaderMap),
+    out: &mut Vec<String>,
+) {
+    let rule = m.rule;
+    if rule.cors().is_some() {
+        let preflight = method == Method::OPTIONS
+            && headers.contains_key("origin")
+            && headers.contains_key("access-control-request-method");
+        out.push(match preflight {
+            true => "cors      a preflight: strait answers it from the rule's CORS filter, before any credential is asked".into(),
+            false => "cors      the rule's CORS filter adds its headers to answers for allowed origins".into(),
+        });
+    }
+    if let Some(a) = rule.authn().or(m.listener.authn.as_ref()) {
+        out.push(format!(
+            "authn     SecurityPolicy {}: {}",
+            a.policy,
+            authn(a, headers)
+        ));
+    }
+    if let Some(r) = rule.ratelimit().or(m.listener.ratelimit.as_ref()) {
+        for limit in &r.rules {
+            out.push(format!(
+                "limit     RateLimitPolicy {} rule {} (429 when used up)",
+                r.policy,
+                limit.describe()
+            ));
+        }
+    }
+    if let Some(s) = rule.apischema().or(m.listener.apischema.as_ref()) {
+        out.push(format!(
+            "schema    ApiSchemaPolicy {}: {}",
+            s.policy,
+            schema(s, method, path)
+        ));
+    }
+    let Some(ext) = rule.extensions.as_deref() else {
+        return;
+    };
+    let ext = match ext {
+        Ok(ext) => ext,
+        Err(why) => {
+            out.push(format!("extension {why}: 500 (extension_unresolved)"));
+            return;
+        }
+    };
+    if ext.ext_auth.is_some() {
+        out.push("authz     the rule's ExternalAuth service is asked; its answer decides".into());
+    }
+    if ext.fault.is_some() {
+        out.push(
+            "fault     the rule's FaultInjection may delay or abort it (by its percentages)".into(),
+        );
+    }
+    if let Some(d) = &ext.direct {
+        out.push(format!(
+            "direct    DirectResponse: strait answers {} ({} bytes); no backend is called",
+            d.status,
+            d.body.len()
+        ));
+    }
+    if let Some(t) = &ext.transform {
+        let name = |f| match f {
+            strait_route::transform::Format::Json => "JSON",
+            strait_route::transform::Format::Xml => "XML",
+        };
+        let side = |s: &Option<strait_route::transform::Side>| match s {
+            Some(s) => format!("{} to {}", name(s.from), name(s.to)),
+            None => "as it is".into(),
+        };
+        out.push(format!(
+            "transform BodyTransform {}: the request's body {}, the answer's {} (bodies up to {} bytes)",
+            t.name,
+            side(&t.request),
+            side(&t.response),
+            t.max_body
+        ));
+    }
+}
+
+fn authn(a: &strait_route::authn::Authn, headers: &HeaderMap) -> String {
+    if let Some(why) = &a.broken {
+        return format!("cannot be applied ({why}): 500 (policy_invalid)");
+    }
+    let mut asks = Vec::new();
+    if !a.providers.is_empty() {
+        asks.push(match a.optional {
+            true => "a JWT if one is sent".to_string(),
+            false => "a JWT".to_string(),
+        });
+    }
+    if a.api_keys.is_some() {
+        asks.push("an API key".into());
+    }
+    if a.basic.is_some() {
+        asks.push("basic auth".into());
+    }
+    if a.oidc.is_some() {
+        asks.push("an OpenID Connect login (a session cookie)".into());
+    }
+    if a.callers.is_some() {
+        asks.push("a caller its rules allow".into());
+    }
+    if a.ext.is_some() {
+        asks.push("an authorization service's yes".into());
+    }
+    let mut said = format!("asks for {}", asks.join(", then "));
+    let bearer = headers.get(http::header::AUTHORIZATION).is_some_and(|v| {
+        v.as_bytes().len() > 7 && v.as_bytes()[..7].eq_ignore_ascii_case(b"bearer ")
+    });
+    let alone = a.api_keys.is_none() && a.basic.is_none();
+    match (a.providers.is_empty(), bearer) {
+        (false, true) => {
+            said.push_str("; the token's signature and claims are checked when served")
+        }
+        (false, false) if !a.optional && alone => {
+            said.push_str("; this request carries no bearer token: 401 (jwt_missing)")
+        }
+        _ => {}
+    }
+    said
+}
+
+fn schema(s: &strait_route::apischema::ApiSchema, method: &Method, path: &str) -> String {
+    use strait_route::apischema::Found;
+    let Some(api) = &s.api else {
+        return "cannot be applied (see strait check): 500 (policy_invalid)".into();
+    };
+    let unknown = |status: &str| match s.reject_unknown {
+        true => format!("{status} (operation_unknown)"),
+        false => "passed unchecked (unknownOperations: Allow)".to_string(),
+    };
+    match api.find(method, path) {
+        Found::Operation(op, _) => format!(
+            "operation {}: its parameters and JSON body are checked (400, 415 when they are not as described)",
+            op.id
+        ),
+        Found::NoMethod(allow) => format!("the path has no {method} (it has {allow}): {}", unknown("405")),
+        Found::NoPath => format!("no operation of the document has this path: {}", unknown("404")),
+        Found::NotNormal(why) => format!("the path is not in normal form ({why}): 400 (request_invalid)"),
+    }
+}
+
+/// The filters phase: what changes the request on its way.
+fn filters(m: &Matched<'_>, out: &mut Vec<String>) {
+    let rule = m.rule;
+    if rule.redirect.is_some() {
+        out.push(
+            "filters   RequestRedirect: strait answers with the redirect; no backend is called"
+                .into(),
+        );
+    }
+    if rule.rewrite.is_some() {
+        out.push("filters   URLRewrite: the backend gets the rewritten host or path".into());
+    }
+    if rule.request_headers.is_some() {
+        out.push("filters   RequestHeaderModifier".into());
+    }
+    if rule.response_headers.is_some() {
+        out.push("filters   ResponseHeaderModifier (on the answer)".into());
+    }
+    if !rule.mirrors.is_empty() {
+        out.push(format!(
+            "filters   {} mirror(s), answers ignored",
+            rule.mirrors.len()
+        ));
+    }
+    if rule.session().is_some() {
+        out.push(
+            "session   session persistence: a request with a live session goes to its endpoint"
+                .into(),
+        );
+    }
+    if rule.retry.is_some() {
+        out.push(
+            "retry     the rule's retry policy (GEP-1731), within the cluster's budget".into(),
+        );
+    }
+}
+
+fn backends(m: &Matched<'_>, out: &mut Vec<String>) {
+    let rule = m.rule;
+    if rule.backends.is_empty() {
+        out.push("backend   the rule has no backend: 500 (no_backend)".into());
+    }
+    for b in &rule.backends {
+        let share = match rule.total_weight {
+            0 => "no share (weight 0)".to_string(),
+            total => format!("{} of {total}", b.weight),
+        };
+        out.push(match &b.target {
+            BackendTarget::Cluster(c) if c.endpoints.is_empty() => {
+                format!(
+                    "backend   {} ({share}): no ready endpoint: 503 (no_endpoints)",
+                    c.name
+                )
+            }
+            BackendTarget::Cluster(c) => {
+                let list: Vec<String> = c.endpoints.iter().take(4).map(|e| e.to_string()).collect();
+                let more = c.endpoints.len().saturating_sub(4);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                let protocol = match c.protocol {
+                    strait_route::UpstreamProtocol::Http1 => "HTTP/1.1",
+                    strait_route::UpstreamProtocol::H2c => "HTTP/2 (h2c)",
+                };
+                format!(
+                    "backend   {} ({share}): {protocol} to one of {}{more}",
+                    c.name,
+                    list.join(", ")
+                )
+            }
+            BackendTarget::Invalid(why) => {
+                format!("backend   ({share}) invalid: {why}: 500 (invalid_backend)")
+            }
+        });
+    }
+}

@@ -1,0 +1,128 @@
+//! `strait explain`: the real binary's account of requests to the shop
+//! example and to a folder of the test's own — the rule, each policy's
+//! part and the decisions the request alone settles, the backends.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+fn explain(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(STRAIT)
+        .arg("explain")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run strait explain");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+fn shop() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop")
+}
+
+#[test]
+fn the_shop_s_requests_are_explained_phase_by_phase() {
+    let (code, out) = explain(
+        &shop(),
+        &["GET", "http://shop.example.com:8080/api/products/42"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "listener  shop/shop/http (address *:8080)",
+        "route     shop/storefront rule 0",
+        "limit     RateLimitPolicy shop/api-per-client rule per-client: 5 a second (burst 10), one count per client, local",
+        "schema    ApiSchemaPolicy shop/product-api: operation getProduct: its parameters and JSON body are checked",
+        "backend   shop/product-api:80 (1 of 1): HTTP/1.1 to one of",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    let (_, out) = explain(
+        &shop(),
+        &["POST", "http://shop.example.com:8080/api/checkout"],
+    );
+    assert!(
+        out.contains("authn     SecurityPolicy shop/checkout-users: asks for a JWT; this request carries no bearer token: 401 (jwt_missing)"),
+        "{out}"
+    );
+    let token = [
+        "POST",
+        "http://shop.example.com:8080/api/checkout",
+        "-H",
+        "authorization: Bearer a.b.c",
+    ];
+    let (_, out) = explain(&shop(), &token);
+    assert!(out.contains("checked when served"), "{out}");
+    let preflight = [
+        "OPTIONS",
+        "http://shop.example.com:8080/api/cart",
+        "-H",
+        "origin: https://shop.example.com",
+        "-H",
+        "access-control-request-method: PUT",
+    ];
+    let (_, out) = explain(&shop(), &preflight);
+    assert!(
+        out.contains("cors      a preflight: strait answers it"),
+        "{out}"
+    );
+    let (_, out) = explain(
+        &shop(),
+        &["POST", "http://shop.example.com:8080/api/orders"],
+    );
+    assert!(
+        out.contains("no operation of the document has this path: 404 (operation_unknown)"),
+        "{out}"
+    );
+    let (_, out) = explain(&shop(), &["GET", "http://elsewhere.example.com:8080/"]);
+    assert!(
+        out.contains("no listener on port 8080 takes host elsewhere.example.com: 404 (no_route)"),
+        "{out}"
+    );
+    let (code, out) = explain(&shop(), &["GET", "/relative"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("give an absolute URL"), "{out}");
+}
+
+#[test]
+fn extensions_and_backends_of_a_folder_are_explained() {
+    let dir = TempDir::new();
+    let yaml = gateway_yaml(8081)
+        + &service_yaml("legacy", 9999, None)
+        + &prefix_route(
+            "orders",
+            "/orders",
+            "legacy",
+            "    filters:\n    - type: ExtensionRef\n      extensionRef: {group: policy.strait.dev, kind: BodyTransform, name: to-legacy}\n",
+        )
+        + &prefix_route(
+            "broken",
+            "/broken",
+            "legacy",
+            "    filters:\n    - type: ExtensionRef\n      extensionRef: {group: policy.strait.dev, kind: BodyTransform, name: missing}\n",
+        )
+        + "---\napiVersion: policy.strait.dev/v1alpha1\nkind: BodyTransform\nmetadata: {name: to-legacy}\n\
+           spec:\n  request: {convert: JSONToXML}\n  response: {convert: XMLToJSON}\n";
+    dir.write("gw.yaml", &yaml);
+    let (code, out) = explain(dir.path(), &["POST", "http://any.example.com:8081/orders"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("transform BodyTransform default/to-legacy: the request's body JSON to XML, the answer's XML to JSON (bodies up to 1048576 bytes)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("backend   default/legacy:80 (1 of 1): HTTP/1.1 to one of 127.0.0.1:9999"),
+        "{out}"
+    );
+    let (_, out) = explain(dir.path(), &["POST", "http://any.example.com:8081/broken"]);
+    assert!(
+        out.contains("BodyTransform default/missing not found: 500 (extension_unresolved)"),
+        "{out}"
+    );
+    let (_, out) = explain(dir.path(), &["GET", "http://any.example.com:8081/other"]);
+    assert!(
+        out.contains("none of the listener's routes has a rule that matches: 404 (no_route)"),
+        "{out}"
+    );
+}
