@@ -198,10 +198,8 @@ fn proxy<'s>(
         if let Some(session) = matched.rule.session() {
             begin_session(session, &matched, &mut req, ctx);
         }
-        let transform = matched.rule.transform();
-        let mut facts = None;
-        if let Some(t) = transform {
-            facts = transform::Facts::of(t, &mut req);
+        if let Some(t) = matched.rule.transform() {
+            ctx.asked = transform::asked(t, &mut req);
             let limits = (&shared.http_limits, ctx.grpc);
             Box::pin(transform::request(t, &mut req, limits)).await?;
         }
@@ -217,10 +215,14 @@ fn proxy<'s>(
                 .filter(|_| ctx.conn.role == Role::Outbound)
                 .and_then(|s| s.me_header.as_ref()),
         };
-        let response = forwarder.forward(&matched, out, &mut ctx.seen).await?;
-        match transform {
-            Some(t) => Box::pin(transform::response(t, facts.as_deref(), response)).await,
-            None => Ok(response),
+        // The answer is moved out of its way only when it is transformed.
+        match matched.rule.transform().filter(|t| t.response.is_some()) {
+            None => forwarder.forward(&matched, out, &mut ctx.seen).await,
+            Some(t) => {
+                let response = forwarder.forward(&matched, out, &mut ctx.seen).await?;
+                let asked = ctx.asked.take();
+                Box::pin(transform::response(t, asked.as_deref(), response)).await
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::answer::{ProxyError, ResponseBody};
 use crate::client_body::BodyHead;
+use crate::ctx::Asked;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -14,32 +15,24 @@ use hyper::body::Incoming;
 use strait_route::transform::{BodyTransform, Format, RequestFacts, Side};
 
 /// What the answer's templates may say of the client's request, kept
-/// from before the request is sent on.
-pub struct Facts {
-    method: http::Method,
-    path: String,
-    headers: HeaderMap,
+/// before the request is sent on; only when the rule transforms answers.
+/// The backend is then asked for an answer with no content coding, to be
+/// read.
+pub fn asked<B>(t: &BodyTransform, req: &mut Request<B>) -> Option<Box<Asked>> {
+    t.response.as_ref()?;
+    req.headers_mut().remove(http::header::ACCEPT_ENCODING);
+    Some(Box::new(Asked {
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        headers: req.headers().clone(),
+    }))
 }
 
-impl Facts {
-    /// Kept only when the rule transforms answers; the backend is then
-    /// asked for an answer with no content coding, to be read.
-    pub fn of<B>(t: &BodyTransform, req: &mut Request<B>) -> Option<Box<Facts>> {
-        t.response.as_ref()?;
-        req.headers_mut().remove(http::header::ACCEPT_ENCODING);
-        Some(Box::new(Facts {
-            method: req.method().clone(),
-            path: req.uri().path().to_string(),
-            headers: req.headers().clone(),
-        }))
-    }
-
-    fn view(&self) -> RequestFacts<'_> {
-        RequestFacts {
-            method: self.method.as_str(),
-            path: &self.path,
-            headers: &self.headers,
-        }
+fn view(asked: &Asked) -> RequestFacts<'_> {
+    RequestFacts {
+        method: asked.method.as_str(),
+        path: &asked.path,
+        headers: &asked.headers,
     }
 }
 
@@ -114,10 +107,10 @@ pub async fn request(
 /// they are. Read whole, within the bound and the backend's idle limit.
 pub async fn response(
     t: &BodyTransform,
-    facts: Option<&Facts>,
+    asked: Option<&Asked>,
     response: Response<ResponseBody>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let (Some(side), Some(facts)) = (t.response.as_ref(), facts) else {
+    let (Some(side), Some(asked)) = (t.response.as_ref(), asked) else {
         return Ok(response);
     };
     let matches = type_of(response.headers()).is_some_and(|ct| side.from.is(ct));
@@ -143,7 +136,7 @@ pub async fn response(
         Err(e) => return Err(ProxyError::Backend(e.to_string())),
     };
     let out = side
-        .apply(&data, &facts.view())
+        .apply(&data, &view(asked))
         .map_err(|why| untransformed(t, StatusCode::BAD_GATEWAY, format!("the answer: {why}")))?;
     check_size(t, out.len(), StatusCode::BAD_GATEWAY, "the answer's")?;
     set_length_and_type(&mut parts.headers, out.len(), side);
