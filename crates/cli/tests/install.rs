@@ -82,7 +82,7 @@ fn the_manifests_are_kubernetes_objects_and_their_commands_are_strait_s() {
             other => panic!("unexpected kind {other}"),
         }
     }
-    assert_eq!(docs.len(), 22, "{kinds:?}");
+    assert_eq!(docs.len(), 23, "{kinds:?}");
     // The gateway is a LoadBalancer; the webhook trusts the CA in the Secret.
     let find = |kind: &str, name: &str| {
         docs.iter()
@@ -174,7 +174,7 @@ fn gateway_api_crds_come_from_the_file_given_and_only_crds() {
         docs[0]["metadata"]["name"],
         "gateways.gateway.networking.k8s.io"
     );
-    assert_eq!(docs.len(), 23);
+    assert_eq!(docs.len(), 24);
     let other = dir.path().join("other.yaml");
     let (out, _) = install(&["--gateway-api-crds", other.to_str().expect("utf-8")]);
     assert!(!out.status.success());

@@ -86,12 +86,10 @@ pub struct RequestCtx {
     /// The rule's session persistence, when it has some: what the answer
     /// is to say of the session.
     pub session: Option<Box<SessionState>>,
-    /// The client's request as a BodyTransform's answer templates see it,
-    /// kept when the rule transforms answers.
-    pub asked: Option<Box<Asked>>,
 }
 
-/// What the client asked: method, path and headers.
+/// What the client asked (method, path and headers), as a
+/// BodyTransform's answer templates see it.
 pub struct Asked {
     pub method: http::Method,
     pub path: String,
@@ -185,7 +183,6 @@ impl RequestCtx {
             seen: Seen::default(),
             answer_headers: Vec::new(),
             session: None,
-            asked: None,
         }
     }
 }

@@ -199,32 +199,52 @@ fn proxy<'s>(
             begin_session(session, &matched, &mut req, ctx);
         }
         if let Some(t) = matched.rule.transform() {
-            ctx.asked = transform::asked(t, &mut req);
-            let limits = (&shared.http_limits, ctx.grpc);
-            Box::pin(transform::request(t, &mut req, limits)).await?;
+            // The rest of the request, boxed with the transformation: its
+            // state stays out of every other request's future.
+            let on = (shared, &*live, sidecar);
+            return Box::pin(transformed(t, on, ctx, &matched, req)).await;
         }
         let at = (&*live, &shared.upstream, &shared.http_limits);
         let out = filters::request(at, ctx, sidecar, &matched, req).await?;
-        let forwarder = forward::Forwarder {
-            live: &live,
-            upstreams: &shared.upstream,
-            metrics: &shared.metrics,
-            limits: shared.limits,
-            backend_idle: Some(shared.http_limits.backend_idle).filter(|d| !d.is_zero()),
-            peer: sidecar
-                .filter(|_| ctx.conn.role == Role::Outbound)
-                .and_then(|s| s.me_header.as_ref()),
-        };
-        // The answer is moved out of its way only when it is transformed.
-        match matched.rule.transform().filter(|t| t.response.is_some()) {
-            None => forwarder.forward(&matched, out, &mut ctx.seen).await,
-            Some(t) => {
-                let response = forwarder.forward(&matched, out, &mut ctx.seen).await?;
-                let asked = ctx.asked.take();
-                Box::pin(transform::response(t, asked.as_deref(), response)).await
-            }
-        }
+        let forwarder = forwarder((shared, &*live, sidecar), ctx);
+        forwarder.forward(&matched, out, &mut ctx.seen).await
     }
+}
+
+type On<'s> = (&'s Shared, &'s Live, Option<&'s crate::sidecar::Sidecar>);
+
+fn forwarder<'s>((shared, live, sidecar): On<'s>, ctx: &RequestCtx) -> forward::Forwarder<'s> {
+    forward::Forwarder {
+        live,
+        upstreams: &shared.upstream,
+        metrics: &shared.metrics,
+        limits: shared.limits,
+        backend_idle: Some(shared.http_limits.backend_idle).filter(|d| !d.is_zero()),
+        peer: sidecar
+            .filter(|_| ctx.conn.role == Role::Outbound)
+            .and_then(|s| s.me_header.as_ref()),
+    }
+}
+
+/// The filters and the backend, with the rule's BodyTransform on both
+/// bodies.
+async fn transformed(
+    t: &strait_route::transform::BodyTransform,
+    on: On<'_>,
+    ctx: &mut RequestCtx,
+    matched: &strait_route::Matched<'_>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let (shared, live, sidecar) = on;
+    let asked = transform::asked(t, &mut req);
+    let limits = (&shared.http_limits, ctx.grpc);
+    transform::request(t, &mut req, limits).await?;
+    let at = (live, &shared.upstream, &shared.http_limits);
+    let out = filters::request(at, ctx, sidecar, matched, req).await?;
+    let response = forwarder(on, ctx)
+        .forward(matched, out, &mut ctx.seen)
+        .await?;
+    transform::response(t, asked.as_deref(), response).await
 }
 
 /// The session the request carries, if it has not timed out: in its
