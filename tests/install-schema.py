@@ -54,8 +54,8 @@ def main():
             for v in d["spec"]["versions"]:
                 schema = openapi_to_jsonschema(v["schema"]["openAPIV3Schema"])
                 schemas[(d["spec"]["names"]["kind"], v["name"])] = schema
-    if len(schemas) != 9:
-        failures.append(f"expected 9 policy.strait.dev CRDs, found {sorted(schemas)}")
+    if len(schemas) != 10:
+        failures.append(f"expected 10 policy.strait.dev CRDs, found {sorted(schemas)}")
 
     checked = 0
     for path in sorted(glob.glob("examples/**/*.yaml", recursive=True)):
@@ -124,6 +124,16 @@ def main():
                              "rules": [{"clientSelectors": [{"sourceCIDR": {"type": "Distinct",
                                                                             "value": "0.0.0.0/0"}}],
                                         "limit": {"requests": 10, "unit": "Second"}}]}}},
+        {"apiVersion": "policy.strait.dev/v1alpha1", "kind": "BodyTransform",
+         "metadata": {"name": "to-legacy", "namespace": "shop"},
+         "spec": {"maxBodyBytes": 65536,
+                  "request": {"convert": "JSONToXML", "rootElement": "order", "edits": [
+                      {"op": "Remove", "path": "/password"},
+                      {"op": "Rename", "path": "/userName", "to": "/customer/name"},
+                      {"op": "Set", "path": "/channel", "value": "{{ request.header.x-channel }}"},
+                      {"op": "Set", "path": "/meta", "value": {"v": 2, "tags": ["a"]}}]},
+                  "response": {"convert": "XMLToJSON", "edits": [
+                      {"op": "Rename", "path": "/order/@id", "to": "/order/id"}]}}},
     ]
     for doc in good:
         try:
@@ -153,6 +163,12 @@ def main():
           "metadata": {"name": "r"},
           "spec": {"targetRefs": [], "local": {"rules": [{"limit": {"requests": "ten", "unit": "Second"}}]}}},
          "a string for an integer"),
+        ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "BodyTransform",
+          "metadata": {"name": "t"}, "spec": {"request": {"convert": "JSONToXML", "root": "x"}}},
+         "an unknown field"),
+        ({"apiVersion": "policy.strait.dev/v1alpha1", "kind": "BodyTransform",
+          "metadata": {"name": "t"}, "spec": {"request": {"edits": [{"path": "/a"}]}}},
+         "a missing required field"),
     ]
     for doc, what in bad:
         try:
