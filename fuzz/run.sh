@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds every fuzz target and runs each in turn with the libFuzzer flags
 # given, then prints one line per target: executions, seconds, crashes.
-#   fuzz/run.sh -max_total_time=25     the smoke run .ci/run does
+#   fuzz/run.sh -max_total_time=20     the smoke run .ci/run does
 #   fuzz/run.sh -runs=10000000         the campaign docs/benchmarks.md records
 # Needs the nightly toolchain; installs cargo-fuzz if it is missing. Inputs
 # found are kept in fuzz/corpus/, crashes in fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")"
-[ $# -gt 0 ] || set -- -max_total_time=25
+[ $# -gt 0 ] || set -- -max_total_time=20
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 python3 seeds.py
 # Safe Rust: AddressSanitizer finds little here and costs 3-5× the speed.
