@@ -124,7 +124,7 @@ fn policies(snapshot: &strait_route::Snapshot) -> Vec<String> {
 }
 
 /// `1 route`, `2 routes`.
-fn count(n: usize, thing: &str) -> String {
+pub fn count(n: usize, thing: &str) -> String {
     match n {
         1 => format!("1 {thing}"),
         _ => format!("{n} {thing}s"),

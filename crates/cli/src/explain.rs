@@ -18,7 +18,8 @@ pub struct Question {
 pub fn run(dir: &Path, controller_name: &str, q: &Question) -> ExitCode {
     let (snapshot, errors) = crate::check::compiled(dir, controller_name);
     if errors > 0 {
-        println!("the folder has {errors} error(s) (see strait check); a gateway would keep its last good configuration");
+        let errors = crate::check::count(errors, "error");
+        println!("the folder has {errors} (see strait check); a gateway would keep its last good configuration");
     }
     match explain(&snapshot, q) {
         Ok(lines) => {
@@ -48,7 +49,7 @@ pub fn explain(snapshot: &Snapshot, q: &Question) -> Result<Vec<String>, String>
     let port = uri
         .port_u16()
         .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let host = host.to_ascii_lowercase();
+    let host = strait_route::normalize_host(host).into_owned();
     let headers = headers(&q.headers)?;
     let mut out = vec![format!("{method} {} (port {port}, host {host})", uri)];
     let Some((at, listener)) = listener_for(snapshot, port, &host) else {
@@ -73,7 +74,7 @@ pub fn explain(snapshot: &Snapshot, q: &Question) -> Result<Vec<String>, String>
     };
     let rule = matched.rule;
     out.push(format!("route     {} rule {}", rule.route, rule.index));
-    policies(&matched, (&method, uri.path(), &headers), &mut out);
+    policies(&matched, (&method, &uri, &headers), &mut out);
     filters(&matched, &mut out);
     backends(&matched, &mut out);
     Ok(out)
@@ -111,9 +112,10 @@ fn listener_for<'s>(
 /// then the bodies' transformation.
 fn policies(
     m: &Matched<'_>,
-    (method, path, headers): (&Method, &str, &HeaderMap),
+    (method, uri, headers): (&Method, &Uri, &HeaderMap),
     out: &mut Vec<String>,
 ) {
+    let path = uri.path();
     let rule = m.rule;
     if rule.cors().is_some() {
         let preflight = method == Method::OPTIONS
@@ -128,7 +130,7 @@ fn policies(
         out.push(format!(
             "authn     SecurityPolicy {}: {}",
             a.policy,
-            authn(a, headers)
+            authn(a, headers, uri.query())
         ));
     }
     if let Some(r) = rule.ratelimit().or(m.listener.ratelimit.as_ref()) {
@@ -173,12 +175,8 @@ fn policies(
         ));
     }
     if let Some(t) = &ext.transform {
-        let name = |f| match f {
-            strait_route::transform::Format::Json => "JSON",
-            strait_route::transform::Format::Xml => "XML",
-        };
         let side = |s: &Option<strait_route::transform::Side>| match s {
-            Some(s) => format!("{} to {}", name(s.from), name(s.to)),
+            Some(s) => format!("{} to {}", s.from.name(), s.to.name()),
             None => "as it is".into(),
         };
         out.push(format!(
@@ -191,7 +189,7 @@ fn policies(
     }
 }
 
-fn authn(a: &strait_route::authn::Authn, headers: &HeaderMap) -> String {
+fn authn(a: &strait_route::authn::Authn, headers: &HeaderMap, query: Option<&str>) -> String {
     if let Some(why) = &a.broken {
         return format!("cannot be applied ({why}): 500 (policy_invalid)");
     }
@@ -218,16 +216,15 @@ fn authn(a: &strait_route::authn::Authn, headers: &HeaderMap) -> String {
         asks.push("an authorization service's yes".into());
     }
     let mut said = format!("asks for {}", asks.join(", then "));
-    let bearer = headers.get(http::header::AUTHORIZATION).is_some_and(|v| {
-        v.as_bytes().len() > 7 && v.as_bytes()[..7].eq_ignore_ascii_case(b"bearer ")
-    });
-    let alone = a.api_keys.is_none() && a.basic.is_none();
-    match (a.providers.is_empty(), bearer) {
+    // Where the policy's providers look for a token, as the gateway does.
+    let token = a.carries_token(headers, query);
+    let alone = a.api_keys.is_none() && a.basic.is_none() && a.oidc.is_none();
+    match (a.providers.is_empty(), token) {
         (false, true) => {
             said.push_str("; the token's signature and claims are checked when served")
         }
         (false, false) if !a.optional && alone => {
-            said.push_str("; this request carries no bearer token: 401 (jwt_missing)")
+            said.push_str("; this request carries no token: 401 (jwt_missing)")
         }
         _ => {}
     }
@@ -273,10 +270,8 @@ fn filters(m: &Matched<'_>, out: &mut Vec<String>) {
         out.push("filters   ResponseHeaderModifier (on the answer)".into());
     }
     if !rule.mirrors.is_empty() {
-        out.push(format!(
-            "filters   {} mirror(s), answers ignored",
-            rule.mirrors.len()
-        ));
+        let mirrors = crate::check::count(rule.mirrors.len(), "mirror");
+        out.push(format!("filters   {mirrors}, answers ignored"));
     }
     if rule.session().is_some() {
         out.push(

@@ -43,7 +43,7 @@ fn the_shop_s_requests_are_explained_phase_by_phase() {
         &["POST", "http://shop.example.com:8080/api/checkout"],
     );
     assert!(
-        out.contains("authn     SecurityPolicy shop/checkout-users: asks for a JWT; this request carries no bearer token: 401 (jwt_missing)"),
+        out.contains("authn     SecurityPolicy shop/checkout-users: asks for a JWT; this request carries no token: 401 (jwt_missing)"),
         "{out}"
     );
     let token = [

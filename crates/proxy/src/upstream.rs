@@ -46,6 +46,14 @@ pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// one its peer is closing at that moment.
 pub const MESH_IDLE_REUSE: Duration = Duration::from_secs(20);
 
+/// How long an idle connection of `cluster` is kept for reuse.
+fn reuse_time(cluster: &Cluster) -> Duration {
+    match cluster.meshed {
+        true => MESH_IDLE_REUSE,
+        false => UPSTREAM_IDLE_TIMEOUT,
+    }
+}
+
 /// Why a request got no response from its backend.
 #[derive(Debug)]
 pub enum SendError {
@@ -167,11 +175,12 @@ struct GiveBack {
     pool: Arc<H1Pool>,
     key: PoolKey,
     gate: Option<Arc<ConnGate>>,
+    reuse_for: Duration,
 }
 
 impl GiveBack {
     fn put(self, conn: Conn) {
-        self.pool.put(self.key, conn);
+        self.pool.put(self.key, conn, self.reuse_for);
         if let Some(gate) = self.gate {
             gate.returned();
         }
@@ -300,7 +309,7 @@ impl Drop for PooledBody {
     }
 }
 
-/// A connection and when it went idle.
+/// A connection and until when it may be reused.
 type IdleConnection = (Instant, Conn);
 
 /// Idle HTTP/1.1 connections per endpoint, most recent last.
@@ -333,11 +342,12 @@ pub const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 impl H1Pool {
     /// The most recent idle connection to `endpoint` the backend has not
     /// closed. Those found closed or too old are dropped on the way.
-    fn take(&self, endpoint: PoolKey, reuse_for: Duration) -> Option<Conn> {
+    fn take(&self, endpoint: PoolKey) -> Option<Conn> {
+        let now = Instant::now();
         let mut idle = lock(&self.idle);
         let list = idle.get_mut(&endpoint)?;
-        while let Some((since, mut conn)) = list.pop() {
-            if since.elapsed() < reuse_for && conn.is_usable() {
+        while let Some((until, mut conn)) = list.pop() {
+            if now < until && conn.is_usable() {
                 return Some(conn);
             }
         }
@@ -370,26 +380,23 @@ impl H1Pool {
         let now = Instant::now();
         let mut idle = lock(&self.idle);
         idle.retain(|_, list| {
-            list.retain_mut(|(since, conn)| {
-                now.duration_since(*since) < UPSTREAM_IDLE_TIMEOUT && conn.is_usable()
-            });
+            list.retain_mut(|(until, conn)| now < *until && conn.is_usable());
             !list.is_empty()
         });
     }
 
-    /// Keeps `conn` for reuse. No task watches an idle connection, so
-    /// those past the idle timeout are closed here, oldest first.
-    fn put(&self, endpoint: PoolKey, conn: Conn) {
+    /// Keeps `conn` for reuse for `reuse_for`. No task watches an idle
+    /// connection, so those past their time are closed here, oldest first.
+    fn put(&self, endpoint: PoolKey, conn: Conn, reuse_for: Duration) {
         let now = Instant::now();
         let mut idle = lock(&self.idle);
         let list = idle.entry(endpoint).or_default();
-        let stale =
-            |(since, _): &IdleConnection| now.duration_since(*since) >= UPSTREAM_IDLE_TIMEOUT;
+        let stale = |(until, _): &IdleConnection| *until <= now;
         if list.first().is_some_and(stale) {
             list.retain(|c| !stale(c));
         }
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push((now, conn));
+            list.push((now + reuse_for, conn));
         }
     }
 }
@@ -560,6 +567,7 @@ impl Upstreams {
                             pool: self.h1.clone(),
                             key: endpoint,
                             gate: gate.cloned(),
+                            reuse_for: reuse_time(cluster),
                         };
                         let mut response =
                             response.map(|body| PooledBody::new(Inner::Own(body), Some(back)));
@@ -646,12 +654,8 @@ impl Upstreams {
         tls: Option<Tls<'_>>,
         idle: bool,
     ) -> Result<(Conn, bool), SendError> {
-        let reuse_for = match cluster.meshed {
-            true => MESH_IDLE_REUSE,
-            false => UPSTREAM_IDLE_TIMEOUT,
-        };
         if idle {
-            if let Some(sender) = self.h1.take(key, reuse_for) {
+            if let Some(sender) = self.h1.take(key) {
                 return Ok((sender, true));
             }
         }
@@ -659,7 +663,7 @@ impl Upstreams {
             None => None,
             Some(gate) => match acquire(
                 gate,
-                || self.h1.take(key, reuse_for),
+                || self.h1.take(key),
                 || self.h1.evict_other(&cluster.endpoints, key),
             )
             .await?
@@ -896,45 +900,45 @@ mod tests {
         let pool = H1Pool::default();
         let (open, _kept, a) = pair().await;
         let (closed, gone, b) = pair().await;
-        pool.put(key(a), open);
-        pool.put(key(b), closed);
+        pool.put(key(a), open, UPSTREAM_IDLE_TIMEOUT);
+        pool.put(key(b), closed, UPSTREAM_IDLE_TIMEOUT);
         drop(gone);
         // The close reaches the reactor on its next turn.
         tokio::time::sleep(Duration::from_millis(50)).await;
         pool.sweep();
         assert_eq!(idle_count(&pool), 1);
         assert!(lock(&pool.idle).contains_key(&key(a)));
-        assert!(pool.take(key(b), UPSTREAM_IDLE_TIMEOUT).is_none());
-        assert!(
-            pool.take(key(a), UPSTREAM_IDLE_TIMEOUT).is_some(),
-            "the open one is still usable"
-        );
+        assert!(pool.take(key(b)).is_none());
+        assert!(pool.take(key(a)).is_some(), "the open one is still usable");
     }
 
     #[tokio::test]
     async fn a_connection_with_unread_bytes_is_not_taken() {
         let pool = H1Pool::default();
         let (conn, mut server, a) = pair().await;
-        pool.put(key(a), conn);
+        pool.put(key(a), conn, UPSTREAM_IDLE_TIMEOUT);
         tokio::io::AsyncWriteExt::write_all(&mut server, b"HTTP/1.1 200 OK\r\n\r\n")
             .await
             .expect("write");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            pool.take(key(a), UPSTREAM_IDLE_TIMEOUT).is_none(),
-            "bytes no request asked for"
-        );
+        assert!(pool.take(key(a)).is_none(), "bytes no request asked for");
     }
 
     #[tokio::test]
     async fn a_connection_idle_longer_than_its_reuse_time_is_not_taken() {
         let pool = H1Pool::default();
         let (conn, _server, a) = pair().await;
-        pool.put(key(a), conn);
+        pool.put(key(a), conn, Duration::from_millis(10));
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(pool.take(key(a), Duration::from_millis(10)).is_none());
+        assert!(pool.take(key(a)).is_none());
         let (conn, _server, b) = pair().await;
-        pool.put(key(b), conn);
-        assert!(pool.take(key(b), MESH_IDLE_REUSE).is_some());
+        pool.put(key(b), conn, MESH_IDLE_REUSE);
+        assert!(pool.take(key(b)).is_some());
+        // The sweep closes it too, not only a take: its slot comes free.
+        let (conn, _server, c) = pair().await;
+        pool.put(key(c), conn, Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pool.sweep();
+        assert!(!lock(&pool.idle).contains_key(&key(c)));
     }
 }

@@ -21,7 +21,7 @@ pub struct Extensions {
     pub ext_auth: Option<Result<crate::ext_auth::ExtAuth, String>>,
     pub fault: Option<Fault>,
     pub direct: Option<Direct>,
-    pub transform: Option<std::sync::Arc<crate::transform::BodyTransform>>,
+    pub transform: Option<crate::transform::BodyTransform>,
 }
 
 /// A DirectResponse: the rule's answer, whatever the request.
@@ -66,7 +66,7 @@ pub(crate) fn of_rule(
                 Resource::BodyTransform(t) => Some(t),
                 _ => None,
             })
-            .map(|t| crate::transform::compile(t).map(|t| out.transform = Some(t.into()))),
+            .map(|t| crate::transform::compile(t).map(|t| out.transform = Some(t))),
             _ => Some(Err(format!("{kind:?} is not an extension strait knows"))),
         };
         match found {

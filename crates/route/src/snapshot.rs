@@ -182,7 +182,7 @@ impl Rule {
     }
 
     /// The rule's BodyTransform filter (when its extensions resolve).
-    pub fn transform(&self) -> Option<&Arc<crate::transform::BodyTransform>> {
+    pub fn transform(&self) -> Option<&crate::transform::BodyTransform> {
         self.extensions
             .as_deref()?
             .as_ref()

@@ -32,6 +32,13 @@ pub enum Format {
 }
 
 impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::Xml => "XML",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Json => "application/json",
@@ -192,9 +199,7 @@ fn side(e: &BodyEdit) -> Result<Side, (String, String)> {
         if to != Format::Xml {
             return Err((".rootElement".into(), "applies only to JSONToXML".into()));
         }
-        if let Err(why) = xml::from_json(&Tree::Null, Some(root)) {
-            return Err((".rootElement".into(), why));
-        }
+        xml::check_name(root).map_err(|why| (".rootElement".to_string(), why))?;
     }
     let edits = e
         .edits

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
-use strait_route::transform::{BodyTransform, Format, RequestFacts, Side};
+use strait_route::transform::{BodyTransform, RequestFacts, Side};
 
 /// What the answer's templates may say of the client's request, kept
 /// before the request is sent on; only when the rule transforms answers.
@@ -70,7 +70,7 @@ pub async fn request(
     if !given.is_some_and(|ct| side.from.is(ct)) {
         let why = format!(
             "the request's body must be {} (its Content-Type is {})",
-            name_of(side.from),
+            side.from.name(),
             given.unwrap_or("missing")
         );
         return Err(untransformed(t, StatusCode::UNSUPPORTED_MEDIA_TYPE, why));
@@ -185,12 +185,5 @@ fn type_of(headers: &HeaderMap) -> Option<&str> {
     match (all.next(), all.next()) {
         (Some(v), None) => v.to_str().ok(),
         _ => None,
-    }
-}
-
-fn name_of(format: Format) -> &'static str {
-    match format {
-        Format::Json => "JSON",
-        Format::Xml => "XML",
     }
 }

@@ -26,8 +26,12 @@ pub fn from_json(json: &Tree, root: Option<&str>) -> Result<String, String> {
         }
         (root, Tree::Array(items)) => {
             let name = root.unwrap_or("root");
-            let wrapped = Tree::Object(vec![("item".into(), Tree::Array(items.clone()))]);
-            element(name, &wrapped, &mut out)?;
+            check_name(name)?;
+            out.push_str(&format!("<{name}>"));
+            for item in items {
+                element("item", item, &mut out)?;
+            }
+            close(name, &mut out);
         }
         (root, json) => element(root.unwrap_or("root"), json, &mut out)?,
     }
@@ -93,7 +97,7 @@ fn text_of(v: &Tree) -> Result<String, String> {
 
 /// XML 1.0's `Name`: a letter, `_` or `:` first; then also digits, `-`
 /// and `.`.
-fn check_name(name: &str) -> Result<(), String> {
+pub(super) fn check_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let first_ok = chars
         .next()
