@@ -104,6 +104,15 @@ fn policies(snapshot: &strait_route::Snapshot) -> Vec<String> {
                 rule.describe()
             ));
         }
+        if let Some(redis) = &p.redis {
+            let mode = if redis.fail_closed { "Closed" } else { "Open" };
+            out.push(format!(
+                "RateLimitPolicy {} counts global rules in {} (timeout {:?}, failure mode {mode})",
+                p.policy,
+                redis.describe(),
+                redis.timeout
+            ));
+        }
     }
     for p in snapshot.apischema.all() {
         if let Some(api) = &p.api {

@@ -284,11 +284,25 @@ fn a_bad_policy_is_refused_with_its_field_path() {
         &(gateway_yaml(free_port())
             + &service_yaml("shop", free_port(), None)
             + ROUTES
-            + &policy("bad", bad)),
+            + &policy("bad", bad)
+            + &global_policy("both", "{url: 'redis://a', cluster: ['redis://b']}", ONE)
+            + &global_policy(
+                "mixed",
+                "{sentinel: {masterName: m, urls: ['redis://a', 'rediss://b']}}",
+                ONE,
+            )
+            + &global_policy(
+                "plain-ca",
+                "{url: 'redis://a', caCertificateRefs: [{name: ca}]}",
+                ONE,
+            )),
     );
     let (code, out) = check(&dir);
     assert_ne!(code, Some(0), "{out}");
     for said in [
+        "spec.global.redis: give exactly one of url, cluster and sentinel",
+        "spec.global.redis.sentinel.urls[1]: mixes redis:// and rediss://",
+        "spec.global.redis.caCertificateRefs: CAs are for TLS",
         "spec.local.rules[0].limit: unit: \"Week\" is not Second, Minute, Hour or Day",
         "spec.local.rules[0].clientSelectors[0].headers[0]: value: not with type Distinct",
         "spec.local.rules[1].limit: requests: must be at least 1",
@@ -297,6 +311,8 @@ fn a_bad_policy_is_refused_with_its_field_path() {
         assert!(out.contains(said), "{said:?} not in {out}");
     }
 }
+
+const ONE: &str = "    - limit: {requests: 1, unit: Second}\n";
 
 fn global_policy(name: &str, redis: &str, rules: &str) -> String {
     format!(
@@ -456,7 +472,13 @@ fn check_says_where_each_policy_applies_and_how_it_counts() {
             + &service_yaml("shop", free_port(), None)
             + ROUTES
             + &older
-            + &younger),
+            + &younger
+            + &global_policy(
+                "sentinel",
+                "{sentinel: {masterName: mymaster, urls: ['redis://:pw@s1:26379']}}",
+                ONE,
+            )
+            .replace("name: api}]", "name: web}]")),
     );
     let (code, out) = check(&dir);
     assert_eq!(code, Some(0), "{out}");
@@ -465,6 +487,7 @@ fn check_says_where_each_policy_applies_and_how_it_counts() {
         "RateLimitPolicy default/again -> HTTPRoute api: does not apply (Conflicted): RateLimitPolicy default/api-limit is older",
         "RateLimitPolicy default/api-limit rule per-user: 3 a minute (burst 3), one count per header, local",
         "RateLimitPolicy default/again rule rule-0: 9 a second (burst 9), one count per route, local",
+        "RateLimitPolicy default/sentinel counts global rules in primary \"mymaster\" of Sentinel redis://:***@s1:26379 (timeout 50ms, failure mode Open)",
     ] {
         assert!(out.contains(said), "{said:?} not in {out}");
     }
@@ -622,4 +645,161 @@ async fn headers_can_be_kept_for_refusals_only() {
     );
     assert!(header(&r, "ratelimit").is_some_and(|v| v.starts_with("\"per-user\";r=0;t=")));
     assert!(retry_after(&r) >= 1);
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, in a folder as
+/// `redis-server` reads them (`ca.crt`, `server.crt`, `server.key`);
+/// returns the CA's PEM too.
+fn redis_certs() -> (TempDir, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let ca = rcgen::CertifiedIssuer::self_signed(params, key).expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    // Not the CA's name: OpenSSL would take the certificate for self-signed.
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "redis");
+    let cert = params.signed_by(&key, &ca).expect("cert");
+    let dir = TempDir::new();
+    dir.write("ca.crt", &ca.pem());
+    dir.write("server.crt", &cert.pem());
+    dir.write("server.key", &key.serialize_pem());
+    (dir, ca.pem())
+}
+
+fn indented(text: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
+/// `rediss://`: checked against the policy's own CA, global counting
+/// works; against the system's roots, Redis's certificate is refused and
+/// the failure mode decides.
+#[tokio::test]
+async fn global_limits_count_over_tls_checked_with_the_policys_ca() {
+    let (certs, ca) = redis_certs();
+    let redis = common::redis::Redis::start_tls(certs.path()).await;
+    assert!(redis.url().starts_with("rediss://"));
+    let rules = "    - name: three\n      limit: {requests: 3, unit: Minute}\n";
+    let with_ca = format!(
+        "{{url: '{}', timeout: 2s, caCertificateRefs: [{{kind: ConfigMap, name: redis-ca}}]}}",
+        redis.url()
+    );
+    let config_map = format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: redis-ca}}\ndata:\n  ca.crt: |\n{}",
+        indented(&ca, 4)
+    );
+    let yaml = global_policy("tls", &with_ca, rules) + &config_map;
+    let (gw, port, _dir, _app) = start(&yaml, &[]).await;
+    let statuses = {
+        let mut s = Vec::new();
+        for _ in 0..5 {
+            s.push(call(port, "/api", &[]).await.status);
+        }
+        s
+    };
+    assert_eq!(statuses, [200, 200, 200, 429, 429], "{}", gw.logs());
+    assert_eq!(redis.keys(), 1, "counted in the TLS Redis");
+
+    let without_ca = format!("{{url: '{}', timeout: 2s}}", redis.url());
+    let (gw, port, _dir, _app) = start(&global_policy("roots", &without_ca, rules), &[]).await;
+    for _ in 0..4 {
+        assert_eq!(call(port, "/api", &[]).await.status, 200, "fail open");
+    }
+    let logs = gw.logs();
+    assert!(logs.contains("Redis could not count"), "{logs}");
+    assert!(logs.to_lowercase().contains("certificate"), "{logs}");
+    assert!(
+        gw.metrics().await.contains("result=\"failed_open\""),
+        "counted as a failure"
+    );
+}
+
+/// A Redis Cluster named by one of its nodes: the gateways learn the
+/// others, each caller's key goes to its slot's node, and every caller
+/// gets exactly its count across two gateways.
+#[tokio::test]
+async fn a_redis_cluster_keeps_each_callers_count_on_its_slots_node() {
+    let cluster = common::redis::Cluster::start().await;
+    let rules = r#"    - name: per-user
+      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
+      limit: {requests: 2, unit: Minute}
+"#;
+    let backend = format!("{{cluster: ['{}'], timeout: 2s}}", cluster.nodes[0].url());
+    let yaml = global_policy("cluster", &backend, rules);
+    let (a, port_a, _da, _app_a) = start(&yaml, &[]).await;
+    let (b, port_b, _db, _app_b) = start(&yaml, &[]).await;
+    for user in 0..12 {
+        let user = format!("user-{user}");
+        let mut allowed = 0;
+        for i in 0..4 {
+            let port = [port_a, port_b][i % 2];
+            match call(port, "/api", &[("x-user", &user)]).await.status {
+                200 => allowed += 1,
+                429 => {}
+                other => panic!("{other}: {} {}", a.logs(), b.logs()),
+            }
+        }
+        assert_eq!(allowed, 2, "{user}: {} {}", a.logs(), b.logs());
+    }
+    let per_node: Vec<usize> = cluster.nodes.iter().map(|n| n.keys()).collect();
+    assert_eq!(per_node.iter().sum::<usize>(), 12, "{per_node:?}");
+    assert!(
+        per_node.iter().filter(|k| **k > 0).count() >= 2,
+        "keys on more than one node: {per_node:?}"
+    );
+}
+
+/// Redis Sentinel names the primary; when the sentinel makes the replica
+/// primary, the gateway follows it and counting goes on there.
+#[tokio::test]
+async fn sentinel_names_the_primary_and_a_failover_is_followed() {
+    let sentinel = common::redis::Sentinel::start().await;
+    let rules = r#"    - name: per-user
+      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
+      limit: {requests: 2, unit: Minute}
+"#;
+    let backend = format!(
+        "{{sentinel: {{masterName: mymaster, urls: ['{}']}}, timeout: 500ms}}",
+        sentinel.url()
+    );
+    let (gw, port, _dir, _app) = start(&global_policy("sentinel", &backend, rules), &[]).await;
+    let alice = [("x-user", "alice")];
+    for want in [200, 200, 429] {
+        assert_eq!(
+            call(port, "/api", &alice).await.status,
+            want,
+            "{}",
+            gw.logs()
+        );
+    }
+    assert_eq!(sentinel.primary.keys(), 1, "counted on the primary");
+
+    sentinel.fail_over().await;
+    // The old primary, now a replica, refuses writes: the gateway asks
+    // the sentinel again and counts on the new one.
+    let users = std::sync::atomic::AtomicU32::new(0);
+    eventually(
+        20,
+        || format!("counting never resumed: {}", gw.logs()),
+        || async {
+            let user = format!(
+                "u{}",
+                users.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                got.push(call(port, "/api", &[("x-user", &user)]).await.status);
+            }
+            (got == [200, 200, 429]).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        sentinel.replica.keys() >= 2,
+        "counted on the new primary: {:?}",
+        sentinel.replica.cli(&["KEYS", "*"])
+    );
 }

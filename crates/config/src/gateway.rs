@@ -78,6 +78,7 @@ pub struct FrontendValidation {
 
 /// A ConfigMap (key `ca.crt`) or Secret holding PEM CA certificates.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaCertificateRef {
     pub group: Option<String>,

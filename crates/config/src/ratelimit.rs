@@ -56,14 +56,40 @@ pub struct GlobalRateLimit {
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisBackend {
-    /// `redis://host:port[/db]` (or `rediss://` for TLS).
-    pub url: String,
+    /// One Redis: `redis://[[user]:password@]host:port[/db]`, or
+    /// `rediss://` for TLS. Exactly one of `url`, `cluster` and
+    /// `sentinel` is given.
+    pub url: Option<String>,
+    /// A Redis Cluster: URLs of some of its nodes (the others are
+    /// learned from them).
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// A primary found through Redis Sentinel.
+    pub sentinel: Option<RedisSentinel>,
+    /// TLS (`rediss://`): the CAs that sign Redis's certificates
+    /// (ConfigMaps or Secrets with a `ca.crt`, in the policy's
+    /// namespace); without, the system's roots.
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<crate::gateway::CaCertificateRef>,
     /// How long a request waits for Redis before the failure mode
     /// decides (default `50ms`).
     pub timeout: Option<String>,
     /// When Redis cannot answer: `Open` (let the request through, the
     /// default) or `Closed` (refuse it).
     pub failure_mode: Option<String>,
+}
+
+/// Where Sentinel finds the primary that counts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisSentinel {
+    /// The name the sentinels monitor the primary by.
+    pub master_name: String,
+    /// The sentinels: `redis://[[user]:password@]host:port[/db]`
+    /// (`rediss://` for TLS). The user, password, TLS and db are used
+    /// for the primary too.
+    pub urls: Vec<String>,
 }
 
 /// One limit, and the requests it counts.

@@ -26,6 +26,7 @@ mod mesh;
 pub mod oidc;
 mod policy;
 pub mod ratelimit;
+pub mod redis;
 mod retry;
 mod rules;
 pub mod security;

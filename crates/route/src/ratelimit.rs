@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use strait_config::ratelimit::{
-    GlobalRateLimit, RateLimitPolicySpec, RateLimitRule, RateLimitSelectCondition, RateLimitValue,
+    RateLimitPolicySpec, RateLimitRule, RateLimitSelectCondition, RateLimitValue,
 };
 use strait_config::{Document, Object, Resource};
 
@@ -37,13 +37,7 @@ pub struct RateLimit {
     pub headers: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Redis {
-    pub url: String,
-    pub timeout: Duration,
-    /// Refuse requests when Redis cannot answer.
-    pub fail_closed: bool,
-}
+pub use crate::redis::Redis;
 
 #[derive(Debug)]
 pub struct LimitRule {
@@ -300,7 +294,7 @@ impl Attached<RateLimit> {
             },
             |spec| &spec.target_refs,
             |p| {
-                let (value, errors) = compile_policy(p, &mut slots);
+                let (value, errors) = compile_policy(p, docs, &mut slots);
                 (value, errors, Vec::new())
             },
             "the policy limits nothing until it is fixed",
@@ -317,7 +311,11 @@ impl Attached<RateLimit> {
 
 /// The policy, and its errors: with any, it has no rules. Its rules take
 /// the slots from `slots` on.
-fn compile_policy(p: &Object<RateLimitPolicySpec>, slots: &mut usize) -> (RateLimit, Vec<Finding>) {
+fn compile_policy(
+    p: &Object<RateLimitPolicySpec>,
+    docs: &[Document],
+    slots: &mut usize,
+) -> (RateLimit, Vec<Finding>) {
     let policy: Arc<str> = format!("{}/{}", p.metadata.namespace(), p.metadata.name).into();
     let mut errors = check_targets(&p.spec.target_refs);
     let mut rules = Vec::new();
@@ -339,9 +337,13 @@ fn compile_policy(p: &Object<RateLimitPolicySpec>, slots: &mut usize) -> (RateLi
             &mut errors,
         );
     }
+    let ns = p.metadata.namespace();
     let redis = p.spec.global.as_ref().and_then(|g| {
-        redis(g)
-            .map_err(|e| errors.push(("spec.global.redis".into(), e)))
+        crate::redis::compile(&g.redis, docs, ns)
+            .map_err(|(field, e)| {
+                let at = format!("spec.global.redis.{field}");
+                errors.push((at.trim_end_matches('.').to_string(), e));
+            })
             .ok()
     });
     let global = p.spec.global.iter().flat_map(|g| &g.rules);
@@ -383,30 +385,6 @@ fn push(
         Ok(rule) => rules.push(rule),
         Err(e) => errors.extend(e),
     }
-}
-
-fn redis(g: &GlobalRateLimit) -> Result<Redis, String> {
-    let url = g.redis.url.trim();
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        return Err("url: must start with redis:// or rediss://".into());
-    }
-    let timeout = match &g.redis.timeout {
-        Some(t) => strait_config::duration::parse(t).map_err(|e| format!("timeout: {e}"))?,
-        None => Duration::from_millis(50),
-    };
-    if timeout.is_zero() {
-        return Err("timeout: must be more than 0".into());
-    }
-    let fail_closed = match g.redis.failure_mode.as_deref() {
-        None | Some("Open") => false,
-        Some("Closed") => true,
-        Some(other) => return Err(format!("failureMode: {other:?} is not Open or Closed")),
-    };
-    Ok(Redis {
-        url: url.to_string(),
-        timeout,
-        fail_closed,
-    })
 }
 
 fn compile_rule(
@@ -606,7 +584,7 @@ mod tests {
         let Resource::RateLimitPolicy(p) = &*set.documents[0].resource else {
             panic!("not a RateLimitPolicy");
         };
-        compile_policy(p, &mut 0)
+        compile_policy(p, &set.documents, &mut 0)
     }
 
     static ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "shop/r".into());

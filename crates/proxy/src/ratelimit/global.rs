@@ -19,13 +19,16 @@
 //! meanwhile no wait; then one request asks again.
 
 use dashmap::DashMap;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{IntoConnectionInfo, RedisResult, TlsCertificates};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use strait_route::ratelimit::{LimitRule, RateLimitTable, Redis};
-use tokio::sync::OnceCell;
+use strait_route::redis::Servers;
 
 use super::{Outcome, MAX_KEYS};
 
@@ -55,8 +58,12 @@ const WARN_EVERY: u64 = 10;
 /// One Redis, as the policies name it.
 pub struct Store {
     settings: Arc<Redis>,
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    servers: Reach,
+    /// The connection requests share; `None` until the first request,
+    /// and again after a cluster or a primary failed one.
+    link: Mutex<Option<Link>>,
+    /// One request at a time makes the connection.
+    connecting: tokio::sync::Mutex<()>,
     script: redis::Script,
     /// Keys Redis refused, and until when: answered here meanwhile.
     refused: DashMap<[u8; 16], Instant>,
@@ -68,6 +75,27 @@ pub struct Store {
     born: Instant,
 }
 
+/// How a connection is made.
+enum Reach {
+    One(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+    /// Asks the sentinels which Redis is the primary, each time it
+    /// connects: after a failover, the new one.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+/// A connection, cheap to clone: each request sends on its own clone.
+#[derive(Clone)]
+enum Link {
+    /// Reconnects by itself.
+    One(ConnectionManager),
+    /// Follows the cluster's slots by itself; made again after a failure
+    /// all the same, in case every node it knew moved.
+    Cluster(ClusterConnection),
+    /// Made again after a failure, so a failover is followed.
+    Primary(MultiplexedConnection),
+}
+
 /// What Redis (or the cache of its refusals) said, or that it could not.
 pub enum Answer {
     Counted(Outcome),
@@ -75,12 +103,12 @@ pub enum Answer {
 }
 
 impl Store {
-    fn new(settings: Arc<Redis>) -> Option<Self> {
-        let client = redis::Client::open(settings.url.as_str()).ok()?;
-        Some(Store {
+    fn new(settings: Arc<Redis>) -> RedisResult<Self> {
+        Ok(Store {
+            servers: reach(&settings)?,
             settings,
-            client,
-            conn: OnceCell::new(),
+            link: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             script: redis::Script::new(GCRA),
             refused: DashMap::new(),
             warned: AtomicU64::new(0),
@@ -114,6 +142,9 @@ impl Store {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer in {:?}", self.settings.timeout),
         };
+        if !matches!(self.servers, Reach::One(_)) {
+            *self.link.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
         // The next requests do not wait for Redis as this one did: one
         // asks again after the pause, and brings it back if it answers.
         let again = since_born(Instant::now()) + DOWN_FOR.as_millis();
@@ -135,27 +166,61 @@ impl Store {
         }
     }
 
-    async fn ask(&self, rule: &LimitRule, id: &[u8; 16]) -> redis::RedisResult<(i64, i64, i64)> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                let timeout = Some(self.settings.timeout);
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(timeout)
-                    .set_response_timeout(timeout)
-                    .set_number_of_retries(1);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .await?;
-        let mut conn = conn.clone();
+    async fn ask(&self, rule: &LimitRule, id: &[u8; 16]) -> RedisResult<(i64, i64, i64)> {
         let interval = rule.quota.interval().as_micros().max(1);
-        let key = format!("strait:rl:{}", hex(id));
-        self.script
-            .key(key)
+        let mut script = self.script.key(format!("strait:rl:{}", hex(id)));
+        script
             .arg(u64::try_from(interval).unwrap_or(u64::MAX))
-            .arg(rule.quota.burst)
-            .invoke_async(&mut conn)
-            .await
+            .arg(rule.quota.burst);
+        match self.link().await? {
+            Link::One(mut c) => script.invoke_async(&mut c).await,
+            Link::Cluster(mut c) => script.invoke_async(&mut c).await,
+            Link::Primary(mut c) => script.invoke_async(&mut c).await,
+        }
+    }
+
+    /// The shared connection, made first if there is none.
+    async fn link(&self) -> RedisResult<Link> {
+        let cached = || {
+            self.link
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        };
+        if let Some(link) = cached() {
+            return Ok(link);
+        }
+        let _alone = self.connecting.lock().await;
+        if let Some(link) = cached() {
+            return Ok(link);
+        }
+        let timeout = self.settings.timeout;
+        let link = match &self.servers {
+            Reach::One(client) => {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1);
+                Link::One(ConnectionManager::new_lazy_with_config(
+                    client.clone(),
+                    config,
+                )?)
+            }
+            Reach::Cluster(client) => Link::Cluster(client.get_async_connection().await?),
+            Reach::Sentinel(sentinel) => {
+                let primary = sentinel.lock().await.async_get_client().await?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout));
+                Link::Primary(
+                    primary
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
+        };
+        *self.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(link.clone());
+        Ok(link)
     }
 
     fn remember(&self, id: [u8; 16], until: Instant) {
@@ -179,6 +244,62 @@ impl Store {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
+}
+
+/// How to connect to `redis`: TLS checked against its CAs, if it has
+/// its own.
+fn reach(redis: &Redis) -> RedisResult<Reach> {
+    let certs = || TlsCertificates {
+        client_tls: None,
+        root_cert: redis.ca.as_ref().map(|pem| pem.to_vec()),
+    };
+    let timeout = redis.timeout;
+    Ok(match &redis.servers {
+        Servers::One(url) if redis.ca.is_some() => {
+            Reach::One(redis::Client::build_with_tls(url.as_str(), certs())?)
+        }
+        Servers::One(url) => Reach::One(redis::Client::open(url.as_str())?),
+        Servers::Cluster(urls) => {
+            let mut b = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(1);
+            if redis.ca.is_some() {
+                b = b.certs(certs());
+            }
+            Reach::Cluster(b.build()?)
+        }
+        Servers::Sentinel { master, urls } => {
+            let infos = urls
+                .iter()
+                .map(|u| u.as_str().into_connection_info())
+                .collect::<RedisResult<Vec<_>>>()?;
+            let addrs = infos.iter().map(|i| i.addr().clone());
+            let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?;
+            if redis.tls() {
+                b = b.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+            }
+            if redis.ca.is_some() {
+                b = b
+                    .set_client_to_redis_certificates(certs())
+                    .set_client_to_sentinel_certificates(certs());
+            }
+            if let Some(first) = infos.first().map(|i| i.redis_settings()) {
+                if let Some(user) = first.username() {
+                    b = b
+                        .set_client_to_redis_username(user)
+                        .set_client_to_sentinel_username(user);
+                }
+                if let Some(password) = first.password() {
+                    b = b
+                        .set_client_to_redis_password(password)
+                        .set_client_to_sentinel_password(password);
+                }
+                b = b.set_client_to_redis_db(first.db());
+            }
+            Reach::Sentinel(tokio::sync::Mutex::new(b.build()?))
+        }
+    })
 }
 
 /// The first 16 bytes of SHA-256 of the rule's id and the key: the same
@@ -211,7 +332,15 @@ impl Stores {
                 continue;
             }
             let kept = old.and_then(|o| o.0.get(redis)).cloned();
-            if let Some(store) = kept.or_else(|| Store::new(redis.clone()).map(Arc::new)) {
+            let made = || match Store::new(redis.clone()) {
+                Ok(store) => Some(Arc::new(store)),
+                Err(e) => {
+                    let at = redis.describe();
+                    tracing::warn!("global rate limits: cannot use Redis at {at}: {e}");
+                    None
+                }
+            };
+            if let Some(store) = kept.or_else(made) {
                 out.insert(redis.clone(), store);
             }
         }

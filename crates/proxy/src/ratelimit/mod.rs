@@ -322,7 +322,10 @@ pub async fn global(
         };
         let answer = match store {
             Some(s) => s.check(rule, key.as_str()).await,
-            None => global::Answer::Failed("the Redis URL cannot be used".into()),
+            None => global::Answer::Failed(
+                "these Redis settings cannot be used (see the warning when they were loaded)"
+                    .into(),
+            ),
         };
         let why = match answer {
             global::Answer::Counted(outcome) => {
@@ -345,8 +348,13 @@ pub async fn global(
         counter(metrics, policy, rule, result).inc();
         if store.is_none_or(|s| s.warn_now()) {
             let mode = if closed { "refused" } else { "let through" };
+            let at = policy
+                .redis
+                .as_ref()
+                .map(|r| r.describe())
+                .unwrap_or_default();
             tracing::warn!(
-                "RateLimitPolicy {}: Redis could not count ({why}): requests are {mode}",
+                "RateLimitPolicy {}: Redis could not count ({why}) at {at}: requests are {mode}",
                 policy.policy
             );
         }
