@@ -75,6 +75,21 @@ enum Command {
         /// GatewayClasses with this controllerName are served.
         #[arg(long, default_value = strait_config::DEFAULT_CONTROLLER_NAME)]
         controller_name: String,
+        /// A call from this workload's sidecar instead (NS/NAME): the URL
+        /// names a Service (http://cart.shop:8080/...), and both sidecars'
+        /// parts are shown.
+        #[arg(long, value_name = "NS/NAME")]
+        from: Option<String>,
+        /// The caller's ServiceAccount, its mesh identity (with --from).
+        #[arg(long, default_value = "default", requires = "from")]
+        service_account: String,
+        /// The workload taking the call (NS/NAME; with --from). Default:
+        /// the one named like the Service.
+        #[arg(long, value_name = "NS/NAME", requires = "from")]
+        to: Option<String>,
+        /// The SPIFFE trust domain (with --from).
+        #[arg(long, default_value = strait_identity::DEFAULT_TRUST_DOMAIN, requires = "from")]
+        trust_domain: String,
     },
     /// Test backend answering like the Gateway API conformance echo server.
     Echo(EchoArgs),
@@ -413,13 +428,36 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
             url,
             headers,
             controller_name,
+            from,
+            service_account,
+            to,
+            trust_domain,
         } => {
             let q = explain::Question {
                 method,
                 url,
                 headers,
             };
-            return Ok(explain::run(&dir, &controller_name, &q));
+            let workload = |flag: &str, v: Option<String>| -> anyhow::Result<_> {
+                v.map(|v| match v.split_once('/') {
+                    Some((ns, name))
+                        if !ns.is_empty() && !name.is_empty() && !name.contains('/') =>
+                    {
+                        Ok((ns.to_string(), name.to_string()))
+                    }
+                    _ => Err(anyhow::anyhow!("--{flag} {v:?}: give NAMESPACE/NAME")),
+                })
+                .transpose()
+            };
+            let from = workload("from", from)?;
+            let to = workload("to", to)?;
+            let who = from.map(|from| explain::mesh::Workloads {
+                from,
+                service_account,
+                to,
+                trust_domain,
+            });
+            return Ok(explain::run(&dir, &controller_name, &q, who.as_ref()));
         }
         Command::Install(args) => return install::run(args),
         Command::Echo(args) => echo(args)?,

@@ -126,3 +126,106 @@ fn extensions_and_backends_of_a_folder_are_explained() {
         "{out}"
     );
 }
+
+/// `--from`: a call between workloads, at the caller's sidecar (the
+/// Service's route and backends) and at each callee's (mutual TLS,
+/// SecurityPolicy, AuthorizationPolicy, the workload's limits).
+#[test]
+fn a_call_between_workloads_is_explained_at_both_sidecars() {
+    let dir = TempDir::new();
+    for file in std::fs::read_dir(shop()).expect("shop") {
+        let path = file.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        dir.write(&name, &std::fs::read_to_string(&path).expect("read"));
+    }
+    dir.write(
+        "limits.yaml",
+        "apiVersion: policy.strait.dev/v1alpha1\nkind: RateLimitPolicy\nmetadata: {name: v1-calls, namespace: shop}\n\
+         spec:\n  targetRefs: [{group: apps, kind: Deployment, name: payment-service-v1}]\n\
+         \x20 local:\n    rules:\n    - name: per-caller\n      clientSelectors: [{sourceIdentity: {type: Distinct}}]\n\
+         \x20     limit: {requests: 50, unit: Second}\n",
+    );
+    let call = [
+        "POST",
+        "http://payment-service/pay",
+        "--from",
+        "shop/checkout-api",
+        "--service-account",
+        "checkout-api",
+        "-H",
+        "authorization: Bearer a.b.c",
+    ];
+    let (code, out) = explain(dir.path(), &call);
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "caller    workload shop/checkout-api, identity spiffe://cluster.local/ns/shop/sa/checkout-api",
+        "outbound  Service shop/payment-service port 80",
+        "route     shop/payment-canary rule 1",
+        "backend   shop/payment-service-v1:80 (95 of 100)",
+        "inbound   shop/payment-service-v1:80: workload shop/payment-service-v1",
+        "mtls      with a workload certificate, the callee's sidecar must prove spiffe://cluster.local/ns/shop/sa/payment-service-v1",
+        "peer      PeerAuthentication STRICT: mutual TLS only",
+        "authn     SecurityPolicy shop/payment-users: asks for a JWT; the token's signature and claims are checked when served",
+        "authz     allowed by AuthorizationPolicy shop/payment-callers rule 0",
+        "limit     RateLimitPolicy shop/v1-calls rule per-caller: 50 a second (burst 50), one count per source_identity, local",
+        "inbound   shop/payment-service-v2:80: workload shop/payment-service-v2",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    assert_eq!(
+        out.matches("limit     ").count(),
+        1,
+        "v2 has no limit: {out}"
+    );
+
+    let beta = [
+        "GET",
+        "http://payment-service.shop.svc.cluster.local/pay",
+        "--from",
+        "shop/web",
+        "--to",
+        "shop/payment-service-v2",
+        "-H",
+        "cookie: version=beta",
+    ];
+    let (_, out) = explain(dir.path(), &beta);
+    for line in [
+        "route     shop/payment-canary rule 0",
+        "inbound   workload shop/payment-service-v2",
+        "this request carries no token: 401 (jwt_missing)",
+        "authz     denied: no rule of AuthorizationPolicy shop/payment-callers allows this call: 403 (authz_denied)",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    assert_eq!(out.matches("inbound").count(), 1, "only --to: {out}");
+
+    dir.write("legacy.yaml", &service_yaml("legacy", 9999, None));
+    let (_, out) = explain(
+        dir.path(),
+        &["GET", "http://legacy/", "--from", "default/web"],
+    );
+    for line in [
+        "route     no route is attached: calls go to the Service's endpoints",
+        "inbound   default/legacy:80: workload default/legacy",
+        "its endpoints are not meshed: no sidecar takes the call",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    let (_, out) = explain(
+        dir.path(),
+        &["GET", "http://cart-api:81/", "--from", "shop/web"],
+    );
+    assert!(
+        out.contains(
+            "no Service shop/cart-api with port 81 in the folder: passed through or refused"
+        ),
+        "{out}"
+    );
+    let (code, out) = explain(dir.path(), &["GET", "http://cart-api/", "--from", "web"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("give NAMESPACE/NAME"), "{out}");
+}

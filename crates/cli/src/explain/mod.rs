@@ -9,19 +9,26 @@ use std::path::Path;
 use std::process::ExitCode;
 use strait_route::{BackendTarget, ListenKey, Matched, RequestView, Snapshot};
 
+pub mod mesh;
+
 pub struct Question {
     pub method: String,
     pub url: String,
     pub headers: Vec<String>,
 }
 
-pub fn run(dir: &Path, controller_name: &str, q: &Question) -> ExitCode {
+pub fn run(
+    dir: &Path,
+    controller_name: &str,
+    q: &Question,
+    from: Option<&mesh::Workloads>,
+) -> ExitCode {
     let (snapshot, errors) = crate::check::compiled(dir, controller_name);
     if errors > 0 {
         let errors = crate::check::count(errors, "error");
         println!("the folder has {errors} (see strait check); a gateway would keep its last good configuration");
     }
-    match explain(&snapshot, q) {
+    match explain(&snapshot, q, from) {
         Ok(lines) => {
             for line in lines {
                 println!("{line}");
@@ -35,8 +42,13 @@ pub fn run(dir: &Path, controller_name: &str, q: &Question) -> ExitCode {
     }
 }
 
-/// The account of `q`, a line each.
-pub fn explain(snapshot: &Snapshot, q: &Question) -> Result<Vec<String>, String> {
+/// The account of `q`, a line each: at a gateway, or with `from`, a
+/// call between workloads through their sidecars.
+pub fn explain(
+    snapshot: &Snapshot,
+    q: &Question,
+    from: Option<&mesh::Workloads>,
+) -> Result<Vec<String>, String> {
     let method = Method::from_bytes(q.method.as_bytes())
         .map_err(|_| format!("{:?} is not a method", q.method))?;
     let uri: Uri = q.url.parse().map_err(|e| format!("{}: {e}", q.url))?;
@@ -51,33 +63,48 @@ pub fn explain(snapshot: &Snapshot, q: &Question) -> Result<Vec<String>, String>
         .unwrap_or(if scheme == "https" { 443 } else { 80 });
     let host = strait_route::normalize_host(host).into_owned();
     let headers = headers(&q.headers)?;
+    let call = Call {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        host: &host,
+        port,
+    };
     let mut out = vec![format!("{method} {} (port {port}, host {host})", uri)];
-    let Some((at, listener)) = listener_for(snapshot, port, &host) else {
+    match from {
+        Some(who) => mesh::explain(snapshot, &call, who, &mut out),
+        None => gateway(snapshot, &call, &mut out),
+    }
+    Ok(out)
+}
+
+fn gateway(snapshot: &Snapshot, call: &Call<'_>, out: &mut Vec<String>) {
+    let (port, host) = (call.port, call.host);
+    let Some((at, listener)) = listener_for(snapshot, port, host) else {
         out.push(format!(
             "no listener on port {port} takes host {host}: 404 (no_route)"
         ));
-        return Ok(out);
+        return;
     };
     out.push(format!("listener  {} (address {at})", listener.label));
     let view = RequestView {
-        method: &method,
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
+        method: call.method,
+        path: call.uri.path(),
+        query: call.uri.query(),
+        headers: call.headers,
     };
-    let Some(matched) = snapshot.route(at, &host, &view) else {
+    let Some(matched) = snapshot.route(at, host, &view) else {
         out.push(
             "route     none of the listener's routes has a rule that matches: 404 (no_route)"
                 .into(),
         );
-        return Ok(out);
+        return;
     };
     let rule = matched.rule;
     out.push(format!("route     {} rule {}", rule.route, rule.index));
-    policies(&matched, (&method, &uri, &headers), &mut out);
-    filters(&matched, &mut out);
-    backends(&matched, &mut out);
-    Ok(out)
+    policies(&matched, call, out);
+    filters(&matched, out);
+    backends(&matched, out);
 }
 
 fn headers(given: &[String]) -> Result<HeaderMap, String> {
@@ -107,48 +134,40 @@ fn listener_for<'s>(
         .find_map(|k| snapshot.listener(k, host).map(|l| (k, l)))
 }
 
+/// One request, as the command line gives it.
+pub(crate) struct Call<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    /// The URL's host, normalized.
+    pub host: &'a str,
+    pub port: u16,
+}
+
 /// The policy phase, in its order: CORS, credentials, rate limits, the
 /// API's schema, authorization services, faults and direct answers;
 /// then the bodies' transformation.
-fn policies(
-    m: &Matched<'_>,
-    (method, uri, headers): (&Method, &Uri, &HeaderMap),
-    out: &mut Vec<String>,
-) {
-    let path = uri.path();
+fn policies(m: &Matched<'_>, call: &Call<'_>, out: &mut Vec<String>) {
     let rule = m.rule;
     if rule.cors().is_some() {
-        let preflight = method == Method::OPTIONS
-            && headers.contains_key("origin")
-            && headers.contains_key("access-control-request-method");
+        let preflight = call.method == Method::OPTIONS
+            && call.headers.contains_key("origin")
+            && call.headers.contains_key("access-control-request-method");
         out.push(match preflight {
             true => "cors      a preflight: strait answers it from the rule's CORS filter, before any credential is asked".into(),
             false => "cors      the rule's CORS filter adds its headers to answers for allowed origins".into(),
         });
     }
-    if let Some(a) = rule.authn().or(m.listener.authn.as_ref()) {
-        out.push(format!(
-            "authn     SecurityPolicy {}: {}",
-            a.policy,
-            authn(a, headers, uri.query())
-        ));
-    }
-    if let Some(r) = rule.ratelimit().or(m.listener.ratelimit.as_ref()) {
-        for limit in &r.rules {
-            out.push(format!(
-                "limit     RateLimitPolicy {} rule {} (429 when used up)",
-                r.policy,
-                limit.describe()
-            ));
-        }
-    }
-    if let Some(s) = rule.apischema().or(m.listener.apischema.as_ref()) {
-        out.push(format!(
-            "schema    ApiSchemaPolicy {}: {}",
-            s.policy,
-            schema(s, method, path)
-        ));
-    }
+    let attached = (
+        rule.authn().or(m.listener.authn.as_ref()).map(|a| &**a),
+        rule.ratelimit()
+            .or(m.listener.ratelimit.as_ref())
+            .map(|r| &**r),
+        rule.apischema()
+            .or(m.listener.apischema.as_ref())
+            .map(|s| &**s),
+    );
+    attached_policies(attached, call, out);
     let Some(ext) = rule.extensions.as_deref() else {
         return;
     };
@@ -185,6 +204,43 @@ fn policies(
             side(&t.request),
             side(&t.response),
             t.max_body
+        ));
+    }
+}
+
+/// The SecurityPolicy, RateLimitPolicy and ApiSchemaPolicy that apply:
+/// a rule's, a listener's, or at a sidecar's inbound side its workload's.
+fn attached_policies(
+    (authn, limits, schema): (
+        Option<&strait_route::authn::Authn>,
+        Option<&strait_route::ratelimit::RateLimit>,
+        Option<&strait_route::apischema::ApiSchema>,
+    ),
+    call: &Call<'_>,
+    out: &mut Vec<String>,
+) {
+    if let Some(a) = authn {
+        out.push(format!(
+            "authn     SecurityPolicy {}: {}",
+            a.policy,
+            self::authn(a, call.headers, call.uri.query())
+        ));
+    }
+    for limit in limits
+        .iter()
+        .flat_map(|r| r.rules.iter().map(move |l| (r, l)))
+    {
+        out.push(format!(
+            "limit     RateLimitPolicy {} rule {} (429 when used up)",
+            limit.0.policy,
+            limit.1.describe()
+        ));
+    }
+    if let Some(s) = schema {
+        out.push(format!(
+            "schema    ApiSchemaPolicy {}: {}",
+            s.policy,
+            self::schema(s, call.method, call.uri.path())
         ));
     }
 }
