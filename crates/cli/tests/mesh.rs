@@ -79,7 +79,10 @@ async fn shop_with(extra: &[&str], more_yaml: &str) -> Shop {
     yaml += &service("payment-v1", in_v1, None);
     yaml += &service("payment-v2", in_v2, None);
     yaml += CANARY;
-    yaml += more_yaml;
+    // The sidecars' ports, for objects that name them.
+    yaml += &more_yaml
+        .replace("{IN_V1}", &in_v1.to_string())
+        .replace("{IN_V2}", &in_v2.to_string());
     dir.write("shop.yaml", &yaml);
     let checkout_sidecar =
         Sidecar::start(&dir, "shop/checkout-api", checkout.port, in_checkout, extra).await;
@@ -470,6 +473,108 @@ spec:
   statusCode: 403
   body: {type: Inline, inline: "You are rejected!"}
 "#;
+
+const CORS_AND_SESSIONS: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: payment-web, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: payment, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /web}}]
+    filters:
+    - type: CORS
+      cors: {allowOrigins: ["https://shop.example.com"], allowMethods: [GET, PUT], maxAge: 600}
+    backendRefs: [{name: payment-v1, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /sticky}}]
+    sessionPersistence: {sessionName: pay-session}
+    backendRefs: [{name: payment-all, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: payment-all, namespace: shop}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: payment-all-v1, namespace: shop, labels: {kubernetes.io/service-name: payment-all, strait.dev/meshed: "true"}}
+addressType: IPv4
+endpoints: [{addresses: ["127.0.0.1"]}]
+ports: [{name: http, port: {IN_V1}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: payment-all-v2, namespace: shop, labels: {kubernetes.io/service-name: payment-all, strait.dev/meshed: "true"}}
+addressType: IPv4
+endpoints: [{addresses: ["127.0.0.1"]}]
+ports: [{name: http, port: {IN_V2}}]
+"#;
+
+/// A GAMMA route's CORS filter works at the caller's sidecar: it answers
+/// preflights itself, and adds the headers for an allowed origin only.
+#[tokio::test]
+async fn cors_for_a_service_is_answered_at_the_caller_s_sidecar() {
+    let shop = shop_with(&[], CORS_AND_SESSIONS).await;
+    let out = shop.checkout.outbound;
+    let origin = ("origin", "https://shop.example.com");
+    let preflight = [origin, ("access-control-request-method", "PUT")];
+    let r = call_method(out, "OPTIONS", "http://payment.shop/web", &preflight).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.reason(), Some("cors_preflight"));
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    assert_eq!(r.headers["access-control-allow-methods"], "GET, PUT");
+    assert_eq!(r.headers["access-control-max-age"], "600");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("payment-v1"),
+        "not the callee's answer"
+    );
+
+    let r = call(out, "http://payment.shop/web", &[origin]).await;
+    assert_eq!(r.service(), "payment-v1");
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    let r = call(
+        out,
+        "http://payment.shop/web",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(r.service(), "payment-v1");
+    assert!(
+        r.headers.get("access-control-allow-origin").is_none(),
+        "{:?}",
+        r.headers
+    );
+}
+
+/// Session persistence on a GAMMA route, at the caller's sidecar: calls
+/// spread over the Service's two endpoints until one carries the session
+/// cookie, and then always meet its endpoint.
+#[tokio::test]
+async fn a_session_keeps_a_callers_calls_on_one_endpoint_through_sidecars() {
+    let shop = shop_with(&[], CORS_AND_SESSIONS).await;
+    let out = shop.checkout.outbound;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..40 {
+        seen.insert(call(out, "http://payment.shop/sticky", &[]).await.service());
+    }
+    assert_eq!(seen.len(), 2, "both endpoints without a session: {seen:?}");
+    let first = call(out, "http://payment.shop/sticky", &[]).await;
+    let cookie = first.headers["set-cookie"].to_str().expect("text");
+    let pair = cookie.split(';').next().expect("name=value").to_string();
+    assert!(pair.starts_with("pay-session="), "{cookie}");
+    let home = first.service();
+    for _ in 0..20 {
+        let r = call(out, "http://payment.shop/sticky", &[("cookie", &pair)]).await;
+        assert_eq!(r.service(), home, "the session's endpoint");
+        assert!(r.headers.get("set-cookie").is_none(), "nothing changed");
+    }
+}
 
 #[tokio::test]
 async fn services_without_routes_passthrough_and_connect() {
