@@ -264,7 +264,8 @@ struct ServeArgs {
     #[arg(long)]
     max_request_body: Option<u64>,
     /// Time a client has to send a request's headers from their first byte
-    /// (also the idle time of a kept-alive HTTP/1.1 connection).
+    /// (also the idle time of a kept-alive HTTP/1.1 connection); checked
+    /// every quarter of it.
     #[arg(long, default_value = "30s", value_parser = go_duration)]
     header_read_timeout: Duration,
     /// Longest wait for the next part of a request body; longer is

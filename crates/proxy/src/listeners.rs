@@ -2,6 +2,8 @@
 //! they accept. Ports open and close as the configuration changes; a
 //! connection lives on until it ends or the gateway drains.
 
+use crate::beside::{Beside, Either};
+use crate::conn_timer::ConnTimer;
 use crate::ctx::ConnInfo;
 use crate::request::handle;
 use crate::tls::PortTls;
@@ -81,7 +83,6 @@ impl ListenerSet {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
             .header_read_timeout(Some(shared.http_limits.header_read).filter(|d| !d.is_zero()))
             .max_headers(MAX_HEADERS);
         builder
@@ -457,23 +458,52 @@ where
     let svc_info = info.clone();
     let service = service_fn(move |req| handle(svc_shared.clone(), svc_info.clone(), req));
     let io = crate::linger::Linger::new(io, info.clone());
-    let conn = port.builder.serve_connection_with_upgrades(io, service);
+    // Each connection's own clock for its header-read deadline.
+    let timer = ConnTimer::default();
+    let mut builder = (*port.builder).clone();
+    builder.http1().timer(timer.clone());
+    let conn = builder.serve_connection_with_upgrades(io, service);
     let served = async {
         tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = until_true(&mut drain) => {
+        let drained = std::pin::pin!(until_true(&mut drain));
+        match Beside::new(conn.as_mut(), drained).await {
+            Either::Main(r) => r,
+            Either::Side(()) => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
         }
     };
+    let served = std::pin::pin!(served);
     let send_limit = shared.http_limits.send;
-    let result = tokio::select! {
-        r = served => r.map_err(|e| (crate::conn_end::reason(&*e), e)),
-        () = info.send.stalled(send_limit), if !send_limit.is_zero() => {
-            Err(("send_timeout", "the client left a response unread for the send timeout".into()))
+    let header_limit = shared.http_limits.header_read;
+    // Ends only when the send timeout passes: hyper itself ends the
+    // connection when a deadline it set is woken.
+    let watchdogs = std::pin::pin!(async {
+        let deadlines = async {
+            match header_limit.is_zero() {
+                true => std::future::pending().await,
+                false => timer.watch(header_limit).await,
+            }
+        };
+        let stalled = async {
+            match send_limit.is_zero() {
+                true => std::future::pending().await,
+                false => info.send.stalled(send_limit).await,
+            }
+        };
+        // Polled only when one of their timers ticks.
+        tokio::select! {
+            () = deadlines => {}
+            () = stalled => {}
         }
+    });
+    let result = match Beside::new(served, watchdogs).await {
+        Either::Main(r) => r.map_err(|e| (crate::conn_end::reason(&*e), e)),
+        Either::Side(()) => Err((
+            "send_timeout",
+            "the client left a response unread for the send timeout".into(),
+        )),
     };
     if let Err((reason, e)) = result {
         debug!(client = %info.client, error = %e, reason, "connection ended with an error");
