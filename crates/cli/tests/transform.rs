@@ -95,6 +95,7 @@ spec:
     edits:
     - {op: Remove, path: /secret}
     - {op: Set, path: /path, value: "{{ request.path }}"}
+    - {op: Set, path: /asker, value: "{{ request.header.x-asker }}"}
 "#;
 
 fn route(name: &str, prefix: &str, rewrite: &str, transform: &str) -> String {
@@ -191,9 +192,20 @@ async fn json_reaches_an_xml_backend_as_xml_and_its_answer_comes_back_as_json() 
     assert_eq!(text(&page), "<p>a page</p>");
     assert_eq!(header(&page, "etag"), "\"v1\"");
 
-    // JSON to JSON: a field removed, one set from the request.
-    let account = fetch(port, "/account").await;
-    assert_eq!(text(&account), r#"{"id":7,"path":"/account"}"#);
+    // JSON to JSON: a field removed, two set from the request (its path,
+    // a header the template names, kept from before it was sent on).
+    let req = request(
+        "GET",
+        port,
+        "shop.example.com",
+        "/account",
+        &[("x-asker", "ann")],
+    );
+    let account = send(req).await.expect("gateway answers");
+    assert_eq!(
+        text(&account),
+        r#"{"id":7,"path":"/account","asker":"ann"}"#
+    );
 }
 
 #[tokio::test]

@@ -186,6 +186,21 @@ pub fn without_param(uri: &http::Uri, name: &str) -> Option<http::Uri> {
     http::Uri::from_parts(parts).ok()
 }
 
+/// A message's one `Content-Type`, as text; `Ok(None)` when it has none.
+/// More than one, or one that is not text, is an error: a backend might
+/// read another type than the one checked.
+pub fn content_type(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
+    let mut all = headers.get_all(http::header::CONTENT_TYPE).iter();
+    match (all.next(), all.next()) {
+        (_, Some(_)) => Err("is given more than once"),
+        (None, None) => Ok(None),
+        (Some(v), None) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| "is not text (bytes past ASCII)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

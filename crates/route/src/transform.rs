@@ -104,6 +104,19 @@ pub struct RequestFacts<'a> {
 }
 
 impl Side {
+    /// The request headers its templates name: all an edit of this side
+    /// needs of the request's headers.
+    pub fn headers_named(&self) -> impl Iterator<Item = &http::HeaderName> {
+        let pieces = self.edits.iter().filter_map(|e| match e {
+            Edit::Set(_, Value::Template(pieces)) => Some(pieces),
+            _ => None,
+        });
+        pieces.flatten().filter_map(|p| match p {
+            Piece::Header(name) => Some(name),
+            _ => None,
+        })
+    }
+
     /// `body` transformed. `Err` says why it cannot be (not the format
     /// it must be, an edit that cannot apply, JSON that XML cannot hold).
     pub fn apply(&self, body: &[u8], facts: &RequestFacts<'_>) -> Result<Vec<u8>, String> {

@@ -6,7 +6,7 @@
 
 use super::select::Target;
 use crate::answer::{self, ProxyError, ResponseBody};
-use crate::client_body::{ClientBody, ClientBodyError};
+use crate::client_body::{BodyHead, ClientBody, ClientBodyError};
 use crate::conn_limit::ConnGate;
 use crate::ctx::{RequestCtx, Role};
 use crate::headers::{add_forwarded, strip_hop_by_hop};
@@ -110,6 +110,40 @@ pub(super) fn pace(limits: &HttpLimits, version: http::Version, grpc: bool) -> B
         pace.min_rate = 0;
     }
     pace
+}
+
+/// Whether the request has a body: what an earlier phase read of it,
+/// else what its stream says.
+pub(super) fn has_body(req: &Request<Incoming>) -> bool {
+    match req.extensions().get::<BodyHead>() {
+        Some(head) => !head.data.is_empty(),
+        None => !http_body::Body::is_end_stream(req.body()),
+    }
+}
+
+/// The request's body whole, at most `max` bytes, kept in the request for
+/// the phases after it and its backend. One read serves every phase that
+/// needs the body (an authorization service, the API's schema, a
+/// BodyTransform); a body read before, to a larger bound, that is over
+/// `max` is too large here too.
+pub(super) async fn whole_body<'r>(
+    req: &'r mut Request<Incoming>,
+    max: u64,
+    (limits, grpc): (&HttpLimits, bool),
+) -> Result<&'r mut BodyHead, ProxyError> {
+    let head = match req.extensions_mut().remove::<BodyHead>() {
+        Some(head) => head,
+        None => {
+            let pace = pace(limits, req.version(), grpc);
+            BodyHead::read(req.body_mut(), max, limits.body, pace)
+                .await
+                .map_err(|e| ProxyError::from(&e))?
+        }
+    };
+    if head.data.len() as u64 > max {
+        return Err(ProxyError::BodyTooLarge);
+    }
+    Ok(req.extensions_mut().get_or_insert(head))
 }
 
 /// Applies the rule's filters; a sidecar adds what its workload or its

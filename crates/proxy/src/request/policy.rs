@@ -271,12 +271,8 @@ pub async fn read_body(
     let Some(max) = policy.into_iter().chain(filter).max() else {
         return Ok(());
     };
-    let pace = super::filters::pace(limits, req.version(), grpc);
-    let head = crate::client_body::BodyHead::read(req.body_mut(), max.into(), limits.body, pace)
-        .await
-        .map_err(|e| ProxyError::from(&e))?;
+    let head = super::filters::whole_body(req, max.into(), (limits, grpc)).await?;
     asking.body = Some(head.data.clone());
-    req.extensions_mut().insert(head);
     Ok(())
 }
 

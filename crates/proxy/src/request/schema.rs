@@ -6,9 +6,7 @@
 //! them.
 
 use crate::answer::ProxyError;
-use crate::client_body::BodyHead;
 use crate::ctx::{RequestCtx, Role};
-use http::header::CONTENT_TYPE;
 use http::Request;
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -69,32 +67,17 @@ pub async fn check(
         query: uri.query(),
         headers: req.headers(),
     };
-    let read = req.extensions().get::<BodyHead>().map(|h| h.data.clone());
-    let has_body = match &read {
-        Some(data) => !data.is_empty(),
-        None => !http_body::Body::is_end_stream(req.body()),
-    };
-    let media = match has_body {
+    let media = match super::filters::has_body(req) {
         true => Some(media_type(req.headers()).map_err(refuse)?),
         false => None,
     };
     let Some(schema) = op.check(&given, media).map_err(refuse)? else {
         return Ok(());
     };
-    let data = match read {
-        // Read before, for an authorization service, to its own bound.
-        Some(data) if data.len() as u64 > policy.max_body => return Err(ProxyError::BodyTooLarge),
-        Some(data) => data,
-        None => {
-            let pace = super::filters::pace(limits, req.version(), grpc);
-            let head = BodyHead::read(req.body_mut(), policy.max_body, limits.body, pace)
-                .await
-                .map_err(|e| ProxyError::from(&e))?;
-            let data = head.data.clone();
-            req.extensions_mut().insert(head);
-            data
-        }
-    };
+    let data = super::filters::whole_body(req, policy.max_body, (limits, grpc))
+        .await?
+        .data
+        .clone();
     match data.is_empty() {
         // A chunked body of no chunks is no body.
         true if op.body_required() => {
@@ -106,18 +89,11 @@ pub async fn check(
 }
 
 /// The body's media type. RFC 9110 §8.3: a body without a type may be
-/// taken as bytes. More than one, or one that is not text, is refused: a
-/// backend might read another than the one checked.
+/// taken as bytes.
 fn media_type(headers: &http::HeaderMap) -> Result<&str, Invalid> {
-    let mut types = headers.get_all(CONTENT_TYPE).iter();
-    let (first, more) = (types.next(), types.next());
-    let bad = |why: &str| Invalid::bad("header Content-Type".into(), why.into());
-    match (first.map(|v| v.to_str()), more) {
-        (_, Some(_)) => Err(bad("is given more than once")),
-        (None, None) => Ok("application/octet-stream"),
-        (Some(Ok(t)), None) => Ok(t),
-        (Some(Err(_)), None) => Err(bad("is not text (bytes past ASCII)")),
-    }
+    crate::headers::content_type(headers)
+        .map(|t| t.unwrap_or("application/octet-stream"))
+        .map_err(|why| Invalid::bad("header Content-Type".into(), why.into()))
 }
 
 fn refused(policy: &ApiSchema, invalid: Invalid, allow: Option<String>) -> ProxyError {

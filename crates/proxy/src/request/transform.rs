@@ -19,12 +19,19 @@ use strait_route::transform::{BodyTransform, RequestFacts, Side};
 /// The backend is then asked for an answer with no content coding, to be
 /// read.
 pub fn asked<B>(t: &BodyTransform, req: &mut Request<B>) -> Option<Box<Asked>> {
-    t.response.as_ref()?;
+    let side = t.response.as_ref()?;
     req.headers_mut().remove(http::header::ACCEPT_ENCODING);
+    // Only the headers the answer's templates name.
+    let mut headers = HeaderMap::new();
+    for name in side.headers_named() {
+        for value in req.headers().get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     Some(Box::new(Asked {
         method: req.method().clone(),
         path: req.uri().path().to_string(),
-        headers: req.headers().clone(),
+        headers,
     }))
 }
 
@@ -55,15 +62,7 @@ pub async fn request(
     let Some(side) = t.request.as_ref().filter(|_| !grpc) else {
         return Ok(());
     };
-    let read = req.extensions_mut().remove::<BodyHead>();
-    let has_body = match &read {
-        Some(head) => !head.data.is_empty(),
-        None => !req.body().is_end_stream(),
-    };
-    if !has_body {
-        if let Some(head) = read {
-            req.extensions_mut().insert(head);
-        }
+    if !super::filters::has_body(req) {
         return Ok(());
     }
     let given = type_of(req.headers());
@@ -75,30 +74,25 @@ pub async fn request(
         );
         return Err(untransformed(t, StatusCode::UNSUPPORTED_MEDIA_TYPE, why));
     }
-    let mut head = match read {
-        Some(head) if head.data.len() as u64 > t.max_body => return Err(ProxyError::BodyTooLarge),
-        Some(head) => head,
-        None => {
-            let pace = super::filters::pace(limits, req.version(), grpc);
-            BodyHead::read(req.body_mut(), t.max_body, limits.body, pace)
-                .await
-                .map_err(|e| ProxyError::from(&e))?
-        }
-    };
+    let data = super::filters::whole_body(req, t.max_body, (limits, grpc))
+        .await?
+        .data
+        .clone();
     let facts = RequestFacts {
         method: req.method().as_str(),
         path: req.uri().path(),
         headers: req.headers(),
     };
     let out = side
-        .apply(&head.data, &facts)
+        .apply(&data, &facts)
         .map_err(|why| untransformed(t, StatusCode::BAD_REQUEST, why))?;
     check_size(t, out.len(), StatusCode::PAYLOAD_TOO_LARGE, "the request's")?;
     set_length_and_type(req.headers_mut(), out.len(), side);
-    // Trailers would contradict the new body (a digest of the old).
-    head.trailers = None;
-    head.data = Bytes::from(out);
-    req.extensions_mut().insert(head);
+    if let Some(head) = req.extensions_mut().get_mut::<BodyHead>() {
+        // Trailers would contradict the new body (a digest of the old).
+        head.trailers = None;
+        head.data = Bytes::from(out);
+    }
     Ok(())
 }
 
@@ -181,9 +175,5 @@ fn set_length_and_type(headers: &mut HeaderMap, len: usize, side: &Side) {
 
 /// The one `Content-Type`, as text.
 fn type_of(headers: &HeaderMap) -> Option<&str> {
-    let mut all = headers.get_all(CONTENT_TYPE).iter();
-    match (all.next(), all.next()) {
-        (Some(v), None) => v.to_str().ok(),
-        _ => None,
-    }
+    crate::headers::content_type(headers).ok().flatten()
 }

@@ -154,6 +154,9 @@ fn edits_set_remove_and_rename_in_order() {
     );
     let e = apply(&side, r#"{"tags":"not an array"}"#).expect_err("cannot set");
     assert!(e.contains("no object or array"), "{e}");
+    let named: Vec<&str> = side.headers_named().map(|h| h.as_str()).collect();
+    assert_eq!(named, ["x-client"], "only the headers a template names");
+    assert_eq!(escaped.headers_named().count(), 0);
 }
 
 #[test]
