@@ -203,6 +203,23 @@ fn a_call_between_workloads_is_explained_at_both_sidecars() {
     }
     assert_eq!(out.matches("inbound").count(), 1, "only --to: {out}");
 
+    dir.write(
+        "cart-route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: cart-tag, namespace: shop}\n\
+         spec:\n  parentRefs: [{group: \"\", kind: Service, name: cart-api, port: 80}]\n  rules:\n\
+         \x20 - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-tag, value: a}]}}]\n\
+         \x20   backendRefs: [{name: cart-api, port: 80}]\n",
+    );
+    let (_, out) = explain(
+        dir.path(),
+        &["GET", "http://cart-api/", "--from", "shop/web"],
+    );
+    for line in [
+        "route     shop/cart-tag rule 0",
+        "note      the callee's checks below judge the request as the caller sent it",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
     dir.write("legacy.yaml", &service_yaml("legacy", 9999, None));
     let (_, out) = explain(
         dir.path(),

@@ -18,7 +18,7 @@ pub struct Redis {
     pub fail_closed: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Servers {
     One(String),
     /// Some of the cluster's nodes: the others are learned from them.
@@ -158,50 +158,65 @@ fn scheme(url: &str) -> &str {
 
 /// `redis://` or `rediss://`, a host, a port or none, a db number or
 /// none; nothing else (`#insecure`, which would turn certificate checks
-/// off, in particular).
+/// off, in particular). Errors never show a password.
 fn check_url(url: &str) -> Result<&str, String> {
     let url = url.trim();
+    let shown = without_password(url);
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("{url:?}: must start with redis:// or rediss://"));
+        return Err(format!("{shown:?}: must start with redis:// or rediss://"));
     };
     if !matches!(scheme, "redis" | "rediss") {
-        return Err(format!("{url:?}: must start with redis:// or rediss://"));
+        return Err(format!("{shown:?}: must start with redis:// or rediss://"));
     }
-    if rest.contains(['#', '?']) {
+    // A password may hold `/`, `?` or `#`: the host starts after the last `@`.
+    let after_user = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if after_user.contains(['#', '?']) {
         return Err(format!(
-            "{}: no query or fragment (certificates are always checked)",
-            without_password(url)
+            "{shown}: no query or fragment (certificates are always checked)"
         ));
     }
-    let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host_port, db) = after_user.split_once('/').unwrap_or((after_user, ""));
     let parsed = http::uri::Authority::try_from(host_port).ok();
-    if parsed.as_ref().is_none_or(|a| a.host().is_empty()) || host_port.is_empty() {
-        return Err(format!("{}: no host", without_password(url)));
+    if host_port.is_empty() || parsed.as_ref().is_none_or(|a| a.host().is_empty()) {
+        return Err(format!("{shown}: no host"));
     }
     if !db.is_empty() && db.parse::<u16>().is_err() {
-        return Err(format!("{}: the db is a number", without_password(url)));
+        return Err(format!("{shown}: the db is a number"));
     }
     Ok(url)
 }
 
-/// `url` with its password, if any, as `***`.
+/// `url` with what comes before its last `@` (a user and password) as
+/// `user:***`, or `***` when there is no `:` to tell them apart.
 fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some(at) = url.rfind('@') else {
         return url.to_string();
     };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let path = if rest.contains('/') {
-        format!("/{path}")
-    } else {
-        String::new()
+    let (before, host) = url.split_at(at);
+    let (prefix, userinfo) = match before.split_once("://") {
+        Some((scheme, userinfo)) => (format!("{scheme}://"), userinfo),
+        None => (String::new(), before),
     };
-    match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{prefix}{user}:***{host}"),
+        None => format!("{prefix}***{host}"),
+    }
+}
+
+impl std::fmt::Debug for Servers {
+    /// Without passwords: settings end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls =
+            |urls: &[String]| -> Vec<String> { urls.iter().map(|u| without_password(u)).collect() };
+        match self {
+            Servers::One(url) => f.debug_tuple("One").field(&without_password(url)).finish(),
+            Servers::Cluster(all) => f.debug_tuple("Cluster").field(&urls(all)).finish(),
+            Servers::Sentinel { master, urls: all } => f
+                .debug_struct("Sentinel")
+                .field("master", master)
+                .field("urls", &urls(all))
+                .finish(),
         }
-        None => url.to_string(),
     }
 }
 
@@ -254,6 +269,30 @@ mod tests {
             assert_eq!(f, field, "{e}");
             assert!(e.contains(says), "{e}");
         }
+    }
+
+    #[test]
+    fn no_error_or_debug_output_shows_a_password() {
+        for url in [
+            "Redis://:s3cret@h",
+            "redis:/:s3cret@h",
+            "redis://:pa/s3cret@",
+            "redis://u:s3cret@h?x=1",
+            "redis://:s3cret@h/x",
+        ] {
+            let Err((_, e)) = compile(&backend(Some(url), &[]), &[], "shop") else {
+                panic!("{url} accepted");
+            };
+            assert!(!e.contains("s3cret"), "{url}: {e}");
+        }
+        let ok = compile(
+            &backend(Some("redis://u:pa/s3cret@h:1/0"), &[]),
+            &[],
+            "shop",
+        );
+        let r = ok.expect("a password may hold /");
+        assert_eq!(r.describe(), "redis://u:***@h:1/0");
+        assert!(!format!("{r:?}").contains("s3cret"), "{r:?}");
     }
 
     #[test]

@@ -77,6 +77,13 @@ pub fn explain(snapshot: &Snapshot, call: &Call<'_>, who: &Workloads, out: &mut 
     policies(&matched, call, out);
     filters(&matched, out);
     backends(&matched, out);
+    let rule = matched.rule;
+    let rewritten = rule.rewrite.is_some()
+        || rule.request_headers.is_some()
+        || rule.backends.iter().any(|b| b.request_headers.is_some());
+    if rewritten {
+        out.push("note      the callee's checks below judge the request as the caller sent it; this rule's filters change it first".into());
+    }
     let service = (svc_ns.as_str(), svc.as_str());
     if let Some(to) = &who.to {
         out.push(format!("inbound   workload {}/{}", to.0, to.1));

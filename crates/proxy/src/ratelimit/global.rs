@@ -19,16 +19,14 @@
 //! meanwhile no wait; then one request asks again.
 
 use dashmap::DashMap;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{IntoConnectionInfo, RedisResult, TlsCertificates};
+use redis::RedisResult;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strait_route::ratelimit::{LimitRule, RateLimitTable, Redis};
-use strait_route::redis::Servers;
+
+use super::link::{broken, Link, Links};
 
 use super::{Outcome, MAX_KEYS};
 
@@ -58,12 +56,7 @@ const WARN_EVERY: u64 = 10;
 /// One Redis, as the policies name it.
 pub struct Store {
     settings: Arc<Redis>,
-    servers: Reach,
-    /// The connection requests share; `None` until the first request,
-    /// and again after a cluster or a primary failed one.
-    link: Mutex<Option<Link>>,
-    /// One request at a time makes the connection.
-    connecting: tokio::sync::Mutex<()>,
+    links: Arc<Links>,
     script: redis::Script,
     /// Keys Redis refused, and until when: answered here meanwhile.
     refused: DashMap<[u8; 16], Instant>,
@@ -75,27 +68,6 @@ pub struct Store {
     born: Instant,
 }
 
-/// How a connection is made.
-enum Reach {
-    One(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
-    /// Asks the sentinels which Redis is the primary, each time it
-    /// connects: after a failover, the new one.
-    Sentinel(tokio::sync::Mutex<SentinelClient>),
-}
-
-/// A connection, cheap to clone: each request sends on its own clone.
-#[derive(Clone)]
-enum Link {
-    /// Reconnects by itself.
-    One(ConnectionManager),
-    /// Follows the cluster's slots by itself; made again after a failure
-    /// all the same, in case every node it knew moved.
-    Cluster(ClusterConnection),
-    /// Made again after a failure, so a failover is followed.
-    Primary(MultiplexedConnection),
-}
-
 /// What Redis (or the cache of its refusals) said, or that it could not.
 pub enum Answer {
     Counted(Outcome),
@@ -105,10 +77,8 @@ pub enum Answer {
 impl Store {
     fn new(settings: Arc<Redis>) -> RedisResult<Self> {
         Ok(Store {
-            servers: reach(&settings)?,
+            links: Links::new(&settings)?,
             settings,
-            link: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
             script: redis::Script::new(GCRA),
             refused: DashMap::new(),
             warned: AtomicU64::new(0),
@@ -138,13 +108,16 @@ impl Store {
         }
         let asked = tokio::time::timeout(self.settings.timeout, self.ask(rule, &id)).await;
         let failed = match asked {
-            Ok(Ok(said)) => return Answer::Counted(self.outcome(id, now, said)),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer in {:?}", self.settings.timeout),
+            Ok(Ok(said)) => {
+                self.links.answered();
+                return Answer::Counted(self.outcome(id, now, said));
+            }
+            Ok(Err(e)) => e,
+            Err(_) => {
+                self.links.failed(None, false);
+                format!("no answer in {:?}", self.settings.timeout)
+            }
         };
-        if !matches!(self.servers, Reach::One(_)) {
-            *self.link.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        }
         // The next requests do not wait for Redis as this one did: one
         // asks again after the pause, and brings it back if it answers.
         let again = since_born(Instant::now()) + DOWN_FOR.as_millis();
@@ -166,61 +139,22 @@ impl Store {
         }
     }
 
-    async fn ask(&self, rule: &LimitRule, id: &[u8; 16]) -> RedisResult<(i64, i64, i64)> {
+    async fn ask(&self, rule: &LimitRule, id: &[u8; 16]) -> Result<(i64, i64, i64), String> {
         let interval = rule.quota.interval().as_micros().max(1);
         let mut script = self.script.key(format!("strait:rl:{}", hex(id)));
         script
             .arg(u64::try_from(interval).unwrap_or(u64::MAX))
             .arg(rule.quota.burst);
-        match self.link().await? {
+        let (generation, link) = self.links.get().await?;
+        let said = match link {
             Link::One(mut c) => script.invoke_async(&mut c).await,
             Link::Cluster(mut c) => script.invoke_async(&mut c).await,
             Link::Primary(mut c) => script.invoke_async(&mut c).await,
-        }
-    }
-
-    /// The shared connection, made first if there is none.
-    async fn link(&self) -> RedisResult<Link> {
-        let cached = || {
-            self.link
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
         };
-        if let Some(link) = cached() {
-            return Ok(link);
-        }
-        let _alone = self.connecting.lock().await;
-        if let Some(link) = cached() {
-            return Ok(link);
-        }
-        let timeout = self.settings.timeout;
-        let link = match &self.servers {
-            Reach::One(client) => {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1);
-                Link::One(ConnectionManager::new_lazy_with_config(
-                    client.clone(),
-                    config,
-                )?)
-            }
-            Reach::Cluster(client) => Link::Cluster(client.get_async_connection().await?),
-            Reach::Sentinel(sentinel) => {
-                let primary = sentinel.lock().await.async_get_client().await?;
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout));
-                Link::Primary(
-                    primary
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?,
-                )
-            }
-        };
-        *self.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(link.clone());
-        Ok(link)
+        said.map_err(|e| {
+            self.links.failed(Some(generation), broken(&e));
+            e.to_string()
+        })
     }
 
     fn remember(&self, id: [u8; 16], until: Instant) {
@@ -244,62 +178,6 @@ impl Store {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
-}
-
-/// How to connect to `redis`: TLS checked against its CAs, if it has
-/// its own.
-fn reach(redis: &Redis) -> RedisResult<Reach> {
-    let certs = || TlsCertificates {
-        client_tls: None,
-        root_cert: redis.ca.as_ref().map(|pem| pem.to_vec()),
-    };
-    let timeout = redis.timeout;
-    Ok(match &redis.servers {
-        Servers::One(url) if redis.ca.is_some() => {
-            Reach::One(redis::Client::build_with_tls(url.as_str(), certs())?)
-        }
-        Servers::One(url) => Reach::One(redis::Client::open(url.as_str())?),
-        Servers::Cluster(urls) => {
-            let mut b = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .retries(1);
-            if redis.ca.is_some() {
-                b = b.certs(certs());
-            }
-            Reach::Cluster(b.build()?)
-        }
-        Servers::Sentinel { master, urls } => {
-            let infos = urls
-                .iter()
-                .map(|u| u.as_str().into_connection_info())
-                .collect::<RedisResult<Vec<_>>>()?;
-            let addrs = infos.iter().map(|i| i.addr().clone());
-            let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?;
-            if redis.tls() {
-                b = b.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
-            }
-            if redis.ca.is_some() {
-                b = b
-                    .set_client_to_redis_certificates(certs())
-                    .set_client_to_sentinel_certificates(certs());
-            }
-            if let Some(first) = infos.first().map(|i| i.redis_settings()) {
-                if let Some(user) = first.username() {
-                    b = b
-                        .set_client_to_redis_username(user)
-                        .set_client_to_sentinel_username(user);
-                }
-                if let Some(password) = first.password() {
-                    b = b
-                        .set_client_to_redis_password(password)
-                        .set_client_to_sentinel_password(password);
-                }
-                b = b.set_client_to_redis_db(first.db());
-            }
-            Reach::Sentinel(tokio::sync::Mutex::new(b.build()?))
-        }
-    })
 }
 
 /// The first 16 bytes of SHA-256 of the rule's id and the key: the same

@@ -25,6 +25,7 @@ use std::time::Duration;
 use strait_route::ratelimit::{Key, LimitRule, RateLimit, RateLimitTable, Request};
 
 pub mod global;
+mod link;
 
 /// Most callers one rule counts apart.
 pub const MAX_KEYS: usize = 100_000;
