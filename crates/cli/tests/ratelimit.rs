@@ -314,6 +314,12 @@ fn a_bad_policy_is_refused_with_its_field_path() {
 
 const ONE: &str = "    - limit: {requests: 1, unit: Second}\n";
 
+/// Two a minute for each `x-user`, counted in Redis.
+const TWO_PER_USER: &str = r#"    - name: per-user
+      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
+      limit: {requests: 2, unit: Minute}
+"#;
+
 fn global_policy(name: &str, redis: &str, rules: &str) -> String {
     format!(
         r#"---
@@ -366,10 +372,7 @@ async fn gateways_sharing_a_redis_share_one_count() {
 #[tokio::test]
 async fn without_redis_the_failure_mode_decides_and_counting_resumes() {
     let mut redis = common::redis::Redis::start().await;
-    let rules = r#"    - name: per-user
-      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
-      limit: {requests: 2, unit: Minute}
-"#;
+    let rules = TWO_PER_USER;
     let backend = format!("{{url: '{}', timeout: 200ms}}", redis.url());
     let (gw, port, _dir, _app) = start(&global_policy("open", &backend, rules), &[]).await;
     let alice = [("x-user", "alice")];
@@ -723,10 +726,7 @@ async fn global_limits_count_over_tls_checked_with_the_policys_ca() {
 #[tokio::test]
 async fn a_redis_cluster_keeps_each_callers_count_on_its_slots_node() {
     let cluster = common::redis::Cluster::start().await;
-    let rules = r#"    - name: per-user
-      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
-      limit: {requests: 2, unit: Minute}
-"#;
+    let rules = TWO_PER_USER;
     let backend = format!("{{cluster: ['{}'], timeout: 2s}}", cluster.nodes[0].url());
     let yaml = global_policy("cluster", &backend, rules);
     let (a, port_a, _da, _app_a) = start(&yaml, &[]).await;
@@ -757,10 +757,7 @@ async fn a_redis_cluster_keeps_each_callers_count_on_its_slots_node() {
 #[tokio::test]
 async fn sentinel_names_the_primary_and_a_failover_is_followed() {
     let sentinel = common::redis::Sentinel::start().await;
-    let rules = r#"    - name: per-user
-      clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]
-      limit: {requests: 2, unit: Minute}
-"#;
+    let rules = TWO_PER_USER;
     let backend = format!(
         "{{sentinel: {{masterName: mymaster, urls: ['{}']}}, timeout: 500ms}}",
         sentinel.url()

@@ -125,7 +125,7 @@ pub fn explain(snapshot: &Snapshot, call: &Call<'_>, who: &Workloads, out: &mut 
                 accounts.join(" or ")
             ));
         }
-        let port = c.endpoints.first().map(|e| e.port());
+        let port = first_port(c);
         inbound(snapshot, call, (&to, service), (&identity, port), out);
     }
 }
@@ -188,7 +188,11 @@ fn inbound(
 /// backend's endpoints'.
 fn target_port(m: &Matched<'_>) -> Option<u16> {
     m.rule.backends.iter().find_map(|b| match &b.target {
-        BackendTarget::Cluster(c) => c.endpoints.first().map(|e| e.port()),
+        BackendTarget::Cluster(c) => first_port(c),
         BackendTarget::Invalid(_) => None,
     })
+}
+
+fn first_port(c: &strait_route::Cluster) -> Option<u16> {
+    c.endpoints.first().map(|e| e.port())
 }

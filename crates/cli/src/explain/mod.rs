@@ -249,28 +249,24 @@ fn authn(a: &strait_route::authn::Authn, headers: &HeaderMap, query: Option<&str
     if let Some(why) = &a.broken {
         return format!("cannot be applied ({why}): 500 (policy_invalid)");
     }
-    let mut asks = Vec::new();
-    if !a.providers.is_empty() {
-        asks.push(match a.optional {
-            true => "a JWT if one is sent".to_string(),
-            false => "a JWT".to_string(),
-        });
-    }
-    if a.api_keys.is_some() {
-        asks.push("an API key".into());
-    }
-    if a.basic.is_some() {
-        asks.push("basic auth".into());
-    }
-    if a.oidc.is_some() {
-        asks.push("an OpenID Connect login (a session cookie)".into());
-    }
-    if a.callers.is_some() {
-        asks.push("a caller its rules allow".into());
-    }
-    if a.ext.is_some() {
-        asks.push("an authorization service's yes".into());
-    }
+    let jwt = match a.optional {
+        true => "a JWT if one is sent",
+        false => "a JWT",
+    };
+    let asks: Vec<&str> = [
+        (!a.providers.is_empty(), jwt),
+        (a.api_keys.is_some(), "an API key"),
+        (a.basic.is_some(), "basic auth"),
+        (
+            a.oidc.is_some(),
+            "an OpenID Connect login (a session cookie)",
+        ),
+        (a.callers.is_some(), "a caller its rules allow"),
+        (a.ext.is_some(), "an authorization service's yes"),
+    ]
+    .into_iter()
+    .filter_map(|(asked, what)| asked.then_some(what))
+    .collect();
     let mut said = format!("asks for {}", asks.join(", then "));
     // Where the policy's providers look for a token, as the gateway does.
     let token = a.carries_token(headers, query);
@@ -310,36 +306,43 @@ fn schema(s: &strait_route::apischema::ApiSchema, method: &Method, path: &str) -
 /// The filters phase: what changes the request on its way.
 fn filters(m: &Matched<'_>, out: &mut Vec<String>) {
     let rule = m.rule;
-    if rule.redirect.is_some() {
-        out.push(
-            "filters   RequestRedirect: strait answers with the redirect; no backend is called"
-                .into(),
-        );
-    }
-    if rule.rewrite.is_some() {
-        out.push("filters   URLRewrite: the backend gets the rewritten host or path".into());
-    }
-    if rule.request_headers.is_some() {
-        out.push("filters   RequestHeaderModifier".into());
-    }
-    if rule.response_headers.is_some() {
-        out.push("filters   ResponseHeaderModifier (on the answer)".into());
-    }
-    if !rule.mirrors.is_empty() {
-        let mirrors = crate::check::count(rule.mirrors.len(), "mirror");
-        out.push(format!("filters   {mirrors}, answers ignored"));
-    }
-    if rule.session().is_some() {
-        out.push(
-            "session   session persistence: a request with a live session goes to its endpoint"
-                .into(),
-        );
-    }
-    if rule.retry.is_some() {
-        out.push(
-            "retry     the rule's retry policy (GEP-1731), within the cluster's budget".into(),
-        );
-    }
+    let mirrors = format!(
+        "filters   {}, answers ignored",
+        crate::check::count(rule.mirrors.len(), "mirror")
+    );
+    let steps = [
+        (
+            rule.redirect.is_some(),
+            "filters   RequestRedirect: strait answers with the redirect; no backend is called",
+        ),
+        (
+            rule.rewrite.is_some(),
+            "filters   URLRewrite: the backend gets the rewritten host or path",
+        ),
+        (
+            rule.request_headers.is_some(),
+            "filters   RequestHeaderModifier",
+        ),
+        (
+            rule.response_headers.is_some(),
+            "filters   ResponseHeaderModifier (on the answer)",
+        ),
+        (!rule.mirrors.is_empty(), &mirrors),
+        (
+            rule.session().is_some(),
+            "session   session persistence: a request with a live session goes to its endpoint",
+        ),
+        (
+            rule.retry.is_some(),
+            "retry     the rule's retry policy (GEP-1731), within the cluster's budget",
+        ),
+    ];
+    out.extend(
+        steps
+            .into_iter()
+            .filter(|(applies, _)| *applies)
+            .map(|(_, line)| line.to_string()),
+    );
 }
 
 fn backends(m: &Matched<'_>, out: &mut Vec<String>) {
